@@ -1,0 +1,150 @@
+"""Input checks shared by the public functions of `cil`.
+
+Every public function checks its inputs up front and raises `ValueError`
+naming the argument and what was expected, in the style of optax's
+`utils.check_rank` / `check_shapes_equal`.
+
+Two kinds of checks:
+
+* Static checks (rank, dtype, shapes) use only shapes and dtypes, so they run
+  eagerly *and* at trace time under `jit`, `vmap`, `grad`, `pmap`.
+* Value checks (positive counts, labels in range) need concrete values. They
+  raise `ValueError` when the array is concrete (an eager call). When the array
+  is a tracer (inside `jit`, ...) they cannot raise; instead they emit a
+  `checkify.debug_check`, which is a no-op unless the caller wraps the
+  function in `jax.experimental.checkify.checkify(..., errors=user_checks)`.
+"""
+
+from typing import Optional
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.experimental import checkify
+
+
+def is_concrete(x) -> bool:
+  """True when `x` holds values we can inspect on the host."""
+  return not isinstance(x, jax.core.Tracer)
+
+
+def check_rank(x, rank: int, name: str) -> None:
+  if jnp.ndim(x) != rank:
+    raise ValueError(
+        f'`{name}` must have rank {rank}, got shape {jnp.shape(x)} '
+        f'(rank {jnp.ndim(x)}).')
+
+
+def check_floating(x, name: str) -> None:
+  if not jnp.issubdtype(jnp.result_type(x), jnp.floating):
+    raise ValueError(
+        f'`{name}` must be a floating-point array, got dtype '
+        f'{jnp.result_type(x)}.')
+
+
+def check_integer(x, name: str) -> None:
+  if not jnp.issubdtype(jnp.result_type(x), jnp.integer):
+    raise ValueError(
+        f'`{name}` must hold integer class indices, got dtype '
+        f'{jnp.result_type(x)}.')
+
+
+def check_logits(logits) -> None:
+  """`logits` must be a floating `[batch, num_classes]` array, C >= 1."""
+  check_rank(logits, 2, 'logits')
+  check_floating(logits, 'logits')
+  if jnp.shape(logits)[1] < 1:
+    raise ValueError(
+        f'`logits` must have at least one class, got shape '
+        f'{jnp.shape(logits)}.')
+
+
+def check_labels(labels, num_classes: int, batch_size: int,
+                 where=None) -> None:
+  """`labels` must be integer `[batch]` with values in `[0, num_classes)`.
+
+  Labels of rows masked out by `where` are not checked (padding rows often
+  carry a label such as -1).
+  """
+  check_rank(labels, 1, 'labels')
+  check_integer(labels, 'labels')
+  if jnp.shape(labels)[0] != batch_size:
+    raise ValueError(
+        f'`labels` has batch size {jnp.shape(labels)[0]} but `logits` has '
+        f'batch size {batch_size}; they must match.')
+  if is_concrete(labels) and (where is None or is_concrete(where)):
+    values = np.asarray(labels)
+    if where is not None:
+      values = values[np.asarray(where)]
+    bad = (values < 0) | (values >= num_classes)
+    if bad.any():
+      raise ValueError(
+          f'`labels` must be in [0, {num_classes}) (num_classes = logits.shape'
+          f'[1]); got out-of-range values {np.unique(values[bad])[:10]}.')
+  else:
+    in_range = (labels >= 0) & (labels < num_classes)
+    if where is not None:
+      in_range = in_range | ~where
+    checkify.debug_check(
+        jnp.all(in_range), f'labels must be in [0, {num_classes})')
+
+
+def check_where(where, batch_size: int) -> None:
+  if where is None:
+    return
+  check_rank(where, 1, 'where')
+  if jnp.result_type(where) != jnp.bool_:
+    raise ValueError(
+        f'`where` must be a boolean mask, got dtype {jnp.result_type(where)}.')
+  if jnp.shape(where)[0] != batch_size:
+    raise ValueError(
+        f'`where` has length {jnp.shape(where)[0]} but the batch size is '
+        f'{batch_size}; they must match.')
+
+
+def check_class_counts(class_counts, num_classes: Optional[int] = None,
+                       name: str = 'class_counts') -> None:
+  """`class_counts` must be `[C]`, positive and finite (when concrete)."""
+  check_rank(class_counts, 1, name)
+  length = jnp.shape(class_counts)[0]
+  if length < 1:
+    raise ValueError(f'`{name}` must have at least one entry, got length 0.')
+  if num_classes is not None and length != num_classes:
+    raise ValueError(
+        f'`{name}` has length {length} but `logits` has {num_classes} '
+        f'classes (logits.shape[1]); they must match.')
+  dtype = jnp.result_type(class_counts)
+  if not (jnp.issubdtype(dtype, jnp.integer)
+          or jnp.issubdtype(dtype, jnp.floating)):
+    raise ValueError(f'`{name}` must be numeric, got dtype {dtype}.')
+  if is_concrete(class_counts):
+    values = np.asarray(class_counts, dtype=np.float64)
+    if not np.all(np.isfinite(values)):
+      raise ValueError(
+          f'`{name}` must be finite, got {values.tolist()[:20]}.')
+    if np.any(values <= 0):
+      bad = np.flatnonzero(values <= 0)
+      raise ValueError(
+          f'`{name}` must be positive: every class needs at least one '
+          f'example; classes {bad.tolist()[:20]} have counts '
+          f'{values[bad].tolist()[:20]}.')
+  else:
+    checkify.debug_check(
+        jnp.all(jnp.isfinite(class_counts) & (class_counts > 0)),
+        f'{name} must be positive and finite')
+
+
+def check_positive_scalar(value, name: str) -> None:
+  if is_concrete(value):
+    v = np.asarray(value)
+    if v.ndim != 0 or not np.isfinite(v) or v <= 0:
+      raise ValueError(f'`{name}` must be a positive finite scalar, got {value}.')
+
+
+def check_log_base(log_base) -> None:
+  if is_concrete(log_base):
+    v = np.asarray(log_base, dtype=np.float64)
+    if v.ndim != 0 or not np.isfinite(v) or v <= 0 or v == 1:
+      raise ValueError(
+          f'`log_base` must be a positive finite scalar other than 1, got '
+          f'{log_base}.')

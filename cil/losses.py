@@ -1,0 +1,861 @@
+"""Imbalance measures, the Class Imbalance (CI) loss and the losses it is compared with.
+
+Pure JAX functions, usable from any JAX project. Conventions (as optax):
+
+* `logits` is a floating `[batch, num_classes]` array, `labels` an integer
+  `[batch]` array of class indices, `class_counts` a `[num_classes]` array of
+  positive numbers (sample counts of the training set, of a few-shot task's
+  support set, or any positive weights such as effective numbers).
+* Hyperparameters are keyword-only. Nothing is reduced inside a loss: each
+  returns the per-example loss with shape `[batch]`; the caller reduces.
+  `where` (boolean `[batch]`) masks examples: a masked example has loss 0 and
+  gets zero gradient, and its label is not checked (padding may use -1).
+* The paper (Zhang et al. 2020) uses base-10 logarithms throughout, so
+  `log_base=10.0` is the default of every loss here. `log_base=math.e` gives
+  the natural-log scaling of optax and of the peers' original papers; the two
+  differ by the constant factor ln(10).
+* Everything works under `jit`, `vmap`, `grad` and `pmap`, with `class_counts`
+  a traced array: the lambda branch of the CI factor is chosen with
+  `jnp.where`.
+* Computation is in at least float32 (bfloat16/float16 logits are promoted).
+  Losses are computed from `log_softmax`, and 1 - p as `-expm1(log p)`, so
+  losses and gradients stay finite for logits up to +-1e4 in float32.
+
+Input checking. Shapes, ranks and dtypes are checked in every call, eager or
+traced, and raise `ValueError` (under `jit`, at trace time). Values (labels in
+`[0, C)`, positive and finite class counts, hyperparameter ranges) can only be
+checked on concrete arrays, so they raise `ValueError` in eager calls. On
+traced values they are emitted as `jax.experimental.checkify.debug_check`s:
+silent unless the caller wraps the function with
+`checkify.checkify(fn, errors=checkify.user_checks)`, in which case the
+returned error names the problem. Without checkify, a traced out-of-range label
+is clipped to the nearest valid class and a traced non-positive count gives an
+infinite factor: validate data at its source (`cil.losses` does so for every
+eager call).
+
+Reference:
+  Zhang, Xu, Chen, Luo, Yan and Chen, "A Class Imbalance Loss for Imbalanced
+  Object Recognition", IEEE J. Sel. Topics Appl. Earth Observ. Remote Sens. 13
+  (2020) 2778-2792, https://doi.org/10.1109/JSTARS.2020.2995703.
+"""
+
+import functools
+import math
+from typing import Callable, Optional, Protocol
+
+import jax
+import jax.numpy as jnp
+from jax.typing import ArrayLike
+
+from cil import _validation as v
+
+__all__ = [
+    'LOSS_NAMES',
+    'LossFn',
+    'ci_class_factors',
+    'ci_grad_p',
+    'ci_loss',
+    'ci_loss_grad_logits',
+    'class_balanced_loss',
+    'cross_entropy',
+    'cross_entropy_grad_p',
+    'focal_grad_p',
+    'focal_loss',
+    'get_loss',
+    'imbalance_degree',
+    'imbalance_ratio',
+    'ldam_loss',
+    'logit_adjusted_loss',
+    'weighted_cross_entropy',
+]
+
+_HALF_PI = math.pi / 2
+
+# lambda <= threshold is tested with this relative tolerance, so that cases
+# that are exactly on the boundary in exact arithmetic (e.g. counts [100, 1],
+# lambda = 1) take the paper's `lambda <= 1` branch whatever the rounding.
+_LAMBDA_RTOL = 1e-5
+
+
+# --------------------------------------------------------------------------
+# Helpers.
+
+
+def _host_sequence_to_array(x):
+  """Lets class counts be given as a Python list or tuple (e.g. [256, 1])."""
+  if isinstance(x, (list, tuple)):
+    import numpy as np  # pylint: disable=g-import-not-at-top
+    return np.asarray(x)
+  return x
+
+
+def _compute_dtype(x) -> jnp.dtype:
+  """At least float32; float64 stays float64."""
+  dtype = jnp.result_type(x)
+  if not jnp.issubdtype(dtype, jnp.floating):
+    dtype = jnp.result_type(float)
+  return jnp.promote_types(dtype, jnp.float32)
+
+
+def _counts_as_float(class_counts, dtype=None) -> jax.Array:
+  counts = jnp.asarray(class_counts)
+  return counts.astype(dtype or _compute_dtype(counts))
+
+
+def _check_classification_inputs(logits, labels, where, class_counts=None):
+  """Static checks always; value checks when concrete. Returns (B, C)."""
+  v.check_logits(logits)
+  batch_size, num_classes = jnp.shape(logits)
+  v.check_where(where, batch_size)
+  v.check_labels(labels, num_classes, batch_size, where)
+  if class_counts is not None:
+    v.check_class_counts(class_counts, num_classes)
+  return batch_size, num_classes
+
+
+def _prepare(logits, labels, where):
+  """Casts logits to the compute dtype; gives masked rows a valid label."""
+  logits = jnp.asarray(logits)
+  logits = logits.astype(_compute_dtype(logits))
+  labels = jnp.asarray(labels)
+  if where is not None:
+    labels = jnp.where(where, labels, 0)
+  # Out-of-range labels can only reach here when traced (eager calls raise);
+  # clip them so the result stays finite (see the module docstring).
+  labels = jnp.clip(labels, 0, logits.shape[1] - 1)
+  return logits, labels
+
+
+def _true_class_log_prob(logits: jax.Array, labels: jax.Array) -> jax.Array:
+  """log softmax(logits)[labels], shape `[batch]`."""
+  log_probs = jax.nn.log_softmax(logits, axis=-1)
+  return jnp.take_along_axis(log_probs, labels[:, None], axis=-1)[:, 0]
+
+
+def _one_minus_p(log_p: jax.Array) -> jax.Array:
+  """1 - p from log p, accurate for p near 1, never negative."""
+  return jnp.maximum(-jnp.expm1(log_p), 0.0)
+
+
+def _neg_log(log_p: jax.Array, log_base) -> jax.Array:
+  """-log_base(p) from the natural log."""
+  return -log_p / jnp.log(jnp.asarray(log_base, log_p.dtype))
+
+
+def _safe_pow(x: jax.Array, exponent) -> jax.Array:
+  """x ** exponent for x >= 0 with finite gradients at x = 0 (0 ** 0 = 1)."""
+  positive = x > 0
+  x_safe = jnp.where(positive, x, 1.0)
+  at_zero = jnp.where(exponent == 0, 1.0, 0.0).astype(x.dtype)
+  return jnp.where(positive, jnp.exp(exponent * jnp.log(x_safe)), at_zero)
+
+
+def _ci_modulation(one_minus_p: jax.Array) -> jax.Array:
+  """(1 - sin(pi p / 2)) cos(pi p / 2), written in q = 1 - p.
+
+  With a = pi p / 2: 1 - sin(a) = 1 - cos(pi q / 2) = 2 sin^2(pi q / 4) and
+  cos(a) = sin(pi q / 2). The q form keeps full relative precision as p -> 1,
+  where the direct form cancels.
+  """
+  q = one_minus_p
+  return 2.0 * jnp.sin(q * (math.pi / 4)) ** 2 * jnp.sin(q * _HALF_PI)
+
+
+def _mask(loss: jax.Array, where) -> jax.Array:
+  if where is None:
+    return loss
+  return jnp.where(where, loss, 0.0)
+
+
+def _check_gamma(gamma) -> None:
+  if v.is_concrete(gamma) and not float(gamma) >= 0:
+    raise ValueError(f'`gamma` must be >= 0, got {gamma}.')
+
+
+# --------------------------------------------------------------------------
+# Imbalance measures (Section III-A).
+
+
+def imbalance_ratio(class_counts: ArrayLike) -> jax.Array:
+  r"""Imbalance ratio rho, eq. (1): the largest class count over the smallest.
+
+  .. math::
+    \rho = \max_i N_i / \min_i N_i
+
+  Args:
+    class_counts: `[num_classes]` positive class counts.
+
+  Returns:
+    A scalar >= 1 (1 exactly when balanced).
+
+  Examples:
+    >>> round(float(imbalance_ratio([1, 2, 3, 4, 5])), 4)
+    5.0
+
+  References:
+    Zhang et al., `A Class Imbalance Loss for Imbalanced Object Recognition
+    <https://doi.org/10.1109/JSTARS.2020.2995703>`_, 2020.
+  """
+  class_counts = _host_sequence_to_array(class_counts)
+  v.check_class_counts(class_counts)
+  counts = _counts_as_float(class_counts)
+  return jnp.max(counts) / jnp.min(counts)
+
+
+def imbalance_degree(class_counts: ArrayLike) -> jax.Array:
+  r"""Imbalance degree (ID) lambda, eq. (2), with base-10 logarithms.
+
+  .. math::
+    \lambda = -\frac{1}{C} \sum_{i=1}^{C} \log_{10} \frac{N_i}{N_{\max}}
+
+  lambda >= 0, and 0 exactly when the classes are balanced. It chooses the
+  exponent of the CI class factor (`ci_class_factors`).
+
+  Args:
+    class_counts: `[num_classes]` positive class counts.
+
+  Returns:
+    A scalar lambda >= 0.
+
+  Examples:
+    >>> round(float(imbalance_degree([1, 2, 3, 4, 5])), 4)
+    0.2831
+    >>> round(float(imbalance_degree([256, 1])), 4)
+    1.2041
+
+  References:
+    Zhang et al., `A Class Imbalance Loss for Imbalanced Object Recognition
+    <https://doi.org/10.1109/JSTARS.2020.2995703>`_, 2020.
+  """
+  class_counts = _host_sequence_to_array(class_counts)
+  v.check_class_counts(class_counts)
+  counts = _counts_as_float(class_counts)
+  return -jnp.mean(jnp.log10(counts / jnp.max(counts)))
+
+
+def ci_class_factors(
+    class_counts: ArrayLike,
+    *,
+    threshold: float = 1.0,
+    low_exponent: float = 0.5,
+    high_exponent: float = 0.125,
+) -> jax.Array:
+  r"""The CI loss's per-class factor f(lambda, N_i, N_max), eq. (5).
+
+  .. math::
+    f_i = \begin{cases}
+      (N_{\max} / N_i)^{1/2} & \lambda \le 1 \\
+      (N_{\max} / N_i)^{1/8} & \text{otherwise}
+    \end{cases}
+
+  The majority class gets f = 1; rarer classes get larger factors, damped
+  (exponent 1/8) when the imbalance degree is large, so that a huge factor
+  does not destabilise training. The branch is chosen with `jnp.where`, so
+  `class_counts` may be traced (e.g. a few-shot task's support counts).
+  `lambda <= threshold` is tested with a relative tolerance of 1e-5, so exact
+  boundary cases such as `[100, 1]` (lambda = 1) take the first branch.
+
+  Args:
+    class_counts: `[num_classes]` positive class counts.
+    threshold: the lambda at which the exponent switches (paper: 1).
+    low_exponent: exponent when lambda <= threshold (paper: 1/2).
+    high_exponent: exponent when lambda > threshold (paper: 1/8).
+
+  Returns:
+    `[num_classes]` factors, all >= 1.
+
+  Examples:
+    >>> ci_class_factors([256, 1]).tolist()
+    [1.0, 2.0]
+    >>> ci_class_factors([4, 1]).tolist()
+    [1.0, 2.0]
+
+  References:
+    Zhang et al., `A Class Imbalance Loss for Imbalanced Object Recognition
+    <https://doi.org/10.1109/JSTARS.2020.2995703>`_, 2020.
+  """
+  class_counts = _host_sequence_to_array(class_counts)
+  v.check_class_counts(class_counts)
+  counts = _counts_as_float(class_counts)
+  lam = imbalance_degree(counts)
+  exponent = jnp.where(lam <= threshold * (1 + _LAMBDA_RTOL) + _LAMBDA_RTOL,
+                       low_exponent, high_exponent).astype(counts.dtype)
+  return (jnp.max(counts) / counts) ** exponent
+
+
+# --------------------------------------------------------------------------
+# CE, focal and CI losses (eq. 3, 6, 4).
+
+
+def cross_entropy(
+    logits: ArrayLike,
+    labels: ArrayLike,
+    *,
+    where: Optional[ArrayLike] = None,
+    log_base: float = 10.0,
+) -> jax.Array:
+  r"""Softmax cross-entropy with integer labels, eq. (3).
+
+  .. math::
+    L_{CE} = -\log_{b} p_t, \qquad p = \mathrm{softmax}(z)
+
+  With `log_base=math.e` this equals
+  `optax.softmax_cross_entropy_with_integer_labels`.
+
+  Args:
+    logits: `[batch, num_classes]` unnormalized scores.
+    labels: `[batch]` integer class indices in `[0, num_classes)`.
+    where: optional `[batch]` boolean mask; masked examples give 0.
+    log_base: base b of the logarithm (paper: 10).
+
+  Returns:
+    `[batch]` losses.
+
+  Examples:
+    >>> logits = jnp.array([[2.0, 0.0, 0.0]])
+    >>> round(float(cross_entropy(logits, jnp.array([0]))[0]), 4)
+    0.104
+  """
+  _check_classification_inputs(logits, labels, where)
+  v.check_log_base(log_base)
+  logits, labels = _prepare(logits, labels, where)
+  log_p = _true_class_log_prob(logits, labels)
+  return _mask(_neg_log(log_p, log_base), where)
+
+
+def _focal_from_log_p(log_p, gamma, log_base):
+  return _safe_pow(_one_minus_p(log_p), gamma) * _neg_log(log_p, log_base)
+
+
+def focal_loss(
+    logits: ArrayLike,
+    labels: ArrayLike,
+    *,
+    gamma: float = 2.0,
+    alpha: Optional[ArrayLike] = None,
+    where: Optional[ArrayLike] = None,
+    log_base: float = 10.0,
+) -> jax.Array:
+  r"""Softmax focal loss, eq. (6).
+
+  .. math::
+    L_{FL} = -\alpha_t (1 - p_t)^{\gamma} \log_{b} p_t
+
+  `gamma=0` and no `alpha` is `cross_entropy`. The gradient is finite for all
+  `gamma >= 0`, including `gamma < 1` at p -> 1.
+
+  Args:
+    logits: `[batch, num_classes]` unnormalized scores.
+    labels: `[batch]` integer class indices in `[0, num_classes)`.
+    gamma: focusing parameter >= 0.
+    alpha: optional `[num_classes]` per-class weights (Lin et al.'s alpha
+      balancing, generalised to C classes); None means 1.
+    where: optional `[batch]` boolean mask; masked examples give 0.
+    log_base: base b of the logarithm (paper: 10).
+
+  Returns:
+    `[batch]` losses.
+
+  Examples:
+    >>> logits = jnp.array([[2.0, 0.0, 0.0]])
+    >>> round(float(focal_loss(logits, jnp.array([0]), gamma=2.0)[0]), 5)
+    0.00472
+
+  References:
+    Lin, Goyal, Girshick, He and Dollar, `Focal Loss for Dense Object
+    Detection <https://arxiv.org/abs/1708.02002>`_, ICCV 2017.
+  """
+  _, num_classes = _check_classification_inputs(logits, labels, where)
+  v.check_log_base(log_base)
+  _check_gamma(gamma)
+  if alpha is not None:
+    v.check_rank(alpha, 1, 'alpha')
+    if jnp.shape(alpha)[0] != num_classes:
+      raise ValueError(
+          f'`alpha` has length {jnp.shape(alpha)[0]} but `logits` has '
+          f'{num_classes} classes; they must match.')
+  logits, labels = _prepare(logits, labels, where)
+  log_p = _true_class_log_prob(logits, labels)
+  loss = _focal_from_log_p(log_p, gamma, log_base)
+  if alpha is not None:
+    loss = jnp.asarray(alpha, loss.dtype)[labels] * loss
+  return _mask(loss, where)
+
+
+def ci_loss(
+    logits: ArrayLike,
+    labels: ArrayLike,
+    class_counts: ArrayLike,
+    *,
+    where: Optional[ArrayLike] = None,
+    log_base: float = 10.0,
+) -> jax.Array:
+  r"""Class Imbalance (CI) loss, eq. (4).
+
+  .. math::
+    L_{CI} = -\left(1 - \sin\tfrac{\pi}{2} p_t\right)
+             \cos\left(\tfrac{\pi}{2} p_t\right)
+             f(\lambda, N_t, N_{\max}) \log_{b} p_t
+
+  where f is `ci_class_factors(class_counts)` (eq. 5) and lambda is
+  `imbalance_degree(class_counts)`. The sin/cos modulation is <= 1 and 0 at
+  p = 1, so for the majority class (f = 1) CI lies below CE; the factor f
+  lifts the loss of rarer classes.
+
+  Args:
+    logits: `[batch, num_classes]` unnormalized scores.
+    labels: `[batch]` integer class indices in `[0, num_classes)`.
+    class_counts: `[num_classes]` positive counts: the training set's class
+      counts, or a few-shot task's support counts (may be traced).
+    where: optional `[batch]` boolean mask; masked examples give 0.
+    log_base: base b of the logarithm (paper: 10).
+
+  Returns:
+    `[batch]` losses.
+
+  Examples:
+    >>> logits = jnp.array([[0.0, 0.0], [0.0, 0.0]])
+    >>> loss = ci_loss(logits, jnp.array([0, 1]), jnp.array([256, 1]))
+    >>> [round(x, 4) for x in loss.tolist()]
+    [0.0623, 0.1247]
+
+  References:
+    Zhang et al., `A Class Imbalance Loss for Imbalanced Object Recognition
+    <https://doi.org/10.1109/JSTARS.2020.2995703>`_, 2020.
+  """
+  class_counts = _host_sequence_to_array(class_counts)
+  _check_classification_inputs(logits, labels, where, class_counts)
+  v.check_log_base(log_base)
+  logits, labels = _prepare(logits, labels, where)
+  factors = ci_class_factors(_counts_as_float(class_counts, logits.dtype))
+  log_p = _true_class_log_prob(logits, labels)
+  loss = (_ci_modulation(_one_minus_p(log_p)) * factors[labels]
+          * _neg_log(log_p, log_base))
+  return _mask(loss, where)
+
+
+# --------------------------------------------------------------------------
+# Closed-form derivatives with respect to p (eq. 13-15, as corrected).
+
+
+def _check_probabilities(p, name='p', allow_one=True):
+  v.check_floating(p, name)
+  if v.is_concrete(p):
+    import numpy as np  # pylint: disable=g-import-not-at-top
+    values = np.asarray(p)
+    upper_ok = values <= 1 if allow_one else values < 1
+    if not np.all((values > 0) & upper_ok):
+      raise ValueError(
+          f'`{name}` must lie in (0, 1{"]" if allow_one else ")"}, got values '
+          f'in [{values.min()}, {values.max()}].')
+
+
+def cross_entropy_grad_p(p: ArrayLike, *, log_base: float = 10.0) -> jax.Array:
+  r"""dL_CE/dp, eq. (13), elementwise for p in (0, 1].
+
+  .. math::
+    \frac{\partial L_{CE}}{\partial p} = -\frac{1}{p \ln b}
+
+  Args:
+    p: probabilities of the true class, any shape.
+    log_base: base b of the loss's logarithm (paper: 10).
+
+  Returns:
+    The derivative, same shape as `p`.
+  """
+  _check_probabilities(p)
+  v.check_log_base(log_base)
+  p = jnp.asarray(p)
+  return -1.0 / (p * jnp.log(jnp.asarray(log_base, p.dtype)))
+
+
+def focal_grad_p(p: ArrayLike, *, gamma: float,
+                 log_base: float = 10.0) -> jax.Array:
+  r"""dL_FL/dp, eq. (14), elementwise for p in (0, 1) (p = 1 too if gamma >= 1).
+
+  .. math::
+    \frac{\partial L_{FL}}{\partial p} = -\frac{(1-p)^{\gamma-1}}{\ln b}
+      \left(\frac{1-p}{p} - \gamma \ln p\right)
+
+  Args:
+    p: probabilities of the true class, any shape.
+    gamma: focusing parameter >= 0.
+    log_base: base b of the loss's logarithm (paper: 10).
+
+  Returns:
+    The derivative, same shape as `p`.
+  """
+  _check_gamma(gamma)
+  _check_probabilities(
+      p, allow_one=not v.is_concrete(gamma) or float(gamma) >= 1)
+  v.check_log_base(log_base)
+  p = jnp.asarray(p)
+  ln_b = jnp.log(jnp.asarray(log_base, p.dtype))
+  return (-(1 - p) ** (gamma - 1) / ln_b
+          * ((1 - p) / p - gamma * jnp.log(p)))
+
+
+def ci_grad_p(p: ArrayLike, factor: ArrayLike, *,
+              log_base: float = 10.0) -> jax.Array:
+  r"""dL_CI/dp, eq. (15) as corrected in PAPER.md, elementwise for p in (0, 1].
+
+  With a = pi p / 2:
+
+  .. math::
+    \frac{\partial L_{CI}}{\partial p} = -\frac{f}{\ln b}\left(
+      \frac{\cos(a)(1 - \sin a)}{p}
+      - \frac{\pi}{2} \ln p \, (\cos(\pi p) + \sin a)\right)
+
+  The extracted text of the paper lost the factor -pi/2 and the parentheses
+  around (cos(pi p) + sin a); this is the derivative of eq. (4).
+
+  Args:
+    p: probabilities of the true class, any shape.
+    factor: f of the true class (`ci_class_factors(counts)[label]`),
+      broadcastable against `p`.
+    log_base: base b of the loss's logarithm (paper: 10).
+
+  Returns:
+    The derivative, shape of `p` broadcast with `factor`.
+  """
+  _check_probabilities(p)
+  v.check_log_base(log_base)
+  p = jnp.asarray(p)
+  a = _HALF_PI * p
+  ln_b = jnp.log(jnp.asarray(log_base, p.dtype))
+  return (-jnp.asarray(factor, p.dtype) / ln_b
+          * (jnp.cos(a) * (1 - jnp.sin(a)) / p
+             - _HALF_PI * jnp.log(p) * (jnp.cos(math.pi * p) + jnp.sin(a))))
+
+
+def ci_loss_grad_logits(
+    logits: ArrayLike,
+    labels: ArrayLike,
+    class_counts: ArrayLike,
+    *,
+    where: Optional[ArrayLike] = None,
+    log_base: float = 10.0,
+) -> jax.Array:
+  r"""Closed-form gradient of `ci_loss` with respect to the logits.
+
+  By the chain rule through the softmax,
+
+  .. math::
+    \frac{\partial L_{CI}}{\partial z_k} =
+      \frac{\partial L_{CI}}{\partial p_t} \, p_t (\delta_{tk} - p_k),
+
+  with dL/dp from eq. (15). The product (dL/dp) p is formed analytically so
+  that the 1/p of eq. (15) never appears: finite as p -> 0.
+
+  Args:
+    logits: `[batch, num_classes]` unnormalized scores.
+    labels: `[batch]` integer class indices.
+    class_counts: `[num_classes]` positive counts.
+    where: optional `[batch]` boolean mask; masked rows are 0.
+    log_base: base b of the loss's logarithm (paper: 10).
+
+  Returns:
+    `[batch, num_classes]`, the gradient of `ci_loss(...)` summed over the
+    batch, i.e. of each example's loss with respect to its own logits.
+  """
+  class_counts = _host_sequence_to_array(class_counts)
+  _, num_classes = _check_classification_inputs(
+      logits, labels, where, class_counts)
+  v.check_log_base(log_base)
+  logits, labels = _prepare(logits, labels, where)
+  factors = ci_class_factors(_counts_as_float(class_counts, logits.dtype))
+  log_probs = jax.nn.log_softmax(logits, axis=-1)
+  probs = jnp.exp(log_probs)
+  log_p = jnp.take_along_axis(log_probs, labels[:, None], axis=-1)[:, 0]
+  p = jnp.exp(log_p)
+  a = _HALF_PI * p
+  ln_b = jnp.log(jnp.asarray(log_base, logits.dtype))
+  # (dL/dp) * p, eq. (15) multiplied through by p.
+  dl_dp_times_p = -factors[labels] / ln_b * (
+      _ci_modulation(_one_minus_p(log_p))
+      - _HALF_PI * p * log_p * (jnp.cos(math.pi * p) + jnp.sin(a)))
+  one_hot = jax.nn.one_hot(labels, num_classes, dtype=logits.dtype)
+  grad = dl_dp_times_p[:, None] * (one_hot - probs)
+  if where is not None:
+    grad = jnp.where(jnp.asarray(where)[:, None], grad, 0.0)
+  return grad
+
+
+# --------------------------------------------------------------------------
+# Peers: the imbalance-aware losses a researcher compares CI against.
+
+
+def class_balanced_loss(
+    logits: ArrayLike,
+    labels: ArrayLike,
+    class_counts: ArrayLike,
+    *,
+    beta: float = 0.9999,
+    gamma: float = 0.0,
+    where: Optional[ArrayLike] = None,
+    log_base: float = 10.0,
+) -> jax.Array:
+  r"""Class-balanced loss (Cui et al. 2019): re-weighting by effective numbers.
+
+  .. math::
+    w_i = \frac{1 - \beta}{1 - \beta^{N_i}}, \quad
+    \tilde w_i = C \, w_i / \textstyle\sum_j w_j, \quad
+    L_{CB} = -\tilde w_t (1 - p_t)^{\gamma} \log_b p_t
+
+  `gamma=0` (default) is class-balanced softmax cross-entropy; `gamma > 0`
+  class-balanced softmax focal loss. `beta=0` gives CE (all weights 1); as
+  beta -> 1 the weights approach inverse frequency.
+
+  Args:
+    logits: `[batch, num_classes]` unnormalized scores.
+    labels: `[batch]` integer class indices.
+    class_counts: `[num_classes]` positive counts.
+    beta: in [0, 1); the paper's choices are 0.9, 0.99, 0.999, 0.9999.
+    gamma: optional focal focusing parameter >= 0.
+    where: optional `[batch]` boolean mask; masked examples give 0.
+    log_base: base b of the logarithm (default 10 as the rest of `cil`).
+
+  Returns:
+    `[batch]` losses.
+
+  References:
+    Cui, Jia, Lin, Song and Belongie, `Class-Balanced Loss Based on Effective
+    Number of Samples <https://arxiv.org/abs/1901.05555>`_, CVPR 2019.
+  """
+  class_counts = _host_sequence_to_array(class_counts)
+  _, num_classes = _check_classification_inputs(
+      logits, labels, where, class_counts)
+  v.check_log_base(log_base)
+  _check_gamma(gamma)
+  if v.is_concrete(beta) and not 0 <= float(beta) < 1:
+    raise ValueError(f'`beta` must be in [0, 1), got {beta}.')
+  logits, labels = _prepare(logits, labels, where)
+  counts = _counts_as_float(class_counts, logits.dtype)
+  beta = jnp.asarray(beta, logits.dtype)
+  # 1 - beta^N, accurate for beta near 1 (beta = 0 gives 1).
+  effective_num = -jnp.expm1(counts * jnp.log(beta))
+  weights = (1 - beta) / effective_num
+  weights = weights * num_classes / jnp.sum(weights)
+  log_p = _true_class_log_prob(logits, labels)
+  loss = weights[labels] * _focal_from_log_p(log_p, gamma, log_base)
+  return _mask(loss, where)
+
+
+def ldam_loss(
+    logits: ArrayLike,
+    labels: ArrayLike,
+    class_counts: ArrayLike,
+    *,
+    max_margin: float = 0.5,
+    scale: float = 30.0,
+    where: Optional[ArrayLike] = None,
+    log_base: float = 10.0,
+) -> jax.Array:
+  r"""Label-distribution-aware margin (LDAM) loss (Cao et al. 2019).
+
+  .. math::
+    \Delta_i \propto N_i^{-1/4}, \ \max_i \Delta_i = \text{max\_margin}, \quad
+    L = -\log_b \mathrm{softmax}(s \, (z - \Delta_t e_t))_t
+
+  The true-class logit is reduced by a margin that is larger for rarer
+  classes. Cao et al.'s `scale` s = 30 assumes cosine-similarity logits in
+  [-1, 1] (a normalised last layer); with an ordinary linear head use a scale
+  near 1. The deferred re-weighting (DRW) schedule of the paper is a training
+  schedule, not part of the loss: combine with `weighted_cross_entropy`-style
+  weights in the training loop if wanted.
+
+  Args:
+    logits: `[batch, num_classes]` unnormalized scores.
+    labels: `[batch]` integer class indices.
+    class_counts: `[num_classes]` positive counts.
+    max_margin: the margin of the rarest class (paper: 0.5).
+    scale: s, multiplies the margin-adjusted logits (paper: 30).
+    where: optional `[batch]` boolean mask; masked examples give 0.
+    log_base: base b of the logarithm (default 10 as the rest of `cil`).
+
+  Returns:
+    `[batch]` losses.
+
+  References:
+    Cao, Wei, Gaidon, Arechiga and Ma, `Learning Imbalanced Datasets with
+    Label-Distribution-Aware Margin Loss <https://arxiv.org/abs/1906.07413>`_,
+    NeurIPS 2019.
+  """
+  class_counts = _host_sequence_to_array(class_counts)
+  _, num_classes = _check_classification_inputs(
+      logits, labels, where, class_counts)
+  v.check_log_base(log_base)
+  v.check_positive_scalar(scale, 'scale')
+  if v.is_concrete(max_margin) and not float(max_margin) >= 0:
+    raise ValueError(f'`max_margin` must be >= 0, got {max_margin}.')
+  logits, labels = _prepare(logits, labels, where)
+  counts = _counts_as_float(class_counts, logits.dtype)
+  margins = counts ** -0.25
+  margins = margins * (max_margin / jnp.max(margins))
+  one_hot = jax.nn.one_hot(labels, num_classes, dtype=logits.dtype)
+  adjusted = scale * (logits - one_hot * margins[labels][:, None])
+  log_p = _true_class_log_prob(adjusted, labels)
+  return _mask(_neg_log(log_p, log_base), where)
+
+
+def logit_adjusted_loss(
+    logits: ArrayLike,
+    labels: ArrayLike,
+    class_counts: ArrayLike,
+    *,
+    tau: float = 1.0,
+    where: Optional[ArrayLike] = None,
+    log_base: float = 10.0,
+) -> jax.Array:
+  r"""Logit-adjusted softmax cross-entropy (Menon et al. 2021).
+
+  .. math::
+    \pi_i = N_i / \textstyle\sum_j N_j, \quad
+    L = -\log_b \mathrm{softmax}(z + \tau \log \pi)_t
+
+  `tau=1` is the balanced softmax of Ren et al. (2020). Predict with the
+  unadjusted logits: the adjustment is only in the loss.
+
+  Args:
+    logits: `[batch, num_classes]` unnormalized scores.
+    labels: `[batch]` integer class indices.
+    class_counts: `[num_classes]` positive counts (only their proportions
+      matter).
+    tau: temperature of the adjustment (paper: 1).
+    where: optional `[batch]` boolean mask; masked examples give 0.
+    log_base: base b of the logarithm (default 10 as the rest of `cil`).
+
+  Returns:
+    `[batch]` losses.
+
+  References:
+    Menon, Jayasumana, Rawat, Jain, Veit and Kumar, `Long-tail learning via
+    logit adjustment <https://arxiv.org/abs/2007.07314>`_, ICLR 2021.
+    Ren, Yu, Sheng, Zhao, Yi and Li, `Balanced Meta-Softmax for Long-Tailed
+    Visual Recognition <https://arxiv.org/abs/2007.10740>`_, NeurIPS 2020.
+  """
+  class_counts = _host_sequence_to_array(class_counts)
+  _check_classification_inputs(logits, labels, where, class_counts)
+  v.check_log_base(log_base)
+  logits, labels = _prepare(logits, labels, where)
+  counts = _counts_as_float(class_counts, logits.dtype)
+  log_prior = jnp.log(counts) - jnp.log(jnp.sum(counts))
+  log_p = _true_class_log_prob(logits + tau * log_prior, labels)
+  return _mask(_neg_log(log_p, log_base), where)
+
+
+def weighted_cross_entropy(
+    logits: ArrayLike,
+    labels: ArrayLike,
+    class_counts: ArrayLike,
+    *,
+    where: Optional[ArrayLike] = None,
+    log_base: float = 10.0,
+) -> jax.Array:
+  r"""Inverse-frequency weighted (cost-sensitive) cross-entropy.
+
+  .. math::
+    w_i = \frac{\sum_j N_j}{C \, N_i}, \quad L = -w_t \log_b p_t
+
+  The weights are scikit-learn's `class_weight='balanced'`: each class
+  contributes equally in total, and the count-weighted mean weight is 1.
+
+  Args:
+    logits: `[batch, num_classes]` unnormalized scores.
+    labels: `[batch]` integer class indices.
+    class_counts: `[num_classes]` positive counts.
+    where: optional `[batch]` boolean mask; masked examples give 0.
+    log_base: base b of the logarithm (default 10 as the rest of `cil`).
+
+  Returns:
+    `[batch]` losses.
+
+  References:
+    King and Zeng, `Logistic Regression in Rare Events Data
+    <https://doi.org/10.1093/oxfordjournals.pan.a004868>`_, Political
+    Analysis 2001 (the inverse-frequency weighting scikit-learn adopts).
+  """
+  class_counts = _host_sequence_to_array(class_counts)
+  _, num_classes = _check_classification_inputs(
+      logits, labels, where, class_counts)
+  v.check_log_base(log_base)
+  logits, labels = _prepare(logits, labels, where)
+  counts = _counts_as_float(class_counts, logits.dtype)
+  weights = jnp.sum(counts) / (num_classes * counts)
+  log_p = _true_class_log_prob(logits, labels)
+  return _mask(weights[labels] * _neg_log(log_p, log_base), where)
+
+
+# --------------------------------------------------------------------------
+# Registry: one call shape for launchers (`--loss=NAME`).
+
+
+class LossFn(Protocol):
+  """`(logits [B, C], labels [B], class_counts [C], **hparams) -> [B]`."""
+
+  def __call__(self, logits: ArrayLike, labels: ArrayLike,
+               class_counts: ArrayLike, **hparams) -> jax.Array:
+    ...
+
+
+def _ignoring_counts(fn: Callable[..., jax.Array]) -> LossFn:
+  """Adapts a loss that does not use class counts to the uniform shape.
+
+  The counts are still checked (length must match the logits), so a wrong
+  dataset wiring fails the same way for every loss.
+  """
+
+  @functools.wraps(fn)
+  def wrapped(logits, labels, class_counts=None, **hparams):
+    class_counts = _host_sequence_to_array(class_counts)
+    if class_counts is not None:
+      v.check_logits(logits)
+      v.check_class_counts(class_counts, jnp.shape(logits)[1])
+    return fn(logits, labels, **hparams)
+
+  return wrapped
+
+
+_REGISTRY: dict[str, LossFn] = {
+    'ce': _ignoring_counts(cross_entropy),
+    'focal': _ignoring_counts(focal_loss),
+    'ci': ci_loss,
+    'cb': class_balanced_loss,
+    'ldam': ldam_loss,
+    'la': logit_adjusted_loss,
+    'wce': weighted_cross_entropy,
+}
+
+_ALIASES = {'fl': 'focal', 'balanced_softmax': 'la'}
+
+LOSS_NAMES: tuple[str, ...] = tuple(_REGISTRY)
+
+
+def get_loss(name: str) -> LossFn:
+  """Returns the loss called `name`, with the uniform registry call shape.
+
+  Every returned function is called as
+  `fn(logits, labels, class_counts, **hparams) -> [batch]`, where `hparams`
+  are the keyword arguments of the underlying loss (`where`, `log_base`,
+  `gamma`, `beta`, `tau`, ...). `ce` and `focal` accept and check
+  `class_counts` but do not use them.
+
+  Args:
+    name: one of `LOSS_NAMES` = ce, focal, ci, cb, ldam, la, wce (aliases: fl
+      for focal, balanced_softmax for la). Case-insensitive.
+
+  Returns:
+    The loss function.
+
+  Examples:
+    >>> loss_fn = get_loss('ci')
+    >>> loss_fn(jnp.zeros((1, 2)), jnp.array([1]), jnp.array([256, 1])).shape
+    (1,)
+  """
+  key = str(name).strip().lower()
+  key = _ALIASES.get(key, key)
+  if key not in _REGISTRY:
+    raise ValueError(
+        f'Unknown loss {name!r}; choose one of {", ".join(LOSS_NAMES)} '
+        f'(aliases: {", ".join(_ALIASES)}).')
+  return _REGISTRY[key]
