@@ -128,7 +128,8 @@ def check_positive_scalar(value, name: str) -> None:
   if is_concrete(value):
     v = np.asarray(value)
     if v.ndim != 0 or not np.isfinite(v) or v <= 0:
-      raise ValueError(f'`{name}` must be a positive finite scalar, got {value}.')
+      raise ValueError(
+          f'`{name}` must be a positive finite scalar, got {value}.')
 
 
 def check_log_base(log_base) -> None:

@@ -1,4 +1,4 @@
-"""Imbalance measures, the Class Imbalance (CI) loss and the losses it is compared with.
+"""Imbalance measures, the Class Imbalance (CI) loss and its peer losses.
 
 Pure JAX functions, usable from any JAX project. Conventions (as optax):
 

@@ -114,6 +114,7 @@ def plot_loss_curves(out_dir: str, *, num_points: int = 400) -> dict:
     writer.writerow(['p'] + [f'{n} loss' for n in names]
                     + [f'{n} dL/dp' for n in names])
     for i in range(len(p)):
-      writer.writerow([f'{p[i]:.6g}'] + [f'{curves[n][0][i]:.6g}' for n in names]
+      writer.writerow([f'{p[i]:.6g}']
+                      + [f'{curves[n][0][i]:.6g}' for n in names]
                       + [f'{curves[n][1][i]:.6g}' for n in names])
   return {'png': png, 'csv': path_csv}

@@ -1,0 +1,33 @@
+"""The README's example runs as written."""
+
+import os
+import re
+
+from absl.testing import absltest
+
+_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+class ReadmeTest(absltest.TestCase):
+
+  def test_python_example_runs(self):
+    with open(os.path.join(_ROOT, 'README.md')) as f:
+      blocks = re.findall(r'```python\n(.*?)```', f.read(), flags=re.S)
+    self.assertNotEmpty(blocks)
+    for block in blocks:
+      namespace = {}
+      exec(compile(block, 'README.md', 'exec'), namespace)  # pylint: disable=exec-used
+    self.assertEqual(namespace['loss'].shape, ())
+
+  def test_commands_match_ci(self):
+    with open(os.path.join(_ROOT, 'README.md')) as f:
+      readme = f.read()
+    with open(os.path.join(_ROOT, '.ci', 'run')) as f:
+      ci_commands = [line for line in f.read().splitlines()
+                     if line and not line.startswith(('#', 'set ', 'cd '))]
+    self.assertLen(ci_commands, 1)
+    self.assertIn(ci_commands[0], readme)
+
+
+if __name__ == '__main__':
+  absltest.main()
