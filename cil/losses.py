@@ -281,12 +281,20 @@ def ci_class_factors(
   class_counts = _host_sequence_to_array(class_counts)
   v.check_class_counts(class_counts)
   counts = _counts_as_float(class_counts)
-  # One log serves both lambda (eq. 2) and the power of eq. (5).
-  log_ratio = jnp.log(jnp.max(counts)) - jnp.log(counts)  # ln(N_max / N_i)
-  lam = jnp.mean(log_ratio) / math.log(10)
+  log_max, exponent = _ci_log_max_and_exponent(
+      counts, threshold=threshold, low_exponent=low_exponent,
+      high_exponent=high_exponent)
+  return jnp.exp(exponent * (log_max - jnp.log(counts)))
+
+
+def _ci_log_max_and_exponent(counts, *, threshold=1.0, low_exponent=0.5,
+                             high_exponent=0.125):
+  """ln N_max and the exponent of eq. (5), chosen by lambda with jnp.where."""
+  log_max = jnp.log(jnp.max(counts))
+  lam = (log_max - jnp.mean(jnp.log(counts))) / math.log(10)  # eq. (2)
   exponent = jnp.where(lam <= threshold * (1 + _LAMBDA_RTOL) + _LAMBDA_RTOL,
-                       low_exponent, high_exponent).astype(counts.dtype)
-  return jnp.exp(exponent * log_ratio)
+                       low_exponent, high_exponent)
+  return log_max, exponent.astype(counts.dtype)
 
 
 # --------------------------------------------------------------------------
@@ -433,11 +441,22 @@ def ci_loss(
   _check_classification_inputs(logits, labels, where, class_counts)
   v.check_log_base(log_base)
   logits, labels = _prepare(logits, labels, where)
-  factors = ci_class_factors(_counts_as_float(class_counts, logits.dtype))
+  factor = _ci_true_class_factor(
+      _counts_as_float(class_counts, logits.dtype), labels)
   log_p = _true_class_log_prob(logits, labels)
-  loss = (_ci_modulation(_one_minus_p(log_p)) * factors[labels]
+  loss = (_ci_modulation(_one_minus_p(log_p)) * factor
           * _neg_log(log_p, log_base))
   return _mask(loss, where)
+
+
+def _ci_true_class_factor(counts: jax.Array, labels: jax.Array) -> jax.Array:
+  """`ci_class_factors(counts)[labels]` without the `[C]` power: `[batch]`.
+
+  Two reductions over the classes (max, mean log) and the rest per example,
+  which XLA fuses into the loss; same values as `ci_class_factors`.
+  """
+  log_max, exponent = _ci_log_max_and_exponent(counts)
+  return jnp.exp(exponent * (log_max - jnp.log(counts[labels])))
 
 
 # --------------------------------------------------------------------------
@@ -569,7 +588,8 @@ def ci_loss_grad_logits(
       logits, labels, where, class_counts)
   v.check_log_base(log_base)
   logits, labels = _prepare(logits, labels, where)
-  factors = ci_class_factors(_counts_as_float(class_counts, logits.dtype))
+  factor = _ci_true_class_factor(
+      _counts_as_float(class_counts, logits.dtype), labels)
   log_probs = jax.nn.log_softmax(logits, axis=-1)
   probs = jnp.exp(log_probs)
   log_p = jnp.take_along_axis(log_probs, labels[:, None], axis=-1)[:, 0]
@@ -577,7 +597,7 @@ def ci_loss_grad_logits(
   a = _HALF_PI * p
   ln_b = jnp.log(jnp.asarray(log_base, logits.dtype))
   # (dL/dp) * p, eq. (15) multiplied through by p.
-  dl_dp_times_p = -factors[labels] / ln_b * (
+  dl_dp_times_p = -factor / ln_b * (
       _ci_modulation(_one_minus_p(log_p))
       - _HALF_PI * p * log_p * (jnp.cos(math.pi * p) + jnp.sin(a)))
   one_hot = jax.nn.one_hot(labels, num_classes, dtype=logits.dtype)
