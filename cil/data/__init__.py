@@ -1,0 +1,17 @@
+"""cil.data: datasets through TFDS, imbalance protocols, episodic tasks."""
+
+from cil.data.datasets import ArrayDataset
+from cil.data.datasets import DATASET_NAMES
+from cil.data.datasets import load
+from cil.data.protocols import get_protocol
+from cil.data.protocols import ImbalancedSplit
+from cil.data.protocols import PROTOCOL_NAMES
+from cil.data.protocols import subsample
+from cil.data.protocols import TABLE1_PROTOCOLS
+from cil.data.episodes import EpisodeSampler
+from cil.data.episodes import imbalanced_distribution
+from cil.data.episodes import partitions
+from cil.data.episodes import Tasks
+from cil.data.fewshot import FEWSHOT_NAMES
+from cil.data.fewshot import FewShotSplits
+from cil.data.fewshot import load_fewshot

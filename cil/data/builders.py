@@ -1,0 +1,362 @@
+"""TensorFlow-free TFDS builders of the project.
+
+Each builder writes `array_record` files with plain uint8 `Tensor` features,
+so it builds and is read (`tfds.data_source`) without TensorFlow. They exist
+because the stock TFDS `mnist`/`omniglot` builders need TensorFlow to prepare,
+and because miniImageNet and MSTAR must be downloaded by hand.
+
+| builder | manual dir must hold |
+|---|---|
+| `cil_digits` | nothing: scikit-learn's bundled 8x8 digits |
+| `cil_mnist` | `train-images-idx3-ubyte.gz`, `train-labels-idx1-ubyte.gz`, `t10k-images-idx3-ubyte.gz`, `t10k-labels-idx1-ubyte.gz` (the IDX files TFDS's `mnist` downloads) |
+| `cil_omniglot` | any of `images_background.zip` (split `train`), `images_evaluation.zip` (`test`), `images_background_small1.zip` (`small1`), `images_background_small2.zip` (`small2`) (the zips TFDS's `omniglot` downloads) |
+| `mini_imagenet` | `mini-imagenet-cache-train.pkl`, `-val.pkl`, `-test.pkl` (dicts with `image_data` uint8 [n, 84, 84, 3] and `class_dict` {class: [indices]}) |
+| `mstar_soc` | `train/<CLASS>/<chips>` (17 deg depression) and `test/<CLASS>/<chips>` (15 deg), CLASS one of the 10 SOC targets, chips as PNG/JPEG/BMP/TIFF images |
+
+Use them through `cil.data.load` (which picks the manual dir and data dir);
+or directly:
+
+    builder = cil.data.builders.CilMnist(data_dir=DATA_DIR)
+    builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
+        manual_dir=MANUAL_DIR))
+"""
+
+import gzip
+import io
+import os
+import pickle
+import re
+import zipfile
+from typing import Iterable
+
+import numpy as np
+import tensorflow_datasets as tfds
+
+_FILE_FORMAT = 'array_record'
+
+
+def check_manual_dir(name: str, manual_dir, required: Iterable[str],
+                     instructions: str) -> str:
+  """Raises FileNotFoundError naming the missing files and what to do."""
+  manual_dir = os.fspath(manual_dir) if manual_dir is not None else None
+  if manual_dir is None or not os.path.isdir(manual_dir):
+    raise FileNotFoundError(
+        f'{name}: manual directory {manual_dir!r} does not exist.\n'
+        f'{instructions}')
+  missing = [f for f in required
+             if not os.path.exists(os.path.join(manual_dir, f))]
+  if missing:
+    raise FileNotFoundError(
+        f'{name}: manual directory {manual_dir} is missing {missing}.\n'
+        f'{instructions}')
+  return manual_dir
+
+
+class _Builder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
+  """Shared set-up: array_record output, features from `_features()`."""
+
+  VERSION = tfds.core.Version('1.0.0')
+  RELEASE_NOTES = {'1.0.0': 'First release.'}
+
+  def __init__(self, **kwargs):
+    kwargs.setdefault('file_format', _FILE_FORMAT)
+    super().__init__(**kwargs)
+
+  def _features(self) -> dict:
+    raise NotImplementedError
+
+  def _info(self) -> tfds.core.DatasetInfo:
+    return tfds.core.DatasetInfo(
+        builder=self,
+        description=self.__doc__,
+        features=tfds.features.FeaturesDict(self._features()),
+        supervised_keys=('image', 'label'),
+    )
+
+
+# ---------------------------------------------------------------------------
+
+
+class CilDigits(_Builder):
+  """scikit-learn's bundled handwritten digits (UCI optdigits test set).
+
+  1,797 real 8x8 images of 10 classes, shipped inside scikit-learn, so this
+  builds with no download. Pixel values 0..16 are scaled to 0..255. Split:
+  within each class, a fixed permutation (seed 0) puts two thirds in `train`
+  (1,198 images) and the rest in `test` (599).
+  """
+
+  def _features(self):
+    return {
+        'image': tfds.features.Tensor(shape=(8, 8, 1), dtype=np.uint8),
+        'label': tfds.features.ClassLabel(num_classes=10),
+    }
+
+  def _split_generators(self, dl_manager):
+    del dl_manager
+    from sklearn import datasets  # pylint: disable=g-import-not-at-top
+    digits = datasets.load_digits()
+    images = np.round(digits.images * (255.0 / 16.0)).astype(np.uint8)
+    labels = digits.target.astype(np.int64)
+    rng = np.random.default_rng(0)
+    is_train = np.zeros(labels.size, bool)
+    for c in range(10):
+      members = np.flatnonzero(labels == c)
+      members = members[rng.permutation(members.size)]
+      is_train[members[:int(round(members.size * 2 / 3))]] = True
+    return {
+        'train': self._generate_examples(images, labels, is_train),
+        'test': self._generate_examples(images, labels, ~is_train),
+    }
+
+  def _generate_examples(self, images, labels, keep):
+    for i in np.flatnonzero(keep):
+      yield int(i), {'image': images[i][..., None], 'label': int(labels[i])}
+
+
+# ---------------------------------------------------------------------------
+
+_MNIST_FILES = {
+    'train': ('train-images-idx3-ubyte.gz', 'train-labels-idx1-ubyte.gz'),
+    'test': ('t10k-images-idx3-ubyte.gz', 't10k-labels-idx1-ubyte.gz'),
+}
+
+
+def read_idx(path: str) -> np.ndarray:
+  """Reads an IDX file (optionally gzip-compressed) into a uint8 array."""
+  opener = gzip.open if path.endswith('.gz') else open
+  with opener(path, 'rb') as f:
+    data = f.read()
+  if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] != 0x08:
+    raise ValueError(f'{path} is not an IDX file of unsigned bytes.')
+  ndim = data[3]
+  shape = tuple(int.from_bytes(data[4 + 4 * i:8 + 4 * i], 'big')
+                for i in range(ndim))
+  offset = 4 + 4 * ndim
+  expected = int(np.prod(shape))
+  if len(data) - offset != expected:
+    raise ValueError(f'{path}: header says shape {shape} ({expected} bytes) '
+                     f'but holds {len(data) - offset} bytes.')
+  return np.frombuffer(data, np.uint8, offset=offset).reshape(shape)
+
+
+class CilMnist(_Builder):
+  """MNIST (LeCun, Cortes and Burges) from its four IDX files, TF-free."""
+
+  MANUAL_DOWNLOAD_INSTRUCTIONS = (
+      'Put the four MNIST IDX files (train-images-idx3-ubyte.gz, '
+      'train-labels-idx1-ubyte.gz, t10k-images-idx3-ubyte.gz, '
+      't10k-labels-idx1-ubyte.gz; from the MNIST site or any mirror) in '
+      '<manual_dir>/mnist/ and run\n  python -c "import cil.data as d; '
+      "d.load('mnist', 'train', manual_dir='<manual_dir>')\"")
+
+  def _features(self):
+    return {
+        'image': tfds.features.Tensor(shape=(28, 28, 1), dtype=np.uint8),
+        'label': tfds.features.ClassLabel(num_classes=10),
+    }
+
+  def _split_generators(self, dl_manager):
+    manual_dir = check_manual_dir(
+        'mnist', dl_manager._manual_dir,  # pylint: disable=protected-access
+        [f for pair in _MNIST_FILES.values() for f in pair],
+        self.MANUAL_DOWNLOAD_INSTRUCTIONS)
+    return {split: self._generate_examples(manual_dir, *files)
+            for split, files in _MNIST_FILES.items()}
+
+  def _generate_examples(self, manual_dir, image_file, label_file):
+    images = read_idx(os.path.join(manual_dir, image_file))
+    labels = read_idx(os.path.join(manual_dir, label_file))
+    if images.shape[1:] != (28, 28) or labels.shape != images.shape[:1]:
+      raise ValueError(f'{image_file}/{label_file}: unexpected shapes '
+                       f'{images.shape} / {labels.shape}.')
+    for i in range(labels.size):
+      yield i, {'image': images[i][..., None], 'label': int(labels[i])}
+
+
+# ---------------------------------------------------------------------------
+
+_OMNIGLOT_ZIPS = {
+    'train': 'images_background.zip',
+    'test': 'images_evaluation.zip',
+    'small1': 'images_background_small1.zip',
+    'small2': 'images_background_small2.zip',
+}
+
+
+class CilOmniglot(_Builder):
+  """Omniglot (Lake et al. 2015) from the repository's zips, TF-free.
+
+  Each present zip becomes a split (train = images_background, test =
+  images_evaluation, small1, small2). `label` is the character's index within
+  its split, characters sorted by (alphabet, character folder); `alphabet` and
+  `character` keep the names. Images are the original 105x105 binary drawings
+  (0 = stroke, 255 = background), one channel.
+  """
+
+  MANUAL_DOWNLOAD_INSTRUCTIONS = (
+      'Put any of images_background.zip, images_evaluation.zip, '
+      'images_background_small1.zip, images_background_small2.zip (from the '
+      'Omniglot repository, github.com/brendenlake/omniglot, python/) in '
+      '<manual_dir>/omniglot/.')
+
+  def _features(self):
+    return {
+        'image': tfds.features.Tensor(shape=(105, 105, 1), dtype=np.uint8),
+        'label': tfds.features.Tensor(shape=(), dtype=np.int64),
+        'alphabet': tfds.features.Text(),
+        'character': tfds.features.Text(),
+    }
+
+  def _split_generators(self, dl_manager):
+    manual_dir = dl_manager._manual_dir  # pylint: disable=protected-access
+    present = {s: z for s, z in _OMNIGLOT_ZIPS.items()
+               if manual_dir and os.path.exists(os.path.join(manual_dir, z))}
+    if not present:
+      check_manual_dir('omniglot', manual_dir, [_OMNIGLOT_ZIPS['small1']],
+                       self.MANUAL_DOWNLOAD_INSTRUCTIONS)
+    return {s: self._generate_examples(os.path.join(manual_dir, z))
+            for s, z in present.items()}
+
+  def _generate_examples(self, path):
+    from PIL import Image  # pylint: disable=g-import-not-at-top
+    with zipfile.ZipFile(path) as zf:
+      pngs = sorted(n for n in zf.namelist() if n.lower().endswith('.png'))
+      # <root>/<alphabet>/<character>/<drawing>.png
+      chars = sorted({tuple(n.split('/')[-3:-1]) for n in pngs})
+      if not chars:
+        raise ValueError(f'{path} holds no <alphabet>/<character>/*.png.')
+      index = {c: i for i, c in enumerate(chars)}
+      for name in pngs:
+        alphabet, character = name.split('/')[-3:-1]
+        with zf.open(name) as f:
+          image = np.asarray(Image.open(io.BytesIO(f.read())).convert('L'))
+        if image.shape != (105, 105):
+          raise ValueError(f'{path}:{name}: expected 105x105, got '
+                           f'{image.shape}.')
+        yield name, {'image': image[..., None],
+                     'label': index[(alphabet, character)],
+                     'alphabet': alphabet, 'character': character}
+
+
+# ---------------------------------------------------------------------------
+
+_MINI_IMAGENET_FILES = {
+    split: f'mini-imagenet-cache-{split}.pkl' for split in ('train', 'val',
+                                                            'test')}
+
+
+class MiniImagenet(_Builder):
+  """miniImageNet (Vinyals et al. 2016; Ravi & Larochelle 2017 class split).
+
+  Built from the widely used cache pickles: 64 train, 16 val and 20 test
+  classes of 600 84x84 RGB images. `label` is the class's index within its
+  split (class names sorted); `class_name` keeps the WordNet id.
+  """
+
+  MANUAL_DOWNLOAD_INSTRUCTIONS = (
+      'Put mini-imagenet-cache-train.pkl, mini-imagenet-cache-val.pkl and '
+      'mini-imagenet-cache-test.pkl (each a dict with "image_data": uint8 '
+      '[n, 84, 84, 3] and "class_dict": {class: [indices]}, as distributed '
+      'with the Ravi & Larochelle split) in <manual_dir>/mini_imagenet/.')
+
+  def _features(self):
+    return {
+        'image': tfds.features.Tensor(shape=(84, 84, 3), dtype=np.uint8),
+        'label': tfds.features.Tensor(shape=(), dtype=np.int64),
+        'class_name': tfds.features.Text(),
+    }
+
+  def _split_generators(self, dl_manager):
+    manual_dir = check_manual_dir(
+        'mini_imagenet', dl_manager._manual_dir,  # pylint: disable=protected-access
+        _MINI_IMAGENET_FILES.values(), self.MANUAL_DOWNLOAD_INSTRUCTIONS)
+    return {s: self._generate_examples(os.path.join(manual_dir, f))
+            for s, f in _MINI_IMAGENET_FILES.items()}
+
+  def _generate_examples(self, path):
+    with open(path, 'rb') as f:
+      cache = pickle.load(f)
+    if not isinstance(cache, dict) or not {'image_data', 'class_dict'} <= set(
+        cache):
+      raise ValueError(f'{path}: expected a dict with "image_data" and '
+                       f'"class_dict".')
+    images = np.asarray(cache['image_data'])
+    if images.dtype != np.uint8 or images.shape[1:] != (84, 84, 3):
+      raise ValueError(f'{path}: image_data must be uint8 [n, 84, 84, 3], got '
+                       f'{images.dtype} {images.shape}.')
+    for label, name in enumerate(sorted(cache['class_dict'])):
+      for i in cache['class_dict'][name]:
+        yield int(i), {'image': images[i], 'label': label, 'class_name': name}
+
+
+# ---------------------------------------------------------------------------
+
+MSTAR_SOC_CLASSES = ('2S1', 'BMP2', 'BRDM_2', 'BTR60', 'BTR70', 'D7', 'T62',
+                     'T72', 'ZIL131', 'ZSU_23_4')
+_MSTAR_CROP = 88
+_IMAGE_SUFFIXES = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff')
+
+
+def _normalise_class(name: str) -> str:
+  return re.sub(r'[^0-9A-Z]', '', name.upper())
+
+
+class MstarSoc(_Builder):
+  """MSTAR, 10-class standard operating condition (SOC), 88x88 center crops.
+
+  Train: chips at 17 deg depression; test: 15 deg. Each chip is converted to
+  one-channel uint8 and center-cropped to 88x88, as A-ConvNets (Chen et al.
+  2016) used. Folder names are matched to the 10 classes ignoring case and
+  punctuation (BRDM-2, brdm_2, BRDM2 are one class).
+  """
+
+  MANUAL_DOWNLOAD_INSTRUCTIONS = (
+      'MSTAR is distributed by the AFRL/SDMS (MSTAR public targets). Convert '
+      'the chips to images and lay them out as\n'
+      '  <manual_dir>/mstar_soc/train/<CLASS>/*.png   (17 deg depression)\n'
+      '  <manual_dir>/mstar_soc/test/<CLASS>/*.png    (15 deg depression)\n'
+      f'with CLASS in {", ".join(MSTAR_SOC_CLASSES)} (PNG, JPEG, BMP or TIFF, '
+      'at least 88x88 pixels).')
+
+  def _features(self):
+    return {
+        'image': tfds.features.Tensor(shape=(_MSTAR_CROP, _MSTAR_CROP, 1),
+                                      dtype=np.uint8),
+        'label': tfds.features.ClassLabel(names=MSTAR_SOC_CLASSES),
+    }
+
+  def _split_generators(self, dl_manager):
+    manual_dir = check_manual_dir(
+        'mstar_soc', dl_manager._manual_dir,  # pylint: disable=protected-access
+        ['train', 'test'], self.MANUAL_DOWNLOAD_INSTRUCTIONS)
+    return {s: self._generate_examples(os.path.join(manual_dir, s))
+            for s in ('train', 'test')}
+
+  def _generate_examples(self, split_dir):
+    from PIL import Image  # pylint: disable=g-import-not-at-top
+    known = {_normalise_class(c): i for i, c in enumerate(MSTAR_SOC_CLASSES)}
+    folders = sorted(d for d in os.listdir(split_dir)
+                     if os.path.isdir(os.path.join(split_dir, d)))
+    unknown = [d for d in folders if _normalise_class(d) not in known]
+    if unknown:
+      raise ValueError(f'{split_dir}: folders {unknown} are not MSTAR SOC '
+                       f'classes ({", ".join(MSTAR_SOC_CLASSES)}).')
+    found = {known[_normalise_class(d)] for d in folders}
+    if len(found) != len(MSTAR_SOC_CLASSES):
+      missing = [c for i, c in enumerate(MSTAR_SOC_CLASSES) if i not in found]
+      raise ValueError(f'{split_dir}: no folder for classes {missing}.')
+    for folder in folders:
+      label = known[_normalise_class(folder)]
+      for name in sorted(os.listdir(os.path.join(split_dir, folder))):
+        if not name.lower().endswith(_IMAGE_SUFFIXES):
+          continue
+        path = os.path.join(split_dir, folder, name)
+        image = np.asarray(Image.open(path).convert('L'))
+        h, w = image.shape
+        if h < _MSTAR_CROP or w < _MSTAR_CROP:
+          raise ValueError(f'{path}: chip is {h}x{w}, smaller than '
+                           f'{_MSTAR_CROP}x{_MSTAR_CROP}.')
+        top, left = (h - _MSTAR_CROP) // 2, (w - _MSTAR_CROP) // 2
+        crop = image[top:top + _MSTAR_CROP, left:left + _MSTAR_CROP]
+        yield f'{folder}/{name}', {'image': crop[..., None], 'label': label}

@@ -1,0 +1,223 @@
+"""Datasets as in-memory NumPy arrays, loaded through TFDS.
+
+`load(name, split)` returns an `ArrayDataset` (uint8 images `[n, H, W, C]`,
+int64 labels `[n]`). Everything goes through `tfds.data_source`, which reads
+`array_record` files without TensorFlow:
+
+* `digits` (default everywhere): scikit-learn's bundled 8x8 digits, built by
+  the project's `cil_digits` builder; needs no download.
+* `mnist`, `omniglot`: if a manual directory is configured (argument
+  `manual_dir`, or the environment variable `CIL_MANUAL_DIR`), the project's
+  TF-free builders `cil_mnist` / `cil_omniglot` prepare them from the files
+  TFDS itself would download, found in `<manual_dir>/mnist/` and
+  `<manual_dir>/omniglot/`. Otherwise the stock TFDS datasets `mnist` /
+  `omniglot` are read, which must already be prepared in array_record format
+  (`tfds build mnist --file_format=array_record`, which needs TensorFlow).
+* `mini_imagenet`, `mstar_soc`: project builders, from
+  `<manual_dir>/mini_imagenet/` and `<manual_dir>/mstar_soc/` (layouts in
+  `cil.data.builders`).
+
+Prepared datasets live in `data_dir` (argument, else `CIL_DATA_DIR`, else
+TFDS's default `~/tensorflow_datasets`).
+"""
+
+import dataclasses
+import os
+from typing import Optional
+
+import numpy as np
+import tensorflow_datasets as tfds
+
+from cil.data import builders
+
+DATA_DIR_ENV = 'CIL_DATA_DIR'
+MANUAL_DIR_ENV = 'CIL_MANUAL_DIR'
+
+# name -> (project builder class, manual sub-directory or None, stock TFDS
+# name or None, splits).
+_DATASETS = {
+    'digits': (builders.CilDigits, None, None, ('train', 'test')),
+    'mnist': (builders.CilMnist, 'mnist', 'mnist', ('train', 'test')),
+    'omniglot': (builders.CilOmniglot, 'omniglot', 'omniglot',
+                 ('train', 'test', 'small1', 'small2')),
+    'mini_imagenet': (builders.MiniImagenet, 'mini_imagenet', None,
+                      ('train', 'val', 'test')),
+    'mstar_soc': (builders.MstarSoc, 'mstar_soc', None, ('train', 'test')),
+}
+DATASET_NAMES = tuple(_DATASETS)
+
+
+@dataclasses.dataclass(frozen=True)
+class ArrayDataset:
+  """A split held in memory.
+
+  Attributes:
+    images: `[n, H, W, C]` uint8.
+    labels: `[n]` int64 class indices in `[0, num_classes)`.
+    class_names: one name per class.
+    name: dataset name.
+    split: split name (plus any selection applied).
+  """
+  images: np.ndarray
+  labels: np.ndarray
+  class_names: tuple[str, ...]
+  name: str
+  split: str
+
+  def __post_init__(self):
+    if self.images.ndim != 4 or self.images.dtype != np.uint8:
+      raise ValueError(f'images must be uint8 [n, H, W, C], got '
+                       f'{self.images.dtype} {self.images.shape}.')
+    if self.labels.shape != self.images.shape[:1]:
+      raise ValueError(f'labels {self.labels.shape} do not match images '
+                       f'{self.images.shape}.')
+
+  def __len__(self) -> int:
+    return int(self.labels.size)
+
+  @property
+  def num_classes(self) -> int:
+    return len(self.class_names)
+
+  @property
+  def image_shape(self) -> tuple[int, int, int]:
+    return tuple(self.images.shape[1:])
+
+  def class_counts(self) -> np.ndarray:
+    return np.bincount(self.labels, minlength=self.num_classes)
+
+  def take(self, indices, split: Optional[str] = None) -> 'ArrayDataset':
+    """The examples at `indices` (same classes)."""
+    indices = np.asarray(indices)
+    return dataclasses.replace(self, images=self.images[indices],
+                               labels=self.labels[indices],
+                               split=split or f'{self.split}[subset]')
+
+  def select_classes(self, classes, split: Optional[str] = None
+                     ) -> 'ArrayDataset':
+    """Only the given classes, relabelled 0..len(classes)-1 in that order."""
+    classes = np.asarray(classes)
+    remap = np.full(self.num_classes, -1)
+    remap[classes] = np.arange(classes.size)
+    keep = remap[self.labels] >= 0
+    return ArrayDataset(
+        images=self.images[keep], labels=remap[self.labels[keep]],
+        class_names=tuple(self.class_names[c] for c in classes),
+        name=self.name, split=split or f'{self.split}[classes]')
+
+
+def _resolve(path: Optional[str], env: str) -> Optional[str]:
+  path = path or os.environ.get(env) or None
+  return os.path.abspath(os.path.expanduser(path)) if path else None
+
+
+def _read_all(source) -> dict:
+  """Reads every example of a `tfds.data_source` into stacked arrays."""
+  n = len(source)
+  examples = source.__getitems__(list(range(n))) if n else []
+  if not examples:
+    raise ValueError('The split is empty.')
+  return {k: np.stack([e[k] for e in examples]) for k in examples[0]}
+
+
+def load(name: str, split: str, *, data_dir: Optional[str] = None,
+         manual_dir: Optional[str] = None) -> ArrayDataset:
+  """Loads a whole split into memory through TFDS.
+
+  Args:
+    name: one of `DATASET_NAMES` (digits, mnist, omniglot, mini_imagenet,
+      mstar_soc).
+    split: a split of that dataset (e.g. 'train', 'test').
+    data_dir: where prepared TFDS datasets live (default `$CIL_DATA_DIR`, else
+      TFDS's default).
+    manual_dir: root of manually downloaded files (default `$CIL_MANUAL_DIR`);
+      each dataset reads `<manual_dir>/<name>/`.
+
+  Returns:
+    An `ArrayDataset`.
+
+  Raises:
+    ValueError: unknown dataset or split.
+    FileNotFoundError: the data is neither prepared nor in the manual dir;
+      the message says which files are expected where.
+  """
+  if name not in _DATASETS:
+    raise ValueError(f'Unknown dataset {name!r}; known: '
+                     f'{", ".join(DATASET_NAMES)}.')
+  builder_cls, manual_sub, stock_name, splits = _DATASETS[name]
+  if split not in splits:
+    raise ValueError(f'Unknown split {split!r} of {name}; known: '
+                     f'{", ".join(splits)}.')
+  data_dir = _resolve(data_dir, DATA_DIR_ENV)
+  manual_root = _resolve(manual_dir, MANUAL_DIR_ENV)
+
+  if manual_sub is None or manual_root is not None or stock_name is None:
+    builder = builder_cls(data_dir=data_dir)
+    if not builder.is_prepared():
+      manual = os.path.join(manual_root, manual_sub) if (
+          manual_sub and manual_root) else None
+      if manual_sub and manual is None:
+        raise FileNotFoundError(
+            f'{name} is not prepared in {builder.data_dir} and no manual '
+            f'directory is set (pass manual_dir / --manual_dir or set '
+            f'${MANUAL_DIR_ENV}).\n{builder_cls.MANUAL_DOWNLOAD_INSTRUCTIONS}')
+      builder.download_and_prepare(
+          download_config=tfds.download.DownloadConfig(manual_dir=manual))
+    if split not in builder.info.splits:
+      raise FileNotFoundError(
+          f'{name}: split {split!r} was not built (built: '
+          f'{", ".join(builder.info.splits)}); add its files to the manual '
+          f'directory and delete {builder.data_dir} to rebuild.')
+    source = builder.as_data_source(split=split)
+    info = builder.info
+  else:
+    try:
+      source = tfds.data_source(stock_name, split=split, data_dir=data_dir,
+                                download=False)
+    except (tfds.core.registered.DatasetNotFoundError, AssertionError,
+            FileNotFoundError, ValueError) as e:
+      raise FileNotFoundError(
+          f'{name}: the stock TFDS dataset {stock_name!r} is not prepared in '
+          f'array_record format ({e}).\nEither set a manual directory '
+          f'(manual_dir / --manual_dir / ${MANUAL_DIR_ENV}) whose '
+          f'{manual_sub}/ holds the source files, which the project builds '
+          f'without TensorFlow:\n{builder_cls.MANUAL_DOWNLOAD_INSTRUCTIONS}\n'
+          f'or prepare the stock dataset (needs TensorFlow): tfds build '
+          f'{stock_name} --file_format=array_record') from None
+    info = getattr(source, 'dataset_info', None)
+
+  arrays = _read_all(source)
+  images = arrays['image']
+  if images.ndim == 3:
+    images = images[..., None]
+  labels = arrays['label'].astype(np.int64)
+  return ArrayDataset(
+      images=np.ascontiguousarray(images.astype(np.uint8)),
+      labels=labels,
+      class_names=_class_names(info, arrays, labels),
+      name=name, split=split)
+
+
+def _text(value) -> str:
+  return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _class_names(info, arrays, labels) -> tuple[str, ...]:
+  """Names from the examples' text features, else the ClassLabel, else ids."""
+  num_classes = int(labels.max()) + 1
+  feature = None
+  try:
+    feature = info.features['label']
+    num_classes = max(num_classes, int(feature.num_classes))
+  except (AttributeError, KeyError, TypeError):
+    pass
+  names = [str(i) for i in range(num_classes)]
+  if 'class_name' in arrays:
+    for label, value in zip(labels, arrays['class_name']):
+      names[label] = _text(value)
+  elif 'character' in arrays and 'alphabet' in arrays:
+    for label, a, c in zip(labels, arrays['alphabet'], arrays['character']):
+      names[label] = f'{_text(a)}/{_text(c)}'
+  elif feature is not None and getattr(feature, 'names', None):
+    names = list(feature.names)
+  return tuple(names)
