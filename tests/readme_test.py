@@ -16,7 +16,7 @@ class ReadmeTest(absltest.TestCase):
     self.assertNotEmpty(blocks)
     for block in blocks:
       namespace = {}
-      exec(compile(block, 'README.md', 'exec'), namespace)  # pylint: disable=exec-used
+      exec(compile(block, 'README.md', 'exec'), namespace)  # noqa: S102
     self.assertEqual(namespace['loss'].shape, ())
 
   def test_commands_match_ci(self):

@@ -5,13 +5,21 @@ so it builds and is read (`tfds.data_source`) without TensorFlow. They exist
 because the stock TFDS `mnist`/`omniglot` builders need TensorFlow to prepare,
 and because miniImageNet and MSTAR must be downloaded by hand.
 
-| builder | manual dir must hold |
-|---|---|
-| `cil_digits` | nothing: scikit-learn's bundled 8x8 digits |
-| `cil_mnist` | `train-images-idx3-ubyte.gz`, `train-labels-idx1-ubyte.gz`, `t10k-images-idx3-ubyte.gz`, `t10k-labels-idx1-ubyte.gz` (the IDX files TFDS's `mnist` downloads) |
-| `cil_omniglot` | any of `images_background.zip` (split `train`), `images_evaluation.zip` (`test`), `images_background_small1.zip` (`small1`), `images_background_small2.zip` (`small2`) (the zips TFDS's `omniglot` downloads) |
-| `mini_imagenet` | `mini-imagenet-cache-train.pkl`, `-val.pkl`, `-test.pkl` (dicts with `image_data` uint8 [n, 84, 84, 3] and `class_dict` {class: [indices]}) |
-| `mstar_soc` | `train/<CLASS>/<chips>` (17 deg depression) and `test/<CLASS>/<chips>` (15 deg), CLASS one of the 10 SOC targets, chips as PNG/JPEG/BMP/TIFF images |
+Builders and what their manual directory must hold:
+
+* `cil_digits`: nothing (scikit-learn's bundled 8x8 digits).
+* `cil_mnist`: `train-images-idx3-ubyte.gz`, `train-labels-idx1-ubyte.gz`,
+  `t10k-images-idx3-ubyte.gz`, `t10k-labels-idx1-ubyte.gz` (the IDX files
+  TFDS's `mnist` downloads).
+* `cil_omniglot`: any of `images_background.zip` (split `train`),
+  `images_evaluation.zip` (`test`), `images_background_small1.zip`
+  (`small1`), `images_background_small2.zip` (`small2`), the zips TFDS's
+  `omniglot` downloads.
+* `mini_imagenet`: `mini-imagenet-cache-{train,val,test}.pkl`, dicts with
+  `image_data` uint8 [n, 84, 84, 3] and `class_dict` {class: [indices]}.
+* `mstar_soc`: `train/<CLASS>/<chips>` (17 deg depression) and
+  `test/<CLASS>/<chips>` (15 deg), CLASS one of the 10 SOC targets, chips as
+  PNG/JPEG/BMP/TIFF images of at least 88x88 pixels.
 
 Use them through `cil.data.load` (which picks the manual dir and data dir);
 or directly:
@@ -269,7 +277,8 @@ class MiniImagenet(_Builder):
 
   def _split_generators(self, dl_manager):
     manual_dir = check_manual_dir(
-        'mini_imagenet', dl_manager._manual_dir,  # pylint: disable=protected-access
+        'mini_imagenet',
+        dl_manager._manual_dir,  # pylint: disable=protected-access
         _MINI_IMAGENET_FILES.values(), self.MANUAL_DOWNLOAD_INSTRUCTIONS)
     return {s: self._generate_examples(os.path.join(manual_dir, f))
             for s, f in _MINI_IMAGENET_FILES.items()}

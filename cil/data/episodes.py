@@ -39,8 +39,8 @@ def partitions(total: int = 15, ways: int = 5) -> list[tuple[int, ...]]:
       return [(remaining,)] if remaining >= smallest else []
     out = []
     for first in range(smallest, remaining // parts + 1):
-      out += [(first,) + rest for rest in rec(remaining - first, parts - 1,
-                                               first)]
+      rests = rec(remaining - first, parts - 1, first)
+      out += [(first,) + rest for rest in rests]
     return out
 
   return rec(total, ways, 1)

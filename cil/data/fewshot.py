@@ -1,11 +1,14 @@
 """Class-disjoint meta-train / meta-val / meta-test splits for few-shot work.
 
-| name | meta-train | meta-val | meta-test | images |
-|---|---|---|---|---|
-| `digits` | digits 0-4 (train+test images) | none | digits 5-9 | 8x8x1 |
-| `omniglot` | first 1200 characters of background+evaluation (Vinyals et al. 2016) | none | the other 423 | 28x28x1 |
-| `omniglot_small` | `small1` (Balinese, Early Aramaic, Greek, Korean, Latin) | none | `small2` without Greek and Latin (Japanese katakana, Sanskrit, Tagalog) | 28x28x1 |
-| `mini_imagenet` | 64 train classes | 16 val | 20 test (`class_split='paper'`: 12 val / 24 test from the same 36) | 84x84x3 |
+* `digits`: meta-train digits 0-4, meta-test 5-9 (train and test images
+  pooled), no meta-val; 8x8x1.
+* `omniglot`: the 1623 characters of background + evaluation; the first 1200
+  meta-train, the other 423 meta-test (Vinyals et al. 2016); 28x28x1.
+* `omniglot_small`: meta-train `small1` (Balinese, Early Aramaic, Greek,
+  Korean, Latin); meta-test `small2` without Greek and Latin (Japanese
+  katakana, Sanskrit, Tagalog); 28x28x1.
+* `mini_imagenet`: 64 train / 16 val / 20 test classes; with
+  `class_split='paper'`, 12 val / 24 test drawn from the same 36; 84x84x3.
 
 Omniglot images are resized to 28x28 (Lanczos) and inverted so that strokes
 are bright (255) on a dark background, as in MAML (Finn et al. 2017).

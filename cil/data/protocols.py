@@ -13,8 +13,8 @@ Named protocols (`get_protocol(name)`; parameters after a colon):
 | `odd10`, `odd25` | Table I: odd classes keep 10 % / 25 %, even classes all |
 | `even10`, `even25` | Table I reversed: even classes reduced |
 | `minority:k=5,n=24` | Tables II-III (MSTAR): k random classes keep n images |
-| `longtail:ratio=100` | exponential profile N_i = N_max ratio^(-i/(C-1)) (Cao et al. 2019) |
-| `step:ratio=10,mu=0.5` | step profile, a fraction mu of classes at N_max / ratio (Buda et al. 2018) |
+| `longtail:ratio=100` | N_i = N_max ratio^(-i/(C-1)) (Cao et al. 2019) |
+| `step:ratio=10,mu=0.5` | mu C classes at N_max / ratio (Buda et al. 2018) |
 
 `mstar24` and `mstar12` are shorthands for `minority:k=5,n=24` / `n=12`.
 """
@@ -92,7 +92,7 @@ def subsample(
     labels: `[n]` integer class labels of the source split.
     seed: random seed.
     fractions: `[C]` fractions in (0, 1]; a class keeps
-      `max(1, round(fraction * available))` examples.
+      `max(1, round_half_up(fraction * available))` examples.
     counts: `[C]` positive counts (instead of `fractions`); a count may not
       exceed what the class has.
     num_classes: C; defaults to `max(labels) + 1`.
@@ -121,7 +121,8 @@ def subsample(
                        f'shape {fractions.shape}.')
     if np.any(~np.isfinite(fractions) | (fractions <= 0) | (fractions > 1)):
       raise ValueError(f'`fractions` must be in (0, 1], got {fractions}.')
-    keep = np.maximum(1, np.round(fractions * available)).astype(np.int64)
+    # Round half up (np.round would send 626.5 to 626).
+    keep = np.maximum(1, np.floor(fractions * available + 0.5)).astype(np.int64)
   else:
     keep = np.asarray(counts)
     if keep.shape != (num_classes,):
