@@ -146,8 +146,9 @@ def subsample(
   return ImbalancedSplit(
       indices=indices,
       class_counts=class_counts,
-      imbalance_ratio=float(losses.imbalance_ratio(class_counts)),
-      imbalance_degree=float(losses.imbalance_degree(class_counts)),
+      # float32 values from cil.losses, rounded to what float32 resolves.
+      imbalance_ratio=round(float(losses.imbalance_ratio(class_counts)), 5),
+      imbalance_degree=round(float(losses.imbalance_degree(class_counts)), 6),
       protocol=protocol,
       seed=seed,
   )
