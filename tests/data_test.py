@@ -125,6 +125,31 @@ class BuilderTest(parameterized.TestCase):
       data.load('omniglot', 'small2', data_dir=self.data_dir,
                 manual_dir=self.manual)
 
+  def test_full_omniglot_fewshot_split_with_rotations(self):
+    rng = np.random.default_rng(4)
+    os.makedirs(os.path.join(self.manual, 'omniglot'))
+    for zip_name, chars in (('images_background', 3),
+                            ('images_evaluation', 2)):
+      with zipfile.ZipFile(os.path.join(self.manual, 'omniglot',
+                                        f'{zip_name}.zip'), 'w') as zf:
+        for c in range(chars):
+          for k in range(2):
+            image = np.where(rng.random((105, 105)) < 0.2, 0, 255)
+            zf.writestr(f'{zip_name}/Alpha{zip_name[7]}/character{c:02d}/'
+                        f'{k}.png', _png_bytes(image.astype(np.uint8)))
+    splits = data.load_fewshot('omniglot', data_dir=self.data_dir,
+                               manual_dir=self.manual)
+    # 5 characters: all but the last are meta-train (1200 on the full set).
+    self.assertEqual(splits.train.num_classes, 4 * 4)
+    self.assertEqual(splits.test.num_classes, 1 * 4)
+    self.assertEqual(splits.train.images.shape[1:], (28, 28, 1))
+    self.assertEmpty(set(splits.train.class_names)
+                     & set(splits.test.class_names))
+    # Class c + 4k holds the images of class c rotated by k * 90 degrees.
+    first = splits.train.images[splits.train.labels == 0]
+    rotated = splits.train.images[splits.train.labels == 4]
+    np.testing.assert_array_equal(np.rot90(first, 1, axes=(1, 2)), rotated)
+
   def _mini_imagenet_fixture(self, classes_per_split=(3, 16, 20)):
     os.makedirs(os.path.join(self.manual, 'mini_imagenet'))
     rng = np.random.default_rng(2)
