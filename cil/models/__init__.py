@@ -1,1 +1,9 @@
-"""Flax Linen models (classification CNNs, MAML conv4); see issue 4."""
+"""Flax Linen models: LeNet, a digits CNN, A-ConvNets, MAML's Conv4."""
+
+from cil.models.cnn import AConvNet
+from cil.models.cnn import BatchStatNorm
+from cil.models.cnn import Conv4
+from cil.models.cnn import DigitsCNN
+from cil.models.cnn import get_model
+from cil.models.cnn import LeNet
+from cil.models.cnn import MODEL_NAMES

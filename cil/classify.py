@@ -1,0 +1,560 @@
+"""Imbalanced classification: train a CNN with a registry loss, many seeds at once.
+
+The protocol of the paper (Section V, Tables I and III): draw an imbalanced
+training set from a balanced one (`cil.data` protocols), train a CNN with CE,
+FL, CI or any `cil.losses` loss whose class counts are the training set's,
+and measure the recognition rate on the full balanced test set; repeat over
+many random samplings (seeds) and report mean +- 95 % confidence interval.
+
+Speed: all seeds of one (protocol, loss) train together. Each seed has its own
+subsample, initialisation, batch order and class counts; `train_step` is
+`vmap`ped over seeds and `lax.scan`ned over a chunk of steps, inside one
+`jit`, with the dataset resident on the device and batches gathered there.
+
+Fault tolerance: after every epoch the seeds' `TrainState`s are saved with
+Orbax under `workdir/checkpoints/<protocol>/<loss>/`; a finished (protocol,
+loss) writes `workdir/runs/<protocol>__<loss>.json`. Rerunning with the same
+config skips finished runs and resumes the others from their last epoch;
+batch orders are a function of (seed, epoch), so the result is the same as
+an uninterrupted run.
+"""
+
+import dataclasses
+import functools
+import json
+import math
+import os
+from typing import Any, Callable, Optional, Sequence
+
+import flax.linen as nn
+from flax.training import train_state
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from cil import data
+from cil import losses
+from cil import metrics
+from cil import models
+
+DEFAULT_MODELS = {'digits': 'digits_cnn', 'mnist': 'lenet',
+                  'mstar_soc': 'aconvnet'}
+ALL_PROTOCOLS = {'digits': data.TABLE1_PROTOCOLS,
+                 'mnist': data.TABLE1_PROTOCOLS,
+                 'mstar_soc': ('mstar24', 'mstar12')}
+
+
+@dataclasses.dataclass(frozen=True)
+class ClassifyConfig:
+  """Everything that defines a classification experiment.
+
+  Attributes:
+    dataset: 'digits' (embedded), 'mnist' or 'mstar_soc'.
+    protocols: imbalance protocols (`cil.data.get_protocol` specs).
+    losses: registry names (`cil.losses.get_loss`).
+    loss_hparams: per-loss keyword arguments, e.g. (('focal', (('gamma',
+      2.0),)),); hashable nested tuples.
+    model: a `cil.models` name; '' picks the dataset's default.
+    seeds: random samplings per (protocol, loss) (paper: 20 MNIST, 100 MSTAR).
+    first_seed: seeds are first_seed .. first_seed + seeds - 1.
+    epochs: passes over each seed's imbalanced training set.
+    batch_size: examples per step (per seed).
+    lr: learning rate.
+    optimizer: 'adam' or 'sgd' (with momentum 0.9).
+    weight_decay: decoupled weight decay (AdamW / SGD + decay); 0 for none.
+    chunk_steps: steps per compiled `lax.scan` (also the progress-bar
+      grain); 0 picks 1 on CPU (unrolled, see `train_chunk`) and 25
+      elsewhere.
+    seed_parallel: 'vmap' or 'loop' (see `train_chunk`); '' picks 'loop' on
+      CPU and 'vmap' elsewhere.
+    checkpoint_every: save the seeds' states every this many epochs (and
+      after the last); a killed run loses at most that much work.
+    eval_batch_size: test images per evaluation call.
+    data_dir, manual_dir: passed to `cil.data.load`.
+  """
+  dataset: str = 'digits'
+  protocols: tuple[str, ...] = ('odd10',)
+  losses: tuple[str, ...] = ('ce', 'focal', 'ci')
+  loss_hparams: tuple = ()
+  model: str = ''
+  seeds: int = 5
+  first_seed: int = 0
+  epochs: int = 30
+  batch_size: int = 64
+  lr: float = 1e-3
+  optimizer: str = 'adam'
+  weight_decay: float = 0.0
+  chunk_steps: int = 0
+  seed_parallel: str = ''
+  checkpoint_every: int = 5
+  eval_batch_size: int = 1000
+  data_dir: Optional[str] = None
+  manual_dir: Optional[str] = None
+
+  def resolved_chunk_steps(self) -> int:
+    if self.chunk_steps:
+      return self.chunk_steps
+    return 1 if jax.default_backend() == 'cpu' else 25
+
+  def resolved_seed_parallel(self) -> str:
+    return self.seed_parallel or default_seed_parallel()
+
+  def model_name(self) -> str:
+    return self.model or DEFAULT_MODELS.get(self.dataset, 'lenet')
+
+  def hparams_for(self, loss: str) -> dict:
+    return dict(dict(self.loss_hparams).get(loss, ()))
+
+  def validate(self) -> None:
+    if min(self.seeds, self.epochs, self.batch_size,
+           self.checkpoint_every) < 1:
+      raise ValueError('seeds, epochs, batch_size and checkpoint_every must '
+                       f'be positive, got {self.seeds}, {self.epochs}, '
+                       f'{self.batch_size}, {self.checkpoint_every}.')
+    for name in self.losses:
+      losses.get_loss(name)
+    for spec in self.protocols:
+      data.get_protocol(spec)
+    models.get_model(self.model_name(), 2)
+    if self.seed_parallel not in ('', 'vmap', 'loop'):
+      raise ValueError(f"seed_parallel must be 'vmap' or 'loop', got "
+                       f'{self.seed_parallel!r}.')
+    if self.optimizer not in ('adam', 'sgd'):
+      raise ValueError(f"optimizer must be 'adam' or 'sgd', got "
+                       f'{self.optimizer!r}.')
+
+
+class TrainState(train_state.TrainState):
+  """Flax's TrainState (params, optimizer state, step); one per seed."""
+
+
+def make_optimizer(cfg: ClassifyConfig) -> optax.GradientTransformation:
+  if cfg.optimizer == 'adam':
+    if cfg.weight_decay:
+      return optax.adamw(cfg.lr, weight_decay=cfg.weight_decay)
+    return optax.adam(cfg.lr)
+  tx = optax.sgd(cfg.lr, momentum=0.9)
+  if cfg.weight_decay:
+    tx = optax.chain(optax.add_decayed_weights(cfg.weight_decay), tx)
+  return tx
+
+
+def create_states(model: nn.Module, tx: optax.GradientTransformation,
+                  keys: jax.Array, sample: jax.Array) -> TrainState:
+  """One TrainState per key, stacked on a leading seed axis."""
+  def create(key):
+    params = model.init({'params': key}, sample, train=False)['params']
+    return TrainState.create(apply_fn=model.apply, params=params, tx=tx)
+  return jax.jit(jax.vmap(create))(keys)
+
+
+def train_step(state: TrainState, images: jax.Array, labels: jax.Array,
+               idx: jax.Array, mask: jax.Array, class_counts: jax.Array,
+               rng: jax.Array, *, loss_fn: Callable[..., jax.Array],
+               loss_hparams: dict) -> tuple[TrainState, dict]:
+  """One SGD step of one seed; `vmap` it for several.
+
+  Args:
+    state: this seed's TrainState.
+    images: `[N, H, W, C]` the whole source split (device resident).
+    labels: `[N]` its labels.
+    idx: `[B]` indices of this batch into `images`.
+    mask: `[B]` False on padding (the last batch of an epoch).
+    class_counts: `[C]` this seed's training-set counts (for the loss).
+    rng: dropout key for this step.
+    loss_fn: a registry loss.
+    loss_hparams: its keyword hyperparameters.
+
+  Returns:
+    The new state (unchanged when the batch is all padding) and metrics.
+  """
+  x, y = images[idx], labels[idx]
+  valid = jnp.maximum(mask.sum(), 1)
+
+  def objective(params):
+    logits = state.apply_fn({'params': params}, x, train=True,
+                            rngs={'dropout': rng})
+    per_example = loss_fn(logits, y, class_counts, where=mask, **loss_hparams)
+    return per_example.sum() / valid, logits
+
+  (loss, logits), grads = jax.value_and_grad(objective, has_aux=True)(
+      state.params)
+  new_state = state.apply_gradients(grads=grads)
+  active = jnp.any(mask)
+  new_state = jax.tree.map(lambda n, o: jnp.where(active, n, o), new_state,
+                           state)
+  correct = jnp.sum((jnp.argmax(logits, -1) == y) & mask)
+  return new_state, {'loss': loss, 'accuracy': correct / valid}
+
+
+def default_seed_parallel() -> str:
+  """'vmap' on accelerators; 'loop' on CPU (see `train_chunk`)."""
+  return 'loop' if jax.default_backend() == 'cpu' else 'vmap'
+
+
+@functools.partial(jax.jit, static_argnames=('loss_name', 'loss_hparams',
+                                             'seed_parallel', 'unroll'),
+                   donate_argnums=(0,))
+def train_chunk(states: TrainState, images: jax.Array, labels: jax.Array,
+                idx: jax.Array, mask: jax.Array, class_counts: jax.Array,
+                rngs: jax.Array, *, loss_name: str, loss_hparams: tuple,
+                seed_parallel: str = 'vmap', unroll: bool = False
+                ) -> tuple[TrainState, dict]:
+  """`T` steps of `K` seeds: scan over `[T, K, B]` batches, vmap over seeds.
+
+  Args:
+    states: stacked `[K]` TrainStates.
+    images, labels: the whole source split.
+    idx, mask: `[T, K, B]` batch indices and validity.
+    class_counts: `[K, C]`.
+    rngs: `[T, K]` dropout keys.
+    loss_name, loss_hparams: static; the loss and its keyword arguments as a
+      tuple of pairs.
+    seed_parallel: 'vmap' batches the seeds into one program (for GPUs);
+      'loop' unrolls one step per seed inside the compiled program, which
+      on XLA:CPU avoids the slow lowering of convolutions whose weights
+      carry a batch axis (`benchmarks/classify_step.py` measures both).
+    unroll: unroll the scan over steps. XLA:CPU runs convolutions inside a
+      while loop ~20x slower (measured: 290 ms vs 15 ms per step of the
+      digits CNN), so on CPU use short, unrolled chunks.
+
+  Returns:
+    New states and `[T, K]` metrics.
+  """
+  step = functools.partial(train_step, loss_fn=losses.get_loss(loss_name),
+                           loss_hparams=dict(loss_hparams))
+  if seed_parallel == 'vmap':
+    per_seed = jax.vmap(step, in_axes=(0, None, None, 0, 0, 0, 0))
+  elif seed_parallel == 'loop':
+    def per_seed(st, ims, labs, i, m, c, r):
+      outs = [step(jax.tree.map(lambda a, k=k: a[k], st), ims, labs, i[k],
+                   m[k], c[k], r[k]) for k in range(i.shape[0])]
+      return jax.tree.map(lambda *a: jnp.stack(a), *outs)
+  else:
+    raise ValueError(f"seed_parallel must be 'vmap' or 'loop', got "
+                     f'{seed_parallel!r}.')
+
+  def body(carry, xs):
+    return per_seed(carry, images, labels, *xs[:2], class_counts, xs[2])
+
+  if not unroll:
+    return jax.lax.scan(body, states, (idx, mask, rngs))
+  # A Python loop, not `scan(unroll=True)`: a length-1 scan stays a while
+  # loop, with the CPU slowdown above.
+  outs = []
+  for t in range(idx.shape[0]):
+    states, out = body(states, (idx[t], mask[t], rngs[t]))
+    outs.append(out)
+  return states, jax.tree.map(lambda *a: jnp.stack(a), *outs)
+
+
+@functools.partial(jax.jit, static_argnames=('apply_fn',))
+def _predict(apply_fn, params, images):
+  logits = jax.vmap(lambda p: apply_fn({'params': p}, images, train=False))(
+      params)
+  return jnp.argmax(logits, -1)
+
+
+def predict(states: TrainState, images: np.ndarray,
+            batch_size: int) -> np.ndarray:
+  """`[K, n]` predicted classes of every seed's model."""
+  out = []
+  for start in range(0, len(images), batch_size):
+    chunk = images[start:start + batch_size]
+    pad = batch_size - len(chunk) if len(images) > batch_size else 0
+    if pad:  # Keep one compiled shape.
+      chunk = np.concatenate([chunk, np.zeros((pad,) + chunk.shape[1:],
+                                              chunk.dtype)])
+    pred = np.asarray(_predict(states.apply_fn, states.params, chunk))
+    out.append(pred[:, :pred.shape[1] - pad])
+  return np.concatenate(out, axis=1)
+
+
+def epoch_batches(splits: Sequence[data.ImbalancedSplit], seeds: Sequence[int],
+                  epoch: int, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
+  """`[steps, K, B]` batch indices and masks for one epoch of every seed.
+
+  Each seed's order is a permutation drawn from (seed, epoch); seeds with
+  fewer examples than the largest are padded with masked entries.
+  """
+  steps = max(math.ceil(s.indices.size / batch_size) for s in splits)
+  idx = np.zeros((len(splits), steps * batch_size), np.int32)
+  mask = np.zeros((len(splits), steps * batch_size), bool)
+  for k, (split, seed) in enumerate(zip(splits, seeds)):
+    order = np.random.default_rng([seed, epoch, 7]).permutation(
+        split.indices.size)
+    idx[k, :order.size] = split.indices[order]
+    mask[k, :order.size] = True
+  shape = (len(splits), steps, batch_size)
+  return (idx.reshape(shape).transpose(1, 0, 2),
+          mask.reshape(shape).transpose(1, 0, 2))
+
+
+@jax.jit
+def _step_keys(seeds: jax.Array, steps: jax.Array) -> jax.Array:
+  """`[T, K]` dropout keys, a function of (seed, global step) only."""
+  def key(seed, step):
+    return jax.random.fold_in(jax.random.fold_in(jax.random.key(seed), 1),
+                              step)
+  return jax.vmap(lambda t: jax.vmap(lambda s: key(s, t))(seeds))(steps)
+
+
+class Interrupted(Exception):
+  """Raised by a callback to stop a run (tests use it to simulate a kill)."""
+
+
+def _checkpoint_manager(directory: str):
+  import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
+  return ocp.CheckpointManager(
+      os.path.abspath(directory),
+      options=ocp.CheckpointManagerOptions(max_to_keep=1, create=True))
+
+
+def _save(manager, epoch: int, states: TrainState) -> None:
+  import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
+  manager.save(epoch, args=ocp.args.StandardSave(
+      {'params': states.params, 'opt_state': states.opt_state,
+       'step': states.step}))
+  manager.wait_until_finished()
+
+
+def _restore(manager, states: TrainState) -> tuple[int, TrainState]:
+  import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
+  epoch = manager.latest_step()
+  if epoch is None:
+    return 0, states
+  target = {'params': states.params, 'opt_state': states.opt_state,
+            'step': states.step}
+  restored = manager.restore(epoch, args=ocp.args.StandardRestore(target))
+  return epoch, states.replace(params=restored['params'],
+                               opt_state=restored['opt_state'],
+                               step=restored['step'])
+
+
+def train_and_evaluate(
+    cfg: ClassifyConfig, train_set: data.ArrayDataset,
+    test_set: data.ArrayDataset, protocol: str, loss_name: str,
+    workdir: str, *, progress: Any = None,
+    epoch_callback: Optional[Callable[[int], None]] = None) -> dict:
+  """Trains `cfg.seeds` models for one (protocol, loss); returns metrics.
+
+  Resumes from `workdir/checkpoints/<protocol>/<loss>` if present.
+  """
+  seeds = list(range(cfg.first_seed, cfg.first_seed + cfg.seeds))
+  protocol_fn = data.get_protocol(protocol)
+  splits = [protocol_fn(train_set.labels, seed=s,
+                        num_classes=train_set.num_classes) for s in seeds]
+  counts = jnp.asarray(np.stack([s.class_counts for s in splits]),
+                       jnp.float32)
+  model = models.get_model(cfg.model_name(), train_set.num_classes)
+  tx = make_optimizer(cfg)
+  keys = jax.vmap(jax.random.key)(jnp.asarray(seeds))
+  states = create_states(model, tx, keys, jnp.asarray(train_set.images[:1]))
+  manager = _checkpoint_manager(
+      os.path.join(workdir, 'checkpoints', protocol, loss_name))
+  start_epoch, states = _restore(manager, states)
+
+  images = jnp.asarray(train_set.images)
+  labels = jnp.asarray(train_set.labels, jnp.int32)
+  hparams = tuple(sorted(cfg.hparams_for(loss_name).items()))
+  history = []
+  for epoch in range(start_epoch, cfg.epochs):
+    idx, mask = epoch_batches(splits, seeds, epoch, cfg.batch_size)
+    steps = idx.shape[0]
+    chunk = min(cfg.resolved_chunk_steps(), steps)
+    epoch_loss = []
+    for start in range(0, steps, chunk):
+      c_idx, c_mask = idx[start:start + chunk], mask[start:start + chunk]
+      if c_idx.shape[0] < chunk:  # Pad the last chunk with inactive steps.
+        pad = chunk - c_idx.shape[0]
+        c_idx = np.concatenate([c_idx, np.zeros((pad,) + c_idx.shape[1:],
+                                                c_idx.dtype)])
+        c_mask = np.concatenate([c_mask, np.zeros((pad,) + c_mask.shape[1:],
+                                                  bool)])
+      global_steps = epoch * steps + start + np.arange(chunk)
+      rngs = _step_keys(jnp.asarray(seeds), jnp.asarray(global_steps))
+      states, step_metrics = train_chunk(
+          states, images, labels, jnp.asarray(c_idx), jnp.asarray(c_mask),
+          counts, rngs, loss_name=loss_name, loss_hparams=hparams,
+          seed_parallel=cfg.resolved_seed_parallel(),
+          unroll=jax.default_backend() == 'cpu')
+      active = c_mask.any(axis=(1, 2))
+      epoch_loss.append(np.asarray(step_metrics['loss'])[active])
+      if progress is not None:
+        progress.update(int(active.sum()))
+        progress.set_postfix(protocol=protocol, loss=loss_name,
+                             epoch=epoch + 1,
+                             train_loss=f'{np.mean(epoch_loss[-1]):.4f}')
+    history.append(float(np.mean(np.concatenate(epoch_loss))))
+    if (epoch + 1) % cfg.checkpoint_every == 0 or epoch + 1 == cfg.epochs:
+      _save(manager, epoch + 1, states)
+    if epoch_callback is not None:
+      epoch_callback(epoch + 1)
+  manager.close()
+
+  predictions = predict(states, test_set.images, cfg.eval_batch_size)
+  per_seed = []
+  for k, seed in enumerate(seeds):
+    cm = metrics.confusion_matrix(test_set.labels, predictions[k],
+                                  test_set.num_classes)
+    per_seed.append({'seed': seed, **splits[k].summary(),
+                     **metrics.classification_metrics(cm)})
+  return {'protocol': protocol, 'loss': loss_name,
+          'loss_hparams': dict(hparams), 'model': cfg.model_name(),
+          'train_loss_per_epoch_resumed_part': history,
+          'per_seed': per_seed}
+
+
+def summarize(run: dict) -> dict:
+  """Mean and 95 % CI over seeds of each scalar metric."""
+  out = {}
+  for key in ('accuracy', 'balanced_accuracy', 'macro_f1', 'g_mean',
+              'imbalance_degree', 'imbalance_ratio'):
+    values = [s[key] for s in run['per_seed']]
+    mean, half = metrics.mean_confidence_interval(values)
+    out[key] = {'mean': mean, 'ci95': half}
+  recalls = np.array([s['per_class_recall'] for s in run['per_seed']])
+  out['per_class_recall_mean'] = np.nanmean(recalls, axis=0).tolist()
+  return out
+
+
+def markdown_table(runs: Sequence[dict], protocols: Sequence[str],
+                   loss_names: Sequence[str], metric: str = 'accuracy'
+                   ) -> str:
+  """Table I's shape: rows losses, columns situations, mean ± 95 % CI (%)."""
+  by_key = {(r['protocol'], r['loss']): r for r in runs}
+  header = '| loss | ' + ' | '.join(protocols) + ' |'
+  lines = [header, '|' + '---|' * (len(protocols) + 1)]
+  for loss_name in loss_names:
+    cells = []
+    for protocol in protocols:
+      run = by_key.get((protocol, loss_name))
+      cells.append(metrics.format_mean_ci(
+          [s[metric] for s in run['per_seed']]) if run else '')
+    lines.append(f'| {loss_name} | ' + ' | '.join(cells) + ' |')
+  return '\n'.join(lines)
+
+
+def plot_per_class_recall(runs: Sequence[dict], class_names: Sequence[str],
+                          path: str) -> None:
+  """One panel per protocol: mean per-class recall, a bar group per loss."""
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use('Agg')
+  from matplotlib import pyplot as plt  # pylint: disable=g-import-not-at-top
+  protocols = list(dict.fromkeys(r['protocol'] for r in runs))
+  loss_names = list(dict.fromkeys(r['loss'] for r in runs))
+  fig, axes = plt.subplots(len(protocols), 1, squeeze=False,
+                           figsize=(max(6, 0.7 * len(class_names) + 2),
+                                    3.2 * len(protocols)))
+  width = 0.8 / len(loss_names)
+  x = np.arange(len(class_names))
+  for ax, protocol in zip(axes[:, 0], protocols):
+    for j, loss_name in enumerate(loss_names):
+      run = next((r for r in runs if r['protocol'] == protocol
+                  and r['loss'] == loss_name), None)
+      if run is None:
+        continue
+      recall = summarize(run)['per_class_recall_mean']
+      ax.bar(x + (j - (len(loss_names) - 1) / 2) * width, recall, width,
+             label=loss_name)
+    counts = runs[0]['per_seed'][0]['class_counts'] if runs else None
+    for r in runs:
+      if r['protocol'] == protocol:
+        counts = r['per_seed'][0]['class_counts']
+        break
+    ax.set_xticks(x, [f'{n}\n(n={c})' for n, c in zip(class_names, counts)],
+                  fontsize=8)
+    ax.set_ylim(0, 1.2)
+    ax.set_ylabel('recall')
+    ax.set_title(f'per-class recall on the balanced test set: {protocol}')
+    ax.grid(axis='y', alpha=0.3)
+  axes[0, 0].legend(ncol=len(loss_names), fontsize=8, loc='upper center')
+  fig.tight_layout()
+  fig.savefig(path, dpi=110)
+  plt.close(fig)
+
+
+def run(cfg: ClassifyConfig, workdir: str, *, show_progress: bool = True,
+        epoch_callback: Optional[Callable[[str, str, int], None]] = None
+        ) -> dict:
+  """Runs every (protocol, loss) of `cfg`; writes results to `workdir`.
+
+  Outputs: `results.json` (config, per-run counts, rho, lambda, per-seed
+  metrics and summaries), `table.md` (Table I's shape) and
+  `per_class_recall.png`. Finished runs are kept in `workdir/runs/` and are
+  not recomputed; unfinished ones resume from their last checkpoint.
+
+  Returns:
+    The results dict written to `results.json`.
+  """
+  cfg.validate()
+  os.makedirs(os.path.join(workdir, 'runs'), exist_ok=True)
+  config_path = os.path.join(workdir, 'config.json')
+  config_dict = dataclasses.asdict(cfg)
+  if os.path.exists(config_path):
+    with open(config_path) as f:
+      previous = json.load(f)
+    if json.loads(json.dumps(config_dict)) != previous:
+      raise ValueError(
+          f'{workdir} holds a run with a different config; use a new '
+          f'--workdir or delete it.\nold: {previous}\nnew: {config_dict}')
+  with open(config_path, 'w') as f:
+    json.dump(config_dict, f, indent=1)
+
+  kw = {'data_dir': cfg.data_dir, 'manual_dir': cfg.manual_dir}
+  train_set = data.load(cfg.dataset, 'train', **kw)
+  test_set = data.load(cfg.dataset, 'test', **kw)
+
+  todo = []
+  for protocol in cfg.protocols:
+    for loss_name in cfg.losses:
+      path = os.path.join(workdir, 'runs', f'{protocol}__{loss_name}.json')
+      todo.append((protocol, loss_name, path))
+  bar = None
+  if show_progress:
+    from tqdm import auto as tqdm  # pylint: disable=g-import-not-at-top
+    steps = 0
+    for protocol, _, path in todo:
+      if not os.path.exists(path):
+        split = data.get_protocol(protocol)(train_set.labels, seed=0)
+        steps += cfg.epochs * math.ceil(split.indices.size / cfg.batch_size)
+    bar = tqdm.tqdm(total=steps, unit='step', desc='training (all seeds)')
+
+  runs = []
+  for protocol, loss_name, path in todo:
+    if os.path.exists(path):
+      with open(path) as f:
+        runs.append(json.load(f))
+      continue
+    callback = None
+    if epoch_callback is not None:
+      callback = functools.partial(epoch_callback, protocol, loss_name)
+    result = train_and_evaluate(cfg, train_set, test_set, protocol,
+                                loss_name, workdir, progress=bar,
+                                epoch_callback=callback)
+    with open(path + '.tmp', 'w') as f:
+      json.dump(result, f)
+    os.replace(path + '.tmp', path)
+    runs.append(result)
+  if bar is not None:
+    bar.close()
+
+  for r in runs:
+    r['summary'] = summarize(r)
+  results = {'config': config_dict, 'dataset': {
+      'name': cfg.dataset, 'train_size': len(train_set),
+      'test_size': len(test_set),
+      'test_class_counts': test_set.class_counts().tolist(),
+      'class_names': list(train_set.class_names)}, 'runs': runs}
+  table = markdown_table(runs, cfg.protocols, cfg.losses)
+  results['table_markdown'] = table
+  with open(os.path.join(workdir, 'results.json'), 'w') as f:
+    json.dump(results, f, indent=1)
+  with open(os.path.join(workdir, 'table.md'), 'w') as f:
+    f.write(f'Recognition rate (%) on the balanced {cfg.dataset} test set, '
+            f'mean ± 95 % CI over {cfg.seeds} seeds; model '
+            f'{cfg.model_name()}, {cfg.epochs} epochs.\n\n{table}\n')
+  plot_per_class_recall(runs, train_set.class_names,
+                        os.path.join(workdir, 'per_class_recall.png'))
+  return results

@@ -1,0 +1,156 @@
+"""Convolutional classifiers used in the paper's experiments (Flax Linen).
+
+All models map uint8 or float images `[batch, H, W, C]` to logits
+`[batch, num_classes]`; uint8 input is scaled to [0, 1] inside. Parameters
+are a plain pytree (`{'params': ...}`), with no mutable collections, so they
+can be vmapped over seeds and adapted in MAML inner loops.
+"""
+
+from typing import Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+
+def _to_float(x: jax.Array, dtype) -> jax.Array:
+  if jnp.issubdtype(x.dtype, jnp.integer):
+    return x.astype(dtype) / 255.0
+  return x.astype(dtype)
+
+
+class LeNet(nn.Module):
+  """LeNet as configured for MNIST by Caffe and CoSen CNN (Khan et al. 2017).
+
+  conv 5x5x20 - max-pool 2 - conv 5x5x50 - max-pool 2 - dense 500 - ReLU -
+  dense num_classes (valid convolutions, no activation after the convs, as
+  Caffe's lenet_train_test.prototxt).
+  """
+  num_classes: int = 10
+  dtype: jnp.dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x, train: bool = False):
+    del train
+    x = _to_float(x, self.dtype)
+    x = nn.Conv(20, (5, 5), padding='VALID', dtype=self.dtype)(x)
+    x = nn.max_pool(x, (2, 2), (2, 2))
+    x = nn.Conv(50, (5, 5), padding='VALID', dtype=self.dtype)(x)
+    x = nn.max_pool(x, (2, 2), (2, 2))
+    x = x.reshape(x.shape[0], -1)
+    x = nn.relu(nn.Dense(500, dtype=self.dtype)(x))
+    return nn.Dense(self.num_classes, dtype=self.dtype)(x)
+
+
+class DigitsCNN(nn.Module):
+  """A small CNN for the 8x8 digits.
+
+  conv 3x3x32 - ReLU - conv 3x3x64 - ReLU - max-pool 2 - dense 128 - ReLU -
+  dense num_classes (same-padded convolutions).
+  """
+  num_classes: int = 10
+  dtype: jnp.dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x, train: bool = False):
+    del train
+    x = _to_float(x, self.dtype)
+    x = nn.relu(nn.Conv(32, (3, 3), dtype=self.dtype)(x))
+    x = nn.relu(nn.Conv(64, (3, 3), dtype=self.dtype)(x))
+    x = nn.max_pool(x, (2, 2), (2, 2))
+    x = x.reshape(x.shape[0], -1)
+    x = nn.relu(nn.Dense(128, dtype=self.dtype)(x))
+    return nn.Dense(self.num_classes, dtype=self.dtype)(x)
+
+
+class AConvNet(nn.Module):
+  """A-ConvNets for 88x88 SAR chips (Chen et al. 2016), all-convolutional.
+
+  conv 5x5x16 - pool - conv 5x5x32 - pool - conv 6x6x64 - pool -
+  conv 5x5x128 - dropout 0.5 - conv 3x3xC (valid; ReLU after each hidden
+  conv; 2x2 max-pools). The spatial size goes 88-84-42-38-19-14-7-3-1.
+  """
+  num_classes: int = 10
+  dropout_rate: float = 0.5
+  dtype: jnp.dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x, train: bool = False):
+    x = _to_float(x, self.dtype)
+    for features, kernel in ((16, 5), (32, 5), (64, 6)):
+      x = nn.relu(nn.Conv(features, (kernel, kernel), padding='VALID',
+                          dtype=self.dtype)(x))
+      x = nn.max_pool(x, (2, 2), (2, 2))
+    x = nn.relu(nn.Conv(128, (5, 5), padding='VALID', dtype=self.dtype)(x))
+    x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
+    x = nn.Conv(self.num_classes, (3, 3), padding='VALID', dtype=self.dtype)(x)
+    return x.reshape(x.shape[0], -1)
+
+
+class BatchStatNorm(nn.Module):
+  """Batch normalisation with the current batch's statistics only.
+
+  MAML's transductive batch norm (Finn et al. 2017): mean and variance over
+  batch and spatial axes of the input, learned scale and bias, and no running
+  averages, so the parameters stay a plain pytree.
+  """
+  epsilon: float = 1e-5
+  dtype: jnp.dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x):
+    features = x.shape[-1]
+    scale = self.param('scale', nn.initializers.ones, (features,))
+    bias = self.param('bias', nn.initializers.zeros, (features,))
+    axes = tuple(range(x.ndim - 1))
+    mean = jnp.mean(x, axes, keepdims=True)
+    var = jnp.mean(jnp.square(x - mean), axes, keepdims=True)
+    return (x - mean) * jax.lax.rsqrt(var + self.epsilon) * scale + bias
+
+
+class Conv4(nn.Module):
+  """MAML's 4-block CNN: 4 x [conv 3x3 (same), norm, ReLU, max-pool 2] + dense.
+
+  Attributes:
+    num_classes: output size.
+    features: filters per block (64 as in the paper; 32 is MAML's choice for
+      miniImageNet).
+    norm: 'batch' (transductive batch statistics, `BatchStatNorm`) or 'none'.
+  """
+  num_classes: int = 5
+  features: int = 64
+  norm: str = 'batch'
+  dtype: jnp.dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x, train: bool = False):
+    del train
+    if self.norm not in ('batch', 'none'):
+      raise ValueError(f"Conv4.norm must be 'batch' or 'none', got "
+                       f'{self.norm!r}.')
+    x = _to_float(x, self.dtype)
+    for _ in range(4):
+      x = nn.Conv(self.features, (3, 3), dtype=self.dtype)(x)
+      if self.norm == 'batch':
+        x = BatchStatNorm(dtype=self.dtype)(x)
+      x = nn.relu(x)
+      x = nn.max_pool(x, (2, 2), (2, 2), padding='SAME')
+    x = x.reshape(x.shape[0], -1)
+    return nn.Dense(self.num_classes, dtype=self.dtype)(x)
+
+
+_MODELS = {
+    'lenet': LeNet,
+    'digits_cnn': DigitsCNN,
+    'aconvnet': AConvNet,
+    'conv4': Conv4,
+}
+MODEL_NAMES: Sequence[str] = tuple(_MODELS)
+
+
+def get_model(name: str, num_classes: int, **kwargs) -> nn.Module:
+  """Returns the model called `name` (lenet, digits_cnn, aconvnet, conv4)."""
+  if name not in _MODELS:
+    raise ValueError(f'Unknown model {name!r}; known: '
+                     f'{", ".join(MODEL_NAMES)}.')
+  return _MODELS[name](num_classes=num_classes, **kwargs)
