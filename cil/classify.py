@@ -1,4 +1,4 @@
-"""Imbalanced classification: train a CNN with a registry loss, many seeds at once.
+"""Imbalanced classification: CNNs trained with a registry loss, many seeds.
 
 The protocol of the paper (Section V, Tables I and III): draw an imbalanced
 training set from a balanced one (`cil.data` protocols), train a CNN with CE,

@@ -47,14 +47,16 @@ def classification_metrics(confusion: np.ndarray) -> dict:
                   2 * precision * recall / (precision + recall), 0.0)
   present = support > 0
   recalls = recall[present]
+  g_mean = 0.0
+  if recalls.size:
+    g_mean = float(np.prod(recalls) ** (1 / recalls.size))
   return {
       'accuracy': float(tp.sum() / max(cm.sum(), 1)),
       'per_class_recall': recall.tolist(),
       'per_class_precision': precision.tolist(),
       'balanced_accuracy': float(recalls.mean()) if recalls.size else 0.0,
       'macro_f1': float(f1[present].mean()) if recalls.size else 0.0,
-      'g_mean': float(np.prod(recalls) ** (1 / recalls.size))
-                if recalls.size else 0.0,
+      'g_mean': g_mean,
       'confusion': cm.astype(np.int64).tolist(),
   }
 

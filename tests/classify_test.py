@@ -1,0 +1,200 @@
+"""Tests for cil.models, cil.metrics, cil.classify and launch.classify."""
+
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from unittest import mock
+
+from absl.testing import absltest
+from absl.testing import parameterized
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from cil import classify
+from cil import metrics
+from cil import models
+
+_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_DATA_DIR = None
+
+
+def setUpModule():
+  global _DATA_DIR
+  _DATA_DIR = tempfile.mkdtemp()
+
+
+def tearDownModule():
+  shutil.rmtree(_DATA_DIR, ignore_errors=True)
+
+
+class ModelsTest(parameterized.TestCase):
+
+  @parameterized.named_parameters(
+      ('lenet', 'lenet', (2, 28, 28, 1), 10, 431_080),      # Caffe LeNet.
+      ('aconvnet', 'aconvnet', (2, 88, 88, 1), 10, 303_498),  # Chen et al.
+      ('conv4', 'conv4', (2, 28, 28, 1), 5, 113_221),
+      ('digits_cnn', 'digits_cnn', (2, 8, 8, 1), 10, 151_306),
+  )
+  def test_shapes_and_parameter_counts(self, name, shape, classes, size):
+    model = models.get_model(name, classes)
+    x = jnp.zeros(shape, jnp.uint8)
+    params = model.init(jax.random.key(0), x)
+    self.assertEqual(set(params), {'params'})  # No mutable collections.
+    self.assertEqual(sum(p.size for p in jax.tree.leaves(params)), size)
+    self.assertEqual(model.apply(params, x).shape, (shape[0], classes))
+
+  def test_conv4_uses_the_batch_statistics(self):
+    model = models.Conv4(num_classes=5, features=8)
+    x = jax.random.uniform(jax.random.key(1), (6, 28, 28, 1))
+    params = model.init(jax.random.key(0), x)
+    full = model.apply(params, x)
+    alone = model.apply(params, x[:3])
+    # Transductive batch norm: an example's output depends on its batch.
+    self.assertGreater(float(jnp.max(jnp.abs(full[:3] - alone))), 1e-4)
+
+  def test_unknown_model(self):
+    with self.assertRaisesRegex(ValueError, 'Unknown model .*lenet'):
+      models.get_model('resnet', 10)
+
+
+class MetricsTest(absltest.TestCase):
+
+  def test_hand_made_confusion_matrix(self):
+    # Rows true, columns predicted.
+    cm = np.array([[4, 1, 0], [0, 3, 1], [2, 0, 2]])
+    labels = np.repeat([0, 1, 2], [5, 4, 4])
+    predictions = np.array([0, 0, 0, 0, 1, 1, 1, 1, 2, 0, 0, 2, 2])
+    np.testing.assert_array_equal(
+        metrics.confusion_matrix(labels, predictions, 3), cm)
+    m = metrics.classification_metrics(cm)
+    self.assertAlmostEqual(m['accuracy'], 9 / 13)
+    np.testing.assert_allclose(m['per_class_recall'], [0.8, 0.75, 0.5])
+    np.testing.assert_allclose(m['per_class_precision'], [4 / 6, 3 / 4, 2 / 3])
+    self.assertAlmostEqual(m['balanced_accuracy'], (0.8 + 0.75 + 0.5) / 3)
+    # F1 per class: 2PR/(P+R) = 0.727273, 0.75, 0.571429.
+    self.assertAlmostEqual(m['macro_f1'], (8 / 11 + 0.75 + 4 / 7) / 3)
+    self.assertAlmostEqual(m['g_mean'], (0.8 * 0.75 * 0.5) ** (1 / 3))
+
+  def test_class_without_test_examples_is_left_out(self):
+    m = metrics.classification_metrics(np.array([[3, 1], [0, 0]]))
+    self.assertTrue(math.isnan(m['per_class_recall'][1]))
+    self.assertAlmostEqual(m['balanced_accuracy'], 0.75)
+
+  def test_confidence_interval(self):
+    # mean 2, sd 1, n 3: t_{0.975, 2} = 4.302653 -> half-width 2.484138.
+    mean, half = metrics.mean_confidence_interval([1.0, 2.0, 3.0])
+    self.assertAlmostEqual(mean, 2.0)
+    self.assertAlmostEqual(half, 4.302653 / math.sqrt(3), places=5)
+    self.assertEqual(metrics.format_mean_ci([0.5, 0.5]), '50.00 ± 0.00')
+
+  def test_bad_predictions(self):
+    with self.assertRaisesRegex(ValueError, r'predictions must be in \[0, 2\)'):
+      metrics.confusion_matrix(np.array([0, 1]), np.array([0, 2]), 2)
+
+
+@mock.patch.dict(os.environ, {'CIL_MANUAL_DIR': '', 'CIL_DATA_DIR': ''})
+class ClassifyTest(absltest.TestCase):
+  """Training on the bundled digits; tiny configs, compiled steps reused."""
+
+  CFG = classify.ClassifyConfig(
+      dataset='digits', protocols=('odd25',), losses=('ci',), seeds=2,
+      epochs=3, checkpoint_every=1, batch_size=64)
+
+  def _workdir(self):
+    path = tempfile.mkdtemp()
+    self.addCleanup(shutil.rmtree, path, ignore_errors=True)
+    return path
+
+  def _cfg(self, **kw):
+    import dataclasses  # pylint: disable=g-import-not-at-top
+    return dataclasses.replace(self.CFG, data_dir=_DATA_DIR, **kw)
+
+  def test_loss_decreases_and_outputs_are_written(self):
+    workdir = self._workdir()
+    results = classify.run(self._cfg(), workdir, show_progress=False)
+    run = results['runs'][0]
+    history = run['train_loss_per_epoch_resumed_part']
+    self.assertLen(history, 3)
+    self.assertLess(history[-1], 0.5 * history[0])
+    self.assertLen(run['per_seed'], 2)
+    for seed_result in run['per_seed']:
+      self.assertGreater(seed_result['accuracy'], 0.5)  # Chance is 0.1.
+      # Odd classes at 25 % of ~120: lambda near log10(4) / 2 = 0.301.
+      self.assertAlmostEqual(seed_result['imbalance_degree'], 0.301,
+                             delta=0.01)
+    for name in ('results.json', 'table.md', 'per_class_recall.png',
+                 'config.json'):
+      self.assertTrue(os.path.exists(os.path.join(workdir, name)), name)
+    with open(os.path.join(workdir, 'table.md')) as f:
+      self.assertIn('| ci | ', f.read())
+
+  def test_resume_after_kill_equals_uninterrupted(self):
+    cfg = self._cfg()
+    uninterrupted = classify.run(cfg, self._workdir(), show_progress=False)
+
+    workdir = self._workdir()
+
+    def kill_after_second_epoch(protocol, loss, epoch):
+      del protocol, loss
+      if epoch == 2:
+        raise classify.Interrupted()
+
+    with self.assertRaises(classify.Interrupted):
+      classify.run(cfg, workdir, show_progress=False,
+                   epoch_callback=kill_after_second_epoch)
+    resumed = classify.run(cfg, workdir, show_progress=False)
+    a = uninterrupted['runs'][0]['per_seed']
+    b = resumed['runs'][0]['per_seed']
+    self.assertLen(resumed['runs'][0]['train_loss_per_epoch_resumed_part'], 1)
+    for x, y in zip(a, b):
+      self.assertEqual(x['confusion'], y['confusion'])
+      self.assertEqual(x['accuracy'], y['accuracy'])
+
+  def test_changed_config_in_same_workdir_is_refused(self):
+    workdir = self._workdir()
+    with open(os.path.join(workdir, 'config.json'), 'w') as f:
+      json.dump({'dataset': 'mnist'}, f)
+    with self.assertRaisesRegex(ValueError, 'different config'):
+      classify.run(self._cfg(), workdir, show_progress=False)
+
+  def test_bad_config(self):
+    with self.assertRaisesRegex(ValueError, 'Unknown loss'):
+      classify.run(self._cfg(losses=('xent',)), self._workdir())
+    with self.assertRaisesRegex(ValueError, 'Unknown protocol'):
+      classify.run(self._cfg(protocols=('odd7',)), self._workdir())
+    with self.assertRaisesRegex(ValueError, 'must be positive'):
+      classify.run(self._cfg(seeds=0), self._workdir())
+
+  def test_epoch_batches_cover_each_seed_once(self):
+    from cil import data  # pylint: disable=g-import-not-at-top
+    labels = np.repeat(np.arange(4), [50, 5, 50, 5])
+    splits = [data.get_protocol('minority:k=1,n=3')(labels, seed=s)
+              for s in (0, 1)]
+    idx, mask = classify.epoch_batches(splits, [0, 1], 0, 16)
+    for k, split in enumerate(splits):
+      seen = idx[:, k][mask[:, k]]
+      np.testing.assert_array_equal(np.sort(seen), split.indices)
+
+
+class LauncherTest(absltest.TestCase):
+
+  def test_smoke_run_prints_the_table(self):
+    workdir = tempfile.mkdtemp()
+    self.addCleanup(shutil.rmtree, workdir, ignore_errors=True)
+    env = dict(os.environ, CIL_DATA_DIR=_DATA_DIR, CIL_MANUAL_DIR='')
+    result = subprocess.run(
+        [sys.executable, '-m', 'launch.classify', '--smoke',
+         f'--workdir={workdir}', '--loss=ce,ci'], cwd=_ROOT, env=env,
+        capture_output=True, text=True, timeout=600, check=False)
+    self.assertEqual(result.returncode, 0, msg=result.stderr[-3000:])
+    self.assertIn('| loss | odd10 |', result.stdout)
+    self.assertIn('| ci | ', result.stdout)
+
+
+if __name__ == '__main__':
+  absltest.main()
