@@ -384,7 +384,7 @@ def train_and_evaluate(
       if progress is not None:
         progress.update(int(active.sum()))
         progress.set_postfix(protocol=protocol, loss=loss_name,
-                             epoch=epoch + 1,
+                             epoch=epoch + 1, refresh=False,
                              train_loss=f'{np.mean(epoch_loss[-1]):.4f}')
     history.append(float(np.mean(np.concatenate(epoch_loss))))
     if (epoch + 1) % cfg.checkpoint_every == 0 or epoch + 1 == cfg.epochs:
@@ -519,7 +519,8 @@ def run(cfg: ClassifyConfig, workdir: str, *, show_progress: bool = True,
       if not os.path.exists(path):
         split = data.get_protocol(protocol)(train_set.labels, seed=0)
         steps += cfg.epochs * math.ceil(split.indices.size / cfg.batch_size)
-    bar = tqdm.tqdm(total=steps, unit='step', desc='training (all seeds)')
+    bar = tqdm.tqdm(total=steps, unit='step', desc='training (all seeds)',
+                    mininterval=1.0)
 
   runs = []
   for protocol, loss_name, path in todo:
