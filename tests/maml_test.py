@@ -1,0 +1,174 @@
+"""Tests for cil.maml: second-order numerics, FOMAML, devices, CI counts."""
+
+import functools
+import math
+import os
+
+from absl.testing import absltest
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from cil import losses
+from cil import maml
+from cil import models
+
+
+def setUpModule():
+  # Under pytest, tests/conftest.py already asked XLA for 4 CPU devices.
+  if 'xla_force_host_platform_device_count' not in os.environ.get(
+      'XLA_FLAGS', ''):
+    chex.set_n_cpu_devices(4)
+
+
+def _sigmoid(z):
+  return 1 / (1 + math.exp(-z))
+
+
+def _scalar_model(variables, x):
+  """Two-class logits [w x, 0]: p(class 0) = sigmoid(w x)."""
+  w = variables['params']['w']
+  return jnp.stack([w * x[:, 0], jnp.zeros(x.shape[0])], axis=-1)
+
+
+class SecondOrderTest(absltest.TestCase):
+  """One inner step on a scalar model, against the hand-derived gradient.
+
+  With natural-log CE and label 0, L(w; x) = -log sigmoid(w x), so
+  dL/dw = -x sigmoid(-w x). One inner step: w' = w + a x_s sigmoid(-w x_s),
+  and dw'/dw = 1 - a x_s^2 sigmoid(w x_s) sigmoid(-w x_s). The meta-gradient
+  is dL(w'; x_q)/dw = -x_q sigmoid(-w' x_q) * dw'/dw; FOMAML drops the
+  second-order term, i.e. sets dw'/dw = 1.
+  """
+
+  W, X_S, X_Q, LR = 0.3, 1.5, -0.7, 0.5
+
+  def _meta_grad(self, first_order):
+    loss = functools.partial(losses.get_loss('ce'), log_base=math.e)
+    support = (jnp.array([[self.X_S]]), jnp.array([0]), jnp.array([1., 1.]))
+
+    def meta_loss(w):
+      adapted = maml.inner_adapt({'w': w}, _scalar_model, support, loss=loss,
+                                 inner_lr=self.LR, num_steps=1,
+                                 first_order=first_order)
+      return jnp.mean(maml.support_loss(
+          adapted, _scalar_model, jnp.array([[self.X_Q]]), jnp.array([0]),
+          jnp.array([1., 1.]), loss=loss))
+
+    with jax.enable_x64(True):
+      return float(jax.grad(meta_loss)(jnp.float64(self.W)))
+
+  def _hand(self, first_order):
+    w_adapted = self.W + self.LR * self.X_S * _sigmoid(-self.W * self.X_S)
+    outer = -self.X_Q * _sigmoid(-w_adapted * self.X_Q)
+    if first_order:
+      return outer
+    inner = 1 - self.LR * self.X_S ** 2 * _sigmoid(self.W * self.X_S) * (
+        _sigmoid(-self.W * self.X_S))
+    return outer * inner
+
+  def test_second_order_gradient_is_hand_derived_value(self):
+    self.assertAlmostEqual(self._meta_grad(False), self._hand(False),
+                           places=12)
+
+  def test_first_order_drops_the_second_order_term(self):
+    self.assertAlmostEqual(self._meta_grad(True), self._hand(True),
+                           places=12)
+    self.assertNotAlmostEqual(self._hand(True), self._hand(False), places=3)
+
+
+class CountsReachTheLossTest(absltest.TestCase):
+
+  def test_minority_support_examples_are_weighted_by_f(self):
+    # Uniform predictions (zero logits): every example has p = 1/5, so the CI
+    # loss of an example is proportional to the factor f of its class.
+    # Counts [1, 1, 1, 1, 11]: lambda = 0.833 <= 1, f = sqrt(11 / N_i).
+    counts = jnp.array([1., 1., 1., 1., 11.])
+    labels = jnp.array([0, 1, 2, 3] + [4] * 11)
+    zero_logits = lambda variables, x: jnp.zeros((x.shape[0], 5))
+    per_example = maml.support_loss({}, zero_logits, jnp.zeros((15, 1)),
+                                    labels, counts, loss=losses.ci_loss)
+    np.testing.assert_allclose(per_example[:4] / per_example[4],
+                               [math.sqrt(11)] * 4, rtol=1e-5)
+    np.testing.assert_allclose(per_example[4:], per_example[4], rtol=1e-6)
+
+  def test_inner_step_depends_on_the_task_counts(self):
+    model = models.Conv4(num_classes=5, features=2)
+    x = jax.random.uniform(jax.random.key(0), (15, 8, 8, 1))
+    labels = jnp.array([0, 1, 2, 3] + [4] * 11)
+    params = model.init(jax.random.key(1), x)['params']
+    adapt = jax.jit(lambda c: maml.inner_adapt(
+        params, model.apply, (x, labels, c), loss=losses.ci_loss,
+        inner_lr=0.1, num_steps=1))
+    imbalanced = adapt(jnp.array([1., 1., 1., 1., 11.]))
+    balanced = adapt(jnp.array([3., 3., 3., 3., 3.]))
+    diff = jax.tree.map(lambda a, b: float(jnp.max(jnp.abs(a - b))),
+                        imbalanced, balanced)
+    self.assertGreater(max(jax.tree.leaves(diff)), 1e-6)
+
+
+class MultiDeviceTest(absltest.TestCase):
+
+  @classmethod
+  def setUpClass(cls):
+    super().setUpClass()
+    if jax.local_device_count() < 4:
+      raise absltest.SkipTest('needs 4 (fake) devices')
+    cfg = maml.MamlConfig(adaptation_steps=1, inner_lr=0.1, ways=5)
+    model = models.Conv4(num_classes=5, features=4)
+    rng = np.random.default_rng(0)
+    # 4 tasks, support [1, 1, 1, 1, 4] (8 images), proportional queries.
+    labels = np.tile(np.array([0, 1, 2, 3, 4, 4, 4, 4]), (4, 1))
+    cls.tasks = {
+        'support_images': jnp.asarray(rng.integers(0, 256, (4, 8, 8, 8, 1)),
+                                      jnp.uint8),
+        'support_labels': jnp.asarray(labels, jnp.int32),
+        'support_counts': jnp.tile(jnp.array([1, 1, 1, 1, 4], jnp.int32),
+                                   (4, 1)),
+        'query_images': jnp.asarray(rng.integers(0, 256, (4, 8, 8, 8, 1)),
+                                    jnp.uint8),
+        'query_labels': jnp.asarray(labels, jnp.int32),
+    }
+    cls.cfg = cfg
+    cls.state = maml.create_state(model, cfg, jax.random.key(0),
+                                  cls.tasks['support_images'][0])
+    cls.single = maml.parallel_meta_train_step(cfg, parallel='none')(
+        cls.state, cls.tasks)
+
+  def _check(self, parallel):
+    state, metrics = maml.parallel_meta_train_step(
+        self.cfg, parallel=parallel)(self.state, self.tasks)
+    chex.assert_trees_all_close(state.params, self.single[0].params,
+                                atol=1e-6)
+    chex.assert_trees_all_close(metrics, self.single[1], rtol=1e-5)
+    self.assertEqual(int(state.step), 1)
+
+  def test_pmap_equals_single_device(self):
+    self._check('pmap')
+
+  def test_shard_map_equals_single_device(self):
+    self._check('shard_map')
+
+  def test_meta_batch_must_divide_over_devices(self):
+    tasks = {k: v[:3] for k, v in self.tasks.items()}
+    with self.assertRaisesRegex(ValueError, 'divide evenly over 4 devices'):
+      maml.parallel_meta_train_step(self.cfg, parallel='pmap')(self.state,
+                                                               tasks)
+
+  def test_meta_step_reduces_the_meta_loss(self):
+    # A few meta-steps on the same meta-batch must lower its meta-loss.
+    step = maml.parallel_meta_train_step(self.cfg, parallel='none')
+    state = self.state.replace(tx=optax.adam(1e-2),
+                               opt_state=optax.adam(1e-2).init(
+                                   self.state.params))
+    first = None
+    for _ in range(5):
+      state, metrics = step(state, self.tasks)
+      first = first if first is not None else float(metrics['meta_loss'])
+    self.assertLess(float(metrics['meta_loss']), first)
+
+
+if __name__ == '__main__':
+  absltest.main()
