@@ -223,8 +223,9 @@ def parallel_meta_train_step(cfg: MamlConfig, *, parallel: str = 'pmap',
                       devices=devices)
     return lambda state, tasks: mapped(state, split(tasks))
   if parallel == 'shard_map':
-    from jax.sharding import Mesh  # pylint: disable=g-import-not-at-top
-    from jax.sharding import PartitionSpec as P  # pylint: disable=g-import-not-at-top
+    # pylint: disable=g-import-not-at-top
+    from jax.sharding import Mesh
+    from jax.sharding import PartitionSpec as P
     mesh = Mesh(np.array(devices), (axis,))
 
     def body(state, tasks):

@@ -87,7 +87,11 @@ class CountsReachTheLossTest(absltest.TestCase):
     # Counts [1, 1, 1, 1, 11]: lambda = 0.833 <= 1, f = sqrt(11 / N_i).
     counts = jnp.array([1., 1., 1., 1., 11.])
     labels = jnp.array([0, 1, 2, 3] + [4] * 11)
-    zero_logits = lambda variables, x: jnp.zeros((x.shape[0], 5))
+
+    def zero_logits(variables, x):
+      del variables
+      return jnp.zeros((x.shape[0], 5))
+
     per_example = maml.support_loss({}, zero_logits, jnp.zeros((15, 1)),
                                     labels, counts, loss=losses.ci_loss)
     np.testing.assert_allclose(per_example[:4] / per_example[4],
