@@ -37,7 +37,8 @@ class ModelsTest(parameterized.TestCase):
   @parameterized.named_parameters(
       ('lenet', 'lenet', (2, 28, 28, 1), 10, 431_080),      # Caffe LeNet.
       ('aconvnet', 'aconvnet', (2, 88, 88, 1), 10, 303_498),  # Chen et al.
-      ('conv4', 'conv4', (2, 28, 28, 1), 5, 113_221),
+      ('conv4', 'conv4', (2, 28, 28, 1), 5, 112_261),
+      ('conv4_84', 'conv4', (2, 84, 84, 3), 5, 121_093),  # MAML: 1600 -> 5.
       ('digits_cnn', 'digits_cnn', (2, 8, 8, 1), 10, 151_306),
   )
   def test_shapes_and_parameter_counts(self, name, shape, classes, size):
@@ -56,6 +57,12 @@ class ModelsTest(parameterized.TestCase):
     alone = model.apply(params, x[:3])
     # Transductive batch norm: an example's output depends on its batch.
     self.assertGreater(float(jnp.max(jnp.abs(full[:3] - alone))), 1e-4)
+
+  def test_reshape_max_pool_equals_flax_valid_pool(self):
+    import flax.linen as nn  # pylint: disable=g-import-not-at-top
+    x = jax.random.normal(jax.random.key(2), (2, 7, 9, 3))
+    np.testing.assert_array_equal(models.cnn.max_pool_2x2(x),
+                                  nn.max_pool(x, (2, 2), (2, 2)))
 
   def test_unknown_model(self):
     with self.assertRaisesRegex(ValueError, 'Unknown model .*lenet'):

@@ -108,8 +108,24 @@ class BatchStatNorm(nn.Module):
     return (x - mean) * jax.lax.rsqrt(var + self.epsilon) * scale + bias
 
 
+def max_pool_2x2(x: jax.Array) -> jax.Array:
+  """2x2 max-pool, stride 2, floor semantics (odd edges dropped).
+
+  Written as reshape-and-max rather than `reduce_window`: the same values,
+  and faster under XLA:CPU in MAML's second-order meta-step (its gradient is
+  a select instead of a scatter).
+  """
+  b, h, w, c = x.shape
+  x = x[:, :h - h % 2, :w - w % 2]
+  return x.reshape(b, h // 2, 2, w // 2, 2, c).max(axis=(2, 4))
+
+
 class Conv4(nn.Module):
   """MAML's 4-block CNN: 4 x [conv 3x3 (same), norm, ReLU, max-pool 2] + dense.
+
+  Pooling floors odd sizes, as MAML and the PyTorch reference
+  (`nn.MaxPool2d(2)`): 84 -> 42 -> 21 -> 10 -> 5 (a 1600-wide dense input
+  with 64 filters), 28 -> 14 -> 7 -> 3 -> 1.
 
   Attributes:
     num_classes: output size.
@@ -134,7 +150,7 @@ class Conv4(nn.Module):
       if self.norm == 'batch':
         x = BatchStatNorm(dtype=self.dtype)(x)
       x = nn.relu(x)
-      x = nn.max_pool(x, (2, 2), (2, 2), padding='SAME')
+      x = max_pool_2x2(x)
     x = x.reshape(x.shape[0], -1)
     return nn.Dense(self.num_classes, dtype=self.dtype)(x)
 
