@@ -132,10 +132,13 @@ class Conv4(nn.Module):
     features: filters per block (64 as in the paper; 32 is MAML's choice for
       miniImageNet).
     norm: 'batch' (transductive batch statistics, `BatchStatNorm`) or 'none'.
+    pools: how many of the blocks (the first ones) max-pool; 4 as MAML, 3
+      for 8x8 inputs (8 -> 4 -> 2 -> 1).
   """
   num_classes: int = 5
   features: int = 64
   norm: str = 'batch'
+  pools: int = 4
   dtype: jnp.dtype = jnp.float32
 
   @nn.compact
@@ -145,12 +148,17 @@ class Conv4(nn.Module):
       raise ValueError(f"Conv4.norm must be 'batch' or 'none', got "
                        f'{self.norm!r}.')
     x = _to_float(x, self.dtype)
-    for _ in range(4):
+    if min(x.shape[1:3]) < 2 ** self.pools:
+      raise ValueError(f'Conv4 with {self.pools} pools needs inputs of at '
+                       f'least {2 ** self.pools}x{2 ** self.pools}, got '
+                       f'{x.shape[1:3]}; lower `pools`.')
+    for block in range(4):
       x = nn.Conv(self.features, (3, 3), dtype=self.dtype)(x)
       if self.norm == 'batch':
         x = BatchStatNorm(dtype=self.dtype)(x)
       x = nn.relu(x)
-      x = max_pool_2x2(x)
+      if block < self.pools:
+        x = max_pool_2x2(x)
     x = x.reshape(x.shape[0], -1)
     return nn.Dense(self.num_classes, dtype=self.dtype)(x)
 
