@@ -64,6 +64,11 @@ class ModelsTest(parameterized.TestCase):
     np.testing.assert_array_equal(models.cnn.max_pool_2x2(x),
                                   nn.max_pool(x, (2, 2), (2, 2)))
 
+  def test_conv4_too_small_input_names_the_fix(self):
+    with self.assertRaisesRegex(ValueError, 'at least 16x16.*lower `pools`'):
+      models.Conv4(num_classes=5).init(jax.random.key(0),
+                                       jnp.zeros((1, 8, 8, 1)))
+
   def test_unknown_model(self):
     with self.assertRaisesRegex(ValueError, 'Unknown model .*lenet'):
       models.get_model('resnet', 10)

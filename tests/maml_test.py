@@ -99,7 +99,7 @@ class CountsReachTheLossTest(absltest.TestCase):
     np.testing.assert_allclose(per_example[4:], per_example[4], rtol=1e-6)
 
   def test_inner_step_depends_on_the_task_counts(self):
-    model = models.Conv4(num_classes=5, features=2)
+    model = models.Conv4(num_classes=5, features=2, pools=3)
     x = jax.random.uniform(jax.random.key(0), (15, 8, 8, 1))
     labels = jnp.array([0, 1, 2, 3] + [4] * 11)
     params = model.init(jax.random.key(1), x)['params']
@@ -121,7 +121,7 @@ class MultiDeviceTest(absltest.TestCase):
     if jax.local_device_count() < 4:
       raise absltest.SkipTest('needs 4 (fake) devices')
     cfg = maml.MamlConfig(adaptation_steps=1, inner_lr=0.1, ways=5)
-    model = models.Conv4(num_classes=5, features=4)
+    model = models.Conv4(num_classes=5, features=4, pools=3)
     rng = np.random.default_rng(0)
     # 4 tasks, support [1, 1, 1, 1, 4] (8 images), proportional queries.
     labels = np.tile(np.array([0, 1, 2, 3, 4, 4, 4, 4]), (4, 1))
