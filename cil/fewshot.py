@@ -51,7 +51,8 @@ class FewShotConfig:
     first_order: MAML hyperparameters.
     features: Conv4 filters.
     test_tasks: meta-test tasks per distribution (paper: 600).
-    parallel: 'pmap', 'shard_map' or 'none'.
+    parallel: 'pmap' (default; plain jit on one device), 'shard_map' or
+      'none'.
     seed: sampling and initialisation seed.
     checkpoint_every: meta-steps between checkpoints.
     data_dir, manual_dir: as `cil.data.load`.
@@ -70,8 +71,8 @@ class FewShotConfig:
   meta_lr: float = 1e-3
   first_order: bool = False
   features: int = 32
-  test_tasks: int = 100
-  parallel: str = 'none'
+  test_tasks: int = 600
+  parallel: str = 'pmap'
   seed: int = 0
   checkpoint_every: int = 100
   data_dir: Optional[str] = None

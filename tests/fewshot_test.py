@@ -30,6 +30,7 @@ class FewShotRunTest(absltest.TestCase):
         dataset='digits', support=((1, 1, 1, 1, 4), (2, 2, 2, 1, 1)),
         losses=('ci',), meta_batch=2, meta_steps=4, inner_steps=1,
         test_inner_steps=2, features=4, test_tasks=4, checkpoint_every=1,
+        parallel='none',
         data_dir=cls.data_dir)
 
   @classmethod
@@ -89,7 +90,8 @@ class LauncherTest(absltest.TestCase):
     env = dict(os.environ, CIL_DATA_DIR=data_dir, CIL_MANUAL_DIR='')
     result = subprocess.run(
         [sys.executable, '-m', 'launch.fewshot', '--smoke', '--loss=ci',
-         '--features=4', '--test_inner_steps=2', f'--workdir={workdir}'],
+         '--features=4', '--test_inner_steps=2', '--parallel=none',
+         f'--workdir={workdir}'],
         cwd=_ROOT, env=env, capture_output=True, text=True, timeout=900,
         check=False)
     self.assertEqual(result.returncode, 0, msg=result.stderr[-3000:])
