@@ -33,6 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from cil import checkpoints
 from cil import data
 from cil import losses
 from cil import metrics
@@ -304,32 +305,10 @@ class Interrupted(Exception):
   """Raised by a callback to stop a run (tests use it to simulate a kill)."""
 
 
-def _checkpoint_manager(directory: str):
-  import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
-  return ocp.CheckpointManager(
-      os.path.abspath(directory),
-      options=ocp.CheckpointManagerOptions(max_to_keep=1, create=True))
-
-
-def _save(manager, epoch: int, states: TrainState) -> None:
-  import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
-  manager.save(epoch, args=ocp.args.StandardSave(
-      {'params': states.params, 'opt_state': states.opt_state,
-       'step': states.step}))
-  manager.wait_until_finished()
-
-
-def _restore(manager, states: TrainState) -> tuple[int, TrainState]:
-  import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
-  epoch = manager.latest_step()
-  if epoch is None:
-    return 0, states
-  target = {'params': states.params, 'opt_state': states.opt_state,
-            'step': states.step}
-  restored = manager.restore(epoch, args=ocp.args.StandardRestore(target))
-  return epoch, states.replace(params=restored['params'],
-                               opt_state=restored['opt_state'],
-                               step=restored['step'])
+def _train_state_tree(states: TrainState) -> dict:
+  """The arrays of the seeds' states that a checkpoint holds."""
+  return {'params': states.params, 'opt_state': states.opt_state,
+          'step': states.step}
 
 
 def train_and_evaluate(
@@ -351,9 +330,10 @@ def train_and_evaluate(
   tx = make_optimizer(cfg)
   keys = jax.vmap(jax.random.key)(jnp.asarray(seeds))
   states = create_states(model, tx, keys, jnp.asarray(train_set.images[:1]))
-  manager = _checkpoint_manager(
+  checkpointer = checkpoints.Checkpointer(
       os.path.join(workdir, 'checkpoints', protocol, loss_name))
-  start_epoch, states = _restore(manager, states)
+  start_epoch, restored = checkpointer.restore(_train_state_tree(states))
+  states = states.replace(**restored)
 
   images = jnp.asarray(train_set.images)
   labels = jnp.asarray(train_set.labels, jnp.int32)
@@ -388,10 +368,10 @@ def train_and_evaluate(
                              train_loss=f'{np.mean(epoch_loss[-1]):.4f}')
     history.append(float(np.mean(np.concatenate(epoch_loss))))
     if (epoch + 1) % cfg.checkpoint_every == 0 or epoch + 1 == cfg.epochs:
-      _save(manager, epoch + 1, states)
+      checkpointer.save(epoch + 1, _train_state_tree(states))
     if epoch_callback is not None:
       epoch_callback(epoch + 1)
-  manager.close()
+  checkpointer.close()
 
   predictions = predict(states, test_set.images, cfg.eval_batch_size)
   per_seed = []
@@ -489,18 +469,8 @@ def run(cfg: ClassifyConfig, workdir: str, *, show_progress: bool = True,
     The results dict written to `results.json`.
   """
   cfg.validate()
+  config_dict = checkpoints.claim_workdir(workdir, dataclasses.asdict(cfg))
   os.makedirs(os.path.join(workdir, 'runs'), exist_ok=True)
-  config_path = os.path.join(workdir, 'config.json')
-  config_dict = dataclasses.asdict(cfg)
-  if os.path.exists(config_path):
-    with open(config_path) as f:
-      previous = json.load(f)
-    if json.loads(json.dumps(config_dict)) != previous:
-      raise ValueError(
-          f'{workdir} holds a run with a different config; use a new '
-          f'--workdir or delete it.\nold: {previous}\nnew: {config_dict}')
-  with open(config_path, 'w') as f:
-    json.dump(config_dict, f, indent=1)
 
   kw = {'data_dir': cfg.data_dir, 'manual_dir': cfg.manual_dir}
   train_set = data.load(cfg.dataset, 'train', **kw)

@@ -25,6 +25,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from cil import checkpoints
 from cil import data
 from cil import losses
 from cil import maml
@@ -163,19 +164,11 @@ def evaluate(state, cfg: FewShotConfig, sampler: data.EpisodeSampler,
   return results
 
 
-def _checkpoint_manager(directory):
-  import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
-  return ocp.CheckpointManager(
-      os.path.abspath(directory),
-      options=ocp.CheckpointManagerOptions(max_to_keep=1, create=True))
-
-
 def train_and_evaluate(cfg: FewShotConfig, splits, loss: str, workdir: str,
                        *, progress=None,
                        step_callback: Optional[Callable[[int], None]] = None
                        ) -> dict:
   """Meta-trains with `loss` (resuming if checkpointed) and meta-tests."""
-  import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
   mcfg = cfg.maml_config(loss)
   train_sampler = data.EpisodeSampler(splits.train, ways=cfg.ways)
   test_sampler = data.EpisodeSampler(splits.test, ways=cfg.ways)
@@ -185,13 +178,12 @@ def train_and_evaluate(cfg: FewShotConfig, splits, loss: str, workdir: str,
   first = _train_tasks(cfg, train_sampler, 0)
   state = maml.create_state(model, mcfg, jax.random.key(cfg.seed),
                             first['support_images'][0])
-  manager = _checkpoint_manager(os.path.join(workdir, 'checkpoints', loss))
-  start = manager.latest_step() or 0
-  if start:
-    restored = manager.restore(start, args=ocp.args.StandardRestore(
-        {'params': state.params, 'opt_state': state.opt_state,
-         'step': state.step}))
-    state = state.replace(**restored)
+  checkpointer = checkpoints.Checkpointer(
+      os.path.join(workdir, 'checkpoints', loss))
+  start, restored = checkpointer.restore(
+      {'params': state.params, 'opt_state': state.opt_state,
+       'step': state.step})
+  state = state.replace(**restored)
   step_fn = maml.parallel_meta_train_step(mcfg, parallel=cfg.parallel)
   history = []
   for step in range(start, cfg.meta_steps):
@@ -202,13 +194,12 @@ def train_and_evaluate(cfg: FewShotConfig, splits, loss: str, workdir: str,
       progress.set_postfix(loss=loss, meta_loss=f'{history[-1]:.4f}',
                            refresh=False)
     if (step + 1) % cfg.checkpoint_every == 0 or step + 1 == cfg.meta_steps:
-      manager.save(step + 1, args=ocp.args.StandardSave(
-          {'params': state.params, 'opt_state': state.opt_state,
-           'step': state.step}))
-      manager.wait_until_finished()
+      checkpointer.save(step + 1, {'params': state.params,
+                                   'opt_state': state.opt_state,
+                                   'step': state.step})
     if step_callback is not None:
       step_callback(step + 1)
-  manager.close()
+  checkpointer.close()
   return {'loss': loss, 'meta_loss_resumed_part': history,
           'distributions': evaluate(state, cfg, test_sampler, loss)}
 
@@ -254,16 +245,8 @@ def run(cfg: FewShotConfig, workdir: str, *, show_progress: bool = True,
         step_callback: Optional[Callable[[str, int], None]] = None) -> dict:
   """Runs every loss of `cfg`; writes results.json, table.md, fig5.png."""
   cfg.validate()
+  config = checkpoints.claim_workdir(workdir, dataclasses.asdict(cfg))
   os.makedirs(os.path.join(workdir, 'runs'), exist_ok=True)
-  config = json.loads(json.dumps(dataclasses.asdict(cfg)))
-  config_path = os.path.join(workdir, 'config.json')
-  if os.path.exists(config_path):
-    with open(config_path) as f:
-      if json.load(f) != config:
-        raise ValueError(f'{workdir} holds a run with a different config; '
-                         'use a new --workdir or delete it.')
-  with open(config_path, 'w') as f:
-    json.dump(config, f, indent=1)
   splits = data.load_fewshot(cfg.dataset, data_dir=cfg.data_dir,
                              manual_dir=cfg.manual_dir)
   bar = None
