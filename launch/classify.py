@@ -6,8 +6,11 @@ The embedded default (digits, odd classes at 10 %, CE vs FL vs CI, 5 seeds):
 
 Table I on MNIST (the four situations, 20 samplings):
 
-    CIL_MANUAL_DIR=../shared/data python -m launch.classify --dataset=mnist \
+    CIL_MANUAL_DIR=/path/to/manual python -m launch.classify --dataset=mnist \
         --protocol=all --seeds=20 --epochs=10 --workdir=results/mnist_table1
+
+(the manual dir holds mnist/ with the four IDX files; on the project machines
+it is the shared data folder, see WORKSPACE.md).
 
 Tables II-III on MSTAR SOC (five minority classes at 24 or 12 chips):
 
