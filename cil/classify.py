@@ -35,6 +35,7 @@ import optax
 
 from cil import checkpoints
 from cil import data
+from cil import loops
 from cil import losses
 from cil import metrics
 from cil import models
@@ -229,9 +230,8 @@ def train_chunk(states: TrainState, images: jax.Array, labels: jax.Array,
     per_seed = jax.vmap(step, in_axes=(0, None, None, 0, 0, 0, 0))
   elif seed_parallel == 'loop':
     def per_seed(st, ims, labs, i, m, c, r):
-      outs = [step(jax.tree.map(lambda a, k=k: a[k], st), ims, labs, i[k],
-                   m[k], c[k], r[k]) for k in range(i.shape[0])]
-      return jax.tree.map(lambda *a: jnp.stack(a), *outs)
+      return loops.unrolled_map(lambda a: step(a[0], ims, labs, *a[1:]),
+                                (st, i, m, c, r))
   else:
     raise ValueError(f"seed_parallel must be 'vmap' or 'loop', got "
                      f'{seed_parallel!r}.')
@@ -438,11 +438,8 @@ def plot_per_class_recall(runs: Sequence[dict], class_names: Sequence[str],
       recall = summarize(run)['per_class_recall_mean']
       ax.bar(x + (j - (len(loss_names) - 1) / 2) * width, recall, width,
              label=loss_name)
-    counts = runs[0]['per_seed'][0]['class_counts'] if runs else None
-    for r in runs:
-      if r['protocol'] == protocol:
-        counts = r['per_seed'][0]['class_counts']
-        break
+    counts = next(r['per_seed'][0]['class_counts'] for r in runs
+                  if r['protocol'] == protocol)
     ax.set_xticks(x, [f'{n}\n(n={c})' for n, c in zip(class_names, counts)],
                   fontsize=8)
     ax.set_ylim(0, 1.2)

@@ -125,9 +125,7 @@ def _adapt_and_predict(params, apply_fn, tasks, *, cfg: maml.MamlConfig):
         loss=losses.get_loss(cfg.inner_loss), inner_lr=cfg.inner_lr,
         num_steps=cfg.test_adaptation_steps, first_order=True)
     return jnp.argmax(apply_fn({'params': adapted}, task['query_images']), -1)
-  n = tasks['support_images'].shape[0]
-  return jnp.stack([one({k: v[t] for k, v in tasks.items()})
-                    for t in range(n)])
+  return maml.map_tasks(one, tasks, cfg.resolved_task_map())
 
 
 def evaluate(state, cfg: FewShotConfig, sampler: data.EpisodeSampler,
@@ -137,7 +135,7 @@ def evaluate(state, cfg: FewShotConfig, sampler: data.EpisodeSampler,
   results = []
   for d, dist in enumerate(cfg.support):
     rng = np.random.default_rng([cfg.seed, 999, d])
-    accs, per_class = [], np.zeros((0, cfg.ways))
+    accs, per_class = [], []
     remaining = cfg.test_tasks
     while remaining > 0:
       batch = sampler.sample(rng, dist, query_per_class=cfg.test_queries,
@@ -150,16 +148,17 @@ def evaluate(state, cfg: FewShotConfig, sampler: data.EpisodeSampler,
         accs.append(float(correct.mean()))
         # Per-class accuracy, classes ordered by their support count.
         order = np.argsort(batch.support_counts[t], kind='stable')
-        per_class = np.vstack([per_class, [
-            correct[batch.query_labels[t] == c].mean() for c in order]])
+        per_class.append([correct[batch.query_labels[t] == c].mean()
+                          for c in order])
       remaining -= take
     mean, half = metrics.mean_confidence_interval(accs)
+    per_class_mean = np.mean(per_class, axis=0).tolist()
     results.append({
         'distribution': list(dist),
         'imbalance_degree': round(float(losses.imbalance_degree(
             np.asarray(dist))), 4) + 0.0,  # No "-0.0".
         'accuracy_mean': mean, 'accuracy_ci95': half,
-        'per_class_accuracy_by_support_size': per_class.mean(0).tolist(),
+        'per_class_accuracy_by_support_size': per_class_mean,
         'num_tasks': len(accs)})
   return results
 

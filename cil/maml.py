@@ -32,6 +32,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from cil import loops
 from cil import losses
 
 TASK_KEYS = ('support_images', 'support_labels', 'support_counts',
@@ -129,14 +130,13 @@ def task_loss(params: Any, apply_fn: Callable, task: dict, *,
   return loss, {'accuracy': accuracy}
 
 
-def _map_tasks(fn, tasks: dict, mode: str):
+def map_tasks(fn: Callable[[dict], Any], tasks: dict, mode: str) -> Any:
+  """Maps `fn` over the tasks of a meta-batch: 'vmap' or 'loop' (unrolled)."""
   if mode == 'vmap':
     return jax.vmap(fn)(tasks)
   if mode != 'loop':
     raise ValueError(f"task_map must be 'loop' or 'vmap', got {mode!r}.")
-  n = tasks['support_images'].shape[0]
-  outs = [fn({k: v[t] for k, v in tasks.items()}) for t in range(n)]
-  return jax.tree.map(lambda *a: jnp.stack(a), *outs)
+  return loops.unrolled_map(fn, tasks)
 
 
 def meta_train_step(state: train_state.TrainState, tasks: dict, *,
@@ -157,7 +157,7 @@ def meta_train_step(state: train_state.TrainState, tasks: dict, *,
   tasks = {k: tasks[k] for k in TASK_KEYS}
 
   def meta_loss(params):
-    per_task, aux = _map_tasks(
+    per_task, aux = map_tasks(
         lambda t: task_loss(params, state.apply_fn, t, cfg=cfg), tasks,
         cfg.resolved_task_map())
     return jnp.mean(per_task), jax.tree.map(jnp.mean, aux)
