@@ -38,6 +38,9 @@ _REFERENCE = flags.DEFINE_string(
                               'torch_maml_ref.py'),
     'Path of the PyTorch reference script.')
 _SKIP_TORCH = flags.DEFINE_bool('skip_torch', False, 'Only time JAX.')
+_CONV_IMPL = flags.DEFINE_enum(
+    'conv_impl', 'auto', ['auto', 'im2col', 'xla'],
+    "Conv4's convolution lowering ('auto': im2col on the CPU).")
 
 WAYS, SUPPORT, QUERY, META_BATCH, INNER_STEPS, FILTERS = 5, 15, 75, 4, 5, 64
 
@@ -63,7 +66,8 @@ def time_jax(h, w, c, first_order, steps):
                         first_order=first_order, inner_loss='ce',
                         outer_loss='ce')
   tasks = _tasks(h, w, c)
-  model = models.Conv4(num_classes=WAYS, features=FILTERS)
+  model = models.Conv4(num_classes=WAYS, features=FILTERS,
+                       conv_impl=_CONV_IMPL.value)
   state = maml.create_state(model, cfg, jax.random.key(0),
                             tasks['support_images'][0])
   step = maml.parallel_meta_train_step(cfg, parallel='none')
@@ -110,7 +114,7 @@ def main(argv):
   ratios = [e['ratio'] for e in results.values() if 'ratio' in e]
   print(json.dumps({
       'benchmark': 'maml_step', 'backend': jax.default_backend(),
-      'device': str(jax.devices()[0]),
+      'device': str(jax.devices()[0]), 'conv_impl': _CONV_IMPL.value,
       'peak_rss_mb': round(resource.getrusage(
           resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
       'results': results,
