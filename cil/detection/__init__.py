@@ -1,0 +1,1 @@
+"""Rotated-box detection: geometry, metrics and ship data (the paper's IV-C)."""

@@ -1,0 +1,250 @@
+"""Detection metrics of the paper (eq. 24-26) for rotated boxes, on the host.
+
+Matching (per image and class, as the PASCAL VOC and DOTA development kits):
+detections are visited by decreasing score (ties: the order given, by a
+stable sort); each is compared with every ground-truth box of its image and
+class, and the one of highest rotated IoU is taken. The detection is a true
+positive if that IoU is **strictly greater** than the threshold (0.6 in the
+paper: "IoU > 0.6"; `inclusive=True` gives `>=`) and that ground truth is
+not yet matched; otherwise it is a false positive (a duplicate, or a poor
+localisation). Ground truth marked difficult is not counted, and a detection
+whose best match is a difficult box is neither a true nor a false positive.
+
+Per class, over all images:
+
+* P = TP / (TP + FP), R = TP / (number of ground truths), F1 = 2PR / (P + R),
+  G-mean = sqrt(P R) (eq. 24), at the score threshold the detections were
+  given with (pass `score_threshold` to raise it). P is 0 when a class has
+  no detections.
+* AP, eq. (25-26): 11-point interpolation, 1/11 * sum over r in {0, 0.1,
+  ..., 1} of max_{r' >= r} p(r') (0 where no recall reaches r); or the area
+  under the interpolated precision-recall curve (`ap_method='area'`, VOC 2010
+  and later). A class with no ground truth has no AP (None) and is left out
+  of the mAP.
+* 'overall' pools the counts of all classes (micro P, R, F1, G-mean); mAP is
+  the mean of the per-class APs.
+"""
+
+import dataclasses
+import math
+from typing import Optional, Sequence
+
+import numpy as np
+
+from cil.detection import boxes as boxes_lib
+
+
+@dataclasses.dataclass
+class ImageBoxes:
+  """The boxes of one image.
+
+  Attributes:
+    boxes: `[K, 5]` rotated boxes (cx, cy, w, h, theta).
+    labels: `[K]` class names (str) or ids.
+    scores: `[K]` for detections; None for ground truth.
+    difficult: `[K]` bool for ground truth; None means all False.
+  """
+  boxes: np.ndarray
+  labels: np.ndarray
+  scores: Optional[np.ndarray] = None
+  difficult: Optional[np.ndarray] = None
+
+  def __post_init__(self):
+    self.boxes = np.asarray(self.boxes, np.float64).reshape(-1, 5)
+    self.labels = np.asarray(self.labels)
+    k = len(self.boxes)
+    if self.labels.shape != (k,):
+      raise ValueError(f'ImageBoxes: {k} boxes but labels of shape '
+                       f'{self.labels.shape}.')
+    if self.scores is not None:
+      self.scores = np.asarray(self.scores, np.float64)
+      if self.scores.shape != (k,):
+        raise ValueError(f'ImageBoxes: {k} boxes but scores of shape '
+                         f'{self.scores.shape}.')
+    if self.difficult is None:
+      self.difficult = np.zeros((k,), bool)
+    self.difficult = np.asarray(self.difficult, bool)
+
+
+def match_image(det_boxes: np.ndarray, det_scores: np.ndarray,
+                gt_boxes: np.ndarray, gt_difficult: Optional[np.ndarray] = None,
+                *, iou_threshold: float = 0.6, inclusive: bool = False
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+  """Greedy matching of one image's detections of one class.
+
+  Args:
+    det_boxes: `[D, 5]`.
+    det_scores: `[D]`.
+    gt_boxes: `[G, 5]`.
+    gt_difficult: `[G]` bool, or None.
+    iou_threshold: a match needs IoU > it (>= with `inclusive`).
+    inclusive: use `>=`.
+
+  Returns:
+    `(order [D], tp [D] bool, ignored [D] bool)`: the visiting order (by
+    decreasing score, stable) and, in that order, which detections are true
+    positives and which are ignored (matched to difficult ground truth).
+    False positives are `~tp & ~ignored`.
+  """
+  det_boxes = np.asarray(det_boxes, np.float64).reshape(-1, 5)
+  gt_boxes = np.asarray(gt_boxes, np.float64).reshape(-1, 5)
+  if gt_difficult is None:
+    gt_difficult = np.zeros(len(gt_boxes), bool)
+  order = np.argsort(-np.asarray(det_scores, np.float64), kind='stable')
+  tp = np.zeros(len(order), bool)
+  ignored = np.zeros(len(order), bool)
+  if not len(gt_boxes) or not len(order):
+    return order, tp, ignored
+  iou = boxes_lib.rotated_iou(det_boxes[order], gt_boxes, xp=np)
+  taken = np.zeros(len(gt_boxes), bool)
+  for i in range(len(order)):
+    j = int(np.argmax(iou[i]))
+    hit = iou[i, j] >= iou_threshold if inclusive else (
+        iou[i, j] > iou_threshold)
+    if not hit:
+      continue
+    if gt_difficult[j]:
+      ignored[i] = True
+    elif not taken[j]:
+      tp[i] = taken[j] = True
+  return order, tp, ignored
+
+
+def average_precision(recall: np.ndarray, precision: np.ndarray, *,
+                      method: str = '11point') -> float:
+  """AP from a precision-recall curve (points by decreasing score).
+
+  Args:
+    recall: `[D]` cumulative recall.
+    precision: `[D]` cumulative precision.
+    method: '11point' (eq. 25-26) or 'area' (all-point interpolation).
+  """
+  recall = np.asarray(recall, np.float64)
+  precision = np.asarray(precision, np.float64)
+  if method == '11point':
+    total = 0.0
+    for r in np.linspace(0, 1, 11):
+      reached = precision[recall >= r - 1e-12]
+      total += reached.max() if reached.size else 0.0
+    return total / 11
+  if method == 'area':
+    r = np.concatenate([[0.0], recall, [1.0]])
+    p = np.concatenate([[0.0], precision, [0.0]])
+    p = np.maximum.accumulate(p[::-1])[::-1]  # Interpolated precision.
+    steps = np.nonzero(r[1:] != r[:-1])[0]
+    return float(np.sum((r[steps + 1] - r[steps]) * p[steps + 1]))
+  raise ValueError(f"ap method must be '11point' or 'area', got {method!r}.")
+
+
+def _ratio(a, b):
+  return a / b if b else 0.0
+
+
+def _summary(tp: int, fp: int, n_gt: int) -> dict:
+  p = _ratio(tp, tp + fp)
+  r = _ratio(tp, n_gt)
+  return {'tp': tp, 'fp': fp, 'fn': n_gt - tp, 'num_gt': n_gt,
+          'num_det': tp + fp, 'precision': p, 'recall': r,
+          'f1': _ratio(2 * p * r, p + r), 'gmean': math.sqrt(p * r)}
+
+
+def evaluate(detections: dict, ground_truth: dict, *,
+             classes: Optional[Sequence] = None, iou_threshold: float = 0.6,
+             inclusive: bool = False, ap_method: str = '11point',
+             score_threshold: Optional[float] = None) -> dict:
+  """Per-class and overall metrics of rotated detections.
+
+  Args:
+    detections: image id -> `ImageBoxes` with scores. Images missing here
+      have no detections.
+    ground_truth: image id -> `ImageBoxes`. Every image with detections must
+      be here (an image with no objects has an empty `ImageBoxes`).
+    classes: the classes to report, in order (default: every label seen in
+      the ground truth, sorted, then those only in detections).
+    iou_threshold: matching threshold (strict `>` unless `inclusive`).
+    inclusive: `>=` instead of `>`.
+    ap_method: '11point' (the paper) or 'area'.
+    score_threshold: if given, detections scoring below it are dropped.
+
+  Returns:
+    `{'per_class': {class: {...}}, 'overall': {...}, 'mAP': float,
+    'settings': {...}}`; per class: ap, precision, recall, f1, gmean, tp,
+    fp, fn, num_gt, num_det.
+  """
+  unknown = sorted(set(detections) - set(ground_truth), key=str)
+  if unknown:
+    raise ValueError(f'Detections for images without ground truth: '
+                     f'{unknown[:5]}.')
+  if classes is None:
+    seen_gt = {str(x) for g in ground_truth.values() for x in g.labels}
+    seen_det = {str(x) for d in detections.values() for x in d.labels}
+    classes = sorted(seen_gt) + sorted(seen_det - seen_gt)
+  per_class = {}
+  totals = np.zeros(3, int)
+  for cls in classes:
+    scores, tps, fps = [], [], []
+    n_gt = 0
+    for image, gt in ground_truth.items():
+      g = gt.labels.astype(str) == str(cls)
+      n_gt += int(np.sum(g & ~gt.difficult))
+      det = detections.get(image)
+      if det is None:
+        continue
+      d = det.labels.astype(str) == str(cls)
+      if score_threshold is not None:
+        d &= det.scores >= score_threshold
+      if not d.any():
+        continue
+      order, tp, ignored = match_image(
+          det.boxes[d], det.scores[d], gt.boxes[g], gt.difficult[g],
+          iou_threshold=iou_threshold, inclusive=inclusive)
+      keep = ~ignored
+      scores.append(det.scores[d][order][keep])
+      tps.append(tp[keep])
+      fps.append(~tp[keep])
+    scores = np.concatenate(scores) if scores else np.zeros(0)
+    tp = np.concatenate(tps) if tps else np.zeros(0, bool)
+    fp = np.concatenate(fps) if fps else np.zeros(0, bool)
+    # One ranking over all images: decreasing score, stable across images.
+    order = np.argsort(-scores, kind='stable')
+    ctp, cfp = np.cumsum(tp[order]), np.cumsum(fp[order])
+    entry = _summary(int(tp.sum()), int(fp.sum()), n_gt)
+    if n_gt:
+      recall = ctp / n_gt
+      precision = ctp / np.maximum(ctp + cfp, 1)
+      entry['ap'] = average_precision(recall, precision, method=ap_method)
+    else:
+      entry['ap'] = None
+    per_class[str(cls)] = entry
+    totals += (entry['tp'], entry['fp'], n_gt)
+  aps = [e['ap'] for e in per_class.values() if e['ap'] is not None]
+  return {
+      'per_class': per_class,
+      'overall': _summary(int(totals[0]), int(totals[1]), int(totals[2])),
+      'mAP': float(np.mean(aps)) if aps else None,
+      'settings': {'iou_threshold': iou_threshold,
+                   'comparison': '>=' if inclusive else '>',
+                   'ap_method': ap_method,
+                   'score_threshold': score_threshold},
+  }
+
+
+def table_markdown(result: dict) -> str:
+  """A Table VI-shaped markdown table (per class AP, P, R, F1, G-mean), %."""
+  s = result['settings']
+  lines = [f"IoU {s['comparison']} {s['iou_threshold']}, AP: "
+           f"{s['ap_method']}", '',
+           '| class | GT | det | AP | P | R | F1 | G-mean |',
+           '|---|---|---|---|---|---|---|---|']
+
+  def pct(v):
+    return '–' if v is None else f'{100 * v:.1f}'
+
+  rows = list(result['per_class'].items()) + [('overall', result['overall'])]
+  for name, e in rows:
+    ap = result['mAP'] if name == 'overall' else e['ap']
+    label = 'overall (mAP)' if name == 'overall' else name
+    lines.append(f"| {label} | {e['num_gt']} | {e['num_det']} | {pct(ap)} | "
+                 f"{pct(e['precision'])} | {pct(e['recall'])} | "
+                 f"{pct(e['f1'])} | {pct(e['gmean'])} |")
+  return '\n'.join(lines) + '\n'

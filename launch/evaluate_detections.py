@@ -1,0 +1,46 @@
+r"""Scores rotated detections the paper's way (Table VI): AP at IoU > 0.6.
+
+    python -m launch.evaluate_detections --gt DIR --pred DIR [--iou 0.6] \
+        [--ap_method 11point|area] [--out DIR]
+
+--gt holds DOTA-style `<image>.txt` labels (or a DOTA root with labelTxt/,
+or HRSC2016 `<image>.xml`); --pred holds `<image>.txt` detection files with
+lines `x1 y1 x2 y2 x3 y3 x4 y4 class score`. Prints the per-class table
+and writes `table.md` and `results.json` to --out (default: --pred/../eval).
+"""
+
+import os
+
+from absl import app
+from absl import flags
+
+from cil.detection import evaluate
+from cil.detection import metrics
+
+_GT = flags.DEFINE_string('gt', None, 'Ground-truth label folder.')
+_PRED = flags.DEFINE_string('pred', None, 'Detection folder.')
+_IOU = flags.DEFINE_float('iou', 0.6, 'IoU threshold (a match needs >).')
+_INCLUSIVE = flags.DEFINE_bool('inclusive', False, 'Match on IoU >= --iou.')
+_AP = flags.DEFINE_enum('ap_method', '11point', ['11point', 'area'],
+                        'AP interpolation.')
+_SCORE = flags.DEFINE_float('score_threshold', None,
+                            'Drop detections scoring below it.')
+_OUT = flags.DEFINE_string('out', None, 'Output folder.')
+flags.mark_flags_as_required(['gt', 'pred'])
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+  out = _OUT.value or os.path.join(
+      os.path.dirname(os.path.abspath(_PRED.value.rstrip('/'))), 'eval')
+  result = evaluate.evaluate_folders(
+      _GT.value, _PRED.value, out_dir=out, iou_threshold=_IOU.value,
+      inclusive=_INCLUSIVE.value, ap_method=_AP.value,
+      score_threshold=_SCORE.value)
+  print(metrics.table_markdown(result), end='')
+  print(f'Wrote {out}/table.md and results.json')
+
+
+if __name__ == '__main__':
+  app.run(main)

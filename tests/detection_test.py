@@ -1,0 +1,435 @@
+"""Tests for cil.detection: geometry, rotated IoU and NMS, metrics, data."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+
+from absl.testing import absltest
+from absl.testing import parameterized
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from cil.detection import boxes as B
+from cil.detection import evaluate
+from cil.detection import io as det_io
+from cil.detection import metrics
+from cil.detection import synthetic
+
+_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+try:
+  import shapely  # pylint: disable=g-import-not-at-top
+except ImportError:  # pragma: no cover
+  shapely = None
+
+
+def _random_boxes(rng, n, *, centre=50.0, side=(0.5, 40.0)):
+  return np.stack([rng.uniform(0, centre, n), rng.uniform(0, centre, n),
+                   rng.uniform(*side, n), rng.uniform(*side, n),
+                   rng.uniform(-4, 4, n)], -1)
+
+
+def _hard_pairs(rng):
+  """Random pairs plus identical, contained, touching, thin and far ones."""
+  a, b = _random_boxes(rng, 4000), _random_boxes(rng, 4000)
+  b[:300] = a[:300]                                     # Identical.
+  b[300:600] = a[300:600]
+  b[300:600, 2:4] *= rng.uniform(0.1, 0.9, (300, 1))    # Contained, centred.
+  b[600:700] = a[600:700]
+  b[600:700, 0] += a[600:700, 2] * np.cos(a[600:700, 4])  # Touching along w.
+  b[600:700, 1] += a[600:700, 2] * np.sin(a[600:700, 4])
+  a[700:800, 4] = 0.0                                   # Axis-aligned, touching
+  b[700:800] = a[700:800]                               # at a shared side.
+  b[700:800, 1] += a[700:800, 3]
+  b[800:1000, 3] = rng.uniform(1e-3, 1e-2, 200)        # Degenerate thin boxes.
+  b[1000:1100] = a[1000:1100]
+  b[1000:1100, 3] = 1e-3                                # Thin, inside.
+  b[1100:1200] = a[1100:1200]
+  b[1100:1200, 4] += np.pi / 2                          # Same, w/h swapped:
+  b[1100:1200, 2:4] = a[1100:1200, 3:1:-1]              # IoU 1.
+  b[1200:1300, :2] += 500                               # Far apart.
+  return a, b
+
+
+def _shapely_iou(a, b):
+  pa = shapely.polygons(B.rbox_to_corners(a, xp=np))
+  pb = shapely.polygons(B.rbox_to_corners(b, xp=np))
+  inter = shapely.area(shapely.intersection(pa, pb))
+  return inter / (shapely.area(pa) + shapely.area(pb) - inter)
+
+
+class GeometryTest(parameterized.TestCase):
+
+  def test_corners_order_and_round_trip(self):
+    box = np.array([10.0, 20.0, 8.0, 4.0, 0.0])
+    np.testing.assert_allclose(
+        B.rbox_to_corners(box, xp=np),
+        [[6, 18], [14, 18], [14, 22], [6, 22]])  # TL, TR, BR, BL on screen.
+    rng = np.random.default_rng(0)
+    boxes = B.canonical_rbox(_random_boxes(rng, 100), xp=np)
+    back = B.corners_to_rbox(B.rbox_to_corners(boxes, xp=np), xp=np)
+    np.testing.assert_allclose(back, boxes, atol=1e-9)
+
+  def test_canonical_form_is_the_same_rectangle(self):
+    rng = np.random.default_rng(1)
+    boxes = _random_boxes(rng, 200)
+    canon = B.canonical_rbox(boxes, xp=np)
+    self.assertTrue(np.all(canon[:, 4] >= -np.pi / 4 - 1e-12))
+    self.assertTrue(np.all(canon[:, 4] < np.pi / 4 + 1e-12))
+    np.testing.assert_allclose(B.rbox_to_aabb(canon, xp=np),
+                               B.rbox_to_aabb(boxes, xp=np), atol=1e-9)
+    np.testing.assert_allclose(
+        B.rotated_iou_pairwise(canon, boxes, xp=np), 1.0, atol=1e-9)
+
+  def test_inclined_round_trip_and_hand_value(self):
+    box = np.array([10.0, 20.0, 8.0, 4.0, 0.0])
+    np.testing.assert_allclose(B.rbox_to_inclined(box, xp=np),
+                               [6, 18, 14, 18, 4])
+    rng = np.random.default_rng(2)
+    boxes = B.canonical_rbox(_random_boxes(rng, 100), xp=np)
+    inclined = B.rbox_to_inclined(jnp.asarray(boxes))
+    np.testing.assert_allclose(B.inclined_to_rbox(inclined), boxes,
+                               atol=1e-4)
+
+  def test_aabb_encloses_the_corners(self):
+    rng = np.random.default_rng(3)
+    boxes = _random_boxes(rng, 100)
+    corners = B.rbox_to_corners(boxes, xp=np)
+    aabb = B.rbox_to_aabb(boxes, xp=np)
+    np.testing.assert_allclose(aabb[:, :2], corners.min(1), atol=1e-9)
+    np.testing.assert_allclose(aabb[:, 2:], corners.max(1), atol=1e-9)
+
+
+@absltest.skipIf(shapely is None, 'shapely is not installed')
+class RotatedIouTest(parameterized.TestCase):
+
+  @classmethod
+  def setUpClass(cls):
+    super().setUpClass()
+    cls.a, cls.b = _hard_pairs(np.random.default_rng(4))
+    cls.ref = _shapely_iou(cls.a, cls.b)
+
+  def test_float64_numpy_matches_shapely(self):
+    got = B.rotated_iou_pairwise(self.a, self.b, xp=np)
+    self.assertLess(np.abs(got - self.ref).max(), 1e-9)
+    np.testing.assert_allclose(got[:300], 1.0, atol=1e-12)    # Identical.
+    np.testing.assert_allclose(got[1100:1200], 1.0, atol=1e-9)
+    np.testing.assert_allclose(got[700:800], 0.0, atol=1e-12)  # Touching.
+    np.testing.assert_array_equal(got[1200:1300], 0.0)
+
+  def test_float64_jit_matches_shapely(self):
+    with jax.enable_x64(True):
+      got = jax.jit(B.rotated_iou_pairwise)(jnp.asarray(self.a),
+                                            jnp.asarray(self.b))
+      self.assertLess(float(np.abs(np.asarray(got) - self.ref).max()), 1e-9)
+
+  def test_float32_jit_matches_shapely(self):
+    got = jax.jit(B.rotated_iou_pairwise)(
+        jnp.asarray(self.a, jnp.float32), jnp.asarray(self.b, jnp.float32))
+    self.assertEqual(got.dtype, jnp.float32)
+    self.assertLess(float(np.abs(np.asarray(got) - self.ref).max()), 2e-4)
+
+  def test_matrix_form_and_symmetry(self):
+    a, b = self.a[:30], self.b[:20]
+    iou = jax.jit(B.rotated_iou)(jnp.asarray(a), jnp.asarray(b))
+    self.assertEqual(iou.shape, (30, 20))
+    ref = _shapely_iou(np.repeat(a, 20, 0), np.tile(b, (30, 1)))
+    np.testing.assert_allclose(iou, ref.reshape(30, 20), atol=2e-4)
+    np.testing.assert_allclose(B.rotated_iou(a, b, xp=np),
+                               B.rotated_iou(b, a, xp=np).T, atol=1e-9)
+
+  def test_zero_size_box_has_zero_iou(self):
+    a = np.array([[0.0, 0.0, 10.0, 0.0, 0.3]])
+    self.assertEqual(float(B.rotated_iou(a, a, xp=np)[0, 0]), 0.0)
+
+  def test_bad_shapes(self):
+    with self.assertRaisesRegex(ValueError, r'`a` must be \[n, 5\]'):
+      B.rotated_iou(jnp.zeros((3, 4)), jnp.zeros((2, 5)))
+
+
+class NmsTest(absltest.TestCase):
+
+  def test_hand_made(self):
+    boxes = jnp.array([[0, 0, 10, 4, 0.0],
+                       [0.5, 0, 10, 4, 0.05],   # IoU ~0.8 with box 0.
+                       [30, 30, 10, 4, 1.0],
+                       [0, 0, 4, 10, 0.0]])     # IoU 0.25 with box 0.
+    scores = jnp.array([0.9, 0.95, 0.5, 0.8])
+    nms = jax.jit(B.rotated_nms, static_argnames=('max_output',))
+    idx, mask = nms(boxes, scores, iou_threshold=0.5, max_output=6)
+    np.testing.assert_array_equal(idx, [1, 3, 2, 0, 0, 0])
+    np.testing.assert_array_equal(mask, [1, 1, 1, 0, 0, 0])
+    idx, mask = nms(boxes, scores, iou_threshold=0.5, max_output=2,
+                    valid=jnp.array([True, False, True, True]))
+    np.testing.assert_array_equal(idx, [0, 3])
+    np.testing.assert_array_equal(mask, [1, 1])
+
+  def test_matches_a_plain_greedy_reference(self):
+    rng = np.random.default_rng(5)
+    boxes = _random_boxes(rng, 60, centre=60.0, side=(5, 30))
+    scores = rng.random(60)
+    idx, mask = B.rotated_nms(jnp.asarray(boxes, jnp.float32),
+                              jnp.asarray(scores, jnp.float32),
+                              iou_threshold=0.3, max_output=60)
+    iou = B.rotated_iou(boxes, boxes, xp=np)
+    kept = []
+    for i in np.argsort(-scores, kind='stable'):
+      if all(iou[i, j] <= 0.3 for j in kept):
+        kept.append(i)
+    np.testing.assert_array_equal(np.asarray(idx)[np.asarray(mask)], kept)
+
+
+def _img(boxes, labels, scores=None, difficult=None):
+  return metrics.ImageBoxes(np.asarray(boxes, float).reshape(-1, 5),
+                            np.asarray(labels, str), scores, difficult)
+
+
+class MetricsTest(absltest.TestCase):
+
+  def test_hand_worked_example(self):
+    g1, g2 = [0, 0, 10, 10, 0.0], [50, 50, 10, 10, 0.0]
+    gt = {'im': _img([g1, g2], ['a', 'a'])}
+    # d1 hits g1 (IoU 1); d2 duplicates g1 (FP); d3 overlaps g2 with IoU
+    # 0.5 (shift 10/3: 6.67*10 / (200 - 66.7) = 0.5) so FP; d4 hits g2.
+    det = {'im': _img([g1, [0.5, 0, 10, 10, 0], [50 + 10 / 3, 50, 10, 10, 0],
+                       g2], ['a'] * 4, scores=[0.9, 0.8, 0.7, 0.6])}
+    r = metrics.evaluate(det, gt)
+    a = r['per_class']['a']
+    # Ranked TP FP FP TP: precision 1, 1/2, 1/3, 1/2; recall .5 .5 .5 1.
+    # 11-point: r = 0 ... 0.5 (6 points) reach precision 1; r = 0.6 ... 1
+    # (5 points) only the last point, 1/2: (6 + 2.5) / 11.
+    self.assertAlmostEqual(a['ap'], 8.5 / 11)
+    self.assertEqual((a['tp'], a['fp'], a['fn']), (2, 2, 0))
+    self.assertAlmostEqual(a['precision'], 0.5)
+    self.assertAlmostEqual(a['recall'], 1.0)
+    self.assertAlmostEqual(a['f1'], 2 * 0.5 / 1.5)
+    self.assertAlmostEqual(a['gmean'], np.sqrt(0.5))
+    # Area: recall 0 -> .5 at precision 1, .5 -> 1 at precision 1/2.
+    area = metrics.evaluate(det, gt, ap_method='area')
+    self.assertAlmostEqual(area['per_class']['a']['ap'], 0.75)
+    self.assertAlmostEqual(r['mAP'], 8.5 / 11)
+
+  def test_threshold_is_strict_by_default(self):
+    # Shift 2.5: intersection 75, union 125, IoU exactly 0.6.
+    gt = {'im': _img([[0, 0, 10, 10, 0.0]], ['a'])}
+    det = {'im': _img([[2.5, 0, 10, 10, 0.0]], ['a'], scores=[1.0])}
+    self.assertEqual(float(B.rotated_iou(det['im'].boxes, gt['im'].boxes,
+                                         xp=np)[0, 0]), 0.6)
+    self.assertEqual(metrics.evaluate(det, gt)['per_class']['a']['tp'], 0)
+    inclusive = metrics.evaluate(det, gt, inclusive=True)
+    self.assertEqual(inclusive['per_class']['a']['tp'], 1)
+    self.assertEqual(inclusive['settings']['comparison'], '>=')
+
+  def test_class_without_ground_truth_or_detections(self):
+    gt = {'im': _img([[0, 0, 10, 10, 0.0]], ['a'])}
+    det = {'im': _img([[40, 40, 10, 10, 0.0]], ['b'], scores=[0.5])}
+    r = metrics.evaluate(det, gt)
+    self.assertEqual(list(r['per_class']), ['a', 'b'])
+    a, b = r['per_class']['a'], r['per_class']['b']
+    self.assertEqual(a['ap'], 0.0)             # No detections: AP 0, P 0.
+    self.assertEqual((a['precision'], a['recall'], a['fn']), (0.0, 0.0, 1))
+    self.assertIsNone(b['ap'])                 # No ground truth: no AP,
+    self.assertEqual(b['fp'], 1)               # but its FP counts overall.
+    self.assertEqual(r['mAP'], 0.0)            # Mean over 'a' only.
+    self.assertEqual((r['overall']['tp'], r['overall']['fp'],
+                      r['overall']['fn']), (0, 1, 1))
+
+  def test_ties_in_score_keep_the_given_order(self):
+    g = [0, 0, 10, 10, 0.0]
+    gt = {'im': _img([g], ['a'])}
+    far = [60, 60, 10, 10, 0.0]
+    first_hit = metrics.evaluate(
+        {'im': _img([g, far], ['a', 'a'], scores=[0.5, 0.5])}, gt)
+    first_miss = metrics.evaluate(
+        {'im': _img([far, g], ['a', 'a'], scores=[0.5, 0.5])}, gt)
+    self.assertAlmostEqual(first_hit['per_class']['a']['ap'], 1.0)
+    # Ranked FP, TP: precision 1/2 at recall 1 for every 11 points.
+    self.assertAlmostEqual(first_miss['per_class']['a']['ap'], 0.5)
+
+  def test_difficult_ground_truth_is_ignored(self):
+    gt = {'im': _img([[0, 0, 10, 10, 0.0], [40, 0, 10, 10, 0.0]], ['a', 'a'],
+                     difficult=[False, True])}
+    det = {'im': _img([[40, 0, 10, 10, 0.0], [0, 0, 10, 10, 0.0]], ['a', 'a'],
+                      scores=[0.9, 0.8])}
+    a = metrics.evaluate(det, gt)['per_class']['a']
+    self.assertEqual((a['num_gt'], a['tp'], a['fp']), (1, 1, 0))
+    self.assertAlmostEqual(a['ap'], 1.0)
+
+  def test_detections_for_unknown_images(self):
+    with self.assertRaisesRegex(ValueError, 'without ground truth.*x'):
+      metrics.evaluate({'x': _img([], [], scores=[])}, {})
+
+  def test_markdown_table(self):
+    gt = {'im': _img([[0, 0, 10, 10, 0.0]], ['a'])}
+    det = {'im': _img([[0, 0, 10, 10, 0.0]], ['a'], scores=[1.0])}
+    table = metrics.table_markdown(metrics.evaluate(det, gt))
+    self.assertIn('| a | 1 | 1 | 100.0 | 100.0 | 100.0 | 100.0 | 100.0 |',
+                  table)
+    self.assertIn('IoU > 0.6', table)
+
+
+class IoTest(absltest.TestCase):
+
+  def setUp(self):
+    super().setUp()
+    self.dir = tempfile.mkdtemp()
+    self.addCleanup(shutil.rmtree, self.dir, ignore_errors=True)
+
+  def _write(self, name, text):
+    path = os.path.join(self.dir, name)
+    with open(path, 'w') as f:
+      f.write(text)
+    return path
+
+  def test_dota_labels(self):
+    path = self._write('a.txt', 'imagesource:GoogleEarth\ngsd:0.6\n'
+                       '6 18 14 18 14 22 6 22 tug 0\n'
+                       '0 0 4 0 4 2 0 2 tanker 1\n'
+                       '1 1 3 1 3 2 1 2 yacht\n')
+    gt = det_io.read_dota(path)
+    np.testing.assert_allclose(gt.boxes[0], [10, 20, 8, 4, 0])
+    self.assertEqual(list(gt.labels), ['tug', 'tanker', 'yacht'])
+    self.assertEqual(list(gt.difficult), [False, True, False])
+    det_io.write_dota(os.path.join(self.dir, 'b.txt'), gt)
+    back = det_io.read_dota(os.path.join(self.dir, 'b.txt'))
+    np.testing.assert_allclose(back.boxes, gt.boxes, atol=1e-2)
+
+  def test_malformed_lines_name_file_and_line(self):
+    path = self._write('bad.txt', '6 18 14 18 14 22 6 22 tug 0\n'
+                       '6 18 14 18 14 22 6 tug\n')
+    with self.assertRaisesRegex(ValueError, r'bad\.txt:2: expected 9 or 10'):
+      det_io.read_dota(path)
+    path = self._write('nan.txt', '6 18 x 18 14 22 6 22 tug 0\n')
+    with self.assertRaisesRegex(ValueError, r'nan\.txt:1: corner'):
+      det_io.read_dota(path)
+    path = self._write('flat.txt', '0 0 4 0 4 0 0 0 tug 0\n')
+    with self.assertRaisesRegex(ValueError, r'flat\.txt:1: box of non-pos'):
+      det_io.read_dota(path)
+    path = self._write('score.txt', '6 18 14 18 14 22 6 22 tug high\n')
+    with self.assertRaisesRegex(ValueError, r'score\.txt:1: bad score'):
+      det_io.read_detections(path)
+
+  def test_hrsc_xml(self):
+    obj = ('<HRSC_Object><Class_ID>100000005</Class_ID>'
+           '<difficult>{d}</difficult><mbox_cx>10</mbox_cx>'
+           '<mbox_cy>20</mbox_cy><mbox_w>{w}</mbox_w><mbox_h>4</mbox_h>'
+           '<mbox_ang>0.5</mbox_ang></HRSC_Object>')
+    path = self._write('h.xml', '<HRSC_Image><HRSC_Objects>'
+                       + obj.format(d=0, w=8) + obj.format(d=1, w=9)
+                       + '</HRSC_Objects></HRSC_Image>')
+    gt = det_io.read_hrsc(path, class_names={'100000005': 'carrier'})
+    np.testing.assert_allclose(gt.boxes[0], [10, 20, 8, 4, 0.5])
+    self.assertEqual(list(gt.labels), ['carrier', 'carrier'])
+    self.assertEqual(list(gt.difficult), [False, True])
+    bad = self._write('z.xml', '<HRSC_Image>' + obj.format(d=0, w=0)
+                      + '</HRSC_Image>')
+    with self.assertRaisesRegex(ValueError, 'z.xml: HRSC_Object 0: box of'):
+      det_io.read_hrsc(bad)
+    with self.assertRaisesRegex(ValueError, 'not well-formed'):
+      det_io.read_hrsc(self._write('y.xml', '<HRSC_Image>'))
+    missing = self._write('m.xml', '<a><HRSC_Object><mbox_cx>1</mbox_cx>'
+                          '</HRSC_Object></a>')
+    with self.assertRaisesRegex(ValueError, 'missing <mbox_cy>'):
+      det_io.read_hrsc(missing)
+
+  def test_missing_folder(self):
+    with self.assertRaisesRegex(ValueError, 'does not exist'):
+      det_io.read_folder(os.path.join(self.dir, 'nope'))
+
+
+class SyntheticTest(absltest.TestCase):
+
+  def test_deterministic_in_seed_and_index(self):
+    a_img, a_gt = synthetic.make_scene(3, 1, 256)
+    b_img, b_gt = synthetic.make_scene(3, 1, 256)
+    c_img, _ = synthetic.make_scene(3, 2, 256)
+    np.testing.assert_array_equal(a_img, b_img)
+    np.testing.assert_array_equal(a_gt.boxes, b_gt.boxes)
+    self.assertFalse(np.array_equal(a_img, c_img))
+    self.assertEqual(a_img.shape, (256, 256, 3))
+    self.assertEqual(a_img.dtype, np.uint8)
+
+  def test_long_tail_weights(self):
+    w = synthetic.class_weights()
+    self.assertLen(w, 15)
+    self.assertAlmostEqual(w[0] / w[-1], 45.0)
+    self.assertTrue(np.all(np.diff(w) < 0))
+
+  def test_scenes_hold_side_by_side_ships(self):
+    # Fig. 1: moored ships whose axis-aligned boxes overlap a lot while the
+    # rotated boxes do not overlap at all; and every box is in the image.
+    found = False
+    for i in range(8):
+      _, gt = synthetic.make_scene(0, i, 384)
+      corners = B.rbox_to_corners(gt.boxes, xp=np)
+      self.assertTrue(np.all((corners >= 0) & (corners <= 384)))
+      self.assertTrue(np.all(np.isin(gt.labels, synthetic.CLASS_NAMES)))
+      rot = B.rotated_iou(gt.boxes, gt.boxes, xp=np)
+      aabb = B.rbox_to_aabb(gt.boxes, xp=np)
+      lo = np.maximum(aabb[:, None, :2], aabb[None, :, :2])
+      hi = np.minimum(aabb[:, None, 2:], aabb[None, :, 2:])
+      inter = np.prod(np.clip(hi - lo, 0, None), -1)
+      area = np.prod(aabb[:, 2:] - aabb[:, :2], -1)
+      aiou = inter / (area[:, None] + area[None] - inter)
+      off = ~np.eye(len(gt.boxes), dtype=bool)
+      self.assertLess(rot[off].max(initial=0), 1e-9)
+      found |= bool(np.any(aiou[off] > 0.3))
+    self.assertTrue(found)
+
+
+class EvaluateCliTest(absltest.TestCase):
+
+  def test_generated_ground_truth_against_perturbed_copy(self):
+    root = tempfile.mkdtemp()
+    self.addCleanup(shutil.rmtree, root, ignore_errors=True)
+    env = dict(os.environ, PYTHONPATH=_ROOT)
+    subprocess.run([sys.executable, '-m', 'launch.make_ships', '--out',
+                    os.path.join(root, 'gt'), '--images', '3', '--size',
+                    '256', '--seed', '1'], check=True, cwd=_ROOT, env=env,
+                   capture_output=True)
+    gt = evaluate.read_ground_truth(os.path.join(root, 'gt'))
+    pred_dir = os.path.join(root, 'pred')
+    os.makedirs(pred_dir)
+    expected = {}
+    for image, g in gt.items():
+      # Keep every other box, moved by 0.5 px (IoU well above 0.6), and add
+      # one far-off false positive of the first kept class.
+      keep = np.arange(len(g.boxes)) % 2 == 0
+      boxes = g.boxes[keep].copy()
+      boxes[:, 0] += 0.5
+      labels = list(g.labels[keep])
+      boxes = np.concatenate([boxes, [[-500, -500, 10, 5, 0]]])
+      labels.append(labels[0])
+      scores = np.linspace(1, 0.5, len(labels))
+      det_io.write_dota(os.path.join(pred_dir, image + '.txt'),
+                        metrics.ImageBoxes(boxes, np.asarray(labels),
+                                           scores=scores))
+      for label, k in zip(g.labels, keep):
+        e = expected.setdefault(str(label), [0, 0, 0])
+        e[0 if k else 2] += 1
+      expected[labels[0]][1] += 1
+    out = os.path.join(root, 'eval')
+    run = subprocess.run(
+        [sys.executable, '-m', 'launch.evaluate_detections', '--gt',
+         os.path.join(root, 'gt'), '--pred', pred_dir, '--out', out],
+        check=True, cwd=_ROOT, env=env, capture_output=True, text=True)
+    self.assertIn('overall (mAP)', run.stdout)
+    with open(os.path.join(out, 'results.json')) as f:
+      result = json.load(f)
+    for name, (tp, fp, fn) in expected.items():
+      e = result['per_class'][name]
+      self.assertEqual((e['tp'], e['fp'], e['fn']), (tp, fp, fn), name)
+    total = np.sum(list(expected.values()), 0)
+    self.assertAlmostEqual(result['overall']['recall'],
+                           total[0] / (total[0] + total[2]))
+    self.assertAlmostEqual(result['overall']['precision'],
+                           total[0] / (total[0] + total[1]))
+    self.assertTrue(os.path.exists(os.path.join(out, 'table.md')))
+
+
+if __name__ == '__main__':
+  absltest.main()
