@@ -13,10 +13,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from cil.detection import anchors as A
 from cil.detection import boxes as B
 from cil.detection import evaluate
 from cil.detection import io as det_io
 from cil.detection import metrics
+from cil.detection import roi_align
 from cil.detection import synthetic
 
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -429,6 +431,145 @@ class EvaluateCliTest(absltest.TestCase):
     self.assertAlmostEqual(result['overall']['precision'],
                            total[0] / (total[0] + total[1]))
     self.assertTrue(os.path.exists(os.path.join(out, 'table.md')))
+
+
+def _roi_align_reference(features, rois, ph, pw, scale, ratio, aligned):
+  """RoIAlign written out sample by sample (Detectron2's definition)."""
+  height, width, channels = features.shape
+  out = np.zeros((len(rois), ph, pw, channels))
+  off = 0.5 if aligned else 0.0
+  for r, (x1, y1, x2, y2) in enumerate(rois):
+    x1, y1, x2, y2 = x1 * scale - off, y1 * scale - off, (
+        x2 * scale - off), y2 * scale - off
+    rw, rh = x2 - x1, y2 - y1
+    if not aligned:
+      rw, rh = max(rw, 1.0), max(rh, 1.0)
+    for i in range(ph):
+      for j in range(pw):
+        acc = np.zeros(channels)
+        for a in range(ratio):
+          for b in range(ratio):
+            y = y1 + (i + (a + 0.5) / ratio) * rh / ph
+            x = x1 + (j + (b + 0.5) / ratio) * rw / pw
+            if y < -1 or y > height or x < -1 or x > width:
+              continue
+            y, x = max(y, 0.0), max(x, 0.0)
+            y0, x0 = int(y), int(x)
+            if y0 >= height - 1:
+              y0 = y1_ = height - 1
+              y = float(y0)
+            else:
+              y1_ = y0 + 1
+            if x0 >= width - 1:
+              x0 = x1_ = width - 1
+              x = float(x0)
+            else:
+              x1_ = x0 + 1
+            ly, lx = y - y0, x - x0
+            acc += ((1 - ly) * (1 - lx) * features[y0, x0]
+                    + (1 - ly) * lx * features[y0, x1_]
+                    + ly * (1 - lx) * features[y1_, x0]
+                    + ly * lx * features[y1_, x1_])
+        out[r, i, j] = acc / ratio ** 2
+  return out
+
+
+class RoiAlignTest(parameterized.TestCase):
+
+  @parameterized.parameters(True, False)
+  def test_matches_the_sample_by_sample_reference(self, aligned):
+    rng = np.random.default_rng(6)
+    features = rng.standard_normal((9, 11, 3))
+    rois = np.array([[0, 0, 64, 64], [10, 20, 50, 30], [-20, -8, 30, 40],
+                     [150, 120, 200, 190], [40, 40, 41, 42],
+                     [5.5, 7.25, 120.0, 60.5]])
+    with jax.enable_x64(True):
+      got = jax.jit(roi_align.roi_align, static_argnames=(
+          'output_size', 'spatial_scale', 'sampling_ratio', 'aligned'))(
+              jnp.asarray(features), jnp.asarray(rois), output_size=(3, 4),
+              spatial_scale=1 / 16, sampling_ratio=2, aligned=aligned)
+    ref = _roi_align_reference(features, rois, 3, 4, 1 / 16, 2, aligned)
+    np.testing.assert_allclose(got, ref, atol=1e-12)
+
+  def test_r2cnn_pooled_sizes_concatenated(self):
+    features = jnp.ones((8, 8, 2))
+    out = roi_align.multi_roi_align(features, jnp.array([[0., 0, 64, 64]]),
+                                    spatial_scale=1 / 8)
+    self.assertEqual(out.shape, (1, (49 + 33 + 33) * 2))
+    np.testing.assert_allclose(out, 1.0, atol=1e-6)
+
+  def test_bad_shapes(self):
+    with self.assertRaisesRegex(ValueError, r'rois must be \[R, 4\]'):
+      roi_align.roi_align(jnp.ones((4, 4, 1)), jnp.ones((2, 5)),
+                          output_size=(2, 2), spatial_scale=1.0)
+
+
+class AnchorTest(absltest.TestCase):
+
+  def test_anchor_grid(self):
+    anchors = A.make_anchors((2, 3), 16, sizes=(32, 64),
+                             ratios=(0.25, 1.0, 4.0))
+    self.assertEqual(anchors.shape, (2 * 3 * 6, 4))
+    w = anchors[:, 2] - anchors[:, 0]
+    h = anchors[:, 3] - anchors[:, 1]
+    np.testing.assert_allclose(np.sqrt(w * h)[:6], [32] * 3 + [64] * 3,
+                               rtol=1e-6)
+    np.testing.assert_allclose((h / w)[:3], [0.25, 1, 4], rtol=1e-6)
+    centres = (anchors[:, :2] + anchors[:, 2:]) / 2
+    np.testing.assert_allclose(centres[0], [8, 8])
+    np.testing.assert_allclose(centres[6], [24, 8])   # Next cell along x.
+    np.testing.assert_allclose(centres[18], [8, 24])  # Next row.
+
+  def test_encode_decode_round_trips(self):
+    rng = np.random.default_rng(7)
+    ref = np.concatenate([rng.uniform(0, 50, (20, 2)),
+                          rng.uniform(60, 120, (20, 2))], -1)
+    boxes = np.concatenate([rng.uniform(0, 50, (20, 2)),
+                            rng.uniform(60, 120, (20, 2))], -1)
+    w = (10.0, 10.0, 5.0, 5.0)
+    deltas = A.encode_aabb(jnp.asarray(boxes), jnp.asarray(ref), weights=w)
+    np.testing.assert_allclose(A.decode_aabb(deltas, ref, weights=w), boxes,
+                               rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(A.encode_aabb(ref, ref), 0.0, atol=1e-6)
+    inclined = np.asarray(B.rbox_to_inclined(
+        _random_boxes(rng, 20, centre=100.0, side=(5, 40)), xp=np))
+    deltas = A.encode_inclined(jnp.asarray(inclined), jnp.asarray(ref))
+    np.testing.assert_allclose(A.decode_inclined(deltas, ref), inclined,
+                               rtol=1e-5, atol=1e-4)
+
+  def test_assignment_on_hand_made_boxes(self):
+    anchors = jnp.array([[0., 0, 10, 10], [5, 5, 15, 15], [20, 20, 30, 30],
+                         [100, 100, 110, 110]])
+    gt = jnp.array([[0., 0, 10, 10], [21, 21, 31, 31], [0, 0, 1, 1]])
+    valid = jnp.array([True, True, False])  # The last one is padding.
+    iou = A.aabb_iou(anchors, gt)
+    # Anchor 1 vs GT 0: 25 / 175; anchor 2 vs GT 1: 81 / 119 = 0.68.
+    np.testing.assert_allclose(iou[1, 0], 25 / 175, rtol=1e-6)
+    np.testing.assert_allclose(iou[2, 1], 81 / 119, rtol=1e-6)
+    labels, matched = A.assign(iou, valid, positive=0.7, negative=0.3,
+                               allow_low_quality=False)
+    np.testing.assert_array_equal(labels, [1, 0, -1, 0])
+    labels, matched = A.assign(iou, valid, positive=0.7, negative=0.3)
+    np.testing.assert_array_equal(labels, [1, 0, 1, 0])  # GT 1's best.
+    np.testing.assert_array_equal(np.asarray(matched)[[0, 2]], [0, 1])
+    labels, _ = A.assign(iou, jnp.zeros(3, bool), positive=0.7,
+                         negative=0.3)
+    np.testing.assert_array_equal(labels, [0, 0, 0, 0])  # No objects.
+
+  def test_sampling_has_fixed_size_and_fraction(self):
+    labels = jnp.array([1, 0, 0, 1, -1, 0, 0, 1, 0, 0, 0, 0, 0, -1])
+    sample = jax.jit(A.sample, static_argnames=('num', 'positive_fraction'))
+    idx, mask = sample(jax.random.key(0), labels, num=8,
+                       positive_fraction=0.25)
+    self.assertEqual(idx.shape, (8,))
+    self.assertTrue(bool(mask.all()))
+    picked = np.asarray(labels)[np.asarray(idx)]
+    np.testing.assert_array_equal(picked, [1, 1] + [0] * 6)
+    self.assertLen(set(np.asarray(idx).tolist()), 8)
+    idx, mask = sample(jax.random.key(1), jnp.array([1, 0, -1, -1]), num=8,
+                       positive_fraction=0.5)
+    np.testing.assert_array_equal(mask, [1, 1, 0, 0, 0, 0, 0, 0])
+    np.testing.assert_array_equal(idx[:2], [0, 1])
 
 
 if __name__ == '__main__':
