@@ -23,7 +23,7 @@ Every function is pure and works on any leading batch shape; the array
 functions take `xp=numpy` too, so host-side evaluation shares the maths.
 """
 
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import jax
 import jax.numpy as jnp
@@ -261,19 +261,19 @@ def rotated_iou(a, b, *, xp: Any = jnp):
   return rotated_iou_pairwise(a[:, None, :], b[None, :, :], xp=xp)
 
 
-def rotated_nms(boxes: jax.Array, scores: jax.Array, *,
-                iou_threshold: float, max_output: int,
-                valid: Optional[jax.Array] = None,
-                score_threshold: float = -np.inf
-                ) -> tuple[jax.Array, jax.Array]:
-  """Greedy rotated non-maximum suppression with fixed-size output.
+def nms(boxes: jax.Array, scores: jax.Array, *, iou_fn: Callable,
+        iou_threshold: float, max_output: int,
+        valid: Optional[jax.Array] = None,
+        score_threshold: float = -np.inf) -> tuple[jax.Array, jax.Array]:
+  """Greedy non-maximum suppression with fixed-size output.
 
   Boxes are visited by decreasing score (ties: lower index first); a box is
   kept unless a kept box overlaps it with IoU > `iou_threshold`.
 
   Args:
-    boxes: `[N, 5]` rotated boxes.
+    boxes: `[N, D]` boxes.
     scores: `[N]`.
+    iou_fn: `(boxes [N, D], boxes [N, D]) -> [N, N]` IoU.
     iou_threshold: suppression threshold (strict `>`).
     max_output: the output size K.
     valid: optional `[N]` bool mask of real (non-padding) boxes.
@@ -283,11 +283,8 @@ def rotated_nms(boxes: jax.Array, scores: jax.Array, *,
     `(indices [K] int32, mask [K] bool)`: indices into `boxes` of the kept
     boxes in decreasing score, padded with 0 where `mask` is False.
   """
-  if boxes.ndim != 2 or boxes.shape[-1] != 5:
-    raise ValueError(f'rotated_nms: `boxes` must be [n, 5], got '
-                     f'{tuple(boxes.shape)}.')
   if scores.shape != boxes.shape[:1]:
-    raise ValueError(f'rotated_nms: `scores` must be [{boxes.shape[0]}], got '
+    raise ValueError(f'nms: `scores` must be [{boxes.shape[0]}], got '
                      f'{tuple(scores.shape)}.')
   n = boxes.shape[0]
   if valid is None:
@@ -295,7 +292,7 @@ def rotated_nms(boxes: jax.Array, scores: jax.Array, *,
   valid = valid & (scores > score_threshold)
   order = jnp.argsort(-jnp.where(valid, scores, -jnp.inf), stable=True)
   boxes, valid = boxes[order], valid[order]
-  overlap = rotated_iou(boxes, boxes) > iou_threshold
+  overlap = iou_fn(boxes, boxes) > iou_threshold
 
   def visit(i, keep):
     suppressed = jnp.any(keep & overlap[:, i] & (jnp.arange(n) < i))
@@ -308,3 +305,17 @@ def rotated_nms(boxes: jax.Array, scores: jax.Array, *,
     rank = jnp.pad(rank, (0, max_output - n))
   mask = keep[rank] & (jnp.arange(max_output) < n)
   return jnp.where(mask, order[rank], 0).astype(jnp.int32), mask
+
+
+def rotated_nms(boxes: jax.Array, scores: jax.Array, *,
+                iou_threshold: float, max_output: int,
+                valid: Optional[jax.Array] = None,
+                score_threshold: float = -np.inf
+                ) -> tuple[jax.Array, jax.Array]:
+  """`nms` of rotated boxes `[N, 5]` by exact rotated IoU (see `nms`)."""
+  if boxes.ndim != 2 or boxes.shape[-1] != 5:
+    raise ValueError(f'rotated_nms: `boxes` must be [n, 5], got '
+                     f'{tuple(boxes.shape)}.')
+  return nms(boxes, scores, iou_fn=rotated_iou, iou_threshold=iou_threshold,
+             max_output=max_output, valid=valid,
+             score_threshold=score_threshold)

@@ -1,0 +1,178 @@
+"""Tests for cil.detection.r2cnn, cil.detection.train and launch.detect."""
+
+import dataclasses
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+
+from absl.testing import absltest
+from flax.training import train_state
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from cil.detection import r2cnn
+from cil.detection import synthetic
+from cil.detection import train
+
+_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_CFG = r2cnn.R2CNNConfig(image_size=128, width=8, head_dim=64, pre_nms=200,
+                         post_nms=32, rpn_batch=64, roi_batch=16,
+                         loss='ci')
+
+
+def _batch(n=2, size=128, max_gt=16):
+  arrays = {'images': [], 'boxes': [], 'labels': [], 'valid': []}
+  for i in range(n):
+    image, gt = synthetic.make_scene(0, i, size)
+    k = min(len(gt.boxes), max_gt)
+    boxes = np.zeros((max_gt, 5), np.float32)
+    labels = np.zeros(max_gt, np.int32)
+    valid = np.zeros(max_gt, bool)
+    boxes[:k] = gt.boxes[:k]
+    labels[:k] = [synthetic.CLASS_NAMES.index(x) for x in gt.labels[:k]]
+    valid[:k] = True
+    for key, v in zip(arrays, (image, boxes, labels, valid)):
+      arrays[key].append(v)
+  return {k: jnp.asarray(np.stack(v)) for k, v in arrays.items()}
+
+
+class R2CNNTest(absltest.TestCase):
+
+  @classmethod
+  def setUpClass(cls):
+    super().setUpClass()
+    cls.params = r2cnn.init_params(_CFG, jax.random.key(0))
+    cls.batch = _batch()
+
+  def test_head_outputs_and_backbones(self):
+    model = r2cnn.R2CNN(_CFG)
+    pooled = jnp.zeros((3, 115 * 32))  # 7x7 + 11x3 + 3x11 bins, 32 ch.
+    logits, aabb, inclined = model.apply({'params': self.params}, pooled,
+                                         method=r2cnn.R2CNN.head)
+    self.assertEqual(logits.shape, (3, 16))  # 15 classes + background.
+    self.assertEqual((aabb.shape, inclined.shape), ((3, 4), (3, 5)))
+    with self.assertRaisesRegex(ValueError, 'Unknown backbone'):
+      r2cnn.validate(dataclasses.replace(_CFG, backbone='vgg'))
+    with self.assertRaisesRegex(ValueError, 'multiple of 16'):
+      r2cnn.validate(dataclasses.replace(_CFG, image_size=100))
+
+  def test_counts_reach_the_classification_loss(self):
+    # CI loss: the head's classification term changes with the class counts
+    # (the same parameters, images and sampling); CE ignores them.
+    def cls_term(loss, counts):
+      cfg = dataclasses.replace(_CFG, loss=loss)
+      _, parts = jax.jit(lambda p, b, c: r2cnn.loss_fn(
+          p, b, jax.random.key(1), cfg=cfg, model=r2cnn.R2CNN(cfg),
+          counts=c))(self.params, self.batch, counts)
+      return float(parts['cls'])
+
+    balanced = jnp.asarray(r2cnn.class_counts_with_background(
+        np.full(15, 50.0), 0.25))
+    skewed = jnp.asarray(r2cnn.class_counts_with_background(
+        np.geomspace(2000, 5, 15), 0.25))
+    self.assertNotAlmostEqual(cls_term('ci', balanced),
+                              cls_term('ci', skewed), places=4)
+    self.assertAlmostEqual(cls_term('ce', balanced), cls_term('ce', skewed),
+                           places=6)
+
+  def test_background_count(self):
+    counts = r2cnn.class_counts_with_background([10, 0, 30], 0.25)
+    # Absent classes count 1; background is 3x the foreground total.
+    np.testing.assert_allclose(counts, [123, 10, 1, 30])
+
+  def test_train_steps_lower_the_loss_and_detect_has_fixed_shape(self):
+    counts = jnp.asarray(r2cnn.class_counts_with_background(
+        np.full(15, 10.0), 0.25))
+    state = train_state.TrainState.create(apply_fn=None, params=self.params,
+                                          tx=optax.adam(2e-3))
+    step = jax.jit(lambda s, b: r2cnn.train_step(
+        s, b, jax.random.key(2), cfg=_CFG, counts=counts))
+    losses = []
+    for _ in range(12):
+      state, metrics = step(state, self.batch)
+      losses.append(float(metrics['loss']))
+    self.assertTrue(np.all(np.isfinite(losses)))
+    self.assertLess(np.mean(losses[-3:]), 0.8 * np.mean(losses[:3]))
+    det = jax.jit(lambda p, x: r2cnn.detect(p, x, cfg=_CFG))(
+        state.params, self.batch['images'])
+    self.assertEqual(det['boxes'].shape, (2, _CFG.max_detections, 5))
+    self.assertEqual(det['mask'].dtype, jnp.bool_)
+    kept = np.asarray(det['scores'])[np.asarray(det['mask'])]
+    self.assertTrue(np.all(kept > _CFG.score_threshold))
+
+
+class TrainTest(absltest.TestCase):
+
+  def test_load_split_errors(self):
+    root = tempfile.mkdtemp()
+    self.addCleanup(shutil.rmtree, root, ignore_errors=True)
+    synthetic.write_dataset(root, images=1, size=128, seed=0)
+    split = train.load_split(root, image_size=128, max_gt=32)
+    self.assertEqual(split['images'].shape, (1, 128, 128, 3))
+    with self.assertRaisesRegex(ValueError, 'more than max_gt 1'):
+      train.load_split(root, image_size=128, max_gt=1)
+    with self.assertRaisesRegex(ValueError, 'larger than image_size 64'):
+      train.load_split(root, image_size=64, max_gt=32)
+    os.remove(os.path.join(root, 'images', 'P0000.png'))
+    with self.assertRaisesRegex(ValueError, "No image for labels 'P0000'"):
+      train.load_split(root, image_size=128, max_gt=32)
+    with self.assertRaisesRegex(ValueError, 'must hold train/labelTxt'):
+      train.run(train.TrainConfig(model=_CFG), root, data=root)
+
+  def test_launcher_smoke_and_resume(self):
+    work = tempfile.mkdtemp()
+    self.addCleanup(shutil.rmtree, work, ignore_errors=True)
+    cmd = [sys.executable, '-m', 'launch.detect', '--steps=2',
+           '--batch_size=2', '--image_size=128', '--width=8',
+           '--synthetic_train=2', '--synthetic_test=2', f'--workdir={work}']
+    env = dict(os.environ, PYTHONPATH=_ROOT)
+    out = subprocess.run(cmd, cwd=_ROOT, env=env, check=True,
+                         capture_output=True, text=True)
+    self.assertIn('overall (mAP)', out.stdout)
+    for name in ('table.md', 'results.json', 'detections.png'):
+      self.assertTrue(os.path.exists(os.path.join(work, name)), name)
+    with open(os.path.join(work, 'results.json')) as f:
+      result = json.load(f)
+    self.assertEqual(result['steps'], 2)
+    self.assertEqual(result['loss'], 'ci')
+    # Rerun: training is finished, so it restores step 2 and only
+    # evaluates; a changed config in the same workdir is refused.
+    out = subprocess.run(cmd + ['--mode=eval'], cwd=_ROOT, env=env,
+                         check=True, capture_output=True, text=True)
+    self.assertIn('overall (mAP)', out.stdout)
+    bad = subprocess.run(cmd[:-1] + ['--steps=3', f'--workdir={work}'],
+                         cwd=_ROOT, env=env, capture_output=True, text=True)
+    self.assertNotEqual(bad.returncode, 0)
+    self.assertIn('different config', bad.stderr)
+
+
+@pytest.mark.slow
+class OverfitTest(absltest.TestCase):
+
+  def test_detector_overfits_a_handful_of_images(self):
+    # A detector that cannot fit 4 images is broken: their own mAP at
+    # rotated IoU > 0.6 must pass 0.9 (about 5 minutes on 2 CPU cores).
+    root = tempfile.mkdtemp()
+    self.addCleanup(shutil.rmtree, root, ignore_errors=True)
+    synthetic.write_dataset(os.path.join(root, 'data', 'train'), images=4,
+                            size=256, seed=5)
+    shutil.copytree(os.path.join(root, 'data', 'train'),
+                    os.path.join(root, 'data', 'test'))
+    model = dataclasses.replace(
+        r2cnn.R2CNNConfig(), image_size=256, width=16, head_dim=256,
+        pre_nms=400, post_nms=128, rpn_batch=128, roi_batch=64, loss='ce')
+    cfg = train.TrainConfig(model=model, steps=600, batch_size=4, lr=2e-3,
+                            checkpoint_every=10 ** 6)
+    result = train.run(cfg, os.path.join(root, 'work'),
+                       data=os.path.join(root, 'data'), show_progress=False)
+    self.assertGreater(result['mAP'], 0.9)
+
+
+if __name__ == '__main__':
+  absltest.main()
