@@ -1,0 +1,94 @@
+r"""Images per second of R2CNN's jitted train step (CE and CI loss).
+
+    python -m benchmarks.detect_step [--image_size 256] [--width 16] \
+        [--backbone resnet18] [--batch_size 4] [--steps 10]
+
+The CPU configuration is `launch.detect`'s default (ResNet-18 at width 16,
+256x256); on a GPU try `--image_size 800 --backbone resnet50 --width 64`.
+Synthetic ship images; compile time is reported apart from the median
+step. The last line is JSON with images/s per loss and `ratio` = CI step
+time / CE step time (the cost of the imbalance-aware loss).
+"""
+
+import dataclasses
+import json
+import statistics
+import time
+
+from absl import app
+from absl import flags
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax.training import train_state
+
+from cil.detection import r2cnn
+from cil.detection import synthetic
+
+_SIZE = flags.DEFINE_integer('image_size', 256, 'Image side.')
+_WIDTH = flags.DEFINE_integer('width', 16, 'Backbone width.')
+_BACKBONE = flags.DEFINE_string('backbone', 'resnet18', 'Backbone.')
+_BATCH = flags.DEFINE_integer('batch_size', 4, 'Images per step.')
+_STEPS = flags.DEFINE_integer('steps', 10, 'Timed steps (median).')
+
+
+def _batch(size, n, max_gt=32):
+  out = {'images': [], 'boxes': [], 'labels': [], 'valid': []}
+  for i in range(n):
+    image, gt = synthetic.make_scene(0, i, size)
+    k = min(len(gt.boxes), max_gt)
+    boxes = np.zeros((max_gt, 5), np.float32)
+    labels = np.zeros(max_gt, np.int32)
+    boxes[:k] = gt.boxes[:k]
+    labels[:k] = [synthetic.CLASS_NAMES.index(x) for x in gt.labels[:k]]
+    for key, v in zip(out, (image, boxes, labels, np.arange(max_gt) < k)):
+      out[key].append(v)
+  return {k: jnp.asarray(np.stack(v)) for k, v in out.items()}
+
+
+def time_loss(loss, batch):
+  small = _SIZE.value <= 256
+  cfg = dataclasses.replace(
+      r2cnn.R2CNNConfig(), image_size=_SIZE.value, width=_WIDTH.value,
+      backbone=_BACKBONE.value, loss=loss,
+      head_dim=256 if _WIDTH.value < 64 else 1024,
+      pre_nms=600 if small else 2000, post_nms=128 if small else 512,
+      rpn_batch=128 if small else 256, roi_batch=64 if small else 256)
+  counts = jnp.asarray(r2cnn.class_counts_with_background(
+      np.geomspace(450, 10, 15), cfg.roi_positive_fraction))
+  state = train_state.TrainState.create(
+      apply_fn=None, params=r2cnn.init_params(cfg, jax.random.key(0)),
+      tx=optax.adam(1e-4))
+  step = jax.jit(lambda s, b: r2cnn.train_step(
+      s, b, jax.random.key(1), cfg=cfg, counts=counts))
+  start = time.perf_counter()
+  state, m = step(state, batch)
+  jax.block_until_ready(m)
+  compile_s = time.perf_counter() - start
+  times = []
+  for _ in range(_STEPS.value):
+    start = time.perf_counter()
+    state, m = step(state, batch)
+    jax.block_until_ready(m)
+    times.append(time.perf_counter() - start)
+  sec = statistics.median(times)
+  return {'first_call_s': round(compile_s, 2), 'sec_per_step': sec,
+          'images_per_s': _BATCH.value / sec}
+
+
+def main(argv):
+  del argv
+  batch = _batch(_SIZE.value, _BATCH.value)
+  results = {loss: time_loss(loss, batch) for loss in ('ce', 'ci')}
+  print(json.dumps({
+      'benchmark': 'detect_step', 'backend': jax.default_backend(),
+      'device': str(jax.devices()[0]), 'image_size': _SIZE.value,
+      'backbone': _BACKBONE.value, 'width': _WIDTH.value,
+      'batch_size': _BATCH.value, 'results': results,
+      'ratio': round(results['ci']['sec_per_step']
+                     / results['ce']['sec_per_step'], 3)}))
+
+
+if __name__ == '__main__':
+  app.run(main)
