@@ -6,8 +6,9 @@ the CPU and evaluates it:
 
     python -m launch.detect
 
-On a DOTA-layout folder with train/ and test/ (images/, labelTxt/), e.g.
-HRSC2016 or DOTA ships converted to that layout:
+On a folder with train/ and test/, each in DOTA layout (images/,
+labelTxt/) or HRSC2016's (AllImages/, Annotations/); larger images are
+scaled to fit --image_size:
 
     python -m launch.detect --data=/data/ships --backbone=resnet50 \
         --image_size=800 --steps=40000 --batch_size=2 --loss=ci \
@@ -49,6 +50,9 @@ _TRAIN_IMAGES = flags.DEFINE_integer('synthetic_train', 48,
                                      'Generated training images.')
 _TEST_IMAGES = flags.DEFINE_integer('synthetic_test', 16,
                                     'Generated test images.')
+_PRETRAINED = flags.DEFINE_string(
+    'pretrained', None, 'Optional .npz of parameters keyed by path, e.g. '
+    'ImageNet backbone weights converted to backbone/Conv_0/kernel ...')
 _WORKDIR = flags.DEFINE_string('workdir', 'results/detect',
                                'Output and checkpoint directory.')
 
@@ -69,7 +73,8 @@ def main(argv):
                           batch_size=_BATCH.value, lr=_LR.value,
                           seed=_SEED.value,
                           synthetic_train=_TRAIN_IMAGES.value,
-                          synthetic_test=_TEST_IMAGES.value)
+                          synthetic_test=_TEST_IMAGES.value,
+                          pretrained=_PRETRAINED.value)
   result = train.run(cfg, _WORKDIR.value, data=_DATA.value, mode=_MODE.value)
   if result is not None:
     print(metrics.table_markdown(result), end='')

@@ -117,13 +117,47 @@ class TrainTest(absltest.TestCase):
     self.assertEqual(split['images'].shape, (1, 128, 128, 3))
     with self.assertRaisesRegex(ValueError, 'more than max_gt 1'):
       train.load_split(root, image_size=128, max_gt=1)
-    with self.assertRaisesRegex(ValueError, 'larger than image_size 64'):
-      train.load_split(root, image_size=64, max_gt=32)
+    small = train.load_split(root, image_size=64, max_gt=32)  # Scaled.
+    np.testing.assert_allclose(small['boxes'][0, :, :4],
+                               split['boxes'][0, :, :4] / 2, rtol=1e-6)
     os.remove(os.path.join(root, 'images', 'P0000.png'))
     with self.assertRaisesRegex(ValueError, "No image for labels 'P0000'"):
       train.load_split(root, image_size=128, max_gt=32)
-    with self.assertRaisesRegex(ValueError, 'must hold train/labelTxt'):
+    with self.assertRaisesRegex(ValueError, 'must hold train/'):
       train.run(train.TrainConfig(model=_CFG), root, data=root)
+
+  def test_hrsc_layout_is_read_and_scaled(self):
+    root = tempfile.mkdtemp()
+    self.addCleanup(shutil.rmtree, root, ignore_errors=True)
+    os.makedirs(os.path.join(root, 'Annotations'))
+    os.makedirs(os.path.join(root, 'AllImages'))
+    from PIL import Image  # pylint: disable=g-import-not-at-top
+    Image.new('RGB', (200, 100)).save(os.path.join(root, 'AllImages',
+                                                   '1001.bmp'))
+    with open(os.path.join(root, 'Annotations', '1001.xml'), 'w') as f:
+      f.write('<HRSC_Image><HRSC_Objects><HRSC_Object><Class_ID>1'
+              '</Class_ID><mbox_cx>100</mbox_cx><mbox_cy>50</mbox_cy>'
+              '<mbox_w>80</mbox_w><mbox_h>20</mbox_h><mbox_ang>0.3'
+              '</mbox_ang></HRSC_Object></HRSC_Objects></HRSC_Image>')
+    split = train.load_split(root, image_size=100, max_gt=4)
+    np.testing.assert_allclose(split['boxes'][0, 0], [50, 25, 40, 10, 0.3],
+                               rtol=1e-6)
+    self.assertEqual(split['class_names'], ['1'])
+    self.assertEqual(split['images'].shape, (1, 100, 100, 3))
+
+  def test_pretrained_weights_by_path(self):
+    params = {'backbone': {'Conv_0': {'kernel': jnp.zeros((3, 3, 3, 4))}},
+              'fc1': {'bias': jnp.zeros(4)}}
+    path = os.path.join(tempfile.mkdtemp(), 'w.npz')
+    self.addCleanup(shutil.rmtree, os.path.dirname(path), ignore_errors=True)
+    np.savez(path, **{'backbone/Conv_0/kernel': np.ones((3, 3, 3, 4))})
+    new, loaded = train.load_pretrained(params, path)
+    self.assertEqual(loaded, ['backbone/Conv_0/kernel'])
+    np.testing.assert_array_equal(new['backbone']['Conv_0']['kernel'], 1.0)
+    np.testing.assert_array_equal(new['fc1']['bias'], 0.0)
+    np.savez(path, **{'backbone/Conv_0/kernel': np.ones((3, 3, 3, 5))})
+    with self.assertRaisesRegex(ValueError, 'model expects'):
+      train.load_pretrained(params, path)
 
   def test_launcher_smoke_and_resume(self):
     work = tempfile.mkdtemp()

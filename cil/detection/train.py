@@ -2,9 +2,10 @@
 
 `run(cfg, workdir=..., data=...)`:
 
-* data: a folder with `train/` and `test/` DOTA-layout subfolders
-  (`images/*.png|jpg`, `labelTxt/*.txt`); with `data=None` a synthetic ship
-  set is generated into `workdir/data` (`cil.detection.synthetic`).
+* data: a folder with `train/` and `test/` subfolders, each in DOTA layout
+  (`images/*.png|jpg`, `labelTxt/*.txt`) or HRSC2016's (`AllImages/*.bmp`,
+  `Annotations/*.xml`); with `data=None` a synthetic ship set is generated
+  into `workdir/data` (`cil.detection.synthetic`).
 * trains with Adam and a cosine schedule, one jitted step; Orbax checkpoints
   every `checkpoint_every` steps and resume (rerun the same command);
 * evaluates on the test split the paper's way (rotated IoU > 0.6, 11-point
@@ -46,6 +47,7 @@ class TrainConfig:
     seed: initialisation, batch order and sampling.
     checkpoint_every: steps between checkpoints.
     synthetic_train, synthetic_test: images generated when no data is given.
+    pretrained: optional .npz of parameters keyed by path (`load_pretrained`).
   """
   model: r2cnn.R2CNNConfig = r2cnn.R2CNNConfig()
   steps: int = 2000
@@ -56,17 +58,35 @@ class TrainConfig:
   checkpoint_every: int = 250
   synthetic_train: int = 48
   synthetic_test: int = 16
+  pretrained: Optional[str] = None
+
+
+def _read_labels(directory: str) -> tuple[dict, str]:
+  """Labels and image folder of a split: DOTA layout or HRSC2016's."""
+  if os.path.isdir(os.path.join(directory, 'labelTxt')):
+    return (det_io.read_folder(os.path.join(directory, 'labelTxt')),
+            os.path.join(directory, 'images'))
+  ann = os.path.join(directory, 'Annotations')
+  if os.path.isdir(ann):  # HRSC2016: Annotations/*.xml, AllImages/*.bmp.
+    xml = sorted(n for n in os.listdir(ann) if n.endswith('.xml'))
+    if not xml:
+      raise ValueError(f'No *.xml annotations in {ann}.')
+    return ({n[:-4]: det_io.read_hrsc(os.path.join(ann, n)) for n in xml},
+            os.path.join(directory, 'AllImages'))
+  raise ValueError(f'{directory} holds neither labelTxt/ (DOTA layout) nor '
+                   f'Annotations/ (HRSC2016).')
 
 
 def load_split(directory: str, *, image_size: int, max_gt: int,
                class_names: Optional[Sequence[str]] = None) -> dict:
-  """A DOTA-layout folder -> padded arrays and the names of its images.
+  """A DOTA-layout (or HRSC2016-layout) folder -> padded arrays.
 
-  Images are padded (bottom and right) to `image_size`; larger images are
-  refused rather than silently cropped.
+  Images larger than `image_size` are scaled down to fit (aspect kept, the
+  boxes scaled alike; IoU-based metrics do not change under a uniform
+  scale), then padded bottom and right. Difficult objects are left out of
+  training targets but kept in the ground truth used for evaluation.
   """
-  image_dir = os.path.join(directory, 'images')
-  gt = det_io.read_folder(os.path.join(directory, 'labelTxt'))
+  gt, image_dir = _read_labels(directory)
   if class_names is None:
     class_names = sorted({str(x) for g in gt.values() for x in g.labels})
   index = {n: i for i, n in enumerate(class_names)}
@@ -84,12 +104,18 @@ def load_split(directory: str, *, image_size: int, max_gt: int,
         break
     if path is None:
       raise ValueError(f'No image for labels {name!r} in {image_dir}.')
-    img = np.asarray(Image.open(path).convert('RGB'))
-    if img.shape[0] > image_size or img.shape[1] > image_size:
-      raise ValueError(f'{path} is {img.shape[1]}x{img.shape[0]}, larger '
-                       f'than image_size {image_size}; tile it first.')
+    img = Image.open(path).convert('RGB')
+    scale = min(1.0, image_size / max(img.size))
+    if scale < 1:
+      img = img.resize((max(1, round(img.size[0] * scale)),
+                        max(1, round(img.size[1] * scale))), Image.BILINEAR)
+    img = np.asarray(img)
     images[i, :img.shape[0], :img.shape[1]] = img
     g = gt[name]
+    if scale < 1:
+      g = metrics.ImageBoxes(g.boxes * [scale, scale, scale, scale, 1],
+                             g.labels, difficult=g.difficult)
+      gt[name] = g
     keep = ~g.difficult
     if keep.sum() > max_gt:
       raise ValueError(f'{name} has {keep.sum()} objects, more than max_gt '
@@ -107,12 +133,46 @@ def load_split(directory: str, *, image_size: int, max_gt: int,
           'gt': gt}
 
 
+def load_pretrained(params, path: str):
+  """Replaces parameters with arrays from an .npz keyed by their paths.
+
+  Keys are '/'-joined parameter paths (e.g. 'backbone/Conv_0/kernel'), so
+  ImageNet weights converted to this layout can initialise the backbone.
+  Arrays of the wrong shape are an error; paths absent from the file keep
+  their initialisation.
+
+  Returns:
+    `(params, loaded)`: the new parameters and the paths that were loaded.
+  """
+  if not os.path.exists(path):
+    raise ValueError(f'Pretrained weights file {path!r} does not exist.')
+  stored = dict(np.load(path))
+  loaded = []
+
+  def replace(key_path, leaf):
+    key = '/'.join(str(getattr(k, 'key', k)) for k in key_path)
+    if key not in stored:
+      return leaf
+    if stored[key].shape != leaf.shape:
+      raise ValueError(f'{path}: {key} has shape {stored[key].shape}, the '
+                       f'model expects {leaf.shape}.')
+    loaded.append(key)
+    return jnp.asarray(stored[key], leaf.dtype)
+
+  params = jax.tree_util.tree_map_with_path(replace, params)
+  if not loaded:
+    raise ValueError(f'{path}: no array matches a parameter path (e.g. '
+                     f'backbone/Conv_0/kernel).')
+  return params, loaded
+
+
 def _data(cfg: TrainConfig, workdir: str, data: Optional[str]) -> str:
   if data is not None:
     for split in ('train', 'test'):
-      if not os.path.isdir(os.path.join(data, split, 'labelTxt')):
-        raise ValueError(f'{data} must hold {split}/labelTxt and '
-                         f'{split}/images (DOTA layout).')
+      if not os.path.isdir(os.path.join(data, split)):
+        raise ValueError(f'{data} must hold {split}/ with labelTxt/ and '
+                         f'images/ (DOTA layout) or Annotations/ and '
+                         f'AllImages/ (HRSC2016).')
     return data
   data = os.path.join(workdir, 'data')
   size = cfg.model.image_size
@@ -202,6 +262,9 @@ def run(cfg: TrainConfig, workdir: str, *, data: Optional[str] = None,
   counts = jnp.asarray(r2cnn.class_counts_with_background(
       instances, model_cfg.roi_positive_fraction))
   state = create_state(cfg)
+  if cfg.pretrained:
+    params, _ = load_pretrained(state.params, cfg.pretrained)
+    state = state.replace(params=params)
   ckpt = checkpoints.Checkpointer(os.path.join(workdir, 'checkpoints'))
   start, state = ckpt.restore(state)
   if mode in ('train', 'both') and start < cfg.steps:
