@@ -166,6 +166,26 @@ def load_pretrained(params, path: str):
   return params, loaded
 
 
+def class_names(data: str) -> list:
+  """The classes of a dataset with train/ and test/ splits.
+
+  The generator's `meta.json` list when there is one (so a class that is
+  rare enough to miss the training split still has its output), otherwise
+  the sorted union of the labels of both splits.
+  """
+  meta = os.path.join(data, 'train', 'meta.json')
+  if os.path.exists(meta):
+    with open(meta) as f:
+      listed = json.load(f).get('classes')
+    if listed:
+      return list(listed)
+  names = set()
+  for split in ('train', 'test'):
+    gt, _ = _read_labels(os.path.join(data, split))
+    names |= {str(x) for g in gt.values() for x in g.labels}
+  return sorted(names)
+
+
 def _data(cfg: TrainConfig, workdir: str, data: Optional[str]) -> str:
   if data is not None:
     for split in ('train', 'test'):
@@ -247,9 +267,9 @@ def run(cfg: TrainConfig, workdir: str, *, data: Optional[str] = None,
   os.makedirs(workdir, exist_ok=True)
   data = _data(cfg, workdir, data)
   size, max_gt = cfg.model.image_size, cfg.max_gt
+  classes = class_names(data)
   train = load_split(os.path.join(data, 'train'), image_size=size,
-                     max_gt=max_gt)
-  classes = train['class_names']
+                     max_gt=max_gt, class_names=classes)
   model_cfg = dataclasses.replace(cfg.model, num_classes=len(classes))
   cfg = dataclasses.replace(cfg, model=model_cfg)
   r2cnn.validate(model_cfg)
