@@ -10,7 +10,6 @@ step. The last line is JSON with images/s per loss and `ratio` = CI step
 time / CE step time (the cost of the imbalance-aware loss).
 """
 
-import dataclasses
 import json
 import statistics
 import time
@@ -24,7 +23,7 @@ import optax
 from flax.training import train_state
 
 from cil.detection import r2cnn
-from cil.detection import synthetic
+from cil.detection import train
 
 _SIZE = flags.DEFINE_integer('image_size', 256, 'Image side.')
 _WIDTH = flags.DEFINE_integer('width', 16, 'Backbone width.')
@@ -33,28 +32,9 @@ _BATCH = flags.DEFINE_integer('batch_size', 4, 'Images per step.')
 _STEPS = flags.DEFINE_integer('steps', 10, 'Timed steps (median).')
 
 
-def _batch(size, n, max_gt=32):
-  out = {'images': [], 'boxes': [], 'labels': [], 'valid': []}
-  for i in range(n):
-    image, gt = synthetic.make_scene(0, i, size)
-    k = min(len(gt.boxes), max_gt)
-    boxes = np.zeros((max_gt, 5), np.float32)
-    labels = np.zeros(max_gt, np.int32)
-    boxes[:k] = gt.boxes[:k]
-    labels[:k] = [synthetic.CLASS_NAMES.index(x) for x in gt.labels[:k]]
-    for key, v in zip(out, (image, boxes, labels, np.arange(max_gt) < k)):
-      out[key].append(v)
-  return {k: jnp.asarray(np.stack(v)) for k, v in out.items()}
-
-
 def time_loss(loss, batch):
-  small = _SIZE.value <= 256
-  cfg = dataclasses.replace(
-      r2cnn.R2CNNConfig(), image_size=_SIZE.value, width=_WIDTH.value,
-      backbone=_BACKBONE.value, loss=loss,
-      head_dim=256 if _WIDTH.value < 64 else 1024,
-      pre_nms=600 if small else 2000, post_nms=128 if small else 512,
-      rpn_batch=128 if small else 256, roi_batch=64 if small else 256)
+  cfg = r2cnn.scaled_config(image_size=_SIZE.value, width=_WIDTH.value,
+                            backbone=_BACKBONE.value, loss=loss)
   counts = jnp.asarray(r2cnn.class_counts_with_background(
       np.geomspace(450, 10, 15), cfg.roi_positive_fraction))
   state = train_state.TrainState.create(
@@ -79,7 +59,7 @@ def time_loss(loss, batch):
 
 def main(argv):
   del argv
-  batch = _batch(_SIZE.value, _BATCH.value)
+  batch = train.synthetic_batch(_BATCH.value, size=_SIZE.value, max_gt=32)
   results = {loss: time_loss(loss, batch) for loss in ('ce', 'ci')}
   print(json.dumps({
       'benchmark': 'detect_step', 'backend': jax.default_backend(),

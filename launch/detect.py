@@ -18,8 +18,6 @@ scaled to fit --image_size:
 checkpoint. Writes table.md, results.json and detections.png to --workdir.
 """
 
-import dataclasses
-
 from absl import app
 from absl import flags
 from absl import logging
@@ -61,14 +59,9 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
   logging.info('Devices: %s', jax.devices())
-  model = dataclasses.replace(
-      r2cnn.R2CNNConfig(), backbone=_BACKBONE.value, width=_WIDTH.value,
-      image_size=_IMAGE_SIZE.value, loss=_LOSS.value,
-      head_dim=256 if _WIDTH.value < 64 else 1024,
-      pre_nms=600 if _IMAGE_SIZE.value <= 256 else 2000,
-      post_nms=128 if _IMAGE_SIZE.value <= 256 else 512,
-      rpn_batch=128 if _IMAGE_SIZE.value <= 256 else 256,
-      roi_batch=64 if _IMAGE_SIZE.value <= 256 else 256)
+  model = r2cnn.scaled_config(
+      image_size=_IMAGE_SIZE.value, width=_WIDTH.value,
+      backbone=_BACKBONE.value, loss=_LOSS.value)
   cfg = train.TrainConfig(model=model, steps=_STEPS.value,
                           batch_size=_BATCH.value, lr=_LR.value,
                           seed=_SEED.value,

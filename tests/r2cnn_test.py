@@ -26,29 +26,13 @@ _CFG = r2cnn.R2CNNConfig(image_size=128, width=8, head_dim=64, pre_nms=200,
                          loss='ci')
 
 
-def _batch(n=2, size=128, max_gt=16):
-  arrays = {'images': [], 'boxes': [], 'labels': [], 'valid': []}
-  for i in range(n):
-    image, gt = synthetic.make_scene(0, i, size)
-    k = min(len(gt.boxes), max_gt)
-    boxes = np.zeros((max_gt, 5), np.float32)
-    labels = np.zeros(max_gt, np.int32)
-    valid = np.zeros(max_gt, bool)
-    boxes[:k] = gt.boxes[:k]
-    labels[:k] = [synthetic.CLASS_NAMES.index(x) for x in gt.labels[:k]]
-    valid[:k] = True
-    for key, v in zip(arrays, (image, boxes, labels, valid)):
-      arrays[key].append(v)
-  return {k: jnp.asarray(np.stack(v)) for k, v in arrays.items()}
-
-
 class R2CNNTest(absltest.TestCase):
 
   @classmethod
   def setUpClass(cls):
     super().setUpClass()
     cls.params = r2cnn.init_params(_CFG, jax.random.key(0))
-    cls.batch = _batch()
+    cls.batch = train.synthetic_batch(2, size=128, max_gt=16)
 
   def test_head_outputs_and_backbones(self):
     model = r2cnn.R2CNN(_CFG)

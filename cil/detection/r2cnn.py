@@ -94,6 +94,23 @@ class R2CNNConfig:
     return len(self.anchor_sizes) * len(self.anchor_ratios)
 
 
+def scaled_config(*, image_size: int, width: int, **overrides
+                  ) -> R2CNNConfig:
+  """A config whose proposal and sampling budgets follow the image size.
+
+  Small images (<= 256 px, the CPU setting) keep 600 / 128 proposals and
+  sample 128 anchors and 64 RoIs; larger ones 2000 / 512, 256 and 256.
+  Narrow backbones (width < 64) get a 256-wide head, others 1024.
+  """
+  small = image_size <= 256
+  return dataclasses.replace(
+      R2CNNConfig(), image_size=image_size, width=width,
+      head_dim=256 if width < 64 else 1024,
+      pre_nms=600 if small else 2000, post_nms=128 if small else 512,
+      rpn_batch=128 if small else 256, roi_batch=64 if small else 256,
+      **overrides)
+
+
 _HEAD_WEIGHTS = (10.0, 10.0, 5.0, 5.0)
 _INCLINED_WEIGHTS = (10.0, 10.0, 10.0, 10.0, 5.0)
 _STAGES = {'resnet18': ((2, 2, 2), False), 'resnet34': ((3, 4, 6), False),

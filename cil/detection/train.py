@@ -133,6 +133,27 @@ def load_split(directory: str, *, image_size: int, max_gt: int,
           'gt': gt}
 
 
+def synthetic_batch(count: int, *, size: int, max_gt: int,
+                    seed: int = 0) -> dict:
+  """Generated scenes `0 .. count - 1` as one padded batch (jnp arrays).
+
+  For tests and benchmarks: `images [B, S, S, 3]`, `boxes [B, G, 5]`,
+  `labels [B, G]` (indices into `synthetic.CLASS_NAMES`), `valid [B, G]`;
+  scenes with more than `max_gt` ships keep the first `max_gt`.
+  """
+  arrays = {'images': [], 'boxes': [], 'labels': [], 'valid': []}
+  for i in range(count):
+    image, gt = synthetic.make_scene(seed, i, size)
+    k = min(len(gt.boxes), max_gt)
+    boxes = np.zeros((max_gt, 5), np.float32)
+    labels = np.zeros(max_gt, np.int32)
+    boxes[:k] = gt.boxes[:k]
+    labels[:k] = [synthetic.CLASS_NAMES.index(x) for x in gt.labels[:k]]
+    for key, v in zip(arrays, (image, boxes, labels, np.arange(max_gt) < k)):
+      arrays[key].append(v)
+  return {k: jnp.asarray(np.stack(v)) for k, v in arrays.items()}
+
+
 def load_pretrained(params, path: str):
   """Replaces parameters with arrays from an .npz keyed by their paths.
 
