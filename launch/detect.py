@@ -48,6 +48,9 @@ _TRAIN_IMAGES = flags.DEFINE_integer('synthetic_train', 48,
                                      'Generated training images.')
 _TEST_IMAGES = flags.DEFINE_integer('synthetic_test', 16,
                                     'Generated test images.')
+_SHIP_SCALE = flags.DEFINE_float(
+    'synthetic_ship_scale', 1.0, 'Generated ships are this times their '
+    '512-pixel sizes (1.0: small images are crops of a 512-pixel harbour).')
 _PRETRAINED = flags.DEFINE_string(
     'pretrained', None, 'Optional .npz of parameters keyed by path, e.g. '
     'ImageNet backbone weights converted to backbone/Conv_0/kernel ...')
@@ -67,6 +70,7 @@ def main(argv):
                           seed=_SEED.value,
                           synthetic_train=_TRAIN_IMAGES.value,
                           synthetic_test=_TEST_IMAGES.value,
+                          synthetic_ship_scale=_SHIP_SCALE.value,
                           pretrained=_PRETRAINED.value)
   result = train.run(cfg, _WORKDIR.value, data=_DATA.value, mode=_MODE.value)
   if result is not None:

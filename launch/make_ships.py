@@ -16,6 +16,9 @@ _OUT = flags.DEFINE_string('out', None, 'Output folder.')
 _IMAGES = flags.DEFINE_integer('images', 100, 'Number of images.')
 _SIZE = flags.DEFINE_integer('size', 512, 'Image side in pixels.')
 _SEED = flags.DEFINE_integer('seed', 0, 'Random seed.')
+_SHIP_SCALE = flags.DEFINE_float(
+    'ship_scale', None, 'Ship size factor (default size / 512; 1.0 keeps '
+    'the 512-pixel sizes, as a crop of a larger scene).')
 flags.mark_flag_as_required('out')
 
 
@@ -24,6 +27,7 @@ def main(argv):
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
   meta = synthetic.write_dataset(
       _OUT.value, images=_IMAGES.value, size=_SIZE.value, seed=_SEED.value,
+      ship_scale=_SHIP_SCALE.value,
       progress=lambda i: print(f'\r{i}/{_IMAGES.value} images', end='',
                                flush=True))
   print()

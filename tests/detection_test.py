@@ -355,6 +355,22 @@ class SyntheticTest(absltest.TestCase):
     self.assertEqual(a_img.shape, (256, 256, 3))
     self.assertEqual(a_img.dtype, np.uint8)
 
+  def test_ship_scale_sets_hull_sizes(self):
+    # By default ships shrink with the image (256 px: half the 512-pixel
+    # lengths); ship_scale=1 keeps the 512-pixel lengths, capped at
+    # size / 2.5.
+    lo = {c.name: c.length[0] for c in synthetic.CLASSES}
+    hi = {c.name: c.length[1] for c in synthetic.CLASSES}
+    for scale, factor in ((None, 0.5), (1.0, 1.0)):
+      for i in range(3):
+        _, gt = synthetic.make_scene(1, i, 256, ship_scale=scale)
+        length = np.maximum(gt.boxes[:, 2], gt.boxes[:, 3])
+        for name, value in zip(gt.labels, length):
+          self.assertBetween(value, lo[name] * factor - 1e-6,
+                             min(hi[name] * factor, 256 / 2.5) + 1e-6)
+    with self.assertRaisesRegex(ValueError, 'ship_scale must be positive'):
+      synthetic.make_scene(1, 0, 256, ship_scale=0.0)
+
   def test_long_tail_weights(self):
     w = synthetic.class_weights()
     self.assertLen(w, 15)

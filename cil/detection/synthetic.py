@@ -252,13 +252,27 @@ def _fits(box, placed, land, size, margin) -> bool:
 
 
 def make_scene(seed: int, index: int, size: int = 512, *,
-               max_ships: int = 14) -> tuple[np.ndarray, ImageBoxes]:
-  """One scene: `(image [size, size, 3] uint8, ground truth)`."""
+               max_ships: int = 14, ship_scale: Optional[float] = None
+               ) -> tuple[np.ndarray, ImageBoxes]:
+  """One scene: `(image [size, size, 3] uint8, ground truth)`.
+
+  Args:
+    seed, index: the scene depends only on these two.
+    size: image side in pixels.
+    max_ships: at most this many ships.
+    ship_scale: ship sizes are `ShipClass.length * ship_scale` pixels.
+      Default `size / 512`: the same harbour at a coarser ground resolution.
+      1.0 keeps the 512-pixel sizes, so a smaller `size` is like a crop of
+      a 512-pixel scene (how DOTA's large images are trained on). A hull is
+      at most `size / 2.5` long.
+  """
   rng = np.random.default_rng([seed, index])
   img = _sea(rng, size)
   land = _shore(rng, img) if rng.random() < 0.75 else None
   weights = class_weights()
-  scale = size / 512
+  scale = size / 512 if ship_scale is None else float(ship_scale)
+  if scale <= 0:
+    raise ValueError(f'ship_scale must be positive, got {ship_scale}.')
   placed, labels, moving = [], [], []
 
   def sample_box(k, heading, centre=None):
@@ -321,6 +335,7 @@ def make_scene(seed: int, index: int, size: int = 512, *,
 
 
 def write_dataset(out: str, *, images: int, size: int = 512, seed: int = 0,
+                  ship_scale: Optional[float] = None,
                   progress: Optional[callable] = None) -> dict:
   """Writes `images/Pxxxx.png` and `labelTxt/Pxxxx.txt` (DOTA layout).
 
@@ -334,7 +349,7 @@ def write_dataset(out: str, *, images: int, size: int = 512, seed: int = 0,
   os.makedirs(os.path.join(out, 'labelTxt'), exist_ok=True)
   counts = dict.fromkeys(CLASS_NAMES, 0)
   for i in range(images):
-    image, gt = make_scene(seed, i, size)
+    image, gt = make_scene(seed, i, size, ship_scale=ship_scale)
     name = f'P{i:04d}'
     Image.fromarray(image).save(os.path.join(out, 'images', name + '.png'))
     det_io.write_dota(os.path.join(out, 'labelTxt', name + '.txt'), gt)
@@ -343,7 +358,9 @@ def write_dataset(out: str, *, images: int, size: int = 512, seed: int = 0,
     if progress:
       progress(i + 1)
   meta = {'generator': 'cil.detection.synthetic', 'images': images,
-          'size': size, 'seed': seed, 'classes': list(CLASS_NAMES),
+          'size': size, 'seed': seed,
+          'ship_scale': size / 512 if ship_scale is None else ship_scale,
+          'classes': list(CLASS_NAMES),
           'draw_weights': [round(float(w), 6) for w in class_weights()],
           'instances': counts}
   with open(os.path.join(out, 'meta.json'), 'w', encoding='utf-8') as f:

@@ -47,6 +47,9 @@ class TrainConfig:
     seed: initialisation, batch order and sampling.
     checkpoint_every: steps between checkpoints.
     synthetic_train, synthetic_test: images generated when no data is given.
+    synthetic_ship_scale: their ships' size factor (`make_scene`'s
+      `ship_scale`); 1.0 keeps the 512-pixel sizes at any image size, so
+      small images are like crops of a 512-pixel harbour.
     pretrained: optional .npz of parameters keyed by path (`load_pretrained`).
   """
   model: r2cnn.R2CNNConfig = r2cnn.R2CNNConfig()
@@ -58,6 +61,7 @@ class TrainConfig:
   checkpoint_every: int = 250
   synthetic_train: int = 48
   synthetic_test: int = 16
+  synthetic_ship_scale: float = 1.0
   pretrained: Optional[str] = None
 
 
@@ -220,9 +224,19 @@ def _data(cfg: TrainConfig, workdir: str, data: Optional[str]) -> str:
   for split, count, seed in (('train', cfg.synthetic_train, cfg.seed),
                              ('test', cfg.synthetic_test, cfg.seed + 1000)):
     meta = os.path.join(data, split, 'meta.json')
-    if not os.path.exists(meta):
+    want = {'images': count, 'size': size, 'seed': seed,
+            'ship_scale': cfg.synthetic_ship_scale}
+    if os.path.exists(meta):
+      with open(meta, encoding='utf-8') as f:
+        written = json.load(f)
+      have = {k: written.get(k) for k in want}
+      if have != want:
+        raise ValueError(f'{os.path.dirname(meta)} was generated with '
+                         f'{have}, not {want}; use a new workdir.')
+    else:
       synthetic.write_dataset(os.path.join(data, split), images=count,
-                              size=size, seed=seed)
+                              size=size, seed=seed,
+                              ship_scale=cfg.synthetic_ship_scale)
   return data
 
 
