@@ -88,6 +88,35 @@ class ModelsTest(parameterized.TestCase):
       for a, b in zip(second_order(im2col), second_order(xla)):
         np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-10)
 
+  def test_fused_norm_relu_pool_equals_unfused_to_second_order(self):
+    # Pooling before the affine map and ReLU is exact for either sign of the
+    # scale (channel 1 is negative, channel 2 zero), and so are its first-
+    # and second-order derivatives, in float64. Odd sizes are floored.
+    with jax.enable_x64(True):
+      x = jax.random.normal(jax.random.key(6), (3, 5, 7, 3), jnp.float64)
+      scale = jnp.array([1.5, -0.7, 0.0], jnp.float64)
+      bias = jnp.array([0.1, 0.3, -0.2], jnp.float64)
+      ct = jax.random.normal(jax.random.key(7), (3, 2, 3, 3), jnp.float64)
+
+      def unfused(x, scale, bias):
+        mean = jnp.mean(x, (0, 1, 2))
+        var = jnp.mean(jnp.square(x - mean), (0, 1, 2))
+        y = (x - mean) * jax.lax.rsqrt(var + 1e-5) * scale + bias
+        return models.cnn.max_pool_2x2(jax.nn.relu(y))
+
+      fused = models.cnn.batch_norm_relu_pool
+
+      def second_order(fn):
+        def inner(scale, bias, x):
+          grads = jax.vjp(fn, x, scale, bias)[1](ct)
+          return sum(jnp.sum(jnp.sin(g)) for g in grads)
+        return jax.grad(inner, (0, 1, 2))(scale, bias, x)
+
+      np.testing.assert_allclose(fused(x, scale, bias),
+                                 unfused(x, scale, bias), atol=1e-12)
+      for a, b in zip(second_order(fused), second_order(unfused)):
+        np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-10)
+
   def test_conv4_lowerings_share_parameters_and_outputs(self):
     x = jax.random.uniform(jax.random.key(1), (4, 16, 16, 3))
     outs, trees = [], []
