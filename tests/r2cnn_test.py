@@ -169,6 +169,50 @@ class TrainTest(absltest.TestCase):
 
 
 @pytest.mark.slow
+class ResumeTest(absltest.TestCase):
+
+  def test_resume_after_kill_equals_uninterrupted(self):
+    # Batches and sampling keys depend only on (seed, step), so a run killed
+    # after its step-2 checkpoint and rerun ends with the same parameters as
+    # one that was never stopped.
+    root = tempfile.mkdtemp()
+    self.addCleanup(shutil.rmtree, root, ignore_errors=True)
+    cfg = train.TrainConfig(model=_CFG, steps=4, batch_size=2,
+                            checkpoint_every=2, synthetic_train=3,
+                            synthetic_test=1)
+    final, seen = {}, []
+
+    def keep(name):
+      def callback(step, state, metrics):
+        del metrics
+        seen.append((name, step))
+        if step == cfg.steps:
+          final[name] = jax.device_get(state.params)
+      return callback
+
+    class Killed(Exception):
+      pass
+
+    def kill_after_step_3(step, state, metrics):
+      del state, metrics
+      if step == 3:  # The step-2 checkpoint is the latest.
+        raise Killed()
+
+    data = os.path.join(root, 'a', 'data')
+    train.run(cfg, os.path.join(root, 'a'), mode='train',
+              show_progress=False, step_callback=keep('uninterrupted'))
+    with self.assertRaises(Killed):
+      train.run(cfg, os.path.join(root, 'b'), data=data, mode='train',
+                show_progress=False, step_callback=kill_after_step_3)
+    train.run(cfg, os.path.join(root, 'b'), data=data, mode='train',
+              show_progress=False, step_callback=keep('resumed'))
+    # The rerun restored step 2 and ran steps 3 and 4 only.
+    self.assertEqual([s for n, s in seen if n == 'resumed'], [3, 4])
+    jax.tree.map(np.testing.assert_array_equal, final['uninterrupted'],
+                 final['resumed'])
+
+
+@pytest.mark.slow
 class OverfitTest(absltest.TestCase):
 
   def test_detector_overfits_a_handful_of_images(self):

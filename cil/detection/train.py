@@ -16,7 +16,7 @@
 import dataclasses
 import json
 import os
-from typing import Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 from flax.training import train_state
 import jax
@@ -295,8 +295,30 @@ def draw(split: dict, dets: dict, path: str, *, count: int = 4,
 
 
 def run(cfg: TrainConfig, workdir: str, *, data: Optional[str] = None,
-        mode: str = 'both', show_progress: bool = True) -> Optional[dict]:
-  """Trains (resuming) and/or evaluates; returns the evaluation result."""
+        mode: str = 'both', show_progress: bool = True,
+        step_callback: Optional[Callable[[int, Any, dict], None]] = None
+        ) -> Optional[dict]:
+  """Trains (resuming) and/or evaluates; returns the evaluation result.
+
+  Args:
+    cfg: the configuration; a different one in the same `workdir` is
+      refused.
+    workdir: checkpoints, `config.json`, and the evaluation's `results.json`,
+      `table.md` and `detections.png`.
+    data: a folder with `train/` and `test/` (DOTA or HRSC2016 layout);
+      None generates synthetic ships into `workdir/data`.
+    mode: 'train', 'eval' or 'both'.
+    show_progress: a progress bar with the loss terms.
+    step_callback: called as `step_callback(step, state, metrics)` after
+      each training step (and its checkpoint, if one is due), `step`
+      counting from 1; an exception raised there stops the run, which the
+      next call resumes from the last checkpoint. `state` is donated to the
+      next step: copy what you keep.
+
+  Returns:
+    The evaluation result (`cil.detection.metrics.evaluate` plus `loss`,
+    `train_instances`, `steps`), or None in 'train' mode.
+  """
   if mode not in ('train', 'eval', 'both'):
     raise ValueError(f"mode must be 'train', 'eval' or 'both', got {mode!r}.")
   os.makedirs(workdir, exist_ok=True)
@@ -344,6 +366,8 @@ def run(cfg: TrainConfig, workdir: str, *, data: Optional[str] = None,
                            if k != 'fg_rois'})
       if (step + 1) % cfg.checkpoint_every == 0 or step + 1 == cfg.steps:
         ckpt.save(step + 1, state)
+      if step_callback is not None:
+        step_callback(step + 1, state, m)
     if bar is not None:
       bar.close()
   ckpt.close()
