@@ -44,9 +44,9 @@ _STEPS = flags.DEFINE_integer('steps', 1500, 'Training steps.')
 _BATCH = flags.DEFINE_integer('batch_size', 4, 'Images per step.')
 _LR = flags.DEFINE_float('lr', 1e-3, 'Peak learning rate.')
 _SEED = flags.DEFINE_integer('seed', 0, 'Random seed.')
-_TRAIN_IMAGES = flags.DEFINE_integer('synthetic_train', 48,
+_TRAIN_IMAGES = flags.DEFINE_integer('synthetic_train', 200,
                                      'Generated training images.')
-_TEST_IMAGES = flags.DEFINE_integer('synthetic_test', 16,
+_TEST_IMAGES = flags.DEFINE_integer('synthetic_test', 50,
                                     'Generated test images.')
 _SHIP_SCALE = flags.DEFINE_float(
     'synthetic_ship_scale', 1.0, 'Generated ships are this times their '

@@ -264,7 +264,9 @@ def make_scene(seed: int, index: int, size: int = 512, *,
       Default `size / 512`: the same harbour at a coarser ground resolution.
       1.0 keeps the 512-pixel sizes, so a smaller `size` is like a crop of
       a 512-pixel scene (how DOTA's large images are trained on). A hull is
-      at most `size / 2.5` long.
+      at most `size / 2.5` long, and large hulls fit less often in a small
+      scene, so the realised long tail is then steeper than the draw
+      weights (`write_dataset`'s `meta.json` records the counts).
   """
   rng = np.random.default_rng([seed, index])
   img = _sea(rng, size)

@@ -59,8 +59,8 @@ class TrainConfig:
   max_gt: int = 32
   seed: int = 0
   checkpoint_every: int = 250
-  synthetic_train: int = 48
-  synthetic_test: int = 16
+  synthetic_train: int = 200
+  synthetic_test: int = 50
   synthetic_ship_scale: float = 1.0
   pretrained: Optional[str] = None
 
