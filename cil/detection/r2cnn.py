@@ -117,6 +117,14 @@ _STAGES = {'resnet18': ((2, 2, 2), False), 'resnet34': ((3, 4, 6), False),
            'resnet50': ((3, 4, 6), True), 'resnet101': ((3, 4, 23), True)}
 
 
+def _stages(backbone: str) -> tuple:
+  """`(blocks per stage, bottleneck)` of a backbone name; checks it."""
+  if backbone not in _STAGES:
+    raise ValueError(f'Unknown backbone {backbone!r}; known: '
+                     f'{", ".join(_STAGES)}.')
+  return _STAGES[backbone]
+
+
 def _norm(x, name=None):
   groups = min(32, x.shape[-1] // 4 or 1)
   return nn.GroupNorm(num_groups=groups, name=name)(x)
@@ -156,10 +164,7 @@ class Backbone(nn.Module):
 
   @nn.compact
   def __call__(self, x):
-    if self.depth not in _STAGES:
-      raise ValueError(f'Unknown backbone {self.depth!r}; known: '
-                       f'{", ".join(_STAGES)}.')
-    stages, bottleneck = _STAGES[self.depth]
+    stages, bottleneck = _stages(self.depth)
     x = nn.Conv(self.width, (7, 7), (2, 2), use_bias=False)(x)
     x = nn.relu(_norm(x))
     x = nn.max_pool(x, (3, 3), (2, 2), padding='SAME')
@@ -213,7 +218,8 @@ class R2CNN(nn.Module):
     feats, _, _ = self.features(images)
     rois = jnp.zeros((feats.shape[0], 1, 4)) + jnp.array([0., 0, 32, 32])
     pooled = jax.vmap(functools.partial(
-        roi_align.multi_roi_align, spatial_scale=1 / 16))(feats, rois)
+        roi_align.multi_roi_align, spatial_scale=1 / self.cfg.stride))(
+            feats, rois)
     return self.head(pooled)
 
 
@@ -293,7 +299,8 @@ def _image_loss(cfg: R2CNNConfig, model: R2CNN, params, anchors, counts,
   fg = (labels[idx] == 1) & mask
   gt_idx = matched[idx]
   classes = jnp.where(fg, gt['labels'][gt_idx] + 1, 0)
-  pooled = roi_align.multi_roi_align(feats, rois, spatial_scale=1 / 16)
+  pooled = roi_align.multi_roi_align(feats, rois,
+                                     spatial_scale=1 / cfg.stride)
   logits, aabb, inclined = model.apply({'params': params}, pooled,
                                        method=R2CNN.head)
   per_roi = cls_loss(logits, classes, counts)
@@ -373,7 +380,8 @@ def detect(params, images: jax.Array, *, cfg: R2CNNConfig) -> dict:
   def one(feat, logit, delta):
     rois, rmask = proposals(cfg, anchors, logit, delta,
                             num=cfg.test_proposals)
-    pooled = roi_align.multi_roi_align(feat, rois, spatial_scale=1 / 16)
+    pooled = roi_align.multi_roi_align(feat, rois,
+                                       spatial_scale=1 / cfg.stride)
     cls, _, incl = model.apply({'params': params}, pooled,
                                method=R2CNN.head)
     probs = jax.nn.softmax(cls, -1)[:, 1:]
@@ -402,11 +410,9 @@ def init_params(cfg: R2CNNConfig, key: jax.Array) -> Any:
 
 
 def validate(cfg: R2CNNConfig, counts: Optional[Sequence] = None) -> None:
-  if cfg.backbone not in _STAGES:
-    raise ValueError(f'Unknown backbone {cfg.backbone!r}; known: '
-                     f'{", ".join(_STAGES)}.')
-  if cfg.image_size % 16:
-    raise ValueError(f'image_size must be a multiple of 16, got '
+  _stages(cfg.backbone)
+  if cfg.image_size % cfg.stride:
+    raise ValueError(f'image_size must be a multiple of {cfg.stride}, got '
                      f'{cfg.image_size}.')
   losses_lib.get_loss(cfg.loss)
   if counts is not None and len(counts) != cfg.num_classes:

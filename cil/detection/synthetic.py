@@ -349,6 +349,8 @@ def write_dataset(out: str, *, images: int, size: int = 512, seed: int = 0,
     raise ValueError(f'size must be >= 128 pixels, got {size}.')
   os.makedirs(os.path.join(out, 'images'), exist_ok=True)
   os.makedirs(os.path.join(out, 'labelTxt'), exist_ok=True)
+  if ship_scale is None:
+    ship_scale = size / 512  # make_scene's default, recorded in meta.json.
   counts = dict.fromkeys(CLASS_NAMES, 0)
   for i in range(images):
     image, gt = make_scene(seed, i, size, ship_scale=ship_scale)
@@ -361,7 +363,7 @@ def write_dataset(out: str, *, images: int, size: int = 512, seed: int = 0,
       progress(i + 1)
   meta = {'generator': 'cil.detection.synthetic', 'images': images,
           'size': size, 'seed': seed,
-          'ship_scale': size / 512 if ship_scale is None else ship_scale,
+          'ship_scale': ship_scale,
           'classes': list(CLASS_NAMES),
           'draw_weights': [round(float(w), 6) for w in class_weights()],
           'instances': counts}

@@ -278,7 +278,7 @@ def draw(split: dict, dets: dict, path: str, *, count: int = 4,
   size = split['images'].shape[1]
   canvas = Image.new('RGB', (size * len(names), size))
   for k, name in enumerate(names):
-    img = Image.fromarray(split['images'][split['names'].index(name)])
+    img = Image.fromarray(split['images'][k])
     d = ImageDraw.Draw(img)
     gt = split['gt'][name]
     for c in boxes_lib.rbox_to_corners(gt.boxes, xp=np):

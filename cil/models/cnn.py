@@ -276,7 +276,7 @@ class Conv4(nn.Module):
       pool = block < self.pools
       if self.norm == 'batch':
         x = BatchStatNorm(dtype=self.dtype)(x, relu=True, pool=pool)
-      else:  # ReLU commutes with the max-pool; pool first, on more elements.
+      else:  # ReLU commutes with the max-pool: pool first, ReLU on 1/4.
         x = nn.relu(max_pool_2x2(x) if pool else x)
     x = x.reshape(x.shape[0], -1)
     return nn.Dense(self.num_classes, dtype=self.dtype)(x)
