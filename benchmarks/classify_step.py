@@ -24,6 +24,8 @@ import numpy as np
 
 from cil import classify
 from cil import models
+from cil import runtime
+import configs
 
 _BATCH = flags.DEFINE_integer('batch_size', 64, 'Batch size per seed.')
 _SEEDS = flags.DEFINE_integer('seeds', 4, 'k, seeds trained together.')
@@ -37,7 +39,8 @@ def _setup(num_seeds, batch, steps, unroll):
   images = jnp.asarray(rng.integers(0, 256, (n, 28, 28, 1), np.uint8))
   labels = jnp.asarray(rng.integers(0, 10, n), jnp.int32)
   model = models.get_model('lenet', 10)
-  tx = classify.make_optimizer(classify.ClassifyConfig())
+  tx = classify.make_optimizer(
+      classify.ClassifyConfig.from_config(configs.load('classify')))
   keys = jax.vmap(jax.random.key)(jnp.arange(num_seeds))
   states = classify.create_states(model, tx, keys, images[:1])
   chunk = 1 if unroll else steps
@@ -80,9 +83,9 @@ def _best(fns, repeats):
 
 def main(argv):
   del argv
-  unroll = jax.default_backend() == 'cpu'
+  unroll = runtime.policy().unroll_loops
   b, k, steps = _BATCH.value, _SEEDS.value, _STEPS.value
-  mode = classify.default_seed_parallel()
+  mode = runtime.policy().seed_parallel
   fns, first_call = {}, {}
   for loss in ('ce', 'ci'):
     fns[loss], first_call[loss] = _timer(loss, mode, 1, b, steps, unroll)

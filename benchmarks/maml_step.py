@@ -62,7 +62,9 @@ def _tasks(h, w, c, seed=0):
 
 
 def time_jax(h, w, c, first_order, steps):
-  cfg = maml.MamlConfig(ways=WAYS, inner_lr=0.01, adaptation_steps=INNER_STEPS,
+  cfg = maml.MamlConfig(ways=WAYS, inner_lr=0.01, meta_lr=1e-3,
+                        adaptation_steps=INNER_STEPS,
+                        test_adaptation_steps=INNER_STEPS,
                         first_order=first_order, inner_loss='ce',
                         outer_loss='ce')
   tasks = _tasks(h, w, c)

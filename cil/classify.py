@@ -11,19 +11,21 @@ subsample, initialisation, batch order and class counts; `train_step` is
 `vmap`ped over seeds and `lax.scan`ned over a chunk of steps, inside one
 `jit`, with the dataset resident on the device and batches gathered there.
 
-Fault tolerance: after every epoch the seeds' `TrainState`s are saved with
-Orbax under `workdir/checkpoints/<protocol>/<loss>/`; a finished (protocol,
-loss) writes `workdir/runs/<protocol>__<loss>.json`. Rerunning with the same
-config skips finished runs and resumes the others from their last epoch;
-batch orders are a function of (seed, epoch), so the result is the same as
-an uninterrupted run.
+Fault tolerance (`cil.workdir`): after every `checkpoint_every` epochs the
+seeds' `TrainState`s are saved with Orbax under
+`workdir/checkpoints/<protocol>/<loss>/` (the last two kept, checksummed); a
+finished (protocol, loss) cell writes `workdir/runs/<protocol>__<loss>.json`.
+Rerunning with the same config skips finished cells and resumes the others
+from their newest good checkpoint; batch orders are a function of (seed,
+epoch), so the result and the metrics log equal an uninterrupted run's. A
+NaN/inf loss or parameter stops the run (`workdir.NonFiniteError`) without
+recording the cell.
 """
 
 import dataclasses
 import functools
-import json
 import math
-import os
+import time
 from typing import Any, Callable, Optional, Sequence
 
 import flax.linen as nn
@@ -33,12 +35,14 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from cil import checkpoints
 from cil import data
 from cil import loops
 from cil import losses
 from cil import metrics
 from cil import models
+from cil import plots
+from cil import runtime
+from cil import workdir as workdir_lib
 
 DEFAULT_MODELS = {'digits': 'digits_cnn', 'mnist': 'lenet',
                   'mstar_soc': 'aconvnet'}
@@ -51,12 +55,15 @@ ALL_PROTOCOLS = {'digits': data.TABLE1_PROTOCOLS,
 class ClassifyConfig:
   """Everything that defines a classification experiment.
 
+  Build it from a config file with `ClassifyConfig.from_config`
+  (`configs/classify.py` states every default, once).
+
   Attributes:
     dataset: 'digits' (embedded), 'mnist' or 'mstar_soc'.
     protocols: imbalance protocols (`cil.data.get_protocol` specs).
-    losses: registry names (`cil.losses.get_loss`).
-    loss_hparams: per-loss keyword arguments, e.g. (('focal', (('gamma',
-      2.0),)),); hashable nested tuples.
+    losses: registry names (`cil.losses.get_loss`), canonical.
+    loss_hparams: per-loss keyword arguments keyed by canonical name, as
+      hashable nested tuples (`(('focal', (('gamma', 2.0), ...)), ...)`).
     model: a `cil.models` name; '' picks the dataset's default.
     seeds: random samplings per (protocol, loss) (paper: 20 MNIST, 100 MSTAR).
     first_seed: seeds are first_seed .. first_seed + seeds - 1.
@@ -65,57 +72,91 @@ class ClassifyConfig:
     lr: learning rate.
     optimizer: 'adam' or 'sgd' (with momentum 0.9).
     weight_decay: decoupled weight decay (AdamW / SGD + decay); 0 for none.
-    chunk_steps: steps per compiled `lax.scan` (also the progress-bar
-      grain); 0 picks 1 on CPU (unrolled, see `train_chunk`) and 25
-      elsewhere.
-    seed_parallel: 'vmap' or 'loop' (see `train_chunk`); '' picks 'loop' on
-      CPU and 'vmap' elsewhere.
+    chunk_steps: steps per compiled call; 0 picks the backend's
+      (`cil.runtime.policy`).
+    seed_parallel: 'vmap' or 'loop' (see `train_chunk`); '' picks the
+      backend's.
     checkpoint_every: save the seeds' states every this many epochs (and
       after the last); a killed run loses at most that much work.
     eval_batch_size: test images per evaluation call.
-    data_dir, manual_dir: passed to `cil.data.load`.
+    data_dir, manual_dir: passed to `cil.data.load` (None: environment).
   """
-  dataset: str = 'digits'
-  protocols: tuple[str, ...] = ('odd10',)
-  losses: tuple[str, ...] = ('ce', 'focal', 'ci')
-  loss_hparams: tuple = ()
-  model: str = ''
-  seeds: int = 5
-  first_seed: int = 0
-  epochs: int = 30
-  batch_size: int = 64
-  lr: float = 1e-3
-  optimizer: str = 'adam'
-  weight_decay: float = 0.0
-  chunk_steps: int = 0
-  seed_parallel: str = ''
-  checkpoint_every: int = 5
-  eval_batch_size: int = 1000
-  data_dir: Optional[str] = None
-  manual_dir: Optional[str] = None
+  dataset: str
+  protocols: tuple[str, ...]
+  losses: tuple[str, ...]
+  loss_hparams: tuple
+  model: str
+  seeds: int
+  first_seed: int
+  epochs: int
+  batch_size: int
+  lr: float
+  optimizer: str
+  weight_decay: float
+  chunk_steps: int
+  seed_parallel: str
+  checkpoint_every: int
+  eval_batch_size: int
+  data_dir: Optional[str]
+  manual_dir: Optional[str]
+
+  @classmethod
+  def from_config(cls, config: Any) -> 'ClassifyConfig':
+    """From a `configs/classify.py` config (a ConfigDict or a dict)."""
+    c = dict(config)
+    fields = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(c) - fields)
+    if unknown:
+      raise ValueError(f'Unknown classify config field(s): '
+                       f'{", ".join(unknown)}.')
+    missing = sorted(fields - set(c))
+    if missing:
+      raise ValueError(f'Classify config lacks field(s): '
+                       f'{", ".join(missing)}.')
+    c['protocols'] = _as_names('protocols', c['protocols'])
+    c['losses'] = tuple(losses.canonical_name(n)
+                        for n in _as_names('losses', c['losses']))
+    c['loss_hparams'] = losses.freeze_hparams(c['loss_hparams'])
+    return cls(**c)
 
   def resolved_chunk_steps(self) -> int:
-    if self.chunk_steps:
-      return self.chunk_steps
-    return 1 if jax.default_backend() == 'cpu' else 25
+    return self.chunk_steps or runtime.policy().classify_chunk_steps
 
   def resolved_seed_parallel(self) -> str:
-    return self.seed_parallel or default_seed_parallel()
+    return self.seed_parallel or runtime.policy().seed_parallel
 
   def model_name(self) -> str:
     return self.model or DEFAULT_MODELS.get(self.dataset, 'lenet')
 
   def hparams_for(self, loss: str) -> dict:
-    return dict(dict(self.loss_hparams).get(loss, ()))
+    return losses.resolve_hparams(loss, self.loss_hparams)
 
   def validate(self) -> None:
-    if min(self.seeds, self.epochs, self.batch_size,
-           self.checkpoint_every) < 1:
-      raise ValueError('seeds, epochs, batch_size and checkpoint_every must '
-                       f'be positive, got {self.seeds}, {self.epochs}, '
-                       f'{self.batch_size}, {self.checkpoint_every}.')
+    """Checks every field before any work (or workdir) is touched."""
+    if self.dataset not in DEFAULT_MODELS:
+      raise ValueError(f'dataset must be one of {", ".join(DEFAULT_MODELS)}, '
+                       f'got {self.dataset!r}.')
+    if min(self.seeds, self.epochs, self.batch_size, self.checkpoint_every,
+           self.eval_batch_size) < 1:
+      raise ValueError(
+          'seeds, epochs, batch_size, checkpoint_every and eval_batch_size '
+          f'must be positive, got {self.seeds}, {self.epochs}, '
+          f'{self.batch_size}, {self.checkpoint_every}, '
+          f'{self.eval_batch_size}.')
+    if self.first_seed < 0:
+      raise ValueError(f'first_seed must be >= 0, got {self.first_seed}.')
+    if self.chunk_steps < 0:
+      raise ValueError(f'chunk_steps must be >= 0, got {self.chunk_steps}.')
+    if not self.losses or not self.protocols:
+      raise ValueError('losses and protocols must not be empty.')
+    for name, value in (('lr', self.lr), ('weight_decay', self.weight_decay)):
+      if not math.isfinite(value):
+        raise ValueError(f'{name} is non-finite ({value}); it must be a '
+                         f'finite number >= 0.')
+      if value < 0:
+        raise ValueError(f'{name} must be >= 0, got {value}.')
     for name in self.losses:
-      losses.get_loss(name)
+      self.hparams_for(name)
     for spec in self.protocols:
       data.get_protocol(spec)
     models.get_model(self.model_name(), 2)
@@ -125,6 +166,16 @@ class ClassifyConfig:
     if self.optimizer not in ('adam', 'sgd'):
       raise ValueError(f"optimizer must be 'adam' or 'sgd', got "
                        f'{self.optimizer!r}.')
+
+
+def _as_names(field: str, value: Any) -> tuple[str, ...]:
+  """A tuple of names from a sequence (or one name: `--config.losses=ci`)."""
+  if isinstance(value, str):
+    value = (value,)
+  names = tuple(str(v).strip() for v in value)
+  if not all(names):
+    raise ValueError(f'{field} holds an empty name: {value!r}.')
+  return names
 
 
 class TrainState(train_state.TrainState):
@@ -188,11 +239,6 @@ def train_step(state: TrainState, images: jax.Array, labels: jax.Array,
                            state)
   correct = jnp.sum((jnp.argmax(logits, -1) == y) & mask)
   return new_state, {'loss': loss, 'accuracy': correct / valid}
-
-
-def default_seed_parallel() -> str:
-  """'vmap' on accelerators; 'loop' on CPU (see `train_chunk`)."""
-  return 'loop' if jax.default_backend() == 'cpu' else 'vmap'
 
 
 @functools.partial(jax.jit, static_argnames=('loss_name', 'loss_hparams',
@@ -311,15 +357,26 @@ def _train_state_tree(states: TrainState) -> dict:
           'step': states.step}
 
 
+def cell_name(protocol: str, loss_name: str) -> str:
+  """The workdir cell of one (protocol, loss): 'odd10/ci'."""
+  return f'{protocol}/{loss_name}'
+
+
 def train_and_evaluate(
     cfg: ClassifyConfig, train_set: data.ArrayDataset,
     test_set: data.ArrayDataset, protocol: str, loss_name: str,
-    workdir: str, *, progress: Any = None,
+    work: workdir_lib.Workdir, *, progress: Any = None,
     epoch_callback: Optional[Callable[[int], None]] = None) -> dict:
   """Trains `cfg.seeds` models for one (protocol, loss); returns metrics.
 
-  Resumes from `workdir/checkpoints/<protocol>/<loss>` if present.
+  Resumes from the cell's newest good checkpoint. Each epoch appends the
+  seeds' mean train loss and accuracy and its wall time to the cell's
+  metrics log.
+
+  Raises:
+    workdir.NonFiniteError: a seed's loss or parameters became NaN/inf.
   """
+  cell = cell_name(protocol, loss_name)
   seeds = list(range(cfg.first_seed, cfg.first_seed + cfg.seeds))
   protocol_fn = data.get_protocol(protocol)
   splits = [protocol_fn(train_set.labels, seed=s,
@@ -330,48 +387,59 @@ def train_and_evaluate(
   tx = make_optimizer(cfg)
   keys = jax.vmap(jax.random.key)(jnp.asarray(seeds))
   states = create_states(model, tx, keys, jnp.asarray(train_set.images[:1]))
-  checkpointer = checkpoints.Checkpointer(
-      os.path.join(workdir, 'checkpoints', protocol, loss_name))
+  checkpointer = work.checkpointer(cell)
   start_epoch, restored = checkpointer.restore(_train_state_tree(states))
   states = states.replace(**restored)
+  log = work.metrics(cell, resume_step=start_epoch)
 
   images = jnp.asarray(train_set.images)
   labels = jnp.asarray(train_set.labels, jnp.int32)
   hparams = tuple(sorted(cfg.hparams_for(loss_name).items()))
-  history = []
-  for epoch in range(start_epoch, cfg.epochs):
-    idx, mask = epoch_batches(splits, seeds, epoch, cfg.batch_size)
-    steps = idx.shape[0]
-    chunk = min(cfg.resolved_chunk_steps(), steps)
-    epoch_loss = []
-    for start in range(0, steps, chunk):
-      c_idx, c_mask = idx[start:start + chunk], mask[start:start + chunk]
-      if c_idx.shape[0] < chunk:  # Pad the last chunk with inactive steps.
-        pad = chunk - c_idx.shape[0]
-        c_idx = np.concatenate([c_idx, np.zeros((pad,) + c_idx.shape[1:],
-                                                c_idx.dtype)])
-        c_mask = np.concatenate([c_mask, np.zeros((pad,) + c_mask.shape[1:],
-                                                  bool)])
-      global_steps = epoch * steps + start + np.arange(chunk)
-      rngs = _step_keys(jnp.asarray(seeds), jnp.asarray(global_steps))
-      states, step_metrics = train_chunk(
-          states, images, labels, jnp.asarray(c_idx), jnp.asarray(c_mask),
-          counts, rngs, loss_name=loss_name, loss_hparams=hparams,
-          seed_parallel=cfg.resolved_seed_parallel(),
-          unroll=jax.default_backend() == 'cpu')
-      active = c_mask.any(axis=(1, 2))
-      epoch_loss.append(np.asarray(step_metrics['loss'])[active])
-      if progress is not None:
-        progress.update(int(active.sum()))
-        progress.set_postfix(protocol=protocol, loss=loss_name,
-                             epoch=epoch + 1, refresh=False,
-                             train_loss=f'{np.mean(epoch_loss[-1]):.4f}')
-    history.append(float(np.mean(np.concatenate(epoch_loss))))
-    if (epoch + 1) % cfg.checkpoint_every == 0 or epoch + 1 == cfg.epochs:
-      checkpointer.save(epoch + 1, _train_state_tree(states))
-    if epoch_callback is not None:
-      epoch_callback(epoch + 1)
-  checkpointer.close()
+  unroll = runtime.policy().unroll_loops
+  try:
+    for epoch in range(start_epoch, cfg.epochs):
+      started = time.perf_counter()
+      idx, mask = epoch_batches(splits, seeds, epoch, cfg.batch_size)
+      steps = idx.shape[0]
+      chunk = min(cfg.resolved_chunk_steps(), steps)
+      epoch_loss, epoch_acc = [], []
+      for start in range(0, steps, chunk):
+        c_idx, c_mask = idx[start:start + chunk], mask[start:start + chunk]
+        if c_idx.shape[0] < chunk:  # Pad the last chunk with inactive steps.
+          pad = chunk - c_idx.shape[0]
+          c_idx = np.concatenate([c_idx, np.zeros((pad,) + c_idx.shape[1:],
+                                                  c_idx.dtype)])
+          c_mask = np.concatenate([c_mask, np.zeros(
+              (pad,) + c_mask.shape[1:], bool)])
+        global_steps = epoch * steps + start + np.arange(chunk)
+        rngs = _step_keys(jnp.asarray(seeds), jnp.asarray(global_steps))
+        states, step_metrics = train_chunk(
+            states, images, labels, jnp.asarray(c_idx), jnp.asarray(c_mask),
+            counts, rngs, loss_name=loss_name, loss_hparams=hparams,
+            seed_parallel=cfg.resolved_seed_parallel(), unroll=unroll)
+        active = c_mask.any(axis=(1, 2))
+        chunk_loss = np.asarray(step_metrics['loss'])[active]
+        workdir_lib.check_finite(cell, int(global_steps[0]) + 1,
+                                 loss=chunk_loss)
+        epoch_loss.append(chunk_loss)
+        epoch_acc.append(np.asarray(step_metrics['accuracy'])[active])
+        if progress is not None:
+          progress.update(int(active.sum()))
+          progress.set_postfix(cell=cell, epoch=epoch + 1, refresh=False,
+                               loss=f'{np.mean(chunk_loss):.4f}')
+      if (epoch + 1) % cfg.checkpoint_every == 0 or epoch + 1 == cfg.epochs:
+        workdir_lib.check_finite(cell, epoch + 1, params=states.params)
+        checkpointer.save(epoch + 1, _train_state_tree(states))
+      log.write(epoch + 1,
+                train_loss=np.mean(np.concatenate(epoch_loss)),
+                train_accuracy=np.mean(np.concatenate(epoch_acc)),
+                epoch_seconds=time.perf_counter() - started)
+      if epoch_callback is not None:
+        epoch_callback(epoch + 1)
+  finally:
+    checkpointer.close()
+    log.close()
+  workdir_lib.check_finite(cell, cfg.epochs, params=states.params)
 
   predictions = predict(states, test_set.images, cfg.eval_batch_size)
   per_seed = []
@@ -380,9 +448,10 @@ def train_and_evaluate(
                                   test_set.num_classes)
     per_seed.append({'seed': seed, **splits[k].summary(),
                      **metrics.classification_metrics(cm)})
+  history = log.records()
   return {'protocol': protocol, 'loss': loss_name,
           'loss_hparams': dict(hparams), 'model': cfg.model_name(),
-          'train_loss_per_epoch_resumed_part': history,
+          'train_loss_per_epoch': [r['train_loss'] for r in history],
           'per_seed': per_seed}
 
 
@@ -394,7 +463,8 @@ def summarize(run: dict) -> dict:
     values = [s[key] for s in run['per_seed']]
     mean, half = metrics.mean_confidence_interval(values)
     out[key] = {'mean': mean, 'ci95': half}
-  recalls = np.array([s['per_class_recall'] for s in run['per_seed']])
+  recalls = np.array([s['per_class_recall'] for s in run['per_seed']],
+                     dtype=float)  # None (absent class, from JSON) -> NaN.
   out['per_class_recall_mean'] = np.nanmean(recalls, axis=0).tolist()
   return out
 
@@ -416,113 +486,78 @@ def markdown_table(runs: Sequence[dict], protocols: Sequence[str],
   return '\n'.join(lines)
 
 
-def plot_per_class_recall(runs: Sequence[dict], class_names: Sequence[str],
-                          path: str) -> None:
-  """One panel per protocol: mean per-class recall, a bar group per loss."""
-  import matplotlib  # pylint: disable=g-import-not-at-top
-  matplotlib.use('Agg')
-  from matplotlib import pyplot as plt  # pylint: disable=g-import-not-at-top
-  protocols = list(dict.fromkeys(r['protocol'] for r in runs))
-  loss_names = list(dict.fromkeys(r['loss'] for r in runs))
-  fig, axes = plt.subplots(len(protocols), 1, squeeze=False,
-                           figsize=(max(6, 0.7 * len(class_names) + 2),
-                                    3.2 * len(protocols)))
-  width = 0.8 / len(loss_names)
-  x = np.arange(len(class_names))
-  for ax, protocol in zip(axes[:, 0], protocols):
-    for j, loss_name in enumerate(loss_names):
-      run = next((r for r in runs if r['protocol'] == protocol
-                  and r['loss'] == loss_name), None)
-      if run is None:
-        continue
-      recall = summarize(run)['per_class_recall_mean']
-      ax.bar(x + (j - (len(loss_names) - 1) / 2) * width, recall, width,
-             label=loss_name)
-    counts = next(r['per_seed'][0]['class_counts'] for r in runs
-                  if r['protocol'] == protocol)
-    ax.set_xticks(x, [f'{n}\n(n={c})' for n, c in zip(class_names, counts)],
-                  fontsize=8)
-    ax.set_ylim(0, 1.2)
-    ax.set_ylabel('recall')
-    ax.set_title(f'per-class recall on the balanced test set: {protocol}')
-    ax.grid(axis='y', alpha=0.3)
-  axes[0, 0].legend(ncol=len(loss_names), fontsize=8, loc='upper center')
-  fig.tight_layout()
-  fig.savefig(path, dpi=110)
-  plt.close(fig)
-
-
 def run(cfg: ClassifyConfig, workdir: str, *, show_progress: bool = True,
         epoch_callback: Optional[Callable[[str, str, int], None]] = None
         ) -> dict:
   """Runs every (protocol, loss) of `cfg`; writes results to `workdir`.
 
-  Outputs: `results.json` (config, per-run counts, rho, lambda, per-seed
-  metrics and summaries), `table.md` (Table I's shape) and
-  `per_class_recall.png`. Finished runs are kept in `workdir/runs/` and are
-  not recomputed; unfinished ones resume from their last checkpoint.
+  The config, the seeds and the data are checked before the workdir is
+  touched; then it is locked and claimed (`cil.workdir`). Outputs:
+  `results.json` (config, per-run counts, rho, lambda, per-seed metrics and
+  summaries), `table.md` (Table I's shape), `per_class_recall.{png,pdf,csv}`,
+  `metrics/<cell>.jsonl` and `tensorboard/`. Finished cells are kept in
+  `runs/` and not recomputed; unfinished ones resume from their last good
+  checkpoint.
 
   Returns:
     The results dict written to `results.json`.
+
+  Raises:
+    workdir.RunError: a locked workdir, a different config, a damaged file,
+      a non-finite loss or parameter (nothing is then recorded as finished).
   """
   cfg.validate()
-  config_dict = checkpoints.claim_workdir(workdir, dataclasses.asdict(cfg))
-  os.makedirs(os.path.join(workdir, 'runs'), exist_ok=True)
-
   kw = {'data_dir': cfg.data_dir, 'manual_dir': cfg.manual_dir}
   train_set = data.load(cfg.dataset, 'train', **kw)
   test_set = data.load(cfg.dataset, 'test', **kw)
+  resolved = runtime.describe(classify={
+      'model': cfg.model_name(),
+      'chunk_steps': cfg.resolved_chunk_steps(),
+      'seed_parallel': cfg.resolved_seed_parallel(),
+      'seeds': list(range(cfg.first_seed, cfg.first_seed + cfg.seeds)),
+      'loss_hparams': {n: cfg.hparams_for(n) for n in cfg.losses}})
 
-  todo = []
-  for protocol in cfg.protocols:
-    for loss_name in cfg.losses:
-      path = os.path.join(workdir, 'runs', f'{protocol}__{loss_name}.json')
-      todo.append((protocol, loss_name, path))
-  bar = None
-  if show_progress:
-    from tqdm import auto as tqdm  # pylint: disable=g-import-not-at-top
+  with workdir_lib.Workdir(workdir, dataclasses.asdict(cfg),
+                           runtime=resolved) as work:
+    cells = [(p, n) for p in cfg.protocols for n in cfg.losses]
+    done = {c: work.finished(cell_name(*c)) for c in cells}
     steps = 0
-    for protocol, _, path in todo:
-      if not os.path.exists(path):
+    for (protocol, _), result in done.items():
+      if result is None:
         split = data.get_protocol(protocol)(train_set.labels, seed=0)
         steps += cfg.epochs * math.ceil(split.indices.size / cfg.batch_size)
-    bar = tqdm.tqdm(total=steps, unit='step', desc='training (all seeds)',
-                    mininterval=1.0)
+    bar = workdir_lib.progress(steps, desc='training steps (all seeds)',
+                               unit='step', enabled=show_progress and steps)
+    runs = []
+    try:
+      for protocol, loss_name in cells:
+        result = done[(protocol, loss_name)]
+        if result is None:
+          callback = None
+          if epoch_callback is not None:
+            callback = functools.partial(epoch_callback, protocol, loss_name)
+          result = train_and_evaluate(cfg, train_set, test_set, protocol,
+                                      loss_name, work, progress=bar,
+                                      epoch_callback=callback)
+          work.finish(cell_name(protocol, loss_name), result)
+        runs.append(result)
+    finally:
+      bar.close()
 
-  runs = []
-  for protocol, loss_name, path in todo:
-    if os.path.exists(path):
-      with open(path) as f:
-        runs.append(json.load(f))
-      continue
-    callback = None
-    if epoch_callback is not None:
-      callback = functools.partial(epoch_callback, protocol, loss_name)
-    result = train_and_evaluate(cfg, train_set, test_set, protocol,
-                                loss_name, workdir, progress=bar,
-                                epoch_callback=callback)
-    with open(path + '.tmp', 'w') as f:
-      json.dump(result, f)
-    os.replace(path + '.tmp', path)
-    runs.append(result)
-  if bar is not None:
-    bar.close()
-
-  for r in runs:
-    r['summary'] = summarize(r)
-  results = {'config': config_dict, 'dataset': {
-      'name': cfg.dataset, 'train_size': len(train_set),
-      'test_size': len(test_set),
-      'test_class_counts': test_set.class_counts().tolist(),
-      'class_names': list(train_set.class_names)}, 'runs': runs}
-  table = markdown_table(runs, cfg.protocols, cfg.losses)
-  results['table_markdown'] = table
-  with open(os.path.join(workdir, 'results.json'), 'w') as f:
-    json.dump(results, f, indent=1)
-  with open(os.path.join(workdir, 'table.md'), 'w') as f:
-    f.write(f'Recognition rate (%) on the balanced {cfg.dataset} test set, '
-            f'mean ± 95 % CI over {cfg.seeds} seeds; model '
-            f'{cfg.model_name()}, {cfg.epochs} epochs.\n\n{table}\n')
-  plot_per_class_recall(runs, train_set.class_names,
-                        os.path.join(workdir, 'per_class_recall.png'))
+    for r in runs:
+      r['summary'] = summarize(r)
+    results = {'config': work.config, 'dataset': {
+        'name': cfg.dataset, 'train_size': len(train_set),
+        'test_size': len(test_set),
+        'test_class_counts': test_set.class_counts().tolist(),
+        'class_names': list(train_set.class_names)}, 'runs': runs}
+    table = markdown_table(runs, cfg.protocols, cfg.losses)
+    results['table_markdown'] = table
+    work.write_json('results.json', results)
+    work.write_text('table.md', (
+        f'Recognition rate (%) on the balanced {cfg.dataset} test set, '
+        f'mean ± 95 % CI over {cfg.seeds} seeds; model '
+        f'{cfg.model_name()}, {cfg.epochs} epochs.\n\n{table}\n'))
+    plots.per_class_recall(runs, train_set.class_names,
+                           work.file('per_class_recall'))
   return results

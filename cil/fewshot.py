@@ -17,93 +17,146 @@ uninterrupted one. Finished losses are kept in `workdir/runs/<loss>.json`.
 
 import dataclasses
 import functools
-import json
-import os
-from typing import Callable, Optional
+import math
+import time
+from typing import Any, Callable, Optional
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from cil import checkpoints
 from cil import data
 from cil import losses
-from cil import maml
+from cil import maml as maml_lib
 from cil import metrics
 from cil import models
-
-DEFAULT_SUPPORT = ((1, 1, 1, 1, 11), (1, 2, 3, 4, 5), (3, 3, 3, 3, 3))
+from cil import plots
+from cil import runtime
+from cil import workdir as workdir_lib
 
 
 @dataclasses.dataclass(frozen=True)
 class FewShotConfig:
-  """A few-shot experiment.
+  """A few-shot experiment; build it with `FewShotConfig.from_config`.
+
+  `configs/fewshot.py` states every default, once.
 
   Attributes:
     dataset: `cil.data.load_fewshot` name (digits, omniglot, omniglot_small,
       mini_imagenet).
-    ways: classes per task.
+    class_split: mini_imagenet's 'standard' (64/16/20) or 'paper' split.
     support: support distributions (meta-train draws one per task; meta-test
       evaluates each).
     query_multiple: p, meta-train queries per class = p * N_i.
     test_queries: balanced meta-test queries per class.
-    losses: registry names, each used for inner and outer loss.
-    meta_batch, meta_steps, inner_steps, test_inner_steps, inner_lr, meta_lr,
-    first_order: MAML hyperparameters.
+    losses: registry names (canonical), each used for inner and outer loss.
+    maml: the MAML hyperparameters (its `inner_loss`/`outer_loss` are set
+      per loss by `maml_config`; its `loss_hparams` hold every loss's).
+    meta_batch: tasks per meta-step.
+    meta_steps: meta-training steps.
     features: Conv4 filters.
     test_tasks: meta-test tasks per distribution (paper: 600).
-    parallel: 'pmap' (default; plain jit on one device), 'shard_map' or
-      'none'.
+    parallel: 'pmap' (plain jit on one device), 'shard_map' or 'none'.
     seed: sampling and initialisation seed.
     checkpoint_every: meta-steps between checkpoints.
-    data_dir, manual_dir: as `cil.data.load`.
+    data_dir, manual_dir: as `cil.data.load` (None: environment).
   """
-  dataset: str = 'digits'
-  ways: int = 5
-  support: tuple = DEFAULT_SUPPORT
-  query_multiple: int = 1
-  test_queries: int = 15
-  losses: tuple[str, ...] = ('ce', 'ci')
-  meta_batch: int = 4
-  meta_steps: int = 600
-  inner_steps: int = 1
-  test_inner_steps: int = 10
-  inner_lr: float = 0.1
-  meta_lr: float = 1e-3
-  first_order: bool = False
-  features: int = 32
-  test_tasks: int = 600
-  parallel: str = 'pmap'
-  seed: int = 0
-  checkpoint_every: int = 100
-  data_dir: Optional[str] = None
-  manual_dir: Optional[str] = None
+  dataset: str
+  class_split: str
+  support: tuple
+  query_multiple: int
+  test_queries: int
+  losses: tuple[str, ...]
+  maml: maml_lib.MamlConfig
+  meta_batch: int
+  meta_steps: int
+  features: int
+  test_tasks: int
+  parallel: str
+  seed: int
+  checkpoint_every: int
+  data_dir: Optional[str]
+  manual_dir: Optional[str]
+
+  @classmethod
+  def from_config(cls, config: Any) -> 'FewShotConfig':
+    """From a `configs/fewshot.py` config (a ConfigDict or a dict)."""
+    c = dict(config)
+    hparams = losses.freeze_hparams(c.pop('loss_hparams', {}))
+    fields = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(c) - fields)
+    if unknown:
+      raise ValueError(f'Unknown fewshot config field(s): '
+                       f'{", ".join(unknown)}.')
+    missing = sorted(fields - set(c))
+    if missing:
+      raise ValueError(f'Fewshot config lacks field(s): '
+                       f'{", ".join(missing)}.')
+    names = c['losses']
+    names = (names,) if isinstance(names, str) else tuple(names)
+    c['losses'] = tuple(losses.canonical_name(n) for n in names)
+    maml = dict(c['maml'])
+    maml_fields = {f.name for f in dataclasses.fields(maml_lib.MamlConfig)}
+    unknown = sorted(set(maml) - maml_fields)
+    if unknown:
+      raise ValueError(f'Unknown maml config field(s): {", ".join(unknown)}.')
+    c['maml'] = maml_lib.MamlConfig(**maml, loss_hparams=hparams)
+    try:
+      c['support'] = tuple(tuple(int(n) for n in d) for d in c['support'])
+    except (TypeError, ValueError):
+      raise ValueError(f'support must be a sequence of distributions of '
+                       f'integers, e.g. ((1, 1, 1, 1, 11), (3, 3, 3, 3, 3)); '
+                       f'got {c["support"]!r}.') from None
+    return cls(**c)
+
+  @property
+  def ways(self) -> int:
+    return self.maml.ways
 
   def validate(self) -> None:
+    """Checks every field before any work (or workdir) is touched."""
+    if not self.losses:
+      raise ValueError('losses must not be empty.')
     for name in self.losses:
-      losses.get_loss(name)
+      self.maml.loss_fn(name)
+    if not self.support:
+      raise ValueError('support must hold at least one distribution.')
     for dist in self.support:
       data.episodes.check_distribution(dist, self.ways)
     if len({sum(d) for d in self.support}) != 1:
       raise ValueError('All support distributions must have the same total '
                        f'(fixed shapes for jit), got {self.support}.')
-    if min(self.meta_batch, self.meta_steps, self.test_tasks,
-           self.checkpoint_every, self.query_multiple,
-           self.test_queries) < 1:
-      raise ValueError('meta_batch, meta_steps, test_tasks, '
-                       'checkpoint_every, query_multiple and test_queries '
-                       'must be positive.')
+    if min(self.maml.ways, self.meta_batch, self.meta_steps,
+           self.test_tasks,
+           self.checkpoint_every, self.query_multiple, self.test_queries,
+           self.features, self.maml.adaptation_steps,
+           self.maml.test_adaptation_steps) < 1:
+      raise ValueError('maml.ways, meta_batch, meta_steps, test_tasks, '
+                       'checkpoint_every, query_multiple, test_queries, '
+                       'features and maml_lib.(test_)adaptation_steps must be '
+                       'positive.')
+    for name in ('inner_lr', 'meta_lr'):
+      value = getattr(self.maml, name)
+      if not math.isfinite(value):
+        raise ValueError(f'maml.{name} is non-finite ({value}); it must be '
+                         f'a finite positive number.')
+      if value <= 0:
+        raise ValueError(f'maml.{name} must be positive, got {value}.')
+    if self.parallel not in ('pmap', 'shard_map', 'none'):
+      raise ValueError(f"parallel must be 'pmap', 'shard_map' or 'none', "
+                       f'got {self.parallel!r}.')
+    if self.maml.task_map not in ('', 'loop', 'vmap'):
+      raise ValueError(f"maml_lib.task_map must be 'loop' or 'vmap', got "
+                       f'{self.maml.task_map!r}.')
+    if self.seed < 0:
+      raise ValueError(f'seed must be >= 0, got {self.seed}.')
 
-  def maml_config(self, loss: str) -> maml.MamlConfig:
-    return maml.MamlConfig(
-        ways=self.ways, inner_lr=self.inner_lr, meta_lr=self.meta_lr,
-        adaptation_steps=self.inner_steps,
-        test_adaptation_steps=self.test_inner_steps,
-        first_order=self.first_order, inner_loss=loss, outer_loss=loss)
+  def maml_config(self, loss: str) -> maml_lib.MamlConfig:
+    return dataclasses.replace(self.maml, inner_loss=loss, outer_loss=loss)
 
 
 def _as_jax(tasks: data.Tasks) -> dict:
-  return {k: jnp.asarray(getattr(tasks, k)) for k in maml.TASK_KEYS}
+  return {k: jnp.asarray(getattr(tasks, k)) for k in maml_lib.TASK_KEYS}
 
 
 def _train_tasks(cfg: FewShotConfig, sampler: data.EpisodeSampler,
@@ -116,16 +169,16 @@ def _train_tasks(cfg: FewShotConfig, sampler: data.EpisodeSampler,
 
 
 @functools.partial(jax.jit, static_argnames=('apply_fn', 'cfg'))
-def _adapt_and_predict(params, apply_fn, tasks, *, cfg: maml.MamlConfig):
+def _adapt_and_predict(params, apply_fn, tasks, *, cfg: maml_lib.MamlConfig):
   """Meta-test: adapt each task (no meta-gradient) and predict its queries."""
   def one(task):
-    adapted = maml.inner_adapt(
+    adapted = maml_lib.inner_adapt(
         params, apply_fn, (task['support_images'], task['support_labels'],
                            task['support_counts']),
-        loss=losses.get_loss(cfg.inner_loss), inner_lr=cfg.inner_lr,
+        loss=cfg.loss_fn(cfg.inner_loss), inner_lr=cfg.inner_lr,
         num_steps=cfg.test_adaptation_steps, first_order=True)
     return jnp.argmax(apply_fn({'params': adapted}, task['query_images']), -1)
-  return maml.map_tasks(one, tasks, cfg.resolved_task_map())
+  return maml_lib.map_tasks(one, tasks, cfg.resolved_task_map())
 
 
 def evaluate(state, cfg: FewShotConfig, sampler: data.EpisodeSampler,
@@ -163,11 +216,24 @@ def evaluate(state, cfg: FewShotConfig, sampler: data.EpisodeSampler,
   return results
 
 
-def train_and_evaluate(cfg: FewShotConfig, splits, loss: str, workdir: str,
-                       *, progress=None,
+def _state_tree(state) -> dict:
+  return {'params': state.params, 'opt_state': state.opt_state,
+          'step': state.step}
+
+
+def train_and_evaluate(cfg: FewShotConfig, splits, loss: str,
+                       work: workdir_lib.Workdir, *, progress=None,
                        step_callback: Optional[Callable[[int], None]] = None
                        ) -> dict:
-  """Meta-trains with `loss` (resuming if checkpointed) and meta-tests."""
+  """Meta-trains with `loss` (resuming if checkpointed) and meta-tests.
+
+  Every meta-step appends its meta-loss, query accuracy and wall time to
+  the cell's metrics log (`metrics/<loss>.jsonl`).
+
+  Raises:
+    workdir.NonFiniteError: the meta-loss or the meta-parameters became
+      NaN/inf.
+  """
   mcfg = cfg.maml_config(loss)
   train_sampler = data.EpisodeSampler(splits.train, ways=cfg.ways)
   test_sampler = data.EpisodeSampler(splits.test, ways=cfg.ways)
@@ -175,32 +241,48 @@ def train_and_evaluate(cfg: FewShotConfig, splits, loss: str, workdir: str,
   model = models.Conv4(num_classes=cfg.ways, features=cfg.features,
                        pools=min(4, int(np.log2(side))))
   first = _train_tasks(cfg, train_sampler, 0)
-  state = maml.create_state(model, mcfg, jax.random.key(cfg.seed),
-                            first['support_images'][0])
-  checkpointer = checkpoints.Checkpointer(
-      os.path.join(workdir, 'checkpoints', loss))
-  start, restored = checkpointer.restore(
-      {'params': state.params, 'opt_state': state.opt_state,
-       'step': state.step})
+  state = maml_lib.create_state(model, mcfg, jax.random.key(cfg.seed),
+                                first['support_images'][0])
+  checkpointer = work.checkpointer(loss)
+  start, restored = checkpointer.restore(_state_tree(state))
   state = state.replace(**restored)
-  step_fn = maml.parallel_meta_train_step(mcfg, parallel=cfg.parallel)
-  history = []
-  for step in range(start, cfg.meta_steps):
-    state, m = step_fn(state, _train_tasks(cfg, train_sampler, step))
-    history.append(float(m['meta_loss']))
-    if progress is not None:
-      progress.update(1)
-      progress.set_postfix(loss=loss, meta_loss=f'{history[-1]:.4f}',
-                           refresh=False)
-    if (step + 1) % cfg.checkpoint_every == 0 or step + 1 == cfg.meta_steps:
-      checkpointer.save(step + 1, {'params': state.params,
-                                   'opt_state': state.opt_state,
-                                   'step': state.step})
-    if step_callback is not None:
-      step_callback(step + 1)
-  checkpointer.close()
-  return {'loss': loss, 'meta_loss_resumed_part': history,
+  log = work.metrics(loss, resume_step=start)
+  if progress is not None:
+    progress.update(start)
+  step_fn = maml_lib.parallel_meta_train_step(mcfg, parallel=cfg.parallel)
+  try:
+    for step in range(start, cfg.meta_steps):
+      started = time.perf_counter()
+      state, m = step_fn(state, _train_tasks(cfg, train_sampler, step))
+      m = jax.device_get(m)
+      workdir_lib.check_finite(loss, step + 1, meta_loss=m['meta_loss'])
+      log.write(step + 1, meta_loss=m['meta_loss'],
+                query_accuracy=m['accuracy'],
+                step_seconds=time.perf_counter() - started)
+      if progress is not None:
+        progress.update(1)
+        progress.set_postfix(loss=loss, meta_loss=f"{m['meta_loss']:.4f}",
+                             refresh=False)
+      if (step + 1) % cfg.checkpoint_every == 0 or step + 1 == cfg.meta_steps:
+        workdir_lib.check_finite(loss, step + 1, params=state.params)
+        checkpointer.save(step + 1, _state_tree(state))
+      if step_callback is not None:
+        step_callback(step + 1)
+  finally:
+    checkpointer.close()
+    log.close()
+  workdir_lib.check_finite(loss, cfg.meta_steps, params=state.params)
+  return {'loss': loss,
+          'meta_loss': [r['meta_loss'] for r in log.records()],
           'distributions': evaluate(state, cfg, test_sampler, loss)}
+
+
+def _percent(row: dict) -> str:
+  """'mean ± half-width' in percent (no half-width from a single task)."""
+  half = row['accuracy_ci95']
+  if half is None or not math.isfinite(half):
+    return f"{100 * row['accuracy_mean']:.2f}"
+  return f"{100 * row['accuracy_mean']:.2f} ± {100 * half:.2f}"
 
 
 def markdown_table(runs: list[dict], cfg: FewShotConfig) -> str:
@@ -210,77 +292,65 @@ def markdown_table(runs: list[dict], cfg: FewShotConfig) -> str:
            '|' + '---|' * (2 + len(names))]
   for d, dist in enumerate(cfg.support):
     row = runs[0]['distributions'][d]
-    cells = [f"{100 * r['distributions'][d]['accuracy_mean']:.2f} ± "
-             f"{100 * r['distributions'][d]['accuracy_ci95']:.2f}"
-             for r in runs]
+    cells = [_percent(r['distributions'][d]) for r in runs]
     lines.append(f"| {list(dist)} | {row['imbalance_degree']:.4f} | "
                  + ' | '.join(cells) + ' |')
   return '\n'.join(lines)
 
 
-def plot_accuracy_vs_lambda(runs: list[dict], path: str) -> None:
-  """Fig. 5's shape: accuracy against lambda, one series per loss."""
-  import matplotlib  # pylint: disable=g-import-not-at-top
-  matplotlib.use('Agg')
-  from matplotlib import pyplot as plt  # pylint: disable=g-import-not-at-top
-  fig, ax = plt.subplots(figsize=(6.5, 4))
-  for r in runs:
-    pts = sorted((d['imbalance_degree'], d['accuracy_mean'],
-                  d['accuracy_ci95']) for d in r['distributions'])
-    lam, acc, ci = map(np.array, zip(*pts))
-    ax.errorbar(lam, acc, yerr=np.nan_to_num(ci), marker='o', capsize=3,
-                label=r['loss'])
-  ax.set(xlabel='imbalance degree λ of the support set',
-         ylabel='meta-test accuracy (balanced queries)',
-         title='Fig. 5: accuracy against λ')
-  ax.grid(alpha=0.3)
-  ax.legend()
-  fig.tight_layout()
-  fig.savefig(path, dpi=110)
-  plt.close(fig)
-
-
 def run(cfg: FewShotConfig, workdir: str, *, show_progress: bool = True,
         step_callback: Optional[Callable[[str, int], None]] = None) -> dict:
-  """Runs every loss of `cfg`; writes results.json, table.md, fig5.png."""
+  """Runs every loss of `cfg`; writes results to `workdir`.
+
+  The config and the data are checked before the workdir is touched; then
+  it is locked and claimed (`cil.workdir`). Outputs: `results.json`,
+  `table.md` (Table IV's shape), `accuracy_vs_lambda.{png,pdf,csv}` (Fig.
+  5's shape), `metrics/<loss>.jsonl`, `tensorboard/`; finished losses are
+  kept in `runs/<loss>.json`.
+
+  Raises:
+    workdir.RunError: a locked workdir, a different config, a damaged file,
+      a non-finite meta-loss or parameter (nothing is then recorded as
+      finished).
+  """
   cfg.validate()
-  config = checkpoints.claim_workdir(workdir, dataclasses.asdict(cfg))
-  os.makedirs(os.path.join(workdir, 'runs'), exist_ok=True)
-  splits = data.load_fewshot(cfg.dataset, data_dir=cfg.data_dir,
+  splits = data.load_fewshot(cfg.dataset, class_split=cfg.class_split,
+                             data_dir=cfg.data_dir,
                              manual_dir=cfg.manual_dir)
-  bar = None
-  if show_progress:
-    from tqdm import auto as tqdm  # pylint: disable=g-import-not-at-top
-    bar = tqdm.tqdm(total=cfg.meta_steps * len(cfg.losses), unit='step',
-                    desc='meta-training', mininterval=1.0)
-  runs = []
-  for loss in cfg.losses:
-    path = os.path.join(workdir, 'runs', f'{loss}.json')
-    if os.path.exists(path):
-      with open(path) as f:
-        runs.append(json.load(f))
-      if bar is not None:
-        bar.update(cfg.meta_steps)
-      continue
-    callback = (functools.partial(step_callback, loss)
-                if step_callback is not None else None)
-    result = train_and_evaluate(cfg, splits, loss, workdir, progress=bar,
-                                step_callback=callback)
-    with open(path + '.tmp', 'w') as f:
-      json.dump(result, f)
-    os.replace(path + '.tmp', path)
-    runs.append(result)
-  if bar is not None:
-    bar.close()
-  table = markdown_table(runs, cfg)
-  results = {'config': config, 'splits': splits.description,
-             'batch_norm': 'transductive batch statistics (BatchStatNorm)',
-             'runs': runs, 'table_markdown': table}
-  with open(os.path.join(workdir, 'results.json'), 'w') as f:
-    json.dump(results, f, indent=1)
-  with open(os.path.join(workdir, 'table.md'), 'w') as f:
-    f.write(f'{cfg.ways}-way meta-test accuracy (%), mean ± 95 % CI over '
-            f'{cfg.test_tasks} tasks per distribution; {splits.description}; '
-            f'{cfg.meta_steps} meta-steps.\n\n{table}\n')
-  plot_accuracy_vs_lambda(runs, os.path.join(workdir, 'fig5.png'))
+  resolved = runtime.describe(fewshot={
+      'task_map': cfg.maml.resolved_task_map(),
+      'parallel': cfg.parallel if jax.local_device_count() > 1 else 'none',
+      'task_sampling': 'numpy default_rng([seed, step, 11]) per meta-step; '
+                       'meta-test default_rng([seed, 999, distribution])',
+      'loss_hparams': {n: losses.resolve_hparams(n, cfg.maml.loss_hparams)
+                       for n in cfg.losses}})
+  with workdir_lib.Workdir(workdir, dataclasses.asdict(cfg),
+                           runtime=resolved) as work:
+    done = {loss: work.finished(loss) for loss in cfg.losses}
+    todo = sum(r is None for r in done.values())
+    bar = workdir_lib.progress(cfg.meta_steps * todo, desc='meta-steps',
+                               unit='step', enabled=show_progress and todo)
+    runs = []
+    try:
+      for loss in cfg.losses:
+        result = done[loss]
+        if result is None:
+          callback = (functools.partial(step_callback, loss)
+                      if step_callback is not None else None)
+          result = train_and_evaluate(cfg, splits, loss, work, progress=bar,
+                                      step_callback=callback)
+          work.finish(loss, result)
+        runs.append(result)
+    finally:
+      bar.close()
+    table = markdown_table(runs, cfg)
+    results = {'config': work.config, 'splits': splits.description,
+               'batch_norm': 'transductive batch statistics (BatchStatNorm)',
+               'runs': runs, 'table_markdown': table}
+    work.write_json('results.json', results)
+    work.write_text('table.md', (
+        f'{cfg.ways}-way meta-test accuracy (%), mean ± 95 % CI over '
+        f'{cfg.test_tasks} tasks per distribution; {splits.description}; '
+        f'{cfg.meta_steps} meta-steps.\n\n{table}\n'))
+    plots.accuracy_vs_lambda(runs, work.file('accuracy_vs_lambda'))
   return results

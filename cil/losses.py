@@ -39,8 +39,9 @@ Reference:
 """
 
 import functools
+import inspect
 import math
-from typing import Callable, Optional, Protocol
+from typing import Any, Callable, Optional, Protocol
 
 import jax
 import jax.numpy as jnp
@@ -878,10 +879,87 @@ def get_loss(name: str) -> LossFn:
     >>> loss_fn(jnp.zeros((1, 2)), jnp.array([1]), jnp.array([256, 1])).shape
     (1,)
   """
+  return _REGISTRY[canonical_name(name)]
+
+
+def canonical_name(name: str) -> str:
+  """The registry name of `name` (aliases resolved, case-insensitive).
+
+  Examples:
+    >>> canonical_name('FL')
+    'focal'
+  """
   key = str(name).strip().lower()
   key = _ALIASES.get(key, key)
   if key not in _REGISTRY:
     raise ValueError(
         f'Unknown loss {name!r}; choose one of {", ".join(LOSS_NAMES)} '
         f'(aliases: {", ".join(_ALIASES)}).')
-  return _REGISTRY[key]
+  return key
+
+
+def _keyword_defaults(name: str) -> dict:
+  fn = _REGISTRY[canonical_name(name)]
+  fn = getattr(fn, '__wrapped__', fn)
+  return {p.name: p.default for p in inspect.signature(fn).parameters.values()
+          if p.kind == p.KEYWORD_ONLY and p.name != 'where'}
+
+
+def default_hparams(name: str) -> dict:
+  """The scalar keyword hyperparameters of a registry loss, at defaults.
+
+  Read from the loss's signature (so they are stated once). Array-valued
+  ones that default to None (focal's per-class `alpha`) are left out.
+
+  Examples:
+    >>> default_hparams('fl')
+    {'gamma': 2.0, 'log_base': 10.0}
+  """
+  return {k: v for k, v in _keyword_defaults(name).items()
+          if isinstance(v, (bool, int, float, str))}
+
+
+def freeze_hparams(table: Any) -> tuple:
+  """`{loss: {name: value}}` -> sorted nested tuples (hashable, static).
+
+  Keys are made canonical (`fl` -> `focal`).
+  """
+  if isinstance(table, tuple):
+    return table
+  out = {}
+  for name, hparams in dict(table or {}).items():
+    out[canonical_name(name)] = tuple(sorted(dict(hparams).items()))
+  return tuple(sorted(out.items()))
+
+
+def resolve_hparams(name: str, table: Any = None) -> dict:
+  """The hyperparameters of loss `name` from a table keyed by loss name.
+
+  Aliases are resolved first, so `resolve_hparams('fl', {'focal':
+  {'gamma': 0.5}})` is `{'gamma': 0.5}`; keys the loss does not take are an
+  error naming them.
+
+  Args:
+    name: a registry name or alias.
+    table: loss name (canonical) -> keyword arguments (a mapping, or the
+      tuples of `freeze_hparams`); None for none.
+
+  Returns:
+    The keyword arguments for `get_loss(name)`.
+  """
+  key = canonical_name(name)
+  if isinstance(table, tuple):  # As `freeze_hparams` makes it.
+    table = {k: dict(v) for k, v in table}
+  table = dict(table or {})
+  for k in table:
+    if k != canonical_name(k):
+      raise ValueError(f'Loss hyperparameters must be keyed by canonical '
+                       f'name: use {canonical_name(k)!r}, not {k!r}.')
+  hparams = dict(table.get(key) or {})
+  known = _keyword_defaults(key)
+  unknown = sorted(set(hparams) - set(known))
+  if unknown:
+    raise ValueError(f'Loss {key!r} takes no hyperparameter(s) '
+                     f'{", ".join(unknown)}; it takes '
+                     f'{", ".join(known) or "none"}.')
+  return hparams

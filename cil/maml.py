@@ -34,6 +34,7 @@ import optax
 
 from cil import loops
 from cil import losses
+from cil import runtime
 
 TASK_KEYS = ('support_images', 'support_labels', 'support_counts',
              'query_images', 'query_labels')
@@ -43,6 +44,10 @@ TASK_KEYS = ('support_images', 'support_labels', 'support_counts',
 class MamlConfig:
   """Hyperparameters (learn2learn's names).
 
+  Experiments build it from their config file (`configs/fewshot.py`'s
+  `maml` section); the defaults here are only the method's own (CI loss in
+  both loops, second order, the backend's task map).
+
   Attributes:
     ways: classes per task.
     inner_lr: SGD step size of the inner loop.
@@ -51,22 +56,29 @@ class MamlConfig:
     test_adaptation_steps: inner steps at meta-test (paper: 10).
     first_order: FOMAML (drop second-order terms).
     inner_loss, outer_loss: registry names (`cil.losses.get_loss`).
-    task_map: 'loop' (Python loop over tasks, fast on CPU) or 'vmap'.
+    loss_hparams: keyword arguments of the losses, keyed by canonical name,
+      as hashable nested tuples (`(('focal', (('gamma', 2.0),)),)`).
+    task_map: 'loop' (Python loop over tasks, fast on CPU) or 'vmap'; ''
+      picks the backend's (`cil.runtime.policy`).
   """
-  ways: int = 5
-  inner_lr: float = 0.4
-  meta_lr: float = 1e-3
-  adaptation_steps: int = 5
-  test_adaptation_steps: int = 10
+  ways: int
+  inner_lr: float
+  meta_lr: float
+  adaptation_steps: int
+  test_adaptation_steps: int
   first_order: bool = False
   inner_loss: str = 'ci'
   outer_loss: str = 'ci'
+  loss_hparams: tuple = ()
   task_map: str = ''
 
   def resolved_task_map(self) -> str:
-    if self.task_map:
-      return self.task_map
-    return 'loop' if jax.default_backend() == 'cpu' else 'vmap'
+    return self.task_map or runtime.policy().task_map
+
+  def loss_fn(self, name: str) -> Callable[..., jax.Array]:
+    """The registry loss `name` with its hyperparameters bound."""
+    hparams = losses.resolve_hparams(name, self.loss_hparams)
+    return functools.partial(losses.get_loss(name), **hparams)
 
 
 def support_loss(params: Any, apply_fn: Callable, images: jax.Array,
@@ -115,8 +127,8 @@ def task_loss(params: Any, apply_fn: Callable, task: dict, *,
               cfg: MamlConfig, num_steps: Optional[int] = None
               ) -> tuple[jax.Array, dict]:
   """Query loss after adapting on the support set: `(loss, aux)`."""
-  inner = losses.get_loss(cfg.inner_loss)
-  outer = losses.get_loss(cfg.outer_loss)
+  inner = cfg.loss_fn(cfg.inner_loss)
+  outer = cfg.loss_fn(cfg.outer_loss)
   counts = task['support_counts'].astype(jnp.float32)
   adapted = inner_adapt(
       params, apply_fn,

@@ -18,6 +18,8 @@ import numpy as np
 from cil import classify
 from cil import metrics
 from cil import models
+from cil import workdir as workdir_lib
+import configs
 
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _DATA_DIR = None
@@ -176,13 +178,16 @@ class MetricsTest(absltest.TestCase):
       metrics.confusion_matrix(np.array([0, 1]), np.array([0, 2]), 2)
 
 
+def _config(**overrides) -> classify.ClassifyConfig:
+  """`configs/classify.py:smoke` with `overrides` and the test data dir."""
+  config = configs.load('classify', 'smoke')
+  config.update(data_dir=_DATA_DIR, **overrides)
+  return classify.ClassifyConfig.from_config(config)
+
+
 @mock.patch.dict(os.environ, {'CIL_MANUAL_DIR': '', 'CIL_DATA_DIR': ''})
 class ClassifyTest(absltest.TestCase):
   """Training on the bundled digits; tiny configs, compiled steps reused."""
-
-  CFG = classify.ClassifyConfig(
-      dataset='digits', protocols=('odd25',), losses=('ci',), seeds=2,
-      epochs=3, checkpoint_every=1, batch_size=64)
 
   def _workdir(self):
     path = tempfile.mkdtemp()
@@ -190,14 +195,15 @@ class ClassifyTest(absltest.TestCase):
     return path
 
   def _cfg(self, **kw):
-    import dataclasses  # pylint: disable=g-import-not-at-top
-    return dataclasses.replace(self.CFG, data_dir=_DATA_DIR, **kw)
+    return _config(**{'protocols': ('odd25',), 'losses': ('ci',),
+                      'seeds': 2, 'epochs': 3, 'checkpoint_every': 1, **kw})
 
-  def test_loss_decreases_and_outputs_are_written(self):
-    workdir = self._workdir()
-    results = classify.run(self._cfg(), workdir, show_progress=False)
-    run = results['runs'][0]
-    history = run['train_loss_per_epoch_resumed_part']
+  def test_resume_after_kill_equals_uninterrupted(self):
+    cfg = self._cfg()
+    whole_dir = self._workdir()
+    uninterrupted = classify.run(cfg, whole_dir, show_progress=False)
+    run = uninterrupted['runs'][0]
+    history = run['train_loss_per_epoch']
     self.assertLen(history, 3)
     self.assertLess(history[-1], 0.5 * history[0])
     self.assertLen(run['per_seed'], 2)
@@ -207,14 +213,15 @@ class ClassifyTest(absltest.TestCase):
       self.assertAlmostEqual(seed_result['imbalance_degree'], 0.301,
                              delta=0.01)
     for name in ('results.json', 'table.md', 'per_class_recall.png',
-                 'config.json'):
-      self.assertTrue(os.path.exists(os.path.join(workdir, name)), name)
-    with open(os.path.join(workdir, 'table.md')) as f:
+                 'per_class_recall.pdf', 'per_class_recall.csv',
+                 'config.json', 'metrics/odd25__ci.jsonl'):
+      self.assertTrue(os.path.exists(os.path.join(whole_dir, name)), name)
+    with open(os.path.join(whole_dir, 'table.md')) as f:
       self.assertIn('| ci | ', f.read())
-
-  def test_resume_after_kill_equals_uninterrupted(self):
-    cfg = self._cfg()
-    uninterrupted = classify.run(cfg, self._workdir(), show_progress=False)
+    with open(os.path.join(whole_dir, 'config.json')) as f:
+      runtime = json.load(f)['runtime']
+    self.assertEqual(runtime['classify']['seeds'], [0, 1])
+    self.assertIn(runtime['policy']['seed_parallel'], ('loop', 'vmap'))
 
     workdir = self._workdir()
 
@@ -227,27 +234,80 @@ class ClassifyTest(absltest.TestCase):
       classify.run(cfg, workdir, show_progress=False,
                    epoch_callback=kill_after_second_epoch)
     resumed = classify.run(cfg, workdir, show_progress=False)
-    a = uninterrupted['runs'][0]['per_seed']
-    b = resumed['runs'][0]['per_seed']
-    self.assertLen(resumed['runs'][0]['train_loss_per_epoch_resumed_part'], 1)
-    for x, y in zip(a, b):
+    a = uninterrupted['runs'][0]
+    b = resumed['runs'][0]
+    # The metrics history survives the resume and equals the whole run's.
+    self.assertEqual(a['train_loss_per_epoch'], b['train_loss_per_epoch'])
+    logs = [workdir_lib.read_metrics(os.path.join(d, 'metrics',
+                                                  'odd25__ci.jsonl'))
+            for d in (whole_dir, workdir)]
+    self.assertEqual([r['step'] for r in logs[1]], [1, 2, 3])
+    self.assertEqual([r['train_loss'] for r in logs[0]],
+                     [r['train_loss'] for r in logs[1]])
+    for x, y in zip(a['per_seed'], b['per_seed']):
       self.assertEqual(x['confusion'], y['confusion'])
       self.assertEqual(x['accuracy'], y['accuracy'])
+
+    # A byte-flipped newest checkpoint: the run falls back to the previous
+    # one and says so (the cell is recomputed from epoch 2).
+    os.remove(os.path.join(workdir, 'runs', 'odd25__ci.json'))
+    ckpt = os.path.join(workdir, 'checkpoints', 'odd25', 'ci', '3')
+    data_files = sorted(
+        (os.path.join(r, n) for r, _, ns in os.walk(ckpt) for n in ns
+         if os.path.basename(r) == 'd'), key=os.path.getsize)
+    with open(data_files[-1], 'r+b') as f:
+      blob = bytearray(f.read())
+      for i in range(len(blob) // 2, len(blob) // 2 + 32):
+        blob[i] ^= 0xFF
+      f.seek(0)
+      f.write(blob)
+    with self.assertLogs(level='WARNING') as logged:
+      again = classify.run(cfg, workdir, show_progress=False)
+    self.assertRegex('\n'.join(logged.output),
+                     r'odd25/ci/3 .*skipped and deleted, resuming from '
+                     r'step 2')
+    self.assertEqual(again['runs'][0]['per_seed'][0]['confusion'],
+                     a['per_seed'][0]['confusion'])
+
+  def test_diverged_run_stops_and_records_nothing(self):
+    cfg = self._cfg(lr=1e30)
+    workdir = self._workdir()
+    for _ in range(2):  # A rerun fails the same way.
+      with self.assertRaisesRegex(workdir_lib.NonFiniteError,
+                                  r'odd25/ci: non-finite loss at step \d+'):
+        classify.run(cfg, workdir, show_progress=False)
+      self.assertFalse(os.path.exists(os.path.join(workdir, 'runs')))
 
   def test_changed_config_in_same_workdir_is_refused(self):
     workdir = self._workdir()
     with open(os.path.join(workdir, 'config.json'), 'w') as f:
-      json.dump({'dataset': 'mnist'}, f)
+      json.dump({'config': {'dataset': 'mnist'}}, f)
     with self.assertRaisesRegex(ValueError, 'different config'):
       classify.run(self._cfg(), workdir, show_progress=False)
 
-  def test_bad_config(self):
+  def test_bad_config_is_refused_before_the_workdir_is_touched(self):
+    workdir = os.path.join(self._workdir(), 'new')
     with self.assertRaisesRegex(ValueError, 'Unknown loss'):
-      classify.run(self._cfg(losses=('xent',)), self._workdir())
+      classify.run(self._cfg(losses=('xent',)), workdir)
     with self.assertRaisesRegex(ValueError, 'Unknown protocol'):
-      classify.run(self._cfg(protocols=('odd7',)), self._workdir())
+      classify.run(self._cfg(protocols=('odd7',)), workdir)
     with self.assertRaisesRegex(ValueError, 'must be positive'):
-      classify.run(self._cfg(seeds=0), self._workdir())
+      classify.run(self._cfg(seeds=0), workdir)
+    with self.assertRaisesRegex(ValueError, 'first_seed must be >= 0'):
+      classify.run(self._cfg(first_seed=-1), workdir)
+    with self.assertRaisesRegex(ValueError, 'lr is non-finite'):
+      classify.run(self._cfg(lr=float('nan')), workdir)
+    with self.assertRaisesRegex(ValueError, 'takes no hyperparameter'):
+      _config(loss_hparams={'ci': {'gamma': 1.0}}).validate()
+    self.assertFalse(os.path.exists(workdir))
+
+  def test_aliases_and_hyperparameters_reach_the_loss(self):
+    cfg = _config(losses=('fl',), loss_hparams={'focal': {'gamma': 0.5},
+                                                'ldam': {'scale': 10.0}})
+    self.assertEqual(cfg.losses, ('focal',))
+    self.assertEqual(cfg.hparams_for('fl'), {'gamma': 0.5, 'log_base': 10.0})
+    self.assertEqual(cfg.hparams_for('ldam'),
+                     {'log_base': 10.0, 'max_margin': 0.5, 'scale': 10.0})
 
   def test_epoch_batches_cover_each_seed_once(self):
     from cil import data  # pylint: disable=g-import-not-at-top
@@ -262,17 +322,40 @@ class ClassifyTest(absltest.TestCase):
 
 class LauncherTest(absltest.TestCase):
 
-  def test_smoke_run_prints_the_table(self):
+  def _launch(self, workdir, *flags):
+    env = dict(os.environ, CIL_DATA_DIR=_DATA_DIR, CIL_MANUAL_DIR='')
+    return subprocess.run(
+        [sys.executable, '-m', 'launch.classify',
+         '--config=configs/classify.py:smoke', f'--workdir={workdir}',
+         *flags], cwd=_ROOT, env=env, capture_output=True, text=True,
+        timeout=600, check=False)
+
+  def test_smoke_run_prints_the_table_in_few_lines(self):
     workdir = tempfile.mkdtemp()
     self.addCleanup(shutil.rmtree, workdir, ignore_errors=True)
-    env = dict(os.environ, CIL_DATA_DIR=_DATA_DIR, CIL_MANUAL_DIR='')
-    result = subprocess.run(
-        [sys.executable, '-m', 'launch.classify', '--smoke',
-         f'--workdir={workdir}', '--loss=ce,ci'], cwd=_ROOT, env=env,
-        capture_output=True, text=True, timeout=600, check=False)
+    # An alias, its hyperparameter keyed by canonical name, and a protocol
+    # spec that holds a comma.
+    result = self._launch(workdir, '--config.losses=fl',
+                          '--config.loss_hparams.focal.gamma=0.5',
+                          "--config.protocols='step:ratio=10,mu=0.5'")
     self.assertEqual(result.returncode, 0, msg=result.stderr[-3000:])
-    self.assertIn('| loss | odd10 |', result.stdout)
-    self.assertIn('| ci | ', result.stdout)
+    self.assertIn('| loss | step:ratio=10,mu=0.5 |', result.stdout)
+    self.assertIn('| focal | ', result.stdout)
+    lines = (result.stdout + result.stderr).splitlines()
+    self.assertLessEqual(len(lines), 40, msg='\n'.join(lines))
+    with open(os.path.join(workdir, 'results.json')) as f:
+      run = json.load(f)['runs'][0]
+    self.assertEqual(run['loss_hparams'], {'gamma': 0.5, 'log_base': 10.0})
+
+  def test_non_finite_learning_rate_is_a_named_error(self):
+    workdir = os.path.join(tempfile.mkdtemp(), 'w')
+    self.addCleanup(shutil.rmtree, os.path.dirname(workdir),
+                    ignore_errors=True)
+    result = self._launch(workdir, '--config.lr=nan')
+    self.assertEqual(result.returncode, 1)
+    self.assertIn('non-finite', result.stderr)
+    self.assertNotIn('Traceback', result.stderr)
+    self.assertFalse(os.path.exists(workdir))
 
 
 if __name__ == '__main__':

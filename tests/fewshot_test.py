@@ -11,6 +11,8 @@ from unittest import mock
 from absl.testing import absltest
 
 from cil import fewshot
+from cil import workdir as workdir_lib
+import configs
 
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -26,12 +28,14 @@ class FewShotRunTest(absltest.TestCase):
   def setUpClass(cls):
     super().setUpClass()
     cls.data_dir = tempfile.mkdtemp()
-    cls.cfg = fewshot.FewShotConfig(
-        dataset='digits', support=((1, 1, 1, 1, 4), (2, 2, 2, 1, 1)),
-        losses=('ci',), meta_batch=2, meta_steps=4, inner_steps=1,
-        test_inner_steps=2, features=4, test_tasks=4, checkpoint_every=1,
-        parallel='none',
-        data_dir=cls.data_dir)
+    config = configs.load('fewshot', 'smoke')
+    config.update(support=((1, 1, 1, 1, 4), (2, 2, 2, 1, 1)),
+                  losses=('ci',), meta_batch=2, meta_steps=4, features=4,
+                  test_tasks=4, checkpoint_every=1, parallel='none',
+                  data_dir=cls.data_dir)
+    config.maml.update(adaptation_steps=1, test_adaptation_steps=2)
+    cls.config = config
+    cls.cfg = fewshot.FewShotConfig.from_config(config)
 
   @classmethod
   def tearDownClass(cls):
@@ -44,7 +48,8 @@ class FewShotRunTest(absltest.TestCase):
     return path
 
   def test_resume_after_kill_equals_uninterrupted(self):
-    whole = fewshot.run(self.cfg, self._workdir(), show_progress=False)
+    whole_dir = self._workdir()
+    whole = fewshot.run(self.cfg, whole_dir, show_progress=False)
     workdir = self._workdir()
 
     def kill(loss, step):
@@ -55,17 +60,35 @@ class FewShotRunTest(absltest.TestCase):
     with self.assertRaises(_Killed):
       fewshot.run(self.cfg, workdir, show_progress=False, step_callback=kill)
     resumed = fewshot.run(self.cfg, workdir, show_progress=False)
-    self.assertLen(resumed['runs'][0]['meta_loss_resumed_part'], 2)
-    self.assertEqual(whole['runs'][0]['meta_loss_resumed_part'][2:],
-                     resumed['runs'][0]['meta_loss_resumed_part'])
+    # The meta-loss history survives the resume and equals the whole run's.
+    self.assertLen(resumed['runs'][0]['meta_loss'], 4)
+    self.assertEqual(whole['runs'][0]['meta_loss'],
+                     resumed['runs'][0]['meta_loss'])
+    logs = [workdir_lib.read_metrics(os.path.join(d, 'metrics', 'ci.jsonl'))
+            for d in (whole_dir, workdir)]
+    self.assertEqual([r['step'] for r in logs[1]], [1, 2, 3, 4])
+    self.assertEqual([r['query_accuracy'] for r in logs[0]],
+                     [r['query_accuracy'] for r in logs[1]])
     self.assertEqual(whole['runs'][0]['distributions'],
                      resumed['runs'][0]['distributions'])
     # Table IV's shape and Fig. 5 are written.
     self.assertIn('| [1, 1, 1, 1, 4] | 0.4', resumed['table_markdown'])
-    self.assertTrue(os.path.exists(os.path.join(workdir, 'fig5.png')))
+    for ext in ('png', 'pdf', 'csv'):
+      self.assertTrue(os.path.exists(os.path.join(
+          workdir, f'accuracy_vs_lambda.{ext}')))
     for d in resumed['runs'][0]['distributions']:
       self.assertEqual(d['num_tasks'], 4)
       self.assertBetween(d['accuracy_mean'], 0.0, 1.0)
+
+  def test_diverged_run_stops_and_records_nothing(self):
+    cfg = dataclasses.replace(
+        self.cfg, maml=dataclasses.replace(self.cfg.maml, inner_lr=1e30))
+    workdir = self._workdir()
+    for _ in range(2):  # A rerun fails the same way.
+      with self.assertRaisesRegex(workdir_lib.NonFiniteError,
+                                  r'ci: non-finite meta_loss at step 1'):
+        fewshot.run(cfg, workdir, show_progress=False)
+      self.assertFalse(os.path.exists(os.path.join(workdir, 'runs')))
 
   def test_bad_configs(self):
     with self.assertRaisesRegex(ValueError, 'same total'):
@@ -78,25 +101,45 @@ class FewShotRunTest(absltest.TestCase):
     with self.assertRaisesRegex(ValueError, 'has 4 entries but ways = 5'):
       fewshot.run(dataclasses.replace(self.cfg, support=((2, 2, 2, 2),)),
                   self._workdir())
+    with self.assertRaisesRegex(ValueError, 'maml.inner_lr is non-finite'):
+      fewshot.run(dataclasses.replace(self.cfg, maml=dataclasses.replace(
+          self.cfg.maml, inner_lr=float('nan'))), self._workdir())
+    with self.assertRaisesRegex(ValueError, 'Unknown maml config field'):
+      config = self.config.copy_and_resolve_references()
+      config.maml.inner_steps = 1
+      fewshot.FewShotConfig.from_config(config)
 
 
 class LauncherTest(absltest.TestCase):
 
-  def test_smoke_run_prints_table_iv(self):
-    workdir = tempfile.mkdtemp()
-    self.addCleanup(shutil.rmtree, workdir, ignore_errors=True)
+  def _launch(self, workdir, *flags):
     data_dir = tempfile.mkdtemp()
     self.addCleanup(shutil.rmtree, data_dir, ignore_errors=True)
     env = dict(os.environ, CIL_DATA_DIR=data_dir, CIL_MANUAL_DIR='')
-    result = subprocess.run(
-        [sys.executable, '-m', 'launch.fewshot', '--smoke', '--loss=ci',
-         '--features=4', '--test_inner_steps=2', '--parallel=none',
-         f'--workdir={workdir}'],
-        cwd=_ROOT, env=env, capture_output=True, text=True, timeout=900,
-        check=False)
+    return subprocess.run(
+        [sys.executable, '-m', 'launch.fewshot',
+         '--config=configs/fewshot.py:smoke', f'--workdir={workdir}',
+         *flags], cwd=_ROOT, env=env, capture_output=True, text=True,
+        timeout=900, check=False)
+
+  def test_smoke_run_prints_table_iv(self):
+    workdir = tempfile.mkdtemp()
+    self.addCleanup(shutil.rmtree, workdir, ignore_errors=True)
+    result = self._launch(workdir, '--config.losses=ci',
+                          '--config.features=4', '--config.parallel=none')
     self.assertEqual(result.returncode, 0, msg=result.stderr[-3000:])
     self.assertIn('| distribution | λ | ci |', result.stdout)
     self.assertIn('| [1, 1, 1, 1, 11] | 0.8331 |', result.stdout)
+
+  def test_non_finite_inner_learning_rate_is_a_named_error(self):
+    workdir = os.path.join(tempfile.mkdtemp(), 'w')
+    self.addCleanup(shutil.rmtree, os.path.dirname(workdir),
+                    ignore_errors=True)
+    result = self._launch(workdir, '--config.maml.inner_lr=nan')
+    self.assertEqual(result.returncode, 1)
+    self.assertIn('non-finite', result.stderr)
+    self.assertNotIn('Traceback', result.stderr)
+    self.assertFalse(os.path.exists(workdir))
 
 
 if __name__ == '__main__':

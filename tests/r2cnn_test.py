@@ -2,6 +2,7 @@
 
 import dataclasses
 import json
+import math
 import os
 import shutil
 import subprocess
@@ -18,12 +19,26 @@ import pytest
 
 from cil.detection import r2cnn
 from cil.detection import synthetic
+from cil import workdir
 from cil.detection import train
+import configs
 
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _CFG = r2cnn.R2CNNConfig(image_size=128, width=8, head_dim=64, pre_nms=200,
                          post_nms=32, rpn_batch=64, roi_batch=16,
                          loss='ci')
+
+
+def _train_config(**overrides) -> train.TrainConfig:
+  """`configs/detect.py:smoke` with `_CFG`'s model and `overrides`."""
+  config = configs.load('detect', 'smoke')
+  for k in ('image_size', 'width', 'head_dim', 'pre_nms', 'post_nms',
+            'rpn_batch', 'roi_batch', 'loss'):
+    config.model[k] = getattr(_CFG, k)
+  for k, v in overrides.items():
+    target = config.model if k in config.model else config
+    target[k] = v
+  return train.TrainConfig.from_config(config)
 
 
 class R2CNNTest(absltest.TestCase):
@@ -108,7 +123,7 @@ class TrainTest(absltest.TestCase):
     with self.assertRaisesRegex(ValueError, "No image for labels 'P0000'"):
       train.load_split(root, image_size=128, max_gt=32)
     with self.assertRaisesRegex(ValueError, 'must hold train/'):
-      train.run(train.TrainConfig(model=_CFG), root, data=root)
+      train.run(_train_config(data=root), root)
 
   def test_hrsc_layout_is_read_and_scaled(self):
     root = tempfile.mkdtemp()
@@ -146,9 +161,11 @@ class TrainTest(absltest.TestCase):
   def test_launcher_smoke_and_changed_config(self):
     work = tempfile.mkdtemp()
     self.addCleanup(shutil.rmtree, work, ignore_errors=True)
-    cmd = [sys.executable, '-m', 'launch.detect', '--steps=2',
-           '--batch_size=2', '--image_size=128', '--width=8',
-           '--synthetic_train=2', '--synthetic_test=2', f'--workdir={work}']
+    cmd = [sys.executable, '-m', 'launch.detect',
+           '--config=configs/detect.py:smoke', '--config.steps=2',
+           '--config.synthetic_train=2', '--config.synthetic_test=2',
+           '--config.loss_hparams.ci.log_base=2.718281828459045',
+           f'--workdir={work}']
     env = dict(os.environ, PYTHONPATH=_ROOT)
     out = subprocess.run(cmd, cwd=_ROOT, env=env, check=True,
                          capture_output=True, text=True)
@@ -159,13 +176,19 @@ class TrainTest(absltest.TestCase):
       result = json.load(f)
     self.assertEqual(result['steps'], 2)
     self.assertEqual(result['loss'], 'ci')
+    with open(os.path.join(work, 'config.json')) as f:
+      model = json.load(f)['config']['model']
+    self.assertEqual(model['loss_hparams'], [['log_base', math.e]])
+    self.assertLen(workdir.read_metrics(
+        os.path.join(work, 'metrics', 'train.jsonl')), 2)
     # A changed config in the same workdir is refused (before any
     # compilation); rerunning the same command restores the last checkpoint
-    # (cil.checkpoints, tested with classify and fewshot).
-    bad = subprocess.run(cmd[:-1] + ['--steps=3', f'--workdir={work}'],
+    # (tested in ResumeTest and with classify and fewshot).
+    bad = subprocess.run(cmd[:-1] + ['--config.steps=3', f'--workdir={work}'],
                          cwd=_ROOT, env=env, capture_output=True, text=True)
-    self.assertNotEqual(bad.returncode, 0)
-    self.assertIn('different config', bad.stderr)
+    self.assertEqual(bad.returncode, 1)
+    self.assertIn('different config (fields steps differ)', bad.stderr)
+    self.assertNotIn('Traceback', bad.stderr)
 
 
 @pytest.mark.slow
@@ -177,9 +200,8 @@ class ResumeTest(absltest.TestCase):
     # one that was never stopped.
     root = tempfile.mkdtemp()
     self.addCleanup(shutil.rmtree, root, ignore_errors=True)
-    cfg = train.TrainConfig(model=_CFG, steps=4, batch_size=2,
-                            checkpoint_every=2, synthetic_train=3,
-                            synthetic_test=1)
+    cfg = _train_config(steps=4, batch_size=2, checkpoint_every=2,
+                        synthetic_train=3, synthetic_test=1, mode='train')
     final, seen = {}, []
 
     def keep(name):
@@ -198,14 +220,20 @@ class ResumeTest(absltest.TestCase):
       if step == 3:  # The step-2 checkpoint is the latest.
         raise Killed()
 
-    data = os.path.join(root, 'a', 'data')
-    train.run(cfg, os.path.join(root, 'a'), mode='train',
-              show_progress=False, step_callback=keep('uninterrupted'))
+    train.run(cfg, os.path.join(root, 'a'), show_progress=False,
+              step_callback=keep('uninterrupted'))
+    cfg = dataclasses.replace(cfg, data=os.path.join(root, 'a', 'data'))
     with self.assertRaises(Killed):
-      train.run(cfg, os.path.join(root, 'b'), data=data, mode='train',
-                show_progress=False, step_callback=kill_after_step_3)
-    train.run(cfg, os.path.join(root, 'b'), data=data, mode='train',
-              show_progress=False, step_callback=keep('resumed'))
+      train.run(cfg, os.path.join(root, 'b'), show_progress=False,
+                step_callback=kill_after_step_3)
+    train.run(cfg, os.path.join(root, 'b'), show_progress=False,
+              step_callback=keep('resumed'))
+    # The metrics log of the resumed run equals the uninterrupted one's.
+    logs = [workdir.read_metrics(
+        os.path.join(root, w, 'metrics', 'train.jsonl')) for w in 'ab']
+    self.assertEqual([r['step'] for r in logs[1]], [1, 2, 3, 4])
+    self.assertEqual([r['loss'] for r in logs[0]],
+                     [r['loss'] for r in logs[1]])
     # The rerun restored step 2 and ran steps 3 and 4 only.
     self.assertEqual([s for n, s in seen if n == 'resumed'], [3, 4])
     jax.tree.map(np.testing.assert_array_equal, final['uninterrupted'],
@@ -224,13 +252,13 @@ class OverfitTest(absltest.TestCase):
                             size=256, seed=5)
     shutil.copytree(os.path.join(root, 'data', 'train'),
                     os.path.join(root, 'data', 'test'))
-    model = dataclasses.replace(
-        r2cnn.R2CNNConfig(), image_size=256, width=16, head_dim=256,
-        pre_nms=400, post_nms=128, rpn_batch=128, roi_batch=64, loss='ce')
-    cfg = train.TrainConfig(model=model, steps=600, batch_size=4, lr=2e-3,
-                            checkpoint_every=10 ** 6)
-    result = train.run(cfg, os.path.join(root, 'work'),
-                       data=os.path.join(root, 'data'), show_progress=False)
+    config = configs.load('detect')
+    config.model.update(image_size=256, width=16, head_dim=256, pre_nms=400,
+                        post_nms=128, rpn_batch=128, roi_batch=64, loss='ce')
+    config.update(steps=600, batch_size=4, lr=2e-3, checkpoint_every=10 ** 6,
+                  data=os.path.join(root, 'data'))
+    result = train.run(train.TrainConfig.from_config(config),
+                       os.path.join(root, 'work'), show_progress=False)
     self.assertGreater(result['mAP'], 0.9)
 
 

@@ -56,6 +56,7 @@ class R2CNNConfig:
     roi_batch, roi_positive_fraction: RoIs sampled per image.
     head_dim: width of the head's two dense layers.
     loss: classification loss name (`cil.losses.get_loss`).
+    loss_hparams: its keyword hyperparameters as sorted (name, value) pairs.
     lambda_aabb, lambda_inclined: eq. (17)'s weights.
     test_proposals, score_threshold, test_nms, max_detections: inference.
   """
@@ -74,6 +75,7 @@ class R2CNNConfig:
   roi_positive_fraction: float = 0.25
   head_dim: int = 512
   loss: str = 'ce'
+  loss_hparams: tuple = ()
   lambda_aabb: float = 1.0
   lambda_inclined: float = 1.0
   test_proposals: int = 300
@@ -303,7 +305,7 @@ def _image_loss(cfg: R2CNNConfig, model: R2CNN, params, anchors, counts,
                                      spatial_scale=1 / cfg.stride)
   logits, aabb, inclined = model.apply({'params': params}, pooled,
                                        method=R2CNN.head)
-  per_roi = cls_loss(logits, classes, counts)
+  per_roi = cls_loss(logits, classes, counts, **dict(cfg.loss_hparams))
   m = jnp.maximum(jnp.sum(mask), 1)
   head_cls = jnp.sum(jnp.where(mask, per_roi, 0)) / m
   t_aabb = anchors_lib.encode_aabb(gt_aabb[gt_idx], rois,
@@ -414,7 +416,8 @@ def validate(cfg: R2CNNConfig, counts: Optional[Sequence] = None) -> None:
   if cfg.image_size % cfg.stride:
     raise ValueError(f'image_size must be a multiple of {cfg.stride}, got '
                      f'{cfg.image_size}.')
-  losses_lib.get_loss(cfg.loss)
+  losses_lib.resolve_hparams(cfg.loss, {losses_lib.canonical_name(
+      cfg.loss): dict(cfg.loss_hparams)})
   if counts is not None and len(counts) != cfg.num_classes:
     raise ValueError(f'{len(counts)} class counts for {cfg.num_classes} '
                      f'classes.')

@@ -1,21 +1,25 @@
 """Training and evaluating R2CNN on a DOTA-layout folder (or generated ships).
 
-`run(cfg, workdir=..., data=...)`:
+`run(TrainConfig.from_config(config), workdir)`, the config from
+`configs/detect.py`:
 
-* data: a folder with `train/` and `test/` subfolders, each in DOTA layout
+* `cfg.data`: a folder with `train/` and `test/` subfolders, each in DOTA layout
   (`images/*.png|jpg`, `labelTxt/*.txt`) or HRSC2016's (`AllImages/*.bmp`,
-  `Annotations/*.xml`); with `data=None` a synthetic ship set is generated
+  `Annotations/*.xml`); with None a synthetic ship set is generated
   into `workdir/data` (`cil.detection.synthetic`).
-* trains with Adam and a cosine schedule, one jitted step; Orbax checkpoints
-  every `checkpoint_every` steps and resume (rerun the same command);
+* trains with Adam and a cosine schedule, one jitted step; the workdir
+  (`cil.workdir`) is locked, checkpoints are verified and resumed (rerun
+  the same command), per-step losses go to `metrics/train.jsonl`;
 * evaluates on the test split the paper's way (rotated IoU > 0.6, 11-point
   AP, P, R, F1, G-mean) and writes `table.md`, `results.json` and
-  `detections.png` (a few test images with predicted rotated boxes).
+  `detections.{png,pdf,csv}` (test images with labelled rotated boxes).
 """
 
 import dataclasses
 import json
+import math
 import os
+import time
 from typing import Any, Callable, Optional, Sequence
 
 from flax.training import train_state
@@ -24,10 +28,11 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 from PIL import Image
-from PIL import ImageDraw
 
-from cil import checkpoints
-from cil.detection import boxes as boxes_lib
+from cil import losses as losses_lib
+from cil import plots
+from cil import runtime
+from cil import workdir as workdir_lib
 from cil.detection import io as det_io
 from cil.detection import metrics
 from cil.detection import r2cnn
@@ -36,10 +41,15 @@ from cil.detection import synthetic
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
-  """What `run` trains and how.
+  """What `run` trains and how; build it with `TrainConfig.from_config`.
+
+  `configs/detect.py` states every default, once.
 
   Attributes:
     model: the R2CNN configuration (its `num_classes` is set from the data).
+    data: a folder with train/ and test/ (DOTA or HRSC2016 layout); None
+      generates synthetic ships into the workdir.
+    mode: 'train', 'eval' or 'both'.
     steps: optimizer steps.
     batch_size: images per step.
     lr: peak Adam learning rate (cosine decay, 2 % warm-up).
@@ -52,17 +62,72 @@ class TrainConfig:
       small images are like crops of a 512-pixel harbour.
     pretrained: optional .npz of parameters keyed by path (`load_pretrained`).
   """
-  model: r2cnn.R2CNNConfig = r2cnn.R2CNNConfig()
-  steps: int = 2000
-  batch_size: int = 4
-  lr: float = 1e-3
-  max_gt: int = 32
-  seed: int = 0
-  checkpoint_every: int = 250
-  synthetic_train: int = 200
-  synthetic_test: int = 50
-  synthetic_ship_scale: float = 1.0
-  pretrained: Optional[str] = None
+  model: r2cnn.R2CNNConfig
+  data: Optional[str]
+  mode: str
+  steps: int
+  batch_size: int
+  lr: float
+  max_gt: int
+  seed: int
+  checkpoint_every: int
+  synthetic_train: int
+  synthetic_test: int
+  synthetic_ship_scale: float
+  pretrained: Optional[str]
+
+  @classmethod
+  def from_config(cls, config: Any) -> 'TrainConfig':
+    """From a `configs/detect.py` config (a ConfigDict or a dict)."""
+    c = dict(config)
+    hparams = losses_lib.freeze_hparams(c.pop('loss_hparams', {}))
+    fields = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(c) - fields)
+    if unknown:
+      raise ValueError(f'Unknown detect config field(s): '
+                       f'{", ".join(unknown)}.')
+    missing = sorted(fields - set(c))
+    if missing:
+      raise ValueError(f'Detect config lacks field(s): {", ".join(missing)}.')
+    model = dict(c['model'])
+    model_fields = {f.name for f in dataclasses.fields(r2cnn.R2CNNConfig)}
+    unknown = sorted(set(model) - model_fields)
+    if unknown:
+      raise ValueError(f'Unknown model config field(s): '
+                       f'{", ".join(unknown)}.')
+    for k in ('anchor_sizes', 'anchor_ratios'):
+      if k in model:
+        model[k] = tuple(model[k])
+    loss = losses_lib.canonical_name(model.get('loss', 'ce'))
+    model['loss'] = loss
+    model['loss_hparams'] = tuple(sorted(
+        losses_lib.resolve_hparams(loss, hparams).items()))
+    c['model'] = r2cnn.R2CNNConfig(**model)
+    return cls(**c)
+
+  def validate(self) -> None:
+    """Checks every field before any work (or workdir) is touched."""
+    r2cnn.validate(self.model)
+    if self.mode not in ('train', 'eval', 'both'):
+      raise ValueError(f"mode must be 'train', 'eval' or 'both', got "
+                       f'{self.mode!r}.')
+    if min(self.steps, self.batch_size, self.max_gt, self.checkpoint_every,
+           self.synthetic_train, self.synthetic_test) < 1:
+      raise ValueError('steps, batch_size, max_gt, checkpoint_every and '
+                       'synthetic_train/test must be positive.')
+    if not math.isfinite(self.lr):
+      raise ValueError(f'lr is non-finite ({self.lr}); it must be a finite '
+                       f'positive number.')
+    if self.lr <= 0:
+      raise ValueError(f'lr must be positive, got {self.lr}.')
+    if not self.synthetic_ship_scale > 0:
+      raise ValueError(f'synthetic_ship_scale must be positive, got '
+                       f'{self.synthetic_ship_scale}.')
+    if self.seed < 0:
+      raise ValueError(f'seed must be >= 0, got {self.seed}.')
+    if self.pretrained and not os.path.exists(self.pretrained):
+      raise ValueError(f'pretrained weights file {self.pretrained!r} does '
+                       f'not exist.')
 
 
 def _read_labels(directory: str) -> tuple[dict, str]:
@@ -271,43 +336,29 @@ def predictions(params, split: dict, cfg: r2cnn.R2CNNConfig, *,
   return out
 
 
-def draw(split: dict, dets: dict, path: str, *, count: int = 4,
-         min_score: float = 0.3) -> None:
-  """A row of test images with predicted (red) and true (green) boxes."""
-  names = split['names'][:count]
-  size = split['images'].shape[1]
-  canvas = Image.new('RGB', (size * len(names), size))
-  for k, name in enumerate(names):
-    img = Image.fromarray(split['images'][k])
-    d = ImageDraw.Draw(img)
-    gt = split['gt'][name]
-    for c in boxes_lib.rbox_to_corners(gt.boxes, xp=np):
-      d.polygon([tuple(p) for p in c], outline=(0, 255, 0))
-    det = dets[name]
-    keep = det.scores >= min_score
-    for c, label, score in zip(
-        boxes_lib.rbox_to_corners(det.boxes[keep], xp=np),
-        det.labels[keep], det.scores[keep]):
-      d.polygon([tuple(p) for p in c], outline=(255, 0, 0))
-      d.text(tuple(c[0]), f'{label} {score:.2f}', fill=(255, 255, 0))
-    canvas.paste(img, (k * size, 0))
-  canvas.save(path)
+def _state_tree(state: train_state.TrainState) -> dict:
+  return {'params': state.params, 'opt_state': state.opt_state,
+          'step': state.step}
 
 
-def run(cfg: TrainConfig, workdir: str, *, data: Optional[str] = None,
-        mode: str = 'both', show_progress: bool = True,
+def run(cfg: TrainConfig, workdir: str, *, show_progress: bool = True,
         step_callback: Optional[Callable[[int, Any, dict], None]] = None
         ) -> Optional[dict]:
   """Trains (resuming) and/or evaluates; returns the evaluation result.
 
+  The config and a given data folder are checked before the workdir is
+  touched; then it is locked and claimed (`cil.workdir`), synthetic data is
+  generated into it if no folder is given, and training resumes from the
+  newest good checkpoint. Each step appends its loss terms and wall time to
+  `metrics/train.jsonl` (and TensorBoard); a NaN/inf loss or parameter
+  stops the run (`workdir.NonFiniteError`).
+
   Args:
     cfg: the configuration; a different one in the same `workdir` is
-      refused.
-    workdir: checkpoints, `config.json`, and the evaluation's `results.json`,
-      `table.md` and `detections.png`.
-    data: a folder with `train/` and `test/` (DOTA or HRSC2016 layout);
-      None generates synthetic ships into `workdir/data`.
-    mode: 'train', 'eval' or 'both'.
+      refused. `cfg.mode` picks 'train', 'eval' (needs a checkpoint) or
+      'both'.
+    workdir: checkpoints, `config.json`, metrics, and the evaluation's
+      `results.json`, `table.md` and `detections.{png,pdf,csv}`.
     show_progress: a progress bar with the loss terms.
     step_callback: called as `step_callback(step, state, metrics)` after
       each training step (and its checkpoint, if one is due), `step`
@@ -319,71 +370,92 @@ def run(cfg: TrainConfig, workdir: str, *, data: Optional[str] = None,
     The evaluation result (`cil.detection.metrics.evaluate` plus `loss`,
     `train_instances`, `steps`), or None in 'train' mode.
   """
-  if mode not in ('train', 'eval', 'both'):
-    raise ValueError(f"mode must be 'train', 'eval' or 'both', got {mode!r}.")
-  os.makedirs(workdir, exist_ok=True)
-  data = _data(cfg, workdir, data)
+  cfg.validate()
+  if cfg.data is not None:
+    _data(cfg, workdir, cfg.data)  # Checks the layout before the workdir.
   size, max_gt = cfg.model.image_size, cfg.max_gt
-  classes = class_names(data)
-  train = load_split(os.path.join(data, 'train'), image_size=size,
-                     max_gt=max_gt, class_names=classes)
-  model_cfg = dataclasses.replace(cfg.model, num_classes=len(classes))
-  cfg = dataclasses.replace(cfg, model=model_cfg)
-  r2cnn.validate(model_cfg)
+  resolved = runtime.describe()
   config = dataclasses.asdict(cfg)
-  config['data'] = os.path.abspath(data)
-  config['classes'] = classes
-  checkpoints.claim_workdir(workdir, config)
-  instances = np.bincount(train['labels'][train['valid']],
-                          minlength=len(classes))
-  counts = jnp.asarray(r2cnn.class_counts_with_background(
-      instances, model_cfg.roi_positive_fraction))
-  state = create_state(cfg)
-  if cfg.pretrained:
-    params, _ = load_pretrained(state.params, cfg.pretrained)
-    state = state.replace(params=params)
-  ckpt = checkpoints.Checkpointer(os.path.join(workdir, 'checkpoints'))
-  start, state = ckpt.restore(state)
-  if mode in ('train', 'both') and start < cfg.steps:
-    step_fn = jax.jit(lambda s, b, k: r2cnn.train_step(
-        s, b, k, cfg=model_cfg, counts=counts), donate_argnums=(0,))
-    bar = None
-    if show_progress:
-      from tqdm import auto as tqdm  # pylint: disable=g-import-not-at-top
-      bar = tqdm.tqdm(total=cfg.steps, initial=start, unit='step')
-    key = jax.random.key(cfg.seed + 1)
-    n = len(train['names'])
-    arrays = {k: train[k] for k in ('images', 'boxes', 'labels', 'valid')}
+  config['data'] = os.path.abspath(cfg.data) if cfg.data else None
+  with workdir_lib.Workdir(workdir, config, runtime=resolved) as work:
+    data = _data(cfg, workdir, cfg.data)
+    classes = class_names(data)
+    train = load_split(os.path.join(data, 'train'), image_size=size,
+                       max_gt=max_gt, class_names=classes)
+    model_cfg = dataclasses.replace(cfg.model, num_classes=len(classes))
+    cfg = dataclasses.replace(cfg, model=model_cfg)
+    r2cnn.validate(model_cfg)
+    instances = np.bincount(train['labels'][train['valid']],
+                            minlength=len(classes))
+    counts = jnp.asarray(r2cnn.class_counts_with_background(
+        instances, model_cfg.roi_positive_fraction))
+    state = create_state(cfg)
+    if cfg.pretrained:
+      params, _ = load_pretrained(state.params, cfg.pretrained)
+      state = state.replace(params=params)
+    ckpt = work.checkpointer('train')
+    start, restored = ckpt.restore(_state_tree(state))
+    state = state.replace(**restored)
+    if cfg.mode == 'eval' and not start:
+      ckpt.close()
+      raise workdir_lib.RunError(
+          f'{workdir} holds no checkpoint to evaluate; train first '
+          f"(--config.mode=both or 'train').")
+    if cfg.mode in ('train', 'both') and start < cfg.steps:
+      state = _train(cfg, state, start, train, counts, ckpt, work,
+                     show_progress, step_callback)
+    ckpt.close()
+    if cfg.mode == 'train':
+      return None
+    test = load_split(os.path.join(data, 'test'), image_size=size,
+                      max_gt=max_gt, class_names=classes)
+    dets = predictions(state.params, test, model_cfg,
+                       batch_size=cfg.batch_size)
+    result = metrics.evaluate(dets, test['gt'], classes=classes)
+    result['loss'] = cfg.model.loss
+    result['train_instances'] = dict(zip(classes, instances.tolist()))
+    result['steps'] = int(state.step)
+    work.write_json('results.json', result)
+    work.write_text('table.md', metrics.table_markdown(result))
+    plots.detections(test, dets, work.file('detections'))
+  return result
+
+
+def _train(cfg: TrainConfig, state, start: int, train: dict, counts,
+           ckpt: workdir_lib.Checkpointer, work: workdir_lib.Workdir,
+           show_progress: bool, step_callback) -> train_state.TrainState:
+  """Steps `start .. cfg.steps`, checkpointing; the guard on every loss."""
+  model_cfg = cfg.model
+  step_fn = jax.jit(lambda s, b, k: r2cnn.train_step(
+      s, b, k, cfg=model_cfg, counts=counts), donate_argnums=(0,))
+  bar = workdir_lib.progress(cfg.steps, initial=start, desc='training steps',
+                             unit='step', enabled=show_progress)
+  log = work.metrics('train', resume_step=start)
+  key = jax.random.key(cfg.seed + 1)
+  n = len(train['names'])
+  arrays = {k: train[k] for k in ('images', 'boxes', 'labels', 'valid')}
+  try:
     for step in range(start, cfg.steps):
+      started = time.perf_counter()
       rng = np.random.default_rng([cfg.seed, step])
       idx = rng.choice(n, cfg.batch_size, replace=n < cfg.batch_size)
       batch = {k: jnp.asarray(v[idx]) for k, v in arrays.items()}
       state, m = step_fn(state, batch, key)
-      if bar is not None:
-        bar.update(1)
-        if step % 10 == 0:
-          bar.set_postfix({k: f'{float(v):.3f}' for k, v in m.items()
-                           if k != 'fg_rois'})
+      m = jax.device_get(m)
+      workdir_lib.check_finite(
+          'detection', step + 1,
+          **{f'loss term {k}': v for k, v in m.items() if k != 'fg_rois'})
+      log.write(step + 1, **m, step_seconds=time.perf_counter() - started)
+      bar.update(1)
+      if step % 10 == 0:
+        bar.set_postfix({k: f'{float(v):.3f}' for k, v in m.items()
+                         if k != 'fg_rois'}, refresh=False)
       if (step + 1) % cfg.checkpoint_every == 0 or step + 1 == cfg.steps:
-        ckpt.save(step + 1, state)
+        workdir_lib.check_finite('detection', step + 1, params=state.params)
+        ckpt.save(step + 1, _state_tree(state))
       if step_callback is not None:
         step_callback(step + 1, state, m)
-    if bar is not None:
-      bar.close()
-  ckpt.close()
-  if mode == 'train':
-    return None
-  test = load_split(os.path.join(data, 'test'), image_size=size,
-                    max_gt=max_gt, class_names=classes)
-  dets = predictions(state.params, test, model_cfg,
-                     batch_size=cfg.batch_size)
-  result = metrics.evaluate(dets, test['gt'], classes=classes)
-  result['loss'] = cfg.model.loss
-  result['train_instances'] = dict(zip(classes, instances.tolist()))
-  result['steps'] = int(state.step)
-  with open(os.path.join(workdir, 'results.json'), 'w') as f:
-    json.dump(result, f, indent=1)
-  with open(os.path.join(workdir, 'table.md'), 'w') as f:
-    f.write(metrics.table_markdown(result))
-  draw(test, dets, os.path.join(workdir, 'detections.png'))
-  return result
+  finally:
+    bar.close()
+    log.close()
+  return state

@@ -12,6 +12,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from cil import runtime
+
 
 def _to_float(x: jax.Array, dtype) -> jax.Array:
   if jnp.issubdtype(x.dtype, jnp.integer):
@@ -216,7 +218,7 @@ class Conv3x3(nn.Module):
     kernel = kernel.astype(self.dtype)
     impl = self.impl
     if impl == 'auto':
-      impl = 'im2col' if jax.default_backend() == 'cpu' else 'xla'
+      impl = runtime.policy().conv_impl
     if impl == 'im2col':
       y = conv3x3_im2col(x, kernel)
     elif impl == 'xla':

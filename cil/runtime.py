@@ -1,0 +1,81 @@
+"""The backend policy and the record of what a run resolved it to.
+
+XLA:CPU lowers some program shapes much more slowly than accelerators do
+(convolutions inside `while` loops ~20x, convolutions with batched weights
+~2.4x, autodiff's convolution VJPs ~12x; measured in `benchmarks/`), so a
+few implementation choices depend on the backend. They are decided here,
+once, by `policy()`; the runners record the resolved choices (with devices
+and library versions) in their workdir's config record, so a result says
+how it was computed.
+
+Multi-device code lives in `cil.maml.parallel_meta_train_step` (the one
+place that maps over devices); this module only reports what is there.
+"""
+
+import dataclasses
+import importlib.metadata
+import platform
+from typing import Optional
+
+import jax
+
+
+@dataclasses.dataclass(frozen=True)
+class Policy:
+  """Backend-dependent implementation choices.
+
+  Attributes:
+    backend: `jax.default_backend()` ('cpu', 'gpu', 'tpu').
+    unroll_loops: unroll step loops in Python instead of `lax.scan` (CPU).
+    classify_chunk_steps: optimizer steps per compiled classifier call.
+    seed_parallel: how seeds share a compiled classifier step: 'loop'
+      (unrolled, CPU) or 'vmap'.
+    task_map: how MAML maps over the tasks of a meta-batch: 'loop' or 'vmap'.
+    conv_impl: `cil.models.Conv3x3` lowering: 'im2col' (CPU) or 'xla'.
+  """
+  backend: str
+  unroll_loops: bool
+  classify_chunk_steps: int
+  seed_parallel: str
+  task_map: str
+  conv_impl: str
+
+
+def policy(backend: Optional[str] = None) -> Policy:
+  """The implementation choices for `backend` (default: JAX's default)."""
+  backend = backend or jax.default_backend()
+  cpu = backend == 'cpu'
+  return Policy(backend=backend, unroll_loops=cpu,
+                classify_chunk_steps=1 if cpu else 25,
+                seed_parallel='loop' if cpu else 'vmap',
+                task_map='loop' if cpu else 'vmap',
+                conv_impl='im2col' if cpu else 'xla')
+
+
+_PACKAGES = ('jax', 'jaxlib', 'flax', 'optax', 'chex', 'orbax-checkpoint',
+             'ml_collections', 'numpy', 'tensorflow-datasets')
+
+
+def versions() -> dict:
+  """Installed versions of the libraries a result depends on."""
+  out = {'python': platform.python_version()}
+  for name in _PACKAGES:
+    try:
+      out[name] = importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+      out[name] = None
+  return out
+
+
+def describe(**resolved) -> dict:
+  """Backend policy, devices, versions and `resolved` runner choices."""
+  devices = jax.devices()
+  return {
+      'policy': dataclasses.asdict(policy()),
+      'devices': {'count': len(devices),
+                  'local_count': jax.local_device_count(),
+                  'kind': devices[0].device_kind,
+                  'process_count': jax.process_count()},
+      'versions': versions(),
+      **resolved,
+  }

@@ -1,0 +1,516 @@
+"""One workdir scaffold for every runner (classify, fewshot, detection).
+
+A runner validates its config and finds its data first, then opens the
+workdir, which:
+
+* takes an exclusive lock (`workdir/.lock`, `fcntl.flock`): a second
+  process on the same workdir stops at once with `WorkdirLockedError`
+  naming the workdir and the holder (pid, host, start time, command);
+* claims it: `config.json` records `{'config': ..., 'runtime': ...}`; a
+  workdir holding a different config is refused (`ConfigMismatchError`);
+  `runtime` (backend policy, devices, versions, resolved choices) is
+  rewritten on every run;
+* keeps finished cells in `runs/<cell>.json`, each written atomically
+  (temporary file, fsync, rename); a damaged JSON file is named in the
+  error (`CorruptFileError`);
+* gives each cell a `Checkpointer` (Orbax, at least the last two steps, a
+  checksum of every saved tree recorded before the save) that falls back to
+  the previous checkpoint when the newest cannot be read, holds non-finite
+  values or fails its checksum, and says so;
+* gives each cell a `MetricsLog`: JSON lines under `metrics/<cell>.jsonl`
+  that are cut back to the restored step on resume (so a resumed run's log
+  equals an uninterrupted one's), mirrored to TensorBoard event files under
+  `tensorboard/<cell>/` when `tensorboardX` is installed (extra `tb`);
+* `check_finite` is the non-finite guard: a NaN/inf loss or parameter
+  raises `NonFiniteError` (cell, step, quantity); nothing is recorded as
+  finished, and the last good checkpoint stays.
+
+Launchers catch `RunError` and exit non-zero with its message.
+"""
+
+import contextlib
+import datetime
+import fcntl
+import hashlib
+import json
+import logging as std_logging
+import math
+import os
+import socket
+import sys
+import tempfile
+from typing import Any, Iterable, Optional
+
+from absl import logging
+import jax
+import numpy as np
+
+
+class RunError(Exception):
+  """An error that stops a run; its message says what and where."""
+
+
+class WorkdirLockedError(RunError):
+  """Another process holds the workdir."""
+
+
+class ConfigMismatchError(RunError, ValueError):
+  """The workdir holds a run of a different config."""
+
+
+class CorruptFileError(RunError):
+  """A file of the workdir cannot be parsed."""
+
+
+class CheckpointError(RunError):
+  """No checkpoint of a cell can be restored."""
+
+
+class NonFiniteError(RunError, FloatingPointError):
+  """A loss, metric or parameter became NaN or infinite."""
+
+
+# ---------------------------------------------------------------------------
+# Files.
+
+
+def _finite_or_none(obj: Any) -> Any:
+  """JSON-safe copy: NaN/inf floats (e.g. recall of an absent class) -> None."""
+  if isinstance(obj, float):
+    return obj if math.isfinite(obj) else None
+  if isinstance(obj, dict):
+    return {k: _finite_or_none(v) for k, v in obj.items()}
+  if isinstance(obj, (list, tuple)):
+    return [_finite_or_none(v) for v in obj]
+  if isinstance(obj, np.ndarray):
+    return _finite_or_none(obj.tolist())
+  if isinstance(obj, np.generic):
+    return _finite_or_none(obj.item())
+  return obj
+
+
+def write_text(path: str, text: str) -> None:
+  """Writes `text` to `path` atomically (temporary file, fsync, rename)."""
+  directory = os.path.dirname(os.path.abspath(path))
+  os.makedirs(directory, exist_ok=True)
+  fd, tmp = tempfile.mkstemp(dir=directory, prefix='.tmp-',
+                             suffix=os.path.basename(path))
+  try:
+    with os.fdopen(fd, 'w', encoding='utf-8') as f:
+      f.write(text)
+      f.flush()
+      os.fsync(f.fileno())
+    os.replace(tmp, path)
+  except BaseException:
+    with contextlib.suppress(OSError):
+      os.unlink(tmp)
+    raise
+
+
+def write_json(path: str, obj: Any, *, indent: Optional[int] = 1) -> None:
+  """Writes `obj` as strict JSON (non-finite floats become null), atomically."""
+  write_text(path, json.dumps(_finite_or_none(obj), indent=indent,
+                              allow_nan=False, ensure_ascii=False) + '\n')
+
+
+def read_json(path: str) -> Any:
+  """Parses `path`; a damaged file raises `CorruptFileError` naming it."""
+  try:
+    with open(path, encoding='utf-8') as f:
+      text = f.read()
+    return json.loads(text)
+  except (json.JSONDecodeError, UnicodeDecodeError) as e:
+    raise CorruptFileError(
+        f'{path} is damaged and cannot be parsed ({e}); delete it to '
+        f'recompute what it held.') from None
+
+
+# ---------------------------------------------------------------------------
+# The non-finite guard and checksums.
+
+
+def _leaves_with_paths(tree: Any) -> Iterable[tuple[str, Any]]:
+  for path, leaf in jax.tree_util.tree_leaves_with_path(tree):
+    yield jax.tree_util.keystr(path), leaf
+
+
+def first_non_finite(tree: Any) -> Optional[str]:
+  """The path of the first leaf of `tree` holding NaN/inf, or None."""
+  for name, leaf in _leaves_with_paths(tree):
+    a = np.asarray(leaf)
+    if np.issubdtype(a.dtype, np.inexact) and not np.all(np.isfinite(a)):
+      return name or '(value)'
+  return None
+
+
+def check_finite(cell: str, step: int, **quantities: Any) -> None:
+  """Raises `NonFiniteError` if any quantity (a pytree) has NaN/inf.
+
+  Args:
+    cell: what is being run (e.g. 'odd10/ci').
+    step: the step (or epoch) the quantities belong to.
+    **quantities: name -> array or pytree, e.g. `loss=...`, `params=...`.
+  """
+  for name, value in quantities.items():
+    where = first_non_finite(value)
+    if where is not None:
+      leaf = '' if where == '(value)' else f' (at {where})'
+      raise NonFiniteError(
+          f'{cell}: non-finite {name}{leaf} at step {step}. The run '
+          f'diverged (check the learning rates and loss hyperparameters); '
+          f'nothing was recorded as finished and the last good checkpoint '
+          f'is kept.')
+
+
+def tree_checksum(tree: Any) -> str:
+  """SHA-256 of a pytree's structure, shapes, dtypes and values."""
+  digest = hashlib.sha256()
+  for name, leaf in _leaves_with_paths(jax.device_get(tree)):
+    a = np.asarray(leaf)
+    if np.issubdtype(a.dtype, np.integer) or a.dtype == bool:
+      # A step counter saved as an int32 array restores as whatever the
+      # target holds (a Python int): compare values, not widths.
+      a = a.astype(np.int64)
+    a = np.ascontiguousarray(a)
+    digest.update(f'{name}|{a.dtype.kind}|{a.shape}|'.encode())
+    digest.update(a.tobytes())
+  return digest.hexdigest()
+
+
+# ---------------------------------------------------------------------------
+# Checkpoints.
+
+
+class Checkpointer:
+  """Orbax checkpoints of one pytree, verified on restore.
+
+  The checksum of every saved tree is recorded in `checksums.json` before
+  Orbax writes it (so every finalised step has one). `restore` tries the
+  steps newest first and takes the first that reads, holds only finite
+  values and matches its checksum; the damaged ones it skips are deleted
+  (so training can save those steps again) and reported with
+  `logging.warning`, and kept in `self.skipped`.
+  """
+
+  def __init__(self, directory: str, *, max_to_keep: int = 2):
+    import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
+    if max_to_keep < 2:
+      raise ValueError(f'max_to_keep must be at least 2 (a fallback), got '
+                       f'{max_to_keep}.')
+    self._ocp = ocp
+    self.directory = os.path.abspath(directory)
+    self._manager = ocp.CheckpointManager(
+        self.directory,
+        options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep,
+                                             create=True))
+    self._sums_path = os.path.join(self.directory, 'checksums.json')
+    self.skipped: list[str] = []
+
+  def _sums(self) -> dict:
+    if not os.path.exists(self._sums_path):
+      return {}
+    return read_json(self._sums_path)
+
+  def steps(self) -> list[int]:
+    return sorted(self._manager.all_steps())
+
+  def save(self, step: int, tree: Any) -> None:
+    """Saves `tree` at `step` (a non-finite tree is refused)."""
+    where = first_non_finite(tree)
+    if where is not None:
+      raise NonFiniteError(f'{self.directory}: refusing to save a '
+                           f'checkpoint with non-finite {where} at step '
+                           f'{step}.')
+    sums = self._sums()
+    sums[str(step)] = tree_checksum(tree)
+    write_json(self._sums_path, sums)
+    self._manager.save(step, args=self._ocp.args.StandardSave(tree),
+                       force=True)
+    self._manager.wait_until_finished()
+    kept = {str(s) for s in self._manager.all_steps()}
+    sums = {k: v for k, v in sums.items() if k in kept}
+    write_json(self._sums_path, sums)
+
+  def restore(self, target: Any) -> tuple[int, Any]:
+    """`(step, tree)` of the newest good checkpoint, or `(0, target)`.
+
+    Raises:
+      CheckpointError: checkpoints exist but none of them is good.
+    """
+    sums = self._sums()
+    problems = []
+    for step in sorted(self._manager.all_steps(), reverse=True):
+      try:
+        tree = self._manager.restore(
+            step, args=self._ocp.args.StandardRestore(target))
+      except Exception as e:  # pylint: disable=broad-except
+        first = str(e).strip().splitlines()[0][:200] if str(e) else ''
+        problems.append((step, f'could not be read ({type(e).__name__}: '
+                               f'{first})'))
+        continue
+      where = first_non_finite(tree)
+      if where is not None:
+        problems.append((step, f'holds non-finite values ({where})'))
+        continue
+      expected = sums.get(str(step))
+      if expected is None:
+        problems.append((step, 'has no recorded checksum'))
+        continue
+      if tree_checksum(tree) != expected:
+        problems.append((step, 'does not match its recorded checksum'))
+        continue
+      for bad, why in problems:
+        message = (f'Checkpoint {self.directory}/{bad} {why}; skipped and '
+                   f'deleted, resuming from step {step}.')
+        logging.warning(message)
+        self.skipped.append(message)
+        self._manager.delete(bad)
+      return step, tree
+    if problems:
+      listing = '; '.join(f'step {s} {why}' for s, why in problems)
+      raise CheckpointError(
+          f'No checkpoint under {self.directory} can be restored: {listing}. '
+          f'Delete that folder to start this cell again.')
+    return 0, target
+
+  def close(self) -> None:
+    self._manager.close()
+
+
+# ---------------------------------------------------------------------------
+# Metrics history.
+
+
+class MetricsLog:
+  """Per-step scalars as JSON lines (and TensorBoard events, if available).
+
+  Opened with the step a cell resumed from: records of later steps (work
+  that the restored checkpoint does not contain, and that will be redone)
+  are dropped, as is a torn last line of a killed writer. The log of a
+  resumed run therefore equals that of an uninterrupted one.
+  """
+
+  def __init__(self, path: str, *, resume_step: int,
+               tensorboard_dir: Optional[str] = None):
+    self.path = path
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    kept = []
+    if os.path.exists(path):
+      with open(path, encoding='utf-8') as f:
+        lines = f.read().split('\n')
+      for i, line in enumerate(lines):
+        if not line.strip():
+          continue
+        try:
+          record = json.loads(line)
+        except json.JSONDecodeError:
+          if i >= len(lines) - 2:  # A torn last line: the writer was killed.
+            break
+          raise CorruptFileError(
+              f'{path}, line {i + 1}, is damaged and cannot be parsed; '
+              f'delete the file to drop the history.') from None
+        if record.get('step', 0) <= resume_step:
+          kept.append(record)
+    write_text(path, ''.join(json.dumps(r) + '\n' for r in kept))
+    self._records = kept
+    self._file = open(path, 'a', encoding='utf-8')  # pylint: disable=R1732
+    self._tb = None
+    if tensorboard_dir is not None:
+      try:
+        import tensorboardX  # pylint: disable=g-import-not-at-top
+      except ImportError:
+        tensorboardX = None
+      if tensorboardX is not None:
+        self._tb = tensorboardX.SummaryWriter(
+            tensorboard_dir, purge_step=resume_step + 1, flush_secs=30)
+
+  def write(self, step: int, **scalars: Any) -> None:
+    """Appends one record: `{'step': step, **scalars}`."""
+    record = {'step': int(step)}
+    record.update({k: _finite_or_none(float(v)) for k, v in scalars.items()})
+    self._file.write(json.dumps(record) + '\n')
+    self._file.flush()
+    self._records.append(record)
+    if self._tb is not None:
+      for k, v in scalars.items():
+        self._tb.add_scalar(k, float(v), int(step))
+
+  def records(self) -> list[dict]:
+    return list(self._records)
+
+  def close(self) -> None:
+    self._file.close()
+    if self._tb is not None:
+      self._tb.close()
+
+
+def read_metrics(path: str) -> list[dict]:
+  """The records of a metrics log (JSON lines)."""
+  if not os.path.exists(path):
+    return []
+  out = []
+  with open(path, encoding='utf-8') as f:
+    for i, line in enumerate(f):
+      if line.strip():
+        try:
+          out.append(json.loads(line))
+        except json.JSONDecodeError:
+          raise CorruptFileError(f'{path}, line {i + 1}, is damaged.') from None
+  return out
+
+
+# ---------------------------------------------------------------------------
+# Logging and progress.
+
+
+def quiet_logging(verbosity: Optional[int] = None) -> None:
+  """Keeps library INFO logs (Orbax, absl) out of the console.
+
+  Args:
+    verbosity: absl verbosity (-1 warning, 0 info, 1 debug); None keeps
+      warnings and errors only.
+  """
+  level = logging.WARNING if verbosity is None else verbosity
+  logging.set_verbosity(level)
+  py_level = {-1: std_logging.WARNING, 0: std_logging.INFO}.get(
+      level, std_logging.DEBUG if level > 0 else std_logging.WARNING)
+  for name in ('absl', 'orbax', 'jax', 'tensorflow_datasets'):
+    std_logging.getLogger(name).setLevel(py_level)
+
+
+def progress(total: int, *, desc: str, unit: str, initial: int = 0,
+             enabled: bool = True):
+  """A labelled tqdm bar on stderr (refreshed at most once a second)."""
+  from tqdm import auto as tqdm  # pylint: disable=g-import-not-at-top
+  return tqdm.tqdm(total=total, initial=initial, desc=desc, unit=unit,
+                   mininterval=1.0, disable=not enabled, file=sys.stderr,
+                   dynamic_ncols=True, leave=True)
+
+
+# ---------------------------------------------------------------------------
+# The workdir.
+
+
+def _cell_file(cell: str) -> str:
+  """'odd10/ci' -> 'odd10__ci' (a file name for a cell)."""
+  safe = cell.replace('/', '__')
+  if not safe or safe.startswith('.') or any(c in safe for c in '\\\0'):
+    raise ValueError(f'Bad cell name {cell!r}.')
+  return safe
+
+
+class Workdir:
+  """An experiment's directory; use as a context manager.
+
+  Args:
+    path: the directory (created on open).
+    config: the run's config as a JSON-able dict (what must not change
+      between a run and its resumption).
+    runtime: resolved choices, devices, versions (`cil.runtime.describe`);
+      recorded, not compared.
+  """
+
+  def __init__(self, path: str, config: dict, *,
+               runtime: Optional[dict] = None):
+    self.path = path
+    self.config = json.loads(json.dumps(_finite_or_none(config)))
+    self.runtime = runtime or {}
+    self._lock_file = None
+
+  # -- lifecycle --------------------------------------------------------
+
+  def __enter__(self) -> 'Workdir':
+    self.open()
+    return self
+
+  def __exit__(self, *exc) -> None:
+    self.close()
+
+  def open(self) -> None:
+    """Locks the workdir, then claims it for `config`."""
+    os.makedirs(self.path, exist_ok=True)
+    self._lock()
+    try:
+      self._claim()
+    except BaseException:
+      self.close()
+      raise
+
+  def close(self) -> None:
+    if self._lock_file is not None:
+      fcntl.flock(self._lock_file, fcntl.LOCK_UN)
+      self._lock_file.close()
+      self._lock_file = None
+
+  def _lock(self) -> None:
+    path = os.path.join(self.path, '.lock')
+    f = open(path, 'a+', encoding='utf-8')  # pylint: disable=R1732
+    try:
+      fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+      f.seek(0)
+      holder = f.read().strip() or 'unknown process'
+      f.close()
+      raise WorkdirLockedError(
+          f'Workdir {self.path} is in use by another run ({holder}); wait '
+          f'for it to finish or use another --workdir.') from None
+    f.seek(0)
+    f.truncate()
+    started = datetime.datetime.now().isoformat(timespec='seconds')
+    f.write(f'pid {os.getpid()} on {socket.gethostname()}, started '
+            f'{started}: {" ".join(sys.argv)[:300]}\n')
+    f.flush()
+    self._lock_file = f
+
+  def _claim(self) -> None:
+    path = os.path.join(self.path, 'config.json')
+    if os.path.exists(path):
+      previous = read_json(path)
+      if not isinstance(previous, dict) or 'config' not in previous:
+        raise CorruptFileError(f'{path} is not a cil config record (no '
+                               f'"config" key); delete it or use a new '
+                               f'--workdir.')
+      if previous['config'] != self.config:
+        changed = sorted(
+            k for k in set(previous['config']) | set(self.config)
+            if previous['config'].get(k) != self.config.get(k))
+        raise ConfigMismatchError(
+            f'{self.path} holds a run with a different config (fields '
+            f'{", ".join(changed)} differ); use a new --workdir or delete '
+            f'it.\nold: {previous["config"]}\nnew: {self.config}')
+    write_json(path, {'config': self.config, 'runtime': self.runtime})
+
+  # -- cells ------------------------------------------------------------
+
+  def file(self, *parts: str) -> str:
+    return os.path.join(self.path, *parts)
+
+  def finished(self, cell: str) -> Optional[dict]:
+    """The recorded result of a finished cell, or None."""
+    path = self.file('runs', _cell_file(cell) + '.json')
+    return read_json(path) if os.path.exists(path) else None
+
+  def finish(self, cell: str, result: dict) -> None:
+    """Records a cell's result (atomically)."""
+    write_json(self.file('runs', _cell_file(cell) + '.json'), result,
+               indent=None)
+
+  def checkpointer(self, cell: str, *, max_to_keep: int = 2) -> Checkpointer:
+    return Checkpointer(self.file('checkpoints', *cell.split('/')),
+                        max_to_keep=max_to_keep)
+
+  def metrics(self, cell: str, *, resume_step: int) -> MetricsLog:
+    return MetricsLog(self.file('metrics', _cell_file(cell) + '.jsonl'),
+                      resume_step=resume_step,
+                      tensorboard_dir=self.file('tensorboard',
+                                                _cell_file(cell)))
+
+  def write_json(self, name: str, obj: Any) -> str:
+    path = self.file(name)
+    write_json(path, obj)
+    return path
+
+  def write_text(self, name: str, text: str) -> str:
+    path = self.file(name)
+    write_text(path, text)
+    return path

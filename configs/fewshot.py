@@ -1,0 +1,101 @@
+r"""Imbalanced few-shot learning with MAML (Table IV, Fig. 5): `launch.fewshot`.
+
+Variants (`--config=configs/fewshot.py:VARIANT`):
+
+* `default`: the embedded default. Digits (meta-train classes 0-4,
+  meta-test 5-9), support [1,1,1,1,11], [1,2,3,4,5], [3,3,3,3,3], CE vs CI,
+  600 second-order meta-steps, 100 test tasks per distribution (about 3
+  minutes on 2 CPU cores):
+
+      python -m launch.fewshot
+
+* `smoke`: the whole path in seconds once compiled (4 meta-steps, 4 test
+  tasks, Conv4 with 8 filters):
+
+      python -m launch.fewshot --config=configs/fewshot.py:smoke
+
+* `miniimagenet_table4`: all 30 distributions of eq. (21) on miniImageNet
+  as the paper (Conv4-64, 5 inner steps, 600 test tasks, 60,000
+  meta-steps); the manual dir holds mini_imagenet/ (see WORKSPACE.md):
+
+      python -m launch.fewshot --config=configs/fewshot.py:miniimagenet_table4 \
+          --config.manual_dir=DIR --workdir=results/mini_table4
+
+* `omniglot`: 5-way Omniglot (1200 / 423 characters with rotations), the
+  [1,2,3,4,5] and balanced supports, 28x28.
+
+Any field can be overridden: `--config.maml.inner_lr=0.4`,
+`--config.losses=ci`, `--config.support="((1,1,1,1,11),(3,3,3,3,3))"`.
+"""
+
+import ml_collections
+
+from cil.data import episodes
+from configs import common
+
+VARIANTS = ('default', 'smoke', 'miniimagenet_table4', 'omniglot')
+
+
+def get_config(arg=None) -> ml_collections.ConfigDict:
+  """The config of `arg` (one of `VARIANTS`; None is 'default')."""
+  variant = common.split_variant(arg, VARIANTS)
+  c = ml_collections.ConfigDict()
+  # Data (`cil.data.load_fewshot`): digits, omniglot, omniglot_small,
+  # mini_imagenet; class_split 'standard' (64/16/20) or 'paper' (64/12/24).
+  c.dataset = 'digits'
+  c.class_split = 'standard'
+  c.data_dir = ml_collections.config_dict.placeholder(str)
+  c.manual_dir = ml_collections.config_dict.placeholder(str)
+  # Tasks: support distributions (meta-train draws one per task, meta-test
+  # evaluates each); meta-train queries per class = query_multiple * N_i;
+  # balanced meta-test queries per class.
+  c.support = ((1, 1, 1, 1, 11), (1, 2, 3, 4, 5), (3, 3, 3, 3, 3))
+  c.query_multiple = 1
+  c.test_queries = 15
+  # Losses, each used in the inner and the outer loop.
+  c.losses = ('ce', 'ci')
+  c.loss_hparams = common.loss_hparams()
+  # MAML (learn2learn's names; `cil.maml.MamlConfig`).
+  c.maml = ml_collections.ConfigDict()
+  c.maml.ways = 5
+  c.maml.inner_lr = 0.1
+  c.maml.meta_lr = 1e-3
+  c.maml.adaptation_steps = 1
+  c.maml.test_adaptation_steps = 10
+  c.maml.first_order = False
+  c.maml.task_map = ''  # '' picks the backend's ('loop' on CPU, else 'vmap')
+  c.meta_batch = 4
+  c.meta_steps = 600
+  # Model: Conv4 filters.
+  c.features = 32
+  # Meta-test tasks per distribution (the paper: 600).
+  c.test_tasks = 100
+  # 'pmap' (plain jit on one device), 'shard_map' or 'none'.
+  c.parallel = 'pmap'
+  c.seed = 0
+  c.checkpoint_every = 100
+
+  if variant == 'smoke':
+    c.features = 8
+    c.meta_steps = 4
+    c.checkpoint_every = 2
+    c.test_tasks = 4
+    c.maml.test_adaptation_steps = 2
+  elif variant == 'miniimagenet_table4':
+    c.dataset = 'mini_imagenet'
+    c.support = tuple(episodes.partitions(15, 5))
+    c.features = 64
+    c.maml.adaptation_steps = 5
+    c.maml.inner_lr = 0.01
+    c.meta_steps = 60000
+    c.test_tasks = 600
+    c.checkpoint_every = 1000
+  elif variant == 'omniglot':
+    c.dataset = 'omniglot'
+    c.support = ((1, 2, 3, 4, 5), (3, 3, 3, 3, 3))
+    c.features = 64
+    c.meta_steps = 20000
+    c.maml.inner_lr = 0.4
+    c.test_tasks = 600
+    c.checkpoint_every = 1000
+  return c

@@ -1,0 +1,47 @@
+"""What every launcher does around its one library call.
+
+* `config_file(family)`: the default `--config` (`configs/<family>.py`,
+  found from this file, so launchers work from any directory).
+* `main(run)`: rejects stray arguments, keeps library INFO logs (Orbax,
+  absl) quiet unless `--verbosity`/`-v` is given (`-v 0` shows INFO, `-v 1`
+  debug), logs the devices at INFO, and turns a run error (a `ValueError`
+  from validation, a `cil.workdir.RunError`) into its message on stderr and
+  exit status 1; with `-v 1` the traceback is printed too.
+"""
+
+import os
+import sys
+from typing import Callable
+
+from absl import app
+from absl import flags
+from absl import logging
+
+from cil import workdir
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def config_file(family: str) -> str:
+  return os.path.join(ROOT, 'configs', f'{family}.py')
+
+
+def main(run: Callable[[], None]) -> Callable[[list], None]:
+  """An `app.run` main that calls `run()` as described above."""
+
+  def wrapped(argv):
+    if len(argv) > 1:
+      raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+    verbosity = flags.FLAGS['verbosity']
+    workdir.quiet_logging(verbosity.value if verbosity.present else None)
+    import jax  # pylint: disable=g-import-not-at-top
+    logging.info('JAX devices: %s', jax.devices())
+    try:
+      run()
+    except (workdir.RunError, ValueError) as e:
+      if verbosity.present and verbosity.value >= 1:
+        raise
+      print(f'error: {e}', file=sys.stderr)
+      sys.exit(1)
+
+  return wrapped

@@ -1,0 +1,203 @@
+"""Tests for cil.workdir: lock, claim, atomic JSON, checkpoints, guard, logs."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+
+from absl.testing import absltest
+import numpy as np
+
+from cil import workdir as wd
+
+_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _tree(value: float) -> dict:
+  # Random values: Orbax compresses, and a constant array would be tiny.
+  w = np.random.default_rng(0).normal(size=(64, 64)).astype(np.float32)
+  return {'params': {'w': w + np.float32(value),
+                     'b': np.arange(3, dtype=np.float32) + value},
+          'step': np.array(0 if np.isnan(value) else int(value), np.int32)}
+
+
+def _data_files(step_dir: str) -> list[str]:
+  """Orbax's array data files of one step (largest first)."""
+  found = [os.path.join(root, n) for root, _, names in os.walk(step_dir)
+           for n in names if os.path.basename(root) == 'd']
+  return sorted(found, key=os.path.getsize, reverse=True)
+
+
+class CheckpointerTest(absltest.TestCase):
+
+  def setUp(self):
+    super().setUp()
+    self.dir = tempfile.mkdtemp()
+    self.addCleanup(shutil.rmtree, self.dir, ignore_errors=True)
+
+  def _saved(self):
+    ckpt = wd.Checkpointer(self.dir)
+    for step in (1, 2, 3):
+      ckpt.save(step, _tree(float(step)))
+    ckpt.close()
+    self.assertEqual(wd.Checkpointer(self.dir).steps(), [2, 3])
+
+  def _restore(self):
+    ckpt = wd.Checkpointer(self.dir)
+    step, tree = ckpt.restore(_tree(0.0))
+    ckpt.close()
+    return step, tree, ckpt.skipped
+
+  def test_restores_the_newest(self):
+    self._saved()
+    step, tree, skipped = self._restore()
+    self.assertEqual(step, 3)
+    np.testing.assert_array_equal(tree['params']['w'],
+                                  _tree(3.0)['params']['w'])
+    self.assertEmpty(skipped)
+
+  def test_byte_flip_in_newest_falls_back_to_previous(self):
+    self._saved()
+    data = _data_files(os.path.join(self.dir, '3'))
+    self.assertNotEmpty(data)
+    with open(data[0], 'r+b') as f:
+      blob = bytearray(f.read())
+      # Flip bytes in the middle of the chunk (array values, not headers).
+      for i in range(len(blob) // 2, len(blob) // 2 + 64):
+        blob[i] ^= 0x5A
+      f.seek(0)
+      f.write(blob)
+    step, tree, skipped = self._restore()
+    self.assertEqual(step, 2)
+    np.testing.assert_array_equal(tree['params']['w'],
+                                  _tree(2.0)['params']['w'])
+    self.assertLen(skipped, 1)
+    self.assertRegex(skipped[0], r'/3 (does not match|could not be read|holds)')
+    # The damaged step is gone, so training can save step 3 again.
+    ckpt = wd.Checkpointer(self.dir)
+    ckpt.save(3, _tree(3.0))
+    self.assertEqual(ckpt.restore(_tree(0.0))[0], 3)
+    ckpt.close()
+
+  def test_truncated_newest_falls_back_to_previous(self):
+    self._saved()
+    for path in _data_files(os.path.join(self.dir, '3')):
+      with open(path, 'r+b') as f:
+        f.truncate(os.path.getsize(path) // 3)
+    step, _, skipped = self._restore()
+    self.assertEqual(step, 2)
+    self.assertLen(skipped, 1)
+
+  def test_all_damaged_is_a_named_error(self):
+    self._saved()
+    with open(os.path.join(self.dir, 'checksums.json'), 'w') as f:
+      json.dump({'2': 'x', '3': 'y'}, f)
+    with self.assertRaisesRegex(wd.CheckpointError,
+                                'No checkpoint under .* can be restored'):
+      self._restore()
+
+  def test_non_finite_tree_is_not_saved(self):
+    ckpt = wd.Checkpointer(self.dir)
+    with self.assertRaisesRegex(wd.NonFiniteError, r"non-finite \['params'\]"):
+      ckpt.save(1, _tree(float('nan')))
+    self.assertEqual(ckpt.steps(), [])
+    ckpt.close()
+
+
+class GuardAndFilesTest(absltest.TestCase):
+
+  def test_check_finite_names_cell_step_and_quantity(self):
+    wd.check_finite('odd10/ci', 3, loss=np.float32(1.0))
+    with self.assertRaisesRegex(
+        wd.NonFiniteError, r'odd10/ci: non-finite loss at step 7'):
+      wd.check_finite('odd10/ci', 7, loss=np.float32(np.nan))
+    with self.assertRaisesRegex(wd.NonFiniteError,
+                                r"non-finite params \(at \['a'\]\['b'\]\)"):
+      wd.check_finite('c', 1, params={'a': {'b': np.array([0.0, np.inf])}})
+
+  def test_json_is_strict_and_corrupt_json_is_named(self):
+    path = os.path.join(tempfile.mkdtemp(), 'x.json')
+    wd.write_json(path, {'a': float('nan'), 'b': [1.5, np.float32(2)]})
+    self.assertEqual(wd.read_json(path), {'a': None, 'b': [1.5, 2.0]})
+    with open(path, 'w') as f:
+      f.write('{"a": [1, 2')
+    with self.assertRaisesRegex(wd.CorruptFileError, f'{path} is damaged'):
+      wd.read_json(path)
+
+  def test_metrics_log_is_cut_back_to_the_resumed_step(self):
+    path = os.path.join(tempfile.mkdtemp(), 'm.jsonl')
+    log = wd.MetricsLog(path, resume_step=0)
+    for step in range(1, 6):
+      log.write(step, loss=1.0 / step)
+    log.close()
+    with open(path, 'a') as f:
+      f.write('{"step": 6, "lo')  # Torn by a kill.
+    log = wd.MetricsLog(path, resume_step=3)
+    self.assertEqual([r['step'] for r in log.records()], [1, 2, 3])
+    log.write(4, loss=0.25)
+    log.close()
+    self.assertEqual([r['step'] for r in wd.read_metrics(path)], [1, 2, 3, 4])
+
+  def test_corrupt_metrics_line_is_named(self):
+    path = os.path.join(tempfile.mkdtemp(), 'm.jsonl')
+    with open(path, 'w') as f:
+      f.write('{"step": 1}\nnot json\n{"step": 2}\n{"step": 3}\n')
+    with self.assertRaisesRegex(wd.CorruptFileError, 'm.jsonl, line 2'):
+      wd.MetricsLog(path, resume_step=5)
+
+
+class WorkdirTest(absltest.TestCase):
+
+  def setUp(self):
+    super().setUp()
+    self.path = tempfile.mkdtemp()
+    self.addCleanup(shutil.rmtree, self.path, ignore_errors=True)
+
+  def test_claim_refuses_a_different_config(self):
+    with wd.Workdir(self.path, {'lr': 0.1}, runtime={'backend': 'cpu'}):
+      pass
+    with wd.Workdir(self.path, {'lr': 0.1}, runtime={'backend': 'gpu'}):
+      pass  # The runtime record may change.
+    with self.assertRaisesRegex(wd.ConfigMismatchError,
+                                'different config .*fields lr differ'):
+      with wd.Workdir(self.path, {'lr': 0.2}):
+        pass
+
+  def test_empty_config_json_is_named(self):
+    open(os.path.join(self.path, 'config.json'), 'w').close()
+    with self.assertRaisesRegex(wd.CorruptFileError, 'config.json is damaged'):
+      with wd.Workdir(self.path, {'lr': 0.1}):
+        pass
+
+  def test_corrupt_cell_is_named(self):
+    with wd.Workdir(self.path, {}) as w:
+      w.finish('odd10/ci', {'accuracy': 0.5})
+      self.assertEqual(w.finished('odd10/ci'), {'accuracy': 0.5})
+      with open(w.file('runs', 'odd10__ci.json'), 'w') as f:
+        f.write('{"accur')
+      with self.assertRaisesRegex(wd.CorruptFileError, 'odd10__ci.json'):
+        w.finished('odd10/ci')
+
+  def test_second_process_on_a_locked_workdir_fails_fast(self):
+    code = ('import sys; from cil import workdir as wd\n'
+            'try:\n'
+            f'  wd.Workdir({self.path!r}, {{}}).open()\n'
+            'except wd.WorkdirLockedError as e:\n'
+            '  print(e); sys.exit(3)\n')
+    with wd.Workdir(self.path, {}):
+      held = subprocess.run([sys.executable, '-c', code], cwd=_ROOT,
+                            capture_output=True, text=True, timeout=120,
+                            check=False)
+    self.assertEqual(held.returncode, 3, held.stderr)
+    self.assertIn(f'Workdir {self.path} is in use by another run (pid '
+                  f'{os.getpid()}', held.stdout)
+    free = subprocess.run([sys.executable, '-c', code], cwd=_ROOT,
+                          capture_output=True, text=True, timeout=120,
+                          check=False)
+    self.assertEqual(free.returncode, 0, free.stdout + free.stderr)
+
+
+if __name__ == '__main__':
+  absltest.main()
