@@ -6,7 +6,10 @@
   absl) quiet unless `--verbosity`/`-v` is given (`-v 0` shows INFO, `-v 1`
   debug), logs the devices at INFO, and turns a run error (a `ValueError`
   from validation, a `cil.workdir.RunError`) into its message on stderr and
-  exit status 1; with `-v 1` the traceback is printed too.
+  exit status 1; with `-v 1` the traceback is printed too;
+* keeps XLA's compiled programs in JAX's persistent compilation cache,
+  `<repo>/.jax_cache` unless `$JAX_COMPILATION_CACHE_DIR` says otherwise
+  (XLA compiles slowly on CPUs: a rerun or a resumed run skips it).
 """
 
 import os
@@ -35,6 +38,10 @@ def main(run: Callable[[], None]) -> Callable[[list], None]:
     verbosity = flags.FLAGS['verbosity']
     workdir.quiet_logging(verbosity.value if verbosity.present else None)
     import jax  # pylint: disable=g-import-not-at-top
+    if not os.environ.get('JAX_COMPILATION_CACHE_DIR'):
+      jax.config.update('jax_compilation_cache_dir',
+                        os.path.join(ROOT, '.jax_cache'))
+    jax.config.update('jax_persistent_cache_min_compile_time_secs', 1.0)
     logging.info('JAX devices: %s', jax.devices())
     try:
       run()

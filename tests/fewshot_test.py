@@ -9,6 +9,7 @@ import tempfile
 from unittest import mock
 
 from absl.testing import absltest
+import pytest
 
 from cil import fewshot
 from cil import workdir as workdir_lib
@@ -122,6 +123,7 @@ class LauncherTest(absltest.TestCase):
          *flags], cwd=_ROOT, env=env, capture_output=True, text=True,
         timeout=900, check=False)
 
+  @pytest.mark.slow  # ~45 s on 2 cores, most of it compiling.
   def test_smoke_run_prints_table_iv(self):
     workdir = tempfile.mkdtemp()
     self.addCleanup(shutil.rmtree, workdir, ignore_errors=True)

@@ -11,6 +11,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+import pytest
 
 from cil import losses
 
@@ -464,6 +465,9 @@ class NumericalSafetyTest(parameterized.TestCase):
                                    jnp.array([1.0, 256.0]))
     self.assertTrue(bool(jnp.all(jnp.isfinite(g))))
 
+  # Slow (~75 s on 2 cores): every example has new shapes, so each loss and
+  # its gradient compile again, eagerly, op by op.
+  @pytest.mark.slow
   @hypothesis.settings(max_examples=15, deadline=None, derandomize=True)
   @hypothesis.given(
       batch=st.integers(1, 6), num_classes=st.integers(1, 6),

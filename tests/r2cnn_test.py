@@ -158,6 +158,20 @@ class TrainTest(absltest.TestCase):
     with self.assertRaisesRegex(ValueError, 'model expects'):
       train.load_pretrained(params, path)
 
+  def test_launcher_refuses_a_bad_config_before_any_work(self):
+    work = os.path.join(tempfile.mkdtemp(), 'w')
+    self.addCleanup(shutil.rmtree, os.path.dirname(work), ignore_errors=True)
+    bad = subprocess.run(
+        [sys.executable, '-m', 'launch.detect',
+         '--config=configs/detect.py:smoke', '--config.model.loss=xent',
+         f'--workdir={work}'], cwd=_ROOT, capture_output=True, text=True,
+        check=False)
+    self.assertEqual(bad.returncode, 1)
+    self.assertIn("error: Unknown loss 'xent'", bad.stderr)
+    self.assertNotIn('Traceback', bad.stderr)
+    self.assertFalse(os.path.exists(work))
+
+  @pytest.mark.slow  # ~70 s on 2 cores, most of it compiling.
   def test_launcher_smoke_and_changed_config(self):
     work = tempfile.mkdtemp()
     self.addCleanup(shutil.rmtree, work, ignore_errors=True)

@@ -22,11 +22,16 @@ class ReadmeTest(absltest.TestCase):
   def test_commands_match_ci(self):
     with open(os.path.join(_ROOT, 'README.md')) as f:
       readme = f.read()
+    with open(os.path.join(_ROOT, 'WORKSPACE.md')) as f:
+      workspace = f.read()
     with open(os.path.join(_ROOT, '.ci', 'run')) as f:
       ci_commands = [line for line in f.read().splitlines()
                      if line and not line.startswith(('#', 'set ', 'cd '))]
-    self.assertLen(ci_commands, 1)
+    # The README's test command, then the slow suite (as WORKSPACE says).
+    self.assertLen(ci_commands, 2)
     self.assertIn(ci_commands[0], readme)
+    self.assertEqual(ci_commands[1], '.venv/bin/python -m pytest -m slow')
+    self.assertIn(ci_commands[1], workspace)
 
 
 if __name__ == '__main__':
