@@ -81,6 +81,7 @@ class FewShotRunTest(absltest.TestCase):
       self.assertEqual(d['num_tasks'], 4)
       self.assertBetween(d['accuracy_mean'], 0.0, 1.0)
 
+  @pytest.mark.slow  # ~16 s: another compile (inner_lr is static).
   def test_diverged_run_stops_and_records_nothing(self):
     cfg = dataclasses.replace(
         self.cfg, maml=dataclasses.replace(self.cfg.maml, inner_lr=1e30))
