@@ -517,8 +517,11 @@ def run(cfg: ClassifyConfig, workdir: str, *, show_progress: bool = True,
       'seeds': list(range(cfg.first_seed, cfg.first_seed + cfg.seeds)),
       'loss_hparams': {n: cfg.hparams_for(n) for n in cfg.losses}})
 
-  with workdir_lib.Workdir(workdir, dataclasses.asdict(cfg),
-                           runtime=resolved) as work:
+  # Where the data lives may change between a run and its resumption.
+  config = dataclasses.asdict(cfg)
+  resolved['data_location'] = {k: config.pop(k)
+                               for k in ('data_dir', 'manual_dir')}
+  with workdir_lib.Workdir(workdir, config, runtime=resolved) as work:
     cells = [(p, n) for p in cfg.protocols for n in cfg.losses]
     done = {c: work.finished(cell_name(*c)) for c in cells}
     steps = 0

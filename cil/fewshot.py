@@ -324,8 +324,11 @@ def run(cfg: FewShotConfig, workdir: str, *, show_progress: bool = True,
                        'meta-test default_rng([seed, 999, distribution])',
       'loss_hparams': {n: losses.resolve_hparams(n, cfg.maml.loss_hparams)
                        for n in cfg.losses}})
-  with workdir_lib.Workdir(workdir, dataclasses.asdict(cfg),
-                           runtime=resolved) as work:
+  # Where the data lives may change between a run and its resumption.
+  config = dataclasses.asdict(cfg)
+  resolved['data_location'] = {k: config.pop(k)
+                               for k in ('data_dir', 'manual_dir')}
+  with workdir_lib.Workdir(workdir, config, runtime=resolved) as work:
     done = {loss: work.finished(loss) for loss in cfg.losses}
     todo = sum(r is None for r in done.values())
     bar = workdir_lib.progress(cfg.meta_steps * todo, desc='meta-steps',
