@@ -139,3 +139,23 @@ def check_log_base(log_base) -> None:
       raise ValueError(
           f'`log_base` must be a positive finite scalar other than 1, got '
           f'{log_base}.')
+
+
+def config_fields(config, dataclass_type, what: str) -> dict:
+  """`config` (a ConfigDict or mapping) as a dict with exactly the fields of
+  `dataclass_type`; unknown or missing fields raise `ValueError` naming them
+  and `what` ('classify config', 'model config', ...)."""
+  import dataclasses  # pylint: disable=g-import-not-at-top
+  c = dict(config)
+  fields = {f.name for f in dataclasses.fields(dataclass_type)}
+  required = {f.name for f in dataclasses.fields(dataclass_type)
+              if f.default is dataclasses.MISSING
+              and f.default_factory is dataclasses.MISSING}
+  unknown = sorted(set(c) - fields)
+  if unknown:
+    raise ValueError(f'Unknown {what} field(s): {", ".join(unknown)}; known: '
+                     f'{", ".join(sorted(fields))}.')
+  missing = sorted(required - set(c))
+  if missing:
+    raise ValueError(f'{what} lacks field(s): {", ".join(missing)}.')
+  return c

@@ -35,6 +35,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from cil import _validation as v
 from cil import data
 from cil import loops
 from cil import losses
@@ -103,16 +104,7 @@ class ClassifyConfig:
   @classmethod
   def from_config(cls, config: Any) -> 'ClassifyConfig':
     """From a `configs/classify.py` config (a ConfigDict or a dict)."""
-    c = dict(config)
-    fields = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(c) - fields)
-    if unknown:
-      raise ValueError(f'Unknown classify config field(s): '
-                       f'{", ".join(unknown)}.')
-    missing = sorted(fields - set(c))
-    if missing:
-      raise ValueError(f'Classify config lacks field(s): '
-                       f'{", ".join(missing)}.')
+    c = v.config_fields(config, cls, 'classify config')
     c['protocols'] = _as_names('protocols', c['protocols'])
     c['losses'] = tuple(losses.canonical_name(n)
                         for n in _as_names('losses', c['losses']))

@@ -25,6 +25,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from cil import _validation as v
 from cil import data
 from cil import losses
 from cil import maml as maml_lib
@@ -83,23 +84,11 @@ class FewShotConfig:
     """From a `configs/fewshot.py` config (a ConfigDict or a dict)."""
     c = dict(config)
     hparams = losses.freeze_hparams(c.pop('loss_hparams', {}))
-    fields = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(c) - fields)
-    if unknown:
-      raise ValueError(f'Unknown fewshot config field(s): '
-                       f'{", ".join(unknown)}.')
-    missing = sorted(fields - set(c))
-    if missing:
-      raise ValueError(f'Fewshot config lacks field(s): '
-                       f'{", ".join(missing)}.')
+    c = v.config_fields(c, cls, 'fewshot config')
     names = c['losses']
     names = (names,) if isinstance(names, str) else tuple(names)
     c['losses'] = tuple(losses.canonical_name(n) for n in names)
-    maml = dict(c['maml'])
-    maml_fields = {f.name for f in dataclasses.fields(maml_lib.MamlConfig)}
-    unknown = sorted(set(maml) - maml_fields)
-    if unknown:
-      raise ValueError(f'Unknown maml config field(s): {", ".join(unknown)}.')
+    maml = v.config_fields(c['maml'], maml_lib.MamlConfig, 'maml config')
     c['maml'] = maml_lib.MamlConfig(**maml, loss_hparams=hparams)
     try:
       c['support'] = tuple(tuple(int(n) for n in d) for d in c['support'])

@@ -29,6 +29,7 @@ import numpy as np
 import optax
 from PIL import Image
 
+from cil import _validation as v
 from cil import losses as losses_lib
 from cil import plots
 from cil import runtime
@@ -81,20 +82,8 @@ class TrainConfig:
     """From a `configs/detect.py` config (a ConfigDict or a dict)."""
     c = dict(config)
     hparams = losses_lib.freeze_hparams(c.pop('loss_hparams', {}))
-    fields = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(c) - fields)
-    if unknown:
-      raise ValueError(f'Unknown detect config field(s): '
-                       f'{", ".join(unknown)}.')
-    missing = sorted(fields - set(c))
-    if missing:
-      raise ValueError(f'Detect config lacks field(s): {", ".join(missing)}.')
-    model = dict(c['model'])
-    model_fields = {f.name for f in dataclasses.fields(r2cnn.R2CNNConfig)}
-    unknown = sorted(set(model) - model_fields)
-    if unknown:
-      raise ValueError(f'Unknown model config field(s): '
-                       f'{", ".join(unknown)}.')
+    c = v.config_fields(c, cls, 'detect config')
+    model = v.config_fields(c['model'], r2cnn.R2CNNConfig, 'model config')
     for k in ('anchor_sizes', 'anchor_ratios'):
       if k in model:
         model[k] = tuple(model[k])
@@ -218,9 +207,10 @@ def synthetic_batch(count: int, *, size: int, max_gt: int,
     labels = np.zeros(max_gt, np.int32)
     boxes[:k] = gt.boxes[:k]
     labels[:k] = [synthetic.CLASS_NAMES.index(x) for x in gt.labels[:k]]
-    for key, v in zip(arrays, (image, boxes, labels, np.arange(max_gt) < k)):
-      arrays[key].append(v)
-  return {k: jnp.asarray(np.stack(v)) for k, v in arrays.items()}
+    for key, value in zip(arrays,
+                          (image, boxes, labels, np.arange(max_gt) < k)):
+      arrays[key].append(value)
+  return {k: jnp.asarray(np.stack(value)) for k, value in arrays.items()}
 
 
 def load_pretrained(params, path: str):
