@@ -260,6 +260,12 @@ class OverfitTest(absltest.TestCase):
   def test_detector_overfits_a_handful_of_images(self):
     # A detector that cannot fit 4 images is broken: their own mAP at
     # rotated IoU > 0.6 must pass 0.9 (about 5 minutes on 2 CPU cores).
+    # 600 steps: running time dominates, so XLA optimises (conftest turns
+    # that off for the suite; it took this test from ~5 to ~10 minutes).
+    previous = jax.config.read('jax_disable_most_optimizations')
+    jax.config.update('jax_disable_most_optimizations', False)
+    self.addCleanup(jax.config.update, 'jax_disable_most_optimizations',
+                    previous)
     root = tempfile.mkdtemp()
     self.addCleanup(shutil.rmtree, root, ignore_errors=True)
     synthetic.write_dataset(os.path.join(root, 'data', 'train'), images=4,
