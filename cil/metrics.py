@@ -7,7 +7,10 @@ import math
 from typing import Sequence
 
 import numpy as np
-from scipy import stats
+
+from cil import _extras
+
+stats = _extras.require('scipy.stats', what='cil.metrics')
 
 
 def confusion_matrix(labels, predictions, num_classes: int) -> np.ndarray:

@@ -15,6 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from cil import _extras
 from cil import losses
 from cil import metrics
 
@@ -76,7 +77,7 @@ _COLOURS = ('black', 'tab:green', 'tab:red', 'goldenrod', 'tab:blue')
 
 
 def _figure(**kw):
-  from matplotlib import figure  # pylint: disable=g-import-not-at-top
+  figure = _extras.require('matplotlib.figure', what='cil.plots')
   return figure.Figure(**kw)
 
 

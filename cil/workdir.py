@@ -45,6 +45,8 @@ from absl import logging
 import jax
 import numpy as np
 
+from cil import _extras
+
 
 class RunError(Exception):
   """An error that stops a run; its message says what and where."""
@@ -193,7 +195,8 @@ class Checkpointer:
   """
 
   def __init__(self, directory: str, *, max_to_keep: int = 2):
-    import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
+    ocp = _extras.require('orbax.checkpoint',
+                          what='cil.workdir checkpoints')
     if max_to_keep < 2:
       raise ValueError(f'max_to_keep must be at least 2 (a fallback), got '
                        f'{max_to_keep}.')
@@ -381,7 +384,7 @@ def quiet_logging(verbosity: Optional[int] = None) -> None:
 def progress(total: int, *, desc: str, unit: str, initial: int = 0,
              enabled: bool = True):
   """A labelled tqdm bar on stderr (refreshed at most once a second)."""
-  from tqdm import auto as tqdm  # pylint: disable=g-import-not-at-top
+  tqdm = _extras.require('tqdm.auto', what='progress bars')
   return tqdm.tqdm(total=total, initial=initial, desc=desc, unit=unit,
                    mininterval=1.0, disable=not enabled, file=sys.stderr,
                    dynamic_ncols=True, leave=True)

@@ -38,7 +38,10 @@ import zipfile
 from typing import Iterable
 
 import numpy as np
-import tensorflow_datasets as tfds
+
+from cil import _extras
+
+tfds = _extras.require('tensorflow_datasets', what='cil.data')
 
 _FILE_FORMAT = 'array_record'
 
@@ -102,7 +105,7 @@ class CilDigits(_Builder):
 
   def _split_generators(self, dl_manager):
     del dl_manager
-    from sklearn import datasets  # pylint: disable=g-import-not-at-top
+    datasets = _extras.require('sklearn.datasets', what='the digits dataset')
     digits = datasets.load_digits()
     images = np.round(digits.images * (255.0 / 16.0)).astype(np.uint8)
     labels = digits.target.astype(np.int64)
@@ -227,7 +230,7 @@ class CilOmniglot(_Builder):
             for s, z in present.items()}
 
   def _generate_examples(self, path):
-    from PIL import Image  # pylint: disable=g-import-not-at-top
+    Image = _extras.require('PIL.Image', what='cil.data')
     with zipfile.ZipFile(path) as zf:
       pngs = sorted(n for n in zf.namelist() if n.lower().endswith('.png'))
       # <root>/<alphabet>/<character>/<drawing>.png
@@ -343,7 +346,7 @@ class MstarSoc(_Builder):
             for s in ('train', 'test')}
 
   def _generate_examples(self, split_dir):
-    from PIL import Image  # pylint: disable=g-import-not-at-top
+    Image = _extras.require('PIL.Image', what='cil.data')
     known = {_normalise_class(c): i for i, c in enumerate(MSTAR_SOC_CLASSES)}
     folders = sorted(d for d in os.listdir(split_dir)
                      if os.path.isdir(os.path.join(split_dir, d)))

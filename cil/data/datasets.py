@@ -26,9 +26,11 @@ import os
 from typing import Optional
 
 import numpy as np
-import tensorflow_datasets as tfds
 
+from cil import _extras
 from cil.data import builders
+
+tfds = _extras.require('tensorflow_datasets', what='cil.data')
 
 DATA_DIR_ENV = 'CIL_DATA_DIR'
 MANUAL_DIR_ENV = 'CIL_MANUAL_DIR'

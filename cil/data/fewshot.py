@@ -24,6 +24,7 @@ from typing import Optional
 
 import numpy as np
 
+from cil import _extras
 from cil.data import datasets
 
 FEWSHOT_NAMES = ('digits', 'omniglot', 'omniglot_small', 'mini_imagenet')
@@ -51,7 +52,7 @@ def _concat(a: datasets.ArrayDataset, b: datasets.ArrayDataset,
 def resize(ds: datasets.ArrayDataset, size: int, *, invert: bool = False
            ) -> datasets.ArrayDataset:
   """Grayscale, Lanczos-resized to size x size, optionally inverted."""
-  from PIL import Image  # pylint: disable=g-import-not-at-top
+  Image = _extras.require('PIL.Image', what='cil.data')
   images = ds.images
   if images.shape[-1] == 3:  # Stock TFDS omniglot stores 3 equal channels.
     images = images[..., :1]

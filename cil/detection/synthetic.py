@@ -20,11 +20,13 @@ import os
 from typing import Optional
 
 import numpy as np
-from PIL import Image
 
+from cil import _extras
 from cil.detection import boxes as boxes_lib
 from cil.detection import io as det_io
 from cil.detection.metrics import ImageBoxes
+
+Image = _extras.require('PIL.Image', what='cil.detection')
 
 
 @dataclasses.dataclass(frozen=True)

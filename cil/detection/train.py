@@ -27,8 +27,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from PIL import Image
 
+from cil import _extras
 from cil import _validation as v
 from cil import losses as losses_lib
 from cil import plots
@@ -38,6 +38,8 @@ from cil.detection import io as det_io
 from cil.detection import metrics
 from cil.detection import r2cnn
 from cil.detection import synthetic
+
+Image = _extras.require('PIL.Image', what='cil.detection')
 
 
 @dataclasses.dataclass(frozen=True)
