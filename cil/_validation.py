@@ -16,6 +16,7 @@ Two kinds of checks:
   call on CPU), a cost every training step would pay.
 """
 
+import functools
 from typing import Optional
 
 import jax
@@ -59,13 +60,64 @@ def check_logits(logits) -> None:
         f'{jnp.shape(logits)}.')
 
 
+def _host_values(x, dtype=None) -> np.ndarray:
+  """The values of a concrete array on the host, by an explicit transfer.
+
+  `jax.device_get` is explicit, so value checks work under
+  `jax.transfer_guard('disallow')` (as big_vision runs).
+  """
+  if isinstance(x, jax.Array):
+    x = jax.device_get(x)
+  return np.asarray(x, dtype=dtype)
+
+
+@functools.partial(jax.jit, static_argnums=(1,))
+def _hard_labels_bad(labels, num_classes, where):
+  bad = (labels < 0) | (labels >= num_classes)
+  return jnp.any(bad if where is None else bad & where)
+
+
+@jax.jit
+def _soft_labels_bad(labels, where):
+  bad = ~(labels >= 0) | ~jnp.isfinite(labels)  # NaN fails both.
+  return jnp.any(bad if where is None else bad & where[:, None])
+
+
+def _fetch_flag(fn, *args) -> bool:
+  """`bool(fn(*args))` for a jitted reduction to one scalar.
+
+  The check runs on the arrays' device (its constants are compiled in, so
+  no host-to-device transfer), eagerly even while a caller is being traced
+  (concrete arrays closed over by a jitted function), and only the scalar
+  comes back, explicitly: value checks work under
+  `jax.transfer_guard('disallow')`.
+  """
+  with jax.ensure_compile_time_eval():
+    return bool(jax.device_get(fn(*args)))
+
+
 def check_labels(labels, num_classes: int, batch_size: int,
                  where=None) -> None:
-  """`labels` must be integer `[batch]` with values in `[0, num_classes)`.
+  """Hard labels: integer `[batch]` in `[0, num_classes)`; soft labels:
+  floating `[batch, num_classes]`, non-negative and finite.
 
   Labels of rows masked out by `where` are not checked (padding rows often
-  carry a label such as -1).
+  carry a label such as -1). Values are checked when concrete, on the device
+  for device arrays (one scalar comes back to the host).
   """
+  dtype = jnp.result_type(labels)
+  if jnp.issubdtype(dtype, jnp.floating):
+    if jnp.shape(labels) != (batch_size, num_classes):
+      raise ValueError(
+          f'Soft (probability) `labels` must have the shape of `logits`, '
+          f'{(batch_size, num_classes)}; got {jnp.shape(labels)}. Integer '
+          f'labels are class indices with the shape of `logits` without its '
+          f'class axis.')
+    if is_concrete(labels) and (where is None or is_concrete(where)):
+      if _fetch_flag(_soft_labels_bad, labels, where):
+        raise ValueError('Soft `labels` must be finite and non-negative '
+                         '(a distribution over the classes per example).')
+    return
   check_rank(labels, 1, 'labels')
   check_integer(labels, 'labels')
   if jnp.shape(labels)[0] != batch_size:
@@ -73,14 +125,19 @@ def check_labels(labels, num_classes: int, batch_size: int,
         f'`labels` has batch size {jnp.shape(labels)[0]} but `logits` has '
         f'batch size {batch_size}; they must match.')
   if is_concrete(labels) and (where is None or is_concrete(where)):
-    values = np.asarray(labels)
+    if isinstance(labels, jax.Array) and (
+        where is None or isinstance(where, jax.Array)):
+      if not _fetch_flag(_hard_labels_bad, labels, num_classes, where):
+        return
+    values = _host_values(labels)
     if where is not None:
-      values = values[np.asarray(where)]
+      values = values[_host_values(where)]
     bad = (values < 0) | (values >= num_classes)
     if bad.any():
       raise ValueError(
-          f'`labels` must be in [0, {num_classes}) (num_classes = logits.shape'
-          f'[1]); got out-of-range values {np.unique(values[bad])[:10]}.')
+          f'`labels` must be in [0, {num_classes}) (num_classes = the size of '
+          f'the class axis of `logits`); got out-of-range values '
+          f'{np.unique(values[bad])[:10]}.')
 
 
 def check_where(where, batch_size: int) -> None:
@@ -112,7 +169,7 @@ def check_class_counts(class_counts, num_classes: Optional[int] = None,
           or jnp.issubdtype(dtype, jnp.floating)):
     raise ValueError(f'`{name}` must be numeric, got dtype {dtype}.')
   if is_concrete(class_counts):
-    values = np.asarray(class_counts, dtype=np.float64)
+    values = _host_values(class_counts, np.float64)  # [C]: small.
     if not np.all(np.isfinite(values)):
       raise ValueError(
           f'`{name}` must be finite, got {values.tolist()[:20]}.')
@@ -122,11 +179,37 @@ def check_class_counts(class_counts, num_classes: Optional[int] = None,
           f'`{name}` must be positive: every class needs at least one '
           f'example; classes {bad.tolist()[:20]} have counts '
           f'{values[bad].tolist()[:20]}.')
+    # The losses compute in float32 unless x64 is on and the counts are
+    # float64: counts outside float32's range would become inf or 0.
+    if not (jax.config.read('jax_enable_x64') and dtype == jnp.float64):
+      f32 = np.finfo(np.float32)
+      if np.any(values > f32.max) or np.any(values < f32.tiny):
+        raise ValueError(
+            f'`{name}` must lie within float32\'s range [{f32.tiny:.3g}, '
+            f'{f32.max:.3g}] (the losses compute in float32), got '
+            f'{values.tolist()[:20]}; rescale them (the CI factors, LDAM '
+            f'margins and logit adjustments depend only on ratios).')
+
+
+def check_finite_scalar(value, name: str) -> None:
+  if is_concrete(value):
+    v = _host_values(value, np.float64)
+    if v.ndim != 0 or not np.isfinite(v):
+      raise ValueError(f'`{name}` must be a finite scalar, got {value}.')
+
+
+def check_non_negative_finite(values, name: str) -> None:
+  """Per-class weights: finite and >= 0 (when concrete)."""
+  if is_concrete(values):
+    v = _host_values(values, np.float64)
+    if not np.all(np.isfinite(v)) or np.any(v < 0):
+      raise ValueError(f'`{name}` must be finite and non-negative, got '
+                       f'{v.tolist()[:20]}.')
 
 
 def check_positive_scalar(value, name: str) -> None:
   if is_concrete(value):
-    v = np.asarray(value)
+    v = _host_values(value)
     if v.ndim != 0 or not np.isfinite(v) or v <= 0:
       raise ValueError(
           f'`{name}` must be a positive finite scalar, got {value}.')
@@ -134,7 +217,7 @@ def check_positive_scalar(value, name: str) -> None:
 
 def check_log_base(log_base) -> None:
   if is_concrete(log_base):
-    v = np.asarray(log_base, dtype=np.float64)
+    v = _host_values(log_base, np.float64)
     if v.ndim != 0 or not np.isfinite(v) or v <= 0 or v == 1:
       raise ValueError(
           f'`log_base` must be a positive finite scalar other than 1, got '

@@ -194,6 +194,68 @@ def _ci_modulation(one_minus_p: jax.Array) -> jax.Array:
   return 2.0 * jnp.sin(q * (math.pi / 4)) ** 2 * jnp.sin(q * _HALF_PI)
 
 
+def _optax_shaped(*, returns_classes: bool = False):
+  """Gives a `[batch, C]` loss optax's shapes: `[..., C]` with `axis`.
+
+  The wrapped function takes logits with any leading axes and the class axis
+  at `axis`, labels `[...]` (integer) or `[..., C]` (soft, class axis at
+  `axis` too), `where` broadcastable to `[...]`; it flattens them, calls the
+  `[batch, C]` function, and returns `[...]` (or, with `returns_classes`,
+  the shape of `logits`). Rank-2 inputs with the class axis last pass
+  straight through.
+  """
+
+  def decorate(fn):
+
+    @functools.wraps(fn)
+    def wrapped(logits, labels, *args, axis: int = -1, where=None,
+                **kwargs):
+      logits = _host_sequence_to_array(logits)
+      labels = _host_sequence_to_array(labels)
+      shape = tuple(jnp.shape(logits))
+      ndim = len(shape)
+      if ndim == 0:
+        raise ValueError('`logits` must have a class axis; got a scalar.')
+      if not isinstance(axis, int) or not -ndim <= axis < ndim:
+        raise ValueError(f'`axis` must index an axis of `logits` (shape '
+                         f'{shape}), got {axis!r}.')
+      axis %= ndim
+      if ndim == 2 and axis == 1:
+        return fn(logits, labels, *args, where=where, **kwargs)
+      soft = _is_soft(labels)
+      expected = shape if soft else shape[:axis] + shape[axis + 1:]
+      if tuple(jnp.shape(labels)) != expected:
+        kind = ('soft labels need the shape of `logits`' if soft else
+                'integer labels need the shape of `logits` without its class '
+                'axis')
+        raise ValueError(f'`labels` has shape {tuple(jnp.shape(labels))} but '
+                         f'{kind}: {expected} (logits {shape}, axis {axis}).')
+      num_classes = shape[axis]
+      logits = jnp.moveaxis(logits, axis, -1)
+      if soft:
+        labels = jnp.moveaxis(labels, axis, -1)
+      lead = logits.shape[:-1]
+      if where is not None:
+        where = _host_sequence_to_array(where)
+        try:
+          where = jnp.broadcast_to(where, lead)
+        except ValueError:
+          raise ValueError(f'`where` (shape {tuple(jnp.shape(where))}) must '
+                           f'broadcast to the batch shape {lead}.') from None
+        where = where.reshape(-1)
+      n = math.prod(lead)
+      out = fn(logits.reshape(n, num_classes),
+               labels.reshape((n, num_classes) if soft else (n,)), *args,
+               where=where, **kwargs)
+      if returns_classes:
+        return jnp.moveaxis(out.reshape(lead + (num_classes,)), -1, axis)
+      return out.reshape(lead)
+
+    return wrapped
+
+  return decorate
+
+
 def _mask(loss: jax.Array, where) -> jax.Array:
   if where is None:
     return loss
@@ -330,6 +392,7 @@ def _ci_log_max_and_exponent(counts, *, threshold=1.0, low_exponent=0.5,
 # CE, focal and CI losses (eq. 3, 6, 4).
 
 
+@_optax_shaped()
 def cross_entropy(
     logits: ArrayLike,
     labels: ArrayLike,
@@ -346,13 +409,17 @@ def cross_entropy(
   `optax.softmax_cross_entropy_with_integer_labels`.
 
   Args:
-    logits: `[batch, num_classes]` unnormalized scores.
-    labels: `[batch]` integer class indices in `[0, num_classes)`.
-    where: optional `[batch]` boolean mask; masked examples give 0.
+    logits: `[..., num_classes]` unnormalized scores (any leading batch
+      axes; the class axis is `axis`).
+    labels: `[...]` integer class indices in `[0, num_classes)`, or soft
+      labels: `[..., num_classes]` probabilities (floating).
+    where: optional boolean mask broadcastable to `[...]`; masked examples
+      give 0.
     log_base: base b of the logarithm (paper: 10).
+    axis: the class axis of `logits` (and of soft `labels`), as optax.
 
   Returns:
-    `[batch]` losses.
+    `[...]` losses (one per example; nothing is reduced).
 
   Examples:
     >>> logits = jnp.array([[2.0, 0.0, 0.0]])
@@ -370,6 +437,7 @@ def _focal_from_log_p(log_p, gamma, log_base):
   return _safe_pow(_one_minus_p(log_p), gamma) * _neg_log(log_p, log_base)
 
 
+@_optax_shaped()
 def focal_loss(
     logits: ArrayLike,
     labels: ArrayLike,
@@ -388,16 +456,20 @@ def focal_loss(
   `gamma >= 0`, including `gamma < 1` at p -> 1.
 
   Args:
-    logits: `[batch, num_classes]` unnormalized scores.
-    labels: `[batch]` integer class indices in `[0, num_classes)`.
+    logits: `[..., num_classes]` unnormalized scores (any leading batch
+      axes; the class axis is `axis`).
+    labels: `[...]` integer class indices in `[0, num_classes)`, or soft
+      labels: `[..., num_classes]` probabilities (floating).
     gamma: focusing parameter >= 0.
     alpha: optional `[num_classes]` per-class weights (Lin et al.'s alpha
       balancing, generalised to C classes); None means 1.
-    where: optional `[batch]` boolean mask; masked examples give 0.
+    where: optional boolean mask broadcastable to `[...]`; masked examples
+      give 0.
     log_base: base b of the logarithm (paper: 10).
+    axis: the class axis of `logits` (and of soft `labels`), as optax.
 
   Returns:
-    `[batch]` losses.
+    `[...]` losses (one per example; nothing is reduced).
 
   Examples:
     >>> logits = jnp.array([[2.0, 0.0, 0.0]])
@@ -417,6 +489,7 @@ def focal_loss(
       raise ValueError(
           f'`alpha` has length {jnp.shape(alpha)[0]} but `logits` has '
           f'{num_classes} classes; they must match.')
+    v.check_non_negative_finite(alpha, 'alpha')
   logits, labels = _prepare(logits, labels, where)
   log_p = _true_class_log_prob(logits, labels)
   loss = _focal_from_log_p(log_p, gamma, log_base)
@@ -425,6 +498,7 @@ def focal_loss(
   return _finish(loss, labels, where)
 
 
+@_optax_shaped()
 def ci_loss(
     logits: ArrayLike,
     labels: ArrayLike,
@@ -446,15 +520,19 @@ def ci_loss(
   lifts the loss of rarer classes.
 
   Args:
-    logits: `[batch, num_classes]` unnormalized scores.
-    labels: `[batch]` integer class indices in `[0, num_classes)`.
+    logits: `[..., num_classes]` unnormalized scores (any leading batch
+      axes; the class axis is `axis`).
+    labels: `[...]` integer class indices in `[0, num_classes)`, or soft
+      labels: `[..., num_classes]` probabilities (floating).
     class_counts: `[num_classes]` positive counts: the training set's class
       counts, or a few-shot task's support counts (may be traced).
-    where: optional `[batch]` boolean mask; masked examples give 0.
+    where: optional boolean mask broadcastable to `[...]`; masked examples
+      give 0.
     log_base: base b of the logarithm (paper: 10).
+    axis: the class axis of `logits` (and of soft `labels`), as optax.
 
   Returns:
-    `[batch]` losses.
+    `[...]` losses (one per example; nothing is reduced).
 
   Examples:
     >>> logits = jnp.array([[0.0, 0.0], [0.0, 0.0]])
@@ -582,6 +660,7 @@ def ci_grad_p(p: ArrayLike, factor: ArrayLike, *,
              - _HALF_PI * jnp.log(p) * (jnp.cos(math.pi * p) + jnp.sin(a))))
 
 
+@_optax_shaped(returns_classes=True)
 def ci_loss_grad_logits(
     logits: ArrayLike,
     labels: ArrayLike,
@@ -602,14 +681,17 @@ def ci_loss_grad_logits(
   that the 1/p of eq. (15) never appears: finite as p -> 0.
 
   Args:
-    logits: `[batch, num_classes]` unnormalized scores.
-    labels: `[batch]` integer class indices.
+    logits: `[..., num_classes]` unnormalized scores (any leading batch
+      axes; the class axis is `axis`).
+    labels: `[...]` integer class indices, or `[..., num_classes]`
+      probabilities (soft labels).
     class_counts: `[num_classes]` positive counts.
-    where: optional `[batch]` boolean mask; masked rows are 0.
+    where: optional boolean mask broadcastable to `[...]`; masked rows are 0.
     log_base: base b of the loss's logarithm (paper: 10).
+    axis: the class axis of `logits` (and of soft `labels`), as optax.
 
   Returns:
-    `[batch, num_classes]`, the gradient of `ci_loss(...)` summed over the
+    The shape of `logits`: the gradient of `ci_loss(...)` summed over the
     batch, i.e. of each example's loss with respect to its own logits.
   """
   class_counts = _host_sequence_to_array(class_counts)
@@ -644,6 +726,7 @@ def ci_loss_grad_logits(
 # Peers: the imbalance-aware losses a researcher compares CI against.
 
 
+@_optax_shaped()
 def class_balanced_loss(
     logits: ArrayLike,
     labels: ArrayLike,
@@ -666,16 +749,20 @@ def class_balanced_loss(
   beta -> 1 the weights approach inverse frequency.
 
   Args:
-    logits: `[batch, num_classes]` unnormalized scores.
-    labels: `[batch]` integer class indices.
+    logits: `[..., num_classes]` unnormalized scores (any leading batch
+      axes; the class axis is `axis`).
+    labels: `[...]` integer class indices, or `[..., num_classes]`
+      probabilities (soft labels).
     class_counts: `[num_classes]` positive counts.
     beta: in [0, 1); the paper's choices are 0.9, 0.99, 0.999, 0.9999.
     gamma: optional focal focusing parameter >= 0.
-    where: optional `[batch]` boolean mask; masked examples give 0.
+    where: optional boolean mask broadcastable to `[...]`; masked examples
+      give 0.
     log_base: base b of the logarithm (default 10 as the rest of `cil`).
+    axis: the class axis of `logits` (and of soft `labels`), as optax.
 
   Returns:
-    `[batch]` losses.
+    `[...]` losses (one per example; nothing is reduced).
 
   References:
     Cui, Jia, Lin, Song and Belongie, `Class-Balanced Loss Based on Effective
@@ -700,6 +787,7 @@ def class_balanced_loss(
   return _finish(loss, labels, where)
 
 
+@_optax_shaped()
 def ldam_loss(
     logits: ArrayLike,
     labels: ArrayLike,
@@ -724,16 +812,20 @@ def ldam_loss(
   weights in the training loop if wanted.
 
   Args:
-    logits: `[batch, num_classes]` unnormalized scores.
-    labels: `[batch]` integer class indices.
+    logits: `[..., num_classes]` unnormalized scores (any leading batch
+      axes; the class axis is `axis`).
+    labels: `[...]` integer class indices, or `[..., num_classes]`
+      probabilities (soft labels).
     class_counts: `[num_classes]` positive counts.
     max_margin: the margin of the rarest class (paper: 0.5).
     scale: s, multiplies the margin-adjusted logits (paper: 30).
-    where: optional `[batch]` boolean mask; masked examples give 0.
+    where: optional boolean mask broadcastable to `[...]`; masked examples
+      give 0.
     log_base: base b of the logarithm (default 10 as the rest of `cil`).
+    axis: the class axis of `logits` (and of soft `labels`), as optax.
 
   Returns:
-    `[batch]` losses.
+    `[...]` losses (one per example; nothing is reduced).
 
   References:
     Cao, Wei, Gaidon, Arechiga and Ma, `Learning Imbalanced Datasets with
@@ -749,25 +841,44 @@ def ldam_loss(
     raise ValueError(f'`max_margin` must be >= 0, got {max_margin}.')
   logits, labels = _prepare(logits, labels, where)
   counts = _counts_as_float(class_counts, logits.dtype)
-  del num_classes
   margins = counts ** -0.25
   margins = margins * (max_margin / jnp.max(margins))
+  if num_classes == 1:  # softmax is 1 whatever the margin: the loss is 0.
+    return _finish(jnp.zeros_like(logits[:, 0]), labels, where)
   # log softmax(s (z - m_t e_t))_t from the unadjusted log p_t of s z:
   #   log p'_t = log p_t - s m_t - log(1 - p_t + p_t exp(-s m_t)),
   # the last term as logaddexp(log(1 - p_t), log p_t - s m_t). No logit is
   # shifted, so nothing cancels at large |z| (the shifted form went
-  # negative under jit at +-1e4 and non-finite at 1e30).
+  # negative under jit at +-1e4 and non-finite at 1e30). log(1 - p_c) must
+  # be accurate when p_c is near 1 (the margin multiplies it by exp(s m)):
+  # for the largest logit it is the log-sum-exp of the others, for the rest
+  # (p_c <= 1/2) -expm1(log p_c) is accurate.
+  # Shift before scaling: the largest scaled logit is then exactly 0 however
+  # XLA fuses the product (recomputed products 1 ulp apart made jitted
+  # log-sum-exps -inf at logits ~1e30).
+  shifted = logits - jax.lax.stop_gradient(jnp.max(logits, -1, keepdims=True))
+  scaled = scale * shifted
+  log_probs = jax.nn.log_softmax(scaled, axis=-1)
+  is_top = jax.nn.one_hot(jnp.argmax(scaled, axis=-1), num_classes,
+                          dtype=bool)
+  log_rest_of_top = (jax.nn.logsumexp(jnp.where(is_top, -jnp.inf, scaled),
+                                      axis=-1, keepdims=True)
+                     - jax.nn.logsumexp(scaled, axis=-1, keepdims=True))
+  safe = jnp.where(is_top, math.log(0.5), log_probs)  # No log(0) below.
+  log_q_all = jnp.where(is_top, log_rest_of_top,
+                        jnp.log(-jnp.expm1(safe)))
+  if _is_soft(labels):
+    log_p, log_q = log_probs, log_q_all
+  else:
+    log_p = jnp.take_along_axis(log_probs, labels[:, None], axis=-1)[:, 0]
+    log_q = jnp.take_along_axis(log_q_all, labels[:, None], axis=-1)[:, 0]
   shift = scale * _take(margins, labels)
-  log_p = _true_class_log_prob(scale * logits, labels)
-  q = _one_minus_p(log_p)
-  has_q = q > 0  # q = 0 (one class, or p rounds to 1): log q = -inf, and
-  # its gradient must not be 0 * inf.
-  log_q = jnp.where(has_q, jnp.log(jnp.where(has_q, q, 1.0)), -jnp.inf)
   log_p_margin = log_p - shift - jnp.logaddexp(log_q, log_p - shift)
   loss = jnp.maximum(_neg_log(jnp.minimum(log_p_margin, 0.0), log_base), 0.0)
   return _finish(loss, labels, where)
 
 
+@_optax_shaped()
 def logit_adjusted_loss(
     logits: ArrayLike,
     labels: ArrayLike,
@@ -787,16 +898,20 @@ def logit_adjusted_loss(
   unadjusted logits: the adjustment is only in the loss.
 
   Args:
-    logits: `[batch, num_classes]` unnormalized scores.
-    labels: `[batch]` integer class indices.
+    logits: `[..., num_classes]` unnormalized scores (any leading batch
+      axes; the class axis is `axis`).
+    labels: `[...]` integer class indices, or `[..., num_classes]`
+      probabilities (soft labels).
     class_counts: `[num_classes]` positive counts (only their proportions
       matter).
     tau: temperature of the adjustment (paper: 1).
-    where: optional `[batch]` boolean mask; masked examples give 0.
+    where: optional boolean mask broadcastable to `[...]`; masked examples
+      give 0.
     log_base: base b of the logarithm (default 10 as the rest of `cil`).
+    axis: the class axis of `logits` (and of soft `labels`), as optax.
 
   Returns:
-    `[batch]` losses.
+    `[...]` losses (one per example; nothing is reduced).
 
   References:
     Menon, Jayasumana, Rawat, Jain, Veit and Kumar, `Long-tail learning via
@@ -810,10 +925,12 @@ def logit_adjusted_loss(
   logits, labels = _prepare(logits, labels, where)
   counts = _counts_as_float(class_counts, logits.dtype)
   log_prior = jnp.log(counts) - jnp.log(jnp.sum(counts))
+  v.check_finite_scalar(tau, 'tau')
   log_p = _true_class_log_prob(logits + tau * log_prior, labels)
   return _finish(_neg_log(log_p, log_base), labels, where)
 
 
+@_optax_shaped()
 def weighted_cross_entropy(
     logits: ArrayLike,
     labels: ArrayLike,
@@ -831,14 +948,18 @@ def weighted_cross_entropy(
   contributes equally in total, and the count-weighted mean weight is 1.
 
   Args:
-    logits: `[batch, num_classes]` unnormalized scores.
-    labels: `[batch]` integer class indices.
+    logits: `[..., num_classes]` unnormalized scores (any leading batch
+      axes; the class axis is `axis`).
+    labels: `[...]` integer class indices, or `[..., num_classes]`
+      probabilities (soft labels).
     class_counts: `[num_classes]` positive counts.
-    where: optional `[batch]` boolean mask; masked examples give 0.
+    where: optional boolean mask broadcastable to `[...]`; masked examples
+      give 0.
     log_base: base b of the logarithm (default 10 as the rest of `cil`).
+    axis: the class axis of `logits` (and of soft `labels`), as optax.
 
   Returns:
-    `[batch]` losses.
+    `[...]` losses (one per example; nothing is reduced).
 
   References:
     King and Zeng, Logistic Regression in Rare Events Data, Political
@@ -879,9 +1000,12 @@ def _ignoring_counts(fn: Callable[..., jax.Array]) -> LossFn:
   @functools.wraps(fn)
   def wrapped(logits, labels, class_counts=None, **hparams):
     class_counts = _host_sequence_to_array(class_counts)
-    if class_counts is not None:
-      v.check_logits(logits)
-      v.check_class_counts(class_counts, jnp.shape(logits)[1])
+    shape = jnp.shape(_host_sequence_to_array(logits))
+    axis = hparams.get('axis', -1)
+    if (class_counts is not None and shape and isinstance(axis, int)
+        and -len(shape) <= axis < len(shape)):
+      v.check_floating(logits, 'logits')
+      v.check_class_counts(class_counts, shape[axis])
     return fn(logits, labels, **hparams)
 
   return wrapped

@@ -539,15 +539,18 @@ class BadInputTest(parameterized.TestCase):
         (4,))
 
   @parameterized.named_parameters(
+      # Logits [..., C] take labels [...] (optax's shapes).
       ('logits_rank_1', lambda s: (s.logits[0], s.labels[:1]),
-       '`logits` must have rank 2'),
+       r'`labels` has shape \(1,\) but integer labels need .*: \(\)'),
       ('logits_rank_3', lambda s: (s.logits[None], s.labels),
-       '`logits` must have rank 2'),
+       r'`labels` has shape \(4,\) but integer labels need .*: \(1, 4\)'),
       ('logits_int', lambda s: (jnp.ones((4, 3), jnp.int32), s.labels),
        '`logits` must be a floating-point'),
+      # Floating labels are soft labels: they need the logits' shape.
       ('labels_float', lambda s: (s.logits, s.labels.astype(jnp.float32)),
-       '`labels` must hold integer'),
-      ('labels_one_hot', lambda s: (s.logits, jax.nn.one_hot(s.labels, 3)),
+       r'Soft \(probability\) `labels` must have the shape of `logits`'),
+      ('labels_one_hot_int', lambda s: (
+          s.logits, jax.nn.one_hot(s.labels, 3, dtype=jnp.int32)),
        '`labels` must have rank 1'),
       ('batch_mismatch', lambda s: (s.logits, s.labels[:3]),
        'batch size 3 but `logits` has batch size 4'),
@@ -594,6 +597,172 @@ class BadInputTest(parameterized.TestCase):
     loss = jax.jit(losses.ci_loss)(self.logits, self.labels.at[0].set(7),
                                    self.counts)
     self.assertTrue(bool(jnp.all(jnp.isfinite(loss))))
+
+
+# ---------------------------------------------------------------------------
+# optax's shapes, soft labels, transfer guard, numerics (issue 13).
+
+_COUNTS = jnp.array([50.0, 5.0, 1.0, 20.0, 400.0])
+
+
+class OptaxShapesTest(parameterized.TestCase):
+
+  @parameterized.parameters(*losses.LOSS_NAMES)
+  def test_leading_axes_axis_and_vmap_equal_the_flat_result(self, name):
+    fn = losses.get_loss(name)
+    logits, labels = _random_batch(3, 12, 5)
+    flat = fn(logits, labels, _COUNTS)
+    seq = fn(logits.reshape(3, 4, 5), labels.reshape(3, 4), _COUNTS)
+    np.testing.assert_allclose(seq, flat.reshape(3, 4), rtol=1e-6)
+    # The class axis first, as `axis=0`.
+    first = fn(logits.T, labels, _COUNTS, axis=0)
+    np.testing.assert_allclose(first, flat, rtol=1e-6)
+    # Per-example calls under vmap: logits [C], a scalar label.
+    per_example = jax.vmap(lambda z, y: fn(z, y, _COUNTS))(logits, labels)
+    np.testing.assert_allclose(per_example, flat, rtol=1e-6)
+    # `where` broadcasts against the batch shape [3, 4].
+    rows = jnp.array([True, False, True])[:, None]
+    masked = fn(logits.reshape(3, 4, 5), labels.reshape(3, 4), _COUNTS,
+                where=rows)
+    np.testing.assert_allclose(
+        masked, jnp.where(rows, flat.reshape(3, 4), 0.0), rtol=1e-6)
+
+  def test_shape_errors_name_the_shapes(self):
+    logits = jnp.zeros((2, 3, 4))
+    with self.assertRaisesRegex(ValueError, r'`labels` has shape \(2,\) but '
+                                r'integer labels need .* \(2, 3\)'):
+      losses.ci_loss(logits, jnp.zeros(2, jnp.int32), jnp.ones(4))
+    with self.assertRaisesRegex(ValueError, '`axis` must index an axis'):
+      losses.ci_loss(logits, jnp.zeros((2, 3), jnp.int32), jnp.ones(4),
+                     axis=3)
+    with self.assertRaisesRegex(ValueError, 'must broadcast to the batch'):
+      losses.ci_loss(logits, jnp.zeros((2, 3), jnp.int32), jnp.ones(4),
+                     where=jnp.ones(4, bool))
+    with self.assertRaisesRegex(ValueError, 'has length 5 but `logits` has '
+                                '4 classes'):
+      losses.get_loss('ce')(logits, jnp.zeros((2, 3), jnp.int32),
+                            jnp.ones(5))
+
+  def test_closed_form_gradient_keeps_the_logits_shape(self):
+    logits, labels = _random_batch(4, 6, 5)
+    flat = losses.ci_loss_grad_logits(logits, labels, _COUNTS)
+    seq = losses.ci_loss_grad_logits(
+        jnp.moveaxis(logits.reshape(2, 3, 5), -1, 1), labels.reshape(2, 3),
+        _COUNTS, axis=1)
+    self.assertEqual(seq.shape, (2, 5, 3))
+    np.testing.assert_allclose(jnp.moveaxis(seq, 1, -1).reshape(6, 5), flat,
+                               rtol=1e-6)
+
+
+def _direct_soft_ci(logits, y, counts):
+  """sum_c y_c f_c (1 - sin(pi p_c / 2)) cos(pi p_c / 2) (-log10 p_c)."""
+  p = jax.nn.softmax(logits, axis=-1)
+  f = losses.ci_class_factors(counts)
+  a = jnp.pi * p / 2
+  return jnp.sum(y * f * (1 - jnp.sin(a)) * jnp.cos(a)
+                 * -jnp.log(p) / jnp.log(10.0), axis=-1)
+
+
+class SoftLabelsTest(parameterized.TestCase):
+
+  @parameterized.parameters(*losses.LOSS_NAMES)
+  def test_one_hot_soft_labels_equal_integer_labels(self, name):
+    fn = losses.get_loss(name)
+    logits, labels = _random_batch(5, 8, 5)
+    one_hot = jax.nn.one_hot(labels, 5)
+    np.testing.assert_allclose(fn(logits, one_hot, _COUNTS),
+                               fn(logits, labels, _COUNTS), rtol=2e-5,
+                               atol=1e-6)
+    grads = [jax.grad(lambda z, y=y: fn(z, y, _COUNTS).sum())(logits)
+             for y in (one_hot, labels)]
+    np.testing.assert_allclose(grads[0], grads[1], rtol=2e-4, atol=1e-6)
+
+  def test_soft_ci_matches_the_direct_formula_and_closed_form(self):
+    with jax.enable_x64(True):
+      logits = 2.0 * jax.random.normal(jax.random.key(6), (6, 5),
+                                       jnp.float64)
+      y = jax.nn.softmax(jax.random.normal(jax.random.key(7), (6, 5),
+                                           jnp.float64))
+      counts = _COUNTS.astype(jnp.float64)
+      np.testing.assert_allclose(losses.ci_loss(logits, y, counts),
+                                 _direct_soft_ci(logits, y, counts),
+                                 rtol=1e-10)
+      autodiff = jax.grad(
+          lambda z: _direct_soft_ci(z, y, counts).sum())(logits)
+      np.testing.assert_allclose(
+          jax.grad(lambda z: losses.ci_loss(z, y, counts).sum())(logits),
+          autodiff, rtol=1e-9, atol=1e-12)
+      np.testing.assert_allclose(
+          losses.ci_loss_grad_logits(logits, y, counts), autodiff,
+          rtol=1e-9, atol=1e-12)
+
+  def test_bad_soft_labels_are_named(self):
+    logits = jnp.zeros((2, 3))
+    with self.assertRaisesRegex(ValueError, 'Soft .* must have the shape'):
+      losses.ci_loss(logits, jnp.zeros((2, 4)), jnp.ones(3))
+    with self.assertRaisesRegex(ValueError, 'finite and non-negative'):
+      losses.ci_loss(logits, jnp.array([[0.5, 0.5, 0.0], [-0.1, 1.1, 0.0]]),
+                     jnp.ones(3))
+
+
+class TransferGuardTest(absltest.TestCase):
+
+  def test_checks_run_under_a_disallowing_transfer_guard(self):
+    logits = jax.device_put(np.zeros((4, 5), np.float32))
+    labels = jax.device_put(np.array([0, 1, 2, 3], np.int32))
+    bad = jax.device_put(np.array([0, 1, 7, 3], np.int32))
+    counts = jax.device_put(np.arange(1.0, 6.0, dtype=np.float32))
+    with jax.transfer_guard('disallow'):
+      for name in losses.LOSS_NAMES:
+        fn = losses.get_loss(name)
+        # Labels and counts closed over (concrete): checked at trace time.
+        out = jax.jit(lambda z, fn=fn: fn(z, labels, counts))(logits)
+        self.assertEqual(out.shape, (4,))
+      with self.assertRaisesRegex(ValueError, r'got out-of-range values \[7\]'):
+        jax.jit(lambda z: losses.ci_loss(z, bad, counts))(logits)
+
+
+class LdamNumericsTest(absltest.TestCase):
+
+  def test_eager_equals_jit_and_stays_finite(self):
+    fn = losses.ldam_loss
+    jitted = jax.jit(fn)
+    for scale in (1.0, 1e4, 1e30):
+      logits = jax.random.uniform(jax.random.key(8), (64, 5), minval=-scale,
+                                  maxval=scale)
+      labels = jax.random.randint(jax.random.key(9), (64,), 0, 5)
+      eager = fn(logits, labels, _COUNTS)
+      self.assertTrue(bool(jnp.all(jnp.isfinite(eager))), msg=scale)
+      self.assertTrue(bool(jnp.all(eager >= 0)), msg=scale)
+      np.testing.assert_allclose(jitted(logits, labels, _COUNTS), eager,
+                                 rtol=1e-6, atol=1e-6, err_msg=str(scale))
+      grad = jax.grad(lambda z: fn(z, labels, _COUNTS).sum())(logits)
+      self.assertTrue(bool(jnp.all(jnp.isfinite(grad))), msg=scale)
+
+  def test_matches_the_shifted_logit_definition(self):
+    logits, labels = _random_batch(10, 32, 5)
+    margins = _COUNTS ** -0.25
+    margins = margins * 0.5 / margins.max()
+    adjusted = 30.0 * (logits - jax.nn.one_hot(labels, 5)
+                       * margins[labels][:, None])
+    expected = -jnp.take_along_axis(jax.nn.log_softmax(adjusted),
+                                    labels[:, None], -1)[:, 0] / jnp.log(10.0)
+    np.testing.assert_allclose(losses.ldam_loss(logits, labels, _COUNTS),
+                               expected, rtol=1e-5, atol=1e-5)
+
+
+class HyperparameterErrorsTest(absltest.TestCase):
+
+  def test_named_errors(self):
+    logits, labels = jnp.zeros((2, 3)), jnp.array([0, 1])
+    with self.assertRaisesRegex(ValueError, '`tau` must be a finite scalar'):
+      losses.logit_adjusted_loss(logits, labels, [1, 2, 3], tau=float('nan'))
+    with self.assertRaisesRegex(ValueError, '`alpha` must be finite and '
+                                'non-negative'):
+      losses.focal_loss(logits, labels, alpha=jnp.array([1.0, -1.0, 1.0]))
+    for counts in ([1e39, 1.0, 1.0], [1e-40, 1.0, 1.0]):
+      with self.assertRaisesRegex(ValueError, "within float32's range"):
+        losses.ci_loss(logits, labels, np.array(counts))
 
 
 if __name__ == '__main__':
