@@ -428,6 +428,12 @@ def cross_entropy(
   """
   _check_classification_inputs(logits, labels, where)
   v.check_log_base(log_base)
+  return _cross_entropy_core(logits, labels, where, log_base)
+
+
+@jax.jit
+def _cross_entropy_core(logits, labels, where, log_base):
+  """`cross_entropy` past its checks, jitted."""
   logits, labels = _prepare(logits, labels, where)
   log_p = _true_class_log_prob(logits, labels)
   return _finish(_neg_log(log_p, log_base), labels, where)
@@ -490,6 +496,12 @@ def focal_loss(
           f'`alpha` has length {jnp.shape(alpha)[0]} but `logits` has '
           f'{num_classes} classes; they must match.')
     v.check_non_negative_finite(alpha, 'alpha')
+  return _focal_loss_core(logits, labels, where, gamma, alpha, log_base)
+
+
+@jax.jit
+def _focal_loss_core(logits, labels, where, gamma, alpha, log_base):
+  """`focal_loss` past its checks, jitted."""
   logits, labels = _prepare(logits, labels, where)
   log_p = _true_class_log_prob(logits, labels)
   loss = _focal_from_log_p(log_p, gamma, log_base)
@@ -547,6 +559,12 @@ def ci_loss(
   class_counts = _host_sequence_to_array(class_counts)
   _check_classification_inputs(logits, labels, where, class_counts)
   v.check_log_base(log_base)
+  return _ci_loss_core(logits, labels, where, class_counts, log_base)
+
+
+@jax.jit
+def _ci_loss_core(logits, labels, where, class_counts, log_base):
+  """`ci_loss` past its checks, jitted."""
   logits, labels = _prepare(logits, labels, where)
   factor = _ci_true_class_factor(
       _counts_as_float(class_counts, logits.dtype), labels)
@@ -698,6 +716,14 @@ def ci_loss_grad_logits(
   _, num_classes = _check_classification_inputs(
       logits, labels, where, class_counts)
   v.check_log_base(log_base)
+  return _ci_loss_grad_logits_core(logits, labels, where, class_counts,
+                                   log_base)
+
+
+@jax.jit
+def _ci_loss_grad_logits_core(logits, labels, where, class_counts, log_base):
+  """`ci_loss_grad_logits` past its checks, jitted."""
+  num_classes = jnp.shape(logits)[1]
   logits, labels = _prepare(logits, labels, where)
   counts = _counts_as_float(class_counts, logits.dtype)
   log_probs = jax.nn.log_softmax(logits, axis=-1)
@@ -775,6 +801,15 @@ def class_balanced_loss(
   _check_gamma(gamma)
   if v.is_concrete(beta) and not 0 <= float(beta) < 1:
     raise ValueError(f'`beta` must be in [0, 1), got {beta}.')
+  return _class_balanced_loss_core(logits, labels, where, class_counts, beta,
+                                   gamma, log_base)
+
+
+@jax.jit
+def _class_balanced_loss_core(logits, labels, where, class_counts, beta, gamma,
+                              log_base):
+  """`class_balanced_loss` past its checks, jitted."""
+  num_classes = jnp.shape(logits)[1]
   logits, labels = _prepare(logits, labels, where)
   counts = _counts_as_float(class_counts, logits.dtype)
   beta = jnp.asarray(beta, logits.dtype)
@@ -839,6 +874,15 @@ def ldam_loss(
   v.check_positive_scalar(scale, 'scale')
   if v.is_concrete(max_margin) and not float(max_margin) >= 0:
     raise ValueError(f'`max_margin` must be >= 0, got {max_margin}.')
+  return _ldam_loss_core(logits, labels, where, class_counts, max_margin, scale,
+                         log_base)
+
+
+@jax.jit
+def _ldam_loss_core(logits, labels, where, class_counts, max_margin, scale,
+                    log_base):
+  """`ldam_loss` past its checks, jitted."""
+  num_classes = jnp.shape(logits)[1]
   logits, labels = _prepare(logits, labels, where)
   counts = _counts_as_float(class_counts, logits.dtype)
   margins = counts ** -0.25
@@ -856,14 +900,21 @@ def ldam_loss(
   # Shift before scaling: the largest scaled logit is then exactly 0 however
   # XLA fuses the product (recomputed products 1 ulp apart made jitted
   # log-sum-exps -inf at logits ~1e30).
-  shifted = logits - jax.lax.stop_gradient(jnp.max(logits, -1, keepdims=True))
+  # (No stop_gradient: log p below is then exactly a function of z - z_top,
+  # so its derivatives are right although the top term is written as 1.)
+  shifted = logits - jnp.max(logits, -1, keepdims=True)
   scaled = scale * shifted
-  log_probs = jax.nn.log_softmax(scaled, axis=-1)
   is_top = jax.nn.one_hot(jnp.argmax(scaled, axis=-1), num_classes,
                           dtype=bool)
-  log_rest_of_top = (jax.nn.logsumexp(jnp.where(is_top, -jnp.inf, scaled),
-                                      axis=-1, keepdims=True)
-                     - jax.nn.logsumexp(scaled, axis=-1, keepdims=True))
+  # With the top scaled logit at 0, the normaliser is 1 + rest: log1p keeps
+  # full precision for log p of a confident top class.
+  rest = jnp.sum(jnp.where(is_top, 0.0, jnp.exp(scaled)), axis=-1,
+                 keepdims=True)
+  log1p_rest = jnp.log1p(rest)
+  log_probs = scaled - log1p_rest
+  has_rest = rest > 0
+  log_rest_of_top = jnp.where(
+      has_rest, jnp.log(jnp.where(has_rest, rest, 1.0)), -jnp.inf) - log1p_rest
   safe = jnp.where(is_top, math.log(0.5), log_probs)  # No log(0) below.
   log_q_all = jnp.where(is_top, log_rest_of_top,
                         jnp.log(-jnp.expm1(safe)))
@@ -873,7 +924,13 @@ def ldam_loss(
     log_p = jnp.take_along_axis(log_probs, labels[:, None], axis=-1)[:, 0]
     log_q = jnp.take_along_axis(log_q_all, labels[:, None], axis=-1)[:, 0]
   shift = scale * _take(margins, labels)
-  log_p_margin = log_p - shift - jnp.logaddexp(log_q, log_p - shift)
+  # log(1 - p + p e^-shift) = log1p(x), x = p expm1(-shift) in (-1, 0]:
+  # log1p is accurate (and exactly 0 without a margin) unless x nears -1,
+  # where the logaddexp of the accurate log(1 - p) takes over.
+  x = jnp.exp(log_p) * jnp.expm1(-shift)
+  log_norm = jnp.where(x > -0.5, jnp.log1p(jnp.maximum(x, -0.5)),
+                       jnp.logaddexp(log_q, log_p - shift))
+  log_p_margin = log_p - shift - log_norm
   loss = jnp.maximum(_neg_log(jnp.minimum(log_p_margin, 0.0), log_base), 0.0)
   return _finish(loss, labels, where)
 
@@ -922,10 +979,18 @@ def logit_adjusted_loss(
   class_counts = _host_sequence_to_array(class_counts)
   _check_classification_inputs(logits, labels, where, class_counts)
   v.check_log_base(log_base)
+  v.check_finite_scalar(tau, 'tau')
+  return _logit_adjusted_loss_core(logits, labels, where, class_counts, tau,
+                                   log_base)
+
+
+@jax.jit
+def _logit_adjusted_loss_core(logits, labels, where, class_counts, tau,
+                              log_base):
+  """`logit_adjusted_loss` past its checks, jitted."""
   logits, labels = _prepare(logits, labels, where)
   counts = _counts_as_float(class_counts, logits.dtype)
   log_prior = jnp.log(counts) - jnp.log(jnp.sum(counts))
-  v.check_finite_scalar(tau, 'tau')
   log_p = _true_class_log_prob(logits + tau * log_prior, labels)
   return _finish(_neg_log(log_p, log_base), labels, where)
 
@@ -970,6 +1035,14 @@ def weighted_cross_entropy(
   _, num_classes = _check_classification_inputs(
       logits, labels, where, class_counts)
   v.check_log_base(log_base)
+  return _weighted_cross_entropy_core(logits, labels, where, class_counts,
+                                      log_base)
+
+
+@jax.jit
+def _weighted_cross_entropy_core(logits, labels, where, class_counts, log_base):
+  """`weighted_cross_entropy` past its checks, jitted."""
+  num_classes = jnp.shape(logits)[1]
   logits, labels = _prepare(logits, labels, where)
   counts = _counts_as_float(class_counts, logits.dtype)
   weights = jnp.sum(counts) / (num_classes * counts)
