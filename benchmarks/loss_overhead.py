@@ -9,6 +9,11 @@ interleaved; the best of the repeats is reported (as `timeit` advises:
 slower repeats measure interference from the machine, not the code), the
 median alongside. The last output line is JSON whose `ratio`
 key is CI time / CE time at the larger shape (target: <= 1.10).
+
+Also times eager calls (no `jit` around the loss: what a notebook or a
+quick script pays, checks included) of `ci_loss` against optax's eager
+cross-entropy, interleaved the same way; `eager_ratio` in the JSON is that
+ratio at the larger shape (target: <= 2.0).
 """
 
 import json
@@ -54,6 +59,13 @@ def bench_shape(batch, num_classes, repeats, iters):
           lambda z, y, c: losses.ci_loss(z, y, c).mean())),
   }
   args = (logits, labels, counts)
+  eager = {
+      'optax_ce_eager': (
+          lambda z, y, c: optax.softmax_cross_entropy_with_integer_labels(
+              z, y)),
+      'ci_eager': lambda z, y, c: losses.ci_loss(z, y, c),
+  }
+  fns.update(eager)
   compile_s = {}
   for name, fn in fns.items():
     start = time.perf_counter()
@@ -72,6 +84,7 @@ def bench_shape(batch, num_classes, repeats, iters):
       'first_call_s': {k: round(t, 3) for k, t in compile_s.items()},
       'ratio_ci_over_optax_ce': best['ci'] / best['optax_ce'],
       'ratio_median': median['ci'] / median['optax_ce'],
+      'eager_ratio': median['ci_eager'] / median['optax_ce_eager'],
   }
 
 
@@ -82,12 +95,14 @@ def main(argv):
     r = bench_shape(batch, num_classes, _REPEATS.value, _ITERS.value)
     results.append(r)
     print(f'[B={batch}, C={num_classes}] us/call {r["us_per_call"]} '
-          f'CI/CE = {r["ratio_ci_over_optax_ce"]:.3f}')
+          f'CI/CE = {r["ratio_ci_over_optax_ce"]:.3f} (jit), '
+          f'{r["eager_ratio"]:.3f} (eager, median)')
   print(json.dumps({
       'benchmark': 'loss_overhead',
       'backend': jax.default_backend(),
       'device': str(jax.devices()[0]),
       'ratio': round(results[-1]['ratio_ci_over_optax_ce'], 4),
+      'eager_ratio': round(results[-1]['eager_ratio'], 4),
       'shapes': results,
   }))
 
