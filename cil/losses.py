@@ -2,14 +2,22 @@
 
 Pure JAX functions, usable from any JAX project. Conventions (as optax):
 
-* `logits` is a floating `[batch, num_classes]` array, `labels` an integer
-  `[batch]` array of class indices, `class_counts` a `[num_classes]` array of
-  positive numbers (sample counts of the training set, of a few-shot task's
-  support set, or any positive weights such as effective numbers).
+* `logits` is a floating `[..., num_classes]` array (the class axis is
+  `axis`, default -1), `labels` an integer `[...]` array of class indices or
+  a floating `[..., num_classes]` array of probabilities (soft labels: the
+  loss is the label-weighted sum of the per-class losses), `class_counts` a
+  `[num_classes]` array of positive numbers (sample counts of the training
+  set, of a few-shot task's support set, or any positive weights such as
+  effective numbers). The functions below document the `[batch, C]` case;
+  any leading axes are flattened and restored.
 * Hyperparameters are keyword-only. Nothing is reduced inside a loss: each
-  returns the per-example loss with shape `[batch]`; the caller reduces.
-  `where` (boolean `[batch]`) masks examples: a masked example has loss 0 and
-  gets zero gradient, and its label is not checked (padding may use -1).
+  returns the per-example loss with shape `[...]`; the caller reduces.
+  `where` (boolean, broadcastable to `[...]`) masks examples: a masked
+  example has loss 0 and gets zero gradient, and its label is not checked
+  (padding may use -1).
+* An eager call checks its inputs and then runs one jitted program (its
+  cost is a few dispatches, below optax's eager cross-entropy); inside a
+  caller's `jit` that program is inlined.
 * The paper (Zhang et al. 2020) uses base-10 logarithms throughout, so
   `log_base=10.0` is the default of every loss here. `log_base=math.e` gives
   the natural-log scaling of optax and of the peers' original papers; the two
@@ -24,10 +32,13 @@ Pure JAX functions, usable from any JAX project. Conventions (as optax):
 Input checking. Shapes, ranks and dtypes are checked in every call, eager or
 traced, and raise `ValueError` (under `jit`, at trace time). Values (labels in
 `[0, C)`, positive and finite class counts, hyperparameter ranges) can only be
-checked on concrete arrays: they raise `ValueError` in eager calls and are not
-checked on traced values. Under `jit`, a label outside `[0, C)` is clipped to
-the nearest valid class and a non-positive count gives an infinite factor, so
-validate data where it enters (the data pipeline and launchers of `cil` do;
+checked on concrete arrays: they raise `ValueError` in eager calls (and for
+concrete arrays closed over by a jitted function), computed on the arrays'
+device with one scalar fetched explicitly, so they work under
+`jax.transfer_guard('disallow')`; traced values are not checked. Under
+`jit`, a label outside `[0, C)` is clipped to the nearest valid class and
+a non-positive count gives an infinite factor, so validate data where it
+enters (the data pipeline and launchers of `cil` do;
 any eager call of a loss does too). Traced value checks are deliberately not
 emitted as `checkify` checks: the effect costs every jitted step JAX's fast
 dispatch path (measured 16 us -> 313 us per call on CPU).
