@@ -6,6 +6,10 @@ Load them through a launcher (`--config=configs/classify.py:smoke`) or with
 
 import importlib
 
+from cil import _extras
+
+_extras.require('ml_collections', what='configs/')
+
 
 def load(family: str, variant: str = ''):
   """`configs/<family>.py`'s `get_config(variant)`: a ConfigDict."""
