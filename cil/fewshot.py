@@ -306,6 +306,12 @@ def run(cfg: FewShotConfig, workdir: str, *, show_progress: bool = True,
   splits = data.load_fewshot(cfg.dataset, class_split=cfg.class_split,
                              data_dir=cfg.data_dir,
                              manual_dir=cfg.manual_dir)
+  # Every task of the run must fit the splits' smallest classes: fail now,
+  # not after meta-training.
+  data.EpisodeSampler(splits.train, ways=cfg.ways).check_fits(
+      cfg.support, query_multiple=cfg.query_multiple)
+  data.EpisodeSampler(splits.test, ways=cfg.ways).check_fits(
+      cfg.support, query_per_class=cfg.test_queries)
   resolved = runtime.describe(fewshot={
       'task_map': cfg.maml.resolved_task_map(),
       'parallel': cfg.parallel if jax.local_device_count() > 1 else 'none',

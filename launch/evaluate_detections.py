@@ -16,6 +16,7 @@ from absl import flags
 
 from cil.detection import evaluate
 from cil.detection import metrics
+from launch import common
 
 _GT = flags.DEFINE_string('gt', None, 'Ground-truth label folder.')
 _PRED = flags.DEFINE_string('pred', None, 'Detection folder.')
@@ -29,9 +30,7 @@ _OUT = flags.DEFINE_string('out', None, 'Output folder.')
 flags.mark_flags_as_required(['gt', 'pred'])
 
 
-def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+def run():
   out = _OUT.value or os.path.join(
       os.path.dirname(os.path.abspath(_PRED.value.rstrip('/'))), 'eval')
   result = evaluate.evaluate_folders(
@@ -43,4 +42,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  app.run(main)
+  app.run(common.main(run))

@@ -349,6 +349,11 @@ class ProtocolTest(parameterized.TestCase):
     with self.assertRaisesRegex(ValueError,
                                 "Bad arguments for protocol 'step'"):
       data.get_protocol('step:gamma=2')
+    with self.assertRaisesRegex(ValueError, "'ratio' in 'longtail:ratio=abc' "
+                                "must be a number, got 'abc'"):
+      data.get_protocol('longtail:ratio=abc')
+    with self.assertRaisesRegex(ValueError, "'ratio' .* must be finite"):
+      data.get_protocol('longtail:ratio=nan')
     with self.assertRaisesRegex(ValueError, 'has 200 examples but .* 300'):
       data.subsample(self.LABELS, seed=0, counts=[300] + [1] * 9)
     with self.assertRaisesRegex(ValueError, 'must be positive integers'):
@@ -455,6 +460,18 @@ class EpisodeTest(parameterized.TestCase):
       self.sampler.sample(rng, (3,) * 5)
     with self.assertRaisesRegex(ValueError, 'fewer than ways = 20'):
       data.EpisodeSampler(self.dataset, ways=20)
+
+  def test_check_fits_before_any_draw(self):
+    # Every class has 30 images (see the class's dataset).
+    self.sampler.check_fits([(1, 1, 1, 1, 11)], query_per_class=19)
+    self.sampler.check_fits([(3,) * 5], query_multiple=9)
+    with self.assertRaisesRegex(
+        ValueError, r'smallest class has 30 images, but support '
+        r'\[1, 1, 1, 1, 11\] with 20 queries per class needs 31'):
+      self.sampler.check_fits([(3,) * 5, (1, 1, 1, 1, 11)],
+                              query_per_class=20)
+    with self.assertRaisesRegex(ValueError, 'query_multiple 2 needs 33'):
+      self.sampler.check_fits([(1, 1, 1, 1, 11)], query_multiple=2)
 
 
 if __name__ == '__main__':

@@ -192,6 +192,16 @@ def _img(boxes, labels, scores=None, difficult=None):
 
 class MetricsTest(absltest.TestCase):
 
+  def test_iou_threshold_outside_its_range_is_named(self):
+    gt = {'im': _img([[0, 0, 10, 10, 0.0]], ['a'])}
+    det = {'im': _img([[50, 50, 10, 10, 0.0]], ['a'], scores=[0.9])}
+    for bad, inclusive in ((1.5, False), (-1.0, False), (1.0, False),
+                           (0.0, True)):
+      with self.assertRaisesRegex(ValueError, 'iou_threshold must be in'):
+        metrics.evaluate(det, gt, iou_threshold=bad, inclusive=inclusive)
+    # Boxes that never overlap score 0 at any valid threshold.
+    self.assertEqual(metrics.evaluate(det, gt, iou_threshold=0.0)['mAP'], 0)
+
   def test_hand_worked_example(self):
     g1, g2 = [0, 0, 10, 10, 0.0], [50, 50, 10, 10, 0.0]
     gt = {'im': _img([g1, g2], ['a', 'a'])}
@@ -313,6 +323,10 @@ class IoTest(absltest.TestCase):
       det_io.read_dota(path)
     path = self._write('score.txt', '6 18 14 18 14 22 6 22 tug high\n')
     with self.assertRaisesRegex(ValueError, r'score\.txt:1: bad score'):
+      det_io.read_detections(path)
+    path = self._write('nanscore.txt', '6 18 14 18 14 22 6 22 tug nan\n')
+    with self.assertRaisesRegex(ValueError,
+                                r'nanscore\.txt:1: the score must be finite'):
       det_io.read_detections(path)
 
   def test_hrsc_xml(self):

@@ -149,6 +149,29 @@ class EpisodeSampler:
     self.dataset = dataset
     self.ways = ways
 
+  def check_fits(self, distributions: Sequence[Sequence[int]], *,
+                 query_per_class: Optional[int] = None,
+                 query_multiple: Optional[int] = None) -> None:
+    """Raises `ValueError` unless every draw fits the smallest class.
+
+    Checks, before any work, what `sample` would find out mid-run: the
+    largest support count plus its queries against the class with the
+    fewest images (any class can be drawn for any count).
+    """
+    smallest = int(self._counts[self._classes].min())
+    for dist in distributions:
+      largest = max(int(n) for n in dist)
+      queries = (largest * int(query_multiple) if query_multiple is not None
+                 else int(query_per_class))
+      if largest + queries > smallest:
+        kind = (f'query_multiple {query_multiple}' if query_multiple
+                is not None else f'{query_per_class} queries per class')
+        raise ValueError(
+            f'{self.dataset.name}/{self.dataset.split}: its smallest class '
+            f'has {smallest} images, but support {list(dist)} with {kind} '
+            f'needs {largest + queries} for its largest class (support '
+            f'{largest} + query {queries}); use fewer shots or queries.')
+
   def sample(self, rng: np.random.Generator, distribution: Sequence[int], *,
              query_per_class: Optional[int] = None,
              query_multiple: Optional[int] = None,

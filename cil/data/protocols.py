@@ -20,6 +20,7 @@ Named protocols (`get_protocol(name)`; parameters after a colon):
 """
 
 import dataclasses
+import math
 from typing import Callable, Optional, Sequence
 
 import numpy as np
@@ -257,7 +258,15 @@ def get_protocol(spec: str) -> Callable[..., ImbalancedSplit]:
     if not eq:
       raise ValueError(f'Protocol argument {item!r} in {spec!r} must be '
                        f'key=value.')
-    kwargs[key.strip()] = float(value)
+    try:
+      number = float(value)
+    except ValueError:
+      raise ValueError(f'Protocol argument {key.strip()!r} in {spec!r} must '
+                       f'be a number, got {value!r}.') from None
+    if not math.isfinite(number):
+      raise ValueError(f'Protocol argument {key.strip()!r} in {spec!r} must '
+                       f'be finite, got {value!r}.')
+    kwargs[key.strip()] = number
   fn = _PROTOCOLS[name]
   try:  # Reject unknown keyword arguments now, with a clear message.
     import inspect  # pylint: disable=g-import-not-at-top

@@ -57,6 +57,8 @@ def _parse_lines(path: str, *, with_score: bool) -> ImageBoxes:
       except ValueError:
         kind = 'score' if with_score else 'difficult flag (0 or 1)'
         raise ValueError(f'{loc}: bad {kind} {last!r}.') from None
+      if with_score and not np.isfinite(value):
+        raise ValueError(f'{loc}: the score must be finite, got {last!r}.')
       corners.append(np.reshape(xy, (4, 2)))
       labels.append(parts[8])
       extra.append(value)

@@ -171,6 +171,12 @@ def evaluate(detections: dict, ground_truth: dict, *,
     'settings': {...}}`; per class: ap, precision, recall, f1, gmean, tp,
     fp, fn, num_gt, num_det.
   """
+  valid = (0 < iou_threshold <= 1) if inclusive else (
+      0 <= iou_threshold < 1)
+  if not valid:
+    raise ValueError(
+        f'iou_threshold must be in [0, 1) (a match needs IoU > it; with '
+        f'inclusive, in (0, 1]), got {iou_threshold}.')
   unknown = sorted(set(detections) - set(ground_truth), key=str)
   if unknown:
     raise ValueError(f'Detections for images without ground truth: '
