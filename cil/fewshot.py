@@ -104,6 +104,15 @@ class FewShotConfig:
 
   def validate(self) -> None:
     """Checks every field before any work (or workdir) is touched."""
+    if min(self.maml.ways, self.meta_batch, self.meta_steps,
+           self.test_tasks,
+           self.checkpoint_every, self.query_multiple, self.test_queries,
+           self.features, self.maml.adaptation_steps,
+           self.maml.test_adaptation_steps) < 1:
+      raise ValueError('maml.ways, meta_batch, meta_steps, test_tasks, '
+                       'checkpoint_every, query_multiple, test_queries, '
+                       'features and maml.(test_)adaptation_steps must be '
+                       'positive.')
     if not self.losses:
       raise ValueError('losses must not be empty.')
     for name in self.losses:
@@ -115,15 +124,6 @@ class FewShotConfig:
     if len({sum(d) for d in self.support}) != 1:
       raise ValueError('All support distributions must have the same total '
                        f'(fixed shapes for jit), got {self.support}.')
-    if min(self.maml.ways, self.meta_batch, self.meta_steps,
-           self.test_tasks,
-           self.checkpoint_every, self.query_multiple, self.test_queries,
-           self.features, self.maml.adaptation_steps,
-           self.maml.test_adaptation_steps) < 1:
-      raise ValueError('maml.ways, meta_batch, meta_steps, test_tasks, '
-                       'checkpoint_every, query_multiple, test_queries, '
-                       'features and maml_lib.(test_)adaptation_steps must be '
-                       'positive.')
     for name in ('inner_lr', 'meta_lr'):
       value = getattr(self.maml, name)
       if not math.isfinite(value):
