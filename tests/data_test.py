@@ -229,6 +229,34 @@ class BuilderTest(parameterized.TestCase):
     with self.assertRaisesRegex(ValueError, 'holds 3 bytes'):
       builders.read_idx(path)
 
+  def test_damaged_files_are_named(self):
+    # A truncated gzip file (the download stopped).
+    path = os.path.join(self.manual, 'cut.gz')
+    with gzip.open(path, 'wb') as f:
+      f.write(bytes(range(256)) * 64)
+    with open(path, 'r+b') as f:
+      f.truncate(os.path.getsize(path) // 2)
+    with self.assertRaisesRegex(ValueError, r'cut\.gz is damaged or '
+                                r'truncated \(EOFError'):
+      builders.read_idx(path)
+    # An IDX label file holding a label outside 0-9.
+    labels = os.path.join(self.manual, 'labels.gz')
+    images = os.path.join(self.manual, 'images.gz')
+    _write_idx(labels, np.array([3, 12, 1], np.uint8))
+    _write_idx(images, np.zeros((3, 28, 28), np.uint8))
+    builder = builders.CilMnist(data_dir=self.data_dir)
+    with self.assertRaisesRegex(ValueError, r'labels\.gz: labels must be '
+                                r'digits 0-9; entries \[1\] hold \[12\]'):
+      list(builder._generate_examples(self.manual, 'images.gz', 'labels.gz'))
+    # A damaged Omniglot zip.
+    bad_zip = os.path.join(self.manual, 'images_background_small1.zip')
+    with open(bad_zip, 'wb') as f:
+      f.write(b'PK\x03\x04 not really a zip')
+    builder = builders.CilOmniglot(data_dir=self.data_dir)
+    with self.assertRaisesRegex(ValueError, r'small1\.zip is damaged or '
+                                r'truncated \(BadZipFile'):
+      list(builder._generate_examples(bad_zip))
+
 
 @mock.patch.dict(os.environ, _ENV)
 class StockTfdsTest(absltest.TestCase):

@@ -35,6 +35,7 @@ import os
 import pickle
 import re
 import zipfile
+import zlib
 from typing import Iterable
 
 import numpy as np
@@ -136,8 +137,12 @@ _MNIST_FILES = {
 def read_idx(path: str) -> np.ndarray:
   """Reads an IDX file (optionally gzip-compressed) into a uint8 array."""
   opener = gzip.open if path.endswith('.gz') else open
-  with opener(path, 'rb') as f:
-    data = f.read()
+  try:
+    with opener(path, 'rb') as f:
+      data = f.read()
+  except (EOFError, OSError, zlib.error) as e:  # gzip.BadGzipFile: OSError.
+    raise ValueError(f'{path} is damaged or truncated ({type(e).__name__}: '
+                     f'{e}); download it again.') from None
   if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] != 0x08:
     raise ValueError(f'{path} is not an IDX file of unsigned bytes.')
   ndim = data[3]
@@ -181,6 +186,11 @@ class CilMnist(_Builder):
     if images.shape[1:] != (28, 28) or labels.shape != images.shape[:1]:
       raise ValueError(f'{image_file}/{label_file}: unexpected shapes '
                        f'{images.shape} / {labels.shape}.')
+    if labels.size and labels.max() > 9:
+      bad = np.flatnonzero(labels > 9)
+      raise ValueError(f'{os.path.join(manual_dir, label_file)}: labels must '
+                       f'be digits 0-9; entries {bad[:5].tolist()} hold '
+                       f'{labels[bad[:5]].tolist()}.')
     for i in range(labels.size):
       yield i, {'image': images[i][..., None], 'label': int(labels[i])}
 
@@ -230,6 +240,13 @@ class CilOmniglot(_Builder):
             for s, z in present.items()}
 
   def _generate_examples(self, path):
+    try:
+      yield from self._read_omniglot_zip(path)
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError) as e:
+      raise ValueError(f'{path} is damaged or truncated ({type(e).__name__}: '
+                       f'{e}); download it again.') from None
+
+  def _read_omniglot_zip(self, path):
     Image = _extras.require('PIL.Image', what='cil.data')
     with zipfile.ZipFile(path) as zf:
       pngs = sorted(n for n in zf.namelist() if n.lower().endswith('.png'))
