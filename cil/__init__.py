@@ -8,7 +8,15 @@ Modules:
   cil.maml: MAML with per-task class counts, multi-device.
   cil.fewshot: imbalanced few-shot experiments (Table IV, Fig. 5).
   cil.metrics: classification metrics and confidence intervals.
-  cil.plots: Fig. 2.
+  cil.plots: every figure (Fig. 2, per-class recall, accuracy against
+    lambda, detections), PNG + PDF + CSV.
+  cil.workdir: the workdir scaffold every runner shares (lock, verified
+    checkpoints, non-finite guard, metrics logs).
+  cil.runtime: the backend policy, decided once, and the runtime record.
+  cil.detection: rotated boxes, metrics, R2CNN.
+
+The base install covers cil.losses, cil.maml and cil.models; the rest needs
+the `experiments` extra (`pip install 'cil[all]'`).
 """
 
 __version__ = '0.1.0'
