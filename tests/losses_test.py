@@ -766,5 +766,29 @@ class HyperparameterErrorsTest(absltest.TestCase):
         losses.ci_loss(logits, labels, np.array(counts))
 
 
+class CheckedModeTest(absltest.TestCase):
+
+  def test_checked_loss_raises_the_named_errors_inside_jit(self):
+    step = jax.jit(losses.checked(losses.get_loss('ci')))
+    logits, counts = jnp.zeros((3, 4)), jnp.array([1.0, 2.0, 3.0, 4.0])
+    err, loss = step(logits, jnp.array([0, 1, 2]), counts)
+    err.throw()  # Nothing wrong.
+    np.testing.assert_allclose(
+        loss, losses.ci_loss(logits, jnp.array([0, 1, 2]), counts))
+    for labels, bad_counts, message in (
+        (jnp.array([0, 9, 2]), counts, r'`labels` must be in \[0, 4\)'),
+        (jnp.array([0, 1, 2]), counts.at[1].set(0.0),
+         '`class_counts` must be positive and finite'),
+        (jnp.full((3, 4), -0.25), counts,
+         'Soft `labels` must be finite and non-negative')):
+      err, _ = step(logits, labels, bad_counts)
+      with self.assertRaisesRegex(Exception, message):
+        err.throw()
+    # Masked rows are not checked, as in eager calls.
+    err, _ = step(logits, jnp.array([0, -1, 2]), counts,
+                  where=jnp.array([True, False, True]))
+    err.throw()
+
+
 if __name__ == '__main__':
   absltest.main()
