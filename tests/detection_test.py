@@ -135,6 +135,48 @@ class RotatedIouTest(parameterized.TestCase):
     self.assertEqual(got.dtype, jnp.float32)
     self.assertLess(float(np.abs(np.asarray(got) - self.ref).max()), 2e-4)
 
+  def test_thin_boxes_and_near_collinear_copies_in_float32(self):
+    rng = np.random.default_rng(12)
+    n = 2000
+    w = rng.uniform(10, 100, n)
+    t = np.stack([rng.uniform(0, 50, n), rng.uniform(0, 50, n), w,
+                  w / 10 ** rng.uniform(0, 5, n),  # Aspect ratios to 1e5.
+                  rng.uniform(-4, 4, n)], -1)
+    f32 = jax.jit(B.rotated_iou_pairwise)
+
+    def iou32(a, b):
+      return np.asarray(f32(jnp.asarray(a, jnp.float32),
+                            jnp.asarray(b, jnp.float32)), np.float64)
+
+    # A thin box with itself: ~1 (it was 0 above aspect ~8,400), never > 1.
+    self_iou = iou32(t, t)
+    self.assertGreater(self_iou.min(), 0.99)
+    self.assertLessEqual(self_iou.max(), 1.0)
+    np.testing.assert_allclose(B.rotated_iou_pairwise(t, t, xp=np), 1.0,
+                               atol=1e-9)
+    # Copies shifted across the long axis by up to 2 h: within the bound
+    # the docstring states, against shapely on the float32-rounded inputs.
+    d = rng.uniform(1e-3, 2.0, n) * t[:, 3]
+    s = t.copy()
+    s[:, 0] -= np.sin(t[:, 4]) * d
+    s[:, 1] += np.cos(t[:, 4]) * d
+    r32 = lambda x: x.astype(np.float32).astype(np.float64)  # noqa: E731
+    err = np.abs(iou32(t, s) - _shapely_iou(r32(t), r32(s)))
+    coord = np.maximum(np.abs(r32(t)[:, :2]).max(1), t[:, 2])
+    bound = 64 * np.finfo(np.float32).eps * coord / t[:, 3]
+    self.assertTrue(np.all(err <= bound), msg=f'{(err / bound).max()}')
+    # The example: a 100 x 10 box moved 0.01 px across its long
+    # axis (exact IoU 0.998002; the former tolerance merged the edges).
+    a = np.array([[10.0, 20.0, 100.0, 10.0, 0.4]])
+    b = a + [[-0.01 * np.sin(0.4), 0.01 * np.cos(0.4), 0, 0, 0]]
+    self.assertAlmostEqual(float(iou32(a, b)[0]),
+                           float(_shapely_iou(a, b)[0]), delta=2e-6)
+    # NMS keeps one of two identical thin boxes.
+    thin = jnp.asarray([[0.0, 0.0, 100.0, 1e-3, 0.0]] * 2, jnp.float32)
+    _, mask = B.rotated_nms(thin, jnp.array([0.9, 0.8]), iou_threshold=0.5,
+                            max_output=2)
+    self.assertEqual(int(mask.sum()), 1)
+
   def test_matrix_form_and_symmetry(self):
     a, b = self.a[:30], self.b[:20]
     iou = jax.jit(B.rotated_iou)(jnp.asarray(a), jnp.asarray(b))
