@@ -85,6 +85,13 @@ class BuilderTest(parameterized.TestCase):
       want = {images[i][..., None].tobytes(): labels[i]
               for i in range(labels.size)}
       self.assertEqual(got, want)
+    # Prepared once: another manual dir is not read, and the user is told.
+    other = _tempdir(self)
+    with self.assertLogs(level='WARNING') as logged:
+      data.load('mnist', 'train', data_dir=self.data_dir, manual_dir=other)
+    self.assertRegex('\n'.join(logged.output),
+                     f'was prepared from {self.manual}/mnist; the manual '
+                     f'directory {other}/mnist is not read')
 
   def test_mnist_missing_files_are_named(self):
     os.makedirs(os.path.join(self.manual, 'mnist'))

@@ -25,6 +25,7 @@ import dataclasses
 import os
 from typing import Optional
 
+from absl import logging
 import numpy as np
 
 from cil import _extras
@@ -125,6 +126,23 @@ def _read_all(source) -> dict:
   return {k: np.stack([e[k] for e in examples]) for k in examples[0]}
 
 
+_SOURCE_FILE = 'cil_manual_dir.txt'
+
+
+def _warn_if_other_source(name: str, prepared: str, manual: str) -> None:
+  """A prepared dataset is reused as is: say so if its source differs."""
+  path = os.path.join(prepared, _SOURCE_FILE)
+  if not os.path.exists(path):
+    return
+  with open(path, encoding='utf-8') as f:
+    built_from = f.read().strip()
+  if built_from != os.path.abspath(manual):
+    logging.warning(
+        '%s in %s was prepared from %s; the manual directory %s is not read '
+        '(datasets are built once). Delete %s to rebuild from it.', name,
+        prepared, built_from, os.path.abspath(manual), prepared)
+
+
 def load(name: str, split: str, *, data_dir: Optional[str] = None,
          manual_dir: Optional[str] = None) -> ArrayDataset:
   """Loads a whole split into memory through TFDS.
@@ -168,6 +186,13 @@ def load(name: str, split: str, *, data_dir: Optional[str] = None,
             f'${MANUAL_DIR_ENV}).\n{builder_cls.MANUAL_DOWNLOAD_INSTRUCTIONS}')
       builder.download_and_prepare(
           download_config=tfds.download.DownloadConfig(manual_dir=manual))
+      if manual:  # Remember the source, to say so if it changes later.
+        with open(os.path.join(builder.data_dir, _SOURCE_FILE), 'w',
+                  encoding='utf-8') as f:
+          f.write(os.path.abspath(manual) + '\n')
+    elif manual_sub and manual_root is not None:
+      _warn_if_other_source(name, builder.data_dir,
+                            os.path.join(manual_root, manual_sub))
     if split not in builder.info.splits:
       raise FileNotFoundError(
           f'{name}: split {split!r} was not built (built: '
