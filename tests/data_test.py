@@ -1,6 +1,7 @@
 """Tests for cil.data: TFDS builders on generated fixtures and real data,
 protocols, few-shot splits and the episodic sampler."""
 
+import glob
 import gzip
 import io
 import os
@@ -92,6 +93,13 @@ class BuilderTest(parameterized.TestCase):
     self.assertRegex('\n'.join(logged.output),
                      f'was prepared from {self.manual}/mnist; the manual '
                      f'directory {other}/mnist is not read')
+
+  def test_builders_leave_no_empty_tfds_folders_in_tmp(self):
+    pattern = os.path.join(tempfile.gettempdir(), 'tmp*tfds')
+    before = set(glob.glob(pattern))
+    builders.CilMnist(data_dir=self.data_dir)  # Not prepared: TFDS looks
+    builders.CilOmniglot(data_dir=self.data_dir)  # on GCS (a temp folder).
+    self.assertEqual(set(glob.glob(pattern)) - before, set())
 
   def test_mnist_missing_files_are_named(self):
     os.makedirs(os.path.join(self.manual, 'mnist'))

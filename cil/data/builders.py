@@ -29,11 +29,14 @@ or directly:
         manual_dir=MANUAL_DIR))
 """
 
+import contextlib
+import glob
 import gzip
 import io
 import os
 import pickle
 import re
+import tempfile
 import zipfile
 import zlib
 from typing import Iterable
@@ -72,7 +75,17 @@ class _Builder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
 
   def __init__(self, **kwargs):
     kwargs.setdefault('file_format', _FILE_FORMAT)
-    super().__init__(**kwargs)
+    # TFDS makes an empty `tmp*tfds` folder in $TMPDIR whenever it looks
+    # for a not-yet-prepared dataset's metadata on GCS, and never removes
+    # it: remove the empty ones this constructor left.
+    pattern = os.path.join(tempfile.gettempdir(), 'tmp*tfds')
+    before = set(glob.glob(pattern))
+    try:
+      super().__init__(**kwargs)
+    finally:
+      for path in set(glob.glob(pattern)) - before:
+        with contextlib.suppress(OSError):
+          os.rmdir(path)  # Only if empty.
 
   def _features(self) -> dict:
     raise NotImplementedError
