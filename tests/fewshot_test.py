@@ -93,6 +93,14 @@ class FewShotRunTest(absltest.TestCase):
       self.assertFalse(os.path.exists(os.path.join(workdir, 'runs')))
 
   def test_bad_configs(self):
+    config = self.config.copy_and_resolve_references()
+    config.support = ('a,b,c,d,e',)  # What --config.support=a,b,c,d,e gives.
+    with self.assertRaisesRegex(ValueError, 'support must be a sequence of '
+                                'distributions of integers'):
+      fewshot.FewShotConfig.from_config(config)
+    with self.assertRaisesRegex(ValueError, 'maml.ways, .* must be positive'):
+      fewshot.run(dataclasses.replace(self.cfg, maml=dataclasses.replace(
+          self.cfg.maml, ways=0)), self._workdir())
     with self.assertRaisesRegex(ValueError, 'same total'):
       fewshot.run(dataclasses.replace(
           self.cfg, support=((1, 1, 1, 1, 4), (1, 1, 1, 1, 5))),

@@ -52,6 +52,11 @@ class LauncherTest(absltest.TestCase):
       rows = list(csv.reader(f))
     self.assertLen(rows, 51)
     self.assertEqual(rows[0][0], 'p')
+    self.assertTrue(os.path.exists(os.path.join(out, 'fig2_losses.pdf')))
+
+  def test_too_few_points_is_a_named_error(self):
+    with self.assertRaisesRegex(ValueError, 'num_points must be at least 2'):
+      plots.plot_loss_curves(tempfile.mkdtemp(), num_points=0)
 
 
 if __name__ == '__main__':

@@ -108,6 +108,20 @@ class R2CNNTest(absltest.TestCase):
 
 class TrainTest(absltest.TestCase):
 
+  def test_bad_run_settings_are_refused_before_any_work(self):
+    work = os.path.join(tempfile.mkdtemp(), 'w')
+    self.addCleanup(shutil.rmtree, os.path.dirname(work), ignore_errors=True)
+    with self.assertRaisesRegex(ValueError, 'steps, batch_size, .* must be '
+                                'positive'):
+      train.run(_train_config(steps=0), work)
+    self.assertFalse(os.path.exists(work))
+    # Evaluating a workdir with no checkpoint is an error, not a table of
+    # random weights' detections.
+    with self.assertRaisesRegex(workdir.RunError, 'holds no checkpoint to '
+                                'evaluate'):
+      train.run(_train_config(mode='eval', synthetic_train=2,
+                              synthetic_test=1), work, show_progress=False)
+
   def test_load_split_errors(self):
     root = tempfile.mkdtemp()
     self.addCleanup(shutil.rmtree, root, ignore_errors=True)
