@@ -271,6 +271,21 @@ class BuilderTest(parameterized.TestCase):
     with self.assertRaisesRegex(ValueError, r'small1\.zip is damaged or '
                                 r'truncated \(BadZipFile'):
       list(builder._generate_examples(bad_zip))
+    # Bytes flipped inside a compressed member (zlib or CRC error).
+    flipped = os.path.join(self.manual, 'images_background_small2.zip')
+    with zipfile.ZipFile(flipped, 'w', zipfile.ZIP_DEFLATED) as zf:
+      zf.writestr('root/Latin/character01/a.png',
+                  _png_bytes(np.random.default_rng(0).integers(
+                      0, 256, (105, 105), dtype=np.uint8)))
+    with open(flipped, 'r+b') as f:
+      blob = bytearray(f.read())
+      for i in range(60, 160):
+        blob[i] ^= 0xA5
+      f.seek(0)
+      f.write(blob)
+    with self.assertRaisesRegex(ValueError, r'small2\.zip is damaged or '
+                                r'truncated'):
+      list(builder._generate_examples(flipped))
 
 
 @mock.patch.dict(os.environ, _ENV)
