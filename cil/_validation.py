@@ -242,3 +242,13 @@ def config_fields(config, dataclass_type, what: str) -> dict:
   if missing:
     raise ValueError(f'{what} lacks field(s): {", ".join(missing)}.')
   return c
+
+
+def as_names(field: str, value) -> tuple[str, ...]:
+  """A tuple of names from a sequence (or one name: `--config.losses=ci`)."""
+  if isinstance(value, str):
+    value = (value,)
+  names = tuple(str(x).strip() for x in value)
+  if not all(names):
+    raise ValueError(f'{field} holds an empty name: {value!r}.')
+  return names

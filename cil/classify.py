@@ -105,9 +105,9 @@ class ClassifyConfig:
   def from_config(cls, config: Any) -> 'ClassifyConfig':
     """From a `configs/classify.py` config (a ConfigDict or a dict)."""
     c = v.config_fields(config, cls, 'classify config')
-    c['protocols'] = _as_names('protocols', c['protocols'])
+    c['protocols'] = v.as_names('protocols', c['protocols'])
     c['losses'] = tuple(losses.canonical_name(n)
-                        for n in _as_names('losses', c['losses']))
+                        for n in v.as_names('losses', c['losses']))
     c['loss_hparams'] = losses.freeze_hparams(c['loss_hparams'])
     return cls(**c)
 
@@ -158,16 +158,6 @@ class ClassifyConfig:
     if self.optimizer not in ('adam', 'sgd'):
       raise ValueError(f"optimizer must be 'adam' or 'sgd', got "
                        f'{self.optimizer!r}.')
-
-
-def _as_names(field: str, value: Any) -> tuple[str, ...]:
-  """A tuple of names from a sequence (or one name: `--config.losses=ci`)."""
-  if isinstance(value, str):
-    value = (value,)
-  names = tuple(str(v).strip() for v in value)
-  if not all(names):
-    raise ValueError(f'{field} holds an empty name: {value!r}.')
-  return names
 
 
 class TrainState(train_state.TrainState):

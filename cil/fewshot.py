@@ -85,9 +85,8 @@ class FewShotConfig:
     c = dict(config)
     hparams = losses.freeze_hparams(c.pop('loss_hparams', {}))
     c = v.config_fields(c, cls, 'fewshot config')
-    names = c['losses']
-    names = (names,) if isinstance(names, str) else tuple(names)
-    c['losses'] = tuple(losses.canonical_name(n) for n in names)
+    c['losses'] = tuple(losses.canonical_name(n)
+                        for n in v.as_names('losses', c['losses']))
     maml = v.config_fields(c['maml'], maml_lib.MamlConfig, 'maml config')
     c['maml'] = maml_lib.MamlConfig(**maml, loss_hparams=hparams)
     try:

@@ -14,11 +14,11 @@ Variants (`--config=configs/classify.py:VARIANT`):
       python -m launch.classify --config=configs/classify.py:smoke
 
 * `mnist_table1`: Table I on MNIST, LeNet, the four situations, 20
-  samplings (the manual dir holds mnist/ with the four IDX files; on the
-  project machines `../shared/data`):
+  samplings (the manual dir holds mnist/ with the four IDX files; see
+  WORKSPACE.md for where it is on the project machines):
 
       python -m launch.classify --config=configs/classify.py:mnist_table1 \
-          --config.manual_dir=../shared/data --workdir=results/mnist_table1
+          --config.manual_dir=/path/to/manual --workdir=results/mnist_table1
 
 * `mstar`: Tables II-III on MSTAR SOC, A-ConvNets, five minority classes at
   24 or 12 chips, 100 samplings:

@@ -8,7 +8,7 @@ Other experiments are variants of `configs/classify.py` (its docstring has
 their commands), e.g. Table I on MNIST:
 
     python -m launch.classify --config=configs/classify.py:mnist_table1 \
-        --config.manual_dir=../shared/data --workdir=results/mnist_table1
+        --config.manual_dir=/path/to/manual --workdir=results/mnist_table1
 
 Every config field can be overridden (`--config.seeds=20`,
 `--config.losses=fl --config.loss_hparams.focal.gamma=0.5`). Writes
