@@ -50,7 +50,9 @@ class FewShotConfig:
       evaluates each).
     query_multiple: p, meta-train queries per class = p * N_i.
     test_queries: balanced meta-test queries per class.
-    losses: registry names (canonical), each used for inner and outer loss.
+    losses: loss specs (`cil.losses.canonical_spec`: a registry name or a
+      variant such as `ci:transition_width=1.0`), each used for the inner
+      and the outer loss.
     maml: the MAML hyperparameters (its `inner_loss`/`outer_loss` are set
       per loss by `maml_config`; its `loss_hparams` hold every loss's).
     meta_batch: tasks per meta-step.
@@ -85,7 +87,7 @@ class FewShotConfig:
     c = dict(config)
     hparams = losses.freeze_hparams(c.pop('loss_hparams', {}))
     c = v.config_fields(c, cls, 'fewshot config')
-    c['losses'] = tuple(losses.canonical_name(n)
+    c['losses'] = tuple(losses.canonical_spec(n)
                         for n in v.as_names('losses', c['losses']))
     maml = v.config_fields(c['maml'], maml_lib.MamlConfig, 'maml config')
     c['maml'] = maml_lib.MamlConfig(**maml, loss_hparams=hparams)

@@ -68,6 +68,7 @@ __all__ = [
     'ci_grad_p',
     'ci_loss',
     'ci_loss_grad_logits',
+    'canonical_spec',
     'class_balanced_loss',
     'cross_entropy',
     'checked',
@@ -79,6 +80,7 @@ __all__ = [
     'imbalance_ratio',
     'ldam_loss',
     'logit_adjusted_loss',
+    'split_spec',
     'weighted_cross_entropy',
 ]
 
@@ -347,13 +349,15 @@ def ci_class_factors(
     threshold: float = 1.0,
     low_exponent: float = 0.5,
     high_exponent: float = 0.125,
+    transition_width: float = 0.0,
 ) -> jax.Array:
   r"""The CI loss's per-class factor f(lambda, N_i, N_max), eq. (5).
 
   .. math::
-    f_i = \begin{cases}
-      (N_{\max} / N_i)^{1/2} & \lambda \le 1 \\
-      (N_{\max} / N_i)^{1/8} & \text{otherwise}
+    f_i = (N_{\max} / N_i)^{e(\lambda)}, \qquad
+    e(\lambda) = \begin{cases}
+      1/2 & \lambda \le 1 \\
+      1/8 & \text{otherwise}
     \end{cases}
 
   The majority class gets f = 1; rarer classes get larger factors, damped
@@ -363,11 +367,21 @@ def ci_class_factors(
   `lambda <= threshold` is tested with a relative tolerance of 1e-5, so exact
   boundary cases such as `[100, 1]` (lambda = 1) take the first branch.
 
+  The defaults are the paper's rule. The other values make its ablations:
+  `high_exponent=0.5` is "always 1/2", `low_exponent=0.125` "always 1/8",
+  and `transition_width=w > 0` replaces the jump at the threshold by a
+  linear ramp of the exponent from `low_exponent` at `threshold - w/2` to
+  `high_exponent` at `threshold + w/2`, so that f is continuous in the
+  counts (the paper's rule jumps: at rho = 100 the minority factor falls
+  from 10 to 1.78 as lambda crosses 1).
+
   Args:
     class_counts: `[num_classes]` positive class counts.
     threshold: the lambda at which the exponent switches (paper: 1).
     low_exponent: exponent when lambda <= threshold (paper: 1/2).
     high_exponent: exponent when lambda > threshold (paper: 1/8).
+    transition_width: width in lambda of the ramp between the two exponents;
+      0 (the paper) is a step.
 
   Returns:
     `[num_classes]` factors, all >= 1.
@@ -377,6 +391,9 @@ def ci_class_factors(
     [1.0, 2.0]
     >>> ci_class_factors([4, 1]).tolist()
     [1.0, 2.0]
+    >>> [round(x, 4) for x in ci_class_factors(
+    ...     [100, 1], transition_width=1.0).tolist()]
+    [1.0, 4.217]
 
   References:
     Zhang et al., `A Class Imbalance Loss for Imbalanced Object Recognition
@@ -384,21 +401,49 @@ def ci_class_factors(
   """
   class_counts = _host_sequence_to_array(class_counts)
   v.check_class_counts(class_counts)
+  factor_hparams = dict(threshold=threshold, low_exponent=low_exponent,
+                        high_exponent=high_exponent,
+                        transition_width=transition_width)
+  _check_factor_hparams(**factor_hparams)
   counts = _counts_as_float(class_counts)
-  log_max, exponent = _ci_log_max_and_exponent(
-      counts, threshold=threshold, low_exponent=low_exponent,
-      high_exponent=high_exponent)
+  log_max, exponent = _ci_log_max_and_exponent(counts, **factor_hparams)
   return jnp.exp(exponent * (log_max - jnp.log(counts)))
 
 
+def _check_factor_hparams(*, threshold, low_exponent, high_exponent,
+                          transition_width) -> None:
+  """Eager checks of eq. (5)'s hyperparameters (concrete values only)."""
+  for name, value in (('threshold', threshold), ('low_exponent', low_exponent),
+                      ('high_exponent', high_exponent),
+                      ('transition_width', transition_width)):
+    if not v.is_concrete(value):
+      continue
+    value = float(value)
+    if not (math.isfinite(value) and value >= 0):
+      raise ValueError(f'`{name}` must be finite and >= 0, got {value}.')
+
+
 def _ci_log_max_and_exponent(counts, *, threshold=1.0, low_exponent=0.5,
-                             high_exponent=0.125):
-  """ln N_max and the exponent of eq. (5), chosen by lambda with jnp.where."""
+                             high_exponent=0.125, transition_width=0.0):
+  """ln N_max and the exponent of eq. (5), chosen by lambda with jnp.where.
+
+  A positive `transition_width` w ramps the exponent linearly from
+  `low_exponent` at lambda = threshold - w/2 to `high_exponent` at
+  threshold + w/2; w = 0 is the paper's step.
+  """
+  dtype = counts.dtype
   log_max = jnp.log(jnp.max(counts))
   lam = (log_max - jnp.mean(jnp.log(counts))) / math.log(10)  # eq. (2)
-  exponent = jnp.where(lam <= threshold * (1 + _LAMBDA_RTOL) + _LAMBDA_RTOL,
-                       low_exponent, high_exponent)
-  return log_max, exponent.astype(counts.dtype)
+  low = jnp.asarray(low_exponent, dtype)
+  high = jnp.asarray(high_exponent, dtype)
+  threshold = jnp.asarray(threshold, dtype)
+  width = jnp.asarray(transition_width, dtype)
+  step = jnp.where(lam <= threshold * (1 + _LAMBDA_RTOL) + _LAMBDA_RTOL,
+                   low, high)
+  t = jnp.clip((lam - threshold) / jnp.where(width > 0, width, 1) + 0.5,
+               0, 1)
+  exponent = jnp.where(width > 0, low + (high - low) * t, step)
+  return log_max, exponent.astype(dtype)
 
 
 # --------------------------------------------------------------------------
@@ -531,6 +576,10 @@ def ci_loss(
     *,
     where: Optional[ArrayLike] = None,
     log_base: float = 10.0,
+    threshold: float = 1.0,
+    low_exponent: float = 0.5,
+    high_exponent: float = 0.125,
+    transition_width: float = 0.0,
 ) -> jax.Array:
   r"""Class Imbalance (CI) loss, eq. (4).
 
@@ -554,6 +603,9 @@ def ci_loss(
     where: optional boolean mask broadcastable to `[...]`; masked examples
       give 0.
     log_base: base b of the logarithm (paper: 10).
+    threshold, low_exponent, high_exponent, transition_width: the class
+      factor's rule, eq. (5) (`ci_class_factors`; the defaults are the
+      paper's).
     axis: the class axis of `logits` (and of soft `labels`), as optax.
 
   Returns:
@@ -572,28 +624,35 @@ def ci_loss(
   class_counts = _host_sequence_to_array(class_counts)
   _check_classification_inputs(logits, labels, where, class_counts)
   v.check_log_base(log_base)
-  return _ci_loss_core(logits, labels, where, class_counts, log_base)
+  factor_hparams = dict(threshold=threshold, low_exponent=low_exponent,
+                        high_exponent=high_exponent,
+                        transition_width=transition_width)
+  _check_factor_hparams(**factor_hparams)
+  return _ci_loss_core(logits, labels, where, class_counts, log_base,
+                       factor_hparams)
 
 
 @jax.jit
-def _ci_loss_core(logits, labels, where, class_counts, log_base):
+def _ci_loss_core(logits, labels, where, class_counts, log_base,
+                  factor_hparams):
   """`ci_loss` past its checks, jitted."""
   logits, labels = _prepare(logits, labels, where)
   factor = _ci_true_class_factor(
-      _counts_as_float(class_counts, logits.dtype), labels)
+      _counts_as_float(class_counts, logits.dtype), labels, factor_hparams)
   log_p = _true_class_log_prob(logits, labels)
   loss = (_ci_modulation(_one_minus_p(log_p)) * factor
           * _neg_log(log_p, log_base))
   return _finish(loss, labels, where)
 
 
-def _ci_true_class_factor(counts: jax.Array, labels: jax.Array) -> jax.Array:
+def _ci_true_class_factor(counts: jax.Array, labels: jax.Array,
+                          factor_hparams: dict) -> jax.Array:
   """`ci_class_factors(counts)[labels]` without the `[C]` power: `[batch]`.
 
   Two reductions over the classes (max, mean log) and the rest per example,
   which XLA fuses into the loss; same values as `ci_class_factors`.
   """
-  log_max, exponent = _ci_log_max_and_exponent(counts)
+  log_max, exponent = _ci_log_max_and_exponent(counts, **factor_hparams)
   return jnp.exp(exponent * (log_max - jnp.log(_take(counts, labels))))
 
 
@@ -699,6 +758,10 @@ def ci_loss_grad_logits(
     *,
     where: Optional[ArrayLike] = None,
     log_base: float = 10.0,
+    threshold: float = 1.0,
+    low_exponent: float = 0.5,
+    high_exponent: float = 0.125,
+    transition_width: float = 0.0,
 ) -> jax.Array:
   r"""Closed-form gradient of `ci_loss` with respect to the logits.
 
@@ -719,6 +782,8 @@ def ci_loss_grad_logits(
     class_counts: `[num_classes]` positive counts.
     where: optional boolean mask broadcastable to `[...]`; masked rows are 0.
     log_base: base b of the loss's logarithm (paper: 10).
+    threshold, low_exponent, high_exponent, transition_width: eq. (5)'s
+      rule, as `ci_loss`.
     axis: the class axis of `logits` (and of soft `labels`), as optax.
 
   Returns:
@@ -729,12 +794,17 @@ def ci_loss_grad_logits(
   _, num_classes = _check_classification_inputs(
       logits, labels, where, class_counts)
   v.check_log_base(log_base)
+  factor_hparams = dict(threshold=threshold, low_exponent=low_exponent,
+                        high_exponent=high_exponent,
+                        transition_width=transition_width)
+  _check_factor_hparams(**factor_hparams)
   return _ci_loss_grad_logits_core(logits, labels, where, class_counts,
-                                   log_base)
+                                   log_base, factor_hparams)
 
 
 @jax.jit
-def _ci_loss_grad_logits_core(logits, labels, where, class_counts, log_base):
+def _ci_loss_grad_logits_core(logits, labels, where, class_counts, log_base,
+                              factor_hparams):
   """`ci_loss_grad_logits` past its checks, jitted."""
   num_classes = jnp.shape(logits)[1]
   logits, labels = _prepare(logits, labels, where)
@@ -745,7 +815,7 @@ def _ci_loss_grad_logits_core(logits, labels, where, class_counts, log_base):
   # (dL/dp) p of class c from eq. (15), dL/dz_k = y_k g_k - p_k sum_c y_c g_c.
   y = (labels if _is_soft(labels)
        else jax.nn.one_hot(labels, num_classes, dtype=logits.dtype))
-  log_max, exponent = _ci_log_max_and_exponent(counts)
+  log_max, exponent = _ci_log_max_and_exponent(counts, **factor_hparams)
   factor = jnp.exp(exponent * (log_max - jnp.log(counts)))[None, :]
   a = _HALF_PI * probs
   ln_b = jnp.log(jnp.asarray(log_base, logits.dtype))
@@ -1173,7 +1243,9 @@ def get_loss(name: str) -> LossFn:
 
   Args:
     name: one of `LOSS_NAMES` = ce, focal, ci, cb, ldam, la, wce (aliases: fl
-      for focal, balanced_softmax for la). Case-insensitive.
+      for focal, balanced_softmax for la), case-insensitive; or a loss spec
+      `name:key=value,...` (`split_spec`), whose values are bound as
+      keyword defaults (a keyword given in the call overrides them).
 
   Returns:
     The loss function.
@@ -1182,8 +1254,74 @@ def get_loss(name: str) -> LossFn:
     >>> loss_fn = get_loss('ci')
     >>> loss_fn(jnp.zeros((1, 2)), jnp.array([1]), jnp.array([256, 1])).shape
     (1,)
+    >>> always_half = get_loss('ci:high_exponent=0.5')
   """
-  return _REGISTRY[canonical_name(name)]
+  base, overrides = split_spec(name)
+  fn = _REGISTRY[base]
+  if not overrides:
+    return fn
+  return functools.partial(fn, **overrides)
+
+
+def split_spec(spec: str) -> tuple[str, dict]:
+  """Parses a loss spec `name[:key=value,...]` into (canonical name, values).
+
+  A spec names a registry loss with some of its scalar hyperparameters
+  fixed, so that variants of one loss can run side by side (the eq. (5)
+  ablation: `ci:high_exponent=0.5`, `ci:transition_width=1`). Values are
+  numbers; keys must be hyperparameters the loss takes.
+
+  Examples:
+    >>> split_spec('FL:gamma=0.5')
+    ('focal', {'gamma': 0.5})
+    >>> split_spec('ci')
+    ('ci', {})
+  """
+  name, colon, arg_text = str(spec).strip().partition(':')
+  base = canonical_name(name)
+  if colon and not arg_text.strip():
+    raise ValueError(f'Loss spec {spec!r} has a colon but no key=value '
+                     f'arguments.')
+  known = default_hparams(base)
+  overrides = {}
+  for item in filter(None, (x.strip() for x in arg_text.split(','))):
+    key, eq, value = item.partition('=')
+    key = key.strip()
+    if not eq:
+      raise ValueError(f'Loss spec argument {item!r} in {spec!r} must be '
+                       f'key=value.')
+    if key not in known:
+      raise ValueError(f'Loss spec {spec!r}: {base!r} takes no '
+                       f'hyperparameter {key!r}; it takes '
+                       f'{", ".join(known) or "none"}.')
+    if key in overrides:
+      raise ValueError(f'Loss spec {spec!r} sets {key!r} twice.')
+    try:
+      number = float(value)
+    except ValueError:
+      raise ValueError(f'Loss spec argument {key!r} in {spec!r} must be a '
+                       f'number, got {value.strip()!r}.') from None
+    if not math.isfinite(number):
+      raise ValueError(f'Loss spec argument {key!r} in {spec!r} must be '
+                       f'finite, got {value.strip()!r}.')
+    overrides[key] = number
+  return base, overrides
+
+
+def canonical_spec(spec: str) -> str:
+  """A loss spec with its name canonical and its arguments sorted.
+
+  Examples:
+    >>> canonical_spec('CI: transition_width=1, threshold=0.9')
+    'ci:threshold=0.9,transition_width=1.0'
+    >>> canonical_spec('fl')
+    'focal'
+  """
+  base, overrides = split_spec(spec)
+  if not overrides:
+    return base
+  return base + ':' + ','.join(f'{k}={overrides[k]!r}'
+                               for k in sorted(overrides))
 
 
 def canonical_name(name: str) -> str:
@@ -1241,17 +1379,19 @@ def resolve_hparams(name: str, table: Any = None) -> dict:
 
   Aliases are resolved first, so `resolve_hparams('fl', {'focal':
   {'gamma': 0.5}})` is `{'gamma': 0.5}`; keys the loss does not take are an
-  error naming them.
+  error naming them. A spec's values (`split_spec`) override the table's:
+  `resolve_hparams('ci:high_exponent=0.5', table)` is the table's `ci`
+  entry with `high_exponent` 0.5.
 
   Args:
-    name: a registry name or alias.
+    name: a registry name or alias, or a loss spec.
     table: loss name (canonical) -> keyword arguments (a mapping, or the
       tuples of `freeze_hparams`); None for none.
 
   Returns:
     The keyword arguments for `get_loss(name)`.
   """
-  key = canonical_name(name)
+  key, overrides = split_spec(name)
   if isinstance(table, tuple):  # As `freeze_hparams` makes it.
     table = {k: dict(v) for k, v in table}
   table = dict(table or {})
@@ -1266,4 +1406,5 @@ def resolve_hparams(name: str, table: Any = None) -> dict:
     raise ValueError(f'Loss {key!r} takes no hyperparameter(s) '
                      f'{", ".join(unknown)}; it takes '
                      f'{", ".join(known) or "none"}.')
+  hparams.update(overrides)
   return hparams

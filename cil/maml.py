@@ -55,7 +55,8 @@ class MamlConfig:
     adaptation_steps: inner steps in meta-training.
     test_adaptation_steps: inner steps at meta-test (paper: 10).
     first_order: FOMAML (drop second-order terms).
-    inner_loss, outer_loss: registry names (`cil.losses.get_loss`).
+    inner_loss, outer_loss: loss specs (`cil.losses.get_loss`: a registry
+      name or `name:key=value,...`).
     loss_hparams: keyword arguments of the losses, keyed by canonical name,
       as hashable nested tuples (`(('focal', (('gamma', 2.0),)),)`).
     task_map: 'loop' (Python loop over tasks, fast on CPU) or 'vmap'; ''

@@ -220,6 +220,75 @@ def accuracy_vs_lambda(runs: Sequence[dict], stem: str) -> dict:
                           'accuracy_ci95', 'tasks'], rows)
 
 
+def metrics_vs_lambda(runs: Sequence[dict], stem: str, *,
+                      metrics: Sequence[str] = (
+                          'accuracy', 'balanced_accuracy',
+                          'minority_recall')) -> dict:
+  """Classification sweep: metrics against the training set's lambda.
+
+  One panel per metric, one line per loss with its 95 % CI over seeds as a
+  band, and lambda = 1 (where eq. (5) switches exponent) marked. Losses
+  with variants (specs such as `ci:high_exponent=0.5`, see
+  `cil.losses.split_spec`) get a second row of panels: the base loss and
+  its variants, so that an ablation is not lost among the peers.
+
+  Args:
+    runs: `cil.classify` runs with `summary` (`summarize`); each protocol's
+      lambda is the mean over its seeds.
+    stem: output path without extension.
+    metrics: summary keys to plot.
+  """
+  names = list(dict.fromkeys(r['loss'] for r in runs))
+  plain = [n for n in names if ':' not in n]
+  variants = [n for n in names if ':' in n]
+  rows_of_losses = [plain]
+  if variants:
+    bases = list(dict.fromkeys(n.split(':')[0] for n in variants))
+    rows_of_losses.append([b for b in bases if b in plain] + variants)
+  fig = _figure(figsize=(4.2 * len(metrics), 3.6 * len(rows_of_losses)),
+                layout='constrained')
+  axes = np.atleast_2d(fig.subplots(len(rows_of_losses), len(metrics),
+                                    squeeze=False))
+  by_loss = {}
+  for r in runs:
+    by_loss.setdefault(r['loss'], []).append(r)
+  rows = []
+  for i, losses_row in enumerate(rows_of_losses):
+    for j, metric in enumerate(metrics):
+      ax = axes[i, j]
+      for name in losses_row:
+        pts = []
+        for r in by_loss[name]:
+          s = r['summary']
+          if s[metric]['mean'] is None:
+            continue
+          pts.append((s['imbalance_degree']['mean'], s[metric]['mean'],
+                      s[metric]['ci95'] or 0.0, r['protocol'],
+                      len(r['per_seed'])))
+        pts.sort()
+        if not pts:
+          continue
+        lam, mean, ci = (np.array([p[k] for p in pts], float)
+                         for k in range(3))
+        ci = np.nan_to_num(ci)
+        line, = ax.plot(lam, 100 * mean, marker='o', ms=3, label=name)
+        # Metrics are rates: the band is clipped to [0, 100] %.
+        ax.fill_between(lam, np.clip(100 * (mean - ci), 0, 100),
+                        np.clip(100 * (mean + ci), 0, 100),
+                        color=line.get_color(), alpha=0.15, lw=0)
+        if i == 0 or name not in rows_of_losses[0]:
+          rows += [[name, metric, p[3], p[0], p[1], p[2], p[4]] for p in pts]
+      ax.axvline(1.0, color='k', ls=':', lw=1)
+      ax.set(xlabel='imbalance degree λ of the training set',
+             ylabel=f'{metric.replace("_", " ")} (%)')
+      ax.grid(alpha=0.3)
+      ax.legend(fontsize=7)
+  fig.suptitle('test metrics against λ (bands: 95 % CI over seeds; '
+               'dotted: λ = 1)')
+  return save(fig, stem, ['loss', 'metric', 'protocol', 'lambda', 'mean',
+                          'ci95', 'seeds'], rows)
+
+
 def detections(split: dict, dets: dict, stem: str, *, count: int = 4,
                min_score: float = 0.3) -> dict:
   """Detection: test images with true (green) and predicted (red) boxes.

@@ -20,6 +20,17 @@ Variants (`--config=configs/classify.py:VARIANT`):
       python -m launch.classify --config=configs/classify.py:mnist_table1 \
           --config.manual_dir=/path/to/manual --workdir=results/mnist_table1
 
+* `mnist_sweep`: the imbalance sweep and the eq. (5) ablation on MNIST
+  (`RESULTS.md`): LeNet, 500 images per majority class, the `step`
+  protocol with the last five classes at 250 ... 1 image (lambda 0.15 ...
+  1.35, both sides of the switch at lambda = 1), CE, FL, CI, logit
+  adjustment, class-balanced and LDAM, and CI with "always 1/2", "always
+  1/8" and a ramp of width 1; 5 seeds, 3 epochs (135-180 Adam steps). Writes
+  `lambda_sweep.{png,pdf,csv}`:
+
+      python -m launch.classify --config=configs/classify.py:mnist_sweep \
+          --config.manual_dir=/path/to/manual --workdir=results/mnist_sweep
+
 * `mstar`: Tables II-III on MSTAR SOC, A-ConvNets, five minority classes at
   24 or 12 chips, 100 samplings:
 
@@ -36,7 +47,10 @@ import ml_collections
 
 from configs import common
 
-VARIANTS = ('default', 'smoke', 'mnist_table1', 'mstar')
+VARIANTS = ('default', 'smoke', 'mnist_table1', 'mnist_sweep', 'mstar')
+
+# The sweep's minority sizes: 500 // ratio = 250, 100, 50, 16, 6, 4, 2, 1.
+SWEEP_RATIOS = (2, 5, 10, 31.25, 83, 125, 250, 500)
 
 
 def get_config(arg=None) -> ml_collections.ConfigDict:
@@ -79,6 +93,16 @@ def get_config(arg=None) -> ml_collections.ConfigDict:
     c.protocols = ('odd10', 'odd25', 'even10', 'even25')
     c.seeds = 20
     c.epochs = 10
+  elif variant == 'mnist_sweep':
+    c.dataset = 'mnist'
+    c.protocols = tuple(f'step:ratio={r},mu=0.5,n_max=500'
+                        for r in SWEEP_RATIOS)
+    c.losses = ('ce', 'focal', 'ci', 'la', 'cb', 'ldam',
+                'ci:high_exponent=0.5',      # always 1/2
+                'ci:low_exponent=0.125',     # always 1/8
+                'ci:transition_width=1.0')   # ramp over 0.5 <= lambda <= 1.5
+    c.seeds = 5
+    c.epochs = 3
   elif variant == 'mstar':
     c.dataset = 'mstar_soc'
     c.protocols = ('mstar24', 'mstar12')

@@ -16,6 +16,10 @@ Named protocols (`get_protocol(name)`; parameters after a colon):
 | `longtail:ratio=100` | N_i = N_max ratio^(-i/(C-1)) (Cao et al. 2019) |
 | `step:ratio=10,mu=0.5` | mu C classes at N_max / ratio (Buda et al. 2018) |
 
+N_max is the smallest class's size in the source split; `n_max=500` in a
+`longtail` or `step` spec caps it (the imbalance sweep of
+`configs/classify.py:mnist_sweep` keeps 500 per majority class).
+
 `mstar24` and `mstar12` are shorthands for `minority:k=5,n=24` / `n=12`.
 """
 
@@ -189,29 +193,48 @@ def _minority(labels, *, seed, num_classes=None, name, k=5, n=24):
                    protocol=name)
 
 
-def _longtail(labels, *, seed, num_classes=None, name, ratio=100.0):
-  """N_i = N_max * ratio^(-i / (C - 1)), class 0 the largest (Cao et al.)."""
+def _head_size(available: np.ndarray, n_max: float, protocol: str) -> int:
+  """The largest class size: the smallest class's, capped at n_max if > 0."""
+  if n_max < 0 or n_max != int(n_max):
+    raise ValueError(f'{protocol}: n_max must be a whole number >= 0 (0: no '
+                     f'cap), got {n_max}.')
+  head = int(available.min())
+  return min(head, int(n_max)) if n_max else head
+
+
+def _longtail(labels, *, seed, num_classes=None, name, ratio=100.0,
+              n_max=0):
+  """N_i = N_max * ratio^(-i / (C - 1)), class 0 the largest (Cao et al.).
+
+  N_max is the smallest class's size in the source split, or `n_max` if
+  that is smaller (a cap that keeps a sweep fast).
+  """
   labels, num_classes = _check_labels(labels, num_classes)
   ratio = float(ratio)
   if ratio < 1:
     raise ValueError(f'longtail: ratio must be >= 1, got {ratio}.')
   available = np.bincount(labels, minlength=num_classes)
-  n_max = available.min()
+  n_max = _head_size(available, n_max, 'longtail')
   exponent = np.arange(num_classes) / max(num_classes - 1, 1)
   counts = np.maximum(1, np.floor(n_max * ratio ** -exponent)).astype(np.int64)
   return subsample(labels, seed=seed, counts=counts, num_classes=num_classes,
                    protocol=name)
 
 
-def _step(labels, *, seed, num_classes=None, name, ratio=10.0, mu=0.5):
-  """The last round(mu * C) classes keep N_max / ratio (Buda et al.)."""
+def _step(labels, *, seed, num_classes=None, name, ratio=10.0, mu=0.5,
+          n_max=0):
+  """The last round(mu * C) classes keep N_max / ratio (Buda et al.).
+
+  The others keep N_max: the smallest class's size in the source split, or
+  `n_max` if that is smaller.
+  """
   labels, num_classes = _check_labels(labels, num_classes)
   ratio, mu = float(ratio), float(mu)
   if ratio < 1 or not 0 <= mu <= 1:
     raise ValueError(f'step: need ratio >= 1 and 0 <= mu <= 1, got ratio='
                      f'{ratio}, mu={mu}.')
   available = np.bincount(labels, minlength=num_classes)
-  n_max = available.min()
+  n_max = _head_size(available, n_max, 'step')
   counts = np.full(num_classes, n_max, np.int64)
   num_minority = int(round(mu * num_classes))
   if num_minority:

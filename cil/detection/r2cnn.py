@@ -416,8 +416,8 @@ def validate(cfg: R2CNNConfig, counts: Optional[Sequence] = None) -> None:
   if cfg.image_size % cfg.stride:
     raise ValueError(f'image_size must be a multiple of {cfg.stride}, got '
                      f'{cfg.image_size}.')
-  losses_lib.resolve_hparams(cfg.loss, {losses_lib.canonical_name(
-      cfg.loss): dict(cfg.loss_hparams)})
+  losses_lib.resolve_hparams(cfg.loss, {losses_lib.split_spec(
+      cfg.loss)[0]: dict(cfg.loss_hparams)})
   if counts is not None and len(counts) != cfg.num_classes:
     raise ValueError(f'{len(counts)} class counts for {cfg.num_classes} '
                      f'classes.')

@@ -89,7 +89,7 @@ class TrainConfig:
     for k in ('anchor_sizes', 'anchor_ratios'):
       if k in model:
         model[k] = tuple(model[k])
-    loss = losses_lib.canonical_name(model.get('loss', 'ce'))
+    loss = losses_lib.canonical_spec(model.get('loss', 'ce'))
     model['loss'] = loss
     model['loss_hparams'] = tuple(sorted(
         losses_lib.resolve_hparams(loss, hparams).items()))
