@@ -46,8 +46,12 @@ class FewShotConfig:
     dataset: `cil.data.load_fewshot` name (digits, omniglot, omniglot_small,
       mini_imagenet).
     class_split: mini_imagenet's 'standard' (64/16/20) or 'paper' split.
-    support: support distributions (meta-train draws one per task; meta-test
-      evaluates each).
+    support: support distributions (meta-test evaluates each; meta-train
+      draws one per task unless `train_support` is given).
+    train_support: the distributions meta-train draws from; empty means
+      `support`. Omniglot has 20 drawings per character, so meta-train
+      queries of p * N_i cannot follow a support class of 11 (11 + 11 >
+      20): train on the distributions that fit and test on all.
     query_multiple: p, meta-train queries per class = p * N_i.
     test_queries: balanced meta-test queries per class.
     losses: loss specs (`cil.losses.canonical_spec`: a registry name or a
@@ -67,6 +71,7 @@ class FewShotConfig:
   dataset: str
   class_split: str
   support: tuple
+  train_support: tuple
   query_multiple: int
   test_queries: int
   losses: tuple[str, ...]
@@ -91,13 +96,18 @@ class FewShotConfig:
                         for n in v.as_names('losses', c['losses']))
     maml = v.config_fields(c['maml'], maml_lib.MamlConfig, 'maml config')
     c['maml'] = maml_lib.MamlConfig(**maml, loss_hparams=hparams)
-    try:
-      c['support'] = tuple(tuple(int(n) for n in d) for d in c['support'])
-    except (TypeError, ValueError):
-      raise ValueError(f'support must be a sequence of distributions of '
-                       f'integers, e.g. ((1, 1, 1, 1, 11), (3, 3, 3, 3, 3)); '
-                       f'got {c["support"]!r}.') from None
+    for key in ('support', 'train_support'):
+      try:
+        c[key] = tuple(tuple(int(n) for n in d) for d in c[key])
+      except (TypeError, ValueError):
+        raise ValueError(f'{key} must be a sequence of distributions of '
+                         f'integers, e.g. ((1, 1, 1, 1, 11), (3, 3, 3, 3, '
+                         f'3)); got {c[key]!r}.') from None
     return cls(**c)
+
+  @property
+  def meta_train_support(self) -> tuple:
+    return self.train_support or self.support
 
   @property
   def ways(self) -> int:
@@ -120,11 +130,12 @@ class FewShotConfig:
       self.maml.loss_fn(name)
     if not self.support:
       raise ValueError('support must hold at least one distribution.')
-    for dist in self.support:
+    for dist in self.support + self.train_support:
       data.episodes.check_distribution(dist, self.ways)
-    if len({sum(d) for d in self.support}) != 1:
-      raise ValueError('All support distributions must have the same total '
-                       f'(fixed shapes for jit), got {self.support}.')
+    if len({sum(d) for d in self.support + self.train_support}) != 1:
+      raise ValueError('All support and train_support distributions must '
+                       'have the same total (fixed shapes for jit), got '
+                       f'{self.support + self.train_support}.')
     for name in ('inner_lr', 'meta_lr'):
       value = getattr(self.maml, name)
       if not math.isfinite(value):
@@ -153,7 +164,8 @@ def _train_tasks(cfg: FewShotConfig, sampler: data.EpisodeSampler,
                  step: int) -> dict:
   """The meta-batch of meta-step `step`: a function of (seed, step) only."""
   rng = np.random.default_rng([cfg.seed, step, 11])
-  dist = cfg.support[rng.integers(len(cfg.support))]
+  train_support = cfg.meta_train_support
+  dist = train_support[rng.integers(len(train_support))]
   return _as_jax(sampler.sample(rng, dist, query_multiple=cfg.query_multiple,
                                 num_tasks=cfg.meta_batch))
 
@@ -310,7 +322,7 @@ def run(cfg: FewShotConfig, workdir: str, *, show_progress: bool = True,
   # Every task of the run must fit the splits' smallest classes: fail now,
   # not after meta-training.
   data.EpisodeSampler(splits.train, ways=cfg.ways).check_fits(
-      cfg.support, query_multiple=cfg.query_multiple)
+      cfg.meta_train_support, query_multiple=cfg.query_multiple)
   data.EpisodeSampler(splits.test, ways=cfg.ways).check_fits(
       cfg.support, query_per_class=cfg.test_queries)
   resolved = runtime.describe(fewshot={

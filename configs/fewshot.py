@@ -24,6 +24,18 @@ Variants (`--config=configs/fewshot.py:VARIANT`):
 * `omniglot`: 5-way Omniglot (1200 / 423 characters with rotations), the
   [1,2,3,4,5] and balanced supports, 28x28.
 
+* `omniglot_lambda`: the few-shot study of `RESULTS.md` on the small
+  Omniglot sets (`omniglot_small`: alphabet-disjoint, rotations as
+  classes): CE vs CI over eight support distributions of eq. (21)
+  spanning lambda 0 ... 0.83, 300 test tasks each with 9 balanced queries
+  per class (a character has 20 drawings; 11 + 9 = 20); meta-train on the
+  seven that leave room for p * N_i queries (all but [1,1,1,1,11]).
+  Conv4-32, first-order MAML, 1 inner step at 0.4 (5 at test), meta-batch
+  8, 1000 meta-steps:
+
+      python -m launch.fewshot --config=configs/fewshot.py:omniglot_lambda \
+          --config.manual_dir=/path/to/manual --workdir=results/omniglot_lambda
+
 Any field can be overridden: `--config.maml.inner_lr=0.4`,
 `--config.losses=ci`, `--config.support="((1,1,1,1,11),(3,3,3,3,3))"`.
 """
@@ -33,7 +45,13 @@ import ml_collections
 from cil.data import episodes
 from configs import common
 
-VARIANTS = ('default', 'smoke', 'miniimagenet_table4', 'omniglot')
+VARIANTS = ('default', 'smoke', 'miniimagenet_table4', 'omniglot',
+            'omniglot_lambda')
+
+# Eight of eq. (21)'s distributions, lambda 0 ... 0.83 (RESULTS.md).
+LAMBDA_SPAN = ((3, 3, 3, 3, 3), (1, 2, 4, 4, 4), (1, 2, 3, 4, 5),
+               (2, 2, 2, 2, 7), (1, 1, 1, 5, 7), (1, 1, 1, 4, 8),
+               (1, 1, 1, 2, 10), (1, 1, 1, 1, 11))
 
 
 def get_config(arg=None) -> ml_collections.ConfigDict:
@@ -50,6 +68,8 @@ def get_config(arg=None) -> ml_collections.ConfigDict:
   # evaluates each); meta-train queries per class = query_multiple * N_i;
   # balanced meta-test queries per class.
   c.support = ((1, 1, 1, 1, 11), (1, 2, 3, 4, 5), (3, 3, 3, 3, 3))
+  # Meta-train draws from these; () means `support`.
+  c.train_support = ()
   c.query_multiple = 1
   c.test_queries = 15
   # Losses, each used in the inner and the outer loop.
@@ -90,6 +110,19 @@ def get_config(arg=None) -> ml_collections.ConfigDict:
     c.meta_steps = 60000
     c.test_tasks = 600
     c.checkpoint_every = 1000
+  elif variant == 'omniglot_lambda':
+    c.dataset = 'omniglot_small'
+    c.support = LAMBDA_SPAN
+    c.train_support = LAMBDA_SPAN[:-1]
+    c.test_queries = 9
+    c.features = 32
+    c.maml.inner_lr = 0.4
+    c.maml.first_order = True
+    c.maml.test_adaptation_steps = 5
+    c.meta_batch = 8
+    c.meta_steps = 1000
+    c.test_tasks = 300
+    c.checkpoint_every = 250
   elif variant == 'omniglot':
     c.dataset = 'omniglot'
     c.support = ((1, 2, 3, 4, 5), (3, 3, 3, 3, 3))

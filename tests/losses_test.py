@@ -107,6 +107,150 @@ class CiClassFactorsTest(parameterized.TestCase):
       np.testing.assert_allclose(row, (c.max() / c) ** e, rtol=1e-6)
 
 
+# The eq. (5) ablation rules (`RESULTS.md`), as ci_loss keyword arguments.
+RULE_CASES = (
+    ('paper', {}),
+    ('always_half', {'high_exponent': 0.5}),
+    ('always_eighth', {'low_exponent': 0.125}),
+    ('ramp', {'transition_width': 1.0}),
+    ('threshold', {'threshold': 0.3, 'low_exponent': 0.25}),
+)
+
+
+class CiFactorRuleTest(parameterized.TestCase):
+  """The exponents, threshold and ramp of eq. (5) as hyperparameters."""
+
+  def test_defaults_are_the_paper_rule(self):
+    for counts, exponent in ((LOW_DEGREE_COUNTS, 0.5),
+                             (HIGH_DEGREE_COUNTS, 0.125)):
+      c = np.array(counts)
+      np.testing.assert_allclose(
+          losses.ci_class_factors(
+              c, threshold=1.0, low_exponent=0.5, high_exponent=0.125,
+              transition_width=0.0),
+          (c.max() / c) ** exponent, rtol=1e-6)
+    self.assertEqual(
+        {k: losses.default_hparams('ci')[k] for k in (
+            'threshold', 'low_exponent', 'high_exponent',
+            'transition_width')},
+        {'threshold': 1.0, 'low_exponent': 0.5, 'high_exponent': 0.125,
+         'transition_width': 0.0})
+
+  @parameterized.named_parameters(
+      ('always_half_low', {'high_exponent': 0.5}, LOW_DEGREE_COUNTS, 0.5),
+      ('always_half_high', {'high_exponent': 0.5}, HIGH_DEGREE_COUNTS, 0.5),
+      ('always_eighth_low', {'low_exponent': 0.125}, LOW_DEGREE_COUNTS,
+       0.125),
+      ('always_eighth_high', {'low_exponent': 0.125}, HIGH_DEGREE_COUNTS,
+       0.125),
+      # lambda 0.40 is above a threshold of 0.3: the high exponent.
+      ('threshold_moves', {'threshold': 0.3}, LOW_DEGREE_COUNTS, 0.125),
+  )
+  def test_constant_rules(self, hparams, counts, exponent):
+    c = np.array(counts)
+    np.testing.assert_allclose(losses.ci_class_factors(c, **hparams),
+                               (c.max() / c) ** exponent, rtol=1e-6)
+
+  def test_ramp_is_linear_in_lambda_and_equals_the_step_outside(self):
+    # [N, 1]: lambda = log10(N) / 2. Width 1 ramps over 0.5 <= lambda <= 1.5.
+    def minority_exponent(n, **kw):
+      f = float(losses.ci_class_factors([n, 1.0], **kw)[1])
+      return math.log(f) / math.log(n)
+    for lam, expected in ((0.4, 0.5), (0.5, 0.5), (0.75, 0.40625),
+                          (1.0, 0.3125), (1.25, 0.21875), (1.5, 0.125),
+                          (1.7, 0.125)):
+      n = 10 ** (2 * lam)
+      self.assertAlmostEqual(
+          minority_exponent(n, transition_width=1.0), expected, places=5)
+    # Outside the ramp the factor is the paper's.
+    for lam in (0.3, 1.6):
+      n = 10 ** (2 * lam)
+      np.testing.assert_allclose(
+          losses.ci_class_factors([n, 1.0], transition_width=1.0),
+          losses.ci_class_factors([n, 1.0]), rtol=1e-6)
+
+  def test_ramp_removes_the_jump_at_lambda_one(self):
+    # Paper: at rho ~ 100 the minority factor falls from 10 to 1.78 as
+    # lambda crosses 1; with a ramp the two sides agree to first order.
+    below, above = 100 / 1.001, 100 * 1.001  # [N, 1], lambda = 1 -+ 2e-4
+    step = [float(losses.ci_class_factors([n, 1.0])[1]) for n in (below,
+                                                                  above)]
+    ramp = [float(losses.ci_class_factors([n, 1.0],
+                                          transition_width=1.0)[1])
+            for n in (below, above)]
+    self.assertGreater(step[0] - step[1], 8.0)
+    self.assertLess(abs(ramp[0] - ramp[1]), 0.01)
+
+  @parameterized.named_parameters(*RULE_CASES)
+  def test_loss_uses_the_rule(self, hparams):
+    # Equal logits: loss_i / loss_of_majority == f_i under every rule.
+    counts = jnp.array(HIGH_DEGREE_COUNTS)
+    logits = jnp.zeros((5, 5))
+    loss = losses.ci_loss(logits, jnp.arange(5), counts, **hparams)
+    np.testing.assert_allclose(
+        loss / loss[0], losses.ci_class_factors(counts, **hparams),
+        rtol=1e-5)
+
+  def test_traced_hyperparameters_under_jit_and_vmap(self):
+    counts = jnp.array(LOW_DEGREE_COUNTS)
+    widths = jnp.array([0.0, 1.0, 2.0])
+    got = jax.jit(jax.vmap(lambda w: losses.ci_class_factors(
+        counts, transition_width=w)))(widths)
+    for row, w in zip(got, (0.0, 1.0, 2.0)):
+      np.testing.assert_allclose(
+          row, losses.ci_class_factors(counts, transition_width=w),
+          rtol=1e-6)
+
+  @parameterized.parameters(
+      ('threshold', -1.0), ('low_exponent', -0.5), ('high_exponent', math.nan),
+      ('transition_width', -0.1), ('transition_width', math.inf))
+  def test_bad_rule_hyperparameters_are_named(self, name, value):
+    for call in (
+        lambda: losses.ci_class_factors([4, 1], **{name: value}),
+        lambda: losses.ci_loss(jnp.zeros((1, 2)), jnp.array([0]), [4, 1],
+                               **{name: value}),
+        lambda: losses.ci_loss_grad_logits(
+            jnp.zeros((1, 2)), jnp.array([0]), [4, 1], **{name: value})):
+      with self.assertRaisesRegex(ValueError, f'`{name}` must be finite '
+                                  'and >= 0'):
+        call()
+
+
+class LossSpecTest(parameterized.TestCase):
+
+  def test_split_and_canonical(self):
+    self.assertEqual(losses.split_spec(' CI : high_exponent=0.5 '),
+                     ('ci', {'high_exponent': 0.5}))
+    self.assertEqual(losses.canonical_spec('fl:gamma=1'), 'focal:gamma=1.0')
+    self.assertEqual(
+        losses.canonical_spec('ci:transition_width=1,low_exponent=0.25'),
+        'ci:low_exponent=0.25,transition_width=1.0')
+
+  def test_get_loss_binds_the_spec_and_resolve_merges_the_table(self):
+    logits, labels = _random_batch(3, 8, 5)
+    counts = jnp.array(HIGH_DEGREE_COUNTS)
+    spec = 'ci:high_exponent=0.5'
+    np.testing.assert_allclose(
+        losses.get_loss(spec)(logits, labels, counts),
+        losses.ci_loss(logits, labels, counts, high_exponent=0.5))
+    table = {'ci': {'log_base': 2.0, 'high_exponent': 0.125}}
+    self.assertEqual(losses.resolve_hparams(spec, table),
+                     {'log_base': 2.0, 'high_exponent': 0.5})
+
+  @parameterized.parameters(
+      ('ci:', 'no key=value'),
+      ('ci:gamma=2', "takes no hyperparameter 'gamma'"),
+      ('ci:threshold', 'must be key=value'),
+      ('ci:threshold=high', "must be a number, got 'high'"),
+      ('ci:threshold=nan', 'must be finite'),
+      ('ci:threshold=1,threshold=2', "sets 'threshold' twice"),
+      ('cix:threshold=1', "Unknown loss 'cix'"),
+  )
+  def test_bad_specs_are_named(self, spec, message):
+    with self.assertRaisesRegex(ValueError, message):
+      losses.split_spec(spec)
+
+
 # ---------------------------------------------------------------------------
 # Closed-form derivatives, eq. (13)-(15), against jax.grad in float64.
 
@@ -188,6 +332,29 @@ class ClosedFormGradientTest(chex.TestCase):
             lambda z, m=mask: losses.ci_loss_grad_logits(
                 z, labels, counts, where=m))(logits)
         chex.assert_trees_all_close(autodiff, closed, rtol=1e-9, atol=1e-14)
+
+  @parameterized.named_parameters(*RULE_CASES)
+  def test_ci_logit_gradient_matches_autodiff_under_every_rule(self, hparams):
+    # Counts with lambda = 0.98, inside every rule's interesting range.
+    with jax.enable_x64(True):
+      logits, labels = _random_batch(2, 16, 4, jnp.float64)
+      counts = jnp.array([900.0, 3.0, 40.0, 2.0])
+      autodiff = jax.grad(lambda z: losses.ci_loss(
+          z, labels, counts, **hparams).sum())(logits)
+      closed = losses.ci_loss_grad_logits(logits, labels, counts, **hparams)
+      chex.assert_trees_all_close(autodiff, closed, rtol=1e-9, atol=1e-14)
+
+  @parameterized.named_parameters(*RULE_CASES)
+  def test_ci_matches_eq15_with_the_rules_factor(self, hparams):
+    with jax.enable_x64(True):
+      p = jnp.asarray(self.P_GRID)
+      counts = jnp.array([1.0, 90.0])  # Minority class 0, lambda 0.98.
+      factor = losses.ci_class_factors(counts, **hparams)[0]
+      got = jax.vmap(jax.grad(lambda q: losses.ci_loss(
+          _binary_logits(q)[None, :], jnp.array([0]), counts,
+          **hparams)[0]))(p)
+      chex.assert_trees_all_close(
+          got, losses.ci_grad_p(p, factor), rtol=1e-8, atol=1e-12)
 
   def test_check_grads_on_every_loss(self):
     with jax.enable_x64(True):
