@@ -309,6 +309,49 @@ class ClassifyTest(absltest.TestCase):
     self.assertEqual(cfg.hparams_for('ldam'),
                      {'log_base': 10.0, 'max_margin': 0.5, 'scale': 10.0})
 
+  def test_sweep_runs_loss_variants_and_plots_metrics_against_lambda(self):
+    # Digits' smallest training class has 118 images: step ratios 2, 10 and
+    # 118 give lambda 0.15, 0.5 and 1.04 (one image per minority class).
+    protocols = tuple(f'step:ratio={r},mu=0.5' for r in (2, 10, 118))
+    cfg = _config(protocols=protocols, epochs=1,
+                  losses=('ci', 'CI: high_exponent=0.5'))
+    self.assertEqual(cfg.losses, ('ci', 'ci:high_exponent=0.5'))
+    workdir = self._workdir()
+    results = classify.run(cfg, workdir, show_progress=False)
+    runs = {(r['protocol'], r['loss']): r for r in results['runs']}
+    lam = [runs[(p, 'ci')]['summary']['imbalance_degree']['mean']
+           for p in protocols]
+    self.assertLess(lam[1], 1.0)
+    self.assertGreater(lam[2], 1.0)
+    # "Always 1/2" is the paper's rule below lambda = 1: same training.
+    # Above it the minority factor is 118 ** (1/2) instead of 118 ** (1/8).
+    for p, same in zip(protocols, (True, True, False)):
+      a, b = runs[(p, 'ci')], runs[(p, 'ci:high_exponent=0.5')]
+      self.assertEqual(b['loss_hparams']['high_exponent'], 0.5)
+      self.assertEqual(
+          a['train_loss_per_epoch'] == b['train_loss_per_epoch'], same, p)
+      for seed in a['per_seed']:
+        counts = np.array(seed['class_counts'])
+        recall = np.array(seed['per_class_recall'])
+        self.assertAlmostEqual(seed['minority_recall'],
+                               recall[counts < counts.max()].mean())
+    for ext in ('png', 'pdf', 'csv'):
+      self.assertTrue(os.path.exists(
+          os.path.join(workdir, f'lambda_sweep.{ext}')))
+    with open(os.path.join(workdir, 'lambda_sweep.csv')) as f:
+      rows = f.read().splitlines()
+    self.assertEqual(rows[0], 'loss,metric,protocol,lambda,mean,ci95,seeds')
+    self.assertLen(rows, 1 + 2 * 3 * 3)  # losses x metrics x protocols
+    with open(os.path.join(workdir, 'table.md')) as f:
+      table = f.read()
+    self.assertIn('| ci:high_exponent=0.5 |', table)
+    self.assertIn('Minority recall', table)
+
+  def test_minority_recall(self):
+    self.assertAlmostEqual(
+        classify.minority_recall([1.0, 0.5, 0.25], [10, 2, 10]), 0.5)
+    self.assertIsNone(classify.minority_recall([1.0, 0.5], [4, 4]))
+
   def test_epoch_batches_cover_each_seed_once(self):
     from cil import data  # pylint: disable=g-import-not-at-top
     labels = np.repeat(np.arange(4), [50, 5, 50, 5])

@@ -401,6 +401,24 @@ class ProtocolTest(parameterized.TestCase):
     split = data.get_protocol('step:ratio=10,mu=0.3')(self.LABELS, seed=0)
     np.testing.assert_array_equal(split.class_counts, [200] * 7 + [20] * 3)
 
+  def test_n_max_caps_the_largest_class(self):
+    split = data.get_protocol('step:ratio=10,mu=0.5,n_max=50')(
+        self.LABELS, seed=0)
+    np.testing.assert_array_equal(split.class_counts, [50] * 5 + [5] * 5)
+    self.assertAlmostEqual(split.imbalance_degree, 0.5, places=5)
+    split = data.get_protocol('longtail:ratio=10,n_max=100')(self.LABELS,
+                                                             seed=0)
+    self.assertEqual(split.class_counts[0], 100)
+    self.assertEqual(split.class_counts[-1], 10)
+    # A cap above the smallest class changes nothing.
+    split = data.get_protocol('step:ratio=10,mu=0.3,n_max=1000')(
+        self.LABELS, seed=0)
+    np.testing.assert_array_equal(split.class_counts, [200] * 7 + [20] * 3)
+    for bad in ('2.5', '-1'):
+      with self.assertRaisesRegex(ValueError, 'step: n_max must be a whole '
+                                  'number >= 0'):
+        data.get_protocol(f'step:ratio=10,n_max={bad}')(self.LABELS, seed=0)
+
   def test_bad_protocols(self):
     with self.assertRaisesRegex(ValueError, 'Unknown protocol .*odd10'):
       data.get_protocol('odd5')

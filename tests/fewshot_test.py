@@ -105,6 +105,19 @@ class FewShotRunTest(absltest.TestCase):
       fewshot.run(dataclasses.replace(
           self.cfg, support=((1, 1, 1, 1, 4), (1, 1, 1, 1, 5))),
                   self._workdir())
+    with self.assertRaisesRegex(ValueError, 'support and train_support .* '
+                                'same total'):
+      fewshot.run(dataclasses.replace(
+          self.cfg, train_support=((1, 1, 1, 1, 5),)), self._workdir())
+    with self.assertRaisesRegex(ValueError, 'train_support must be a '
+                                'sequence of distributions'):
+      config = self.config.copy_and_resolve_references()
+      config.train_support = ('a,b,c,d,e',)
+      fewshot.FewShotConfig.from_config(config)
+    self.assertEqual(self.cfg.meta_train_support, self.cfg.support)
+    self.assertEqual(dataclasses.replace(
+        self.cfg, train_support=((2, 2, 2, 2, 2),)).meta_train_support,
+                     ((2, 2, 2, 2, 2),))
     with self.assertRaisesRegex(ValueError, 'zero or negative entry'):
       fewshot.run(dataclasses.replace(self.cfg, support=((0, 2, 2, 2, 2),)),
                   self._workdir())
