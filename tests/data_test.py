@@ -202,6 +202,89 @@ class BuilderTest(parameterized.TestCase):
       data.load('mini_imagenet', 'train', data_dir=self.data_dir,
                 manual_dir=self.manual)
 
+  def _cifar_fixture(self, name, folder, files, label_key, meta, n=6):
+    """CIFAR python-version pickles as the archive holds them (byte keys)."""
+    root = os.path.join(self.manual, name, folder)
+    os.makedirs(root)
+    rng = np.random.default_rng(4)
+    num_classes = len(meta[1])
+    written = {}
+    for k, filename in enumerate(files):
+      images = rng.integers(0, 256, (n, 32, 32, 3), np.uint8)
+      labels = (np.arange(n) + k) % num_classes
+      # The archive stores each image channel-major, flattened: [n, 3072].
+      flat = images.transpose(0, 3, 1, 2).reshape(n, 3072)
+      with open(os.path.join(root, filename), 'wb') as f:
+        pickle.dump({b'data': flat, label_key.encode(): labels.tolist(),
+                     b'batch_label': b'x'}, f)
+      written[filename] = (images, labels)
+    with open(os.path.join(root, meta[0]), 'wb') as f:
+      pickle.dump({meta[2].encode(): [c.encode() for c in meta[1]]}, f)
+    return root, written
+
+  def test_cifar10_and_cifar100_from_the_python_pickles(self):
+    names10 = [f'class{c}' for c in range(10)]
+    _, written = self._cifar_fixture(
+        'cifar10', 'cifar-10-batches-py',
+        [f'data_batch_{i}' for i in range(1, 6)] + ['test_batch'], 'labels',
+        ('batches.meta', names10, 'label_names'), n=10)
+    train = data.load('cifar10', 'train', data_dir=self.data_dir,
+                      manual_dir=self.manual)
+    test = data.load('cifar10', 'test', data_dir=self.data_dir,
+                     manual_dir=self.manual)
+    self.assertEqual(train.images.shape, (50, 32, 32, 3))
+    self.assertEqual(test.class_names, tuple(names10))
+    # Pixels and labels survive the channel-major layout (TFDS shuffles the
+    # order, so compare the sets of (image, label) pairs).
+    def pairs(images, labels):
+      return sorted((im.tobytes(), int(y)) for im, y in zip(images, labels))
+    self.assertEqual(pairs(test.images, test.labels),
+                     pairs(*written['test_batch']))
+    self.assertEqual(
+        pairs(train.images, train.labels),
+        pairs(*(np.concatenate([written[f'data_batch_{i}'][j]
+                                for i in range(1, 6)]) for j in (0, 1))))
+    # Cao et al.'s long tail on top: N_i = 5 * 5^(-i/9), floored.
+    split = data.get_protocol('longtail:ratio=5')(train.labels, seed=0)
+    np.testing.assert_array_equal(split.class_counts,
+                                  np.floor(5 * 5.0 ** (-np.arange(10) / 9)))
+
+    names100 = [f'fine{c}' for c in range(100)]
+    _, written = self._cifar_fixture(
+        'cifar100', 'cifar-100-python', ['train', 'test'], 'fine_labels',
+        ('meta', names100, 'fine_label_names'), n=4)
+    test = data.load('cifar100', 'test', data_dir=self.data_dir,
+                     manual_dir=self.manual)
+    self.assertEqual(test.num_classes, 100)
+    self.assertEqual(test.class_names[3], 'fine3')  # Labels 1-4 present.
+    self.assertEqual(pairs(test.images, test.labels), pairs(*written['test']))
+
+  def test_cifar_damaged_and_missing_files_are_named(self):
+    root, _ = self._cifar_fixture(
+        'cifar10', 'cifar-10-batches-py',
+        [f'data_batch_{i}' for i in range(1, 6)] + ['test_batch'], 'labels',
+        ('batches.meta', [str(c) for c in range(10)], 'label_names'))
+    path = os.path.join(root, 'data_batch_3')
+    with open(path, 'r+b') as f:
+      f.truncate(os.path.getsize(path) // 2)
+    with self.assertRaisesRegex(ValueError, r'data_batch_3 is damaged or '
+                                r'truncated'):
+      data.load('cifar10', 'train', data_dir=self.data_dir,
+                manual_dir=self.manual)
+    with open(path, 'wb') as f:
+      pickle.dump({b'data': np.zeros((2, 100), np.uint8),
+                   b'labels': [0, 1]}, f)
+    with self.assertRaisesRegex(ValueError, r'data_batch_3: "data" must be '
+                                r'uint8 \[n, 3072\]'):
+      data.load('cifar10', 'train', data_dir=self.data_dir,
+                manual_dir=self.manual)
+    os.remove(path)
+    with self.assertRaisesRegex(FileNotFoundError, r"cil_cifar10: manual "
+                                r"directory .* is missing \['cifar-10-"
+                                r"batches-py/data_batch_3'\]"):
+      data.load('cifar10', 'train', data_dir=self.data_dir,
+                manual_dir=self.manual)
+
   def test_mstar_center_crop_and_class_folders(self):
     rng = np.random.default_rng(3)
     chips = {}

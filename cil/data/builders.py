@@ -17,6 +17,10 @@ Builders and what their manual directory must hold:
   `omniglot` downloads.
 * `mini_imagenet`: `mini-imagenet-cache-{train,val,test}.pkl`, dicts with
   `image_data` uint8 [n, 84, 84, 3] and `class_dict` {class: [indices]}.
+* `cil_cifar10`, `cil_cifar100`: the extracted python-version archives,
+  `cifar-10-batches-py/` (`data_batch_1` ... `_5`, `test_batch`,
+  `batches.meta`) and `cifar-100-python/` (`train`, `test`, `meta`; fine
+  labels).
 * `mstar_soc`: `train/<CLASS>/<chips>` (17 deg depression) and
   `test/<CLASS>/<chips>` (15 deg), CLASS one of the 10 SOC targets, chips as
   PNG/JPEG/BMP/TIFF images of at least 88x88 pixels.
@@ -330,6 +334,137 @@ class MiniImagenet(_Builder):
     for label, name in enumerate(sorted(cache['class_dict'])):
       for i in cache['class_dict'][name]:
         yield int(i), {'image': images[i], 'label': label, 'class_name': name}
+
+
+# ---------------------------------------------------------------------------
+
+
+def read_cifar_pickle(path: str, label_key: str) -> tuple[np.ndarray,
+                                                          np.ndarray]:
+  """One CIFAR python-version batch: `[n, 32, 32, 3]` uint8 images, labels.
+
+  The files of `cifar-10-python.tar.gz` / `cifar-100-python.tar.gz` are
+  pickled dicts (byte-string keys) with `data`, uint8 `[n, 3072]` in
+  channel-major order, and `labels` (CIFAR-10) or `fine_labels`
+  (CIFAR-100). A damaged or truncated file is named.
+  """
+  try:
+    with open(path, 'rb') as f:
+      batch = pickle.load(f, encoding='bytes')
+  except (pickle.UnpicklingError, EOFError, ValueError, TypeError,
+          AttributeError, IndexError) as e:
+    raise ValueError(f'{path} is damaged or truncated ({type(e).__name__}: '
+                     f'{e}); extract it again from the CIFAR archive.'
+                     ) from None
+  if not isinstance(batch, dict):
+    raise ValueError(f'{path}: expected a pickled dict, got '
+                     f'{type(batch).__name__}.')
+  batch = {k.decode() if isinstance(k, bytes) else k: v
+           for k, v in batch.items()}
+  if 'data' not in batch or label_key not in batch:
+    raise ValueError(f'{path}: expected keys "data" and "{label_key}", got '
+                     f'{sorted(batch)}.')
+  data = np.asarray(batch['data'])
+  labels = np.asarray(batch[label_key], np.int64)
+  if (data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072
+      or labels.shape != data.shape[:1]):
+    raise ValueError(f'{path}: "data" must be uint8 [n, 3072] with n '
+                     f'"{label_key}", got {data.dtype} {data.shape} and '
+                     f'{labels.shape[0] if labels.ndim else "scalar"} '
+                     f'labels.')
+  return data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1), labels
+
+
+class _Cifar(_Builder):
+  """Shared CIFAR builder: the python-version pickles, TF-free."""
+
+  FOLDER = ''
+  FILES: dict = {}
+  META = ('', '')  # (file, key of the class names)
+  LABEL_KEY = ''
+  NUM_CLASSES = 0
+
+  def _features(self):
+    return {
+        'image': tfds.features.Tensor(shape=(32, 32, 3), dtype=np.uint8),
+        'label': tfds.features.ClassLabel(num_classes=self.NUM_CLASSES),
+        'class_name': tfds.features.Text(),
+    }
+
+  def _read_class_names(self, manual_dir: str) -> list:
+    """Class names from the archive's meta file."""
+    path = os.path.join(manual_dir, self.FOLDER, self.META[0])
+    try:
+      with open(path, 'rb') as f:
+        meta = pickle.load(f, encoding='bytes')
+      names = [n.decode() if isinstance(n, bytes) else str(n)
+               for n in meta[self.META[1].encode()]]
+    except (pickle.UnpicklingError, EOFError, KeyError, TypeError,
+            ValueError, AttributeError, IndexError) as e:
+      raise ValueError(f'{path} is damaged or truncated ({type(e).__name__}'
+                       f': {e}); extract it again from the CIFAR archive.'
+                       ) from None
+    if len(names) != self.NUM_CLASSES:
+      raise ValueError(f'{path}: {self.META[1]} lists {len(names)} classes, '
+                       f'expected {self.NUM_CLASSES}.')
+    return names
+
+  def _split_generators(self, dl_manager):
+    required = [os.path.join(self.FOLDER, f)
+                for files in self.FILES.values() for f in files]
+    required.append(os.path.join(self.FOLDER, self.META[0]))
+    manual_dir = check_manual_dir(
+        self.name, dl_manager._manual_dir,  # pylint: disable=protected-access
+        required, self.MANUAL_DOWNLOAD_INSTRUCTIONS)
+    names = self._read_class_names(manual_dir)
+    return {split: self._generate_examples(
+        [os.path.join(manual_dir, self.FOLDER, f) for f in files], names)
+            for split, files in self.FILES.items()}
+
+  def _generate_examples(self, paths, names):
+    key = 0
+    for path in paths:
+      images, labels = read_cifar_pickle(path, self.LABEL_KEY)
+      if labels.size and (labels.min() < 0
+                          or labels.max() >= self.NUM_CLASSES):
+        raise ValueError(f'{path}: labels must be in [0, '
+                         f'{self.NUM_CLASSES}), got range [{labels.min()}, '
+                         f'{labels.max()}].')
+      for image, label in zip(images, labels):
+        yield key, {'image': image, 'label': int(label),
+                    'class_name': names[label]}
+        key += 1
+
+
+class CilCifar10(_Cifar):
+  """CIFAR-10 (Krizhevsky 2009) from `cifar-10-batches-py/`, TF-free."""
+
+  FOLDER = 'cifar-10-batches-py'
+  FILES = {'train': tuple(f'data_batch_{i}' for i in range(1, 6)),
+           'test': ('test_batch',)}
+  META = ('batches.meta', 'label_names')
+  LABEL_KEY = 'labels'
+  NUM_CLASSES = 10
+  MANUAL_DOWNLOAD_INSTRUCTIONS = (
+      'Extract cifar-10-python.tar.gz (https://www.cs.toronto.edu/~kriz/'
+      'cifar.html, "CIFAR-10 python version") into <manual_dir>/cifar10/, '
+      'so that <manual_dir>/cifar10/cifar-10-batches-py/ holds data_batch_1 '
+      '... data_batch_5, test_batch and batches.meta.')
+
+
+class CilCifar100(_Cifar):
+  """CIFAR-100 (fine labels) from `cifar-100-python/`, TF-free."""
+
+  FOLDER = 'cifar-100-python'
+  FILES = {'train': ('train',), 'test': ('test',)}
+  META = ('meta', 'fine_label_names')
+  LABEL_KEY = 'fine_labels'
+  NUM_CLASSES = 100
+  MANUAL_DOWNLOAD_INSTRUCTIONS = (
+      'Extract cifar-100-python.tar.gz (https://www.cs.toronto.edu/~kriz/'
+      'cifar.html, "CIFAR-100 python version") into <manual_dir>/cifar100/, '
+      'so that <manual_dir>/cifar100/cifar-100-python/ holds train, test and '
+      'meta.')
 
 
 # ---------------------------------------------------------------------------

@@ -46,6 +46,8 @@ _DATASETS = {
     'mini_imagenet': (builders.MiniImagenet, 'mini_imagenet', None,
                       ('train', 'val', 'test')),
     'mstar_soc': (builders.MstarSoc, 'mstar_soc', None, ('train', 'test')),
+    'cifar10': (builders.CilCifar10, 'cifar10', None, ('train', 'test')),
+    'cifar100': (builders.CilCifar100, 'cifar100', None, ('train', 'test')),
 }
 DATASET_NAMES = tuple(_DATASETS)
 
