@@ -46,7 +46,8 @@ from cil import runtime
 from cil import workdir as workdir_lib
 
 DEFAULT_MODELS = {'digits': 'digits_cnn', 'mnist': 'lenet',
-                  'mstar_soc': 'aconvnet'}
+                  'mstar_soc': 'aconvnet', 'cifar10': 'resnet32',
+                  'cifar100': 'resnet32'}
 ALL_PROTOCOLS = {'digits': data.TABLE1_PROTOCOLS,
                  'mnist': data.TABLE1_PROTOCOLS,
                  'mstar_soc': ('mstar24', 'mstar12')}
@@ -60,7 +61,8 @@ class ClassifyConfig:
   (`configs/classify.py` states every default, once).
 
   Attributes:
-    dataset: 'digits' (embedded), 'mnist' or 'mstar_soc'.
+    dataset: 'digits' (embedded), 'mnist', 'mstar_soc', 'cifar10' or
+      'cifar100'.
     protocols: imbalance protocols (`cil.data.get_protocol` specs).
     losses: loss specs (`cil.losses.split_spec`: a registry name, or
       `name:key=value,...` for a variant such as `ci:high_exponent=0.5`),
@@ -75,6 +77,18 @@ class ClassifyConfig:
     lr: learning rate.
     optimizer: 'adam' or 'sgd' (with momentum 0.9).
     weight_decay: decoupled weight decay (AdamW / SGD + decay); 0 for none.
+    lr_warmup_epochs: linear warm-up from lr / warmup steps to lr over this
+      many epochs (Cao et al.: 5); 0 for none.
+    lr_decay_epochs: epochs after which the learning rate is multiplied by
+      `lr_decay_factor` (Cao et al.: (160, 180) with 0.1).
+    lr_decay_factor: see `lr_decay_epochs`.
+    augment: '' (none) or 'crop_flip': random 32x32 crops of the image
+      zero-padded by 4 and random horizontal flips (the CIFAR standard).
+    drw_epoch: deferred re-weighting (Cao et al. 2019): from this epoch on
+      (0-based), each example's loss is weighted by its class's inverse
+      effective number (1 - beta) / (1 - beta^N_c), normalised to mean 1
+      over classes, and the batch loss is the weighted mean; 0 for off.
+    drw_beta: beta of the effective number (Cao et al.: 0.9999).
     chunk_steps: steps per compiled call; 0 picks the backend's
       (`cil.runtime.policy`).
     seed_parallel: 'vmap' or 'loop' (see `train_chunk`); '' picks the
@@ -96,6 +110,12 @@ class ClassifyConfig:
   lr: float
   optimizer: str
   weight_decay: float
+  lr_warmup_epochs: int
+  lr_decay_epochs: tuple[int, ...]
+  lr_decay_factor: float
+  augment: str
+  drw_epoch: int
+  drw_beta: float
   chunk_steps: int
   seed_parallel: str
   checkpoint_every: int
@@ -111,6 +131,11 @@ class ClassifyConfig:
     c['losses'] = tuple(losses.canonical_spec(n)
                         for n in v.as_names('losses', c['losses']))
     c['loss_hparams'] = losses.freeze_hparams(c['loss_hparams'])
+    try:
+      c['lr_decay_epochs'] = tuple(int(e) for e in c['lr_decay_epochs'])
+    except (TypeError, ValueError):
+      raise ValueError(f'lr_decay_epochs must be a sequence of epochs, e.g. '
+                       f'(160, 180); got {c["lr_decay_epochs"]!r}.') from None
     return cls(**c)
 
   def resolved_chunk_steps(self) -> int:
@@ -160,6 +185,21 @@ class ClassifyConfig:
     if self.optimizer not in ('adam', 'sgd'):
       raise ValueError(f"optimizer must be 'adam' or 'sgd', got "
                        f'{self.optimizer!r}.')
+    if self.augment not in AUGMENTATIONS:
+      raise ValueError(f"augment must be one of {AUGMENTATIONS}, got "
+                       f'{self.augment!r}.')
+    if self.lr_warmup_epochs < 0 or self.drw_epoch < 0:
+      raise ValueError(f'lr_warmup_epochs and drw_epoch must be >= 0, got '
+                       f'{self.lr_warmup_epochs}, {self.drw_epoch}.')
+    if any(e < 1 for e in self.lr_decay_epochs):
+      raise ValueError(f'lr_decay_epochs must be positive epochs, got '
+                       f'{self.lr_decay_epochs}.')
+    if not (math.isfinite(self.lr_decay_factor)
+            and 0 < self.lr_decay_factor <= 1):
+      raise ValueError(f'lr_decay_factor must be in (0, 1], got '
+                       f'{self.lr_decay_factor}.')
+    if not 0 <= self.drw_beta < 1:
+      raise ValueError(f'drw_beta must be in [0, 1), got {self.drw_beta}.')
 
 
 @functools.lru_cache(maxsize=None)
@@ -175,15 +215,77 @@ def _model(name: str, num_classes: int) -> nn.Module:
 
 
 class TrainState(train_state.TrainState):
-  """Flax's TrainState (params, optimizer state, step); one per seed."""
+  """Flax's TrainState (params, optimizer state, step) and, for models with
+  batch norm, its running averages; one per seed."""
+  batch_stats: Any = None
+
+  def variables(self, params=None) -> dict:
+    out = {'params': self.params if params is None else params}
+    if self.batch_stats is not None:
+      out['batch_stats'] = self.batch_stats
+    return out
 
 
-def make_optimizer(cfg: ClassifyConfig) -> optax.GradientTransformation:
+AUGMENTATIONS = ('', 'crop_flip')
+
+
+def augment_batch(images: jax.Array, rng: jax.Array, kind: str) -> jax.Array:
+  """`[B, H, W, C]` images, randomly cropped after a 4-pixel zero pad and
+  flipped left-right (`kind='crop_flip'`); '' returns them unchanged."""
+  if not kind:
+    return images
+  pad = 4
+  b, h, w, _ = images.shape
+  padded = jnp.pad(images, ((0, 0), (pad, pad), (pad, pad), (0, 0)))
+  k_off, k_flip = jax.random.split(rng)
+  offsets = jax.random.randint(k_off, (b, 2), 0, 2 * pad + 1)
+  flips = jax.random.bernoulli(k_flip, 0.5, (b,))
+
+  def one(image, offset, flip):
+    crop = jax.lax.dynamic_slice(image, (offset[0], offset[1], 0),
+                                 (h, w, image.shape[-1]))
+    return jnp.where(flip, crop[:, ::-1], crop)
+  return jax.vmap(one)(padded, offsets, flips)
+
+
+def drw_weights(class_counts: np.ndarray, beta: float) -> np.ndarray:
+  """Cao et al.'s deferred re-weighting: `[..., C]` class weights
+  (1 - beta) / (1 - beta^N_c), normalised to mean 1 over the classes."""
+  counts = np.asarray(class_counts, np.float64)
+  weights = (1 - beta) / (1 - np.power(beta, counts))
+  return weights / weights.mean(axis=-1, keepdims=True)
+
+
+def learning_rate(cfg: ClassifyConfig, steps_per_epoch: int):
+  """The step -> learning rate schedule (a constant without warm-up/decay).
+
+  Warm-up (`lr_warmup_epochs` W epochs): step k < W steps_per_epoch runs
+  at lr (k + 1) / (W steps_per_epoch); then lr times `lr_decay_factor` per
+  boundary of `lr_decay_epochs` passed (epochs counted from the start).
+  """
+  if not cfg.lr_warmup_epochs and not cfg.lr_decay_epochs:
+    return cfg.lr
+  boundaries = {e * steps_per_epoch: cfg.lr_decay_factor
+                for e in cfg.lr_decay_epochs}
+  decay = optax.piecewise_constant_schedule(cfg.lr, boundaries)
+  warmup_steps = cfg.lr_warmup_epochs * steps_per_epoch
+  if not warmup_steps:
+    return decay
+
+  def schedule(step):  # Step k < W of the warm-up: lr (k + 1) / W.
+    return jnp.where(step < warmup_steps,
+                     cfg.lr * (step + 1) / warmup_steps, decay(step))
+  return schedule
+
+
+def make_optimizer(cfg: ClassifyConfig, steps_per_epoch: int = 1
+                   ) -> optax.GradientTransformation:
+  lr = learning_rate(cfg, steps_per_epoch)
   if cfg.optimizer == 'adam':
     if cfg.weight_decay:
-      return optax.adamw(cfg.lr, weight_decay=cfg.weight_decay)
-    return optax.adam(cfg.lr)
-  tx = optax.sgd(cfg.lr, momentum=0.9)
+      return optax.adamw(lr, weight_decay=cfg.weight_decay)
+    return optax.adam(lr)
+  tx = optax.sgd(lr, momentum=0.9)
   if cfg.weight_decay:
     tx = optax.chain(optax.add_decayed_weights(cfg.weight_decay), tx)
   return tx
@@ -193,15 +295,17 @@ def create_states(model: nn.Module, tx: optax.GradientTransformation,
                   keys: jax.Array, sample: jax.Array) -> TrainState:
   """One TrainState per key, stacked on a leading seed axis."""
   def create(key):
-    params = model.init({'params': key}, sample, train=False)['params']
-    return TrainState.create(apply_fn=model.apply, params=params, tx=tx)
+    variables = model.init({'params': key}, sample, train=False)
+    return TrainState.create(apply_fn=model.apply, params=variables['params'],
+                             batch_stats=variables.get('batch_stats'), tx=tx)
   return jax.jit(jax.vmap(create))(keys)
 
 
 def train_step(state: TrainState, images: jax.Array, labels: jax.Array,
                idx: jax.Array, mask: jax.Array, class_counts: jax.Array,
-               rng: jax.Array, *, loss_fn: Callable[..., jax.Array],
-               loss_hparams: dict) -> tuple[TrainState, dict]:
+               loss_weights: Optional[jax.Array], rng: jax.Array, *,
+               loss_fn: Callable[..., jax.Array], loss_hparams: dict,
+               augment: str = '') -> tuple[TrainState, dict]:
   """One SGD step of one seed; `vmap` it for several.
 
   Args:
@@ -211,25 +315,41 @@ def train_step(state: TrainState, images: jax.Array, labels: jax.Array,
     idx: `[B]` indices of this batch into `images`.
     mask: `[B]` False on padding (the last batch of an epoch).
     class_counts: `[C]` this seed's training-set counts (for the loss).
-    rng: dropout key for this step.
+    loss_weights: `[C]` class weights of the batch loss (deferred
+      re-weighting: a weighted mean), or None for the plain mean.
+    rng: dropout (and augmentation) key for this step.
     loss_fn: a registry loss.
     loss_hparams: its keyword hyperparameters.
+    augment: `augment_batch`'s kind ('' for none).
 
   Returns:
     The new state (unchanged when the batch is all padding) and metrics.
   """
   x, y = images[idx], labels[idx]
+  if augment:
+    rng, aug_rng = jax.random.split(rng)
+    x = augment_batch(x, aug_rng, augment)
   valid = jnp.maximum(mask.sum(), 1)
+  has_stats = state.batch_stats is not None
 
   def objective(params):
-    logits = state.apply_fn({'params': params}, x, train=True,
-                            rngs={'dropout': rng})
+    out = state.apply_fn(state.variables(params), x, train=True,
+                         rngs={'dropout': rng},
+                         mutable=['batch_stats'] if has_stats else False)
+    logits, updates = out if has_stats else (out, {})
     per_example = loss_fn(logits, y, class_counts, where=mask, **loss_hparams)
-    return per_example.sum() / valid, logits
+    if loss_weights is None:
+      loss = per_example.sum() / valid
+    else:
+      w = jnp.where(mask, loss_weights[y], 0.0)
+      loss = (w * per_example).sum() / jnp.maximum(w.sum(), 1e-12)
+    return loss, (logits, updates)
 
-  (loss, logits), grads = jax.value_and_grad(objective, has_aux=True)(
-      state.params)
+  (loss, (logits, updates)), grads = jax.value_and_grad(
+      objective, has_aux=True)(state.params)
   new_state = state.apply_gradients(grads=grads)
+  if has_stats:
+    new_state = new_state.replace(batch_stats=updates['batch_stats'])
   active = jnp.any(mask)
   new_state = jax.tree.map(lambda n, o: jnp.where(active, n, o), new_state,
                            state)
@@ -238,13 +358,15 @@ def train_step(state: TrainState, images: jax.Array, labels: jax.Array,
 
 
 @functools.partial(jax.jit, static_argnames=('loss_name', 'loss_hparams',
-                                             'seed_parallel', 'unroll'),
+                                             'seed_parallel', 'unroll',
+                                             'augment'),
                    donate_argnums=(0,))
 def train_chunk(states: TrainState, images: jax.Array, labels: jax.Array,
                 idx: jax.Array, mask: jax.Array, class_counts: jax.Array,
-                rngs: jax.Array, *, loss_name: str, loss_hparams: tuple,
-                seed_parallel: str = 'vmap', unroll: bool = False
-                ) -> tuple[TrainState, dict]:
+                rngs: jax.Array, loss_weights: Optional[jax.Array] = None, *,
+                loss_name: str, loss_hparams: tuple,
+                seed_parallel: str = 'vmap', unroll: bool = False,
+                augment: str = '') -> tuple[TrainState, dict]:
   """`T` steps of `K` seeds: scan over `[T, K, B]` batches, vmap over seeds.
 
   Args:
@@ -253,6 +375,8 @@ def train_chunk(states: TrainState, images: jax.Array, labels: jax.Array,
     idx, mask: `[T, K, B]` batch indices and validity.
     class_counts: `[K, C]`.
     rngs: `[T, K]` dropout keys.
+    loss_weights: `[K, C]` class weights of the batch loss (deferred
+      re-weighting), or None for the plain mean.
     loss_name, loss_hparams: static; the loss and its keyword arguments as a
       tuple of pairs.
     seed_parallel: 'vmap' batches the seeds into one program (for GPUs);
@@ -262,24 +386,26 @@ def train_chunk(states: TrainState, images: jax.Array, labels: jax.Array,
     unroll: unroll the scan over steps. XLA:CPU runs convolutions inside a
       while loop ~20x slower (measured: 290 ms vs 15 ms per step of the
       digits CNN), so on CPU use short, unrolled chunks.
+    augment: `augment_batch`'s kind.
 
   Returns:
     New states and `[T, K]` metrics.
   """
   step = functools.partial(train_step, loss_fn=losses.get_loss(loss_name),
-                           loss_hparams=dict(loss_hparams))
+                           loss_hparams=dict(loss_hparams), augment=augment)
   if seed_parallel == 'vmap':
-    per_seed = jax.vmap(step, in_axes=(0, None, None, 0, 0, 0, 0))
+    per_seed = jax.vmap(step, in_axes=(0, None, None, 0, 0, 0, 0, 0))
   elif seed_parallel == 'loop':
-    def per_seed(st, ims, labs, i, m, c, r):
+    def per_seed(st, ims, labs, i, m, c, w, r):
       return loops.unrolled_map(lambda a: step(a[0], ims, labs, *a[1:]),
-                                (st, i, m, c, r))
+                                (st, i, m, c, w, r))
   else:
     raise ValueError(f"seed_parallel must be 'vmap' or 'loop', got "
                      f'{seed_parallel!r}.')
 
   def body(carry, xs):
-    return per_seed(carry, images, labels, *xs[:2], class_counts, xs[2])
+    return per_seed(carry, images, labels, *xs[:2], class_counts,
+                    loss_weights, xs[2])
 
   if not unroll:
     return jax.lax.scan(body, states, (idx, mask, rngs))
@@ -293,9 +419,8 @@ def train_chunk(states: TrainState, images: jax.Array, labels: jax.Array,
 
 
 @functools.partial(jax.jit, static_argnames=('apply_fn',))
-def _predict(apply_fn, params, images):
-  logits = jax.vmap(lambda p: apply_fn({'params': p}, images, train=False))(
-      params)
+def _predict(apply_fn, variables, images):
+  logits = jax.vmap(lambda v: apply_fn(v, images, train=False))(variables)
   return jnp.argmax(logits, -1)
 
 
@@ -309,7 +434,7 @@ def predict(states: TrainState, images: np.ndarray,
     if pad:  # Keep one compiled shape.
       chunk = np.concatenate([chunk, np.zeros((pad,) + chunk.shape[1:],
                                               chunk.dtype)])
-    pred = np.asarray(_predict(states.apply_fn, states.params, chunk))
+    pred = np.asarray(_predict(states.apply_fn, states.variables(), chunk))
     out.append(pred[:, :pred.shape[1] - pad])
   return np.concatenate(out, axis=1)
 
@@ -349,8 +474,11 @@ class Interrupted(Exception):
 
 def _train_state_tree(states: TrainState) -> dict:
   """The arrays of the seeds' states that a checkpoint holds."""
-  return {'params': states.params, 'opt_state': states.opt_state,
+  tree = {'params': states.params, 'opt_state': states.opt_state,
           'step': states.step}
+  if states.batch_stats is not None:
+    tree['batch_stats'] = states.batch_stats
+  return tree
 
 
 def cell_name(protocol: str, loss_name: str) -> str:
@@ -380,7 +508,9 @@ def train_and_evaluate(
   counts = jnp.asarray(np.stack([s.class_counts for s in splits]),
                        jnp.float32)
   model = _model(cfg.model_name(), train_set.num_classes)
-  tx = make_optimizer(cfg)
+  steps_per_epoch = math.ceil(max(s.indices.size for s in splits)
+                              / cfg.batch_size)
+  tx = make_optimizer(cfg, steps_per_epoch)
   keys = jax.vmap(jax.random.key)(jnp.asarray(seeds))
   states = create_states(model, tx, keys, jnp.asarray(train_set.images[:1]))
   checkpointer = work.checkpointer(cell)
@@ -393,7 +523,10 @@ def train_and_evaluate(
   hparams = tuple(sorted(cfg.hparams_for(loss_name).items()))
   unroll = runtime.policy().unroll_loops
   try:
+    weights = jnp.asarray(drw_weights(np.asarray(counts), cfg.drw_beta),
+                          jnp.float32)
     for epoch in range(start_epoch, cfg.epochs):
+      drw = bool(cfg.drw_epoch) and epoch >= cfg.drw_epoch
       started = time.perf_counter()
       idx, mask = epoch_batches(splits, seeds, epoch, cfg.batch_size)
       steps = idx.shape[0]
@@ -411,8 +544,9 @@ def train_and_evaluate(
         rngs = _step_keys(jnp.asarray(seeds), jnp.asarray(global_steps))
         states, step_metrics = train_chunk(
             states, images, labels, jnp.asarray(c_idx), jnp.asarray(c_mask),
-            counts, rngs, loss_name=loss_name, loss_hparams=hparams,
-            seed_parallel=cfg.resolved_seed_parallel(), unroll=unroll)
+            counts, rngs, weights if drw else None, loss_name=loss_name,
+            loss_hparams=hparams, seed_parallel=cfg.resolved_seed_parallel(),
+            unroll=unroll, augment=cfg.augment)
         active = c_mask.any(axis=(1, 2))
         chunk_loss = np.asarray(step_metrics['loss'])[active]
         workdir_lib.check_finite(cell, int(global_steps[0]) + 1,

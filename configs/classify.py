@@ -31,6 +31,19 @@ Variants (`--config=configs/classify.py:VARIANT`):
       python -m launch.classify --config=configs/classify.py:mnist_sweep \
           --config.manual_dir=/path/to/manual --workdir=results/mnist_sweep
 
+* `cifar10_lt`, `cifar100_lt`: CIFAR-LT as Cao et al. (2019), for users
+  with the data and a GPU: `longtail` at ratios 100 and 10, ResNet-32, SGD
+  200 epochs with warm-up and step decay, crop + flip, deferred
+  re-weighting from epoch 160 (it weights every loss of the run; set
+  `--config.drw_epoch=0` for the plain losses), CE, focal, CI, logit
+  adjustment and LDAM. The manual dir holds `cifar10/cifar-10-batches-py/`
+  (or `cifar100/cifar-100-python/`); their published top-1 (CIFAR-10-LT,
+  ratio 100 / 10): ERM 70.36 / 86.39, focal 70.38 / 86.66, LDAM-DRW 77.03 /
+  88.16:
+
+      python -m launch.classify --config=configs/classify.py:cifar10_lt \
+          --config.manual_dir=/path/to/manual --workdir=results/cifar10_lt
+
 * `mstar`: Tables II-III on MSTAR SOC, A-ConvNets, five minority classes at
   24 or 12 chips, 100 samplings:
 
@@ -43,11 +56,14 @@ Any field can be overridden: `--config.losses=fl
 holds commas: `--config.protocols="'step:ratio=100,mu=0.5'"`).
 """
 
+import math
+
 import ml_collections
 
 from configs import common
 
-VARIANTS = ('default', 'smoke', 'mnist_table1', 'mnist_sweep', 'mstar')
+VARIANTS = ('default', 'smoke', 'mnist_table1', 'mnist_sweep', 'mstar',
+            'cifar10_lt', 'cifar100_lt')
 
 # The sweep's minority sizes: 500 // ratio = 250, 100, 50, 16, 6, 4, 2, 1.
 SWEEP_RATIOS = (2, 5, 10, 31.25, 83, 125, 250, 500)
@@ -57,7 +73,8 @@ def get_config(arg=None) -> ml_collections.ConfigDict:
   """The config of `arg` (one of `VARIANTS`; None is 'default')."""
   variant = common.split_variant(arg, VARIANTS)
   c = ml_collections.ConfigDict()
-  # Data: 'digits' (embedded), 'mnist' or 'mstar_soc' (`cil.data.load`).
+  # Data: 'digits' (embedded), 'mnist', 'mstar_soc', 'cifar10', 'cifar100'
+  # (`cil.data.load`).
   c.dataset = 'digits'
   c.data_dir = ml_collections.config_dict.placeholder(str)  # $CIL_DATA_DIR
   c.manual_dir = ml_collections.config_dict.placeholder(str)  # $CIL_MANUAL_DIR
@@ -77,6 +94,16 @@ def get_config(arg=None) -> ml_collections.ConfigDict:
   c.optimizer = 'adam'  # or 'sgd' (momentum 0.9)
   c.lr = 1e-3
   c.weight_decay = 0.0
+  # Learning-rate schedule: linear warm-up over lr_warmup_epochs, then times
+  # lr_decay_factor after each epoch in lr_decay_epochs.
+  c.lr_warmup_epochs = 0
+  c.lr_decay_epochs = ()
+  c.lr_decay_factor = 0.1
+  # Data augmentation: '' or 'crop_flip' (pad 4, random crop, random flip).
+  c.augment = ''
+  # Deferred re-weighting (Cao et al. 2019) from this epoch on; 0 is off.
+  c.drw_epoch = 0
+  c.drw_beta = 0.9999
   # Speed: 0 / '' pick the backend's choice (`cil.runtime.policy`).
   c.chunk_steps = 0
   c.seed_parallel = ''  # 'loop' or 'vmap'
@@ -107,4 +134,25 @@ def get_config(arg=None) -> ml_collections.ConfigDict:
     c.dataset = 'mstar_soc'
     c.protocols = ('mstar24', 'mstar12')
     c.seeds = 100
+  elif variant in ('cifar10_lt', 'cifar100_lt'):
+    # Cao et al. (2019), `cifar_train.py`: ResNet-32, SGD with momentum 0.9,
+    # lr 0.1, weight decay 2e-4, batch 128, 200 epochs, 5 warm-up epochs,
+    # lr x 0.1 after epochs 160 and 180, crop + flip; DRW from epoch 160.
+    c.dataset = variant.split('_')[0]
+    c.protocols = ('longtail:ratio=100', 'longtail:ratio=10')
+    c.losses = ('ce', 'focal', 'ci', 'la', 'ldam')
+    c.loss_hparams.focal.gamma = 1.0
+    c.loss_hparams.ldam.log_base = math.e
+    c.model = 'resnet32'
+    c.seeds = 1
+    c.epochs = 200
+    c.batch_size = 128
+    c.optimizer = 'sgd'
+    c.lr = 0.1
+    c.weight_decay = 2e-4
+    c.lr_warmup_epochs = 5
+    c.lr_decay_epochs = (160, 180)
+    c.augment = 'crop_flip'
+    c.drw_epoch = 160
+    c.checkpoint_every = 10
   return c

@@ -1,5 +1,6 @@
 """Tests for cil.models, cil.metrics, cil.classify and launch.classify."""
 
+import functools
 import json
 import math
 import os
@@ -14,12 +15,14 @@ from absl.testing import parameterized
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from cil import classify
 from cil import metrics
 from cil import models
 from cil import workdir as workdir_lib
 import configs
+import cifar_fixture  # tests/, beside this file
 
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _DATA_DIR = None
@@ -50,6 +53,22 @@ class ModelsTest(parameterized.TestCase):
     self.assertEqual(set(params), {'params'})  # No mutable collections.
     self.assertEqual(sum(p.size for p in jax.tree.leaves(params)), size)
     self.assertEqual(model.apply(params, x).shape, (shape[0], classes))
+
+  def test_cifar_resnet32_matches_cao_et_al(self):
+    # He et al.'s CIFAR ResNet-32 as in Cao et al.'s code: 0.46 M
+    # parameters (464,154 with a 10-class dense head; the cosine head has no
+    # bias), batch norm with running averages.
+    for name, size in (('resnet32', 464_154), ('resnet32_normed', 464_144)):
+      model = models.get_model(name, 10)
+      x = jnp.zeros((2, 32, 32, 3), jnp.uint8)
+      variables = jax.jit(functools.partial(model.init, train=False))(
+          jax.random.key(0), x)
+      self.assertEqual(set(variables), {'params', 'batch_stats'})
+      self.assertEqual(
+          sum(p.size for p in jax.tree.leaves(variables['params'])), size)
+      convs = [k for k in jax.tree_util.tree_flatten_with_path(
+          variables['params'])[0] if 'Conv' in jax.tree_util.keystr(k[0])]
+      self.assertLen(convs, 31)  # 1 + 3 stages x 5 blocks x 2.
 
   def test_conv4_uses_the_batch_statistics(self):
     model = models.Conv4(num_classes=5, features=8)
@@ -347,6 +366,45 @@ class ClassifyTest(absltest.TestCase):
     self.assertIn('| ci:high_exponent=0.5 |', table)
     self.assertIn('Minority recall', table)
 
+  def test_crop_flip_augmentation(self):
+    images = jnp.arange(2 * 6 * 6 * 1, dtype=jnp.float32).reshape(2, 6, 6, 1)
+    self.assertIs(classify.augment_batch(images, jax.random.key(0), ''),
+                  images)
+    seen_flip = seen_shift = False
+    for seed in range(8):
+      out = np.asarray(classify.augment_batch(images, jax.random.key(seed),
+                                              'crop_flip'))
+      self.assertEqual(out.shape, images.shape)
+      padded = np.pad(np.asarray(images), ((0, 0), (4, 4), (4, 4), (0, 0)))
+      for b in range(2):
+        # Each output is a 6x6 window of the zero-padded image, maybe
+        # mirrored left-right.
+        windows = [padded[b, i:i + 6, j:j + 6] for i in range(9)
+                   for j in range(9)]
+        match = [k for k, w in enumerate(windows)
+                 if np.array_equal(w, out[b]) or np.array_equal(
+                     w[:, ::-1], out[b])]
+        self.assertNotEmpty(match)
+        seen_shift |= 40 not in match  # 40: the centred window.
+        seen_flip |= not any(np.array_equal(windows[k], out[b])
+                             for k in match)
+    self.assertTrue(seen_flip and seen_shift)
+
+  def test_deferred_reweighting_weights_and_learning_rate_schedule(self):
+    w = classify.drw_weights(np.array([[5000, 50], [10, 10]]), 0.9999)
+    eff = (1 - 0.9999) / (1 - 0.9999 ** np.array([5000, 50]))
+    np.testing.assert_allclose(w[0], eff / eff.mean())
+    np.testing.assert_allclose(w[1], [1.0, 1.0])
+    cfg = classify.ClassifyConfig.from_config(
+        configs.load('classify', 'cifar10_lt'))
+    schedule = classify.learning_rate(cfg, steps_per_epoch=10)
+    lr = [float(schedule(step)) for step in (0, 25, 49, 50, 1599, 1600,
+                                             1799, 1800, 1999)]
+    np.testing.assert_allclose(
+        lr, [0.1 / 50, 0.1 * 26 / 50, 0.1, 0.1, 0.1, 0.01, 0.01, 0.001,
+             0.001], rtol=1e-5)
+    self.assertEqual(classify.learning_rate(_config(), 10), 1e-3)
+
   def test_minority_recall(self):
     self.assertAlmostEqual(
         classify.minority_recall([1.0, 0.5, 0.25], [10, 2, 10]), 0.5)
@@ -361,6 +419,47 @@ class ClassifyTest(absltest.TestCase):
     for k, split in enumerate(splits):
       seen = idx[:, k][mask[:, k]]
       np.testing.assert_array_equal(np.sort(seen), split.indices)
+
+
+@mock.patch.dict(os.environ, {'CIL_MANUAL_DIR': '', 'CIL_DATA_DIR': ''})
+class CifarLongTailTest(absltest.TestCase):
+
+  @pytest.mark.slow  # ~120 s on 2 busy cores, most of it compiling ResNet-32.
+  def test_resnet32_with_augmentation_drw_and_schedule_resumes_exactly(self):
+    # The cifar10_lt recipe (batch norm running averages, crop + flip,
+    # warm-up and decay, deferred re-weighting) on pickles the test writes,
+    # cut to 3 epochs; a run killed after epoch 2 resumes to the same result.
+    manual = tempfile.mkdtemp()
+    self.addCleanup(shutil.rmtree, manual, ignore_errors=True)
+    cifar_fixture.write_cifar(manual, n=12)
+    config = configs.load('classify', 'cifar10_lt')
+    config.update(
+        manual_dir=manual, data_dir=os.path.join(manual, 'prepared'),
+        protocols=('longtail:ratio=4',), losses=('ci',), seeds=2, epochs=3,
+        batch_size=8, eval_batch_size=60, lr_warmup_epochs=1,
+        lr_decay_epochs=(2,), drw_epoch=1, checkpoint_every=1)
+    cfg = classify.ClassifyConfig.from_config(config)
+    whole = tempfile.mkdtemp()
+    self.addCleanup(shutil.rmtree, whole, ignore_errors=True)
+    a = classify.run(cfg, whole, show_progress=False)['runs'][0]
+    self.assertEqual(a['model'], 'resnet32')
+    self.assertLen(a['train_loss_per_epoch'], 3)
+    self.assertTrue(np.all(np.isfinite(a['train_loss_per_epoch'])))
+
+    def kill_after_second_epoch(protocol, loss, epoch):
+      del protocol, loss
+      if epoch == 2:
+        raise classify.Interrupted()
+
+    workdir = tempfile.mkdtemp()
+    self.addCleanup(shutil.rmtree, workdir, ignore_errors=True)
+    with self.assertRaises(classify.Interrupted):
+      classify.run(cfg, workdir, show_progress=False,
+                   epoch_callback=kill_after_second_epoch)
+    b = classify.run(cfg, workdir, show_progress=False)['runs'][0]
+    self.assertEqual(a['train_loss_per_epoch'], b['train_loss_per_epoch'])
+    for x, y in zip(a['per_seed'], b['per_seed']):
+      self.assertEqual(x['confusion'], y['confusion'])
 
 
 class LauncherTest(absltest.TestCase):

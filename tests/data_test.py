@@ -20,6 +20,7 @@ import tensorflow_datasets as tfds
 from cil import data
 from cil.data import builders
 from cil.data import fewshot
+import cifar_fixture  # tests/, beside this file
 
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHARED_DATA = os.path.join(os.path.dirname(_ROOT), 'shared', 'data')
@@ -202,38 +203,15 @@ class BuilderTest(parameterized.TestCase):
       data.load('mini_imagenet', 'train', data_dir=self.data_dir,
                 manual_dir=self.manual)
 
-  def _cifar_fixture(self, name, folder, files, label_key, meta, n=6):
-    """CIFAR python-version pickles as the archive holds them (byte keys)."""
-    root = os.path.join(self.manual, name, folder)
-    os.makedirs(root)
-    rng = np.random.default_rng(4)
-    num_classes = len(meta[1])
-    written = {}
-    for k, filename in enumerate(files):
-      images = rng.integers(0, 256, (n, 32, 32, 3), np.uint8)
-      labels = (np.arange(n) + k) % num_classes
-      # The archive stores each image channel-major, flattened: [n, 3072].
-      flat = images.transpose(0, 3, 1, 2).reshape(n, 3072)
-      with open(os.path.join(root, filename), 'wb') as f:
-        pickle.dump({b'data': flat, label_key.encode(): labels.tolist(),
-                     b'batch_label': b'x'}, f)
-      written[filename] = (images, labels)
-    with open(os.path.join(root, meta[0]), 'wb') as f:
-      pickle.dump({meta[2].encode(): [c.encode() for c in meta[1]]}, f)
-    return root, written
-
   def test_cifar10_and_cifar100_from_the_python_pickles(self):
-    names10 = [f'class{c}' for c in range(10)]
-    _, written = self._cifar_fixture(
-        'cifar10', 'cifar-10-batches-py',
-        [f'data_batch_{i}' for i in range(1, 6)] + ['test_batch'], 'labels',
-        ('batches.meta', names10, 'label_names'), n=10)
+    _, written = cifar_fixture.write_cifar(self.manual)
     train = data.load('cifar10', 'train', data_dir=self.data_dir,
                       manual_dir=self.manual)
     test = data.load('cifar10', 'test', data_dir=self.data_dir,
                      manual_dir=self.manual)
     self.assertEqual(train.images.shape, (50, 32, 32, 3))
-    self.assertEqual(test.class_names, tuple(names10))
+    self.assertEqual(test.class_names,
+                     tuple(f'cifar10_class{c}' for c in range(10)))
     # Pixels and labels survive the channel-major layout (TFDS shuffles the
     # order, so compare the sets of (image, label) pairs).
     def pairs(images, labels):
@@ -249,21 +227,16 @@ class BuilderTest(parameterized.TestCase):
     np.testing.assert_array_equal(split.class_counts,
                                   np.floor(5 * 5.0 ** (-np.arange(10) / 9)))
 
-    names100 = [f'fine{c}' for c in range(100)]
-    _, written = self._cifar_fixture(
-        'cifar100', 'cifar-100-python', ['train', 'test'], 'fine_labels',
-        ('meta', names100, 'fine_label_names'), n=4)
+    _, written = cifar_fixture.write_cifar(self.manual,
+                                           cifar_fixture.CIFAR100, n=4)
     test = data.load('cifar100', 'test', data_dir=self.data_dir,
                      manual_dir=self.manual)
     self.assertEqual(test.num_classes, 100)
-    self.assertEqual(test.class_names[3], 'fine3')  # Labels 1-4 present.
+    self.assertEqual(test.class_names[3], 'cifar100_class3')  # Labels 1-4.
     self.assertEqual(pairs(test.images, test.labels), pairs(*written['test']))
 
   def test_cifar_damaged_and_missing_files_are_named(self):
-    root, _ = self._cifar_fixture(
-        'cifar10', 'cifar-10-batches-py',
-        [f'data_batch_{i}' for i in range(1, 6)] + ['test_batch'], 'labels',
-        ('batches.meta', [str(c) for c in range(10)], 'label_names'))
+    root, _ = cifar_fixture.write_cifar(self.manual)
     path = os.path.join(root, 'data_batch_3')
     with open(path, 'r+b') as f:
       f.truncate(os.path.getsize(path) // 2)

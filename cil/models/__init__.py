@@ -1,7 +1,9 @@
-"""Flax Linen models: LeNet, a digits CNN, A-ConvNets, MAML's Conv4."""
+"""Flax Linen models: LeNet, a digits CNN, A-ConvNets, MAML's Conv4, and
+the CIFAR ResNet-32."""
 
 from cil.models.cnn import AConvNet
 from cil.models.cnn import BatchStatNorm
+from cil.models.cnn import CifarResNet32
 from cil.models.cnn import Conv4
 from cil.models.cnn import DigitsCNN
 from cil.models.cnn import get_model
