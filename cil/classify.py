@@ -712,17 +712,18 @@ def run(cfg: ClassifyConfig, workdir: str, *, show_progress: bool = True,
     lambda_of = {r['protocol']: r['summary']['imbalance_degree']['mean']
                  for r in runs}
     lambdas = ', '.join(f'{p} {lambda_of[p]:.3f}' for p in cfg.protocols)
+    tables = {m: markdown_table(runs, cfg.protocols, cfg.losses, m)
+              for m in ('balanced_accuracy', 'minority_recall')}
     work.write_text('table.md', (
         f'Recognition rate (%) on the balanced {cfg.dataset} test set, '
         f'mean ± 95 % CI over {cfg.seeds} seeds; model '
         f'{cfg.model_name()}, {cfg.epochs} epochs. Imbalance degree λ of '
         f'the training sets: {lambdas}.\n\n{table}\n\n'
         f'Balanced accuracy (%, mean test recall over classes):\n\n'
-        f'{markdown_table(runs, cfg.protocols, cfg.losses, "balanced_accuracy")}'
-        f'\n\nMinority recall (%, mean test recall of the classes with '
-        f'fewer training images than the largest):\n\n'
-        f'{markdown_table(runs, cfg.protocols, cfg.losses, "minority_recall")}'
-        f'\n'))
+        f'{tables["balanced_accuracy"]}\n\n'
+        f'Minority recall (%, mean test recall of the classes with fewer '
+        f'training images than the largest):\n\n'
+        f'{tables["minority_recall"]}\n'))
     plots.per_class_recall(runs, train_set.class_names,
                            work.file('per_class_recall'))
     if len({round(r['summary']['imbalance_degree']['mean'], 6)

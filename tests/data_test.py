@@ -214,6 +214,7 @@ class BuilderTest(parameterized.TestCase):
                      tuple(f'cifar10_class{c}' for c in range(10)))
     # Pixels and labels survive the channel-major layout (TFDS shuffles the
     # order, so compare the sets of (image, label) pairs).
+
     def pairs(images, labels):
       return sorted((im.tobytes(), int(y)) for im, y in zip(images, labels))
     self.assertEqual(pairs(test.images, test.labels),
