@@ -127,6 +127,23 @@ def read_json(path: str) -> Any:
         f'recompute what it held.') from None
 
 
+def read_runs(workdir: str) -> list[dict]:
+  """A workdir's finished results, without locking it (a run may be going).
+
+  `results.json`'s runs if the run has finished, else the finished cells
+  in `runs/` (sorted by file name).
+  """
+  if not os.path.isdir(workdir):
+    raise RunError(f'{workdir} is not a workdir (no such directory).')
+  results = os.path.join(workdir, 'results.json')
+  if os.path.exists(results):
+    return read_json(results)['runs']
+  cells = os.path.join(workdir, 'runs')
+  names = sorted(os.listdir(cells)) if os.path.isdir(cells) else []
+  return [read_json(os.path.join(cells, n)) for n in names
+          if n.endswith('.json')]
+
+
 # ---------------------------------------------------------------------------
 # The non-finite guard and checksums.
 

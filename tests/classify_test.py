@@ -405,6 +405,46 @@ class ClassifyTest(absltest.TestCase):
              0.001], rtol=1e-5)
     self.assertEqual(classify.learning_rate(_config(), 10), 1e-3)
 
+  def test_paired_differences_and_the_compare_launcher(self):
+    def run(protocol, loss, accs, lam=0.5):
+      return {'protocol': protocol, 'loss': loss, 'per_seed': [
+          {'seed': k, 'accuracy': a, 'imbalance_degree': lam,
+           'minority_recall': None} for k, a in enumerate(accs)]}
+    runs = [run('p', 'ce', [0.90, 0.80, 0.70]),
+            run('p', 'ci', [0.92, 0.82, 0.72]),      # +2 points every seed
+            run('p', 'focal', [0.95, 0.75, 0.70])]   # +5, -5, 0
+    diffs = {d['loss']: d for d in classify.paired_differences(runs, 'ce')}
+    self.assertAlmostEqual(diffs['ci']['mean'], 0.02)
+    self.assertAlmostEqual(diffs['ci']['ci95'], 0.0, places=12)
+    self.assertTrue(diffs['ci']['significant'])
+    self.assertAlmostEqual(diffs['focal']['mean'], 0.0)
+    self.assertFalse(diffs['focal']['significant'])
+    self.assertEmpty(classify.paired_differences(runs, 'ce',
+                                                 'minority_recall'))
+    with self.assertRaisesRegex(ValueError, "No 'la' run for protocol 'p'"):
+      classify.paired_differences(runs, 'la')
+    with self.assertRaisesRegex(ValueError, 'pairing needs the same seeds'):
+      classify.paired_differences(runs + [run('q', 'ci', [0.5]),
+                                          run('q', 'ce', [0.5, 0.6])], 'ce')
+
+    workdir = self._workdir()
+    workdir_lib.write_json(os.path.join(workdir, 'runs', 'p__ce.json'),
+                           runs[0])
+    workdir_lib.write_json(os.path.join(workdir, 'runs', 'p__ci.json'),
+                           runs[1])
+    out = subprocess.run(
+        [sys.executable, '-m', 'launch.compare', f'--workdir={workdir}',
+         '--baseline=CE'], cwd=_ROOT, capture_output=True, text=True,
+        check=False)
+    self.assertEqual(out.returncode, 0, out.stderr)
+    self.assertIn('| ci | +2.00 ± 0.00* |', out.stdout)
+    out = subprocess.run(
+        [sys.executable, '-m', 'launch.compare', f'--workdir={workdir}',
+         '--baseline=la'], cwd=_ROOT, capture_output=True, text=True,
+        check=False)
+    self.assertEqual(out.returncode, 1)
+    self.assertIn("error: No 'la' run for protocol 'p'", out.stderr)
+
   def test_minority_recall(self):
     self.assertAlmostEqual(
         classify.minority_recall([1.0, 0.5, 0.25], [10, 2, 10]), 0.5)

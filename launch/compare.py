@@ -1,0 +1,39 @@
+r"""Paired comparison of a classification run's losses against a baseline.
+
+    python -m launch.compare --workdir results/mnist_sweep --baseline ce \
+        --metric minority_recall [--out FILE.md]
+
+Reads `<workdir>/results.json` (or, for a run still going, its finished
+cells in `runs/`) and prints, per protocol (column, with its lambda) and
+loss (row), the mean difference from the baseline over seeds, paired by
+seed, with its 95 % CI in percentage points; `*` marks a CI that excludes
+0 (`cil.classify.paired_differences`).
+"""
+
+from absl import app
+from absl import flags
+
+from cil import classify
+from launch import common
+
+_WORKDIR = flags.DEFINE_string('workdir', None, 'A launch.classify workdir.',
+                               required=True)
+_BASELINE = flags.DEFINE_string('baseline', 'ce', 'The loss to subtract.')
+_METRIC = flags.DEFINE_enum(
+    'metric', 'accuracy', ['accuracy', 'balanced_accuracy',
+                           'minority_recall', 'macro_f1', 'g_mean'],
+    'Per-seed metric to compare.')
+_OUT = flags.DEFINE_string('out', None, 'Also write the table here.')
+
+
+def run():
+  table = classify.compare_workdir(_WORKDIR.value, baseline=_BASELINE.value,
+                                   metric=_METRIC.value)
+  print(table)
+  if _OUT.value:
+    with open(_OUT.value, 'w', encoding='utf-8') as f:
+      f.write(table + '\n')
+
+
+if __name__ == '__main__':
+  app.run(common.main(run))
