@@ -16,6 +16,7 @@ Two kinds of checks:
   call on CPU), a cost every training step would pay.
 """
 
+import math
 import functools
 from typing import Optional
 
@@ -252,3 +253,30 @@ def as_names(field: str, value) -> tuple[str, ...]:
   if not all(names):
     raise ValueError(f'{field} holds an empty name: {value!r}.')
   return names
+
+
+def spec_arguments(arg_text: str, spec: str, what: str) -> dict:
+  """Parses the `key=value,...` of a spec `name:key=value,...` into floats.
+
+  Used by the protocol and the loss specs; errors name the argument and the
+  spec (`what` is 'Protocol' or 'Loss spec').
+  """
+  out = {}
+  for item in filter(None, (x.strip() for x in arg_text.split(','))):
+    key, eq, value = item.partition('=')
+    key, value = key.strip(), value.strip()
+    if not eq:
+      raise ValueError(f'{what} argument {item!r} in {spec!r} must be '
+                       f'key=value.')
+    if key in out:
+      raise ValueError(f'{what} {spec!r} sets {key!r} twice.')
+    try:
+      number = float(value)
+    except ValueError:
+      raise ValueError(f'{what} argument {key!r} in {spec!r} must be a '
+                       f'number, got {value!r}.') from None
+    if not math.isfinite(number):
+      raise ValueError(f'{what} argument {key!r} in {spec!r} must be '
+                       f'finite, got {value!r}.')
+    out[key] = number
+  return out

@@ -1283,28 +1283,12 @@ def split_spec(spec: str) -> tuple[str, dict]:
     raise ValueError(f'Loss spec {spec!r} has a colon but no key=value '
                      f'arguments.')
   known = default_hparams(base)
-  overrides = {}
-  for item in filter(None, (x.strip() for x in arg_text.split(','))):
-    key, eq, value = item.partition('=')
-    key = key.strip()
-    if not eq:
-      raise ValueError(f'Loss spec argument {item!r} in {spec!r} must be '
-                       f'key=value.')
+  overrides = v.spec_arguments(arg_text, spec, 'Loss spec')
+  for key in overrides:
     if key not in known:
       raise ValueError(f'Loss spec {spec!r}: {base!r} takes no '
                        f'hyperparameter {key!r}; it takes '
                        f'{", ".join(known) or "none"}.')
-    if key in overrides:
-      raise ValueError(f'Loss spec {spec!r} sets {key!r} twice.')
-    try:
-      number = float(value)
-    except ValueError:
-      raise ValueError(f'Loss spec argument {key!r} in {spec!r} must be a '
-                       f'number, got {value.strip()!r}.') from None
-    if not math.isfinite(number):
-      raise ValueError(f'Loss spec argument {key!r} in {spec!r} must be '
-                       f'finite, got {value.strip()!r}.')
-    overrides[key] = number
   return base, overrides
 
 

@@ -24,11 +24,11 @@ N_max is the smallest class's size in the source split; `n_max=500` in a
 """
 
 import dataclasses
-import math
 from typing import Callable, Optional, Sequence
 
 import numpy as np
 
+from cil import _validation as v
 from cil import losses
 
 
@@ -275,21 +275,7 @@ def get_protocol(spec: str) -> Callable[..., ImbalancedSplit]:
   if name not in _PROTOCOLS:
     raise ValueError(f'Unknown protocol {name!r}; known: '
                      f'{", ".join(PROTOCOL_NAMES)}.')
-  kwargs = {}
-  for item in filter(None, arg_text.split(',')):
-    key, eq, value = item.partition('=')
-    if not eq:
-      raise ValueError(f'Protocol argument {item!r} in {spec!r} must be '
-                       f'key=value.')
-    try:
-      number = float(value)
-    except ValueError:
-      raise ValueError(f'Protocol argument {key.strip()!r} in {spec!r} must '
-                       f'be a number, got {value!r}.') from None
-    if not math.isfinite(number):
-      raise ValueError(f'Protocol argument {key.strip()!r} in {spec!r} must '
-                       f'be finite, got {value!r}.')
-    kwargs[key.strip()] = number
+  kwargs = v.spec_arguments(arg_text, spec, 'Protocol')
   fn = _PROTOCOLS[name]
   try:  # Reject unknown keyword arguments now, with a clear message.
     import inspect  # pylint: disable=g-import-not-at-top
