@@ -16,8 +16,8 @@ Two kinds of checks:
   call on CPU), a cost every training step would pay.
 """
 
-import math
 import functools
+import math
 from typing import Optional
 
 import jax
