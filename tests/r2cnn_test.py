@@ -17,6 +17,7 @@ import numpy as np
 import optax
 import pytest
 
+from cil import losses as losses_lib
 from cil.detection import r2cnn
 from cil.detection import synthetic
 from cil import workdir
@@ -206,7 +207,8 @@ class TrainTest(absltest.TestCase):
     self.assertEqual(result['loss'], 'ci')
     with open(os.path.join(work, 'config.json')) as f:
       model = json.load(f)['config']['model']
-    self.assertEqual(model['loss_hparams'], [['log_base', math.e]])
+    self.assertEqual(dict(model['loss_hparams']),
+                     {**losses_lib.default_hparams('ci'), 'log_base': math.e})
     self.assertLen(workdir.read_metrics(
         os.path.join(work, 'metrics', 'train.jsonl')), 2)
     # A changed config in the same workdir is refused (before any
