@@ -214,7 +214,10 @@ def evaluate(state, cfg: FewShotConfig, sampler: data.EpisodeSampler,
             np.asarray(dist))), 4) + 0.0,  # No "-0.0".
         'accuracy_mean': mean, 'accuracy_ci95': half,
         'per_class_accuracy_by_support_size': per_class_mean,
-        'num_tasks': len(accs)})
+        'num_tasks': len(accs),
+        # Every loss meets the same tasks (the sampler's seed depends on
+        # the distribution only), so losses can be paired task by task.
+        'task_accuracies': accs})
   return results
 
 

@@ -9,6 +9,7 @@ import tempfile
 from unittest import mock
 
 from absl.testing import absltest
+import numpy as np
 import pytest
 
 from cil import fewshot
@@ -80,6 +81,9 @@ class FewShotRunTest(absltest.TestCase):
     for d in resumed['runs'][0]['distributions']:
       self.assertEqual(d['num_tasks'], 4)
       self.assertBetween(d['accuracy_mean'], 0.0, 1.0)
+      self.assertLen(d['task_accuracies'], 4)
+      self.assertAlmostEqual(np.mean(d['task_accuracies']),
+                             d['accuracy_mean'])
 
   @pytest.mark.slow  # ~16 s: another compile (inner_lr is static).
   def test_diverged_run_stops_and_records_nothing(self):
