@@ -694,9 +694,13 @@ def compare_workdir(workdir: str, *, baseline: str,
     row = []
     for _, protocol in protocols:
       d = cell.get((protocol, name))
-      row.append('' if d is None else
-                 f'{100 * d["mean"]:+.2f} ± {100 * d["ci95"]:.2f}'
-                 + ('*' if d['significant'] else ''))
+      if d is None:
+        row.append('')
+      elif d['ci95'] != d['ci95']:  # One seed: no interval.
+        row.append(f'{100 * d["mean"]:+.2f} (1 seed, no CI)')
+      else:
+        row.append(f'{100 * d["mean"]:+.2f} ± {100 * d["ci95"]:.2f}'
+                   + ('*' if d['significant'] else ''))
     lines.append(f'| {name} | ' + ' | '.join(row) + ' |')
   lines += ['', 'Protocols: ' + ', '.join(f'λ {lam:.3f} = {p}'
                                           for lam, p in protocols)]
