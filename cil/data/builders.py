@@ -339,6 +339,18 @@ class MiniImagenet(_Builder):
 # ---------------------------------------------------------------------------
 
 
+def _unpickle_cifar(path: str) -> object:
+  """Unpickles a CIFAR archive file; a damaged or truncated one is named."""
+  try:
+    with open(path, 'rb') as f:
+      return pickle.load(f, encoding='bytes')
+  except (pickle.UnpicklingError, EOFError, ValueError, TypeError,
+          AttributeError, IndexError) as e:
+    raise ValueError(f'{path} is damaged or truncated ({type(e).__name__}: '
+                     f'{e}); extract it again from the CIFAR archive.'
+                     ) from None
+
+
 def read_cifar_pickle(path: str, label_key: str) -> tuple[np.ndarray,
                                                           np.ndarray]:
   """One CIFAR python-version batch: `[n, 32, 32, 3]` uint8 images, labels.
@@ -348,14 +360,7 @@ def read_cifar_pickle(path: str, label_key: str) -> tuple[np.ndarray,
   channel-major order, and `labels` (CIFAR-10) or `fine_labels`
   (CIFAR-100). A damaged or truncated file is named.
   """
-  try:
-    with open(path, 'rb') as f:
-      batch = pickle.load(f, encoding='bytes')
-  except (pickle.UnpicklingError, EOFError, ValueError, TypeError,
-          AttributeError, IndexError) as e:
-    raise ValueError(f'{path} is damaged or truncated ({type(e).__name__}: '
-                     f'{e}); extract it again from the CIFAR archive.'
-                     ) from None
+  batch = _unpickle_cifar(path)
   if not isinstance(batch, dict):
     raise ValueError(f'{path}: expected a pickled dict, got '
                      f'{type(batch).__name__}.')
@@ -394,13 +399,11 @@ class _Cifar(_Builder):
   def _read_class_names(self, manual_dir: str) -> list:
     """Class names from the archive's meta file."""
     path = os.path.join(manual_dir, self.FOLDER, self.META[0])
+    meta = _unpickle_cifar(path)
     try:
-      with open(path, 'rb') as f:
-        meta = pickle.load(f, encoding='bytes')
       names = [n.decode() if isinstance(n, bytes) else str(n)
                for n in meta[self.META[1].encode()]]
-    except (pickle.UnpicklingError, EOFError, KeyError, TypeError,
-            ValueError, AttributeError, IndexError) as e:
+    except (KeyError, TypeError, AttributeError, IndexError) as e:
       raise ValueError(f'{path} is damaged or truncated ({type(e).__name__}'
                        f': {e}); extract it again from the CIFAR archive.'
                        ) from None
