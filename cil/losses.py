@@ -401,13 +401,21 @@ def ci_class_factors(
   """
   class_counts = _host_sequence_to_array(class_counts)
   v.check_class_counts(class_counts)
-  factor_hparams = dict(threshold=threshold, low_exponent=low_exponent,
-                        high_exponent=high_exponent,
-                        transition_width=transition_width)
-  _check_factor_hparams(**factor_hparams)
+  factor_hparams = _factor_hparams(threshold, low_exponent, high_exponent,
+                                   transition_width)
   counts = _counts_as_float(class_counts)
   log_max, exponent = _ci_log_max_and_exponent(counts, **factor_hparams)
   return jnp.exp(exponent * (log_max - jnp.log(counts)))
+
+
+def _factor_hparams(threshold, low_exponent, high_exponent,
+                    transition_width) -> dict:
+  """Eq. (5)'s hyperparameters as keyword arguments, checked."""
+  hparams = dict(threshold=threshold, low_exponent=low_exponent,
+                 high_exponent=high_exponent,
+                 transition_width=transition_width)
+  _check_factor_hparams(**hparams)
+  return hparams
 
 
 def _check_factor_hparams(*, threshold, low_exponent, high_exponent,
@@ -624,10 +632,8 @@ def ci_loss(
   class_counts = _host_sequence_to_array(class_counts)
   _check_classification_inputs(logits, labels, where, class_counts)
   v.check_log_base(log_base)
-  factor_hparams = dict(threshold=threshold, low_exponent=low_exponent,
-                        high_exponent=high_exponent,
-                        transition_width=transition_width)
-  _check_factor_hparams(**factor_hparams)
+  factor_hparams = _factor_hparams(threshold, low_exponent, high_exponent,
+                                   transition_width)
   return _ci_loss_core(logits, labels, where, class_counts, log_base,
                        factor_hparams)
 
@@ -794,10 +800,8 @@ def ci_loss_grad_logits(
   _, num_classes = _check_classification_inputs(
       logits, labels, where, class_counts)
   v.check_log_base(log_base)
-  factor_hparams = dict(threshold=threshold, low_exponent=low_exponent,
-                        high_exponent=high_exponent,
-                        transition_width=transition_width)
-  _check_factor_hparams(**factor_hparams)
+  factor_hparams = _factor_hparams(threshold, low_exponent, high_exponent,
+                                   transition_width)
   return _ci_loss_grad_logits_core(logits, labels, where, class_counts,
                                    log_base, factor_hparams)
 
