@@ -27,6 +27,7 @@ import numpy as np
 
 from cil import _validation as v
 from cil import data
+from cil import distributed
 from cil import losses
 from cil import maml as maml_lib
 from cil import metrics
@@ -160,14 +161,31 @@ def _as_jax(tasks: data.Tasks) -> dict:
   return {k: jnp.asarray(getattr(tasks, k)) for k in maml_lib.TASK_KEYS}
 
 
-def _train_tasks(cfg: FewShotConfig, sampler: data.EpisodeSampler,
-                 step: int) -> dict:
-  """The meta-batch of meta-step `step`: a function of (seed, step) only."""
-  rng = np.random.default_rng([cfg.seed, step, 11])
+def _concat(tasks: list) -> data.Tasks:
+  return data.Tasks(**{f.name: np.concatenate([getattr(t, f.name)
+                                               for t in tasks])
+                       for f in dataclasses.fields(data.Tasks)})
+
+
+def train_tasks(cfg: FewShotConfig, sampler: data.EpisodeSampler, step: int,
+                tasks: Optional[tuple[int, int]] = None) -> dict:
+  """Tasks `[start, stop)` of meta-step `step`'s meta-batch (default: this
+  process's share, `cil.distributed.process_share`).
+
+  Task t is a function of (seed, step, t) only (its support distribution
+  drawn from `meta_train_support`, then its classes and images), so a
+  resumed run, or one split over a different number of processes, meets
+  the same meta-batches.
+  """
+  start, stop = tasks or distributed.process_share(
+      cfg.meta_batch, what='tasks of the meta-batch')
   train_support = cfg.meta_train_support
-  dist = train_support[rng.integers(len(train_support))]
-  return _as_jax(sampler.sample(rng, dist, query_multiple=cfg.query_multiple,
-                                num_tasks=cfg.meta_batch))
+  out = []
+  for t in range(start, stop):
+    rng = np.random.default_rng([cfg.seed, step, 11, t])
+    dist = train_support[rng.integers(len(train_support))]
+    out.append(sampler.sample(rng, dist, query_multiple=cfg.query_multiple))
+  return _as_jax(_concat(out))
 
 
 @functools.partial(jax.jit, static_argnames=('apply_fn', 'cfg'))
@@ -183,29 +201,55 @@ def _adapt_and_predict(params, apply_fn, tasks, *, cfg: maml_lib.MamlConfig):
   return maml_lib.map_tasks(one, tasks, cfg.resolved_task_map())
 
 
+def _score_batch(params, apply_fn, batch: data.Tasks,
+                 mcfg: maml_lib.MamlConfig) -> tuple[np.ndarray, np.ndarray]:
+  """`([T], [T, ways])`: each task's query accuracy and its per-class
+  accuracy, classes ordered by their support count."""
+  pred = np.asarray(_adapt_and_predict(params, apply_fn, _as_jax(batch),
+                                       cfg=mcfg))
+  accs, per_class = [], []
+  for t in range(pred.shape[0]):
+    correct = pred[t] == batch.query_labels[t]
+    accs.append(correct.mean())
+    order = np.argsort(batch.support_counts[t], kind='stable')
+    per_class.append([correct[batch.query_labels[t] == c].mean()
+                      for c in order])
+  return np.asarray(accs), np.asarray(per_class)
+
+
 def evaluate(state, cfg: FewShotConfig, sampler: data.EpisodeSampler,
              loss: str) -> list[dict]:
-  """Meta-test accuracy for each support distribution of `cfg`."""
+  """Meta-test accuracy for each support distribution of `cfg`.
+
+  A distribution's tasks come in batches of `meta_batch`, batch b drawn
+  from (seed, 999, distribution, b); with several processes, batch b is
+  scored by process b mod count and the scores are gathered on every
+  process (`cil.distributed.allgather`), so the result does not depend on
+  the number of processes.
+  """
   mcfg = cfg.maml_config(loss)
+  params = distributed.to_host(state.params)
+  count, index = distributed.process_count(), distributed.process_index()
+  batches = math.ceil(cfg.test_tasks / cfg.meta_batch)
+  rounds = math.ceil(batches / count)
   results = []
   for d, dist in enumerate(cfg.support):
-    rng = np.random.default_rng([cfg.seed, 999, d])
-    accs, per_class = [], []
-    remaining = cfg.test_tasks
-    while remaining > 0:
-      batch = sampler.sample(rng, dist, query_per_class=cfg.test_queries,
-                             num_tasks=cfg.meta_batch)
-      pred = np.asarray(_adapt_and_predict(state.params, state.apply_fn,
-                                           _as_jax(batch), cfg=mcfg))
-      take = min(remaining, cfg.meta_batch)
-      for t in range(take):
-        correct = pred[t] == batch.query_labels[t]
-        accs.append(float(correct.mean()))
-        # Per-class accuracy, classes ordered by their support count.
-        order = np.argsort(batch.support_counts[t], kind='stable')
-        per_class.append([correct[batch.query_labels[t] == c].mean()
-                          for c in order])
-      remaining -= take
+    accs = np.zeros((rounds, cfg.meta_batch))
+    per_class = np.zeros((rounds, cfg.meta_batch, cfg.ways))
+    for r in range(rounds):
+      b = r * count + index
+      if b < batches:
+        batch = sampler.sample(np.random.default_rng([cfg.seed, 999, d, b]),
+                               dist, query_per_class=cfg.test_queries,
+                               num_tasks=cfg.meta_batch)
+        accs[r], per_class[r] = _score_batch(params, state.apply_fn, batch,
+                                             mcfg)
+    # [processes, rounds, ...] -> batch order (b = r * count + process).
+    accs = np.swapaxes(distributed.allgather(accs), 0, 1).reshape(
+        -1)[:cfg.test_tasks]
+    per_class = np.swapaxes(distributed.allgather(per_class), 0, 1).reshape(
+        -1, cfg.ways)[:cfg.test_tasks]
+    accs = [float(a) for a in accs]
     mean, half = metrics.mean_confidence_interval(accs)
     per_class_mean = np.mean(per_class, axis=0).tolist()
     results.append({
@@ -245,7 +289,7 @@ def train_and_evaluate(cfg: FewShotConfig, splits, loss: str,
   side = min(splits.train.image_shape[:2])
   model = models.Conv4(num_classes=cfg.ways, features=cfg.features,
                        pools=min(4, int(np.log2(side))))
-  first = _train_tasks(cfg, train_sampler, 0)
+  first = train_tasks(cfg, train_sampler, 0, tasks=(0, 1))
   state = maml_lib.create_state(model, mcfg, jax.random.key(cfg.seed),
                                 first['support_images'][0])
   checkpointer = work.checkpointer(loss)
@@ -258,8 +302,8 @@ def train_and_evaluate(cfg: FewShotConfig, splits, loss: str,
   try:
     for step in range(start, cfg.meta_steps):
       started = time.perf_counter()
-      state, m = step_fn(state, _train_tasks(cfg, train_sampler, step))
-      m = jax.device_get(m)
+      state, m = step_fn(state, train_tasks(cfg, train_sampler, step))
+      m = distributed.to_host(m)
       workdir_lib.check_finite(loss, step + 1, meta_loss=m['meta_loss'])
       log.write(step + 1, meta_loss=m['meta_loss'],
                 query_accuracy=m['accuracy'],
@@ -328,11 +372,15 @@ def run(cfg: FewShotConfig, workdir: str, *, show_progress: bool = True,
       cfg.meta_train_support, query_multiple=cfg.query_multiple)
   data.EpisodeSampler(splits.test, ways=cfg.ways).check_fits(
       cfg.support, query_per_class=cfg.test_queries)
+  distributed.process_share(cfg.meta_batch, what='tasks of the meta-batch '
+                            '(config field meta_batch)')
+  several = jax.device_count() > 1
   resolved = runtime.describe(fewshot={
       'task_map': cfg.maml.resolved_task_map(),
-      'parallel': cfg.parallel if jax.local_device_count() > 1 else 'none',
-      'task_sampling': 'numpy default_rng([seed, step, 11]) per meta-step; '
-                       'meta-test default_rng([seed, 999, distribution])',
+      'parallel': cfg.parallel if several else 'none',
+      'task_sampling': 'numpy default_rng([seed, step, 11, task]) per '
+                       'meta-train task; meta-test batches '
+                       'default_rng([seed, 999, distribution, batch])',
       'loss_hparams': {n: losses.resolve_hparams(n, cfg.maml.loss_hparams)
                        for n in cfg.losses}})
   # Where the data lives may change between a run and its resumption.
@@ -343,7 +391,8 @@ def run(cfg: FewShotConfig, workdir: str, *, show_progress: bool = True,
     done = {loss: work.finished(loss) for loss in cfg.losses}
     todo = sum(r is None for r in done.values())
     bar = workdir_lib.progress(cfg.meta_steps * todo, desc='meta-steps',
-                               unit='step', enabled=show_progress and todo)
+                               unit='step', enabled=bool(
+                                   show_progress and todo and work.primary))
     runs = []
     try:
       for loss in cfg.losses:
@@ -366,5 +415,6 @@ def run(cfg: FewShotConfig, workdir: str, *, show_progress: bool = True,
         f'{cfg.ways}-way meta-test accuracy (%), mean ± 95 % CI over '
         f'{cfg.test_tasks} tasks per distribution; {splits.description}; '
         f'{cfg.meta_steps} meta-steps.\n\n{table}\n'))
-    plots.accuracy_vs_lambda(runs, work.file('accuracy_vs_lambda'))
+    if work.primary:
+      plots.accuracy_vs_lambda(runs, work.file('accuracy_vs_lambda'))
   return results

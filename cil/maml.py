@@ -8,8 +8,9 @@ Pure functions (after the JAX MAML notebook and learn2learn's vocabulary):
   `first_order=True` is FOMAML).
 * `meta_train_step`: maps `task_loss` over a meta-batch, averages, reduces
   gradients with `lax.pmean` over `axis_name` when given, applies optax.
-* `parallel_meta_train_step`: the one place that knows about devices; splits
-  the meta-batch over them with `jax.pmap` (default) or `jax.shard_map`.
+* `parallel_meta_train_step`: the one place that maps the meta-step over
+  devices, of one process or of many (`cil.distributed`): `jax.pmap`
+  (default) or `jax.shard_map` over the global mesh.
 
 Tasks are dicts of arrays (as `cil.data.Tasks`, leading `[tasks]` axis):
 `support_images [T, S, H, W, C]`, `support_labels [T, S]`,
@@ -32,6 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from cil import distributed
 from cil import loops
 from cil import losses
 from cil import runtime
@@ -192,63 +194,96 @@ def create_state(model, cfg: MamlConfig, rng: jax.Array,
 
 
 # ---------------------------------------------------------------------------
-# Devices: the only code that knows about them.
+# Devices and processes (`cil.distributed` starts the runtime and builds the
+# mesh; this is the one place the meta-step is mapped over them).
 
 
 def parallel_meta_train_step(cfg: MamlConfig, *, parallel: str = 'pmap',
                              devices=None) -> Callable:
   """A jitted `(state, tasks) -> (state, metrics)` over several devices.
 
-  The meta-batch (leading axis of every task array) is split evenly over the
-  devices; each computes its tasks' meta-gradient, and `lax.pmean` over the
-  axis 'tasks' averages them, so the result equals the single-device step on
-  the whole meta-batch (up to float summation order).
+  `tasks` is this process's share of the meta-batch (with one process, the
+  whole meta-batch; with several, `cil.distributed.process_share`'s slice
+  of it). The share is split evenly over the process's devices; each
+  computes its tasks' meta-gradient, and `lax.pmean` over the axis 'tasks'
+  averages them over every device of every process, so the result equals
+  the single-device step on the whole meta-batch (up to float summation
+  order).
 
   Args:
     cfg: hyperparameters.
-    parallel: 'pmap' (default), 'shard_map' (over a 1-D mesh), or 'none'
-      (plain `jit` on one device).
-    devices: the devices to use (default: all local devices).
+    parallel: 'pmap' (default; across processes each maps over its local
+      devices and the `pmean` spans all of them), 'shard_map' (under `jit`
+      over the global 1-D mesh; the shares become one global array with
+      `jax.make_array_from_process_local_data`), or 'none' (plain `jit` on
+      one device; one process only).
+    devices: the devices to use (default: all local devices); one process
+      only (a multi-process run always uses every process's devices).
 
   Returns:
-    The step function; state in and out is replicated (a plain pytree).
+    The step function. State in may be a host pytree, the previous step's
+    output or a restored checkpoint; out it is replicated ('pmap': local
+    arrays, 'shard_map': global arrays; `cil.distributed.to_host` reads
+    either).
   """
-  devices = list(devices if devices is not None else jax.local_devices())
-  n = len(devices)
+  if parallel not in ('pmap', 'shard_map', 'none'):
+    raise ValueError(f"parallel must be 'pmap', 'shard_map' or 'none', got "
+                     f'{parallel!r}.')
+  multi = jax.process_count() > 1
+  if multi and devices is not None:
+    raise ValueError('devices must be None in a multi-process run: the '
+                     'meta-step spans the devices of every process.')
+  local = list(devices if devices is not None else jax.local_devices())
+  n = len(local)
   axis = 'tasks'
   step = functools.partial(meta_train_step, cfg=cfg)
-  if parallel == 'none' or n == 1:
+  if parallel == 'none' or (n == 1 and not multi):
+    if multi:
+      raise ValueError("parallel='none' runs on one device; a multi-process "
+                       "run needs 'pmap' or 'shard_map'.")
     return jax.jit(step)
 
-  def split(tasks):
+  def local_tasks(tasks):
     out = {}
     for k in TASK_KEYS:
       v = tasks[k]
       if v.shape[0] % n:
-        raise ValueError(f'The meta-batch ({v.shape[0]} tasks) must divide '
-                         f'evenly over {n} devices.')
-      out[k] = v.reshape((n, v.shape[0] // n) + v.shape[1:])
+        raise ValueError(
+            f'The meta-batch share of this process ({v.shape[0]} tasks) '
+            f'must divide evenly over its {n} devices.')
+      out[k] = v
     return out
 
   if parallel == 'pmap':
     mapped = jax.pmap(functools.partial(step, axis_name=axis),
                       axis_name=axis, in_axes=(None, 0), out_axes=(None, None),
-                      devices=devices)
-    return lambda state, tasks: mapped(state, split(tasks))
-  if parallel == 'shard_map':
-    # pylint: disable=g-import-not-at-top
-    from jax.sharding import Mesh
-    from jax.sharding import PartitionSpec as P
-    mesh = Mesh(np.array(devices), (axis,))
+                      devices=None if multi else local)
 
-    def body(state, tasks):
-      # Inside, each device sees its [T / n, ...] slice of the tasks.
-      return step(state, tasks, axis_name=axis)
+    def pmapped(state, tasks):
+      tasks = local_tasks(tasks)
+      return mapped(state, {k: v.reshape((n, v.shape[0] // n) + v.shape[1:])
+                            for k, v in tasks.items()})
+    return pmapped
 
-    sharded = jax.jit(jax.shard_map(
-        body, mesh=mesh, in_specs=(P(), P(axis)), out_specs=(P(), P()),
-        check_vma=False))
-    return lambda state, tasks: sharded(
-        state, {k: tasks[k] for k in TASK_KEYS})
-  raise ValueError(f"parallel must be 'pmap', 'shard_map' or 'none', got "
-                   f'{parallel!r}.')
+  # pylint: disable-next=g-import-not-at-top
+  from jax.sharding import PartitionSpec as P
+  mesh = distributed.global_mesh(axis, None if multi else local)
+  replicated = jax.sharding.NamedSharding(mesh, P())
+
+  def body(state, tasks):
+    # Inside, each device sees its [T / devices, ...] slice of the tasks.
+    return step(state, tasks, axis_name=axis)
+
+  sharded = jax.jit(jax.shard_map(
+      body, mesh=mesh, in_specs=(P(), P(axis)), out_specs=(P(), P()),
+      check_vma=False))
+
+  def on_mesh(leaf):
+    if isinstance(leaf, jax.Array) and leaf.sharding == replicated:
+      return leaf
+    return jax.device_put(np.asarray(leaf), replicated)
+
+  def shard_mapped(state, tasks):
+    tasks = distributed.global_array(local_tasks(tasks), mesh, axis)
+    return sharded(jax.tree.map(on_mesh, state), tasks)
+  return shard_mapped

@@ -8,8 +8,9 @@ once, by `policy()`; the runners record the resolved choices (with devices
 and library versions) in their workdir's config record, so a result says
 how it was computed.
 
-Multi-device code lives in `cil.maml.parallel_meta_train_step` (the one
-place that maps over devices); this module only reports what is there.
+Processes and devices are `cil.distributed`'s (the meta-step is mapped
+over them in `cil.maml.parallel_meta_train_step`); this module only
+reports what is there.
 """
 
 import dataclasses

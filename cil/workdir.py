@@ -46,6 +46,7 @@ import jax
 import numpy as np
 
 from cil import _extras
+from cil import distributed
 
 
 class RunError(Exception):
@@ -154,8 +155,12 @@ def _leaves_with_paths(tree: Any) -> Iterable[tuple[str, Any]]:
 
 
 def first_non_finite(tree: Any) -> Optional[str]:
-  """The path of the first leaf of `tree` holding NaN/inf, or None."""
-  for name, leaf in _leaves_with_paths(tree):
+  """The path of the first leaf of `tree` holding NaN/inf, or None.
+
+  Leaves sharded across processes are gathered (`cil.distributed.to_host`),
+  so every process must call it on such a tree.
+  """
+  for name, leaf in _leaves_with_paths(distributed.to_host(tree)):
     a = np.asarray(leaf)
     if np.issubdtype(a.dtype, np.inexact) and not np.all(np.isfinite(a)):
       return name or '(value)'
@@ -184,7 +189,7 @@ def check_finite(cell: str, step: int, **quantities: Any) -> None:
 def tree_checksum(tree: Any) -> str:
   """SHA-256 of a pytree's structure, shapes, dtypes and values."""
   digest = hashlib.sha256()
-  for name, leaf in _leaves_with_paths(jax.device_get(tree)):
+  for name, leaf in _leaves_with_paths(distributed.to_host(tree)):
     a = np.asarray(leaf)
     if np.issubdtype(a.dtype, np.integer) or a.dtype == bool:
       # A step counter saved as an int32 array restores as whatever the
@@ -200,6 +205,16 @@ def tree_checksum(tree: Any) -> str:
 # Checkpoints.
 
 
+def _for_orbax(tree: Any) -> Any:
+  """Local arrays as host values (the primary writes them); arrays sharded
+  across processes stay (each process writes its shards)."""
+  def leaf(x):
+    if isinstance(x, jax.Array) and x.is_fully_addressable:
+      return np.asarray(x)
+    return x
+  return jax.tree.map(leaf, tree)
+
+
 class Checkpointer:
   """Orbax checkpoints of one pytree, verified on restore.
 
@@ -209,6 +224,12 @@ class Checkpointer:
   values and matches its checksum; the damaged ones it skips are deleted
   (so training can save those steps again) and reported with
   `logging.warning`, and kept in `self.skipped`.
+
+  In a multi-process run every process calls `save` and `restore` with
+  the same tree (Orbax multi-host: leaves sharded across processes are
+  written by the processes that hold them, host values and local arrays by
+  the primary, which alone keeps `checksums.json`); all processes read the
+  same files, so they agree on the step they resume from.
   """
 
   def __init__(self, directory: str, *, max_to_keep: int = 2):
@@ -224,6 +245,7 @@ class Checkpointer:
         options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep,
                                              create=True))
     self._sums_path = os.path.join(self.directory, 'checksums.json')
+    self._primary = distributed.is_primary()
     self.skipped: list[str] = []
 
   def _sums(self) -> dict:
@@ -241,15 +263,19 @@ class Checkpointer:
       raise NonFiniteError(f'{self.directory}: refusing to save a '
                            f'checkpoint with non-finite {where} at step '
                            f'{step}.')
-    sums = self._sums()
-    sums[str(step)] = tree_checksum(tree)
-    write_json(self._sums_path, sums)
-    self._manager.save(step, args=self._ocp.args.StandardSave(tree),
-                       force=True)
+    checksum = tree_checksum(tree)
+    if self._primary:
+      sums = self._sums()
+      sums[str(step)] = checksum
+      write_json(self._sums_path, sums)
+    self._manager.save(step, args=self._ocp.args.StandardSave(
+        _for_orbax(tree)), force=True)
     self._manager.wait_until_finished()
-    kept = {str(s) for s in self._manager.all_steps()}
-    sums = {k: v for k, v in sums.items() if k in kept}
-    write_json(self._sums_path, sums)
+    if self._primary:
+      kept = {str(s) for s in self._manager.all_steps()}
+      write_json(self._sums_path, {k: v for k, v in self._sums().items()
+                                   if k in kept})
+    distributed.barrier(f'checkpoint {self.directory} {step}')
 
   def restore(self, target: Any) -> tuple[int, Any]:
     """`(step, tree)` of the newest good checkpoint, or `(0, target)`.
@@ -262,7 +288,7 @@ class Checkpointer:
     for step in sorted(self._manager.all_steps(), reverse=True):
       try:
         tree = self._manager.restore(
-            step, args=self._ocp.args.StandardRestore(target))
+            step, args=self._ocp.args.StandardRestore(_for_orbax(target)))
       except Exception as e:  # pylint: disable=broad-except
         first = str(e).strip().splitlines()[0][:200] if str(e) else ''
         problems.append((step, f'could not be read ({type(e).__name__}: '
@@ -310,9 +336,13 @@ class MetricsLog:
   resumed run therefore equals that of an uninterrupted one.
   """
 
-  def __init__(self, path: str, *, resume_step: int,
+  def __init__(self, path: Optional[str], *, resume_step: int,
                tensorboard_dir: Optional[str] = None):
     self.path = path
+    self._records: list[dict] = []
+    self._file = self._tb = None
+    if path is None:  # In memory only (a process that writes no files).
+      return
     os.makedirs(os.path.dirname(path), exist_ok=True)
     kept = []
     if os.path.exists(path):
@@ -348,9 +378,11 @@ class MetricsLog:
     """Appends one record: `{'step': step, **scalars}`."""
     record = {'step': int(step)}
     record.update({k: _finite_or_none(float(v)) for k, v in scalars.items()})
+    self._records.append(record)
+    if self._file is None:
+      return
     self._file.write(json.dumps(record) + '\n')
     self._file.flush()
-    self._records.append(record)
     if self._tb is not None:
       for k, v in scalars.items():
         self._tb.add_scalar(k, float(v), int(step))
@@ -359,7 +391,8 @@ class MetricsLog:
     return list(self._records)
 
   def close(self) -> None:
-    self._file.close()
+    if self._file is not None:
+      self._file.close()
     if self._tb is not None:
       self._tb.close()
 
@@ -428,6 +461,13 @@ class Workdir:
       between a run and its resumption).
     runtime: resolved choices, devices, versions (`cil.runtime.describe`);
       recorded, not compared.
+
+  In a multi-process run (`cil.distributed`) every process opens the same
+  workdir, which must be on storage they all see (a shared or network file
+  system, as Orbax's multi-host checkpoints need). Only the primary locks,
+  claims and writes files (`finish`, `write_json`, `write_text`, metrics
+  logs; runners write figures only `if work.primary`); the others read. If
+  opening fails on any process, it fails on all of them.
   """
 
   def __init__(self, path: str, config: dict, *,
@@ -435,6 +475,7 @@ class Workdir:
     self.path = path
     self.config = json.loads(json.dumps(_finite_or_none(config)))
     self.runtime = runtime or {}
+    self.primary = distributed.is_primary()
     self._lock_file = None
 
   # -- lifecycle --------------------------------------------------------
@@ -447,11 +488,18 @@ class Workdir:
     self.close()
 
   def open(self) -> None:
-    """Locks the workdir, then claims it for `config`."""
-    os.makedirs(self.path, exist_ok=True)
-    self._lock()
+    """Locks the workdir, then claims it for `config` (on the primary)."""
+    error = None
+    if self.primary:
+      try:
+        os.makedirs(self.path, exist_ok=True)
+        self._lock()
+        self._claim()
+      except (RunError, OSError, ValueError) as e:
+        self.close()
+        error = e
     try:
-      self._claim()
+      distributed.agree(error)
     except BaseException:
       self.close()
       raise
@@ -511,7 +559,9 @@ class Workdir:
     return read_json(path) if os.path.exists(path) else None
 
   def finish(self, cell: str, result: dict) -> None:
-    """Records a cell's result (atomically)."""
+    """Records a cell's result (atomically; on the primary)."""
+    if not self.primary:
+      return
     write_json(self.file('runs', _cell_file(cell) + '.json'), result,
                indent=None)
 
@@ -520,6 +570,8 @@ class Workdir:
                         max_to_keep=max_to_keep)
 
   def metrics(self, cell: str, *, resume_step: int) -> MetricsLog:
+    if not self.primary:
+      return MetricsLog(None, resume_step=resume_step)
     return MetricsLog(self.file('metrics', _cell_file(cell) + '.jsonl'),
                       resume_step=resume_step,
                       tensorboard_dir=self.file('tensorboard',
@@ -527,10 +579,12 @@ class Workdir:
 
   def write_json(self, name: str, obj: Any) -> str:
     path = self.file(name)
-    write_json(path, obj)
+    if self.primary:
+      write_json(path, obj)
     return path
 
   def write_text(self, name: str, text: str) -> str:
     path = self.file(name)
-    write_text(path, text)
+    if self.primary:
+      write_text(path, text)
     return path

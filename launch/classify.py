@@ -22,6 +22,7 @@ from absl import flags
 from ml_collections import config_flags
 
 from cil import classify
+from cil import distributed
 from launch import common
 
 _CONFIG = config_flags.DEFINE_config_file(
@@ -34,6 +35,8 @@ _WORKDIR = flags.DEFINE_string('workdir', 'results/classify',
 def run():
   cfg = classify.ClassifyConfig.from_config(_CONFIG.value)
   results = classify.run(cfg, _WORKDIR.value)
+  if not distributed.is_primary():  # It wrote nothing; process 0 reports.
+    return
   print(f'\nRecognition rate (%), mean ± 95 % CI over {cfg.seeds} seeds '
         f'({cfg.dataset}, {cfg.model_name()}):\n')
   print(results['table_markdown'])

@@ -22,6 +22,7 @@ from absl import flags
 from ml_collections import config_flags
 
 from cil import fewshot
+from cil import distributed
 from launch import common
 
 _CONFIG = config_flags.DEFINE_config_file(
@@ -34,6 +35,8 @@ _WORKDIR = flags.DEFINE_string('workdir', 'results/fewshot',
 def run():
   cfg = fewshot.FewShotConfig.from_config(_CONFIG.value)
   results = fewshot.run(cfg, _WORKDIR.value)
+  if not distributed.is_primary():  # It wrote nothing; process 0 reports.
+    return
   print(f"\n{cfg.ways}-way meta-test accuracy (%), {results['splits']}:\n")
   print(results['table_markdown'])
   print(f'\nWrote {_WORKDIR.value}/results.json, table.md, '
