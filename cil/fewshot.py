@@ -203,18 +203,17 @@ def _adapt_and_predict(params, apply_fn, tasks, *, cfg: maml_lib.MamlConfig):
 
 def _score_batch(params, apply_fn, batch: data.Tasks,
                  mcfg: maml_lib.MamlConfig) -> tuple[np.ndarray, np.ndarray]:
-  """`([T], [T, ways])`: each task's query accuracy and its per-class
-  accuracy, classes ordered by their support count."""
+  """`[T, ways]`: each task's correct queries per class, classes ordered
+  by their support count (queries are balanced: `test_queries` each)."""
   pred = np.asarray(_adapt_and_predict(params, apply_fn, _as_jax(batch),
                                        cfg=mcfg))
-  accs, per_class = [], []
+  per_class = []
   for t in range(pred.shape[0]):
     correct = pred[t] == batch.query_labels[t]
-    accs.append(correct.mean())
     order = np.argsort(batch.support_counts[t], kind='stable')
-    per_class.append([correct[batch.query_labels[t] == c].mean()
+    per_class.append([correct[batch.query_labels[t] == c].sum()
                       for c in order])
-  return np.asarray(accs), np.asarray(per_class)
+  return np.asarray(per_class, np.int32)
 
 
 def evaluate(state, cfg: FewShotConfig, sampler: data.EpisodeSampler,
@@ -234,22 +233,19 @@ def evaluate(state, cfg: FewShotConfig, sampler: data.EpisodeSampler,
   rounds = math.ceil(batches / count)
   results = []
   for d, dist in enumerate(cfg.support):
-    accs = np.zeros((rounds, cfg.meta_batch))
-    per_class = np.zeros((rounds, cfg.meta_batch, cfg.ways))
+    correct = np.zeros((rounds, cfg.meta_batch, cfg.ways), np.int32)
     for r in range(rounds):
       b = r * count + index
       if b < batches:
         batch = sampler.sample(np.random.default_rng([cfg.seed, 999, d, b]),
                                dist, query_per_class=cfg.test_queries,
                                num_tasks=cfg.meta_batch)
-        accs[r], per_class[r] = _score_batch(params, state.apply_fn, batch,
-                                             mcfg)
+        correct[r] = _score_batch(params, state.apply_fn, batch, mcfg)
     # [processes, rounds, ...] -> batch order (b = r * count + process).
-    accs = np.swapaxes(distributed.allgather(accs), 0, 1).reshape(
-        -1)[:cfg.test_tasks]
-    per_class = np.swapaxes(distributed.allgather(per_class), 0, 1).reshape(
+    correct = np.swapaxes(distributed.allgather(correct), 0, 1).reshape(
         -1, cfg.ways)[:cfg.test_tasks]
-    accs = [float(a) for a in accs]
+    per_class = correct / cfg.test_queries
+    accs = [float(a) for a in correct.sum(1) / (cfg.test_queries * cfg.ways)]
     mean, half = metrics.mean_confidence_interval(accs)
     per_class_mean = np.mean(per_class, axis=0).tolist()
     results.append({

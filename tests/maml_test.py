@@ -158,7 +158,7 @@ class MultiDeviceTest(absltest.TestCase):
 
   def test_meta_batch_must_divide_over_devices(self):
     tasks = {k: v[:3] for k, v in self.tasks.items()}
-    with self.assertRaisesRegex(ValueError, 'divide evenly over 4 devices'):
+    with self.assertRaisesRegex(ValueError, 'divide evenly over its 4 devices'):
       maml.parallel_meta_train_step(self.cfg, parallel='pmap')(self.state,
                                                                tasks)
 

@@ -1,0 +1,168 @@
+"""Multi-process runs on localhost: JAX's distributed runtime over gloo.
+
+Each test starts the processes of `distributed_worker.py` (two per run,
+two fake CPU devices each, a free port) and checks what they wrote:
+
+* one MAML meta-step on the 4-device global mesh equals the one-process
+  4-device step (this process), with `pmap` and with `shard_map`;
+* a few-shot run killed in both processes resumes and ends with the
+  parameters, meta-loss history and results of an uninterrupted run, and
+  meets the same tasks as a one-process (two-device) run;
+* only the primary process wrote files in the workdir.
+
+Slow (two or three process launches that each compile the meta-step):
+run by `.ci/run` with `pytest -m slow`.
+"""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+
+from absl.testing import absltest
+import chex
+import jax
+import numpy as np
+import pytest
+
+from cil import maml
+from cil import workdir as workdir_lib
+
+sys.path.insert(0, os.path.dirname(__file__))
+import distributed_worker  # tests/, beside this file  # noqa: E402
+
+_WORKER = os.path.join(os.path.dirname(__file__), 'distributed_worker.py')
+
+
+def _free_port() -> int:
+  with socket.socket() as s:
+    s.bind(('127.0.0.1', 0))
+    return s.getsockname()[1]
+
+
+def _launch(mode: str, out: str, num_processes: int = 2,
+            timeout: int = 600) -> list[subprocess.CompletedProcess]:
+  """Runs `num_processes` workers to the end; returns their results."""
+  port = _free_port()
+  env = dict(os.environ)
+  # The workers set their own device count.
+  env['XLA_FLAGS'] = ' '.join(
+      f for f in env.get('XLA_FLAGS', '').split()
+      if 'xla_force_host_platform_device_count' not in f)
+  procs = [subprocess.Popen(
+      [sys.executable, _WORKER, mode, str(i), str(num_processes), str(port),
+       out], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+      text=True) for i in range(num_processes)]
+  results = []
+  for i, p in enumerate(procs):
+    try:
+      stdout, _ = p.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+      for q in procs:
+        q.kill()
+      raise AssertionError(f'process {i} of {mode} timed out') from None
+    results.append(subprocess.CompletedProcess(p.args, p.returncode, stdout))
+  return results
+
+
+def _check_ok(results, mode):
+  for i, r in enumerate(results):
+    if r.returncode:
+      raise AssertionError(f'process {i} of {mode} exited {r.returncode}:\n'
+                           f'{r.stdout[-3000:]}')
+
+
+def _final_params(work: str, steps: int) -> dict:
+  ocp = pytest.importorskip('orbax.checkpoint')
+  path = os.path.join(work, 'checkpoints', 'ci', str(steps), 'default')
+  return ocp.StandardCheckpointer().restore(path)['params']
+
+
+@pytest.mark.slow
+class TwoProcessTest(absltest.TestCase):
+
+  def test_meta_step_on_two_processes_equals_one_process(self):
+    if jax.local_device_count() < 4:
+      self.skipTest('needs 4 (fake) devices in this process')
+    cfg, model, tasks = distributed_worker.step_problem()
+    state = maml.create_state(model, cfg, jax.random.key(0),
+                              tasks['support_images'][0])
+    reference, _ = maml.parallel_meta_train_step(cfg, parallel='pmap')(
+        state, tasks)
+    want = {jax.tree_util.keystr(p): np.asarray(x) for p, x in
+            jax.tree_util.tree_leaves_with_path(reference.params)}
+    moved = max(float(np.max(np.abs(np.asarray(a) - np.asarray(b))))
+                for a, b in zip(jax.tree.leaves(reference.params),
+                                jax.tree.leaves(state.params)))
+    self.assertGreater(moved, 1e-4)  # The step did change the parameters.
+    with tempfile.TemporaryDirectory() as out:
+      _check_ok(_launch('step', out), 'step')
+      for parallel in ('pmap', 'shard_map'):
+        for pid in range(2):
+          got = dict(np.load(os.path.join(out, f'step_{parallel}_{pid}.npz')))
+          self.assertEqual(set(got), set(want))
+          chex.assert_trees_all_close(got, want, atol=1e-6, rtol=1e-5)
+
+  def test_killed_run_resumes_to_the_uninterrupted_result(self):
+    cfg = distributed_worker.fewshot_config()
+    with tempfile.TemporaryDirectory() as out:
+      dirs = {name: os.path.join(out, name)
+              for name in ('uninterrupted', 'one_process')}
+      for name, d in dirs.items():
+        os.makedirs(d)
+        _check_ok(_launch('fewshot', d, num_processes=(
+            1 if name == 'one_process' else 2)), name)
+
+      killed = _launch('fewshot_kill', out)
+      self.assertEqual([r.returncode for r in killed],
+                       [distributed_worker.KILLED] * 2,
+                       [r.stdout[-2000:] for r in killed])
+      work = os.path.join(out, 'work')
+      self.assertFalse(os.path.exists(os.path.join(work, 'results.json')))
+      ckpt = os.path.join(work, 'checkpoints', 'ci')
+      self.assertIn('2', os.listdir(ckpt))
+      self.assertNotIn(str(cfg.meta_steps), os.listdir(ckpt))
+
+      _check_ok(_launch('fewshot', out), 'resumed')
+      uninterrupted = os.path.join(dirs['uninterrupted'], 'work')
+      chex.assert_trees_all_close(_final_params(work, cfg.meta_steps),
+                                  _final_params(uninterrupted,
+                                                cfg.meta_steps),
+                                  atol=1e-6, rtol=1e-6)
+      got = workdir_lib.read_json(os.path.join(work, 'results.json'))
+      self.assertLen(got['runs'][0]['meta_loss'], cfg.meta_steps)
+      # The resumed run, and a one-process (two-device) run, meet the same
+      # tasks: the same meta-losses and meta-test accuracies. (Parameters
+      # are compared only on the same devices: Adam turns the float noise
+      # of near-zero gradients into steps of up to meta_lr.)
+      for name in dirs:
+        want = workdir_lib.read_json(os.path.join(dirs[name], 'work',
+                                                  'results.json'))
+        np.testing.assert_allclose(got['runs'][0]['meta_loss'],
+                                   want['runs'][0]['meta_loss'], rtol=1e-5,
+                                   err_msg=name)
+        for g, w in zip(got['runs'][0]['distributions'],
+                        want['runs'][0]['distributions']):
+          self.assertEqual(g['task_accuracies'], w['task_accuracies'], name)
+      runtime = workdir_lib.read_json(os.path.join(work, 'config.json'))
+      self.assertEqual(runtime['runtime']['devices']['process_count'], 2)
+      self.assertEqual(runtime['runtime']['devices']['count'], 4)
+
+      # Only the primary wrote: process 1 opened nothing under the workdir.
+      with open(os.path.join(out, 'writes_1.json'), encoding='utf-8') as f:
+        self.assertEqual(json.load(f), [])
+      with open(os.path.join(out, 'writes_0.json'), encoding='utf-8') as f:
+        primary = json.load(f)
+      for name in ('results.json', 'table.md', 'config.json',
+                   'runs/ci.json', 'metrics/ci.jsonl'):
+        # Atomic writes go through a temporary file beside the target.
+        self.assertTrue(any(
+            os.path.dirname(w) == os.path.dirname(name)
+            and w.endswith(os.path.basename(name)) for w in primary),
+                        (name, primary))
+
+
+if __name__ == '__main__':
+  absltest.main()

@@ -1,0 +1,124 @@
+"""One process of the multi-process runs of `distributed_test.py`.
+
+    python tests/distributed_worker.py MODE PROCESS_ID NUM_PROCESSES PORT OUT
+
+joins a `NUM_PROCESSES`-process run (coordinator 127.0.0.1:PORT, gloo
+collectives, two fake CPU devices per process) and does MODE:
+
+* `step`: one MAML meta-step of `step_problem()` on this process's share of
+  the meta-batch, with `pmap` and with `shard_map`; writes the new
+  parameters to `OUT/step_<parallel>_<id>.npz`.
+* `fewshot` / `fewshot_kill`: `cil.fewshot.run(fewshot_config(), OUT/work)`
+  (`fewshot_kill` ends the process with `os._exit(KILLED)` right after
+  meta-step `KILL_AT`, as a kill would). Every file this process opens for
+  writing under OUT/work is listed in `OUT/writes_<id>.json` (a Python
+  audit hook).
+"""
+
+import json
+import os
+import sys
+
+KILLED = 17
+KILL_AT = 3
+CPU_DEVICES = 2
+
+
+def step_problem():
+  """`(cfg, model, tasks)`: a tiny second-order MAML meta-step, 4 tasks."""
+  # pylint: disable=g-import-not-at-top
+  import numpy as np
+  from cil import maml
+  from cil import models
+  cfg = maml.MamlConfig(ways=3, inner_lr=0.1, meta_lr=1e-2,
+                        adaptation_steps=1, test_adaptation_steps=1)
+  model = models.Conv4(num_classes=3, features=4, pools=2)
+  rng = np.random.default_rng(0)
+  labels = np.tile(np.array([0, 1, 1, 2, 2, 2]), (4, 1))
+  tasks = {
+      'support_images': rng.integers(0, 256, (4, 6, 8, 8, 1), np.uint8),
+      'support_labels': labels.astype(np.int32),
+      'support_counts': np.tile(np.array([1, 2, 3], np.int32), (4, 1)),
+      'query_images': rng.integers(0, 256, (4, 6, 8, 8, 1), np.uint8),
+      'query_labels': labels.astype(np.int32),
+  }
+  return cfg, model, tasks
+
+
+def fewshot_config():
+  """The few-shot run of the resume test (the `smoke` variant, one loss)."""
+  # pylint: disable=g-import-not-at-top
+  from cil import fewshot
+  from configs import fewshot as fewshot_configs
+  c = fewshot_configs.get_config('smoke')
+  c.losses = ('ci',)
+  c.meta_steps = 4
+  c.checkpoint_every = 2
+  return fewshot.FewShotConfig.from_config(c)
+
+
+def _audit_writes(root: str, log: list) -> None:
+  root = os.path.abspath(root)
+
+  def hook(event, args):
+    if event == 'open' and isinstance(args[0], (str, os.PathLike)):
+      path, mode, flags = args[0], args[1], args[2]
+      writing = (mode and any(c in mode for c in 'wax+')) or (
+          flags and flags & (os.O_WRONLY | os.O_RDWR | os.O_CREAT))
+      full = os.path.abspath(os.fspath(path))
+      if writing and full.startswith(root):
+        log.append(os.path.relpath(full, root))
+  sys.addaudithook(hook)
+
+
+def main(argv):
+  mode, pid, num, port, out = argv[1:]
+  pid, num = int(pid), int(num)
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  sys.path.insert(0, root)
+  # pylint: disable=g-import-not-at-top
+  from cil import distributed
+  distributed.initialize(distributed.Settings(
+      coordinator_address=f'127.0.0.1:{port}', num_processes=num,
+      process_id=pid, cpu_devices=CPU_DEVICES, timeout_s=120))
+  import jax
+  import numpy as np
+  jax.config.update('jax_compilation_cache_dir',
+                    os.path.join(root, '.jax_cache'))
+  from cil import maml
+
+  if mode == 'step':
+    cfg, model, tasks = step_problem()
+    start, stop = distributed.process_share(4)
+    share = {k: v[start:stop] for k, v in tasks.items()}
+    state = maml.create_state(model, cfg, jax.random.key(0),
+                              tasks['support_images'][0])
+    for parallel in ('pmap', 'shard_map'):
+      new, _ = maml.parallel_meta_train_step(cfg, parallel=parallel)(
+          state, share)
+      params = distributed.to_host(new.params)
+      flat = {jax.tree_util.keystr(p): np.asarray(x) for p, x in
+              jax.tree_util.tree_leaves_with_path(params)}
+      np.savez(os.path.join(out, f'step_{parallel}_{pid}.npz'), **flat)
+    return
+
+  from cil import fewshot
+  writes = []
+  work = os.path.join(out, 'work')
+  _audit_writes(work, writes)
+
+  def callback(unused_loss, step):
+    if mode == 'fewshot_kill' and step == KILL_AT:
+      os._exit(KILLED)  # pylint: disable=protected-access
+
+  try:
+    fewshot.run(fewshot_config(), work, show_progress=False,
+                step_callback=callback)
+  finally:
+    with open(os.path.join(out, f'writes_{pid}.json'), 'w',
+              encoding='utf-8') as f:
+      json.dump(sorted(set(writes)), f)
+
+
+if __name__ == '__main__':
+  main(sys.argv)
