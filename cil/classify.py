@@ -37,6 +37,7 @@ import optax
 
 from cil import _validation as v
 from cil import data
+from cil import distributed
 from cil import loops
 from cil import losses
 from cil import metrics
@@ -424,9 +425,18 @@ def _predict(apply_fn, variables, images):
   return jnp.argmax(logits, -1)
 
 
-def predict(states: TrainState, images: np.ndarray,
-            batch_size: int) -> np.ndarray:
-  """`[K, n]` predicted classes of every seed's model."""
+def predict(states: TrainState, images: np.ndarray, batch_size: int,
+            mesh: Optional[jax.sharding.Mesh] = None) -> np.ndarray:
+  """`[K, n]` predicted classes of every seed's model.
+
+  With `mesh` (`seed_mesh`), the states are sharded over it and each
+  device predicts for its seeds; the result is gathered on every process.
+  """
+  def predict_fn(variables, x):
+    if mesh is None:
+      return _predict(states.apply_fn, variables, x)
+    return _sharded_predict(mesh, states.apply_fn)(
+        variables, distributed.put(x, mesh, jax.sharding.PartitionSpec()))
   out = []
   for start in range(0, len(images), batch_size):
     chunk = images[start:start + batch_size]
@@ -434,7 +444,7 @@ def predict(states: TrainState, images: np.ndarray,
     if pad:  # Keep one compiled shape.
       chunk = np.concatenate([chunk, np.zeros((pad,) + chunk.shape[1:],
                                               chunk.dtype)])
-    pred = np.asarray(_predict(states.apply_fn, states.variables(), chunk))
+    pred = distributed.to_host(predict_fn(states.variables(), chunk))
     out.append(pred[:, :pred.shape[1] - pad])
   return np.concatenate(out, axis=1)
 
@@ -466,6 +476,62 @@ def _step_keys(seeds: jax.Array, steps: jax.Array) -> jax.Array:
     return jax.random.fold_in(jax.random.fold_in(jax.random.key(seed), 1),
                               step)
   return jax.vmap(lambda t: jax.vmap(lambda s: key(s, t))(seeds))(steps)
+
+
+# ---------------------------------------------------------------------------
+# Seeds across processes: with several processes (`cil.distributed`) the
+# seeds' states are global arrays sharded over a 1-D mesh of every
+# process's devices, and each device trains and scores its own seeds.
+
+_SEEDS = 'seeds'
+
+
+@functools.lru_cache(maxsize=None)
+def _sharded_chunk(mesh: jax.sharding.Mesh, weighted: bool, **static):
+  """`train_chunk` under `shard_map`: `(states, images, labels, idx, mask,
+  counts, seeds, steps[, weights]) -> (states, [T, K] metrics)`."""
+  # pylint: disable-next=g-import-not-at-top
+  from jax.sharding import PartitionSpec as P
+
+  def body(states, images, labels, idx, mask, counts, seeds, steps,
+           weights=None):
+    return train_chunk(states, images, labels, idx, mask, counts,
+                       _step_keys(seeds, steps), weights, **static)
+
+  by_seed, by_step_seed = P(_SEEDS), P(None, _SEEDS)
+  in_specs = (by_seed, P(), P(), by_step_seed, by_step_seed, by_seed,
+              by_seed, P()) + ((by_seed,) if weighted else ())
+  return jax.jit(jax.shard_map(body, mesh=mesh, in_specs=in_specs,
+                               out_specs=(by_seed, by_step_seed),
+                               check_vma=False))
+
+
+@functools.lru_cache(maxsize=None)
+def _sharded_predict(mesh: jax.sharding.Mesh, apply_fn: Callable):
+  # pylint: disable-next=g-import-not-at-top
+  from jax.sharding import PartitionSpec as P
+  return jax.jit(jax.shard_map(
+      functools.partial(_predict, apply_fn), mesh=mesh,
+      in_specs=(P(_SEEDS), P()), out_specs=P(_SEEDS), check_vma=False))
+
+
+def seed_mesh(num_seeds: int) -> Optional[jax.sharding.Mesh]:
+  """The mesh the seeds are sharded over: None with one process.
+
+  Raises:
+    ValueError: the seeds do not divide evenly over every process's
+      devices.
+  """
+  if distributed.process_count() == 1:
+    return None
+  devices = jax.device_count()
+  if num_seeds % devices:
+    raise ValueError(
+        f'seeds ({num_seeds}) must divide evenly over the {devices} devices '
+        f'of {distributed.process_count()} processes (each device trains '
+        f'seeds / devices of them); set --config.seeds to a multiple of '
+        f'{devices}.')
+  return distributed.global_mesh(_SEEDS)
 
 
 class Interrupted(Exception):
@@ -513,18 +579,43 @@ def train_and_evaluate(
   tx = make_optimizer(cfg, steps_per_epoch)
   keys = jax.vmap(jax.random.key)(jnp.asarray(seeds))
   states = create_states(model, tx, keys, jnp.asarray(train_set.images[:1]))
+  mesh = seed_mesh(len(seeds))
+  if mesh is not None:
+    states = distributed.put(states, mesh, jax.sharding.PartitionSpec(_SEEDS))
   checkpointer = work.checkpointer(cell)
   start_epoch, restored = checkpointer.restore(_train_state_tree(states))
   states = states.replace(**restored)
   log = work.metrics(cell, resume_step=start_epoch)
 
-  images = jnp.asarray(train_set.images)
-  labels = jnp.asarray(train_set.labels, jnp.int32)
   hparams = tuple(sorted(cfg.hparams_for(loss_name).items()))
-  unroll = runtime.policy().unroll_loops
+  static = {'loss_name': loss_name, 'loss_hparams': hparams,
+            'seed_parallel': cfg.resolved_seed_parallel(),
+            'unroll': runtime.policy().unroll_loops, 'augment': cfg.augment}
+  weights = drw_weights(np.asarray(counts), cfg.drw_beta).astype(np.float32)
+  if mesh is None:
+    images = jnp.asarray(train_set.images)
+    labels = jnp.asarray(train_set.labels, jnp.int32)
+    weights = jnp.asarray(weights)
+
+    def run_chunk(states, c_idx, c_mask, global_steps, drw):
+      rngs = _step_keys(jnp.asarray(seeds), jnp.asarray(global_steps))
+      return train_chunk(states, images, labels, jnp.asarray(c_idx),
+                         jnp.asarray(c_mask), counts, rngs,
+                         weights if drw else None, **static)
+  else:
+    P = jax.sharding.PartitionSpec  # pylint: disable=invalid-name
+    images, labels = distributed.put(
+        (train_set.images, train_set.labels.astype(np.int32)), mesh, P())
+    seed_ids, counts, weights = distributed.put(
+        (np.asarray(seeds), np.asarray(counts), weights), mesh, P(_SEEDS))
+
+    def run_chunk(states, c_idx, c_mask, global_steps, drw):
+      fn = _sharded_chunk(mesh, drw, **static)
+      by_step_seed = distributed.put((c_idx, c_mask), mesh, P(None, _SEEDS))
+      return fn(states, images, labels, *by_step_seed, counts, seed_ids,
+                distributed.put(global_steps, mesh, P()),
+                *((weights,) if drw else ()))
   try:
-    weights = jnp.asarray(drw_weights(np.asarray(counts), cfg.drw_beta),
-                          jnp.float32)
     for epoch in range(start_epoch, cfg.epochs):
       drw = bool(cfg.drw_epoch) and epoch >= cfg.drw_epoch
       started = time.perf_counter()
@@ -541,12 +632,9 @@ def train_and_evaluate(
           c_mask = np.concatenate([c_mask, np.zeros(
               (pad,) + c_mask.shape[1:], bool)])
         global_steps = epoch * steps + start + np.arange(chunk)
-        rngs = _step_keys(jnp.asarray(seeds), jnp.asarray(global_steps))
-        states, step_metrics = train_chunk(
-            states, images, labels, jnp.asarray(c_idx), jnp.asarray(c_mask),
-            counts, rngs, weights if drw else None, loss_name=loss_name,
-            loss_hparams=hparams, seed_parallel=cfg.resolved_seed_parallel(),
-            unroll=unroll, augment=cfg.augment)
+        states, step_metrics = run_chunk(states, c_idx, c_mask, global_steps,
+                                         drw)
+        step_metrics = distributed.to_host(step_metrics)
         active = c_mask.any(axis=(1, 2))
         chunk_loss = np.asarray(step_metrics['loss'])[active]
         workdir_lib.check_finite(cell, int(global_steps[0]) + 1,
@@ -571,7 +659,7 @@ def train_and_evaluate(
     log.close()
   workdir_lib.check_finite(cell, cfg.epochs, params=states.params)
 
-  predictions = predict(states, test_set.images, cfg.eval_batch_size)
+  predictions = predict(states, test_set.images, cfg.eval_batch_size, mesh)
   per_seed = []
   for k, seed in enumerate(seeds):
     cm = metrics.confusion_matrix(test_set.labels, predictions[k],
@@ -771,7 +859,8 @@ def run(cfg: ClassifyConfig, workdir: str, *, show_progress: bool = True,
         split = data.get_protocol(protocol)(train_set.labels, seed=0)
         steps += cfg.epochs * math.ceil(split.indices.size / cfg.batch_size)
     bar = workdir_lib.progress(steps, desc='training steps (all seeds)',
-                               unit='step', enabled=show_progress and steps)
+                               unit='step', enabled=bool(
+                                   show_progress and steps and work.primary))
     runs = []
     try:
       for protocol, loss_name in cells:
@@ -813,6 +902,8 @@ def run(cfg: ClassifyConfig, workdir: str, *, show_progress: bool = True,
         f'Minority recall (%, mean test recall of the classes with fewer '
         f'training images than the largest):\n\n'
         f'{tables["minority_recall"]}\n'))
+    if not work.primary:
+      return results
     plots.per_class_recall(runs, train_set.class_names,
                            work.file('per_class_recall'))
     if len({round(r['summary']['imbalance_degree']['mean'], 6)

@@ -19,7 +19,8 @@ roles and moves data between host and global arrays.
 * `process_share(n)`: the `[start, stop)` of `n` global items (tasks of a
   meta-batch) that this process holds.
 * `global_array(local, mesh, axis)`: process-local shares -> one global
-  array sharded over `axis` (`jax.make_array_from_process_local_data`).
+  array sharded over `axis` (`jax.make_array_from_process_local_data`);
+  `put(tree, mesh, spec)`: a value every process holds -> global arrays.
 * `to_host(tree)`: the full value of every leaf on every process (a
   replicated leaf is read locally; a sharded one is gathered).
 * `allgather(x)`, `agree(error)`, `barrier(name)`: small cross-process
@@ -198,10 +199,16 @@ def global_array(local: Any, mesh: jax.sharding.Mesh, axis: str) -> Any:
                                                        np.asarray(x)), local)
 
 
-def replicated(tree: Any, mesh: jax.sharding.Mesh) -> Any:
-  """`tree` (the same host value on every process) replicated on `mesh`."""
-  sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
-  return jax.tree.map(lambda x: jax.device_put(np.asarray(x), sharding), tree)
+def put(tree: Any, mesh: jax.sharding.Mesh,
+        spec: jax.sharding.PartitionSpec) -> Any:
+  """Host values (the same on every process) as global arrays laid out on
+  `mesh` by `spec`; each process places only its devices' parts."""
+  sharding = jax.sharding.NamedSharding(mesh, spec)
+
+  def leaf(x):
+    x = np.asarray(x)
+    return jax.make_array_from_callback(x.shape, sharding, lambda i: x[i])
+  return jax.tree.map(leaf, tree)
 
 
 def _leaf_to_host(x: Any) -> Any:

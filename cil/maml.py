@@ -30,7 +30,6 @@ from typing import Any, Callable, Optional
 from flax.training import train_state
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 
 from cil import distributed
@@ -281,7 +280,7 @@ def parallel_meta_train_step(cfg: MamlConfig, *, parallel: str = 'pmap',
   def on_mesh(leaf):
     if isinstance(leaf, jax.Array) and leaf.sharding == replicated:
       return leaf
-    return jax.device_put(np.asarray(leaf), replicated)
+    return distributed.put(leaf, mesh, P())
 
   def shard_mapped(state, tasks):
     tasks = distributed.global_array(local_tasks(tasks), mesh, axis)

@@ -30,6 +30,7 @@ import optax
 
 from cil import _extras
 from cil import _validation as v
+from cil import distributed
 from cil import losses as losses_lib
 from cil import plots
 from cil import runtime
@@ -363,6 +364,12 @@ def run(cfg: TrainConfig, workdir: str, *, show_progress: bool = True,
     `train_instances`, `steps`), or None in 'train' mode.
   """
   cfg.validate()
+  if distributed.process_count() > 1:
+    raise ValueError(
+        f'Detection training runs in one process; this is process '
+        f'{distributed.process_index()} of {distributed.process_count()}. '
+        f'Drop the multi-process flags (--num_processes, '
+        f'--coordinator_address, --process_id, --cluster_detect).')
   if cfg.data is not None:
     _data(cfg, workdir, cfg.data)  # Checks the layout before the workdir.
   size, max_gt = cfg.model.image_size, cfg.max_gt
