@@ -8,10 +8,15 @@ two fake CPU devices each, a free port) and checks what they wrote:
 * a few-shot run killed in both processes resumes and ends with the
   parameters, meta-loss history and results of an uninterrupted run, and
   meets the same tasks as a one-process (two-device) run;
-* only the primary process wrote files in the workdir.
+* only the primary process wrote files in the workdir;
+* classification seeds spread over two processes give the per-seed results
+  of one process.
 
-Slow (two or three process launches that each compile the meta-step):
-run by `.ci/run` with `pytest -m slow`.
+`SettingsTest` (default suite) checks how the settings are read and
+refused.
+
+`TwoProcessTest` is slow (process launches that each compile): run by
+`.ci/run` with `pytest -m slow`.
 """
 
 import json
@@ -20,6 +25,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+from unittest import mock
 
 from absl.testing import absltest
 import chex
@@ -27,6 +33,7 @@ import jax
 import numpy as np
 import pytest
 
+from cil import distributed
 from cil import maml
 from cil import workdir as workdir_lib
 
@@ -162,6 +169,73 @@ class TwoProcessTest(absltest.TestCase):
             os.path.dirname(w) == os.path.dirname(name)
             and w.endswith(os.path.basename(name)) for w in primary),
                         (name, primary))
+
+  def test_seeds_spread_over_processes_equal_one_process(self):
+    cfg = distributed_worker.classify_config()
+    with tempfile.TemporaryDirectory() as out:
+      runs = {}
+      for num in (1, 2):
+        d = os.path.join(out, str(num))
+        os.makedirs(d)
+        _check_ok(_launch('classify', d, num_processes=num), f'{num} procs')
+        runs[num] = workdir_lib.read_json(
+            os.path.join(d, 'classify', 'results.json'))['runs'][0]
+      self.assertLen(runs[2]['per_seed'], cfg.seeds)
+      for metric in ('accuracy', 'balanced_accuracy'):
+        np.testing.assert_allclose(
+            [r[metric] for r in runs[2]['per_seed']],
+            [r[metric] for r in runs[1]['per_seed']], atol=1e-6,
+            err_msg=metric)
+      np.testing.assert_allclose(runs[2]['train_loss_per_epoch'],
+                                 runs[1]['train_loss_per_epoch'], rtol=1e-4)
+      record = workdir_lib.read_json(os.path.join(out, '2', 'classify',
+                                                  'config.json'))
+      self.assertEqual(record['runtime']['devices']['process_count'], 2)
+
+
+class SettingsTest(absltest.TestCase):
+
+  def test_one_process_needs_nothing(self):
+    settings = distributed.Settings().resolved()
+    self.assertFalse(settings.multi_process)
+
+  def test_bad_settings_are_named(self):
+    cases = [
+        (dict(num_processes=2), 'needs coordinator_address'),
+        (dict(num_processes=2, coordinator_address='localhost'),
+         'must be host:port'),
+        (dict(num_processes=2, coordinator_address='h:1', process_id=2),
+         r'process_id must be in \[0, 2\)'),
+        (dict(process_id=1), 'needs num_processes > 1'),
+        (dict(cpu_devices=-1), 'cpu_devices must be >= 0'),
+    ]
+    for kwargs, message in cases:
+      with self.subTest(**kwargs), self.assertRaisesRegex(ValueError,
+                                                          message):
+        distributed.Settings(**kwargs).resolved()
+
+  def test_environment_fills_unset_settings(self):
+    env = {'JAX_COORDINATOR_ADDRESS': '10.0.0.1:1234',
+           'JAX_NUM_PROCESSES': '4', 'JAX_PROCESS_ID': '3'}
+    with mock.patch.dict(os.environ, env):
+      settings = distributed.Settings().resolved()
+      self.assertEqual((settings.coordinator_address, settings.num_processes,
+                        settings.process_id), ('10.0.0.1:1234', 4, 3))
+      # Flags win over the environment.
+      self.assertEqual(distributed.Settings(process_id=0).resolved()
+                       .process_id, 0)
+    with mock.patch.dict(os.environ, {'JAX_NUM_PROCESSES': 'two'}):
+      with self.assertRaisesRegex(ValueError, 'JAX_NUM_PROCESSES'):
+        distributed.Settings().resolved()
+
+  def test_initialize_after_jax_started_is_refused(self):
+    jax.devices()
+    with self.assertRaisesRegex(ValueError, 'before any JAX computation'):
+      distributed.initialize(distributed.Settings(cpu_devices=2))
+
+  def test_process_share_of_one_process_is_everything(self):
+    self.assertEqual(distributed.process_share(6), (0, 6))
+    self.assertEqual(distributed.allgather(np.arange(3)).shape, (1, 3))
 
 
 if __name__ == '__main__':

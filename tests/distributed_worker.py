@@ -8,6 +8,7 @@ collectives, two fake CPU devices per process) and does MODE:
 * `step`: one MAML meta-step of `step_problem()` on this process's share of
   the meta-batch, with `pmap` and with `shard_map`; writes the new
   parameters to `OUT/step_<parallel>_<id>.npz`.
+* `classify`: `cil.classify.run(classify_config(), OUT/classify)`.
 * `fewshot` / `fewshot_kill`: `cil.fewshot.run(fewshot_config(), OUT/work)`
   (`fewshot_kill` ends the process with `os._exit(KILLED)` right after
   meta-step `KILL_AT`, as a kill would). Every file this process opens for
@@ -57,6 +58,18 @@ def fewshot_config():
   return fewshot.FewShotConfig.from_config(c)
 
 
+def classify_config():
+  """The classification run (the `smoke` variant: digits, one epoch; CI
+  only, four seeds: one per device of two processes)."""
+  # pylint: disable=g-import-not-at-top
+  from cil import classify
+  from configs import classify as classify_configs
+  c = classify_configs.get_config('smoke')
+  c.losses = ('ci',)
+  c.seeds = 4
+  return classify.ClassifyConfig.from_config(c)
+
+
 def _audit_writes(root: str, log: list) -> None:
   root = os.path.abspath(root)
 
@@ -100,6 +113,12 @@ def main(argv):
       flat = {jax.tree_util.keystr(p): np.asarray(x) for p, x in
               jax.tree_util.tree_leaves_with_path(params)}
       np.savez(os.path.join(out, f'step_{parallel}_{pid}.npz'), **flat)
+    return
+
+  if mode == 'classify':
+    from cil import classify
+    classify.run(classify_config(), os.path.join(out, 'classify'),
+                 show_progress=False)
     return
 
   from cil import fewshot
