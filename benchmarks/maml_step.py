@@ -1,36 +1,48 @@
-r"""One second-order MAML meta-step: cil.maml against the PyTorch reference.
+r"""MAML meta-steps: cil.maml against the PyTorch reference, interleaved.
 
     pip install torch==2.13.0        # CPU build; only this benchmark needs it
-    python -m benchmarks.maml_step [--steps 3] [--shapes 28x28x1,84x84x3]
+    python -m benchmarks.maml_step [--rounds 5] [--shapes 28x28x1,84x84x3]
 
 Configuration of `../shared/bench/torch_maml_ref.py`: Conv4 with 64 filters
 and batch-statistics batch norm, 5-way, 15 support and 75 query images per
-task, meta-batch 4, 5 inner SGD steps (lr 0.01), cross-entropy, Adam. Both
-run in this process's machine, one after the other, per shape. Compile time
-(first call) is reported apart from the steady-state median step time; the
-first-order (FOMAML) step is timed too, and the process's peak RSS is
-reported as the memory figure on CPU. The last line is JSON whose `ratio` is
-our time / reference time for the worse of the shapes (target <= 1.0).
+task, meta-batch 4, 5 inner SGD steps (lr 0.01), cross-entropy, Adam.
+
+Time: for each shape and order (second, then first), our step is compiled
+once; then `--rounds` rounds alternate one reference step (a fresh
+`torch_maml_ref.py --steps 1` process: its warm-up step, then one timed
+step) with one of ours, so machine noise hits both. Per side the median of
+the rounds is reported with its min and max; `ratio` is ours / reference
+(medians) at the worse shape, second order, `ratio_fo` the same for first
+order (the reference's `--first_order`).
+
+Memory and compile time, each in its own process (`--child`): our second-
+order step at the largest shape, compiled cold (an empty persistent
+compilation cache) then once more from that cache, and the reference at
+that shape; `rss_ratio` is our peak RSS / the reference's, `compile_s` our
+cold first call (trace + compile + one step's run time excluded: it is the
+first call minus the median step), `compile_cached_s` the same from the
+cache.
+
+The last line is JSON with `ratio`, `ratio_fo`, `rss_ratio`, `compile_s`
+(targets: <= 0.8, <= 0.8, <= 1.0, <= 30 s on the CPU).
 """
 
 import json
 import os
 import resource
+import runpy
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 
 from absl import app
 from absl import flags
-import jax
-import jax.numpy as jnp
 import numpy as np
 
-from cil import maml
-from cil import models
-
-_STEPS = flags.DEFINE_integer('steps', 3, 'Timed meta-steps (median).')
+_ROUNDS = flags.DEFINE_integer(
+    'rounds', 5, 'Interleaved rounds (timed steps per side, median).')
 _SHAPES = flags.DEFINE_string('shapes', '28x28x1,84x84x3', 'H x W x C list.')
 _REFERENCE = flags.DEFINE_string(
     'reference', os.path.join(os.path.dirname(os.path.dirname(
@@ -38,89 +50,193 @@ _REFERENCE = flags.DEFINE_string(
                               'torch_maml_ref.py'),
     'Path of the PyTorch reference script.')
 _SKIP_TORCH = flags.DEFINE_bool('skip_torch', False, 'Only time JAX.')
+_MEMORY = flags.DEFINE_bool(
+    'memory', True, 'Measure peak RSS and cold/cached compile time in child '
+    'processes (second order, largest shape).')
 _CONV_IMPL = flags.DEFINE_enum(
     'conv_impl', 'auto', ['auto', 'im2col', 'xla'],
     "Conv4's convolution lowering ('auto': im2col on the CPU).")
+_CHILD = flags.DEFINE_string(
+    'child', '', 'Internal: "jax:SHAPE" or "torch:SHAPE": one second-order '
+    'run in this process; prints its peak RSS (and compile time).')
 
 WAYS, SUPPORT, QUERY, META_BATCH, INNER_STEPS, FILTERS = 5, 15, 75, 4, 5, 64
 
 
-def _tasks(h, w, c, seed=0):
+def tasks(h: int, w: int, c: int, seed: int = 0) -> dict:
+  """The benchmark's meta-batch (random images and labels)."""
   rng = np.random.default_rng(seed)
   return {
-      'support_images': jnp.asarray(
-          rng.standard_normal((META_BATCH, SUPPORT, h, w, c)), jnp.float32),
-      'support_labels': jnp.asarray(
-          rng.integers(0, WAYS, (META_BATCH, SUPPORT)), jnp.int32),
-      'support_counts': jnp.full((META_BATCH, WAYS), SUPPORT // WAYS,
-                                 jnp.int32),
-      'query_images': jnp.asarray(
-          rng.standard_normal((META_BATCH, QUERY, h, w, c)), jnp.float32),
-      'query_labels': jnp.asarray(
-          rng.integers(0, WAYS, (META_BATCH, QUERY)), jnp.int32),
+      'support_images': rng.standard_normal(
+          (META_BATCH, SUPPORT, h, w, c)).astype(np.float32),
+      'support_labels': rng.integers(
+          0, WAYS, (META_BATCH, SUPPORT)).astype(np.int32),
+      'support_counts': np.full((META_BATCH, WAYS), SUPPORT // WAYS,
+                                np.int32),
+      'query_images': rng.standard_normal(
+          (META_BATCH, QUERY, h, w, c)).astype(np.float32),
+      'query_labels': rng.integers(
+          0, WAYS, (META_BATCH, QUERY)).astype(np.int32),
   }
 
 
-def time_jax(h, w, c, first_order, steps):
-  cfg = maml.MamlConfig(ways=WAYS, inner_lr=0.01, meta_lr=1e-3,
-                        adaptation_steps=INNER_STEPS,
-                        test_adaptation_steps=INNER_STEPS,
-                        first_order=first_order, inner_loss='ce',
-                        outer_loss='ce')
-  tasks = _tasks(h, w, c)
-  model = models.Conv4(num_classes=WAYS, features=FILTERS,
-                       conv_impl=_CONV_IMPL.value)
-  state = maml.create_state(model, cfg, jax.random.key(0),
-                            tasks['support_images'][0])
-  step = maml.parallel_meta_train_step(cfg, parallel='none')
-  start = time.perf_counter()
-  state, m = step(state, tasks)
-  jax.block_until_ready(m)
-  compile_s = time.perf_counter() - start
-  times = []
-  for _ in range(steps):
+def _shape(text: str) -> tuple[int, int, int]:
+  try:
+    h, w, c = (int(v) for v in text.split('x'))
+  except ValueError:
+    raise app.UsageError(f'--shapes: {text!r} is not HxWxC, e.g. '
+                         f'84x84x3') from None
+  return h, w, c
+
+
+class JaxStep:
+  """Our meta-step at one shape and order, compiled on construction."""
+
+  def __init__(self, h, w, c, first_order):
+    # pylint: disable=g-import-not-at-top
+    import jax
+    from cil import maml
+    from cil import models
+    cfg = maml.MamlConfig(ways=WAYS, inner_lr=0.01, meta_lr=1e-3,
+                          adaptation_steps=INNER_STEPS,
+                          test_adaptation_steps=INNER_STEPS,
+                          first_order=first_order, inner_loss='ce',
+                          outer_loss='ce')
+    self._jax = jax
+    self._tasks = jax.device_put(tasks(h, w, c))
+    model = models.Conv4(num_classes=WAYS, features=FILTERS,
+                         conv_impl=_CONV_IMPL.value)
+    self._state = maml.create_state(model, cfg, jax.random.key(0),
+                                    self._tasks['support_images'][0])
+    self._step = maml.parallel_meta_train_step(cfg, parallel='none')
+    self.first_call_s = self.run()
+
+  def run(self) -> float:
     start = time.perf_counter()
-    state, m = step(state, tasks)
-    jax.block_until_ready(m)
-    times.append(time.perf_counter() - start)
-  return {'first_call_s': round(compile_s, 2),
-          'sec_per_meta_step': statistics.median(times)}
+    self._state, m = self._step(self._state, self._tasks)
+    self._jax.block_until_ready(m)
+    return time.perf_counter() - start
 
 
-def time_torch(h, w, c, steps):
+def torch_step(h, w, c, first_order) -> float:
+  """One timed reference step (after its warm-up) in a fresh process."""
   cmd = [sys.executable, _REFERENCE.value, '--hw', str(h), '--ch', str(c),
-         '--steps', str(steps), '--filters', str(FILTERS),
+         '--steps', '1', '--filters', str(FILTERS),
          '--meta_batch', str(META_BATCH), '--inner_steps', str(INNER_STEPS),
          '--support', str(SUPPORT), '--query', str(QUERY), '--ways',
-         str(WAYS)]
+         str(WAYS)] + (['--first_order'] if first_order else [])
   out = subprocess.run(cmd, capture_output=True, text=True, check=False)
   if out.returncode:
-    return {'error': out.stderr.strip().splitlines()[-1:]}
+    raise RuntimeError(f'{_REFERENCE.value} failed: '
+                       f'{out.stderr.strip().splitlines()[-1:]}')
+  return json.loads(out.stdout.strip().splitlines()[-1])['sec_per_meta_step']
+
+
+def _summary(times: list[float]) -> dict:
+  return {'median_s': round(statistics.median(times), 4),
+          'min_s': round(min(times), 4), 'max_s': round(max(times), 4),
+          'n': len(times)}
+
+
+def interleaved(h, w, c, first_order, rounds) -> dict:
+  ours = JaxStep(h, w, c, first_order)
+  times = {'jax': [], 'torch': []}
+  for _ in range(rounds):
+    if not _SKIP_TORCH.value:
+      times['torch'].append(torch_step(h, w, c, first_order))
+    times['jax'].append(ours.run())
+  out = {'jax': {**_summary(times['jax']),
+                 'first_call_s': round(ours.first_call_s, 2)}}
+  if times['torch']:
+    out['torch'] = _summary(times['torch'])
+    out['ratio'] = round(out['jax']['median_s'] / out['torch']['median_s'],
+                         4)
+    per_round = [j / t for j, t in zip(times['jax'], times['torch'])]
+    out['round_ratios'] = [round(r, 3) for r in per_round]
+  return out
+
+
+def _peak_rss_mb() -> float:
+  return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+
+
+def child(spec: str) -> None:
+  """One second-order run in this process: prints JSON with its peak RSS."""
+  impl, shape = spec.split(':')
+  h, w, c = _shape(shape)
+  if impl == 'torch':
+    sys.argv = [_REFERENCE.value, '--hw', str(h), '--ch', str(c), '--steps',
+                '1']
+    runpy.run_path(_REFERENCE.value, run_name='__main__')
+    print(json.dumps({'peak_rss_mb': _peak_rss_mb()}))
+    return
+  step = JaxStep(h, w, c, first_order=False)
+  run_s = step.run()
+  print(json.dumps({'peak_rss_mb': _peak_rss_mb(),
+                    'first_call_s': round(step.first_call_s, 2),
+                    'step_s': round(run_s, 3),
+                    'compile_s': round(step.first_call_s - run_s, 2)}))
+
+
+def _run_child(spec: str, env: dict) -> dict:
+  cmd = [sys.executable, '-m', 'benchmarks.maml_step', f'--child={spec}',
+         f'--reference={_REFERENCE.value}', f'--conv_impl={_CONV_IMPL.value}']
+  out = subprocess.run(cmd, capture_output=True, text=True, check=False,
+                       env=env, cwd=os.path.dirname(os.path.dirname(
+                           os.path.abspath(__file__))))
+  if out.returncode:
+    raise RuntimeError(f'{spec} failed: {out.stderr.strip()[-500:]}')
   return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def memory_and_compile(shape: str) -> dict:
+  out = {}
+  with tempfile.TemporaryDirectory() as cache:
+    env = dict(os.environ, JAX_COMPILATION_CACHE_DIR=cache,
+               JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS='0',
+               JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES='0')
+    out['jax_cold'] = _run_child(f'jax:{shape}', env)
+    out['jax_cached'] = _run_child(f'jax:{shape}', env)
+  if not _SKIP_TORCH.value:
+    out['torch'] = _run_child(f'torch:{shape}', dict(os.environ))
+  return out
 
 
 def main(argv):
   del argv
+  if _CHILD.value:
+    child(_CHILD.value)
+    return
+  # pylint: disable-next=g-import-not-at-top
+  import jax
+  shapes = _SHAPES.value.split(',')
+  for s in shapes:
+    _shape(s)
   results = {}
-  for shape in _SHAPES.value.split(','):
-    h, w, c = (int(v) for v in shape.split('x'))
-    entry = {'jax_second_order': time_jax(h, w, c, False, _STEPS.value),
-             'jax_first_order': time_jax(h, w, c, True, _STEPS.value)}
-    if not _SKIP_TORCH.value:
-      entry['torch'] = time_torch(h, w, c, _STEPS.value)
-      ref = entry['torch'].get('sec_per_meta_step')
-      if ref:
-        entry['ratio'] = entry['jax_second_order']['sec_per_meta_step'] / ref
-    results[shape] = entry
-    print(shape, json.dumps(entry))
-  ratios = [e['ratio'] for e in results.values() if 'ratio' in e]
-  print(json.dumps({
+  for shape in shapes:
+    h, w, c = _shape(shape)
+    for order in ('second', 'first'):
+      results[f'{shape}/{order}'] = r = interleaved(h, w, c, order == 'first',
+                                                    _ROUNDS.value)
+      print(f'{shape} {order} order', json.dumps(r), flush=True)
+  summary = {
       'benchmark': 'maml_step', 'backend': jax.default_backend(),
       'device': str(jax.devices()[0]), 'conv_impl': _CONV_IMPL.value,
-      'peak_rss_mb': round(resource.getrusage(
-          resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-      'results': results,
-      'ratio': round(max(ratios), 3) if ratios else None}))
+      'rounds': _ROUNDS.value, 'results': results}
+  for key, order in (('ratio', 'second'), ('ratio_fo', 'first')):
+    ratios = [results[f'{s}/{order}'].get('ratio') for s in shapes]
+    summary[key] = max(ratios) if None not in ratios else None
+  if _MEMORY.value:
+    largest = max(shapes, key=lambda s: np.prod(_shape(s)))
+    memory = memory_and_compile(largest)
+    print(f'{largest} memory and compile', json.dumps(memory), flush=True)
+    summary['memory'] = memory
+    summary['compile_s'] = memory['jax_cold']['compile_s']
+    summary['compile_cached_s'] = memory['jax_cached']['compile_s']
+    if 'torch' in memory:
+      summary['rss_ratio'] = round(memory['jax_cold']['peak_rss_mb']
+                                   / memory['torch']['peak_rss_mb'], 3)
+  print(json.dumps(summary))
 
 
 if __name__ == '__main__':

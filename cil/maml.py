@@ -170,10 +170,14 @@ def meta_train_step(state: train_state.TrainState, tasks: dict, *,
   """
   tasks = {k: tasks[k] for k in TASK_KEYS}
 
+  # One traced program for every task: the unrolled loop calls it once per
+  # task, and JAX reuses its trace (and derivatives) instead of retracing.
+  one_task = jax.jit(functools.partial(task_loss, apply_fn=state.apply_fn,
+                                       cfg=cfg))
+
   def meta_loss(params):
-    per_task, aux = map_tasks(
-        lambda t: task_loss(params, state.apply_fn, t, cfg=cfg), tasks,
-        cfg.resolved_task_map())
+    per_task, aux = map_tasks(lambda t: one_task(params, task=t), tasks,
+                              cfg.resolved_task_map())
     return jnp.mean(per_task), jax.tree.map(jnp.mean, aux)
 
   (loss, aux), grads = jax.value_and_grad(meta_loss, has_aux=True)(

@@ -1,0 +1,201 @@
+r"""The accelerator benchmark: everything worth timing on a GPU, in one call.
+
+    bash benchmarks/gpu.sh                 # on the GPU machine
+    python -m benchmarks.gpu --cpu_smoke   # tiny shapes on the CPU (CI)
+
+A GPU is lent now and then for minutes, so this prints each measurement as
+one JSON line as soon as it is done (a section that fails prints its
+error and the others still run):
+
+* `maml`: the second- and first-order meta-step of the paper's
+  miniImageNet setting (Conv4-64, 84x84x3, 5-way, 15 support + 75 query
+  images per task, meta-batch 4, 5 inner steps; `cil.runtime.policy()`
+  picks `vmap` over tasks and XLA's convolutions off the CPU): compile
+  time, median and spread of `--steps` steps, meta-steps per second and
+  the projected time of the paper's 60,000-step schedule (target: under 15
+  minutes on one H100, 15 ms per meta-step; "How to train your MAML"
+  reports about 0.36 s per meta-iteration on a V100).
+* `classify`: `cil.classify.train_chunk` with the CI loss, LeNet on
+  28x28 MNIST-shaped data, 5 seeds together: examples per second.
+* `detect`: R2CNN's train step with the CI loss at 800x800, ResNet-50 at
+  width 64, 2 images: images per second.
+
+`--cpu_smoke` shrinks every shape so the whole script runs on the CPU in
+about a minute (its numbers mean nothing; it checks the script).
+"""
+
+import functools
+import json
+import statistics
+import sys
+import time
+import traceback
+
+from absl import app
+from absl import flags
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+_CPU_SMOKE = flags.DEFINE_bool(
+    'cpu_smoke', False, 'Tiny shapes, on the CPU: checks the script runs.')
+_STEPS = flags.DEFINE_integer('steps', 20, 'Timed steps per measurement.')
+_SECTIONS = flags.DEFINE_list('sections', ['maml', 'classify', 'detect'],
+                              'Which measurements to run, in order.')
+
+PAPER_META_STEPS = 60_000
+
+
+def _time(fn, steps: int) -> dict:
+  """Compile (first call) and the median of `steps` further calls."""
+  start = time.perf_counter()
+  jax.block_until_ready(fn())
+  compile_s = time.perf_counter() - start
+  times = []
+  for _ in range(steps):
+    start = time.perf_counter()
+    jax.block_until_ready(fn())
+    times.append(time.perf_counter() - start)
+  return {'compile_s': round(compile_s, 2),
+          'median_s': statistics.median(times),
+          'p10_s': float(np.percentile(times, 10)),
+          'p90_s': float(np.percentile(times, 90)), 'steps': steps}
+
+
+def maml_section(smoke: bool, steps: int) -> list[dict]:
+  # pylint: disable=g-import-not-at-top
+  from benchmarks import maml_step
+  from cil import maml
+  from cil import models
+  shape = (8, 8, 1) if smoke else (84, 84, 3)
+  features = 8 if smoke else maml_step.FILTERS
+  out = []
+  for first_order in (False, True):
+    cfg = maml.MamlConfig(
+        ways=maml_step.WAYS, inner_lr=0.01, meta_lr=1e-3,
+        adaptation_steps=1 if smoke else maml_step.INNER_STEPS,
+        test_adaptation_steps=1, first_order=first_order, inner_loss='ce',
+        outer_loss='ce')
+    tasks = maml_step.tasks(*shape)
+    model = models.Conv4(num_classes=cfg.ways, features=features,
+                         pools=3 if smoke else 4)
+    state = maml.create_state(model, cfg, jax.random.key(0),
+                              tasks['support_images'][0])
+    step = maml.parallel_meta_train_step(cfg, parallel='none')
+    holder = {'state': state}
+
+    def run(step=step, holder=holder, tasks=tasks):
+      holder['state'], m = step(holder['state'], tasks)
+      return m
+
+    r = _time(run, steps)
+    r.update({'section': 'maml', 'order': 'first' if first_order else
+              'second', 'shape': 'x'.join(map(str, shape)),
+              'task_map': cfg.resolved_task_map(),
+              'meta_steps_per_s': round(1 / r['median_s'], 2),
+              'projected_60k_min': round(
+                  PAPER_META_STEPS * r['median_s'] / 60, 1),
+              'target_60k_min': 15})
+    out.append(r)
+  return out
+
+
+def classify_section(smoke: bool, steps: int) -> list[dict]:
+  # pylint: disable=g-import-not-at-top
+  import configs
+  from cil import classify
+  from cil import models
+  from cil import runtime
+  seeds, batch, n = (2, 16, 256) if smoke else (5, 128, 8192)
+  chunk = 1 if smoke else runtime.policy().classify_chunk_steps
+  rng = np.random.default_rng(0)
+  images = jnp.asarray(rng.integers(0, 256, (n, 28, 28, 1), np.uint8))
+  labels = jnp.asarray(rng.integers(0, 10, n), jnp.int32)
+  tx = classify.make_optimizer(
+      classify.ClassifyConfig.from_config(configs.load('classify')))
+  keys = jax.vmap(jax.random.key)(jnp.arange(seeds))
+  holder = {'states': classify.create_states(models.get_model('lenet', 10),
+                                             tx, keys, images[:1])}
+  idx = jnp.asarray(rng.integers(0, n, (chunk, seeds, batch)), jnp.int32)
+  mask = jnp.ones((chunk, seeds, batch), bool)
+  counts = jnp.tile(jnp.geomspace(5000., 50., 10), (seeds, 1))
+  rngs = jax.random.split(jax.random.key(1), (chunk, seeds))
+  policy = runtime.policy()
+
+  def run():
+    holder['states'], m = classify.train_chunk(
+        holder['states'], images, labels, idx, mask, counts, rngs,
+        loss_name='ci', loss_hparams=(), seed_parallel=policy.seed_parallel,
+        unroll=policy.unroll_loops)
+    return m
+
+  r = _time(run, steps)
+  r.update({'section': 'classify', 'model': 'lenet', 'seeds': seeds,
+            'batch_per_seed': batch, 'steps_per_call': chunk,
+            'examples_per_s': round(seeds * batch * chunk / r['median_s'])})
+  return [r]
+
+
+def detect_section(smoke: bool, steps: int) -> list[dict]:
+  # pylint: disable=g-import-not-at-top
+  from flax.training import train_state
+  import optax
+  from cil.detection import r2cnn
+  from cil.detection import train
+  size, backbone, width, images = ((128, 'resnet18', 8, 1) if smoke else
+                                   (800, 'resnet50', 64, 2))
+  cfg = r2cnn.scaled_config(image_size=size, width=width, backbone=backbone,
+                            loss='ci')
+  counts = jnp.asarray(r2cnn.class_counts_with_background(
+      np.geomspace(450, 10, 15), cfg.roi_positive_fraction))
+  holder = {'state': train_state.TrainState.create(
+      apply_fn=None, params=r2cnn.init_params(cfg, jax.random.key(0)),
+      tx=optax.adam(1e-4))}
+  batch = train.synthetic_batch(images, size=size, max_gt=32)
+  step = jax.jit(functools.partial(r2cnn.train_step, cfg=cfg, counts=counts))
+
+  def run():
+    holder['state'], m = step(holder['state'], batch, jax.random.key(1))
+    return m
+
+  r = _time(run, steps)
+  r.update({'section': 'detect', 'image_size': size, 'backbone': backbone,
+            'width': width, 'images_per_step': images,
+            'images_per_s': round(images / r['median_s'], 2)})
+  return [r]
+
+
+SECTIONS = {'maml': maml_section, 'classify': classify_section,
+            'detect': detect_section}
+
+
+def main(argv):
+  del argv
+  unknown = [n for n in _SECTIONS.value if n not in SECTIONS]
+  if unknown:
+    raise app.UsageError(f'--sections: unknown {unknown[0]!r}; known: '
+                         f'{", ".join(SECTIONS)}')
+  smoke = _CPU_SMOKE.value
+  if smoke:
+    jax.config.update('jax_platforms', 'cpu')
+  steps = min(_STEPS.value, 2) if smoke else _STEPS.value
+  device = str(jax.devices()[0])
+  print(json.dumps({'benchmark': 'gpu', 'backend': jax.default_backend(),
+                    'device': device, 'cpu_smoke': smoke,
+                    'jax': jax.__version__}), flush=True)
+  failed = False
+  for name in _SECTIONS.value:
+    try:
+      for row in SECTIONS[name](smoke, steps):
+        print(json.dumps({**row, 'device': device}), flush=True)
+    except Exception as e:  # pylint: disable=broad-except
+      failed = True
+      print(json.dumps({'section': name, 'error': f'{type(e).__name__}: '
+                        f'{e}'[:500]}), flush=True)
+      traceback.print_exc(file=sys.stderr)
+  if failed:
+    sys.exit(1)
+
+
+if __name__ == '__main__':
+  app.run(main)

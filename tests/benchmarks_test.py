@@ -1,0 +1,58 @@
+"""The GPU benchmark script runs end to end (`--cpu_smoke`, tiny shapes).
+
+A GPU is lent rarely and briefly, so `benchmarks/gpu.sh` must work the
+first time it meets one: this runs every section on the CPU and checks
+each printed one JSON line with its measurements and no error. Slow (it
+compiles a MAML step, a classifier step and R2CNN): run by `.ci/run`;
+the flag check is quick and in the default suite.
+"""
+
+import json
+import os
+import subprocess
+import sys
+
+from absl.testing import absltest
+import pytest
+
+_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.mark.slow
+class GpuScriptTest(absltest.TestCase):
+
+  def test_cpu_smoke_prints_every_section(self):
+    env = dict(os.environ, PYTHON=sys.executable)
+    out = subprocess.run(
+        ['bash', os.path.join(_ROOT, 'benchmarks', 'gpu.sh'), '--cpu_smoke',
+         '--steps=1'], capture_output=True, text=True, env=env, cwd=_ROOT,
+        timeout=900, check=False)
+    self.assertEqual(out.returncode, 0, out.stderr[-3000:])
+    rows = [json.loads(line) for line in out.stdout.splitlines()
+            if line.startswith('{')]
+    self.assertEqual(rows[0]['benchmark'], 'gpu')
+    self.assertTrue(rows[0]['cpu_smoke'])
+    sections = [r['section'] for r in rows[1:]]
+    self.assertEqual(sections, ['maml', 'maml', 'classify', 'detect'])
+    for row in rows[1:]:
+      self.assertNotIn('error', row)
+      self.assertGreater(row['median_s'], 0)
+    maml = rows[1]
+    self.assertEqual(maml['order'], 'second')
+    self.assertAlmostEqual(maml['projected_60k_min'],
+                           60000 * maml['median_s'] / 60, delta=0.1)
+
+
+class GpuScriptFlagsTest(absltest.TestCase):
+
+  def test_unknown_section_is_refused(self):
+    out = subprocess.run(
+        [sys.executable, '-m', 'benchmarks.gpu', '--cpu_smoke',
+         '--sections=maml,nope'], capture_output=True, text=True, cwd=_ROOT,
+        timeout=300, check=False)
+    self.assertNotEqual(out.returncode, 0)
+    self.assertIn("unknown 'nope'", out.stderr)
+
+
+if __name__ == '__main__':
+  absltest.main()
