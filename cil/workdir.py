@@ -258,12 +258,13 @@ class Checkpointer:
 
   def save(self, step: int, tree: Any) -> None:
     """Saves `tree` at `step` (a non-finite tree is refused)."""
-    where = first_non_finite(tree)
+    host = distributed.to_host(tree)  # Gathered once for both checks.
+    where = first_non_finite(host)
     if where is not None:
       raise NonFiniteError(f'{self.directory}: refusing to save a '
                            f'checkpoint with non-finite {where} at step '
                            f'{step}.')
-    checksum = tree_checksum(tree)
+    checksum = tree_checksum(host)
     if self._primary:
       sums = self._sums()
       sums[str(step)] = checksum
@@ -294,7 +295,8 @@ class Checkpointer:
         problems.append((step, f'could not be read ({type(e).__name__}: '
                                f'{first})'))
         continue
-      where = first_non_finite(tree)
+      host = distributed.to_host(tree)  # Gathered once for both checks.
+      where = first_non_finite(host)
       if where is not None:
         problems.append((step, f'holds non-finite values ({where})'))
         continue
@@ -302,7 +304,7 @@ class Checkpointer:
       if expected is None:
         problems.append((step, 'has no recorded checksum'))
         continue
-      if tree_checksum(tree) != expected:
+      if tree_checksum(host) != expected:
         problems.append((step, 'does not match its recorded checksum'))
         continue
       for bad, why in problems:
