@@ -21,6 +21,14 @@ Variants (`--config=configs/detect.py:VARIANT`):
       python -m launch.detect --config=configs/detect.py:hrsc \
           --config.data=/data/hrsc --workdir=results/hrsc_ci
 
+Every variant trains R2CNN; `--config.detector=cascade` trains the rotated
+Cascade R-CNN (`cil.detection.cascade`) instead, with the same trunk,
+sampling, loss and budget, and its stages set in the `cascade` block
+(`--config.cascade.stage_ious=0.5,0.6,0.7`):
+
+    python -m launch.detect --config.detector=cascade \
+        --workdir=results/detect_cascade
+
 Any field can be overridden: `--config.model.loss=focal`,
 `--config.loss_hparams.focal.gamma=0.5`, `--config.steps=2500`. The model's
 proposal and sampling budgets are set per variant from the image size
@@ -32,6 +40,7 @@ import dataclasses
 
 import ml_collections
 
+from cil.detection import cascade
 from cil.detection import r2cnn
 from configs import common
 
@@ -56,8 +65,14 @@ def get_config(arg=None) -> ml_collections.ConfigDict:
   c.synthetic_ship_scale = 1.0  # 1.0: small scenes are crops of 512-px ones
   # 'train', 'eval' or 'both'.
   c.mode = 'both'
-  # The detector (`cil.detection.r2cnn.R2CNNConfig`); model.loss is the
-  # classification loss, loss_hparams its hyperparameters.
+  # 'r2cnn' or 'cascade'. The model block is R2CNN's settings
+  # (`cil.detection.r2cnn.R2CNNConfig`), shared by both detectors; model.loss
+  # is the classification loss, loss_hparams its hyperparameters. The
+  # cascade block is what the Cascade adds (`cascade.CascadeConfig`; unused
+  # by R2CNN).
+  c.detector = 'r2cnn'
+  c.cascade = ml_collections.ConfigDict(
+      {k: getattr(cascade.CascadeConfig, k) for k in cascade.stage_fields()})
   c.model = _model(image_size=256, width=16, backbone='resnet18', loss='ci')
   c.loss_hparams = common.loss_hparams()
   # Optimisation: Adam, cosine decay with 2 % warm-up, clipping at 10.

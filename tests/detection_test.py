@@ -576,6 +576,95 @@ class RoiAlignTest(parameterized.TestCase):
                           output_size=(2, 2), spatial_scale=1.0)
 
 
+def _rotated_roi_align_reference(features, rois, ph, pw, scale, ratio):
+  """Rotated RoIAlign sample by sample: walk from corner p0 along the box's
+  w edge (toward p1) and h edge (toward p3), then bilinear as Detectron2."""
+  height, width, channels = features.shape
+  out = np.zeros((len(rois), ph, pw, channels))
+  corners = B.rbox_to_corners(np.asarray(rois, np.float64), xp=np)
+  for r in range(len(rois)):
+    p0, p1, _, p3 = corners[r] * scale - 0.5
+    for i in range(ph):
+      for j in range(pw):
+        acc = np.zeros(channels)
+        for a in range(ratio):
+          for b in range(ratio):
+            fw = (j + (b + 0.5) / ratio) / pw  # Fraction along p0 -> p1.
+            fh = (i + (a + 0.5) / ratio) / ph  # Fraction along p0 -> p3.
+            x, y = p0 + fw * (p1 - p0) + fh * (p3 - p0)
+            if y < -1 or y > height or x < -1 or x > width:
+              continue
+            y, x = max(y, 0.0), max(x, 0.0)
+            y0, x0 = min(int(y), height - 1), min(int(x), width - 1)
+            y1_, x1_ = min(y0 + 1, height - 1), min(x0 + 1, width - 1)
+            ly = 0.0 if y0 == height - 1 else y - y0
+            lx = 0.0 if x0 == width - 1 else x - x0
+            acc += ((1 - ly) * (1 - lx) * features[y0, x0]
+                    + (1 - ly) * lx * features[y0, x1_]
+                    + ly * (1 - lx) * features[y1_, x0]
+                    + ly * lx * features[y1_, x1_])
+        out[r, i, j] = acc / ratio ** 2
+  return out
+
+
+class RotatedRoiAlignTest(parameterized.TestCase):
+
+  @classmethod
+  def setUpClass(cls):
+    super().setUpClass()
+    cls.align = staticmethod(jax.jit(roi_align.rotated_roi_align,
+                                     static_argnames=(
+                                         'output_size', 'spatial_scale',
+                                         'sampling_ratio', 'aligned')))
+
+  @parameterized.parameters(0.0, 0.3, -0.7, np.pi / 2, -np.pi / 2, np.pi,
+                            2.5)
+  def test_matches_the_sample_by_sample_reference(self, theta):
+    rng = np.random.default_rng(7)
+    features = rng.standard_normal((9, 11, 3))
+    rois = np.array([[80, 70, 90, 30, 0], [30, 40, 60, 20, 0],
+                     [5, 10, 70, 40, 0],  # Partly outside (top left).
+                     [170, 140, 60, 50, 0],  # Partly outside (bottom right).
+                     [90, 60, 2, 1, 0], [60.5, 81.25, 120.0, 14.5, 0]])
+    rois[:, 4] = theta + np.arange(len(rois)) * 0.05 * (theta != 0)
+    with jax.enable_x64(True):
+      got = self.align(jnp.asarray(features), jnp.asarray(rois),
+                       output_size=(3, 5), spatial_scale=1 / 16,
+                       sampling_ratio=2)
+    ref = _rotated_roi_align_reference(features, rois, 3, 5, 1 / 16, 2)
+    np.testing.assert_allclose(got, ref, atol=1e-12)
+
+  def test_zero_angle_is_roi_align_of_the_corners(self):
+    rng = np.random.default_rng(8)
+    features = jnp.asarray(rng.standard_normal((8, 8, 2)), jnp.float32)
+    aabb = jnp.array([[4., 6, 60, 30], [-10, 20, 40, 140]])
+    rboxes = B.aabb_to_rbox(aabb)
+    for aligned in (True, False):
+      got = self.align(features, rboxes, output_size=(4, 3),
+                       spatial_scale=1 / 8, aligned=aligned)
+      want = roi_align.roi_align(features, aabb, output_size=(4, 3),
+                                 spatial_scale=1 / 8, aligned=aligned)
+      np.testing.assert_allclose(got, want, atol=1e-5)
+
+  def test_a_half_turn_reverses_the_bins(self):
+    # theta + pi is the same rectangle walked from the opposite corner.
+    features = jnp.asarray(np.random.default_rng(9).standard_normal(
+        (10, 10, 1)), jnp.float32)
+    box = jnp.array([[70., 80, 64, 24, 0.4]])
+    a = self.align(features, box, output_size=(2, 4), spatial_scale=1 / 16)
+    b = self.align(features, box.at[0, 4].add(np.pi), output_size=(2, 4),
+                   spatial_scale=1 / 16)
+    np.testing.assert_allclose(a, b[:, ::-1, ::-1], atol=1e-5)
+
+  def test_bad_shapes(self):
+    with self.assertRaisesRegex(ValueError, r'rois must be \[R, 5\]'):
+      roi_align.rotated_roi_align(jnp.ones((4, 4, 1)), jnp.ones((2, 4)),
+                                  output_size=(2, 2), spatial_scale=1.0)
+    with self.assertRaisesRegex(ValueError, r'features must be \[H, W, C\]'):
+      roi_align.rotated_roi_align(jnp.ones((4, 4)), jnp.ones((2, 5)),
+                                  output_size=(2, 2), spatial_scale=1.0)
+
+
 class AnchorTest(absltest.TestCase):
 
   def test_anchor_grid(self):
@@ -608,6 +697,40 @@ class AnchorTest(absltest.TestCase):
     deltas = A.encode_inclined(jnp.asarray(inclined), jnp.asarray(ref))
     np.testing.assert_allclose(A.decode_inclined(deltas, ref), inclined,
                                rtol=1e-5, atol=1e-4)
+
+  def test_rotated_encoding_round_trips_and_takes_the_nearest_form(self):
+    rng = np.random.default_rng(10)
+    ref = _random_boxes(rng, 30, centre=100.0, side=(5, 60))
+    boxes = _random_boxes(rng, 30, centre=100.0, side=(5, 60))
+    w = (10.0, 10.0, 5.0, 5.0, 10.0)
+    with jax.enable_x64(True):
+      deltas = np.asarray(A.encode_rbox(jnp.asarray(boxes), jnp.asarray(ref),
+                                        weights=w))
+      back = np.asarray(A.decode_rbox(jnp.asarray(deltas), jnp.asarray(ref),
+                                      weights=w))
+      # The same rectangle (perhaps in another form): rotated IoU 1.
+      iou = np.asarray(B.rotated_iou_pairwise(jnp.asarray(back),
+                                              jnp.asarray(boxes)))
+      np.testing.assert_allclose(iou, 1.0, atol=1e-9)
+      # The angle target is within [-pi/4, pi/4), and the equivalent forms
+      # of a box (theta + pi; w, h swapped and theta + pi/2) give one target.
+      self.assertTrue(np.all(np.abs(deltas[:, 4] / 10) <= np.pi / 4 + 1e-12))
+      half_turn = boxes + [0, 0, 0, 0, np.pi]
+      swapped = boxes[:, [0, 1, 3, 2, 4]] + [0, 0, 0, 0, np.pi / 2]
+      for same in (half_turn, swapped, swapped - [0, 0, 0, 0, 2 * np.pi]):
+        np.testing.assert_allclose(
+            A.encode_rbox(jnp.asarray(same), jnp.asarray(ref), weights=w),
+            deltas, atol=1e-9)
+      np.testing.assert_allclose(A.encode_rbox(jnp.asarray(ref),
+                                               jnp.asarray(ref)), 0,
+                                 atol=1e-12)
+    # Hand value: 10 px along a reference turned by 90 degrees is +x in its
+    # frame; a box turned 100 degrees from it is 10 degrees off once swapped.
+    ref = jnp.array([50., 50, 20, 10, np.pi / 2])
+    box = jnp.array([50., 60, 40, 5, np.pi / 2 + np.radians(100)])
+    np.testing.assert_allclose(
+        A.encode_rbox(box, ref), [10 / 20, 0, np.log(5 / 20), np.log(40 / 10),
+                                  np.radians(10)], atol=1e-5)
 
   def test_assignment_on_hand_made_boxes(self):
     anchors = jnp.array([[0., 0, 10, 10], [5, 5, 15, 15], [20, 20, 30, 30],

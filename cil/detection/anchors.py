@@ -11,7 +11,14 @@ al. 2017), relative to a reference box (an anchor or a proposal) of centre
 * axis-aligned: tx = (x - xa) / wa, ty = (y - ya) / ha, tw = log(w / wa),
   th = log(h / ha) on the box centre (x, y) and size (w, h);
 * inclined: t_x1 = (x1 - xa) / wa, t_y1 = (y1 - ya) / ha, t_x2, t_y2 alike,
-  t_h = log(h / ha).
+  t_h = log(h / ha);
+* rotated (the Cascade stages, from a rotated reference of angle ta):
+  the centre offset in the reference's own frame, tx = ((x - xa) cos ta +
+  (y - ya) sin ta) / wa, ty = (-(x - xa) sin ta + (y - ya) cos ta) / ha,
+  tw = log(w / wa), th = log(h / ha), and t_theta = theta - ta, with the
+  box first rewritten in its equivalent form (theta + k pi, or w and h
+  swapped and theta + pi/2) whose angle is nearest the reference's, so
+  t_theta lies in [-pi/4, pi/4) and one rectangle has one target.
 
 Each is divided by per-coordinate `weights` (Detectron's 10, 10, 5, 5 for
 the second stage; 1 for the RPN). Everything here has fixed shapes, so it
@@ -117,6 +124,52 @@ def decode_inclined(deltas: jax.Array, reference: jax.Array, *,
   p2 = rc + t[..., 2:4] * rwh
   h = rwh[..., 1:2] * jnp.exp(jnp.minimum(t[..., 4:5], _MAX_LOG_SCALE))
   return jnp.concatenate([p1, p2, h], -1)
+
+
+def _near_form(boxes, reference_theta):
+  """`boxes` rewritten with the angle nearest `reference_theta`.
+
+  Returns `(w, h, d_theta)`, d_theta in [-pi/4, pi/4): the same rectangle is
+  `(cx, cy, w, h, reference_theta + d_theta)`.
+  """
+  w, h = boxes[..., 2], boxes[..., 3]
+  d = jnp.mod(boxes[..., 4] - reference_theta + np.pi / 4, np.pi)
+  swap = d >= np.pi / 2  # Period pi keeps w and h; pi/2 swaps them.
+  d = jnp.where(swap, d - np.pi / 2, d) - np.pi / 4
+  return jnp.where(swap, h, w), jnp.where(swap, w, h), d
+
+
+def encode_rbox(boxes: jax.Array, reference: jax.Array, *,
+                weights: Sequence[float] = (1.0,) * 5) -> jax.Array:
+  """Deltas `[..., 5]` of rotated `boxes` from rotated `reference` boxes.
+
+  See the module docstring: centre offsets in the reference's frame, log
+  sizes, and the angle difference to the box's nearest equivalent form.
+  """
+  w, h, d_theta = _near_form(boxes, reference[..., 4])
+  cos, sin = jnp.cos(reference[..., 4]), jnp.sin(reference[..., 4])
+  dx = boxes[..., 0] - reference[..., 0]
+  dy = boxes[..., 1] - reference[..., 1]
+  t = jnp.stack([(dx * cos + dy * sin) / reference[..., 2],
+                 (-dx * sin + dy * cos) / reference[..., 3],
+                 jnp.log(w / reference[..., 2]),
+                 jnp.log(h / reference[..., 3]), d_theta], -1)
+  return t * jnp.asarray(weights, t.dtype)
+
+
+def decode_rbox(deltas: jax.Array, reference: jax.Array, *,
+                weights: Sequence[float] = (1.0,) * 5) -> jax.Array:
+  """Inverse of `encode_rbox` (log-sizes clipped at log(1000/16))."""
+  t = deltas / jnp.asarray(weights, deltas.dtype)
+  cos, sin = jnp.cos(reference[..., 4]), jnp.sin(reference[..., 4])
+  ox = t[..., 0] * reference[..., 2]
+  oy = t[..., 1] * reference[..., 3]
+  size = reference[..., 2:4] * jnp.exp(jnp.minimum(t[..., 2:4],
+                                                   _MAX_LOG_SCALE))
+  return jnp.stack([reference[..., 0] + ox * cos - oy * sin,
+                    reference[..., 1] + ox * sin + oy * cos,
+                    size[..., 0], size[..., 1],
+                    reference[..., 4] + t[..., 4]], -1)
 
 
 def assign(iou: jax.Array, gt_valid: jax.Array, *, positive: float,

@@ -113,6 +113,13 @@ def rbox_to_aabb(boxes, *, xp: Any = jnp):
   return xp.stack([cx - ex, cy - ey, cx + ex, cy + ey], -1)
 
 
+def aabb_to_rbox(boxes, *, xp: Any = jnp):
+  """`[..., 4]` (x1, y1, x2, y2) -> `[..., 5]` rotated boxes with theta 0."""
+  x1, y1, x2, y2 = (boxes[..., i] for i in range(4))
+  return xp.stack([(x1 + x2) / 2, (y1 + y2) / 2, x2 - x1, y2 - y1,
+                   xp.zeros_like(x1)], -1)
+
+
 def rbox_area(boxes, *, xp: Any = jnp):
   return boxes[..., 2] * boxes[..., 3]
 

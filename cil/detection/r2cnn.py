@@ -26,7 +26,7 @@ to a fixed number), so a whole train step is one jitted function.
 
 import dataclasses
 import functools
-from typing import Any, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 import flax.linen as nn
 import jax
@@ -177,8 +177,13 @@ class Backbone(nn.Module):
     return x
 
 
-class R2CNN(nn.Module):
-  """Backbone + RPN head + RoI head (see the module docstring)."""
+class Trunk(nn.Module):
+  """Backbone and RPN head, shared by R2CNN and the Cascade detector.
+
+  Subclasses call `super().setup()` and add their RoI heads, so the
+  parameter paths of the shared part (`backbone/...`, `rpn_conv`, ...) are
+  the same in both detectors.
+  """
   cfg: R2CNNConfig
 
   def setup(self):
@@ -189,12 +194,6 @@ class R2CNN(nn.Module):
                            kernel_init=nn.initializers.normal(0.01))
     self.rpn_box = nn.Conv(4 * cfg.num_anchors, (1, 1),
                            kernel_init=nn.initializers.normal(0.001))
-    self.fc1 = nn.Dense(cfg.head_dim)
-    self.fc2 = nn.Dense(cfg.head_dim)
-    self.cls = nn.Dense(cfg.num_classes + 1,
-                        kernel_init=nn.initializers.normal(0.01))
-    self.aabb = nn.Dense(4, kernel_init=nn.initializers.normal(0.001))
-    self.inclined = nn.Dense(5, kernel_init=nn.initializers.normal(0.001))
 
   def features(self, images):
     """`[B, S, S, 3]` uint8 or float -> stride-16 features and RPN outputs.
@@ -209,6 +208,20 @@ class R2CNN(nn.Module):
     logits = self.rpn_cls(h).reshape(b, -1)
     deltas = self.rpn_box(h).reshape(b, -1, 4)
     return feats, logits, deltas
+
+
+class R2CNN(Trunk):
+  """Backbone + RPN head + RoI head (see the module docstring)."""
+
+  def setup(self):
+    super().setup()
+    cfg = self.cfg
+    self.fc1 = nn.Dense(cfg.head_dim)
+    self.fc2 = nn.Dense(cfg.head_dim)
+    self.cls = nn.Dense(cfg.num_classes + 1,
+                        kernel_init=nn.initializers.normal(0.01))
+    self.aabb = nn.Dense(4, kernel_init=nn.initializers.normal(0.001))
+    self.inclined = nn.Dense(5, kernel_init=nn.initializers.normal(0.001))
 
   def head(self, pooled):
     """`[..., D]` pooled RoI features -> (logits, aabb deltas, inclined)."""
@@ -263,18 +276,19 @@ def proposals(cfg: R2CNNConfig, anchors, logits, deltas, *, num: int):
   return boxes[idx][keep], mask
 
 
-def _image_loss(cfg: R2CNNConfig, model: R2CNN, params, anchors, counts,
-                feats, rpn_logits, rpn_deltas, gt, key):
-  """Losses of one image. `gt`: dict of padded per-image arrays."""
-  cls_loss = losses_lib.get_loss(cfg.loss)
-  k_rpn, k_roi = jax.random.split(key)
-  gt_aabb = boxes_lib.rbox_to_aabb(gt['boxes'])
-  valid = gt['valid']
-  # --- RPN: sampled anchors, objectness and smooth-L1 on positives.
+def rpn_loss(cfg: R2CNNConfig, anchors, rpn_logits, rpn_deltas, gt_aabb,
+             valid, key) -> tuple[jax.Array, jax.Array]:
+  """One image's RPN terms `(objectness, box)` on sampled anchors.
+
+  Anchors with IoU >= 0.7 with a ground-truth box's enclosing axis-aligned
+  box (and each box's best anchors) are positive, < 0.3 negative;
+  `cfg.rpn_batch` are sampled; binary cross-entropy on objectness and
+  smooth-L1 on the positives' deltas, both over the sampled count.
+  """
   iou = anchors_lib.aabb_iou(anchors, gt_aabb)
   labels, matched = anchors_lib.assign(iou, valid, positive=0.7,
                                        negative=0.3)
-  idx, mask = anchors_lib.sample(k_rpn, labels, num=cfg.rpn_batch,
+  idx, mask = anchors_lib.sample(key, labels, num=cfg.rpn_batch,
                                  positive_fraction=cfg.rpn_positive_fraction)
   obj = labels[idx] == 1
   bce = optax.sigmoid_binary_cross_entropy(rpn_logits[idx],
@@ -284,7 +298,32 @@ def _image_loss(cfg: R2CNNConfig, model: R2CNN, params, anchors, counts,
   target = anchors_lib.encode_aabb(gt_aabb[matched[idx]], anchors[idx])
   target = jnp.where(obj[:, None], target, 0)  # No log(0) from padding.
   reg = jnp.sum(smooth_l1(rpn_deltas[idx] - target, 1 / 9), -1)
-  rpn_box = jnp.sum(jnp.where(mask & obj, reg, 0)) / n
+  return rpn_cls, jnp.sum(jnp.where(mask & obj, reg, 0)) / n
+
+
+def classification_loss(cfg: R2CNNConfig, logits, classes, counts, mask):
+  """`cfg.loss` over the sampled RoIs: mean over `mask` (a scalar).
+
+  Args:
+    cfg: its `loss` and `loss_hparams` pick the registry loss.
+    logits: `[R, K + 1]`, background first.
+    classes: `[R]` int, 0 for background.
+    counts: `[K + 1]` class counts (`class_counts_with_background`).
+    mask: `[R]` bool, False for padding.
+  """
+  per_roi = losses_lib.get_loss(cfg.loss)(logits, classes, counts,
+                                          **dict(cfg.loss_hparams))
+  return jnp.sum(jnp.where(mask, per_roi, 0)) / jnp.maximum(jnp.sum(mask), 1)
+
+
+def _image_loss(cfg: R2CNNConfig, model: R2CNN, params, anchors, counts,
+                feats, rpn_logits, rpn_deltas, gt, key):
+  """Losses of one image. `gt`: dict of padded per-image arrays."""
+  k_rpn, k_roi = jax.random.split(key)
+  gt_aabb = boxes_lib.rbox_to_aabb(gt['boxes'])
+  valid = gt['valid']
+  rpn_cls, rpn_box = rpn_loss(cfg, anchors, rpn_logits, rpn_deltas, gt_aabb,
+                              valid, k_rpn)
   # --- Proposals (no gradient) plus the ground truth, then sampled RoIs.
   props, pmask = proposals(cfg, anchors, jax.lax.stop_gradient(rpn_logits),
                            jax.lax.stop_gradient(rpn_deltas),
@@ -305,9 +344,8 @@ def _image_loss(cfg: R2CNNConfig, model: R2CNN, params, anchors, counts,
                                      spatial_scale=1 / cfg.stride)
   logits, aabb, inclined = model.apply({'params': params}, pooled,
                                        method=R2CNN.head)
-  per_roi = cls_loss(logits, classes, counts, **dict(cfg.loss_hparams))
+  head_cls = classification_loss(cfg, logits, classes, counts, mask)
   m = jnp.maximum(jnp.sum(mask), 1)
-  head_cls = jnp.sum(jnp.where(mask, per_roi, 0)) / m
   t_aabb = anchors_lib.encode_aabb(gt_aabb[gt_idx], rois,
                                    weights=_HEAD_WEIGHTS)
   t_incl = anchors_lib.encode_inclined(
@@ -332,6 +370,27 @@ def make_anchors(cfg: R2CNNConfig) -> np.ndarray:
                                   ratios=cfg.anchor_ratios)
 
 
+def batch_loss(params, batch: dict, key: jax.Array, *, cfg: R2CNNConfig,
+               model: Trunk, counts: jax.Array, image_loss: Callable
+               ) -> tuple[jax.Array, dict]:
+  """Batch mean of a per-image loss (R2CNN's or the Cascade detector's).
+
+  The trunk runs once on the batch; `image_loss(cfg, model, params,
+  anchors, counts, feats, rpn_logits, rpn_deltas, gt, key)` -> `(total,
+  parts)` is mapped over the images, each with its own sampling key.
+  """
+  feats, logits, deltas = model.apply({'params': params}, batch['images'],
+                                      method=Trunk.features)
+  anchors = jnp.asarray(make_anchors(cfg))
+  keys = jax.random.split(key, feats.shape[0])
+  gt = {k: batch[k] for k in ('boxes', 'labels', 'valid')}
+  per_image = jax.vmap(functools.partial(
+      image_loss, cfg, model, params, anchors, counts))(
+          feats, logits, deltas, gt, keys)
+  total, parts = jax.tree.map(jnp.mean, per_image)
+  return total, parts
+
+
 def loss_fn(params, batch: dict, key: jax.Array, *, cfg: R2CNNConfig,
             model: R2CNN, counts: jax.Array) -> tuple[jax.Array, dict]:
   """Mean eq. (17) + RPN loss over a batch.
@@ -345,26 +404,54 @@ def loss_fn(params, batch: dict, key: jax.Array, *, cfg: R2CNNConfig,
     model: the `R2CNN` module.
     counts: `[K + 1]` class counts, background first.
   """
-  feats, logits, deltas = model.apply({'params': params}, batch['images'],
-                                      method=R2CNN.features)
-  anchors = jnp.asarray(make_anchors(cfg))
-  keys = jax.random.split(key, feats.shape[0])
-  gt = {k: batch[k] for k in ('boxes', 'labels', 'valid')}
-  per_image = jax.vmap(functools.partial(
-      _image_loss, cfg, model, params, anchors, counts))(
-          feats, logits, deltas, gt, keys)
-  total, parts = jax.tree.map(jnp.mean, per_image)
-  return total, parts
+  return batch_loss(params, batch, key, cfg=cfg, model=model, counts=counts,
+                    image_loss=_image_loss)
+
+
+def optimizer_step(state, key: jax.Array, loss: Callable):
+  """`(state, metrics)` after one step on `loss(params, key=key) -> (total,
+  parts)`; the key is folded with the step, so sampling follows the step."""
+  key = jax.random.fold_in(key, state.step)
+  (total, parts), grads = jax.value_and_grad(loss, has_aux=True)(
+      state.params, key=key)
+  return state.apply_gradients(grads=grads), {'loss': total, **parts}
 
 
 def train_step(state, batch: dict, key: jax.Array, *, cfg: R2CNNConfig,
                counts: jax.Array):
   """One optimizer step: `(state, metrics)`; jit with cfg bound."""
-  model = R2CNN(cfg)
-  key = jax.random.fold_in(key, state.step)
-  (loss, parts), grads = jax.value_and_grad(loss_fn, has_aux=True)(
-      state.params, batch, key, cfg=cfg, model=model, counts=counts)
-  return state.apply_gradients(grads=grads), {'loss': loss, **parts}
+  return optimizer_step(state, key, functools.partial(
+      loss_fn, batch=batch, cfg=cfg, model=R2CNN(cfg), counts=counts))
+
+
+def select_detections(cfg: R2CNNConfig, rboxes, probs, valid) -> dict:
+  """One image's final detections from scored rotated boxes.
+
+  Each box takes its best object class; boxes scoring at or below
+  `cfg.score_threshold`, under a pixel a side, or not `valid` are dropped;
+  per-class rotated NMS at `cfg.test_nms` keeps `cfg.max_detections`.
+
+  Args:
+    cfg: inference settings.
+    rboxes: `[R, 5]` rotated boxes.
+    probs: `[R, K]` object-class probabilities (background left out).
+    valid: `[R]` bool.
+
+  Returns:
+    dict of `boxes [D, 5]`, `scores [D]`, `labels [D]` (0-based),
+    `mask [D]`, D = `cfg.max_detections`.
+  """
+  label = jnp.argmax(probs, -1)
+  score = jnp.max(probs, -1)
+  ok = valid & (score > cfg.score_threshold) & (rboxes[:, 2] > 1) & (
+      rboxes[:, 3] > 1)
+  # Per-class NMS in one call: classes are moved apart.
+  shifted = rboxes.at[:, 0].add(label * 4.0 * cfg.image_size)
+  keep, kmask = boxes_lib.rotated_nms(
+      shifted, score, iou_threshold=cfg.test_nms,
+      max_output=cfg.max_detections, valid=ok)
+  return {'boxes': rboxes[keep], 'scores': jnp.where(kmask, score[keep], 0),
+          'labels': label[keep], 'mask': kmask}
 
 
 def detect(params, images: jax.Array, *, cfg: R2CNNConfig) -> dict:
@@ -386,29 +473,24 @@ def detect(params, images: jax.Array, *, cfg: R2CNNConfig) -> dict:
                                        spatial_scale=1 / cfg.stride)
     cls, _, incl = model.apply({'params': params}, pooled,
                                method=R2CNN.head)
-    probs = jax.nn.softmax(cls, -1)[:, 1:]
-    label = jnp.argmax(probs, -1)
-    score = jnp.max(probs, -1)
     inclined = anchors_lib.decode_inclined(incl, rois,
                                            weights=_INCLINED_WEIGHTS)
-    rboxes = boxes_lib.inclined_to_rbox(inclined)
-    ok = rmask & (score > cfg.score_threshold) & (rboxes[:, 2] > 1) & (
-        rboxes[:, 3] > 1)
-    # Per-class NMS in one call: classes are moved apart.
-    shifted = rboxes.at[:, 0].add(label * 4.0 * cfg.image_size)
-    keep, kmask = boxes_lib.rotated_nms(
-        shifted, score, iou_threshold=cfg.test_nms,
-        max_output=cfg.max_detections, valid=ok)
-    return {'boxes': rboxes[keep], 'scores': jnp.where(kmask, score[keep], 0),
-            'labels': label[keep], 'mask': kmask}
+    return select_detections(cfg, boxes_lib.inclined_to_rbox(inclined),
+                             jax.nn.softmax(cls, -1)[:, 1:], rmask)
 
   return jax.vmap(one)(feats, logits, deltas)
 
 
-def init_params(cfg: R2CNNConfig, key: jax.Array) -> Any:
-  images = jnp.zeros((1, cfg.image_size, cfg.image_size, 3), jnp.uint8)
+def init_module(model: Trunk, key: jax.Array) -> Any:
+  """Parameters of a detector module (its `__call__` touches them all)."""
+  size = model.cfg.image_size
+  images = jnp.zeros((1, size, size, 3), jnp.uint8)
   # Jitted: run op by op, the ResNet's initialisation took ~30 s on a CPU.
-  return jax.jit(R2CNN(cfg).init)(key, images)['params']
+  return jax.jit(model.init)(key, images)['params']
+
+
+def init_params(cfg: R2CNNConfig, key: jax.Array) -> Any:
+  return init_module(R2CNN(cfg), key)
 
 
 def validate(cfg: R2CNNConfig, counts: Optional[Sequence] = None) -> None:

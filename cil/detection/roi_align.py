@@ -1,13 +1,49 @@
 """RoIAlign (He et al. 2017) in JAX: bilinear, jit-able, fixed shapes.
 
 R2CNN pools each proposal at three sizes (7x7, 11x3 and 3x11) and
-concatenates them; `multi_roi_align` does that.
+concatenates them; `multi_roi_align` does that. `rotated_roi_align` pools
+rotated boxes in their own frame (the Cascade detector's stages). Both
+share one bilinear sampler with Detectron2's border rule.
 """
 
 from typing import Sequence
 
 import jax
 import jax.numpy as jnp
+
+
+def _axis(coords, size):
+  """Bilinear taps along one axis: `(lo, hi, w_lo, w_hi, inside)`.
+
+  Detectron2's rule: a sample more than one cell outside the map reads 0;
+  others are clamped to the border.
+  """
+  inside = (coords >= -1.0) & (coords <= size)
+  c = jnp.clip(coords, 0, None)
+  lo = jnp.minimum(jnp.floor(c).astype(jnp.int32), size - 1)
+  hi = jnp.minimum(lo + 1, size - 1)
+  c = jnp.where(lo >= size - 1, lo.astype(c.dtype), c)
+  frac = c - lo
+  return lo, hi, 1 - frac, frac, inside
+
+
+def _bilinear(features: jax.Array, ys: jax.Array, xs: jax.Array
+              ) -> jax.Array:
+  """Samples `[H, W, C]` features at (ys, xs) in cells (broadcast shapes).
+
+  Returns:
+    `broadcast(ys, xs).shape + (C,)`.
+  """
+  height, width, _ = features.shape
+  y_lo, y_hi, wy_lo, wy_hi, in_y = _axis(ys, height)
+  x_lo, x_hi, wx_lo, wx_hi, in_x = _axis(xs, width)
+
+  def tap(yi, xi, wy, wx):
+    return features[yi, xi] * (wy * wx)[..., None]
+
+  value = (tap(y_lo, x_lo, wy_lo, wx_lo) + tap(y_lo, x_hi, wy_lo, wx_hi)
+           + tap(y_hi, x_lo, wy_hi, wx_lo) + tap(y_hi, x_hi, wy_hi, wx_hi))
+  return jnp.where((in_y & in_x)[..., None], value, 0)
 
 
 def roi_align(features: jax.Array, rois: jax.Array, *,
@@ -38,7 +74,6 @@ def roi_align(features: jax.Array, rois: jax.Array, *,
                      f'{features.shape}.')
   if rois.ndim != 2 or rois.shape[-1] != 4:
     raise ValueError(f'roi_align: rois must be [R, 4], got {rois.shape}.')
-  height, width, _ = features.shape
   ph, pw = output_size
   offset = 0.5 if aligned else 0.0
   boxes = rois * spatial_scale - offset
@@ -53,30 +88,7 @@ def roi_align(features: jax.Array, rois: jax.Array, *,
   ys = y1[:, None] + ty[None, :] * (roi_h / ph)[:, None]
   xs = x1[:, None] + tx[None, :] * (roi_w / pw)[:, None]
 
-  def axis(coords, size):
-    inside = (coords >= -1.0) & (coords <= size)
-    c = jnp.clip(coords, 0, None)
-    lo = jnp.minimum(jnp.floor(c).astype(jnp.int32), size - 1)
-    hi = jnp.minimum(lo + 1, size - 1)
-    c = jnp.where(lo >= size - 1, lo.astype(c.dtype), c)
-    frac = c - lo
-    return lo, hi, 1 - frac, frac, inside
-
-  y_lo, y_hi, wy_lo, wy_hi, in_y = axis(ys, height)
-  x_lo, x_hi, wx_lo, wx_hi, in_x = axis(xs, width)
-
-  def gather(yi, xi):  # [R, Py] x [R, Px] -> [R, Py, Px, C]
-    return features[yi[:, :, None], xi[:, None, :]]
-
-  def weight(wy, wx):
-    return (wy[:, :, None] * wx[:, None, :])[..., None]
-
-  value = (gather(y_lo, x_lo) * weight(wy_lo, wx_lo)
-           + gather(y_lo, x_hi) * weight(wy_lo, wx_hi)
-           + gather(y_hi, x_lo) * weight(wy_hi, wx_lo)
-           + gather(y_hi, x_hi) * weight(wy_hi, wx_hi))
-  inside = (in_y[:, :, None] & in_x[:, None, :])[..., None]
-  value = jnp.where(inside, value, 0)
+  value = _bilinear(features, ys[:, :, None], xs[:, None, :])
   r, _, _, c = value.shape
   return value.reshape(r, ph, s, pw, s, c).mean(axis=(2, 4))
 
@@ -96,3 +108,57 @@ def multi_roi_align(features: jax.Array, rois: jax.Array, *,
                       sampling_ratio=sampling_ratio).reshape(rois.shape[0], -1)
             for size in output_sizes]
   return jnp.concatenate(pooled, -1)
+
+
+def rotated_roi_align(features: jax.Array, rois: jax.Array, *,
+                      output_size: tuple[int, int], spatial_scale: float,
+                      sampling_ratio: int = 2, aligned: bool = True
+                      ) -> jax.Array:
+  """Bilinear pooling of rotated boxes, each in its own frame.
+
+  A rotated box `(cx, cy, w, h, theta)` (`cil.detection.boxes`) is cut into
+  `ph` bins along its h side and `pw` along its w side, starting at its
+  corner p0 (bin (0, 0)) and running toward p1 along w and p3 along h; each
+  bin averages `sampling_ratio` x `sampling_ratio` bilinear samples at the
+  centres of its sub-cells. A box in local coordinates (u, v), u along w
+  and v along h from the centre, sits in the image at
+  `(cx + u cos(theta) - v sin(theta), cy + u sin(theta) + v cos(theta))`.
+  With `theta = 0` this is `roi_align` of the box's axis-aligned corners.
+  The border rule is `roi_align`'s (Detectron2's).
+
+  Args:
+    features: `[H, W, C]`.
+    rois: `[R, 5]` (cx, cy, w, h, theta) in image pixels and radians.
+    output_size: (ph, pw) bins (along h, along w).
+    spatial_scale: feature cells per pixel (1 / stride).
+    sampling_ratio: samples per bin side.
+    aligned: shift by half a pixel so that pixel centres line up; False
+      also forces boxes to be at least one cell a side, as `roi_align`.
+
+  Returns:
+    `[R, ph, pw, C]`.
+  """
+  if features.ndim != 3:
+    raise ValueError(f'rotated_roi_align: features must be [H, W, C], got '
+                     f'{features.shape}.')
+  if rois.ndim != 2 or rois.shape[-1] != 5:
+    raise ValueError(f'rotated_roi_align: rois must be [R, 5] (cx, cy, w, '
+                     f'h, theta), got {rois.shape}.')
+  ph, pw = output_size
+  offset = 0.5 if aligned else 0.0
+  cx = rois[:, 0] * spatial_scale - offset
+  cy = rois[:, 1] * spatial_scale - offset
+  w, h = rois[:, 2] * spatial_scale, rois[:, 3] * spatial_scale
+  if not aligned:
+    w, h = jnp.maximum(w, 1.0), jnp.maximum(h, 1.0)
+  cos, sin = jnp.cos(rois[:, 4]), jnp.sin(rois[:, 4])
+  s = sampling_ratio
+  # Local sample coordinates from the centre: [R, ph * s] and [R, pw * s].
+  v = (((jnp.arange(ph * s) + 0.5) / (s * ph))[None, :] - 0.5) * h[:, None]
+  u = (((jnp.arange(pw * s) + 0.5) / (s * pw))[None, :] - 0.5) * w[:, None]
+  u, v = u[:, None, :], v[:, :, None]  # [R, 1, pw s], [R, ph s, 1]
+  xs = cx[:, None, None] + u * cos[:, None, None] - v * sin[:, None, None]
+  ys = cy[:, None, None] + u * sin[:, None, None] + v * cos[:, None, None]
+  value = _bilinear(features, ys, xs)
+  r, _, _, c = value.shape
+  return value.reshape(r, ph, s, pw, s, c).mean(axis=(2, 4))

@@ -1,4 +1,5 @@
-"""Training and evaluating R2CNN on a DOTA-layout folder (or generated ships).
+"""Training and evaluating R2CNN or the rotated Cascade R-CNN on a
+DOTA-layout folder (or generated ships).
 
 `run(TrainConfig.from_config(config), workdir)`, the config from
 `configs/detect.py`:
@@ -16,6 +17,7 @@
 """
 
 import dataclasses
+import functools
 import json
 import math
 import os
@@ -35,12 +37,24 @@ from cil import losses as losses_lib
 from cil import plots
 from cil import runtime
 from cil import workdir as workdir_lib
+from cil.detection import cascade
 from cil.detection import io as det_io
 from cil.detection import metrics
 from cil.detection import r2cnn
 from cil.detection import synthetic
 
 Image = _extras.require('PIL.Image', what='cil.detection')
+
+
+# name -> (model config class, module with init_params, train_step, detect
+# and validate).
+DETECTORS = {'r2cnn': (r2cnn.R2CNNConfig, r2cnn),
+             'cascade': (cascade.CascadeConfig, cascade)}
+
+
+def detector_module(model: r2cnn.R2CNNConfig):
+  """The module (`r2cnn` or `cascade`) that trains and runs `model`."""
+  return cascade if isinstance(model, cascade.CascadeConfig) else r2cnn
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,7 +64,10 @@ class TrainConfig:
   `configs/detect.py` states every default, once.
 
   Attributes:
-    model: the R2CNN configuration (its `num_classes` is set from the data).
+    detector: 'r2cnn' (`cil.detection.r2cnn`) or 'cascade'
+      (`cil.detection.cascade`).
+    model: the detector's configuration (`R2CNNConfig`, or `CascadeConfig`
+      for 'cascade'); its `num_classes` is set from the data.
     data: a folder with train/ and test/ (DOTA or HRSC2016 layout); None
       generates synthetic ships into the workdir.
     mode: 'train', 'eval' or 'both'.
@@ -66,6 +83,7 @@ class TrainConfig:
       small images are like crops of a 512-pixel harbour.
     pretrained: optional .npz of parameters keyed by path (`load_pretrained`).
   """
+  detector: str
   model: r2cnn.R2CNNConfig
   data: Optional[str]
   mode: str
@@ -85,21 +103,34 @@ class TrainConfig:
     """From a `configs/detect.py` config (a ConfigDict or a dict)."""
     c = dict(config)
     hparams = losses_lib.freeze_hparams(c.pop('loss_hparams', {}))
+    stages = dict(c.pop('cascade', {}))
     c = v.config_fields(c, cls, 'detect config')
+    detector = c.get('detector')
+    if detector not in DETECTORS:
+      raise ValueError(f'Unknown detector {detector!r} (--config.detector); '
+                       f'known: {", ".join(DETECTORS)}.')
     model = v.config_fields(c['model'], r2cnn.R2CNNConfig, 'model config')
-    for k in ('anchor_sizes', 'anchor_ratios'):
+    if detector == 'cascade':
+      known = cascade.stage_fields()
+      unknown = sorted(set(stages) - set(known))
+      if unknown:
+        raise ValueError(f'Unknown cascade config field(s): '
+                         f'{", ".join(unknown)}; known: {", ".join(known)}.')
+      model.update(stages)
+    for k in ('anchor_sizes', 'anchor_ratios', 'stage_ious',
+              'stage_loss_weights', 'pooled_size'):
       if k in model:
         model[k] = tuple(model[k])
     loss = losses_lib.canonical_spec(model.get('loss', 'ce'))
     model['loss'] = loss
     model['loss_hparams'] = tuple(sorted(
         losses_lib.resolve_hparams(loss, hparams).items()))
-    c['model'] = r2cnn.R2CNNConfig(**model)
+    c['model'] = DETECTORS[detector][0](**model)
     return cls(**c)
 
   def validate(self) -> None:
     """Checks every field before any work (or workdir) is touched."""
-    r2cnn.validate(self.model)
+    detector_module(self.model).validate(self.model)
     if self.mode not in ('train', 'eval', 'both'):
       raise ValueError(f"mode must be 'train', 'eval' or 'both', got "
                        f'{self.mode!r}.')
@@ -301,7 +332,8 @@ def _data(cfg: TrainConfig, workdir: str, data: Optional[str]) -> str:
 def create_state(cfg: TrainConfig) -> train_state.TrainState:
   schedule = optax.warmup_cosine_decay_schedule(
       0.0, cfg.lr, max(cfg.steps // 50, 1), cfg.steps)
-  params = r2cnn.init_params(cfg.model, jax.random.key(cfg.seed))
+  params = detector_module(cfg.model).init_params(cfg.model,
+                                                  jax.random.key(cfg.seed))
   return train_state.TrainState.create(
       apply_fn=None, params=params,
       tx=optax.chain(optax.clip_by_global_norm(10.0), optax.adam(schedule)))
@@ -310,7 +342,7 @@ def create_state(cfg: TrainConfig) -> train_state.TrainState:
 def predictions(params, split: dict, cfg: r2cnn.R2CNNConfig, *,
                 batch_size: int = 4) -> dict:
   """Detections on every image of a split: image name -> ImageBoxes."""
-  detect = jax.jit(lambda p, x: r2cnn.detect(p, x, cfg=cfg))
+  detect = jax.jit(functools.partial(detector_module(cfg).detect, cfg=cfg))
   out = {}
   names = split['names']
   for start in range(0, len(names), batch_size):
@@ -383,7 +415,7 @@ def run(cfg: TrainConfig, workdir: str, *, show_progress: bool = True,
                        max_gt=max_gt, class_names=classes)
     model_cfg = dataclasses.replace(cfg.model, num_classes=len(classes))
     cfg = dataclasses.replace(cfg, model=model_cfg)
-    r2cnn.validate(model_cfg)
+    detector_module(model_cfg).validate(model_cfg)
     instances = np.bincount(train['labels'][train['valid']],
                             minlength=len(classes))
     counts = jnp.asarray(r2cnn.class_counts_with_background(
@@ -412,6 +444,7 @@ def run(cfg: TrainConfig, workdir: str, *, show_progress: bool = True,
                        batch_size=cfg.batch_size)
     result = metrics.evaluate(dets, test['gt'], classes=classes)
     result['loss'] = cfg.model.loss
+    result['detector'] = cfg.detector
     result['train_instances'] = dict(zip(classes, instances.tolist()))
     result['steps'] = int(state.step)
     work.write_json('results.json', result)
@@ -425,7 +458,7 @@ def _train(cfg: TrainConfig, state, start: int, train: dict, counts,
            show_progress: bool, step_callback) -> train_state.TrainState:
   """Steps `start .. cfg.steps`, checkpointing; the guard on every loss."""
   model_cfg = cfg.model
-  step_fn = jax.jit(lambda s, b, k: r2cnn.train_step(
+  step_fn = jax.jit(lambda s, b, k: detector_module(model_cfg).train_step(
       s, b, k, cfg=model_cfg, counts=counts), donate_argnums=(0,))
   bar = workdir_lib.progress(cfg.steps, initial=start, desc='training steps',
                              unit='step', enabled=show_progress)

@@ -1,0 +1,209 @@
+"""Tests for cil.detection.cascade (the rotated Cascade R-CNN)."""
+
+import dataclasses
+import os
+import shutil
+import tempfile
+
+from absl.testing import absltest
+from flax.training import train_state
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from cil.detection import boxes as boxes_lib
+from cil.detection import cascade
+from cil.detection import r2cnn
+from cil.detection import synthetic
+from cil.detection import train
+import configs
+
+_CFG = cascade.CascadeConfig(image_size=128, width=8, head_dim=64,
+                             pre_nms=200, post_nms=32, rpn_batch=64,
+                             roi_batch=16, loss='ci')
+
+
+class StageTargetsTest(absltest.TestCase):
+  """Hand-made candidates against two ground-truth ships."""
+
+  def setUp(self):
+    super().setUp()
+    # Ship A lies along x; ship B is thin and diagonal; the third is padding.
+    self.gt = jnp.array([[60., 60, 40, 10, 0], [100, 100, 60, 8, np.pi / 4],
+                         [0, 0, 1, 1, 0]])
+    self.labels = jnp.array([3, 5, 0])
+    self.valid = jnp.array([True, True, False])
+    enclosing_b = boxes_lib.aabb_to_rbox(boxes_lib.rbox_to_aabb(self.gt[1]))
+    self.candidates = jnp.stack([
+        self.gt[0],                                # IoU 1 with A
+        self.gt[0] + jnp.array([8.5, 0, 0, 0, 0]),  # IoU 31.5 / 48.5 = 0.65
+        enclosing_b,                               # B's enclosing box
+        jnp.array([20., 110, 10, 10, 0]),          # background
+        self.gt[0]])                               # invalid (padding)
+    self.cvalid = jnp.array([True, True, True, True, False])
+
+  def _targets(self, stage, aabb_first=True):
+    cfg = dataclasses.replace(_CFG, roi_batch=8, roi_positive_fraction=0.5,
+                              first_stage_aabb_match=aabb_first)
+    tg = cascade.stage_targets(cfg, stage, self.candidates, self.cvalid,
+                               self.gt, self.labels, self.valid,
+                               jax.random.key(0))
+    tg = jax.tree.map(np.asarray, tg)
+    fg = {int(i): (int(c), d) for i, c, d, f in zip(
+        tg['idx'], tg['classes'], tg['deltas'], tg['fg']) if f}
+    sampled = set(tg['idx'][tg['mask']].tolist())
+    return fg, sampled, tg
+
+  def test_each_stage_raises_the_bar(self):
+    # Stage thresholds 0.5 / 0.6 / 0.7: the 0.65 box is foreground in the
+    # first two stages only; B's enclosing box is foreground in stage 1
+    # only, by the axis-aligned match (its rotated IoU is about 0.2).
+    expected = {0: {0, 1, 2}, 1: {0, 1}, 2: {0}}
+    for stage, want in expected.items():
+      fg, sampled, _ = self._targets(stage)
+      self.assertEqual(set(fg), want, f'stage {stage}')
+      self.assertEqual(sampled, {0, 1, 2, 3}, f'stage {stage}')
+    fg, _, _ = self._targets(0, aabb_first=False)
+    self.assertEqual(set(fg), {0, 1})
+
+  def test_classes_and_deltas(self):
+    fg, _, tg = self._targets(1)
+    self.assertEqual(fg[0][0], 4)  # Label 3 + 1 (background is 0).
+    self.assertEqual(fg[1][0], 4)
+    np.testing.assert_allclose(fg[0][1], 0, atol=1e-6)
+    # Candidate 1 sits 8.5 px right of A: dx = -8.5 / 40 x stage 2's 20.
+    np.testing.assert_allclose(fg[1][1], [-8.5 / 40 * 20, 0, 0, 0, 0],
+                               atol=1e-5)
+    background = ~tg['fg'] & tg['mask']
+    self.assertTrue(np.all(tg['classes'][background] == 0))
+    self.assertTrue(np.all(tg['deltas'][~tg['fg']] == 0))
+    self.assertEqual(cascade.stage_weights(2), (30, 30, 15, 15, 30))
+
+  def test_diagonal_ship_regression_target_from_its_enclosing_box(self):
+    fg, _, _ = self._targets(0)
+    self.assertEqual(fg[2][0], 6)
+    # The target turns the axis-aligned box by 45 degrees (x 10).
+    self.assertAlmostEqual(abs(float(fg[2][1][4])), np.pi / 4 * 10, places=4)
+
+
+class CascadeTest(absltest.TestCase):
+
+  @classmethod
+  def setUpClass(cls):
+    super().setUpClass()
+    cls.params = cascade.init_params(_CFG, jax.random.key(0))
+    cls.batch = train.synthetic_batch(2, size=128, max_gt=16)
+
+  def test_stage_heads_and_shared_trunk_paths(self):
+    self.assertEqual(sorted(k for k in self.params if k.startswith('stages')),
+                     ['stages_0', 'stages_1', 'stages_2'])
+    r2 = jax.eval_shape(lambda: r2cnn.init_params(_CFG, jax.random.key(0)))
+    for name in ('backbone', 'rpn_conv', 'rpn_cls', 'rpn_box'):
+      self.assertEqual(jax.tree.map(jnp.shape, self.params[name]),
+                       jax.tree.map(lambda x: x.shape, r2[name]), name)
+    logits, deltas = cascade.CascadeRCNN(_CFG).apply(
+        {'params': self.params}, jnp.zeros((3, 7 * 7 * 32)), 1,
+        method=cascade.CascadeRCNN.stage)
+    self.assertEqual((logits.shape, deltas.shape), ((3, 16), (3, 5)))
+
+  def test_train_steps_lower_the_loss_and_detect_has_fixed_shape(self):
+    counts = jnp.asarray(r2cnn.class_counts_with_background(
+        np.full(15, 10.0), 0.25))
+    state = train_state.TrainState.create(apply_fn=None, params=self.params,
+                                          tx=optax.adam(2e-3))
+    step = jax.jit(lambda s, b: cascade.train_step(
+        s, b, jax.random.key(2), cfg=_CFG, counts=counts))
+    losses = []
+    for _ in range(12):
+      state, metrics = step(state, self.batch)
+      losses.append(float(metrics['loss']))
+    self.assertTrue(np.all(np.isfinite(losses)))
+    self.assertLess(np.mean(losses[-3:]), 0.8 * np.mean(losses[:3]))
+    for name in ('rpn_cls', 'rpn_box', 'cls1', 'rbox1', 'cls3', 'rbox3'):
+      self.assertIn(name, metrics)
+    # The ground truth is appended in every stage, so each has foreground.
+    for t in (1, 2, 3):
+      self.assertGreater(int(metrics[f'fg{t}']), 0)
+    det = jax.jit(lambda p, x: cascade.detect(p, x, cfg=_CFG))(
+        state.params, self.batch['images'])
+    self.assertEqual(det['boxes'].shape, (2, _CFG.max_detections, 5))
+    self.assertEqual(det['mask'].dtype, jnp.bool_)
+    kept = np.asarray(det['scores'])[np.asarray(det['mask'])]
+    self.assertTrue(np.all(kept > _CFG.score_threshold))
+
+
+class ConfigTest(absltest.TestCase):
+
+  def test_detector_and_cascade_block_from_the_config_file(self):
+    config = configs.load('detect', 'smoke')
+    self.assertEqual(train.TrainConfig.from_config(config).detector, 'r2cnn')
+    self.assertIs(type(train.TrainConfig.from_config(config).model),
+                  r2cnn.R2CNNConfig)
+    config.detector = 'cascade'
+    config.cascade.stage_ious = (0.4, 0.55, 0.65, 0.75)
+    config.cascade.stage_loss_weights = (1.0, 0.5, 0.25, 0.25)
+    cfg = train.TrainConfig.from_config(config)
+    self.assertIsInstance(cfg.model, cascade.CascadeConfig)
+    self.assertEqual(cfg.model.num_stages, 4)
+    self.assertEqual(cfg.model.image_size, 128)  # The smoke model block.
+    cfg.validate()
+    self.assertIs(train.detector_module(cfg.model), cascade)
+
+  def test_bad_settings_are_named(self):
+    config = configs.load('detect')
+    config.detector = 'yolo'
+    with self.assertRaisesRegex(ValueError, r"Unknown detector 'yolo' "
+                                r'\(--config.detector\)'):
+      train.TrainConfig.from_config(config)
+    config = configs.load('detect')
+    config.detector = 'cascade'
+    with config.cascade.unlocked():
+      config.cascade.stage_iou = 0.5
+    with self.assertRaisesRegex(ValueError, 'Unknown cascade config field'
+                                r'\(s\): stage_iou'):
+      train.TrainConfig.from_config(config)
+    for field, value, message in (
+        ('stage_ious', (0.5, 0.5, 0.7), 'increasing IoU thresholds'),
+        ('stage_ious', (0.5, 1.2, 0.7), 'increasing IoU thresholds'),
+        ('stage_loss_weights', (1.0, 0.5), 'one weight >= 0 per stage'),
+        ('pooled_size', (7, 0), 'two positive integers')):
+      config = configs.load('detect')
+      config.detector = 'cascade'
+      config.cascade[field] = value
+      with self.assertRaisesRegex(ValueError, f'cascade.{field} .*'
+                                  f'{message}'):
+        train.TrainConfig.from_config(config).validate()
+
+
+@pytest.mark.slow
+class OverfitTest(absltest.TestCase):
+
+  def test_cascade_overfits_a_handful_of_images(self):
+    # As R2CNN's: the Cascade must fit 4 images to mAP > 0.9 at rotated
+    # IoU > 0.6, through `train.run` (the launcher's path).
+    previous = jax.config.read('jax_disable_most_optimizations')
+    jax.config.update('jax_disable_most_optimizations', False)
+    self.addCleanup(jax.config.update, 'jax_disable_most_optimizations',
+                    previous)
+    root = tempfile.mkdtemp()
+    self.addCleanup(shutil.rmtree, root, ignore_errors=True)
+    synthetic.write_dataset(os.path.join(root, 'data', 'train'), images=4,
+                            size=256, seed=5)
+    shutil.copytree(os.path.join(root, 'data', 'train'),
+                    os.path.join(root, 'data', 'test'))
+    config = configs.load('detect')
+    config.detector = 'cascade'
+    config.model.update(image_size=256, width=16, head_dim=256, pre_nms=400,
+                        post_nms=128, rpn_batch=128, roi_batch=64, loss='ce')
+    config.update(steps=600, batch_size=4, lr=2e-3, checkpoint_every=10 ** 6,
+                  data=os.path.join(root, 'data'))
+    result = train.run(train.TrainConfig.from_config(config),
+                       os.path.join(root, 'work'), show_progress=False)
+    self.assertEqual(result['detector'], 'cascade')
+    self.assertGreater(result['mAP'], 0.9)
+
+
+if __name__ == '__main__':
+  absltest.main()
