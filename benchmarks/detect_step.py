@@ -1,15 +1,23 @@
-r"""Images per second of R2CNN's jitted train step (CE and CI loss).
+r"""Images per second of the detectors' jitted train steps (R2CNN and the
+rotated Cascade R-CNN, each with CE and CI loss).
 
     python -m benchmarks.detect_step [--image_size 256] [--width 16] \
-        [--backbone resnet18] [--batch_size 4] [--steps 20]
+        [--backbone resnet18] [--batch_size 4] [--steps 20] \
+        [--detectors r2cnn,cascade]
 
 The CPU configuration is `launch.detect`'s default (ResNet-18 at width 16,
 256x256); on a GPU try `--image_size 800 --backbone resnet50 --width 64`.
-Synthetic ship images; compile time is reported apart from the median
-step. The last line is JSON with images/s per loss and `ratio` = CI step
-time / CE step time (the cost of the imbalance-aware loss).
+Synthetic ship images. Every (detector, loss) step is compiled and warmed
+first (its first call reported apart), then the timed steps run in rounds,
+one step of each in turn, so machine noise hits all alike; medians over
+`--steps` rounds. The last line is JSON with per-step seconds and images/s
+keyed `detector/loss`, `ratio` = R2CNN's CI step / its CE step (the cost of
+the imbalance-aware loss) and `cascade_ratio` = the Cascade's CE step /
+R2CNN's CE step (the cost of two more stages), each with the 10th-90th
+percentile of its per-round ratios.
 """
 
+import dataclasses
 import json
 import statistics
 import time
@@ -30,19 +38,26 @@ _WIDTH = flags.DEFINE_integer('width', 16, 'Backbone width.')
 _BACKBONE = flags.DEFINE_string('backbone', 'resnet18', 'Backbone.')
 _BATCH = flags.DEFINE_integer('batch_size', 4, 'Images per step.')
 _STEPS = flags.DEFINE_integer(
-    'steps', 20, 'Timed steps per loss (median), CE and CI alternating.')
+    'steps', 20, 'Timed rounds (one step of every detector and loss each).')
+_DETECTORS = flags.DEFINE_list('detectors', ['r2cnn', 'cascade'],
+                               'Detectors to time (r2cnn, cascade).')
 
 
-def compiled_step(loss, batch):
-  """`(step_fn, state, first_call_s)` for one loss, compiled and warmed."""
+def compiled_step(detector, loss, batch):
+  """`(step_fn, state, first_call_s)` for one detector and loss, warmed."""
+  if detector not in train.DETECTORS:
+    raise app.UsageError(f'--detectors: unknown {detector!r}; known: '
+                         f'{", ".join(train.DETECTORS)}.')
+  config_cls, module = train.DETECTORS[detector]
   cfg = r2cnn.scaled_config(image_size=_SIZE.value, width=_WIDTH.value,
                             backbone=_BACKBONE.value, loss=loss)
+  cfg = config_cls(**dataclasses.asdict(cfg))
   counts = jnp.asarray(r2cnn.class_counts_with_background(
       np.geomspace(450, 10, 15), cfg.roi_positive_fraction))
   state = train_state.TrainState.create(
-      apply_fn=None, params=r2cnn.init_params(cfg, jax.random.key(0)),
+      apply_fn=None, params=module.init_params(cfg, jax.random.key(0)),
       tx=optax.adam(1e-4))
-  step = jax.jit(lambda s, b: r2cnn.train_step(
+  step = jax.jit(lambda s, b: module.train_step(
       s, b, jax.random.key(1), cfg=cfg, counts=counts))
   start = time.perf_counter()
   state, m = step(state, batch)
@@ -50,33 +65,45 @@ def compiled_step(loss, batch):
   return step, state, time.perf_counter() - start
 
 
+def _ratio(times, num, den):
+  per_round = np.asarray(times[num]) / np.asarray(times[den])
+  return {'ratio': round(statistics.median(times[num])
+                         / statistics.median(times[den]), 3),
+          'p10_p90': [round(float(x), 3)
+                      for x in np.percentile(per_round, [10, 90])]}
+
+
 def main(argv):
   del argv
   batch = train.synthetic_batch(_BATCH.value, size=_SIZE.value, max_gt=32)
-  losses = ('ce', 'ci')
-  steps, times, results = {}, {loss: [] for loss in losses}, {}
-  for loss in losses:
-    step, state, first = compiled_step(loss, batch)
-    steps[loss] = [step, state]
-    results[loss] = {'first_call_s': round(first, 2)}
-  for _ in range(_STEPS.value):  # Alternating, so both see the same noise.
-    for loss in losses:
-      step, state = steps[loss]
+  runs = [f'{d}/{loss}' for d in _DETECTORS.value for loss in ('ce', 'ci')]
+  steps, times, results = {}, {run: [] for run in runs}, {}
+  for run in runs:
+    step, state, first = compiled_step(*run.split('/'), batch)
+    steps[run] = [step, state]
+    results[run] = {'first_call_s': round(first, 2)}
+  for _ in range(_STEPS.value):  # Interleaved: all see the same noise.
+    for run in runs:
+      step, state = steps[run]
       start = time.perf_counter()
       state, m = step(state, batch)
       jax.block_until_ready(m)
-      times[loss].append(time.perf_counter() - start)
-      steps[loss][1] = state
-  for loss in losses:
-    sec = statistics.median(times[loss])
-    results[loss].update(sec_per_step=sec, images_per_s=_BATCH.value / sec)
-  print(json.dumps({
-      'benchmark': 'detect_step', 'backend': jax.default_backend(),
-      'device': str(jax.devices()[0]), 'image_size': _SIZE.value,
-      'backbone': _BACKBONE.value, 'width': _WIDTH.value,
-      'batch_size': _BATCH.value, 'results': results,
-      'ratio': round(results['ci']['sec_per_step']
-                     / results['ce']['sec_per_step'], 3)}))
+      times[run].append(time.perf_counter() - start)
+      steps[run][1] = state
+  for run in runs:
+    sec = statistics.median(times[run])
+    results[run].update(sec_per_step=round(sec, 4),
+                        images_per_s=round(_BATCH.value / sec, 2))
+  line = {'benchmark': 'detect_step', 'backend': jax.default_backend(),
+          'device': str(jax.devices()[0]), 'image_size': _SIZE.value,
+          'backbone': _BACKBONE.value, 'width': _WIDTH.value,
+          'batch_size': _BATCH.value, 'rounds': _STEPS.value,
+          'results': results}
+  if 'r2cnn/ce' in times:
+    line['ratio'] = _ratio(times, 'r2cnn/ci', 'r2cnn/ce')
+  if 'r2cnn/ce' in times and 'cascade/ce' in times:
+    line['cascade_ratio'] = _ratio(times, 'cascade/ce', 'r2cnn/ce')
+  print(json.dumps(line))
 
 
 if __name__ == '__main__':

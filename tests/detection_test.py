@@ -244,6 +244,29 @@ class MetricsTest(absltest.TestCase):
     # Boxes that never overlap score 0 at any valid threshold.
     self.assertEqual(metrics.evaluate(det, gt, iou_threshold=0.0)['mAP'], 0)
 
+  def test_bootstrap_of_identical_runs_and_bad_arguments(self):
+    rng = np.random.default_rng(3)
+    gt, det = {}, {}
+    for i in range(6):
+      boxes = _random_boxes(rng, 4, centre=200.0, side=(10, 40))
+      labels = rng.choice(['a', 'b'], 4)
+      gt[f'im{i}'] = _img(boxes, labels)
+      moved = boxes + rng.normal(0, 3, boxes.shape) * [1, 1, 0, 0, 0]
+      det[f'im{i}'] = _img(moved, labels, scores=rng.uniform(0, 1, 4))
+    result = metrics.bootstrap_map({'x': det, 'y': det}, gt,
+                                   classes=['a', 'b'], baseline='x',
+                                   samples=50)
+    self.assertAlmostEqual(result['mAP']['x']['value'],
+                           metrics.evaluate(det, gt)['mAP'])
+    self.assertEqual(result['difference']['y'],
+                     {'value': 0.0, 'low': 0.0, 'high': 0.0})
+    self.assertLessEqual(result['mAP']['x']['low'],
+                         result['mAP']['x']['value'])
+    with self.assertRaisesRegex(ValueError, "baseline 'z' is not a run"):
+      metrics.bootstrap_map({'x': det}, gt, classes=['a'], baseline='z')
+    with self.assertRaisesRegex(ValueError, 'samples must be >= 1'):
+      metrics.bootstrap_map({'x': det}, gt, classes=['a'], samples=0)
+
   def test_hand_worked_example(self):
     g1, g2 = [0, 0, 10, 10, 0.0], [50, 50, 10, 10, 0.0]
     gt = {'im': _img([g1, g2], ['a', 'a'])}
@@ -503,6 +526,45 @@ class EvaluateCliTest(absltest.TestCase):
     self.assertAlmostEqual(result['overall']['precision'],
                            total[0] / (total[0] + total[1]))
     self.assertTrue(os.path.exists(os.path.join(out, 'table.md')))
+
+  def test_compare_runs_with_paired_bootstrap(self):
+    root = tempfile.mkdtemp()
+    self.addCleanup(shutil.rmtree, root, ignore_errors=True)
+    env = dict(os.environ, PYTHONPATH=_ROOT)
+    synthetic.write_dataset(os.path.join(root, 'gt'), images=4, size=256,
+                            seed=2)
+    gt = evaluate.read_ground_truth(os.path.join(root, 'gt'))
+    for run, step in (('perfect', 1), ('half', 2)):
+      os.makedirs(os.path.join(root, run))
+      for image, g in gt.items():
+        keep = np.arange(len(g.boxes)) % step == 0
+        det_io.write_dota(os.path.join(root, run, image + '.txt'),
+                          metrics.ImageBoxes(g.boxes[keep], g.labels[keep],
+                                             scores=np.ones(keep.sum())))
+    out = os.path.join(root, 'compare.md')
+    cmd = [sys.executable, '-m', 'launch.compare_detections', '--gt',
+           os.path.join(root, 'gt'), '--runs',
+           f'perfect={root}/perfect,half={root}/half', '--baseline',
+           'perfect', '--samples', '200', f'--out={out}']
+    run = subprocess.run(cmd, check=True, cwd=_ROOT, env=env,
+                         capture_output=True, text=True)
+    self.assertIn('| minus perfect |', run.stdout)
+    with open(os.path.join(root, 'compare.json')) as f:
+      result = json.load(f)
+    boot = result['bootstrap']
+    self.assertEqual(boot['mAP']['perfect'],
+                     {'value': 1.0, 'low': 1.0, 'high': 1.0})
+    # The point mAP is evaluate's; missing half the ships costs AP in every
+    # draw, so the paired difference's CI lies below 0.
+    half = evaluate.evaluate_folders(os.path.join(root, 'gt'),
+                                     os.path.join(root, 'half'), out_dir=None)
+    self.assertAlmostEqual(boot['mAP']['half']['value'], half['mAP'])
+    self.assertLess(boot['difference']['half']['high'], 0)
+    bad = subprocess.run(cmd[:-4] + ['nobody'], cwd=_ROOT, env=env,
+                         capture_output=True, text=True)
+    self.assertEqual(bad.returncode, 1)
+    self.assertIn("baseline 'nobody' is not a run", bad.stderr)
+    self.assertNotIn('Traceback', bad.stderr)
 
 
 def _roi_align_reference(features, rois, ph, pw, scale, ratio, aligned):

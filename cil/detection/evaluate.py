@@ -52,3 +52,76 @@ def evaluate_folders(gt_dir: str, pred_dir: str, *, out_dir: Optional[str],
               encoding='utf-8') as f:
       json.dump(result, f, indent=1)
   return result
+
+
+def compare_folders(gt_dir: str, preds: dict, *,
+                    baseline: Optional[str] = None, samples: int = 1000,
+                    seed: int = 0, iou_threshold: float = 0.6,
+                    ap_method: str = '11point') -> dict:
+  """Several runs' detections on one test set: per-class AP and paired CIs.
+
+  Args:
+    gt_dir: the test set's labels (as `read_ground_truth`).
+    preds: run name -> folder of `<image>.txt` detection files.
+    baseline: a run name to subtract (paired bootstrap differences).
+    samples, seed: the bootstrap over test images
+      (`metrics.bootstrap_map`).
+    iou_threshold, ap_method: matching and AP, as `metrics.evaluate`.
+
+  Returns:
+    `{'classes', 'num_gt' (per class), 'runs': {name: evaluate result},
+    'bootstrap': bootstrap_map result, 'settings'}`.
+  """
+  gt = read_ground_truth(gt_dir)
+  classes = sorted({str(x) for g in gt.values() for x in g.labels})
+  dets = {name: det_io.read_folder(folder, detections=True)
+          for name, folder in preds.items()}
+  runs = {name: metrics.evaluate(d, gt, classes=classes,
+                                 iou_threshold=iou_threshold,
+                                 ap_method=ap_method)
+          for name, d in dets.items()}
+  first = next(iter(runs.values()))
+  return {'classes': classes,
+          'num_gt': {c: first['per_class'][c]['num_gt'] for c in classes},
+          'runs': runs,
+          'bootstrap': metrics.bootstrap_map(
+              dets, gt, classes=classes, baseline=baseline, samples=samples,
+              seed=seed, iou_threshold=iou_threshold, ap_method=ap_method),
+          'settings': {'gt': os.path.abspath(gt_dir), 'images': len(gt),
+                       'baseline': baseline, 'samples': samples,
+                       'seed': seed, 'iou_threshold': iou_threshold,
+                       'ap_method': ap_method,
+                       'preds': {k: os.path.abspath(v)
+                                 for k, v in preds.items()}}}
+
+
+def comparison_markdown(result: dict) -> str:
+  """Per-class AP (%) by run, then mAP and differences with 95 % CIs."""
+  names = list(result['runs'])
+  s = result['settings']
+  lines = [f"AP ({s['ap_method']}) at rotated IoU > {s['iou_threshold']} "
+           f"on {s['images']} test images, %; 95 % CIs from "
+           f"{s['samples']} paired bootstrap draws of the test images "
+           f"(seed {s['seed']}).", '',
+           '| class | GT | ' + ' | '.join(names) + ' |',
+           '|---|---|' + '---|' * len(names)]
+
+  def pct(v):
+    return '–' if v is None else f'{100 * v:.1f}'
+
+  for c in result['classes']:
+    aps = [pct(result['runs'][n]['per_class'][c]['ap']) for n in names]
+    lines.append(f"| {c} | {result['num_gt'][c]} | " + ' | '.join(aps)
+                 + ' |')
+
+  def ci(e):
+    return f"{pct(e['value'])} [{pct(e['low'])}, {pct(e['high'])}]"
+
+  boot = result['bootstrap']
+  lines.append('| **mAP** | | ' + ' | '.join(
+      ci(boot['mAP'][n]) for n in names) + ' |')
+  if boot['difference']:
+    cells = [ci(boot['difference'][n]) if n in boot['difference']
+             else '(baseline)' for n in names]
+    lines.append(f"| minus {s['baseline']} | | " + ' | '.join(cells) + ' |')
+  return '\n'.join(lines) + '\n'

@@ -148,6 +148,49 @@ def _summary(tp: int, fp: int, n_gt: int) -> dict:
           'f1': _ratio(2 * p * r, p + r), 'gmean': math.sqrt(p * r)}
 
 
+def _class_matches(detections: dict, ground_truth: dict, classes,
+                   iou_threshold: float, inclusive: bool,
+                   score_threshold: Optional[float] = None) -> dict:
+  """Per class, per image (in `ground_truth`'s order): `(scores, tp,
+  n_gt)` of its detections in decreasing score, those matched to difficult
+  ground truth left out; `n_gt` counts the non-difficult ground truth."""
+  out = {}
+  for cls in classes:
+    rows = []
+    for image, gt in ground_truth.items():
+      g = gt.labels.astype(str) == str(cls)
+      n_gt = int(np.sum(g & ~gt.difficult))
+      det = detections.get(image)
+      d = (det.labels.astype(str) == str(cls)) if det is not None else None
+      if d is not None and score_threshold is not None:
+        d &= det.scores >= score_threshold
+      if d is None or not d.any():
+        rows.append((np.zeros(0), np.zeros(0, bool), n_gt))
+        continue
+      order, tp, ignored = match_image(
+          det.boxes[d], det.scores[d], gt.boxes[g], gt.difficult[g],
+          iou_threshold=iou_threshold, inclusive=inclusive)
+      rows.append((det.scores[d][order][~ignored], tp[~ignored], n_gt))
+    out[str(cls)] = rows
+  return out
+
+
+def _class_ap(rows: list, images, ap_method: str) -> Optional[float]:
+  """AP of one class over `images` (indices into `rows`, repeats allowed):
+  one ranking over all of them, by decreasing score, stable across images;
+  None without ground truth."""
+  images = list(images)
+  n_gt = sum(rows[i][2] for i in images)
+  if not n_gt:
+    return None
+  scores = np.concatenate([np.zeros(0)] + [rows[i][0] for i in images])
+  tp = np.concatenate([np.zeros(0, bool)] + [rows[i][1] for i in images])
+  order = np.argsort(-scores, kind='stable')
+  ctp, cfp = np.cumsum(tp[order]), np.cumsum(~tp[order])
+  return average_precision(ctp / n_gt, ctp / np.maximum(ctp + cfp, 1),
+                           method=ap_method)
+
+
 def evaluate(detections: dict, ground_truth: dict, *,
              classes: Optional[Sequence] = None, iou_threshold: float = 0.6,
              inclusive: bool = False, ap_method: str = '11point',
@@ -187,41 +230,14 @@ def evaluate(detections: dict, ground_truth: dict, *,
     classes = sorted(seen_gt) + sorted(seen_det - seen_gt)
   per_class = {}
   totals = np.zeros(3, int)
-  for cls in classes:
-    scores, tps, fps = [], [], []
-    n_gt = 0
-    for image, gt in ground_truth.items():
-      g = gt.labels.astype(str) == str(cls)
-      n_gt += int(np.sum(g & ~gt.difficult))
-      det = detections.get(image)
-      if det is None:
-        continue
-      d = det.labels.astype(str) == str(cls)
-      if score_threshold is not None:
-        d &= det.scores >= score_threshold
-      if not d.any():
-        continue
-      order, tp, ignored = match_image(
-          det.boxes[d], det.scores[d], gt.boxes[g], gt.difficult[g],
-          iou_threshold=iou_threshold, inclusive=inclusive)
-      keep = ~ignored
-      scores.append(det.scores[d][order][keep])
-      tps.append(tp[keep])
-      fps.append(~tp[keep])
-    scores = np.concatenate(scores) if scores else np.zeros(0)
-    tp = np.concatenate(tps) if tps else np.zeros(0, bool)
-    fp = np.concatenate(fps) if fps else np.zeros(0, bool)
-    # One ranking over all images: decreasing score, stable across images.
-    order = np.argsort(-scores, kind='stable')
-    ctp, cfp = np.cumsum(tp[order]), np.cumsum(fp[order])
-    entry = _summary(int(tp.sum()), int(fp.sum()), n_gt)
-    if n_gt:
-      recall = ctp / n_gt
-      precision = ctp / np.maximum(ctp + cfp, 1)
-      entry['ap'] = average_precision(recall, precision, method=ap_method)
-    else:
-      entry['ap'] = None
-    per_class[str(cls)] = entry
+  matches = _class_matches(detections, ground_truth, classes, iou_threshold,
+                           inclusive, score_threshold)
+  for cls, rows in matches.items():
+    tp = np.concatenate([np.zeros(0, bool)] + [r[1] for r in rows])
+    n_gt = sum(r[2] for r in rows)
+    entry = _summary(int(tp.sum()), int((~tp).sum()), n_gt)
+    entry['ap'] = _class_ap(rows, range(len(rows)), ap_method)
+    per_class[cls] = entry
     totals += (entry['tp'], entry['fp'], n_gt)
   aps = [e['ap'] for e in per_class.values() if e['ap'] is not None]
   return {
@@ -233,6 +249,75 @@ def evaluate(detections: dict, ground_truth: dict, *,
                    'ap_method': ap_method,
                    'score_threshold': score_threshold},
   }
+
+
+def _resampled_map(matches: dict, images, ap_method: str
+                   ) -> Optional[float]:
+  aps = [_class_ap(rows, images, ap_method) for rows in matches.values()]
+  aps = [ap for ap in aps if ap is not None]
+  return float(np.mean(aps)) if aps else None
+
+
+def bootstrap_map(runs: dict, ground_truth: dict, *, classes: Sequence,
+                  baseline: Optional[str] = None, samples: int = 1000,
+                  seed: int = 0, iou_threshold: float = 0.6,
+                  inclusive: bool = False, ap_method: str = '11point'
+                  ) -> dict:
+  """mAP of several runs on one test set, with paired bootstrap 95 % CIs.
+
+  Test images are resampled with replacement (the same draws for every
+  run, so differences are paired); each draw's mAP is `evaluate`'s over
+  the drawn images (a class without ground truth in a draw is left out, as
+  `evaluate` leaves it out of the mean). The CIs are the 2.5th and 97.5th
+  percentiles. They say what this test set can resolve: the sampling of
+  test images, not of training seeds.
+
+  Args:
+    runs: run name -> detections (image id -> `ImageBoxes` with scores).
+    ground_truth: image id -> `ImageBoxes`.
+    classes: the classes that enter the mean.
+    baseline: a run name; differences from it are reported too.
+    samples: bootstrap draws.
+    seed: their seed.
+    iou_threshold, inclusive, ap_method: as `evaluate`.
+
+  Returns:
+    `{'mAP': {run: {'value', 'low', 'high'}}, 'difference': {run: {...}}}`
+    (difference: run minus baseline, for every run but the baseline; empty
+    without one). Values are fractions.
+  """
+  if samples < 1:
+    raise ValueError(f'samples must be >= 1, got {samples}.')
+  if baseline is not None and baseline not in runs:
+    raise ValueError(f'baseline {baseline!r} is not a run; runs: '
+                     f'{", ".join(runs)}.')
+  matches = {name: _class_matches(dets, ground_truth, classes, iou_threshold,
+                                  inclusive) for name, dets in runs.items()}
+  n = len(ground_truth)
+  everything = np.arange(n)
+  rng = np.random.default_rng(seed)
+  draws = {name: [] for name in runs}
+  for _ in range(samples):
+    images = rng.integers(0, n, n)
+    for name in runs:
+      draws[name].append(_resampled_map(matches[name], images, ap_method))
+  draws = {k: np.asarray([np.nan if v is None else v for v in d])
+           for k, d in draws.items()}
+
+  def interval(value, values):
+    lo, hi = np.nanpercentile(values, [2.5, 97.5])
+    return {'value': value, 'low': float(lo), 'high': float(hi)}
+
+  point = {name: _resampled_map(matches[name], everything, ap_method)
+           for name in runs}
+  out = {'mAP': {name: interval(point[name], draws[name]) for name in runs},
+         'difference': {}}
+  if baseline is not None:
+    for name in runs:
+      if name != baseline:
+        out['difference'][name] = interval(
+            point[name] - point[baseline], draws[name] - draws[baseline])
+  return out
 
 
 def table_markdown(result: dict) -> str:

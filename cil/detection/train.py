@@ -12,8 +12,10 @@ DOTA-layout folder (or generated ships).
   (`cil.workdir`) is locked, checkpoints are verified and resumed (rerun
   the same command), per-step losses go to `metrics/train.jsonl`;
 * evaluates on the test split the paper's way (rotated IoU > 0.6, 11-point
-  AP, P, R, F1, G-mean) and writes `table.md`, `results.json` and
-  `detections.{png,pdf,csv}` (test images with labelled rotated boxes).
+  AP, P, R, F1, G-mean) and writes `table.md`, `results.json`,
+  `predictions/<image>.txt` (every detection, DOTA-style with scores, for
+  `launch.compare_detections`) and `detections.{png,pdf,csv}` (test images
+  with labelled rotated boxes).
 """
 
 import dataclasses
@@ -448,6 +450,11 @@ def run(cfg: TrainConfig, workdir: str, *, show_progress: bool = True,
     result['train_instances'] = dict(zip(classes, instances.tolist()))
     result['steps'] = int(state.step)
     work.write_json('results.json', result)
+    if work.primary:  # Every detection, for launch.compare_detections.
+      folder = work.file('predictions')
+      os.makedirs(folder, exist_ok=True)
+      for name, image in dets.items():
+        det_io.write_dota(os.path.join(folder, name + '.txt'), image)
     work.write_text('table.md', metrics.table_markdown(result))
     plots.detections(test, dets, work.file('detections'))
   return result

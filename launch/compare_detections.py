@@ -1,0 +1,63 @@
+r"""Compares detection runs on one test set: per-class AP and paired CIs.
+
+    python -m launch.compare_detections --gt results/det_r2cnn_ce/data/test \
+        --runs r2cnn_ce=results/det_r2cnn_ce/predictions,\
+cascade_ce=results/det_cascade_ce/predictions --baseline r2cnn_ce \
+        [--samples 1000] [--seed 0] [--out FILE.md]
+
+Each `launch.detect` workdir holds its test-set detections in
+`predictions/` (`<image>.txt`, `x1 y1 ... y4 class score` lines). Prints a
+table of per-class AP by run, then each run's mAP and its difference from
+--baseline with 95 % CIs from a paired bootstrap over the test images
+(`cil.detection.metrics.bootstrap_map`): what this test set can resolve.
+"""
+
+import json
+import os
+
+from absl import app
+from absl import flags
+
+from cil.detection import evaluate
+from launch import common
+
+_GT = flags.DEFINE_string('gt', None, 'Ground-truth label folder.')
+_RUNS = flags.DEFINE_list('runs', None, 'name=prediction folder, ...')
+_BASELINE = flags.DEFINE_string('baseline', None, 'Run to subtract.')
+_SAMPLES = flags.DEFINE_integer('samples', 1000, 'Bootstrap draws.')
+_SEED = flags.DEFINE_integer('seed', 0, 'Bootstrap seed.')
+_IOU = flags.DEFINE_float('iou', 0.6, 'IoU threshold (a match needs >).')
+_OUT = flags.DEFINE_string('out', None, 'Also write the table here (and '
+                           'the numbers as JSON beside it).')
+flags.mark_flags_as_required(['gt', 'runs'])
+
+
+def _parse_runs(items) -> dict:
+  runs = {}
+  for item in items:
+    name, sep, folder = item.partition('=')
+    if not sep or not name or not folder:
+      raise ValueError(f'--runs: {item!r} is not name=folder.')
+    if name in runs:
+      raise ValueError(f'--runs: run name {name!r} appears twice.')
+    runs[name] = folder
+  return runs
+
+
+def run():
+  result = evaluate.compare_folders(
+      _GT.value, _parse_runs(_RUNS.value), baseline=_BASELINE.value,
+      samples=_SAMPLES.value, seed=_SEED.value, iou_threshold=_IOU.value)
+  table = evaluate.comparison_markdown(result)
+  print(table, end='')
+  if _OUT.value:
+    with open(_OUT.value, 'w', encoding='utf-8') as f:
+      f.write(table)
+    with open(os.path.splitext(_OUT.value)[0] + '.json', 'w',
+              encoding='utf-8') as f:
+      json.dump(result, f, indent=1)
+    print(f'Wrote {_OUT.value}')
+
+
+if __name__ == '__main__':
+  app.run(common.main(run))
