@@ -17,8 +17,9 @@ error and the others still run):
   reports about 0.36 s per meta-iteration on a V100).
 * `classify`: `cil.classify.train_chunk` with the CI loss, LeNet on
   28x28 MNIST-shaped data, 5 seeds together: examples per second.
-* `detect`: R2CNN's train step with the CI loss at 800x800, ResNet-50 at
-  width 64, 2 images: images per second.
+* `detect`: R2CNN's and the rotated Cascade R-CNN's train steps with the
+  CI loss at 800x800, ResNet-50 at width 64, 2 images: images per second
+  (one line each).
 
 `--cpu_smoke` shrinks every shape so the whole script runs on the CPU in
 about a minute (its numbers mean nothing; it checks the script).
@@ -137,32 +138,39 @@ def classify_section(smoke: bool, steps: int) -> list[dict]:
 
 
 def detect_section(smoke: bool, steps: int) -> list[dict]:
+  """R2CNN's and the rotated Cascade R-CNN's train steps (CI loss)."""
   # pylint: disable=g-import-not-at-top
+  import dataclasses
   from flax.training import train_state
   import optax
   from cil.detection import r2cnn
   from cil.detection import train
   size, backbone, width, images = ((128, 'resnet18', 8, 1) if smoke else
                                    (800, 'resnet50', 64, 2))
-  cfg = r2cnn.scaled_config(image_size=size, width=width, backbone=backbone,
-                            loss='ci')
+  base = r2cnn.scaled_config(image_size=size, width=width, backbone=backbone,
+                             loss='ci')
   counts = jnp.asarray(r2cnn.class_counts_with_background(
-      np.geomspace(450, 10, 15), cfg.roi_positive_fraction))
-  holder = {'state': train_state.TrainState.create(
-      apply_fn=None, params=r2cnn.init_params(cfg, jax.random.key(0)),
-      tx=optax.adam(1e-4))}
+      np.geomspace(450, 10, 15), base.roi_positive_fraction))
   batch = train.synthetic_batch(images, size=size, max_gt=32)
-  step = jax.jit(functools.partial(r2cnn.train_step, cfg=cfg, counts=counts))
+  rows = []
+  for detector, (config_cls, module) in train.DETECTORS.items():
+    cfg = config_cls(**dataclasses.asdict(base))
+    holder = {'state': train_state.TrainState.create(
+        apply_fn=None, params=module.init_params(cfg, jax.random.key(0)),
+        tx=optax.adam(1e-4))}
+    step = jax.jit(functools.partial(module.train_step, cfg=cfg,
+                                     counts=counts))
 
-  def run():
-    holder['state'], m = step(holder['state'], batch, jax.random.key(1))
-    return m
+    def run(step=step, holder=holder):
+      holder['state'], m = step(holder['state'], batch, jax.random.key(1))
+      return m
 
-  r = _time(run, steps)
-  r.update({'section': 'detect', 'image_size': size, 'backbone': backbone,
-            'width': width, 'images_per_step': images,
-            'images_per_s': round(images / r['median_s'], 2)})
-  return [r]
+    r = _time(run, steps)
+    r.update({'section': 'detect', 'detector': detector, 'image_size': size,
+              'backbone': backbone, 'width': width, 'images_per_step': images,
+              'images_per_s': round(images / r['median_s'], 2)})
+    rows.append(r)
+  return rows
 
 
 SECTIONS = {'maml': maml_section, 'classify': classify_section,

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The GPU benchmark in one call (see benchmarks/gpu.py): prints the device,
 # then one JSON line per measurement (MAML second/first order at 84x84x3 with
-# the projected 60,000-step time, the classify step, the R2CNN step at 800 px).
+# the projected 60,000-step time, the classify step, the R2CNN and Cascade
+# steps at 800 px).
 #
 #   bash benchmarks/gpu.sh                 # on a machine with jax[cuda12]
 #   bash benchmarks/gpu.sh --cpu_smoke     # tiny shapes on the CPU

@@ -3,8 +3,8 @@
 A GPU is lent rarely and briefly, so `benchmarks/gpu.sh` must work the
 first time it meets one: this runs every section on the CPU and checks
 each printed one JSON line with its measurements and no error. Slow (it
-compiles a MAML step, a classifier step and R2CNN): run by `.ci/run`;
-the flag check is quick and in the default suite.
+compiles a MAML step, a classifier step, R2CNN and the Cascade): run by
+`.ci/run`; the flag check is quick and in the default suite.
 """
 
 import json
@@ -33,7 +33,9 @@ class GpuScriptTest(absltest.TestCase):
     self.assertEqual(rows[0]['benchmark'], 'gpu')
     self.assertTrue(rows[0]['cpu_smoke'])
     sections = [r['section'] for r in rows[1:]]
-    self.assertEqual(sections, ['maml', 'maml', 'classify', 'detect'])
+    self.assertEqual(sections, ['maml', 'maml', 'classify', 'detect',
+                                'detect'])
+    self.assertEqual([r['detector'] for r in rows[4:]], ['r2cnn', 'cascade'])
     for row in rows[1:]:
       self.assertNotIn('error', row)
       self.assertGreater(row['median_s'], 0)

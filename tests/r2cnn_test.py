@@ -190,8 +190,11 @@ class TrainTest(absltest.TestCase):
   def test_launcher_smoke_and_changed_config(self):
     work = tempfile.mkdtemp()
     self.addCleanup(shutil.rmtree, work, ignore_errors=True)
+    # The Cascade detector, so the launcher's path is run with it too (R2CNN
+    # goes through train.run in ResumeTest and OverfitTest).
     cmd = [sys.executable, '-m', 'launch.detect',
            '--config=configs/detect.py:smoke', '--config.steps=2',
+           '--config.detector=cascade',
            '--config.synthetic_train=2', '--config.synthetic_test=2',
            '--config.loss_hparams.ci.log_base=2.718281828459045',
            f'--workdir={work}']
@@ -205,6 +208,8 @@ class TrainTest(absltest.TestCase):
       result = json.load(f)
     self.assertEqual(result['steps'], 2)
     self.assertEqual(result['loss'], 'ci')
+    self.assertEqual(result['detector'], 'cascade')
+    self.assertLen(os.listdir(os.path.join(work, 'predictions')), 2)
     with open(os.path.join(work, 'config.json')) as f:
       model = json.load(f)['config']['model']
     self.assertEqual(dict(model['loss_hparams']),
