@@ -567,10 +567,24 @@ class EvaluateCliTest(absltest.TestCase):
     self.assertNotIn('Traceback', bad.stderr)
 
 
+def _bilinear_reference(features, y, x):
+  """One bilinear sample in cells by Detectron2's rule, written out."""
+  height, width, channels = features.shape
+  if y < -1 or y > height or x < -1 or x > width:
+    return np.zeros(channels)
+  y, x = max(y, 0.0), max(x, 0.0)
+  y0, x0 = min(int(y), height - 1), min(int(x), width - 1)
+  y1, x1 = min(y0 + 1, height - 1), min(x0 + 1, width - 1)
+  ly = 0.0 if y0 == height - 1 else y - y0
+  lx = 0.0 if x0 == width - 1 else x - x0
+  return ((1 - ly) * (1 - lx) * features[y0, x0]
+          + (1 - ly) * lx * features[y0, x1]
+          + ly * (1 - lx) * features[y1, x0] + ly * lx * features[y1, x1])
+
+
 def _roi_align_reference(features, rois, ph, pw, scale, ratio, aligned):
   """RoIAlign written out sample by sample (Detectron2's definition)."""
-  height, width, channels = features.shape
-  out = np.zeros((len(rois), ph, pw, channels))
+  out = np.zeros((len(rois), ph, pw, features.shape[-1]))
   off = 0.5 if aligned else 0.0
   for r, (x1, y1, x2, y2) in enumerate(rois):
     x1, y1, x2, y2 = x1 * scale - off, y1 * scale - off, (
@@ -580,31 +594,11 @@ def _roi_align_reference(features, rois, ph, pw, scale, ratio, aligned):
       rw, rh = max(rw, 1.0), max(rh, 1.0)
     for i in range(ph):
       for j in range(pw):
-        acc = np.zeros(channels)
         for a in range(ratio):
           for b in range(ratio):
-            y = y1 + (i + (a + 0.5) / ratio) * rh / ph
-            x = x1 + (j + (b + 0.5) / ratio) * rw / pw
-            if y < -1 or y > height or x < -1 or x > width:
-              continue
-            y, x = max(y, 0.0), max(x, 0.0)
-            y0, x0 = int(y), int(x)
-            if y0 >= height - 1:
-              y0 = y1_ = height - 1
-              y = float(y0)
-            else:
-              y1_ = y0 + 1
-            if x0 >= width - 1:
-              x0 = x1_ = width - 1
-              x = float(x0)
-            else:
-              x1_ = x0 + 1
-            ly, lx = y - y0, x - x0
-            acc += ((1 - ly) * (1 - lx) * features[y0, x0]
-                    + (1 - ly) * lx * features[y0, x1_]
-                    + ly * (1 - lx) * features[y1_, x0]
-                    + ly * lx * features[y1_, x1_])
-        out[r, i, j] = acc / ratio ** 2
+            out[r, i, j] += _bilinear_reference(
+                features, y1 + (i + (a + 0.5) / ratio) * rh / ph,
+                x1 + (j + (b + 0.5) / ratio) * rw / pw) / ratio ** 2
   return out
 
 
@@ -641,31 +635,18 @@ class RoiAlignTest(parameterized.TestCase):
 def _rotated_roi_align_reference(features, rois, ph, pw, scale, ratio):
   """Rotated RoIAlign sample by sample: walk from corner p0 along the box's
   w edge (toward p1) and h edge (toward p3), then bilinear as Detectron2."""
-  height, width, channels = features.shape
-  out = np.zeros((len(rois), ph, pw, channels))
+  out = np.zeros((len(rois), ph, pw, features.shape[-1]))
   corners = B.rbox_to_corners(np.asarray(rois, np.float64), xp=np)
   for r in range(len(rois)):
     p0, p1, _, p3 = corners[r] * scale - 0.5
     for i in range(ph):
       for j in range(pw):
-        acc = np.zeros(channels)
         for a in range(ratio):
           for b in range(ratio):
             fw = (j + (b + 0.5) / ratio) / pw  # Fraction along p0 -> p1.
             fh = (i + (a + 0.5) / ratio) / ph  # Fraction along p0 -> p3.
             x, y = p0 + fw * (p1 - p0) + fh * (p3 - p0)
-            if y < -1 or y > height or x < -1 or x > width:
-              continue
-            y, x = max(y, 0.0), max(x, 0.0)
-            y0, x0 = min(int(y), height - 1), min(int(x), width - 1)
-            y1_, x1_ = min(y0 + 1, height - 1), min(x0 + 1, width - 1)
-            ly = 0.0 if y0 == height - 1 else y - y0
-            lx = 0.0 if x0 == width - 1 else x - x0
-            acc += ((1 - ly) * (1 - lx) * features[y0, x0]
-                    + (1 - ly) * lx * features[y0, x1_]
-                    + ly * (1 - lx) * features[y1_, x0]
-                    + ly * lx * features[y1_, x1_])
-        out[r, i, j] = acc / ratio ** 2
+            out[r, i, j] += _bilinear_reference(features, y, x) / ratio ** 2
   return out
 
 

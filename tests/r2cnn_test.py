@@ -1,4 +1,6 @@
-"""Tests for cil.detection.r2cnn, cil.detection.train and launch.detect."""
+"""Tests for cil.detection.r2cnn, cil.detection.train and launch.detect, and
+what R2CNN and the Cascade (cil.detection.cascade) share: a train step
+that lowers the loss, fixed-shape detection, overfitting a few images."""
 
 import dataclasses
 import json
@@ -10,6 +12,7 @@ import sys
 import tempfile
 
 from absl.testing import absltest
+from absl.testing import parameterized
 from flax.training import train_state
 import jax
 import jax.numpy as jnp
@@ -18,6 +21,7 @@ import optax
 import pytest
 
 from cil import losses as losses_lib
+from cil.detection import cascade
 from cil.detection import r2cnn
 from cil.detection import synthetic
 from cil import workdir
@@ -28,6 +32,9 @@ _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _CFG = r2cnn.R2CNNConfig(image_size=128, width=8, head_dim=64, pre_nms=200,
                          post_nms=32, rpn_batch=64, roi_batch=16,
                          loss='ci')
+_DETECTORS = {'r2cnn': (r2cnn, _CFG),
+              'cascade': (cascade, cascade.CascadeConfig(
+                  **dataclasses.asdict(_CFG)))}
 
 
 def _train_config(**overrides) -> train.TrainConfig:
@@ -86,25 +93,38 @@ class R2CNNTest(absltest.TestCase):
     # Absent classes count 1; background is 3x the foreground total.
     np.testing.assert_allclose(counts, [123, 10, 1, 30])
 
-  def test_train_steps_lower_the_loss_and_detect_has_fixed_shape(self):
+
+class DetectorStepTest(parameterized.TestCase):
+
+  @parameterized.parameters('r2cnn', 'cascade')
+  def test_train_steps_lower_the_loss_and_detect_has_fixed_shape(self, name):
+    module, cfg = _DETECTORS[name]
+    batch = train.synthetic_batch(2, size=128, max_gt=16)
     counts = jnp.asarray(r2cnn.class_counts_with_background(
         np.full(15, 10.0), 0.25))
-    state = train_state.TrainState.create(apply_fn=None, params=self.params,
-                                          tx=optax.adam(2e-3))
-    step = jax.jit(lambda s, b: r2cnn.train_step(
-        s, b, jax.random.key(2), cfg=_CFG, counts=counts))
+    state = train_state.TrainState.create(
+        apply_fn=None, params=module.init_params(cfg, jax.random.key(0)),
+        tx=optax.adam(2e-3))
+    step = jax.jit(lambda s, b: module.train_step(
+        s, b, jax.random.key(2), cfg=cfg, counts=counts))
     losses = []
     for _ in range(12):
-      state, metrics = step(state, self.batch)
+      state, metrics = step(state, batch)
       losses.append(float(metrics['loss']))
     self.assertTrue(np.all(np.isfinite(losses)))
     self.assertLess(np.mean(losses[-3:]), 0.8 * np.mean(losses[:3]))
-    det = jax.jit(lambda p, x: r2cnn.detect(p, x, cfg=_CFG))(
-        state.params, self.batch['images'])
-    self.assertEqual(det['boxes'].shape, (2, _CFG.max_detections, 5))
+    if name == 'cascade':
+      # The ground truth joins every stage's candidates: each has foreground.
+      for t in (1, 2, 3):
+        self.assertGreater(int(metrics[f'fg{t}']), 0)
+        self.assertIn(f'cls{t}', metrics)
+        self.assertIn(f'rbox{t}', metrics)
+    det = jax.jit(lambda p, x: module.detect(p, x, cfg=cfg))(
+        state.params, batch['images'])
+    self.assertEqual(det['boxes'].shape, (2, cfg.max_detections, 5))
     self.assertEqual(det['mask'].dtype, jnp.bool_)
     kept = np.asarray(det['scores'])[np.asarray(det['mask'])]
-    self.assertTrue(np.all(kept > _CFG.score_threshold))
+    self.assertTrue(np.all(kept > cfg.score_threshold))
 
 
 class TrainTest(absltest.TestCase):
@@ -276,11 +296,13 @@ class ResumeTest(absltest.TestCase):
 
 
 @pytest.mark.slow
-class OverfitTest(absltest.TestCase):
+class OverfitTest(parameterized.TestCase):
 
-  def test_detector_overfits_a_handful_of_images(self):
+  @parameterized.parameters('r2cnn', 'cascade')
+  def test_detector_overfits_a_handful_of_images(self, detector):
     # A detector that cannot fit 4 images is broken: their own mAP at
-    # rotated IoU > 0.6 must pass 0.9 (about 5 minutes on 2 CPU cores).
+    # rotated IoU > 0.6 must pass 0.9 (about 5 minutes each on 2 CPU
+    # cores), through train.run (the launcher's path).
     # 600 steps: running time dominates, so XLA optimises (conftest turns
     # that off for the suite; it took this test from ~5 to ~10 minutes).
     previous = jax.config.read('jax_disable_most_optimizations')
@@ -294,12 +316,14 @@ class OverfitTest(absltest.TestCase):
     shutil.copytree(os.path.join(root, 'data', 'train'),
                     os.path.join(root, 'data', 'test'))
     config = configs.load('detect')
+    config.detector = detector
     config.model.update(image_size=256, width=16, head_dim=256, pre_nms=400,
                         post_nms=128, rpn_batch=128, roi_batch=64, loss='ce')
     config.update(steps=600, batch_size=4, lr=2e-3, checkpoint_every=10 ** 6,
                   data=os.path.join(root, 'data'))
     result = train.run(train.TrainConfig.from_config(config),
                        os.path.join(root, 'work'), show_progress=False)
+    self.assertEqual(result['detector'], detector)
     self.assertGreater(result['mAP'], 0.9)
 
 

@@ -12,6 +12,18 @@ import jax
 import jax.numpy as jnp
 
 
+def _check_shapes(name: str, features, rois, width: int, columns: str
+                  ) -> None:
+  """Named errors for features that are not `[H, W, C]` and RoIs that are
+  not `[R, width]`."""
+  if features.ndim != 3:
+    raise ValueError(f'{name}: features must be [H, W, C], got '
+                     f'{features.shape}.')
+  if rois.ndim != 2 or rois.shape[-1] != width:
+    raise ValueError(f'{name}: rois must be [R, {width}] {columns}, got '
+                     f'{rois.shape}.')
+
+
 def _axis(coords, size):
   """Bilinear taps along one axis: `(lo, hi, w_lo, w_hi, inside)`.
 
@@ -69,11 +81,7 @@ def roi_align(features: jax.Array, rois: jax.Array, *,
   Returns:
     `[R, ph, pw, C]`.
   """
-  if features.ndim != 3:
-    raise ValueError(f'roi_align: features must be [H, W, C], got '
-                     f'{features.shape}.')
-  if rois.ndim != 2 or rois.shape[-1] != 4:
-    raise ValueError(f'roi_align: rois must be [R, 4], got {rois.shape}.')
+  _check_shapes('roi_align', features, rois, 4, '(x1, y1, x2, y2)')
   ph, pw = output_size
   offset = 0.5 if aligned else 0.0
   boxes = rois * spatial_scale - offset
@@ -138,12 +146,8 @@ def rotated_roi_align(features: jax.Array, rois: jax.Array, *,
   Returns:
     `[R, ph, pw, C]`.
   """
-  if features.ndim != 3:
-    raise ValueError(f'rotated_roi_align: features must be [H, W, C], got '
-                     f'{features.shape}.')
-  if rois.ndim != 2 or rois.shape[-1] != 5:
-    raise ValueError(f'rotated_roi_align: rois must be [R, 5] (cx, cy, w, '
-                     f'h, theta), got {rois.shape}.')
+  _check_shapes('rotated_roi_align', features, rois, 5,
+                '(cx, cy, w, h, theta)')
   ph, pw = output_size
   offset = 0.5 if aligned else 0.0
   cx = rois[:, 0] * spatial_scale - offset
