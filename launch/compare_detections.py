@@ -3,13 +3,15 @@ r"""Compares detection runs on one test set: per-class AP and paired CIs.
     python -m launch.compare_detections --gt results/det_r2cnn_ce/data/test \
         --runs r2cnn_ce=results/det_r2cnn_ce/predictions,\
 cascade_ce=results/det_cascade_ce/predictions --baseline r2cnn_ce \
-        [--samples 1000] [--seed 0] [--out FILE.md]
+        [--differences cascade_ce:r2cnn_ce,...] [--samples 1000] [--seed 0] \
+        [--out FILE.md]
 
 Each `launch.detect` workdir holds its test-set detections in
 `predictions/` (`<image>.txt`, `x1 y1 ... y4 class score` lines). Prints a
-table of per-class AP by run, then each run's mAP and its difference from
---baseline with 95 % CIs from a paired bootstrap over the test images
-(`cil.detection.metrics.bootstrap_map`): what this test set can resolve.
+table of per-class AP by run, each run's mAP, and paired differences (every
+run minus --baseline, then the --differences pairs), with 95 % CIs from a
+paired bootstrap over the test images (`cil.detection.metrics.
+bootstrap_map`): what this test set can resolve.
 """
 
 import json
@@ -23,7 +25,11 @@ from launch import common
 
 _GT = flags.DEFINE_string('gt', None, 'Ground-truth label folder.')
 _RUNS = flags.DEFINE_list('runs', None, 'name=prediction folder, ...')
-_BASELINE = flags.DEFINE_string('baseline', None, 'Run to subtract.')
+_BASELINE = flags.DEFINE_string('baseline', None,
+                                'Run to subtract from every other run.')
+_DIFFERENCES = flags.DEFINE_list(
+    'differences', [], 'More paired differences, a:b meaning run a minus '
+    'run b, e.g. cascade_ci:r2cnn_ci.')
 _SAMPLES = flags.DEFINE_integer('samples', 1000, 'Bootstrap draws.')
 _SEED = flags.DEFINE_integer('seed', 0, 'Bootstrap seed.')
 _IOU = flags.DEFINE_float('iou', 0.6, 'IoU threshold (a match needs >).')
@@ -44,9 +50,21 @@ def _parse_runs(items) -> dict:
   return runs
 
 
+def _parse_differences(items) -> list:
+  pairs = []
+  for item in items:
+    a, sep, b = item.partition(':')
+    if not sep or not a or not b:
+      raise ValueError(f'--differences: {item!r} is not a:b (run a minus '
+                       f'run b).')
+    pairs.append((a, b))
+  return pairs
+
+
 def run():
   result = evaluate.compare_folders(
       _GT.value, _parse_runs(_RUNS.value), baseline=_BASELINE.value,
+      differences=_parse_differences(_DIFFERENCES.value),
       samples=_SAMPLES.value, seed=_SEED.value, iou_threshold=_IOU.value)
   table = evaluate.comparison_markdown(result)
   print(table, end='')

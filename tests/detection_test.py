@@ -255,15 +255,19 @@ class MetricsTest(absltest.TestCase):
       det[f'im{i}'] = _img(moved, labels, scores=rng.uniform(0, 1, 4))
     result = metrics.bootstrap_map({'x': det, 'y': det}, gt,
                                    classes=['a', 'b'], baseline='x',
-                                   samples=50)
+                                   differences=[('x', 'y')], samples=50)
     self.assertAlmostEqual(result['mAP']['x']['value'],
                            metrics.evaluate(det, gt)['mAP'])
-    self.assertEqual(result['difference']['y'],
-                     {'value': 0.0, 'low': 0.0, 'high': 0.0})
+    for pair in ('y - x', 'x - y'):
+      self.assertEqual(result['difference'][pair],
+                       {'value': 0.0, 'low': 0.0, 'high': 0.0})
     self.assertLessEqual(result['mAP']['x']['low'],
                          result['mAP']['x']['value'])
-    with self.assertRaisesRegex(ValueError, "baseline 'z' is not a run"):
+    with self.assertRaisesRegex(ValueError, "'z' .* is not a run"):
       metrics.bootstrap_map({'x': det}, gt, classes=['a'], baseline='z')
+    with self.assertRaisesRegex(ValueError, "'w' .* is not a run"):
+      metrics.bootstrap_map({'x': det}, gt, classes=['a'],
+                            differences=[('x', 'w')])
     with self.assertRaisesRegex(ValueError, 'samples must be >= 1'):
       metrics.bootstrap_map({'x': det}, gt, classes=['a'], samples=0)
 
@@ -544,11 +548,13 @@ class EvaluateCliTest(absltest.TestCase):
     out = os.path.join(root, 'compare.md')
     cmd = [sys.executable, '-m', 'launch.compare_detections', '--gt',
            os.path.join(root, 'gt'), '--runs',
-           f'perfect={root}/perfect,half={root}/half', '--baseline',
-           'perfect', '--samples', '200', f'--out={out}']
+           f'perfect={root}/perfect,half={root}/half',
+           '--differences=perfect:half', '--baseline', 'perfect',
+           '--samples', '200', f'--out={out}']
     run = subprocess.run(cmd, check=True, cwd=_ROOT, env=env,
                          capture_output=True, text=True)
-    self.assertIn('| minus perfect |', run.stdout)
+    self.assertIn('| half - perfect |', run.stdout)
+    self.assertIn('| perfect - half |', run.stdout)
     with open(os.path.join(root, 'compare.json')) as f:
       result = json.load(f)
     boot = result['bootstrap']
@@ -559,11 +565,12 @@ class EvaluateCliTest(absltest.TestCase):
     half = evaluate.evaluate_folders(os.path.join(root, 'gt'),
                                      os.path.join(root, 'half'), out_dir=None)
     self.assertAlmostEqual(boot['mAP']['half']['value'], half['mAP'])
-    self.assertLess(boot['difference']['half']['high'], 0)
+    self.assertLess(boot['difference']['half - perfect']['high'], 0)
     bad = subprocess.run(cmd[:-4] + ['nobody'], cwd=_ROOT, env=env,
                          capture_output=True, text=True)
     self.assertEqual(bad.returncode, 1)
-    self.assertIn("baseline 'nobody' is not a run", bad.stderr)
+    self.assertIn("'nobody' (baseline or difference) is not a run",
+                  bad.stderr)
     self.assertNotIn('Traceback', bad.stderr)
 
 

@@ -2,7 +2,7 @@
 
 import json
 import os
-from typing import Optional
+from typing import Optional, Sequence
 
 from cil.detection import io as det_io
 from cil.detection import metrics
@@ -55,7 +55,9 @@ def evaluate_folders(gt_dir: str, pred_dir: str, *, out_dir: Optional[str],
 
 
 def compare_folders(gt_dir: str, preds: dict, *,
-                    baseline: Optional[str] = None, samples: int = 1000,
+                    baseline: Optional[str] = None,
+                    differences: Sequence[tuple[str, str]] = (),
+                    samples: int = 1000,
                     seed: int = 0, iou_threshold: float = 0.6,
                     ap_method: str = '11point') -> dict:
   """Several runs' detections on one test set: per-class AP and paired CIs.
@@ -63,7 +65,8 @@ def compare_folders(gt_dir: str, preds: dict, *,
   Args:
     gt_dir: the test set's labels (as `read_ground_truth`).
     preds: run name -> folder of `<image>.txt` detection files.
-    baseline: a run name to subtract (paired bootstrap differences).
+    baseline: a run name to subtract from every other run.
+    differences: more `(a, b)` run-name pairs, a minus b.
     samples, seed: the bootstrap over test images
       (`metrics.bootstrap_map`).
     iou_threshold, ap_method: matching and AP, as `metrics.evaluate`.
@@ -85,10 +88,13 @@ def compare_folders(gt_dir: str, preds: dict, *,
           'num_gt': {c: first['per_class'][c]['num_gt'] for c in classes},
           'runs': runs,
           'bootstrap': metrics.bootstrap_map(
-              dets, gt, classes=classes, baseline=baseline, samples=samples,
+              dets, gt, classes=classes, baseline=baseline,
+              differences=differences, samples=samples,
               seed=seed, iou_threshold=iou_threshold, ap_method=ap_method),
           'settings': {'gt': os.path.abspath(gt_dir), 'images': len(gt),
-                       'baseline': baseline, 'samples': samples,
+                       'baseline': baseline,
+                       'differences': [list(p) for p in differences],
+                       'samples': samples,
                        'seed': seed, 'iou_threshold': iou_threshold,
                        'ap_method': ap_method,
                        'preds': {k: os.path.abspath(v)
@@ -121,7 +127,8 @@ def comparison_markdown(result: dict) -> str:
   lines.append('| **mAP** | | ' + ' | '.join(
       ci(boot['mAP'][n]) for n in names) + ' |')
   if boot['difference']:
-    cells = [ci(boot['difference'][n]) if n in boot['difference']
-             else '(baseline)' for n in names]
-    lines.append(f"| minus {s['baseline']} | | " + ' | '.join(cells) + ' |')
+    lines += ['', '| paired difference of mAP | points [95 % CI] |',
+              '|---|---|']
+    lines += [f'| {pair} | {ci(e)} |' for pair, e in
+              boot['difference'].items()]
   return '\n'.join(lines) + '\n'

@@ -259,7 +259,9 @@ def _resampled_map(matches: dict, images, ap_method: str
 
 
 def bootstrap_map(runs: dict, ground_truth: dict, *, classes: Sequence,
-                  baseline: Optional[str] = None, samples: int = 1000,
+                  baseline: Optional[str] = None,
+                  differences: Sequence[tuple[str, str]] = (),
+                  samples: int = 1000,
                   seed: int = 0, iou_threshold: float = 0.6,
                   inclusive: bool = False, ap_method: str = '11point'
                   ) -> dict:
@@ -276,21 +278,27 @@ def bootstrap_map(runs: dict, ground_truth: dict, *, classes: Sequence,
     runs: run name -> detections (image id -> `ImageBoxes` with scores).
     ground_truth: image id -> `ImageBoxes`.
     classes: the classes that enter the mean.
-    baseline: a run name; differences from it are reported too.
+    baseline: a run name; every other run's difference from it is
+      reported.
+    differences: more `(a, b)` pairs of run names: a minus b is reported.
     samples: bootstrap draws.
     seed: their seed.
     iou_threshold, inclusive, ap_method: as `evaluate`.
 
   Returns:
-    `{'mAP': {run: {'value', 'low', 'high'}}, 'difference': {run: {...}}}`
-    (difference: run minus baseline, for every run but the baseline; empty
-    without one). Values are fractions.
+    `{'mAP': {run: {'value', 'low', 'high'}}, 'difference': {'a - b':
+    {...}}}`, the differences being each run minus the baseline, then the
+    `differences` pairs. Values are fractions.
   """
   if samples < 1:
     raise ValueError(f'samples must be >= 1, got {samples}.')
-  if baseline is not None and baseline not in runs:
-    raise ValueError(f'baseline {baseline!r} is not a run; runs: '
-                     f'{", ".join(runs)}.')
+  pairs = [(run, baseline) for run in runs
+           if baseline is not None and run != baseline]
+  pairs += [tuple(p) for p in differences]
+  for name in [baseline] + [n for p in pairs for n in p]:
+    if name is not None and name not in runs:
+      raise ValueError(f'{name!r} (baseline or difference) is not a run; '
+                       f'runs: {", ".join(runs)}.')
   matches = {name: _class_matches(dets, ground_truth, classes, iou_threshold,
                                   inclusive) for name, dets in runs.items()}
   n = len(ground_truth)
@@ -312,11 +320,9 @@ def bootstrap_map(runs: dict, ground_truth: dict, *, classes: Sequence,
            for name in runs}
   out = {'mAP': {name: interval(point[name], draws[name]) for name in runs},
          'difference': {}}
-  if baseline is not None:
-    for name in runs:
-      if name != baseline:
-        out['difference'][name] = interval(
-            point[name] - point[baseline], draws[name] - draws[baseline])
+  for a, b in pairs:
+    out['difference'][f'{a} - {b}'] = interval(point[a] - point[b],
+                                               draws[a] - draws[b])
   return out
 
 
