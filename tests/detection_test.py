@@ -263,6 +263,18 @@ class MetricsTest(absltest.TestCase):
                        {'value': 0.0, 'low': 0.0, 'high': 0.0})
     self.assertLessEqual(result['mAP']['x']['low'],
                          result['mAP']['x']['value'])
+    # One draw equals evaluate() on the drawn images, repeats included.
+    names = sorted(gt)
+    drawn = np.random.default_rng(5).integers(0, len(names), len(names))
+    for method in ('11point', 'area'):
+      one = metrics.bootstrap_map({'x': det}, gt, classes=['a', 'b'],
+                                  samples=1, seed=5, ap_method=method)
+      copies = {f'{names[i]}#{j}': i for j, i in enumerate(drawn)}
+      want = metrics.evaluate(
+          {k: det[names[i]] for k, i in copies.items()},
+          {k: gt[names[i]] for k, i in copies.items()}, classes=['a', 'b'],
+          ap_method=method)['mAP']
+      self.assertAlmostEqual(one['mAP']['x']['low'], want, places=12)
     with self.assertRaisesRegex(ValueError, "'z' .* is not a run"):
       metrics.bootstrap_map({'x': det}, gt, classes=['a'], baseline='z')
     with self.assertRaisesRegex(ValueError, "'w' .* is not a run"):

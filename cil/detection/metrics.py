@@ -251,11 +251,50 @@ def evaluate(detections: dict, ground_truth: dict, *,
   }
 
 
-def _resampled_map(matches: dict, images, ap_method: str
-                   ) -> Optional[float]:
-  aps = [_class_ap(rows, images, ap_method) for rows in matches.values()]
-  aps = [ap for ap in aps if ap is not None]
-  return float(np.mean(aps)) if aps else None
+def _weighted_aps(rows: list, weights: np.ndarray, ap_method: str
+                  ) -> np.ndarray:
+  """AP of one class for many resamples at once: `[S]`, NaN without GT.
+
+  `weights [S, n]` is how many times each image is drawn. A detection drawn
+  k times enters the ranking as one step of k; its intermediate points lie
+  on the segment between the step's ends, so both AP methods equal those of
+  the k copies ranked one by one (`_class_ap`).
+  """
+  n_gt = weights @ np.asarray([r[2] for r in rows], np.float64)
+  scores = np.concatenate([np.zeros(0)] + [r[0] for r in rows])
+  tp = np.concatenate([np.zeros(0, bool)] + [r[1] for r in rows])
+  image = np.concatenate([np.zeros(0, int)] + [
+      np.full(len(r[0]), i) for i, r in enumerate(rows)])
+  if not len(scores):
+    return np.where(n_gt > 0, 0.0, np.nan)
+  order = np.argsort(-scores, kind='stable')
+  w = weights[:, image[order]]
+  ctp = np.cumsum(w * tp[order], 1)
+  cfp = np.cumsum(w * ~tp[order], 1)
+  recall = ctp / np.maximum(n_gt, 1)[:, None]
+  precision = ctp / np.maximum(ctp + cfp, 1)
+  if ap_method == '11point':
+    ap = np.mean([np.max(np.where(recall >= r - 1e-12, precision, 0), 1)
+                  for r in np.linspace(0, 1, 11)], 0)
+  elif ap_method == 'area':
+    envelope = np.maximum.accumulate(precision[:, ::-1], 1)[:, ::-1]
+    steps = np.diff(recall, axis=1, prepend=0.0)
+    ap = np.sum(steps * envelope, 1)
+  else:
+    raise ValueError(f"ap method must be '11point' or 'area', got "
+                     f'{ap_method!r}.')
+  return np.where(n_gt > 0, ap, np.nan)
+
+
+def _resampled_maps(matches: dict, weights: np.ndarray, ap_method: str
+                    ) -> np.ndarray:
+  """mAP `[S]` over the classes with ground truth in each resample."""
+  aps = np.stack([_weighted_aps(rows, weights, ap_method)
+                  for rows in matches.values()])
+  present = ~np.isnan(aps)
+  total = np.where(present, aps, 0).sum(0)
+  count = present.sum(0)
+  return np.where(count > 0, total / np.maximum(count, 1), np.nan)
 
 
 def bootstrap_map(runs: dict, ground_truth: dict, *, classes: Sequence,
@@ -302,21 +341,19 @@ def bootstrap_map(runs: dict, ground_truth: dict, *, classes: Sequence,
   matches = {name: _class_matches(dets, ground_truth, classes, iou_threshold,
                                   inclusive) for name, dets in runs.items()}
   n = len(ground_truth)
-  everything = np.arange(n)
   rng = np.random.default_rng(seed)
-  draws = {name: [] for name in runs}
-  for _ in range(samples):
-    images = rng.integers(0, n, n)
-    for name in runs:
-      draws[name].append(_resampled_map(matches[name], images, ap_method))
-  draws = {k: np.asarray([np.nan if v is None else v for v in d])
-           for k, d in draws.items()}
+  # Draw d takes image i weights[d, i] times.
+  weights = np.stack([np.bincount(rng.integers(0, n, n), minlength=n)
+                      for _ in range(samples)]).astype(np.float64)
+  draws = {name: _resampled_maps(matches[name], weights, ap_method)
+           for name in runs}
 
   def interval(value, values):
     lo, hi = np.nanpercentile(values, [2.5, 97.5])
     return {'value': value, 'low': float(lo), 'high': float(hi)}
 
-  point = {name: _resampled_map(matches[name], everything, ap_method)
+  ones = np.ones((1, n))
+  point = {name: float(_resampled_maps(matches[name], ones, ap_method)[0])
            for name in runs}
   out = {'mAP': {name: interval(point[name], draws[name]) for name in runs},
          'difference': {}}
