@@ -55,8 +55,14 @@ DETECTORS = {'r2cnn': (r2cnn.R2CNNConfig, r2cnn),
 
 
 def detector_module(model: r2cnn.R2CNNConfig):
-  """The module (`r2cnn` or `cascade`) that trains and runs `model`."""
-  return cascade if isinstance(model, cascade.CascadeConfig) else r2cnn
+  """The module (`r2cnn` or `cascade`) that trains and runs `model`, looked
+  up by its config class in `DETECTORS`."""
+  for config_cls, module in DETECTORS.values():
+    # Exact class: CascadeConfig subclasses R2CNNConfig.
+    if type(model) is config_cls:  # pylint: disable=unidiomatic-typecheck
+      return module
+  raise ValueError(f'No detector takes a {type(model).__name__}; known: '
+                   f'{", ".join(c.__name__ for c, _ in DETECTORS.values())}.')
 
 
 @dataclasses.dataclass(frozen=True)
