@@ -138,6 +138,23 @@ class ModelsTest(parameterized.TestCase):
       for a, b in zip(second_order(fused), second_order(unfused)):
         np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-10)
 
+  def test_one_pass_statistics_hold_for_a_large_mean_in_float32(self):
+    # The variance is E[d^2] - E[d]^2 of shifted values: with a channel mean
+    # 1e4 times its spread, the unshifted one-pass form loses every digit
+    # in float32 (variances 8 and 128 for 1.13 and 1.04); the shifted one
+    # stays within float32's rounding of the inputs (ulp 2e-3 at 3e4) of
+    # the two-pass float64 normalisation.
+    rng = np.random.default_rng(8)
+    x = (rng.standard_normal((4, 6, 6, 2)) + [1e4, -3e4]).astype(np.float32)
+    scale, bias = np.array([1.0, -2.0]), np.array([0.5, 0.0])
+    got = models.cnn.batch_norm_relu_pool(
+        jnp.asarray(x), jnp.asarray(scale, jnp.float32),
+        jnp.asarray(bias, jnp.float32), relu=False, pool=False)
+    x64 = x.astype(np.float64)
+    want = ((x64 - x64.mean((0, 1, 2))) / np.sqrt(x64.var((0, 1, 2)) + 1e-5)
+            * scale + bias)
+    np.testing.assert_allclose(got, want, atol=1e-2)
+
   def test_conv4_lowerings_share_parameters_and_outputs(self):
     x = jax.random.uniform(jax.random.key(1), (4, 16, 16, 3))
     outs, trees = [], []
