@@ -223,6 +223,10 @@ def parallel_meta_train_step(cfg: MamlConfig, *, parallel: str = 'pmap',
     devices: the devices to use (default: all local devices); one process
       only (a multi-process run always uses every process's devices).
 
+  The step is compiled with the backend policy's XLA options
+  (`cil.runtime.Policy.meta_step_compiler_options`; 'none' and
+  'shard_map', as `jax.pmap` takes none).
+
   Returns:
     The step function. State in may be a host pytree, the previous step's
     output or a restored checkpoint; out it is replicated ('pmap': local
@@ -240,11 +244,12 @@ def parallel_meta_train_step(cfg: MamlConfig, *, parallel: str = 'pmap',
   n = len(local)
   axis = 'tasks'
   step = functools.partial(meta_train_step, cfg=cfg)
+  options = dict(runtime.policy().meta_step_compiler_options)
   if parallel == 'none' or (n == 1 and not multi):
     if multi:
       raise ValueError("parallel='none' runs on one device; a multi-process "
                        "run needs 'pmap' or 'shard_map'.")
-    return jax.jit(step)
+    return jax.jit(step, compiler_options=options)
 
   def local_tasks(tasks):
     out = {}
@@ -279,7 +284,7 @@ def parallel_meta_train_step(cfg: MamlConfig, *, parallel: str = 'pmap',
 
   sharded = jax.jit(jax.shard_map(
       body, mesh=mesh, in_specs=(P(), P(axis)), out_specs=(P(), P()),
-      check_vma=False))
+      check_vma=False), compiler_options=options)
 
   def on_mesh(leaf):
     if isinstance(leaf, jax.Array) and leaf.sharding == replicated:
