@@ -7,6 +7,10 @@ Configuration of `../shared/bench/torch_maml_ref.py`: Conv4 with 64 filters
 and batch-statistics batch norm, 5-way, 15 support and 75 query images per
 task, meta-batch 4, 5 inner SGD steps (lr 0.01), cross-entropy, Adam.
 
+Ours is `cil.maml.parallel_meta_train_step(parallel='none')` with the
+backend's policy (on the CPU: one compiled call per task, XLA's
+memory-optimised scheduler; the last line records both).
+
 Time: for each shape and order (second, then first), our step is compiled
 once; then `--rounds` rounds alternate one reference step (a fresh
 `torch_maml_ref.py --steps 1` process: its warm-up step, then one timed
@@ -219,9 +223,14 @@ def main(argv):
       results[f'{shape}/{order}'] = r = interleaved(h, w, c, order == 'first',
                                                     _ROUNDS.value)
       print(f'{shape} {order} order', json.dumps(r), flush=True)
+  # pylint: disable-next=g-import-not-at-top
+  from cil import runtime
+  policy = runtime.policy()
   summary = {
       'benchmark': 'maml_step', 'backend': jax.default_backend(),
       'device': str(jax.devices()[0]), 'conv_impl': _CONV_IMPL.value,
+      'task_map': policy.task_map,
+      'compiler_options': dict(policy.meta_step_compiler_options),
       'rounds': _ROUNDS.value, 'results': results}
   for key, order in (('ratio', 'second'), ('ratio_fo', 'first')):
     ratios = [results[f'{s}/{order}'].get('ratio') for s in shapes]

@@ -147,8 +147,9 @@ class FewShotConfig:
     if self.parallel not in ('pmap', 'shard_map', 'none'):
       raise ValueError(f"parallel must be 'pmap', 'shard_map' or 'none', "
                        f'got {self.parallel!r}.')
-    if self.maml.task_map not in ('', 'loop', 'vmap'):
-      raise ValueError(f"maml_lib.task_map must be 'loop' or 'vmap', got "
+    if self.maml.task_map not in ('',) + maml_lib.TASK_MAPS:
+      raise ValueError(f"maml.task_map must be '' or one of "
+                       f"{', '.join(maml_lib.TASK_MAPS)}, got "
                        f'{self.maml.task_map!r}.')
     if self.seed < 0:
       raise ValueError(f'seed must be >= 0, got {self.seed}.')

@@ -31,7 +31,8 @@ class Policy:
     classify_chunk_steps: optimizer steps per compiled classifier call.
     seed_parallel: how seeds share a compiled classifier step: 'loop'
       (unrolled, CPU) or 'vmap'.
-    task_map: how MAML maps over the tasks of a meta-batch: 'loop' or 'vmap'.
+    task_map: how MAML maps over the tasks of a meta-batch: 'calls' (CPU:
+      one compiled call per task) or 'vmap' (`cil.maml.MamlConfig`).
     conv_impl: `cil.models.Conv3x3` lowering: 'im2col' (CPU) or 'xla'.
     meta_step_compiler_options: XLA options for compiling MAML's meta-step
       (`jax.jit(..., compiler_options=...)`), as `(name, value)` pairs. On
@@ -55,7 +56,7 @@ def policy(backend: Optional[str] = None) -> Policy:
   return Policy(backend=backend, unroll_loops=cpu,
                 classify_chunk_steps=1 if cpu else 25,
                 seed_parallel='loop' if cpu else 'vmap',
-                task_map='loop' if cpu else 'vmap',
+                task_map='calls' if cpu else 'vmap',
                 conv_impl='im2col' if cpu else 'xla',
                 meta_step_compiler_options=_CPU_META_STEP_OPTIONS if cpu
                 else ())

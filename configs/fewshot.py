@@ -83,7 +83,7 @@ def get_config(arg=None) -> ml_collections.ConfigDict:
   c.maml.adaptation_steps = 1
   c.maml.test_adaptation_steps = 10
   c.maml.first_order = False
-  c.maml.task_map = ''  # '' picks the backend's ('loop' on CPU, else 'vmap')
+  c.maml.task_map = ''  # '' picks the backend's ('calls' on CPU, else 'vmap')
   c.meta_batch = 4
   c.meta_steps = 600
   # Model: Conv4 filters.

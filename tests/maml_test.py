@@ -1,5 +1,6 @@
 """Tests for cil.maml: second-order numerics, FOMAML, devices, CI counts."""
 
+import dataclasses
 import functools
 import math
 import os
@@ -155,6 +156,22 @@ class MultiDeviceTest(absltest.TestCase):
 
   def test_shard_map_equals_single_device(self):
     self._check('shard_map')
+
+  def test_per_task_calls_equal_one_program(self):
+    # `single` ran the CPU's task_map='calls' (a compiled call per task);
+    # the tasks unrolled in one program give the same update.
+    if self.cfg.resolved_task_map() != 'calls':
+      self.skipTest('the CPU policy runs one call per task')
+    loop = dataclasses.replace(self.cfg, task_map='loop')
+    state, metrics = maml.parallel_meta_train_step(loop, parallel='none')(
+        self.state, self.tasks)
+    moved = jax.tree.map(lambda a, b: jnp.max(jnp.abs(a - b)),
+                         state.params, self.state.params)
+    self.assertGreater(max(jax.tree.leaves(moved)), 1e-4)
+    chex.assert_trees_all_close(state.params, self.single[0].params,
+                                atol=1e-6)
+    chex.assert_trees_all_close(metrics, self.single[1], rtol=1e-5)
+    self.assertEqual(int(self.single[0].step), 1)
 
   def test_meta_batch_must_divide_over_devices(self):
     tasks = {k: v[:3] for k, v in self.tasks.items()}
