@@ -24,7 +24,7 @@ slower (1.24x with im2col convolutions), `vmap` over tasks ~15x slower
 (convolutions with batched weights). And on one CPU device each task's
 meta-gradient is its own call of one compiled program (`task_map='calls'`),
 averaged and applied in a second: a quarter of the program to compile and
-of the memory, and no slower (see `parallel_meta_train_step`).
+of the memory, and no slower (`per_task_calls_step`).
 """
 
 import dataclasses
@@ -234,9 +234,11 @@ def per_task_calls_step(cfg: MamlConfig, *, compiler_options=None
   meta-batch (its index traced), then `apply_mean_gradients` averages the
   gradients and metrics and applies the update. Equal to the one-program
   step up to float summation order. On XLA:CPU (the policy's
-  `task_map='calls'`) the program to compile and the peak memory are about
-  1/T of the T-task program's, and the step is no slower: XLA:CPU runs the
-  tasks' operations one after another either way.
+  `task_map='calls'`) the program to compile and the activations held are
+  about 1/T of the T-task program's. The step is no slower (0.89-0.91x at
+  84x84x3, level within the noise at 28x28x1; WORKSPACE.md): under the
+  memory-optimised schedule XLA:CPU ran the T-task program's operations
+  one after another anyway.
   """
   gradients = jax.jit(functools.partial(task_gradients, cfg=cfg),
                       compiler_options=compiler_options)
