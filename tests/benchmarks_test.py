@@ -1,4 +1,4 @@
-"""The GPU benchmark script runs end to end (`--cpu_smoke`, tiny shapes).
+"""The GPU benchmark scripts run end to end (`--cpu_smoke`, tiny shapes).
 
 A GPU is lent rarely and briefly, so `benchmarks/gpu.sh` must work the
 first time it meets one: this runs every section on the CPU and checks
@@ -54,6 +54,36 @@ class GpuScriptFlagsTest(absltest.TestCase):
         timeout=300, check=False)
     self.assertNotEqual(out.returncode, 0)
     self.assertIn("unknown 'nope'", out.stderr)
+
+
+@pytest.mark.slow
+class MamlVariantsTest(absltest.TestCase):
+
+  def test_cpu_smoke_times_each_variant_against_the_first(self):
+    out = subprocess.run(
+        [sys.executable, '-m', 'benchmarks.maml_variants', '--cpu_smoke',
+         '--variants=loop/xla,vmap/im2col', '--orders=second'],
+        capture_output=True, text=True, cwd=_ROOT, timeout=600, check=False)
+    self.assertEqual(out.returncode, 0, out.stderr[-3000:])
+    rows = [json.loads(line) for line in out.stdout.splitlines()
+            if line.startswith('{')]
+    self.assertEqual([r['variant'] for r in rows],
+                     ['loop/xla', 'vmap/im2col'])
+    self.assertEqual(rows[0]['vs_first'], [1.0, 1.0, 1.0])
+    self.assertAlmostEqual(rows[1]['vs_first'][0],
+                           rows[1]['median_s'] / rows[0]['median_s'],
+                           delta=0.01)
+
+
+class MamlVariantsFlagsTest(absltest.TestCase):
+
+  def test_malformed_variant_is_refused_before_compiling(self):
+    out = subprocess.run(
+        [sys.executable, '-m', 'benchmarks.maml_variants', '--cpu_smoke',
+         '--variants=vmap/xla,vmap/cudnn'], capture_output=True, text=True,
+        cwd=_ROOT, timeout=300, check=False)
+    self.assertNotEqual(out.returncode, 0)
+    self.assertIn("'vmap/cudnn' is not TASK_MAP/CONV_IMPL", out.stderr)
 
 
 if __name__ == '__main__':
