@@ -10,7 +10,8 @@ error and the others still run):
 * `maml`: the second- and first-order meta-step of the paper's
   miniImageNet setting (Conv4-64, 84x84x3, 5-way, 15 support + 75 query
   images per task, meta-batch 4, 5 inner steps; `cil.runtime.policy()`
-  picks `vmap` over tasks and XLA's convolutions off the CPU): compile
+  picks `vmap` over tasks and im2col convolutions on a GPU; the meta-batch
+  is on the device, as a prefetching pipeline's would be): compile
   time, median and spread of `--steps` steps, meta-steps per second and
   the projected time of the paper's 60,000-step schedule (target: under 15
   minutes on one H100, 15 ms per meta-step; "How to train your MAML"
@@ -68,6 +69,7 @@ def maml_section(smoke: bool, steps: int) -> list[dict]:
   from benchmarks import maml_step
   from cil import maml
   from cil import models
+  from cil import runtime
   shape = (8, 8, 1) if smoke else (84, 84, 3)
   features = 8 if smoke else maml_step.FILTERS
   out = []
@@ -77,7 +79,7 @@ def maml_section(smoke: bool, steps: int) -> list[dict]:
         adaptation_steps=1 if smoke else maml_step.INNER_STEPS,
         test_adaptation_steps=1, first_order=first_order, inner_loss='ce',
         outer_loss='ce')
-    tasks = maml_step.tasks(*shape)
+    tasks = jax.device_put(maml_step.tasks(*shape))
     model = models.Conv4(num_classes=cfg.ways, features=features,
                          pools=3 if smoke else 4)
     state = maml.create_state(model, cfg, jax.random.key(0),
@@ -93,6 +95,7 @@ def maml_section(smoke: bool, steps: int) -> list[dict]:
     r.update({'section': 'maml', 'order': 'first' if first_order else
               'second', 'shape': 'x'.join(map(str, shape)),
               'task_map': cfg.resolved_task_map(),
+              'conv_impl': runtime.policy().conv_impl,
               'meta_steps_per_s': round(1 / r['median_s'], 2),
               'projected_60k_min': round(
                   PAPER_META_STEPS * r['median_s'] / 60, 1),

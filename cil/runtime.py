@@ -33,7 +33,11 @@ class Policy:
       (unrolled, CPU) or 'vmap'.
     task_map: how MAML maps over the tasks of a meta-batch: 'calls' (CPU:
       one compiled call per task) or 'vmap' (`cil.maml.MamlConfig`).
-    conv_impl: `cil.models.Conv3x3` lowering: 'im2col' (CPU) or 'xla'.
+    conv_impl: `cil.models.Conv3x3` lowering: 'im2col' (CPU and GPU) or
+      'xla' (TPU, not measured). On an H200 the second-order MAML step at
+      84x84x3 (vmap over tasks) took 0.52x the time with im2col matmuls
+      that it took with XLA's convolution, first order 0.81x
+      (`benchmarks/maml_variants.py`; numbers in WORKSPACE.md).
     meta_step_compiler_options: XLA options for compiling MAML's meta-step
       (`jax.jit(..., compiler_options=...)`), as `(name, value)` pairs. On
       the CPU, XLA's memory-optimised scheduler: the second-order step at
@@ -57,7 +61,7 @@ def policy(backend: Optional[str] = None) -> Policy:
                 classify_chunk_steps=1 if cpu else 25,
                 seed_parallel='loop' if cpu else 'vmap',
                 task_map='calls' if cpu else 'vmap',
-                conv_impl='im2col' if cpu else 'xla',
+                conv_impl='xla' if backend == 'tpu' else 'im2col',
                 meta_step_compiler_options=_CPU_META_STEP_OPTIONS if cpu
                 else ())
 

@@ -273,7 +273,8 @@ class Conv3x3(nn.Module):
   Attributes:
     features: output channels.
     impl: 'im2col' (`conv3x3_im2col`), 'xla' (`lax.conv_general_dilated`),
-      or 'auto': im2col on the CPU backend, XLA's convolution elsewhere.
+      or 'auto': `cil.runtime.policy().conv_impl` (im2col on CPUs and GPUs,
+      XLA's convolution on TPUs).
     add_bias: False where a batch norm follows: its mean subtraction
       cancels a per-channel bias exactly, so the parameter is kept (the
       same parameters as `nn.Conv`) but not added, which saves a pass over
@@ -326,7 +327,7 @@ class Conv4(nn.Module):
     pools: how many of the blocks (the first ones) max-pool; 4 as MAML, 3
       for 8x8 inputs (8 -> 4 -> 2 -> 1).
     conv_impl: lowering of the convolutions (`Conv3x3.impl`); 'auto' picks
-      im2col matmuls on the CPU and XLA's convolution on accelerators.
+      im2col matmuls on CPUs and GPUs and XLA's convolution on TPUs.
   """
   num_classes: int = 5
   features: int = 64
