@@ -143,13 +143,15 @@ class MultiDeviceTest(absltest.TestCase):
     cls.single = maml.parallel_meta_train_step(cfg, parallel='none')(
         cls.state, cls.tasks)
 
-  def _check(self, parallel):
+  def _check(self, parallel, cfg=None):
+    """The step `parallel` on `cfg` (default: the policy's) equals `single`."""
     state, metrics = maml.parallel_meta_train_step(
-        self.cfg, parallel=parallel)(self.state, self.tasks)
+        cfg or self.cfg, parallel=parallel)(self.state, self.tasks)
     chex.assert_trees_all_close(state.params, self.single[0].params,
                                 atol=1e-6)
     chex.assert_trees_all_close(metrics, self.single[1], rtol=1e-5)
     self.assertEqual(int(state.step), 1)
+    return state
 
   def test_pmap_equals_single_device(self):
     self._check('pmap')
@@ -162,16 +164,11 @@ class MultiDeviceTest(absltest.TestCase):
     # the tasks unrolled in one program give the same update.
     if self.cfg.resolved_task_map() != 'calls':
       self.skipTest('the CPU policy runs one call per task')
-    loop = dataclasses.replace(self.cfg, task_map='loop')
-    state, metrics = maml.parallel_meta_train_step(loop, parallel='none')(
-        self.state, self.tasks)
+    state = self._check('none', dataclasses.replace(self.cfg,
+                                                    task_map='loop'))
     moved = jax.tree.map(lambda a, b: jnp.max(jnp.abs(a - b)),
                          state.params, self.state.params)
     self.assertGreater(max(jax.tree.leaves(moved)), 1e-4)
-    chex.assert_trees_all_close(state.params, self.single[0].params,
-                                atol=1e-6)
-    chex.assert_trees_all_close(metrics, self.single[1], rtol=1e-5)
-    self.assertEqual(int(self.single[0].step), 1)
 
   def test_meta_batch_must_divide_over_devices(self):
     tasks = {k: v[:3] for k, v in self.tasks.items()}
