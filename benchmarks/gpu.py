@@ -66,36 +66,17 @@ def _time(fn, steps: int) -> dict:
 
 def maml_section(smoke: bool, steps: int) -> list[dict]:
   # pylint: disable=g-import-not-at-top
-  from benchmarks import maml_step
-  from cil import maml
-  from cil import models
+  from benchmarks import maml_setup
   from cil import runtime
   shape = (8, 8, 1) if smoke else (84, 84, 3)
-  features = 8 if smoke else maml_step.FILTERS
+  policy = runtime.policy()
   out = []
   for first_order in (False, True):
-    cfg = maml.MamlConfig(
-        ways=maml_step.WAYS, inner_lr=0.01, meta_lr=1e-3,
-        adaptation_steps=1 if smoke else maml_step.INNER_STEPS,
-        test_adaptation_steps=1, first_order=first_order, inner_loss='ce',
-        outer_loss='ce')
-    tasks = jax.device_put(maml_step.tasks(*shape))
-    model = models.Conv4(num_classes=cfg.ways, features=features,
-                         pools=3 if smoke else 4)
-    state = maml.create_state(model, cfg, jax.random.key(0),
-                              tasks['support_images'][0])
-    step = maml.parallel_meta_train_step(cfg, parallel='none')
-    holder = {'state': state}
-
-    def run(step=step, holder=holder, tasks=tasks):
-      holder['state'], m = step(holder['state'], tasks)
-      return m
-
-    r = _time(run, steps)
+    r = _time(maml_setup.meta_step(shape, first_order=first_order,
+                                   smoke=smoke), steps)
     r.update({'section': 'maml', 'order': 'first' if first_order else
               'second', 'shape': 'x'.join(map(str, shape)),
-              'task_map': cfg.resolved_task_map(),
-              'conv_impl': runtime.policy().conv_impl,
+              'task_map': policy.task_map, 'conv_impl': policy.conv_impl,
               'meta_steps_per_s': round(1 / r['median_s'], 2),
               'projected_60k_min': round(
                   PAPER_META_STEPS * r['median_s'] / 60, 1),

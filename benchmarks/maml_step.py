@@ -45,6 +45,8 @@ from absl import app
 from absl import flags
 import numpy as np
 
+from benchmarks import maml_setup
+
 _ROUNDS = flags.DEFINE_integer(
     'rounds', 5, 'Interleaved rounds (timed steps per side, median).')
 _SHAPES = flags.DEFINE_string('shapes', '28x28x1,84x84x3', 'H x W x C list.')
@@ -59,38 +61,14 @@ _MEMORY = flags.DEFINE_bool(
     'processes (second order, largest shape).')
 _CONV_IMPL = flags.DEFINE_enum(
     'conv_impl', 'auto', ['auto', 'im2col', 'xla'],
-    "Conv4's convolution lowering ('auto': im2col on the CPU).")
+    "Conv4's convolution lowering ('auto': the backend policy's).")
 _CHILD = flags.DEFINE_string(
     'child', '', 'Internal: "jax:SHAPE" or "torch:SHAPE": one second-order '
     'run in this process; prints its peak RSS (and compile time).')
 
-WAYS, SUPPORT, QUERY, META_BATCH, INNER_STEPS, FILTERS = 5, 15, 75, 4, 5, 64
 
-
-def tasks(h: int, w: int, c: int, seed: int = 0) -> dict:
-  """The benchmark's meta-batch (random images and labels)."""
-  rng = np.random.default_rng(seed)
-  return {
-      'support_images': rng.standard_normal(
-          (META_BATCH, SUPPORT, h, w, c)).astype(np.float32),
-      'support_labels': rng.integers(
-          0, WAYS, (META_BATCH, SUPPORT)).astype(np.int32),
-      'support_counts': np.full((META_BATCH, WAYS), SUPPORT // WAYS,
-                                np.int32),
-      'query_images': rng.standard_normal(
-          (META_BATCH, QUERY, h, w, c)).astype(np.float32),
-      'query_labels': rng.integers(
-          0, WAYS, (META_BATCH, QUERY)).astype(np.int32),
-  }
-
-
-def _shape(text: str) -> tuple[int, int, int]:
-  try:
-    h, w, c = (int(v) for v in text.split('x'))
-  except ValueError:
-    raise app.UsageError(f'--shapes: {text!r} is not HxWxC, e.g. '
-                         f'84x84x3') from None
-  return h, w, c
+def _parse_shape(text: str) -> tuple[int, int, int]:
+  return maml_setup.parse_shape(text, '--shapes')
 
 
 class JaxStep:
@@ -99,36 +77,26 @@ class JaxStep:
   def __init__(self, h, w, c, first_order):
     # pylint: disable=g-import-not-at-top
     import jax
-    from cil import maml
-    from cil import models
-    cfg = maml.MamlConfig(ways=WAYS, inner_lr=0.01, meta_lr=1e-3,
-                          adaptation_steps=INNER_STEPS,
-                          test_adaptation_steps=INNER_STEPS,
-                          first_order=first_order, inner_loss='ce',
-                          outer_loss='ce')
     self._jax = jax
-    self._tasks = jax.device_put(tasks(h, w, c))
-    model = models.Conv4(num_classes=WAYS, features=FILTERS,
-                         conv_impl=_CONV_IMPL.value)
-    self._state = maml.create_state(model, cfg, jax.random.key(0),
-                                    self._tasks['support_images'][0])
-    self._step = maml.parallel_meta_train_step(cfg, parallel='none')
+    self._step = maml_setup.meta_step((h, w, c), first_order=first_order,
+                                      conv_impl=_CONV_IMPL.value)
     self.first_call_s = self.run()
 
   def run(self) -> float:
     start = time.perf_counter()
-    self._state, m = self._step(self._state, self._tasks)
-    self._jax.block_until_ready(m)
+    self._jax.block_until_ready(self._step())
     return time.perf_counter() - start
 
 
 def torch_step(h, w, c, first_order) -> float:
   """One timed reference step (after its warm-up) in a fresh process."""
+  m = maml_setup
   cmd = [sys.executable, _REFERENCE.value, '--hw', str(h), '--ch', str(c),
-         '--steps', '1', '--filters', str(FILTERS),
-         '--meta_batch', str(META_BATCH), '--inner_steps', str(INNER_STEPS),
-         '--support', str(SUPPORT), '--query', str(QUERY), '--ways',
-         str(WAYS)] + (['--first_order'] if first_order else [])
+         '--steps', '1', '--filters', str(m.FILTERS),
+         '--meta_batch', str(m.META_BATCH), '--inner_steps',
+         str(m.INNER_STEPS), '--support', str(m.SUPPORT), '--query',
+         str(m.QUERY), '--ways', str(m.WAYS)
+         ] + (['--first_order'] if first_order else [])
   out = subprocess.run(cmd, capture_output=True, text=True, check=False)
   if out.returncode:
     raise RuntimeError(f'{_REFERENCE.value} failed: '
@@ -161,13 +129,27 @@ def interleaved(h, w, c, first_order, rounds) -> dict:
 
 
 def _peak_rss_mb() -> float:
+  """This process's peak resident memory, in MB.
+
+  Linux's VmHWM: the high-water mark of this program's own memory. Not
+  `getrusage`'s ru_maxrss, which a child started by `subprocess` inherits
+  from its parent (a child using 11 MB read 1,456 MB under a parent holding
+  1.5 GB), so every child here would read at least this benchmark's peak.
+  """
+  try:
+    with open('/proc/self/status') as f:
+      for line in f:
+        if line.startswith('VmHWM:'):
+          return round(int(line.split()[1]) / 1024, 1)
+  except OSError:
+    pass
   return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
 
 def child(spec: str) -> None:
   """One second-order run in this process: prints JSON with its peak RSS."""
   impl, shape = spec.split(':')
-  h, w, c = _shape(shape)
+  h, w, c = _parse_shape(shape)
   if impl == 'torch':
     sys.argv = [_REFERENCE.value, '--hw', str(h), '--ch', str(c), '--steps',
                 '1']
@@ -215,10 +197,10 @@ def main(argv):
   import jax
   shapes = _SHAPES.value.split(',')
   for s in shapes:
-    _shape(s)
+    _parse_shape(s)
   results = {}
   for shape in shapes:
-    h, w, c = _shape(shape)
+    h, w, c = _parse_shape(shape)
     for order in ('second', 'first'):
       results[f'{shape}/{order}'] = r = interleaved(h, w, c, order == 'first',
                                                     _ROUNDS.value)
@@ -236,7 +218,7 @@ def main(argv):
     ratios = [results[f'{s}/{order}'].get('ratio') for s in shapes]
     summary[key] = max(ratios) if None not in ratios else None
   if _MEMORY.value:
-    largest = max(shapes, key=lambda s: np.prod(_shape(s)))
+    largest = max(shapes, key=lambda s: np.prod(_parse_shape(s)))
     memory = memory_and_compile(largest)
     print(f'{largest} memory and compile', json.dumps(memory), flush=True)
     summary['memory'] = memory

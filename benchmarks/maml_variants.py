@@ -5,7 +5,7 @@ r"""MAML meta-step variants against each other, interleaved, on one device.
         --orders second --rounds 5 --steps_per_round 5
     python -m benchmarks.maml_variants --cpu_smoke          # tiny, CPU
 
-The miniImageNet meta-step of `benchmarks/maml_step.py` (Conv4-64, 5-way,
+The miniImageNet meta-step of `benchmarks/maml_setup.py` (Conv4-64, 5-way,
 15 support + 75 query images per task, meta-batch 4, 5 inner steps) with
 each implementation choice named explicitly instead of taken from
 `cil.runtime.policy()`. A variant is `TASK_MAP/CONV_IMPL[/DTYPE]`:
@@ -34,14 +34,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from benchmarks import maml_step
+from benchmarks import maml_setup
 from cil import maml
-from cil import models
 
 _VARIANTS = flags.DEFINE_list(
     'variants', ['vmap/xla', 'loop/xla', 'vmap/im2col', 'loop/im2col',
                  'vmap/xla/bfloat16'],
     'TASK_MAP/CONV_IMPL[/DTYPE] list; the first is the baseline.')
+_ROUNDS = flags.DEFINE_integer('rounds', 5, 'Interleaved rounds.')
 _ORDERS = flags.DEFINE_list('orders', ['second', 'first'],
                             "'second' and/or 'first' order.")
 _STEPS = flags.DEFINE_integer('steps_per_round', 5,
@@ -70,24 +70,9 @@ def parse_variant(text: str) -> tuple[str, str, str]:
 def build(variant: str, first_order: bool, shape, smoke: bool):
   """A zero-argument function running one meta-step of `variant`."""
   task_map, conv_impl, dtype = parse_variant(variant)
-  cfg = maml.MamlConfig(
-      ways=maml_step.WAYS, inner_lr=0.01, meta_lr=1e-3,
-      adaptation_steps=1 if smoke else maml_step.INNER_STEPS,
-      test_adaptation_steps=1, first_order=first_order, inner_loss='ce',
-      outer_loss='ce', task_map=task_map)
-  tasks = jax.device_put(maml_step.tasks(*shape))
-  model = models.Conv4(num_classes=cfg.ways,
-                       features=8 if smoke else maml_step.FILTERS,
-                       pools=3 if smoke else 4, conv_impl=conv_impl,
-                       dtype=_DTYPES[dtype])
-  holder = {'state': maml.create_state(model, cfg, jax.random.key(0),
-                                       tasks['support_images'][0])}
-  step = maml.parallel_meta_train_step(cfg, parallel='none')
-
-  def run():
-    holder['state'], metrics = step(holder['state'], tasks)
-    return metrics
-  return run
+  return maml_setup.meta_step(shape, first_order=first_order, smoke=smoke,
+                              task_map=task_map, conv_impl=conv_impl,
+                              dtype=_DTYPES[dtype])
 
 
 def _timed(fn) -> float:
@@ -105,10 +90,9 @@ def main(argv):
   smoke = _CPU_SMOKE.value
   if smoke:
     jax.config.update('jax_platforms', 'cpu')
-  # pylint: disable-next=protected-access
-  shape = (8, 8, 1) if smoke else maml_step._shape(_SHAPE.value)
-  # --rounds is benchmarks.maml_step's flag (imported with it).
-  rounds, steps = (1, 1) if smoke else (flags.FLAGS.rounds, _STEPS.value)
+  shape = ((8, 8, 1) if smoke else
+           maml_setup.parse_shape(_SHAPE.value, '--shape'))
+  rounds, steps = (1, 1) if smoke else (_ROUNDS.value, _STEPS.value)
   for v in _VARIANTS.value:
     parse_variant(v)
   for order in _ORDERS.value:
