@@ -36,6 +36,7 @@ import numpy as np
 
 from benchmarks import maml_setup
 from cil import maml
+from cil import models
 
 _VARIANTS = flags.DEFINE_list(
     'variants', ['vmap/xla', 'loop/xla', 'vmap/im2col', 'loop/im2col',
@@ -59,11 +60,11 @@ def parse_variant(text: str) -> tuple[str, str, str]:
   if len(parts) == 2:
     parts.append('float32')
   if (len(parts) != 3 or parts[0] not in maml.TASK_MAPS or
-      parts[1] not in ('xla', 'im2col') or parts[2] not in _DTYPES):
+      parts[1] not in models.cnn.CONV_IMPLS or parts[2] not in _DTYPES):
     raise app.UsageError(
         f'--variants: {text!r} is not TASK_MAP/CONV_IMPL[/DTYPE] with '
-        f'TASK_MAP in {maml.TASK_MAPS}, CONV_IMPL in (xla, im2col), DTYPE in '
-        f'{tuple(_DTYPES)}')
+        f'TASK_MAP in {maml.TASK_MAPS}, CONV_IMPL in {models.cnn.CONV_IMPLS}, '
+        f'DTYPE in {tuple(_DTYPES)}')
   return parts[0], parts[1], parts[2]
 
 

@@ -263,6 +263,9 @@ def conv3x3_im2col(x: jax.Array, kernel: jax.Array) -> jax.Array:
   return out.reshape(b, h, w, -1)
 
 
+CONV_IMPLS = ('im2col', 'xla')  # `Conv3x3.impl`'s lowerings, besides 'auto'.
+
+
 class Conv3x3(nn.Module):
   """A same-padded 3x3 convolution with bias, with a selectable lowering.
 
@@ -302,8 +305,9 @@ class Conv3x3(nn.Module):
           x, kernel, (1, 1), 'SAME',
           dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
     else:
-      raise ValueError(f"Conv3x3.impl must be 'auto', 'im2col' or 'xla', "
-                       f'got {self.impl!r}.')
+      raise ValueError(
+          "Conv3x3.impl must be 'auto', "
+          + ' or '.join(repr(i) for i in CONV_IMPLS) + f', got {self.impl!r}.')
     return y + bias.astype(self.dtype) if self.add_bias else y
 
 
