@@ -27,6 +27,12 @@ cold first call (trace + compile + one step's run time excluded: it is the
 first call minus the median step), `compile_cached_s` the same from the
 cache.
 
+Both sides run under the same environment: started with `python -m`, the
+benchmark first re-runs itself with glibc's malloc asking for transparent
+huge pages (`cil.hugepages`, as the launchers do), and every reference
+process inherits that; `CIL_HUGE_PAGES=0` runs both without. The summary
+records which (`host_memory`, `glibc_tunables`).
+
 The last line is JSON with `ratio`, `ratio_fo`, `rss_ratio`, `compile_s`
 (targets: <= 0.8, <= 0.8, <= 1.0, <= 30 s on the CPU).
 """
@@ -206,6 +212,7 @@ def main(argv):
                                                     _ROUNDS.value)
       print(f'{shape} {order} order', json.dumps(r), flush=True)
   # pylint: disable-next=g-import-not-at-top
+  from cil import hugepages
   from cil import runtime
   policy = runtime.policy()
   summary = {
@@ -213,6 +220,9 @@ def main(argv):
       'device': str(jax.devices()[0]), 'conv_impl': _CONV_IMPL.value,
       'task_map': policy.task_map,
       'compiler_options': dict(policy.meta_step_compiler_options),
+      # Both sides' environment (the reference's processes inherit it).
+      'host_memory': hugepages.describe(),
+      'glibc_tunables': os.environ.get('GLIBC_TUNABLES', ''),
       'rounds': _ROUNDS.value, 'results': results}
   for key, order in (('ratio', 'second'), ('ratio_fo', 'first')):
     ratios = [results[f'{s}/{order}'].get('ratio') for s in shapes]

@@ -20,6 +20,8 @@ from typing import Optional
 
 import jax
 
+from cil import hugepages
+
 
 @dataclasses.dataclass(frozen=True)
 class Policy:
@@ -86,7 +88,8 @@ def versions() -> dict:
 
 
 def describe(**resolved) -> dict:
-  """Backend policy, devices, versions and `resolved` runner choices."""
+  """Backend policy, devices, versions, host-memory settings
+  (`cil.hugepages`) and `resolved` runner choices."""
   devices = jax.devices()
   return {
       'policy': dataclasses.asdict(policy()),
@@ -95,5 +98,6 @@ def describe(**resolved) -> dict:
                   'kind': devices[0].device_kind,
                   'process_count': jax.process_count()},
       'versions': versions(),
+      'host_memory': hugepages.describe(),
       **resolved,
   }

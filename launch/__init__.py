@@ -1,8 +1,16 @@
 """`python -m launch.NAME` entry points (run from the repository root).
 
 They need the `experiments` extra; a missing package is named up front.
+Started with `python -m`, a launcher first re-runs itself with glibc's
+malloc asking for transparent huge pages (`cil.hugepages`; opt out with
+`CIL_HUGE_PAGES=0`).
 """
 
-from cil import _extras
+from cil import hugepages  # No JAX: before anything heavy is imported.
+
+hugepages.restart_module_launch('launch')
+
+# pylint: disable-next=g-import-not-at-top,wrong-import-position
+from cil import _extras  # noqa: E402
 
 _extras.require('ml_collections', what='the launchers (python -m launch.*)')

@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 
 from cil import classify
+from cil import hugepages
 from cil import metrics
 from cil import models
 from cil import workdir as workdir_lib
@@ -545,6 +546,15 @@ class LauncherTest(absltest.TestCase):
     with open(os.path.join(workdir, 'results.json')) as f:
       run = json.load(f)['runs'][0]
     self.assertEqual(run['loss_hparams'], {'gamma': 0.5, 'log_base': 10.0})
+    # `python -m launch.classify` restarted itself with huge pages for
+    # malloc where the machine allows (cil.hugepages), and recorded it.
+    with open(os.path.join(workdir, 'config.json')) as f:
+      host_memory = json.load(f)['runtime']['host_memory']
+    wanted = hugepages.wanted_environment(
+        os.environ, mode=hugepages.thp_mode(),
+        glibc=hugepages.glibc_version())
+    self.assertEqual(host_memory['malloc_hugetlb'],
+                     hugepages.enabled() or wanted is not None)
 
   def test_non_finite_learning_rate_is_a_named_error(self):
     workdir = os.path.join(tempfile.mkdtemp(), 'w')
