@@ -86,6 +86,38 @@ class ModelsTest(parameterized.TestCase):
     np.testing.assert_array_equal(models.cnn.max_pool_2x2(x),
                                   nn.max_pool(x, (2, 2), (2, 2)))
 
+  def test_max_pool_gradients_equal_jax_max_to_second_order(self):
+    # Without ties, the custom VJP's first and second derivatives are
+    # those of JAX's own `max` (float64); odd edges get no gradient.
+    with jax.enable_x64(True):
+      x = jax.random.normal(jax.random.key(8), (2, 5, 7, 3), jnp.float64)
+      w = jax.random.normal(jax.random.key(9), (2, 2, 3, 3), jnp.float64)
+      v = jax.random.normal(jax.random.key(10), x.shape, jnp.float64)
+
+      def jax_max(x):
+        return x[:, :4, :6].reshape(2, 2, 2, 3, 2, 3).max(axis=(2, 4))
+
+      def second_order(pool):
+        def inner(x):
+          g = jax.grad(lambda y: jnp.sum(jnp.sin(pool(y)) * w))(x)
+          return jnp.sum(g * v) + jnp.sum(jnp.cos(pool(x)))
+        return jax.value_and_grad(inner)(x)
+
+      pool = models.cnn.max_pool_2x2
+      np.testing.assert_array_equal(pool(x), jax_max(x))
+      for a, b in zip(second_order(pool), second_order(jax_max)):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
+      g = jax.grad(lambda y: jnp.sum(pool(y)))(x)
+      self.assertEqual(float(jnp.sum(jnp.abs(g[:, 4:]))), 0.0)
+      self.assertEqual(float(jnp.sum(jnp.abs(g[:, :, 6:]))), 0.0)
+
+  def test_max_pool_tie_gradient_goes_to_the_first_maximum(self):
+    # PyTorch's convention (row-major in the window), not an even split.
+    x = jnp.array([[0., 1., 1., 1.], [1., 1., 0., 1.]]).reshape(1, 2, 4, 1)
+    g = jax.grad(lambda y: jnp.sum(models.cnn.max_pool_2x2(y)))(x)
+    np.testing.assert_array_equal(
+        g.reshape(2, 4), [[0., 1., 1., 0.], [0., 0., 0., 0.]])
+
   def test_im2col_conv_equals_xla_conv_to_second_order(self):
     # Values, gradients and the gradient of a gradient (what MAML's
     # meta-step differentiates) agree between the two lowerings, in float64.

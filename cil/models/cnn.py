@@ -228,13 +228,50 @@ def batch_norm_relu_pool(x: jax.Array, scale: jax.Array, bias: jax.Array, *,
 def max_pool_2x2(x: jax.Array) -> jax.Array:
   """2x2 max-pool, stride 2, floor semantics (odd edges dropped).
 
-  Written as reshape-and-max rather than `reduce_window`: the same values,
-  and faster under XLA:CPU in MAML's second-order meta-step (its gradient is
-  a select instead of a scatter).
+  Written as reshape-and-max rather than `reduce_window` (its gradient is a
+  select instead of a scatter under XLA:CPU), with its own VJP: each
+  window's gradient goes to its first maximum (row-major within the
+  window; PyTorch's `MaxPool2d` convention), found once in the forward
+  pass and kept as an int8 index, so the backward pass is one select that
+  writes the input's gradient. JAX's rule for `max` instead splits a tie
+  evenly, for which it builds a float mask and counts the maxima of every
+  window, in every derivative. Without ties both give the same gradients,
+  to every order (the index has no derivative); with ties (flat image
+  regions) both are valid subgradients. MAML's first-order meta-step took
+  0.93-0.96x the time with it, second order 0.98x
+  (`benchmarks/maml_step.py`'s step; WORKSPACE.md).
   """
   b, h, w, c = x.shape
-  x = x[:, :h - h % 2, :w - w % 2]
+  return _max_pool_even(x[:, :h - h % 2, :w - w % 2])
+
+
+@jax.custom_vjp
+def _max_pool_even(x: jax.Array) -> jax.Array:
+  b, h, w, c = x.shape
   return x.reshape(b, h // 2, 2, w // 2, 2, c).max(axis=(2, 4))
+
+
+def _max_pool_even_fwd(x):
+  out = _max_pool_even(x)
+  b, h, w, c = x.shape
+  win = x.reshape(b, h // 2, 2, w // 2, 2, c)
+  first, second, third = (win[:, :, i // 2, :, i % 2, :] == out
+                          for i in range(3))
+  # Which of the window's 4 elements (row-major) is its first maximum.
+  index = jnp.where(first, 0, jnp.where(second, 1, jnp.where(third, 2, 3)))
+  return out, index.astype(jnp.int8)
+
+
+def _max_pool_even_bwd(index, g):
+  b, h2, w2, c = index.shape
+  position = (2 * jax.lax.broadcasted_iota(jnp.int8, (1, 1, 2, 1, 2, 1), 2)
+              + jax.lax.broadcasted_iota(jnp.int8, (1, 1, 2, 1, 2, 1), 4))
+  dx = jnp.where(index[:, :, None, :, None, :] == position,
+                 g[:, :, None, :, None, :], jnp.zeros((), g.dtype))
+  return (dx.reshape(b, 2 * h2, 2 * w2, c),)
+
+
+_max_pool_even.defvjp(_max_pool_even_fwd, _max_pool_even_bwd)
 
 
 def conv3x3_im2col(x: jax.Array, kernel: jax.Array) -> jax.Array:
