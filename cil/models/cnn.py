@@ -238,8 +238,8 @@ def max_pool_2x2(x: jax.Array) -> jax.Array:
   window, in every derivative. Without ties both give the same gradients,
   to every order (the index has no derivative); with ties (flat image
   regions) both are valid subgradients. MAML's first-order meta-step took
-  0.93-0.96x the time with it, second order 0.98x
-  (`benchmarks/maml_step.py`'s step; WORKSPACE.md).
+  0.93-0.96x the time with it, second order 0.98x (medians of interleaved
+  comparisons of `benchmarks/maml_step.py`'s step; WORKSPACE.md).
   """
   b, h, w, c = x.shape
   return _max_pool_even(x[:, :h - h % 2, :w - w % 2])
@@ -252,6 +252,8 @@ def _max_pool_even(x: jax.Array) -> jax.Array:
 
 
 def _max_pool_even_fwd(x):
+  # Through the custom rule again, so that differentiating this forward
+  # pass (MAML's second order) uses it too, not JAX's rule for `max`.
   out = _max_pool_even(x)
   b, h, w, c = x.shape
   win = x.reshape(b, h // 2, 2, w // 2, 2, c)
