@@ -211,7 +211,7 @@ def main(argv):
       results[f'{shape}/{order}'] = r = interleaved(h, w, c, order == 'first',
                                                     _ROUNDS.value)
       print(f'{shape} {order} order', json.dumps(r), flush=True)
-  # pylint: disable-next=g-import-not-at-top
+  # pylint: disable=g-import-not-at-top
   from cil import hugepages
   from cil import runtime
   policy = runtime.policy()

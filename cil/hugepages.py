@@ -83,15 +83,19 @@ def wanted_environment(environ: Mapping[str, str], *, mode: str,
   return {**environ, 'GLIBC_TUNABLES': ':'.join(tunables + [f'{TUNABLE}=1'])}
 
 
+def wanted_here(environ: Mapping[str, str]) -> Optional[dict]:
+  """`wanted_environment` on this machine's kernel mode and C library."""
+  return wanted_environment(environ, mode=thp_mode(), glibc=glibc_version())
+
+
 def restart() -> None:
   """Runs this process's command again with the tunable set, if it helps.
 
-  Returns (doing nothing) where `wanted_environment` says so; otherwise it
-  does not return. Call it first thing in a program's entry point: output
-  not yet flushed is flushed, but any other work done before is repeated.
+  Returns (doing nothing) where `wanted_here` says so; otherwise it does
+  not return. Call it first thing in a program's entry point: output not
+  yet flushed is flushed, but any other work done before is repeated.
   """
-  env = wanted_environment(os.environ, mode=thp_mode(),
-                           glibc=glibc_version())
+  env = wanted_here(os.environ)
   argv = getattr(sys, 'orig_argv', None)
   if env is None or not argv or not sys.executable:
     return

@@ -582,11 +582,9 @@ class LauncherTest(absltest.TestCase):
     # malloc where the machine allows (cil.hugepages), and recorded it.
     with open(os.path.join(workdir, 'config.json')) as f:
       host_memory = json.load(f)['runtime']['host_memory']
-    wanted = hugepages.wanted_environment(
-        os.environ, mode=hugepages.thp_mode(),
-        glibc=hugepages.glibc_version())
     self.assertEqual(host_memory['malloc_hugetlb'],
-                     hugepages.enabled() or wanted is not None)
+                     hugepages.enabled()
+                     or hugepages.wanted_here(os.environ) is not None)
 
   def test_non_finite_learning_rate_is_a_named_error(self):
     workdir = os.path.join(tempfile.mkdtemp(), 'w')

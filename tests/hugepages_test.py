@@ -20,12 +20,6 @@ def _clean_env(**extra) -> dict:
   return {**env, **extra}
 
 
-def _supported() -> bool:
-  glibc = hugepages.glibc_version()
-  return (hugepages.thp_mode() == 'madvise' and glibc is not None
-          and glibc >= (2, 35))
-
-
 class WantedEnvironmentTest(absltest.TestCase):
 
   def test_madvise_kernel_and_recent_glibc_add_the_tunable(self):
@@ -76,7 +70,7 @@ class RestartTest(absltest.TestCase):
     return out.stdout.strip()
 
   def test_restart_sets_the_tunable_in_the_same_command(self):
-    if not _supported():
+    if hugepages.wanted_here(_clean_env()) is None:
       self.skipTest('needs Linux, glibc >= 2.35 and THP in madvise mode')
     code = ('import sys; print("start", flush=True); '
             'from cil import hugepages; hugepages.restart(); '
