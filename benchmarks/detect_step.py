@@ -17,7 +17,6 @@ R2CNN's CE step (the cost of two more stages), each with the 10th-90th
 percentile of its per-round ratios.
 """
 
-import dataclasses
 import json
 import statistics
 import time
@@ -25,12 +24,9 @@ import time
 from absl import app
 from absl import flags
 import jax
-import jax.numpy as jnp
 import numpy as np
-import optax
-from flax.training import train_state
 
-from cil.detection import r2cnn
+from benchmarks import detect_setup
 from cil.detection import train
 
 _SIZE = flags.DEFINE_integer('image_size', 256, 'Image side.')
@@ -45,20 +41,12 @@ _DETECTORS = flags.DEFINE_list('detectors', ['r2cnn', 'cascade'],
 
 def compiled_step(detector, loss, batch):
   """`(step_fn, state, first_call_s)` for one detector and loss, warmed."""
-  if detector not in train.DETECTORS:
-    raise app.UsageError(f'--detectors: unknown {detector!r}; known: '
-                         f'{", ".join(train.DETECTORS)}.')
-  config_cls, module = train.DETECTORS[detector]
-  cfg = r2cnn.scaled_config(image_size=_SIZE.value, width=_WIDTH.value,
-                            backbone=_BACKBONE.value, loss=loss)
-  cfg = config_cls(**dataclasses.asdict(cfg))
-  counts = jnp.asarray(r2cnn.class_counts_with_background(
-      np.geomspace(450, 10, 15), cfg.roi_positive_fraction))
-  state = train_state.TrainState.create(
-      apply_fn=None, params=module.init_params(cfg, jax.random.key(0)),
-      tx=optax.adam(1e-4))
-  step = jax.jit(lambda s, b: module.train_step(
-      s, b, jax.random.key(1), cfg=cfg, counts=counts))
+  try:
+    step, state = detect_setup.train_step(
+        detector, loss=loss, image_size=_SIZE.value, width=_WIDTH.value,
+        backbone=_BACKBONE.value)
+  except ValueError as e:
+    raise app.UsageError(f'--detectors: {e}') from None
   start = time.perf_counter()
   state, m = step(state, batch)
   jax.block_until_ready(m)

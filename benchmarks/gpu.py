@@ -26,7 +26,6 @@ error and the others still run):
 about a minute (its numbers mean nothing; it checks the script).
 """
 
-import functools
 import json
 import statistics
 import sys
@@ -124,29 +123,19 @@ def classify_section(smoke: bool, steps: int) -> list[dict]:
 def detect_section(smoke: bool, steps: int) -> list[dict]:
   """R2CNN's and the rotated Cascade R-CNN's train steps (CI loss)."""
   # pylint: disable=g-import-not-at-top
-  import dataclasses
-  from flax.training import train_state
-  import optax
-  from cil.detection import r2cnn
+  from benchmarks import detect_setup
   from cil.detection import train
   size, backbone, width, images = ((128, 'resnet18', 8, 1) if smoke else
                                    (800, 'resnet50', 64, 2))
-  base = r2cnn.scaled_config(image_size=size, width=width, backbone=backbone,
-                             loss='ci')
-  counts = jnp.asarray(r2cnn.class_counts_with_background(
-      np.geomspace(450, 10, 15), base.roi_positive_fraction))
   batch = train.synthetic_batch(images, size=size, max_gt=32)
   rows = []
-  for detector, (config_cls, module) in train.DETECTORS.items():
-    cfg = config_cls(**dataclasses.asdict(base))
-    holder = {'state': train_state.TrainState.create(
-        apply_fn=None, params=module.init_params(cfg, jax.random.key(0)),
-        tx=optax.adam(1e-4))}
-    step = jax.jit(functools.partial(module.train_step, cfg=cfg,
-                                     counts=counts))
+  for detector in train.DETECTORS:
+    step, state = detect_setup.train_step(
+        detector, loss='ci', image_size=size, width=width, backbone=backbone)
+    holder = {'state': state}
 
     def run(step=step, holder=holder):
-      holder['state'], m = step(holder['state'], batch, jax.random.key(1))
+      holder['state'], m = step(holder['state'], batch)
       return m
 
     r = _time(run, steps)
