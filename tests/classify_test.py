@@ -378,6 +378,7 @@ class ClassifyTest(absltest.TestCase):
     self.assertEqual(cfg.hparams_for('ldam'),
                      {'log_base': 10.0, 'max_margin': 0.5, 'scale': 10.0})
 
+  @pytest.mark.slow  # ~16 s on 2 cores: a sweep of several programs.
   def test_sweep_runs_loss_variants_and_plots_metrics_against_lambda(self):
     # Digits' smallest training class has 118 images: step ratios 2, 10 and
     # 118 give lambda 0.15, 0.5 and 1.04 (one image per minority class).
