@@ -37,6 +37,9 @@ from cil import runtime
 from cil import workdir as workdir_lib
 
 
+DTYPES = ('float32', 'bfloat16')  # `FewShotConfig.dtype`.
+
+
 @dataclasses.dataclass(frozen=True)
 class FewShotConfig:
   """A few-shot experiment; build it with `FewShotConfig.from_config`.
@@ -63,6 +66,10 @@ class FewShotConfig:
     meta_batch: tasks per meta-step.
     meta_steps: meta-training steps.
     features: Conv4 filters.
+    dtype: Conv4's computation dtype, 'float32' or 'bfloat16' (`DTYPES`).
+      With bfloat16 the convolutions, normalisation and dense layer
+      compute in it; the parameters, the logits (so the losses), the
+      meta-gradients and Adam stay float32.
     test_tasks: meta-test tasks per distribution (paper: 600).
     parallel: 'pmap' (plain jit on one device), 'shard_map' or 'none'.
     seed: sampling and initialisation seed.
@@ -80,6 +87,7 @@ class FewShotConfig:
   meta_batch: int
   meta_steps: int
   features: int
+  dtype: str
   test_tasks: int
   parallel: str
   seed: int
@@ -125,6 +133,9 @@ class FewShotConfig:
                        'checkpoint_every, query_multiple, test_queries, '
                        'features and maml.(test_)adaptation_steps must be '
                        'positive.')
+    if self.dtype not in DTYPES:
+      raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got "
+                       f'{self.dtype!r}.')
     if not self.losses:
       raise ValueError('losses must not be empty.')
     for name in self.losses:
@@ -285,7 +296,8 @@ def train_and_evaluate(cfg: FewShotConfig, splits, loss: str,
   test_sampler = data.EpisodeSampler(splits.test, ways=cfg.ways)
   side = min(splits.train.image_shape[:2])
   model = models.Conv4(num_classes=cfg.ways, features=cfg.features,
-                       pools=min(4, int(np.log2(side))))
+                       pools=min(4, int(np.log2(side))),
+                       dtype=jnp.dtype(cfg.dtype))
   first = train_tasks(cfg, train_sampler, 0, tasks=(0, 1))
   state = maml_lib.create_state(model, mcfg, jax.random.key(cfg.seed),
                                 first['support_images'][0])

@@ -86,8 +86,10 @@ def get_config(arg=None) -> ml_collections.ConfigDict:
   c.maml.task_map = ''  # '' picks the backend's ('calls' on CPU, else 'vmap')
   c.meta_batch = 4
   c.meta_steps = 600
-  # Model: Conv4 filters.
+  # Model: Conv4 filters, and its computation dtype: 'float32' or
+  # 'bfloat16' (parameters, logits, losses and meta-gradients stay float32).
   c.features = 32
+  c.dtype = 'float32'
   # Meta-test tasks per distribution (the paper: 600).
   c.test_tasks = 100
   # 'pmap' (plain jit on one device), 'shard_map' or 'none'.

@@ -80,6 +80,20 @@ class ModelsTest(parameterized.TestCase):
     # Transductive batch norm: an example's output depends on its batch.
     self.assertGreater(float(jnp.max(jnp.abs(full[:3] - alone))), 1e-4)
 
+  def test_conv4_bfloat16_keeps_float32_parameters_and_logits(self):
+    x = jax.random.uniform(jax.random.key(1), (6, 16, 16, 3))
+    full = models.Conv4(num_classes=5, features=8)
+    half = models.Conv4(num_classes=5, features=8, dtype=jnp.bfloat16)
+    params = full.init(jax.random.key(0), x)
+    for leaf in jax.tree.leaves(half.init(jax.random.key(0), x)):
+      self.assertEqual(leaf.dtype, jnp.float32)
+    logits = half.apply(params, x)
+    self.assertEqual(logits.dtype, jnp.float32)
+    # bfloat16 keeps 8 bits of mantissa: close to float32, not equal.
+    reference = full.apply(params, x)
+    np.testing.assert_allclose(logits, reference, atol=0.1, rtol=0.05)
+    self.assertGreater(float(jnp.max(jnp.abs(logits - reference))), 0.0)
+
   def test_reshape_max_pool_equals_flax_valid_pool(self):
     import flax.linen as nn  # pylint: disable=g-import-not-at-top
     x = jax.random.normal(jax.random.key(2), (2, 7, 9, 3))

@@ -85,6 +85,16 @@ class FewShotRunTest(absltest.TestCase):
       self.assertAlmostEqual(np.mean(d['task_accuracies']),
                              d['accuracy_mean'])
 
+  @pytest.mark.slow  # ~20 s: another compile.
+  def test_bfloat16_run_records_finite_results(self):
+    result = fewshot.run(dataclasses.replace(self.cfg, dtype='bfloat16'),
+                         self._workdir(), show_progress=False)
+    run = result['runs'][0]
+    self.assertLen(run['meta_loss'], 4)
+    self.assertTrue(np.all(np.isfinite(run['meta_loss'])))
+    for d in run['distributions']:
+      self.assertBetween(d['accuracy_mean'], 0.0, 1.0)
+
   @pytest.mark.slow  # ~16 s: another compile (inner_lr is static).
   def test_diverged_run_stops_and_records_nothing(self):
     cfg = dataclasses.replace(
@@ -131,6 +141,10 @@ class FewShotRunTest(absltest.TestCase):
     with self.assertRaisesRegex(ValueError, 'maml.inner_lr is non-finite'):
       fewshot.run(dataclasses.replace(self.cfg, maml=dataclasses.replace(
           self.cfg.maml, inner_lr=float('nan'))), self._workdir())
+    with self.assertRaisesRegex(ValueError, 'dtype must be one of float32, '
+                                "bfloat16, got 'float16'"):
+      fewshot.run(dataclasses.replace(self.cfg, dtype='float16'),
+                  self._workdir())
     with self.assertRaisesRegex(ValueError, 'Unknown maml config field'):
       config = self.config.copy_and_resolve_references()
       config.maml.inner_steps = 1

@@ -371,6 +371,8 @@ class Conv4(nn.Module):
       for 8x8 inputs (8 -> 4 -> 2 -> 1).
     conv_impl: lowering of the convolutions (`Conv3x3.impl`); 'auto' picks
       im2col matmuls on CPUs and GPUs and XLA's convolution on TPUs.
+    dtype: the computation dtype (parameters stay float32); the logits are
+      returned in at least float32, so a loss never runs in bfloat16.
   """
   num_classes: int = 5
   features: int = 64
@@ -400,7 +402,9 @@ class Conv4(nn.Module):
       else:  # ReLU commutes with the max-pool: pool first, ReLU on 1/4.
         x = nn.relu(max_pool_2x2(x) if pool else x)
     x = x.reshape(x.shape[0], -1)
-    return nn.Dense(self.num_classes, dtype=self.dtype)(x)
+    logits = nn.Dense(self.num_classes, dtype=self.dtype)(x)
+    # Losses in at least float32 (a bfloat16 model's logits are upcast).
+    return logits.astype(jnp.promote_types(self.dtype, jnp.float32))
 
 
 _MODELS = {
