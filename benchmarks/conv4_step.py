@@ -32,24 +32,22 @@ _BATCH = flags.DEFINE_integer('batch', 75, 'Images per step.')
 _SHAPE = flags.DEFINE_string('shape', '84x84x3', 'H x W x C.')
 _ROUNDS = flags.DEFINE_integer('rounds', 9, 'Timed rounds (steps per side).')
 _REFERENCE = flags.DEFINE_string(
-    'reference', os.path.join(os.path.dirname(os.path.dirname(
-        os.path.dirname(os.path.abspath(__file__)))), 'shared', 'bench',
-                              'torch_maml_ref.py'),
+    'reference', maml_setup.REFERENCE,
     'Path of the PyTorch reference script (its Conv4 is used).')
 
 
 def _ours(images, labels):
   # pylint: disable=g-import-not-at-top
   import jax
-  import jax.numpy as jnp
+  import optax
   from cil import models
   model = models.Conv4(num_classes=maml_setup.WAYS,
                        features=maml_setup.FILTERS)
   params = model.init(jax.random.key(0), images[:1])['params']
 
   def loss(p, x, y):
-    logp = jax.nn.log_softmax(model.apply({'params': p}, x))
-    return -jnp.mean(jnp.take_along_axis(logp, y[:, None], 1))
+    return optax.softmax_cross_entropy_with_integer_labels(
+        model.apply({'params': p}, x), y).mean()
 
   grad = jax.jit(jax.grad(loss))
   x, y = jax.device_put(images), jax.device_put(labels)

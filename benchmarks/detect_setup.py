@@ -20,6 +20,13 @@ from cil.detection import r2cnn
 from cil.detection import train
 
 
+def check_detector(name: str) -> None:
+  """Raises ValueError naming the known detectors unless `name` is one."""
+  if name not in train.DETECTORS:
+    raise ValueError(f'unknown detector {name!r}; known: '
+                     f'{", ".join(train.DETECTORS)}.')
+
+
 def train_step(detector: str, *, loss: str, image_size: int, width: int,
                backbone: str) -> tuple[Callable, Any]:
   """`(step, state)`: the jitted train step of `detector` and its state.
@@ -32,9 +39,7 @@ def train_step(detector: str, *, loss: str, image_size: int, width: int,
   Raises:
     ValueError: an unknown detector, named with the known ones.
   """
-  if detector not in train.DETECTORS:
-    raise ValueError(f'unknown detector {detector!r}; known: '
-                     f'{", ".join(train.DETECTORS)}.')
+  check_detector(detector)
   config_cls, module = train.DETECTORS[detector]
   cfg = r2cnn.scaled_config(image_size=image_size, width=width,
                             backbone=backbone, loss=loss)

@@ -41,10 +41,6 @@ _DETECTORS = flags.DEFINE_list('detectors', ['r2cnn', 'cascade'],
 
 def compiled_step(detector, loss, batch):
   """`(step_fn, state, first_call_s)` for one detector and loss, warmed."""
-  if detector not in train.DETECTORS:  # Named here: other ValueErrors
-    # from building the step are not this flag's.
-    raise app.UsageError(f'--detectors: unknown {detector!r}; known: '
-                         f'{", ".join(train.DETECTORS)}.')
   step, state = detect_setup.train_step(
       detector, loss=loss, image_size=_SIZE.value, width=_WIDTH.value,
       backbone=_BACKBONE.value)
@@ -64,6 +60,11 @@ def _ratio(times, num, den):
 
 def main(argv):
   del argv
+  for detector in _DETECTORS.value:  # All of them, before any compiles.
+    try:
+      detect_setup.check_detector(detector)
+    except ValueError as e:
+      raise app.UsageError(f'--detectors: {e}') from None
   batch = train.synthetic_batch(_BATCH.value, size=_SIZE.value, max_gt=32)
   runs = [f'{d}/{loss}' for d in _DETECTORS.value for loss in ('ce', 'ci')]
   steps, times, results = {}, {run: [] for run in runs}, {}

@@ -9,12 +9,17 @@ is built, so a process that measures the PyTorch reference's memory does
 not load it.
 """
 
+import os
 from typing import Callable
 
 from absl import app
 import numpy as np
 
 WAYS, SUPPORT, QUERY, META_BATCH, INNER_STEPS, FILTERS = 5, 15, 75, 4, 5, 64
+# The PyTorch reference's default place: `../shared/bench/` beside the repo.
+REFERENCE = os.path.join(
+    os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(
+        __file__)))), 'shared', 'bench', 'torch_maml_ref.py')
 
 
 def tasks(h: int, w: int, c: int, seed: int = 0) -> dict:

@@ -57,9 +57,7 @@ _ROUNDS = flags.DEFINE_integer(
     'rounds', 5, 'Interleaved rounds (timed steps per side, median).')
 _SHAPES = flags.DEFINE_string('shapes', '28x28x1,84x84x3', 'H x W x C list.')
 _REFERENCE = flags.DEFINE_string(
-    'reference', os.path.join(os.path.dirname(os.path.dirname(
-        os.path.dirname(os.path.abspath(__file__)))), 'shared', 'bench',
-                              'torch_maml_ref.py'),
+    'reference', maml_setup.REFERENCE,
     'Path of the PyTorch reference script.')
 _SKIP_TORCH = flags.DEFINE_bool('skip_torch', False, 'Only time JAX.')
 _MEMORY = flags.DEFINE_bool(
