@@ -75,7 +75,8 @@ def maml_section(smoke: bool, steps: int) -> list[dict]:
                                    smoke=smoke), steps)
     r.update({'section': 'maml', 'order': 'first' if first_order else
               'second', 'shape': 'x'.join(map(str, shape)),
-              'task_map': policy.task_map, 'conv_impl': policy.conv_impl,
+              'task_map': policy.task_map,
+              'conv_impl': policy.maml_conv_impl(first_order=first_order),
               'meta_steps_per_s': round(1 / r['median_s'], 2),
               'projected_60k_min': round(
                   PAPER_META_STEPS * r['median_s'] / 60, 1),

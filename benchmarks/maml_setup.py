@@ -49,6 +49,15 @@ def parse_shape(text: str, flag: str) -> tuple[int, int, int]:
   return h, w, c
 
 
+def resolve_conv_impl(conv_impl: str, first_order: bool) -> str:
+  """`conv_impl`, or for 'auto' the policy's lowering for the order."""
+  # pylint: disable-next=g-import-not-at-top
+  from cil import runtime
+  if conv_impl != 'auto':
+    return conv_impl
+  return runtime.policy().maml_conv_impl(first_order=first_order)
+
+
 def meta_step(shape: tuple[int, int, int], *, first_order: bool,
               smoke: bool = False, task_map: str = '',
               conv_impl: str = 'auto', dtype=None) -> Callable[[], dict]:
@@ -59,7 +68,8 @@ def meta_step(shape: tuple[int, int, int], *, first_order: bool,
     first_order: FOMAML instead of second-order MAML.
     smoke: tiny model (8 filters, 3 pools, 1 inner step) for CPU checks.
     task_map: `cil.maml.MamlConfig.task_map` ('' = the backend's policy).
-    conv_impl: `cil.models.Conv3x3.impl`.
+    conv_impl: `cil.models.Conv3x3.impl`; 'auto' is the backend policy's
+      choice for the order (`resolve_conv_impl`), as `cil.fewshot` makes.
     dtype: the model's computation dtype (default float32).
 
   The meta-batch is put on the device once, as a prefetching input
@@ -78,7 +88,8 @@ def meta_step(shape: tuple[int, int, int], *, first_order: bool,
       task_map=task_map)
   batch = jax.device_put(tasks(*shape))
   model = models.Conv4(num_classes=WAYS, features=8 if smoke else FILTERS,
-                       pools=3 if smoke else 4, conv_impl=conv_impl,
+                       pools=3 if smoke else 4,
+                       conv_impl=resolve_conv_impl(conv_impl, first_order),
                        dtype=dtype or jnp.float32)
   holder = {'state': maml.create_state(model, cfg, jax.random.key(0),
                                        batch['support_images'][0])}

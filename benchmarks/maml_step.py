@@ -64,8 +64,9 @@ _MEMORY = flags.DEFINE_bool(
     'memory', True, 'Measure peak RSS and cold/cached compile time in child '
     'processes (second order, largest shape).')
 _CONV_IMPL = flags.DEFINE_enum(
-    'conv_impl', 'auto', ['auto', 'im2col', 'xla'],
-    "Conv4's convolution lowering ('auto': the backend policy's).")
+    'conv_impl', 'auto', ['auto', 'winograd', 'im2col', 'xla'],
+    "Conv4's convolution lowering ('auto': the backend policy's for each "
+    'order, as the few-shot runner picks).')
 _CHILD = flags.DEFINE_string(
     'child', '', 'Internal: "jax:SHAPE" or "torch:SHAPE": one second-order '
     'run in this process; prints its peak RSS (and compile time).')
@@ -215,7 +216,9 @@ def main(argv):
   policy = runtime.policy()
   summary = {
       'benchmark': 'maml_step', 'backend': jax.default_backend(),
-      'device': str(jax.devices()[0]), 'conv_impl': _CONV_IMPL.value,
+      'device': str(jax.devices()[0]),
+      'conv_impl': {order: maml_setup.resolve_conv_impl(
+          _CONV_IMPL.value, order == 'first') for order in ('second', 'first')},
       'task_map': policy.task_map,
       'compiler_options': dict(policy.meta_step_compiler_options),
       # Both sides' environment (the reference's processes inherit it).

@@ -11,7 +11,7 @@ each implementation choice named explicitly instead of taken from
 `cil.runtime.policy()`. A variant is `TASK_MAP/CONV_IMPL[/DTYPE]`:
 
 * TASK_MAP: `cil.maml.MamlConfig.task_map` ('vmap', 'loop', 'calls');
-* CONV_IMPL: `cil.models.Conv3x3.impl` ('xla', 'im2col');
+* CONV_IMPL: `cil.models.Conv3x3.impl` ('xla', 'im2col', 'winograd');
 * DTYPE: the model's computation dtype ('float32', default, or 'bfloat16':
   parameters stay float32).
 

@@ -297,6 +297,8 @@ def train_and_evaluate(cfg: FewShotConfig, splits, loss: str,
   side = min(splits.train.image_shape[:2])
   model = models.Conv4(num_classes=cfg.ways, features=cfg.features,
                        pools=min(4, int(np.log2(side))),
+                       conv_impl=runtime.policy().maml_conv_impl(
+                           first_order=cfg.maml.first_order),
                        dtype=jnp.dtype(cfg.dtype))
   first = train_tasks(cfg, train_sampler, 0, tasks=(0, 1))
   state = maml_lib.create_state(model, mcfg, jax.random.key(cfg.seed),
@@ -386,6 +388,8 @@ def run(cfg: FewShotConfig, workdir: str, *, show_progress: bool = True,
   several = jax.device_count() > 1
   resolved = runtime.describe(fewshot={
       'task_map': cfg.maml.resolved_task_map(),
+      'conv_impl': runtime.policy().maml_conv_impl(
+          first_order=cfg.maml.first_order),
       'parallel': cfg.parallel if several else 'none',
       'task_sampling': 'numpy default_rng([seed, step, 11, task]) per '
                        'meta-train task; meta-test batches '

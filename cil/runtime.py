@@ -40,6 +40,13 @@ class Policy:
       84x84x3 (vmap over tasks) took 0.52x the time with im2col matmuls
       that it took with XLA's convolution, first order 0.81x
       (`benchmarks/maml_variants.py`; numbers in WORKSPACE.md).
+    first_order_conv_impl: the lowering for first-order MAML
+      (`maml_conv_impl`): 'winograd' on the CPU, where FOMAML's meta-step
+      at 84x84x3 took 0.66x the time it took with im2col (0.85x at
+      28x28x1). Second order stays on im2col: there Winograd was level
+      (1.03x) and doubled the first call (80 against 40 s). Elsewhere
+      `conv_impl` (Winograd is not measured on GPUs). Numbers in
+      WORKSPACE.md.
     meta_step_compiler_options: XLA options for compiling MAML's meta-step
       (`jax.jit(..., compiler_options=...)`), as `(name, value)` pairs. On
       the CPU, XLA's memory-optimised scheduler: the second-order step at
@@ -52,18 +59,25 @@ class Policy:
   seed_parallel: str
   task_map: str
   conv_impl: str
+  first_order_conv_impl: str
   meta_step_compiler_options: tuple[tuple[str, str], ...] = ()
+
+  def maml_conv_impl(self, *, first_order: bool) -> str:
+    """Conv4's lowering for a MAML meta-step of the given order."""
+    return self.first_order_conv_impl if first_order else self.conv_impl
 
 
 def policy(backend: Optional[str] = None) -> Policy:
   """The implementation choices for `backend` (default: JAX's default)."""
   backend = backend or jax.default_backend()
   cpu = backend == 'cpu'
+  conv_impl = 'xla' if backend == 'tpu' else 'im2col'
   return Policy(backend=backend, unroll_loops=cpu,
                 classify_chunk_steps=1 if cpu else 25,
                 seed_parallel='loop' if cpu else 'vmap',
                 task_map='calls' if cpu else 'vmap',
-                conv_impl='xla' if backend == 'tpu' else 'im2col',
+                conv_impl=conv_impl,
+                first_order_conv_impl='winograd' if cpu else conv_impl,
                 meta_step_compiler_options=_CPU_META_STEP_OPTIONS if cpu
                 else ())
 

@@ -132,9 +132,10 @@ class ModelsTest(parameterized.TestCase):
     np.testing.assert_array_equal(
         g.reshape(2, 4), [[0., 1., 1., 0.], [0., 0., 0., 0.]])
 
-  def test_im2col_conv_equals_xla_conv_to_second_order(self):
+  def test_im2col_and_winograd_convs_equal_xla_conv_to_second_order(self):
     # Values, gradients and the gradient of a gradient (what MAML's
-    # meta-step differentiates) agree between the two lowerings, in float64.
+    # meta-step differentiates) agree between the lowerings, in float64.
+    # Odd H (5) and even W (6): Winograd pads to whole 2x2 tiles and crops.
     with jax.enable_x64(True):
       x = jax.random.normal(jax.random.key(3), (2, 5, 6, 3), jnp.float64)
       k = jax.random.normal(jax.random.key(4), (3, 3, 3, 4), jnp.float64)
@@ -150,11 +151,22 @@ class ModelsTest(parameterized.TestCase):
           return jnp.sum(dx ** 2) + jnp.sum(jnp.sin(dk))
         return jax.grad(inner, (0, 1))(k, x)
 
-      im2col = models.cnn.conv3x3_im2col
-      np.testing.assert_allclose(im2col(x, k), xla(x, k), rtol=1e-12,
-                                 atol=1e-12)
-      for a, b in zip(second_order(im2col), second_order(xla)):
-        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-10)
+      want = second_order(xla)
+      for conv in (models.cnn.conv3x3_im2col, models.cnn.conv3x3_winograd):
+        with self.subTest(conv.__name__):
+          np.testing.assert_allclose(conv(x, k), xla(x, k), rtol=1e-12,
+                                     atol=1e-12)
+          for a, b in zip(second_order(conv), want):
+            np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-10)
+
+  def test_winograd_conv_handles_odd_widths_in_float32(self):
+    # Both sizes odd, 16 channels (Conv3x3's Winograd threshold): float32
+    # rounding of the transforms stays near im2col's.
+    x = jax.random.normal(jax.random.key(6), (2, 7, 9, 16))
+    k = jax.random.normal(jax.random.key(7), (3, 3, 16, 8)) * 0.1
+    np.testing.assert_allclose(models.cnn.conv3x3_winograd(x, k),
+                               models.cnn.conv3x3_im2col(x, k), rtol=1e-4,
+                               atol=1e-5)
 
   def test_fused_norm_relu_pool_equals_unfused_to_second_order(self):
     # Pooling before the affine map and ReLU is exact for either sign of the
@@ -203,16 +215,20 @@ class ModelsTest(parameterized.TestCase):
     np.testing.assert_allclose(got, want, atol=1e-2)
 
   def test_conv4_lowerings_share_parameters_and_outputs(self):
+    # 16 filters: blocks 2-4 have the channels 'winograd' needs to use
+    # Winograd (block 1's 3 channels fall back to im2col).
     x = jax.random.uniform(jax.random.key(1), (4, 16, 16, 3))
     outs, trees = [], []
-    for impl in ('im2col', 'xla'):
-      model = models.Conv4(num_classes=5, features=4, conv_impl=impl)
+    for impl in models.cnn.CONV_IMPLS:
+      model = models.Conv4(num_classes=5, features=16, conv_impl=impl)
       params = model.init(jax.random.key(0), x)
       trees.append(jax.tree.map(jnp.shape, params))
       outs.append(model.apply(params, x))
-    self.assertEqual(trees[0], trees[1])
+    self.assertEqual(models.cnn.WINOGRAD_MIN_CHANNELS, 16)
+    for tree, out in zip(trees[1:], outs[1:]):
+      self.assertEqual(tree, trees[0])
+      np.testing.assert_allclose(out, outs[0], rtol=1e-4, atol=1e-4)
     self.assertIn('Conv_3', trees[0]['params'])  # nn.Conv's names.
-    np.testing.assert_allclose(outs[0], outs[1], rtol=1e-4, atol=1e-4)
     with self.assertRaisesRegex(ValueError, "impl must be 'auto'"):
       models.Conv4(num_classes=5, conv_impl='fft').init(jax.random.key(0), x)
 

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from cil import fewshot
+from cil import runtime
 from cil import workdir as workdir_lib
 import configs
 
@@ -94,6 +95,22 @@ class FewShotRunTest(absltest.TestCase):
     self.assertTrue(np.all(np.isfinite(run['meta_loss'])))
     for d in run['distributions']:
       self.assertBetween(d['accuracy_mean'], 0.0, 1.0)
+
+  @pytest.mark.slow  # ~30 s: another compile.
+  def test_first_order_run_uses_and_records_the_policys_lowering(self):
+    # 16 filters, so Winograd (the CPU's first-order choice) runs in blocks
+    # 2-4, down to 1x1 maps (odd sizes padded to whole tiles).
+    cfg = dataclasses.replace(
+        self.cfg, features=16,
+        maml=dataclasses.replace(self.cfg.maml, first_order=True))
+    workdir = self._workdir()
+    result = fewshot.run(cfg, workdir, show_progress=False)
+    self.assertTrue(np.all(np.isfinite(result['runs'][0]['meta_loss'])))
+    recorded = workdir_lib.read_json(os.path.join(workdir, 'config.json'))
+    want = runtime.policy().maml_conv_impl(first_order=True)
+    self.assertEqual(recorded['runtime']['conv_impl'], want)
+    if runtime.policy().backend == 'cpu':
+      self.assertEqual(want, 'winograd')
 
   @pytest.mark.slow  # ~16 s: another compile (inner_lr is static).
   def test_diverged_run_stops_and_records_nothing(self):
