@@ -108,7 +108,7 @@ class FewShotRunTest(absltest.TestCase):
     self.assertTrue(np.all(np.isfinite(result['runs'][0]['meta_loss'])))
     recorded = workdir_lib.read_json(os.path.join(workdir, 'config.json'))
     want = runtime.policy().maml_conv_impl(first_order=True)
-    self.assertEqual(recorded['runtime']['conv_impl'], want)
+    self.assertEqual(recorded['runtime']['fewshot']['conv_impl'], want)
     if runtime.policy().backend == 'cpu':
       self.assertEqual(want, 'winograd')
 
