@@ -386,8 +386,9 @@ class Conv3x3(nn.Module):
     impl: 'winograd' (`conv3x3_winograd`, or `conv3x3_im2col` for inputs
       of fewer than `WINOGRAD_MIN_CHANNELS` channels), 'im2col'
       (`conv3x3_im2col`), 'xla' (`lax.conv_general_dilated`), or 'auto':
-      `cil.runtime.policy().conv_impl` (Winograd on CPUs, im2col on GPUs,
-      XLA's convolution on TPUs).
+      `cil.runtime.policy().conv_impl` (im2col on CPUs and GPUs, XLA's
+      convolution on TPUs). First-order MAML on the CPU asks for
+      'winograd' (`cil.runtime.Policy.maml_conv_impl`).
     add_bias: False where a batch norm follows: its mean subtraction
       cancels a per-channel bias exactly, so the parameter is kept (the
       same parameters as `nn.Conv`) but not added, which saves a pass over
