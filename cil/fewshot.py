@@ -70,6 +70,10 @@ class FewShotConfig:
       With bfloat16 the convolutions, normalisation and dense layer
       compute in it; the parameters, the logits (so the losses), the
       meta-gradients and Adam stay float32.
+    conv_impl: Conv4's convolution lowering (`cil.models.Conv3x3.impl`:
+      'winograd', 'im2col' or 'xla'), or '' for the backend policy's
+      choice for the MAML order (`cil.runtime.Policy.maml_conv_impl`:
+      Winograd for first order on the CPU, else im2col).
     test_tasks: meta-test tasks per distribution (paper: 600).
     parallel: 'pmap' (plain jit on one device), 'shard_map' or 'none'.
     seed: sampling and initialisation seed.
@@ -88,6 +92,7 @@ class FewShotConfig:
   meta_steps: int
   features: int
   dtype: str
+  conv_impl: str
   test_tasks: int
   parallel: str
   seed: int
@@ -122,6 +127,12 @@ class FewShotConfig:
   def ways(self) -> int:
     return self.maml.ways
 
+  @property
+  def resolved_conv_impl(self) -> str:
+    """`conv_impl`, or the backend policy's lowering for the order."""
+    return self.conv_impl or runtime.policy().maml_conv_impl(
+        first_order=self.maml.first_order)
+
   def validate(self) -> None:
     """Checks every field before any work (or workdir) is touched."""
     if min(self.maml.ways, self.meta_batch, self.meta_steps,
@@ -136,6 +147,10 @@ class FewShotConfig:
     if self.dtype not in DTYPES:
       raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got "
                        f'{self.dtype!r}.')
+    if self.conv_impl not in ('',) + models.cnn.CONV_IMPLS:
+      raise ValueError(f"conv_impl must be '' (the backend's choice) or one "
+                       f"of {', '.join(models.cnn.CONV_IMPLS)}, got "
+                       f'{self.conv_impl!r}.')
     if not self.losses:
       raise ValueError('losses must not be empty.')
     for name in self.losses:
@@ -297,8 +312,7 @@ def train_and_evaluate(cfg: FewShotConfig, splits, loss: str,
   side = min(splits.train.image_shape[:2])
   model = models.Conv4(num_classes=cfg.ways, features=cfg.features,
                        pools=min(4, int(np.log2(side))),
-                       conv_impl=runtime.policy().maml_conv_impl(
-                           first_order=cfg.maml.first_order),
+                       conv_impl=cfg.resolved_conv_impl,
                        dtype=jnp.dtype(cfg.dtype))
   first = train_tasks(cfg, train_sampler, 0, tasks=(0, 1))
   state = maml_lib.create_state(model, mcfg, jax.random.key(cfg.seed),
@@ -388,8 +402,7 @@ def run(cfg: FewShotConfig, workdir: str, *, show_progress: bool = True,
   several = jax.device_count() > 1
   resolved = runtime.describe(fewshot={
       'task_map': cfg.maml.resolved_task_map(),
-      'conv_impl': runtime.policy().maml_conv_impl(
-          first_order=cfg.maml.first_order),
+      'conv_impl': cfg.resolved_conv_impl,
       'parallel': cfg.parallel if several else 'none',
       'task_sampling': 'numpy default_rng([seed, step, 11, task]) per '
                        'meta-train task; meta-test batches '

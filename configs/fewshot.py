@@ -90,6 +90,9 @@ def get_config(arg=None) -> ml_collections.ConfigDict:
   # 'bfloat16' (parameters, logits, losses and meta-gradients stay float32).
   c.features = 32
   c.dtype = 'float32'
+  # Conv4's convolution lowering: '' (the backend's choice: Winograd for
+  # first-order MAML on the CPU, else im2col), 'winograd', 'im2col', 'xla'.
+  c.conv_impl = ''
   # Meta-test tasks per distribution (the paper: 600).
   c.test_tasks = 100
   # 'pmap' (plain jit on one device), 'shard_map' or 'none'.

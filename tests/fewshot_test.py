@@ -108,9 +108,13 @@ class FewShotRunTest(absltest.TestCase):
     self.assertTrue(np.all(np.isfinite(result['runs'][0]['meta_loss'])))
     recorded = workdir_lib.read_json(os.path.join(workdir, 'config.json'))
     want = runtime.policy().maml_conv_impl(first_order=True)
+    self.assertEqual(cfg.resolved_conv_impl, want)
     self.assertEqual(recorded['runtime']['fewshot']['conv_impl'], want)
     if runtime.policy().backend == 'cpu':
       self.assertEqual(want, 'winograd')
+    # The config field overrides the policy.
+    self.assertEqual(dataclasses.replace(cfg, conv_impl='im2col')
+                     .resolved_conv_impl, 'im2col')
 
   @pytest.mark.slow  # ~16 s: another compile (inner_lr is static).
   def test_diverged_run_stops_and_records_nothing(self):
@@ -158,6 +162,10 @@ class FewShotRunTest(absltest.TestCase):
     with self.assertRaisesRegex(ValueError, 'maml.inner_lr is non-finite'):
       fewshot.run(dataclasses.replace(self.cfg, maml=dataclasses.replace(
           self.cfg.maml, inner_lr=float('nan'))), self._workdir())
+    with self.assertRaisesRegex(ValueError, "conv_impl must be '' .*"
+                                "winograd, im2col, xla, got 'fft'"):
+      fewshot.run(dataclasses.replace(self.cfg, conv_impl='fft'),
+                  self._workdir(), show_progress=False)
     with self.assertRaisesRegex(ValueError, 'dtype must be one of float32, '
                                 "bfloat16, got 'float16'"):
       fewshot.run(dataclasses.replace(self.cfg, dtype='float16'),
