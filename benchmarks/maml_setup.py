@@ -49,15 +49,6 @@ def parse_shape(text: str, flag: str) -> tuple[int, int, int]:
   return h, w, c
 
 
-def resolve_conv_impl(conv_impl: str, first_order: bool) -> str:
-  """`conv_impl`, or for 'auto' the policy's lowering for the order."""
-  # pylint: disable-next=g-import-not-at-top
-  from cil import runtime
-  if conv_impl != 'auto':
-    return conv_impl
-  return runtime.policy().maml_conv_impl(first_order=first_order)
-
-
 def meta_step(shape: tuple[int, int, int], *, first_order: bool,
               smoke: bool = False, task_map: str = '',
               conv_impl: str = 'auto', dtype=None) -> Callable[[], dict]:
@@ -69,7 +60,8 @@ def meta_step(shape: tuple[int, int, int], *, first_order: bool,
     smoke: tiny model (8 filters, 3 pools, 1 inner step) for CPU checks.
     task_map: `cil.maml.MamlConfig.task_map` ('' = the backend's policy).
     conv_impl: `cil.models.Conv3x3.impl`; 'auto' is the backend policy's
-      choice for the order (`resolve_conv_impl`), as `cil.fewshot` makes.
+      choice for the order (`cil.runtime.Policy.maml_conv_impl`), as
+      `cil.fewshot` makes.
     dtype: the model's computation dtype (default float32).
 
   The meta-batch is put on the device once, as a prefetching input
@@ -80,6 +72,7 @@ def meta_step(shape: tuple[int, int, int], *, first_order: bool,
   import jax.numpy as jnp
   from cil import maml
   from cil import models
+  from cil import runtime
   cfg = maml.MamlConfig(
       ways=WAYS, inner_lr=0.01, meta_lr=1e-3,
       adaptation_steps=1 if smoke else INNER_STEPS,
@@ -89,7 +82,8 @@ def meta_step(shape: tuple[int, int, int], *, first_order: bool,
   batch = jax.device_put(tasks(*shape))
   model = models.Conv4(num_classes=WAYS, features=8 if smoke else FILTERS,
                        pools=3 if smoke else 4,
-                       conv_impl=resolve_conv_impl(conv_impl, first_order),
+                       conv_impl=runtime.policy().maml_conv_impl(
+                           first_order=first_order, requested=conv_impl),
                        dtype=dtype or jnp.float32)
   holder = {'state': maml.create_state(model, cfg, jax.random.key(0),
                                        batch['support_images'][0])}

@@ -217,8 +217,9 @@ def main(argv):
   summary = {
       'benchmark': 'maml_step', 'backend': jax.default_backend(),
       'device': str(jax.devices()[0]),
-      'conv_impl': {order: maml_setup.resolve_conv_impl(
-          _CONV_IMPL.value, order == 'first') for order in ('second', 'first')},
+      'conv_impl': {order: policy.maml_conv_impl(
+          first_order=order == 'first', requested=_CONV_IMPL.value)
+                    for order in ('second', 'first')},
       'task_map': policy.task_map,
       'compiler_options': dict(policy.meta_step_compiler_options),
       # Both sides' environment (the reference's processes inherit it).

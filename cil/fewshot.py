@@ -130,8 +130,8 @@ class FewShotConfig:
   @property
   def resolved_conv_impl(self) -> str:
     """`conv_impl`, or the backend policy's lowering for the order."""
-    return self.conv_impl or runtime.policy().maml_conv_impl(
-        first_order=self.maml.first_order)
+    return runtime.policy().maml_conv_impl(
+        first_order=self.maml.first_order, requested=self.conv_impl)
 
   def validate(self) -> None:
     """Checks every field before any work (or workdir) is touched."""

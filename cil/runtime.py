@@ -62,8 +62,14 @@ class Policy:
   first_order_conv_impl: str
   meta_step_compiler_options: tuple[tuple[str, str], ...] = ()
 
-  def maml_conv_impl(self, *, first_order: bool) -> str:
-    """Conv4's lowering for a MAML meta-step of the given order."""
+  def maml_conv_impl(self, *, first_order: bool, requested: str = '') -> str:
+    """Conv4's lowering for a MAML meta-step of the given order.
+
+    `requested` ('winograd', 'im2col', 'xla': a config's or a flag's
+    choice) wins; '' or 'auto' leaves the choice to this policy.
+    """
+    if requested not in ('', 'auto'):
+      return requested
     return self.first_order_conv_impl if first_order else self.conv_impl
 
 
