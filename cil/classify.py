@@ -18,7 +18,7 @@ finished (protocol, loss) cell writes `workdir/runs/<protocol>__<loss>.json`.
 Rerunning with the same config skips finished cells and resumes the others
 from their newest good checkpoint; batch orders are a function of (seed,
 epoch), so the result and the metrics log equal an uninterrupted run's. A
-NaN/inf loss or parameter stops the run (`workdir.NonFiniteError`) without
+NaN/inf loss or parameter stops the run (`errors.NonFiniteError`) without
 recording the cell.
 """
 
@@ -564,7 +564,7 @@ def train_and_evaluate(
   metrics log.
 
   Raises:
-    workdir.NonFiniteError: a seed's loss or parameters became NaN/inf.
+    errors.NonFiniteError: a seed's loss or parameters became NaN/inf.
   """
   cell = cell_name(protocol, loss_name)
   seeds = list(range(cfg.first_seed, cfg.first_seed + cfg.seeds))
@@ -832,7 +832,7 @@ def run(cfg: ClassifyConfig, workdir: str, *, show_progress: bool = True,
     The results dict written to `results.json`.
 
   Raises:
-    workdir.RunError: a locked workdir, a different config, a damaged file,
+    errors.RunError: a locked workdir, a different config, a damaged file,
       a non-finite loss or parameter (nothing is then recorded as finished).
   """
   cfg.validate()

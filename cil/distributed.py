@@ -37,6 +37,8 @@ from typing import Any, Optional
 import jax
 import numpy as np
 
+from cil import errors
+
 
 @dataclasses.dataclass(frozen=True)
 class Settings:
@@ -265,9 +267,7 @@ def agree(error: Optional[BaseException]) -> None:
   if error is not None:
     raise error
   if failed.any():
-    # pylint: disable-next=g-import-not-at-top
-    from cil import workdir
     who = ', '.join(str(i) for i in np.flatnonzero(failed))
-    raise workdir.RunError(f'process(es) {who} stopped with an error (see '
-                           f'their output); process {jax.process_index()} '
-                           f'stops too.')
+    raise errors.RunError(f'process(es) {who} stopped with an error (see '
+                          f'their output); process {jax.process_index()} '
+                          f'stops too.')

@@ -303,7 +303,7 @@ def train_and_evaluate(cfg: FewShotConfig, splits, loss: str,
   the cell's metrics log (`metrics/<loss>.jsonl`).
 
   Raises:
-    workdir.NonFiniteError: the meta-loss or the meta-parameters became
+    errors.NonFiniteError: the meta-loss or the meta-parameters became
       NaN/inf.
   """
   mcfg = cfg.maml_config(loss)
@@ -383,7 +383,7 @@ def run(cfg: FewShotConfig, workdir: str, *, show_progress: bool = True,
   kept in `runs/<loss>.json`.
 
   Raises:
-    workdir.RunError: a locked workdir, a different config, a damaged file,
+    errors.RunError: a locked workdir, a different config, a damaged file,
       a non-finite meta-loss or parameter (nothing is then recorded as
       finished).
   """

@@ -4,15 +4,16 @@ A runner validates its config and finds its data first, then opens the
 workdir, which:
 
 * takes an exclusive lock (`workdir/.lock`, `fcntl.flock`): a second
-  process on the same workdir stops at once with `WorkdirLockedError`
-  naming the workdir and the holder (pid, host, start time, command);
+  process on the same workdir stops at once with
+  `cil.errors.WorkdirLockedError` naming the workdir and the holder (pid,
+  host, start time, command);
 * claims it: `config.json` records `{'config': ..., 'runtime': ...}`; a
-  workdir holding a different config is refused (`ConfigMismatchError`);
-  `runtime` (backend policy, devices, versions, resolved choices) is
-  rewritten on every run;
+  workdir holding a different config is refused
+  (`cil.errors.ConfigMismatchError`); `runtime` (backend policy, devices,
+  versions, resolved choices) is rewritten on every run;
 * keeps finished cells in `runs/<cell>.json`, each written atomically
   (temporary file, fsync, rename); a damaged JSON file is named in the
-  error (`CorruptFileError`);
+  error (`cil.errors.CorruptFileError`);
 * gives each cell a `Checkpointer` (Orbax, at least the last two steps, a
   checksum of every saved tree recorded before the save) that falls back to
   the previous checkpoint when the newest cannot be read, holds non-finite
@@ -22,10 +23,10 @@ workdir, which:
   equals an uninterrupted one's), mirrored to TensorBoard event files under
   `tensorboard/<cell>/` when `tensorboardX` is installed (extra `tb`);
 * `check_finite` is the non-finite guard: a NaN/inf loss or parameter
-  raises `NonFiniteError` (cell, step, quantity); nothing is recorded as
-  finished, and the last good checkpoint stays.
+  raises `cil.errors.NonFiniteError` (cell, step, quantity); nothing is
+  recorded as finished, and the last good checkpoint stays.
 
-Launchers catch `RunError` and exit non-zero with its message.
+Launchers catch `cil.errors.RunError` and exit non-zero with its message.
 """
 
 import contextlib
@@ -47,30 +48,7 @@ import numpy as np
 
 from cil import _extras
 from cil import distributed
-
-
-class RunError(Exception):
-  """An error that stops a run; its message says what and where."""
-
-
-class WorkdirLockedError(RunError):
-  """Another process holds the workdir."""
-
-
-class ConfigMismatchError(RunError, ValueError):
-  """The workdir holds a run of a different config."""
-
-
-class CorruptFileError(RunError):
-  """A file of the workdir cannot be parsed."""
-
-
-class CheckpointError(RunError):
-  """No checkpoint of a cell can be restored."""
-
-
-class NonFiniteError(RunError, FloatingPointError):
-  """A loss, metric or parameter became NaN or infinite."""
+from cil import errors
 
 
 # ---------------------------------------------------------------------------
@@ -123,7 +101,7 @@ def read_json(path: str) -> Any:
       text = f.read()
     return json.loads(text)
   except (json.JSONDecodeError, UnicodeDecodeError) as e:
-    raise CorruptFileError(
+    raise errors.CorruptFileError(
         f'{path} is damaged and cannot be parsed ({e}); delete it to '
         f'recompute what it held.') from None
 
@@ -135,7 +113,7 @@ def read_runs(workdir: str) -> list[dict]:
   in `runs/` (sorted by file name).
   """
   if not os.path.isdir(workdir):
-    raise RunError(f'{workdir} is not a workdir (no such directory).')
+    raise errors.RunError(f'{workdir} is not a workdir (no such directory).')
   results = os.path.join(workdir, 'results.json')
   if os.path.exists(results):
     return read_json(results)['runs']
@@ -168,7 +146,7 @@ def first_non_finite(tree: Any) -> Optional[str]:
 
 
 def check_finite(cell: str, step: int, **quantities: Any) -> None:
-  """Raises `NonFiniteError` if any quantity (a pytree) has NaN/inf.
+  """Raises `errors.NonFiniteError` if any quantity (a pytree) has NaN/inf.
 
   Args:
     cell: what is being run (e.g. 'odd10/ci').
@@ -179,7 +157,7 @@ def check_finite(cell: str, step: int, **quantities: Any) -> None:
     where = first_non_finite(value)
     if where is not None:
       leaf = '' if where == '(value)' else f' (at {where})'
-      raise NonFiniteError(
+      raise errors.NonFiniteError(
           f'{cell}: non-finite {name}{leaf} at step {step}. The run '
           f'diverged (check the learning rates and loss hyperparameters); '
           f'nothing was recorded as finished and the last good checkpoint '
@@ -261,9 +239,9 @@ class Checkpointer:
     host = distributed.to_host(tree)  # Gathered once for both checks.
     where = first_non_finite(host)
     if where is not None:
-      raise NonFiniteError(f'{self.directory}: refusing to save a '
-                           f'checkpoint with non-finite {where} at step '
-                           f'{step}.')
+      raise errors.NonFiniteError(
+          f'{self.directory}: refusing to save a checkpoint with non-finite '
+          f'{where} at step {step}.')
     checksum = tree_checksum(host)
     if self._primary:
       sums = self._sums()
@@ -282,7 +260,7 @@ class Checkpointer:
     """`(step, tree)` of the newest good checkpoint, or `(0, target)`.
 
     Raises:
-      CheckpointError: checkpoints exist but none of them is good.
+      errors.CheckpointError: checkpoints exist but none of them is good.
     """
     sums = self._sums()
     problems = []
@@ -316,7 +294,7 @@ class Checkpointer:
       return step, tree
     if problems:
       listing = '; '.join(f'step {s} {why}' for s, why in problems)
-      raise CheckpointError(
+      raise errors.CheckpointError(
           f'No checkpoint under {self.directory} can be restored: {listing}. '
           f'Delete that folder to start this cell again.')
     return 0, target
@@ -358,7 +336,7 @@ class MetricsLog:
         except json.JSONDecodeError:
           if i >= len(lines) - 2:  # A torn last line: the writer was killed.
             break
-          raise CorruptFileError(
+          raise errors.CorruptFileError(
               f'{path}, line {i + 1}, is damaged and cannot be parsed; '
               f'delete the file to drop the history.') from None
         if record.get('step', 0) <= resume_step:
@@ -410,7 +388,8 @@ def read_metrics(path: str) -> list[dict]:
         try:
           out.append(json.loads(line))
         except json.JSONDecodeError:
-          raise CorruptFileError(f'{path}, line {i + 1}, is damaged.') from None
+          raise errors.CorruptFileError(
+              f'{path}, line {i + 1}, is damaged.') from None
   return out
 
 
@@ -497,7 +476,7 @@ class Workdir:
         os.makedirs(self.path, exist_ok=True)
         self._lock()
         self._claim()
-      except (RunError, OSError, ValueError) as e:
+      except (errors.RunError, OSError, ValueError) as e:
         self.close()
         error = e
     try:
@@ -521,7 +500,7 @@ class Workdir:
       f.seek(0)
       holder = f.read().strip() or 'unknown process'
       f.close()
-      raise WorkdirLockedError(
+      raise errors.WorkdirLockedError(
           f'Workdir {self.path} is in use by another run ({holder}); wait '
           f'for it to finish or use another --workdir.') from None
     f.seek(0)
@@ -537,14 +516,14 @@ class Workdir:
     if os.path.exists(path):
       previous = read_json(path)
       if not isinstance(previous, dict) or 'config' not in previous:
-        raise CorruptFileError(f'{path} is not a cil config record (no '
-                               f'"config" key); delete it or use a new '
-                               f'--workdir.')
+        raise errors.CorruptFileError(
+            f'{path} is not a cil config record (no "config" key); delete '
+            f'it or use a new --workdir.')
       if previous['config'] != self.config:
         changed = sorted(
             k for k in set(previous['config']) | set(self.config)
             if previous['config'].get(k) != self.config.get(k))
-        raise ConfigMismatchError(
+        raise errors.ConfigMismatchError(
             f'{self.path} holds a run with a different config (fields '
             f'{", ".join(changed)} differ); use a new --workdir or delete '
             f'it.\nold: {previous["config"]}\nnew: {self.config}')

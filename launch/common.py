@@ -5,7 +5,7 @@
 * `main(run)`: rejects stray arguments, keeps library INFO logs (Orbax,
   absl) quiet unless `--verbosity`/`-v` is given (`-v 0` shows INFO, `-v 1`
   debug), logs the devices at INFO, and turns a run error (a `ValueError`
-  from validation, a `cil.workdir.RunError`) into its message on stderr and
+  from validation, a `cil.errors.RunError`) into its message on stderr and
   exit status 1; with `-v 1` the traceback is printed too;
 * joins a multi-process run (`cil.distributed`) when the distributed flags
   or their environment variables say so, before JAX starts: every process
@@ -24,6 +24,7 @@ from absl import flags
 from absl import logging
 
 from cil import distributed
+from cil import errors
 from cil import workdir
 
 _COORDINATOR = flags.DEFINE_string(
@@ -75,7 +76,7 @@ def main(run: Callable[[], None]) -> Callable[[list], None]:
                  distributed.describe())
     try:
       run()
-    except (workdir.RunError, ValueError) as e:
+    except (errors.RunError, ValueError) as e:
       if verbosity.present and verbosity.value >= 1:
         raise
       print(f'error: {e}', file=sys.stderr)

@@ -17,6 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from cil import errors
 from cil import classify
 from cil import hugepages
 from cil import metrics
@@ -374,7 +375,7 @@ class ClassifyTest(absltest.TestCase):
     cfg = self._cfg(lr=1e30)
     workdir = self._workdir()
     for _ in range(2):  # A rerun fails the same way.
-      with self.assertRaisesRegex(workdir_lib.NonFiniteError,
+      with self.assertRaisesRegex(errors.NonFiniteError,
                                   r'odd25/ci: non-finite loss at step \d+'):
         classify.run(cfg, workdir, show_progress=False)
       self.assertFalse(os.path.exists(os.path.join(workdir, 'runs')))

@@ -12,6 +12,7 @@ from absl.testing import absltest
 import numpy as np
 import pytest
 
+from cil import errors
 from cil import fewshot
 from cil import runtime
 from cil import workdir as workdir_lib
@@ -122,7 +123,7 @@ class FewShotRunTest(absltest.TestCase):
         self.cfg, maml=dataclasses.replace(self.cfg.maml, inner_lr=1e30))
     workdir = self._workdir()
     for _ in range(2):  # A rerun fails the same way.
-      with self.assertRaisesRegex(workdir_lib.NonFiniteError,
+      with self.assertRaisesRegex(errors.NonFiniteError,
                                   r'ci: non-finite meta_loss at step 1'):
         fewshot.run(cfg, workdir, show_progress=False)
       self.assertFalse(os.path.exists(os.path.join(workdir, 'runs')))

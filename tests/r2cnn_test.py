@@ -20,6 +20,7 @@ import numpy as np
 import optax
 import pytest
 
+from cil import errors
 from cil import losses as losses_lib
 from cil.detection import cascade
 from cil.detection import r2cnn
@@ -146,7 +147,7 @@ class TrainTest(absltest.TestCase):
     self.assertFalse(os.path.exists(work))
     # Evaluating a workdir with no checkpoint is an error, not a table of
     # random weights' detections.
-    with self.assertRaisesRegex(workdir.RunError, 'holds no checkpoint to '
+    with self.assertRaisesRegex(errors.RunError, 'holds no checkpoint to '
                                 'evaluate'):
       train.run(_train_config(mode='eval', synthetic_train=2,
                               synthetic_test=1), work, show_progress=False)

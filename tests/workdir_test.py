@@ -10,6 +10,7 @@ import tempfile
 from absl.testing import absltest
 import numpy as np
 
+from cil import errors
 from cil import workdir as wd
 
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -94,13 +95,13 @@ class CheckpointerTest(absltest.TestCase):
     self._saved()
     with open(os.path.join(self.dir, 'checksums.json'), 'w') as f:
       json.dump({'2': 'x', '3': 'y'}, f)
-    with self.assertRaisesRegex(wd.CheckpointError,
+    with self.assertRaisesRegex(errors.CheckpointError,
                                 'No checkpoint under .* can be restored'):
       self._restore()
 
   def test_non_finite_tree_is_not_saved(self):
     ckpt = wd.Checkpointer(self.dir)
-    with self.assertRaisesRegex(wd.NonFiniteError, r"non-finite \['params'\]"):
+    with self.assertRaisesRegex(errors.NonFiniteError, r"non-finite \['params'\]"):
       ckpt.save(1, _tree(float('nan')))
     self.assertEqual(ckpt.steps(), [])
     ckpt.close()
@@ -111,9 +112,9 @@ class GuardAndFilesTest(absltest.TestCase):
   def test_check_finite_names_cell_step_and_quantity(self):
     wd.check_finite('odd10/ci', 3, loss=np.float32(1.0))
     with self.assertRaisesRegex(
-        wd.NonFiniteError, r'odd10/ci: non-finite loss at step 7'):
+        errors.NonFiniteError, r'odd10/ci: non-finite loss at step 7'):
       wd.check_finite('odd10/ci', 7, loss=np.float32(np.nan))
-    with self.assertRaisesRegex(wd.NonFiniteError,
+    with self.assertRaisesRegex(errors.NonFiniteError,
                                 r"non-finite params \(at \['a'\]\['b'\]\)"):
       wd.check_finite('c', 1, params={'a': {'b': np.array([0.0, np.inf])}})
 
@@ -123,7 +124,7 @@ class GuardAndFilesTest(absltest.TestCase):
     self.assertEqual(wd.read_json(path), {'a': None, 'b': [1.5, 2.0]})
     with open(path, 'w') as f:
       f.write('{"a": [1, 2')
-    with self.assertRaisesRegex(wd.CorruptFileError, f'{path} is damaged'):
+    with self.assertRaisesRegex(errors.CorruptFileError, f'{path} is damaged'):
       wd.read_json(path)
 
   def test_metrics_log_is_cut_back_to_the_resumed_step(self):
@@ -144,7 +145,7 @@ class GuardAndFilesTest(absltest.TestCase):
     path = os.path.join(tempfile.mkdtemp(), 'm.jsonl')
     with open(path, 'w') as f:
       f.write('{"step": 1}\nnot json\n{"step": 2}\n{"step": 3}\n')
-    with self.assertRaisesRegex(wd.CorruptFileError, 'm.jsonl, line 2'):
+    with self.assertRaisesRegex(errors.CorruptFileError, 'm.jsonl, line 2'):
       wd.MetricsLog(path, resume_step=5)
 
 
@@ -160,14 +161,14 @@ class WorkdirTest(absltest.TestCase):
       pass
     with wd.Workdir(self.path, {'lr': 0.1}, runtime={'backend': 'gpu'}):
       pass  # The runtime record may change.
-    with self.assertRaisesRegex(wd.ConfigMismatchError,
+    with self.assertRaisesRegex(errors.ConfigMismatchError,
                                 'different config .*fields lr differ'):
       with wd.Workdir(self.path, {'lr': 0.2}):
         pass
 
   def test_empty_config_json_is_named(self):
     open(os.path.join(self.path, 'config.json'), 'w').close()
-    with self.assertRaisesRegex(wd.CorruptFileError, 'config.json is damaged'):
+    with self.assertRaisesRegex(errors.CorruptFileError, 'config.json is damaged'):
       with wd.Workdir(self.path, {'lr': 0.1}):
         pass
 
@@ -177,14 +178,14 @@ class WorkdirTest(absltest.TestCase):
       self.assertEqual(w.finished('odd10/ci'), {'accuracy': 0.5})
       with open(w.file('runs', 'odd10__ci.json'), 'w') as f:
         f.write('{"accur')
-      with self.assertRaisesRegex(wd.CorruptFileError, 'odd10__ci.json'):
+      with self.assertRaisesRegex(errors.CorruptFileError, 'odd10__ci.json'):
         w.finished('odd10/ci')
 
   def test_second_process_on_a_locked_workdir_fails_fast(self):
     code = ('import sys; from cil import workdir as wd\n'
             'try:\n'
             f'  wd.Workdir({self.path!r}, {{}}).open()\n'
-            'except wd.WorkdirLockedError as e:\n'
+            'except errors.WorkdirLockedError as e:\n'
             '  print(e); sys.exit(3)\n')
     with wd.Workdir(self.path, {}):
       held = subprocess.run([sys.executable, '-c', code], cwd=_ROOT,

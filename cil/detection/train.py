@@ -35,6 +35,7 @@ import optax
 from cil import _extras
 from cil import _validation as v
 from cil import distributed
+from cil import errors
 from cil import losses as losses_lib
 from cil import plots
 from cil import runtime
@@ -384,7 +385,7 @@ def run(cfg: TrainConfig, workdir: str, *, show_progress: bool = True,
   generated into it if no folder is given, and training resumes from the
   newest good checkpoint. Each step appends its loss terms and wall time to
   `metrics/train.jsonl` (and TensorBoard); a NaN/inf loss or parameter
-  stops the run (`workdir.NonFiniteError`).
+  stops the run (`errors.NonFiniteError`).
 
   Args:
     cfg: the configuration; a different one in the same `workdir` is
@@ -437,7 +438,7 @@ def run(cfg: TrainConfig, workdir: str, *, show_progress: bool = True,
     state = state.replace(**restored)
     if cfg.mode == 'eval' and not start:
       ckpt.close()
-      raise workdir_lib.RunError(
+      raise errors.RunError(
           f'{workdir} holds no checkpoint to evaluate; train first '
           f"(--config.mode=both or 'train').")
     if cfg.mode in ('train', 'both') and start < cfg.steps:

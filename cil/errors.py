@@ -1,0 +1,31 @@
+"""The errors a run stops with: the bottom layer, importing nothing of `cil`.
+
+Every module that stops a run raises one of these, so that the launchers
+can turn any of them into one line on stderr and exit status 1
+(`launch/common.py`), and so that lower layers (`cil.distributed`) never
+import an upper one (`cil.workdir`) to raise an error.
+"""
+
+
+class RunError(Exception):
+  """An error that stops a run; its message says what and where."""
+
+
+class WorkdirLockedError(RunError):
+  """Another process holds the workdir."""
+
+
+class ConfigMismatchError(RunError, ValueError):
+  """The workdir holds a run of a different config."""
+
+
+class CorruptFileError(RunError):
+  """A file of the workdir cannot be parsed."""
+
+
+class CheckpointError(RunError):
+  """No checkpoint of a cell can be restored."""
+
+
+class NonFiniteError(RunError, FloatingPointError):
+  """A loss, metric or parameter became NaN or infinite."""
