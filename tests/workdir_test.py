@@ -182,7 +182,7 @@ class WorkdirTest(absltest.TestCase):
         w.finished('odd10/ci')
 
   def test_second_process_on_a_locked_workdir_fails_fast(self):
-    code = ('import sys; from cil import workdir as wd\n'
+    code = ('import sys; from cil import errors, workdir as wd\n'
             'try:\n'
             f'  wd.Workdir({self.path!r}, {{}}).open()\n'
             'except errors.WorkdirLockedError as e:\n'
