@@ -1,0 +1,326 @@
+"""Peers: the imbalance-aware losses a researcher compares CI against
+(class-balanced, LDAM, logit-adjusted / balanced softmax, inverse-frequency
+weighted cross-entropy).
+
+Private: import the public names from `cil.losses`.
+"""
+
+import math
+from typing import Optional
+
+import jax
+import jax.numpy as jnp
+from jax.typing import ArrayLike
+
+from cil import _validation as v
+from cil._losses._classification import _focal_from_log_p
+from cil._losses._common import _check_classification_inputs
+from cil._losses._common import _check_gamma
+from cil._losses._common import _counts_as_float
+from cil._losses._common import _finish
+from cil._losses._common import _host_sequence_to_array
+from cil._losses._common import _is_soft
+from cil._losses._common import _neg_log
+from cil._losses._common import _optax_shaped
+from cil._losses._common import _prepare
+from cil._losses._common import _take
+from cil._losses._common import _true_class_log_prob
+
+
+@_optax_shaped()
+def class_balanced_loss(
+    logits: ArrayLike,
+    labels: ArrayLike,
+    class_counts: ArrayLike,
+    *,
+    beta: float = 0.9999,
+    gamma: float = 0.0,
+    where: Optional[ArrayLike] = None,
+    log_base: float = 10.0,
+) -> jax.Array:
+  r"""Class-balanced loss (Cui et al. 2019): re-weighting by effective numbers.
+
+  .. math::
+    w_i = \frac{1 - \beta}{1 - \beta^{N_i}}, \quad
+    \tilde w_i = C \, w_i / \textstyle\sum_j w_j, \quad
+    L_{CB} = -\tilde w_t (1 - p_t)^{\gamma} \log_b p_t
+
+  `gamma=0` (default) is class-balanced softmax cross-entropy; `gamma > 0`
+  class-balanced softmax focal loss. `beta=0` gives CE (all weights 1); as
+  beta -> 1 the weights approach inverse frequency.
+
+  Args:
+    logits: `[..., num_classes]` unnormalized scores (any leading batch
+      axes; the class axis is `axis`).
+    labels: `[...]` integer class indices, or `[..., num_classes]`
+      probabilities (soft labels).
+    class_counts: `[num_classes]` positive counts.
+    beta: in [0, 1); the paper's choices are 0.9, 0.99, 0.999, 0.9999.
+    gamma: optional focal focusing parameter >= 0.
+    where: optional boolean mask broadcastable to `[...]`; masked examples
+      give 0.
+    log_base: base b of the logarithm (default 10 as the rest of `cil`).
+    axis: the class axis of `logits` (and of soft `labels`), as optax.
+
+  Returns:
+    `[...]` losses (one per example; nothing is reduced).
+
+  References:
+    Cui, Jia, Lin, Song and Belongie, `Class-Balanced Loss Based on Effective
+    Number of Samples <https://arxiv.org/abs/1901.05555>`_, CVPR 2019.
+  """
+  class_counts = _host_sequence_to_array(class_counts)
+  _, num_classes = _check_classification_inputs(
+      logits, labels, where, class_counts)
+  v.check_log_base(log_base)
+  _check_gamma(gamma)
+  if v.is_concrete(beta) and not 0 <= float(beta) < 1:
+    raise ValueError(f'`beta` must be in [0, 1), got {beta}.')
+  return _class_balanced_loss_core(logits, labels, where, class_counts, beta,
+                                   gamma, log_base)
+
+
+@jax.jit
+def _class_balanced_loss_core(logits, labels, where, class_counts, beta, gamma,
+                              log_base):
+  """`class_balanced_loss` past its checks, jitted."""
+  num_classes = jnp.shape(logits)[1]
+  logits, labels = _prepare(logits, labels, where)
+  counts = _counts_as_float(class_counts, logits.dtype)
+  beta = jnp.asarray(beta, logits.dtype)
+  # 1 - beta^N, accurate for beta near 1 (beta = 0 gives 1).
+  effective_num = -jnp.expm1(counts * jnp.log(beta))
+  weights = (1 - beta) / effective_num
+  weights = weights * num_classes / jnp.sum(weights)
+  log_p = _true_class_log_prob(logits, labels)
+  loss = _take(weights, labels) * _focal_from_log_p(log_p, gamma, log_base)
+  return _finish(loss, labels, where)
+
+
+@_optax_shaped()
+def ldam_loss(
+    logits: ArrayLike,
+    labels: ArrayLike,
+    class_counts: ArrayLike,
+    *,
+    max_margin: float = 0.5,
+    scale: float = 30.0,
+    where: Optional[ArrayLike] = None,
+    log_base: float = 10.0,
+) -> jax.Array:
+  r"""Label-distribution-aware margin (LDAM) loss (Cao et al. 2019).
+
+  .. math::
+    \Delta_i \propto N_i^{-1/4}, \ \max_i \Delta_i = \text{max\_margin}, \quad
+    L = -\log_b \mathrm{softmax}(s \, (z - \Delta_t e_t))_t
+
+  The true-class logit is reduced by a margin that is larger for rarer
+  classes. Cao et al.'s `scale` s = 30 assumes cosine-similarity logits in
+  [-1, 1] (a normalised last layer); with an ordinary linear head use a scale
+  near 1. The deferred re-weighting (DRW) schedule of the paper is a training
+  schedule, not part of the loss: combine with `weighted_cross_entropy`-style
+  weights in the training loop if wanted.
+
+  Args:
+    logits: `[..., num_classes]` unnormalized scores (any leading batch
+      axes; the class axis is `axis`).
+    labels: `[...]` integer class indices, or `[..., num_classes]`
+      probabilities (soft labels).
+    class_counts: `[num_classes]` positive counts.
+    max_margin: the margin of the rarest class (paper: 0.5).
+    scale: s, multiplies the margin-adjusted logits (paper: 30).
+    where: optional boolean mask broadcastable to `[...]`; masked examples
+      give 0.
+    log_base: base b of the logarithm (default 10 as the rest of `cil`).
+    axis: the class axis of `logits` (and of soft `labels`), as optax.
+
+  Returns:
+    `[...]` losses (one per example; nothing is reduced).
+
+  References:
+    Cao, Wei, Gaidon, Arechiga and Ma, `Learning Imbalanced Datasets with
+    Label-Distribution-Aware Margin Loss <https://arxiv.org/abs/1906.07413>`_,
+    NeurIPS 2019.
+  """
+  class_counts = _host_sequence_to_array(class_counts)
+  _, num_classes = _check_classification_inputs(
+      logits, labels, where, class_counts)
+  v.check_log_base(log_base)
+  v.check_positive_scalar(scale, 'scale')
+  if v.is_concrete(max_margin) and not float(max_margin) >= 0:
+    raise ValueError(f'`max_margin` must be >= 0, got {max_margin}.')
+  return _ldam_loss_core(logits, labels, where, class_counts, max_margin, scale,
+                         log_base)
+
+
+@jax.jit
+def _ldam_loss_core(logits, labels, where, class_counts, max_margin, scale,
+                    log_base):
+  """`ldam_loss` past its checks, jitted."""
+  num_classes = jnp.shape(logits)[1]
+  logits, labels = _prepare(logits, labels, where)
+  counts = _counts_as_float(class_counts, logits.dtype)
+  margins = counts ** -0.25
+  margins = margins * (max_margin / jnp.max(margins))
+  if num_classes == 1:  # softmax is 1 whatever the margin: the loss is 0.
+    return _finish(jnp.zeros_like(logits[:, 0]), labels, where)
+  # log softmax(s (z - m_t e_t))_t from the unadjusted log p_t of s z:
+  #   log p'_t = log p_t - s m_t - log(1 - p_t + p_t exp(-s m_t)),
+  # the last term as logaddexp(log(1 - p_t), log p_t - s m_t). No logit is
+  # shifted, so nothing cancels at large |z| (the shifted form went
+  # negative under jit at +-1e4 and non-finite at 1e30). log(1 - p_c) must
+  # be accurate when p_c is near 1 (the margin multiplies it by exp(s m)):
+  # for the largest logit it is the log-sum-exp of the others, for the rest
+  # (p_c <= 1/2) -expm1(log p_c) is accurate.
+  # Shift before scaling: the largest scaled logit is then exactly 0 however
+  # XLA fuses the product (recomputed products 1 ulp apart made jitted
+  # log-sum-exps -inf at logits ~1e30).
+  # (No stop_gradient: log p below is then exactly a function of z - z_top,
+  # so its derivatives are right although the top term is written as 1.)
+  shifted = logits - jnp.max(logits, -1, keepdims=True)
+  scaled = scale * shifted
+  is_top = jax.nn.one_hot(jnp.argmax(scaled, axis=-1), num_classes,
+                          dtype=bool)
+  # With the top scaled logit at 0, the normaliser is 1 + rest: log1p keeps
+  # full precision for log p of a confident top class.
+  rest = jnp.sum(jnp.where(is_top, 0.0, jnp.exp(scaled)), axis=-1,
+                 keepdims=True)
+  log1p_rest = jnp.log1p(rest)
+  log_probs = scaled - log1p_rest
+  has_rest = rest > 0
+  log_rest_of_top = jnp.where(
+      has_rest, jnp.log(jnp.where(has_rest, rest, 1.0)), -jnp.inf) - log1p_rest
+  safe = jnp.where(is_top, math.log(0.5), log_probs)  # No log(0) below.
+  log_q_all = jnp.where(is_top, log_rest_of_top,
+                        jnp.log(-jnp.expm1(safe)))
+  if _is_soft(labels):
+    log_p, log_q = log_probs, log_q_all
+  else:
+    log_p = jnp.take_along_axis(log_probs, labels[:, None], axis=-1)[:, 0]
+    log_q = jnp.take_along_axis(log_q_all, labels[:, None], axis=-1)[:, 0]
+  shift = scale * _take(margins, labels)
+  # log(1 - p + p e^-shift) = log1p(x), x = p expm1(-shift) in (-1, 0]:
+  # log1p is accurate (and exactly 0 without a margin) unless x nears -1,
+  # where the logaddexp of the accurate log(1 - p) takes over.
+  x = jnp.exp(log_p) * jnp.expm1(-shift)
+  log_norm = jnp.where(x > -0.5, jnp.log1p(jnp.maximum(x, -0.5)),
+                       jnp.logaddexp(log_q, log_p - shift))
+  log_p_margin = log_p - shift - log_norm
+  loss = jnp.maximum(_neg_log(jnp.minimum(log_p_margin, 0.0), log_base), 0.0)
+  return _finish(loss, labels, where)
+
+
+@_optax_shaped()
+def logit_adjusted_loss(
+    logits: ArrayLike,
+    labels: ArrayLike,
+    class_counts: ArrayLike,
+    *,
+    tau: float = 1.0,
+    where: Optional[ArrayLike] = None,
+    log_base: float = 10.0,
+) -> jax.Array:
+  r"""Logit-adjusted softmax cross-entropy (Menon et al. 2021).
+
+  .. math::
+    \pi_i = N_i / \textstyle\sum_j N_j, \quad
+    L = -\log_b \mathrm{softmax}(z + \tau \log \pi)_t
+
+  `tau=1` is the balanced softmax of Ren et al. (2020). Predict with the
+  unadjusted logits: the adjustment is only in the loss.
+
+  Args:
+    logits: `[..., num_classes]` unnormalized scores (any leading batch
+      axes; the class axis is `axis`).
+    labels: `[...]` integer class indices, or `[..., num_classes]`
+      probabilities (soft labels).
+    class_counts: `[num_classes]` positive counts (only their proportions
+      matter).
+    tau: temperature of the adjustment (paper: 1).
+    where: optional boolean mask broadcastable to `[...]`; masked examples
+      give 0.
+    log_base: base b of the logarithm (default 10 as the rest of `cil`).
+    axis: the class axis of `logits` (and of soft `labels`), as optax.
+
+  Returns:
+    `[...]` losses (one per example; nothing is reduced).
+
+  References:
+    Menon, Jayasumana, Rawat, Jain, Veit and Kumar, `Long-tail learning via
+    logit adjustment <https://arxiv.org/abs/2007.07314>`_, ICLR 2021.
+    Ren et al., `Balanced Meta-Softmax for Long-Tailed
+    Visual Recognition <https://arxiv.org/abs/2007.10740>`_, NeurIPS 2020.
+  """
+  class_counts = _host_sequence_to_array(class_counts)
+  _check_classification_inputs(logits, labels, where, class_counts)
+  v.check_log_base(log_base)
+  v.check_finite_scalar(tau, 'tau')
+  return _logit_adjusted_loss_core(logits, labels, where, class_counts, tau,
+                                   log_base)
+
+
+@jax.jit
+def _logit_adjusted_loss_core(logits, labels, where, class_counts, tau,
+                              log_base):
+  """`logit_adjusted_loss` past its checks, jitted."""
+  logits, labels = _prepare(logits, labels, where)
+  counts = _counts_as_float(class_counts, logits.dtype)
+  log_prior = jnp.log(counts) - jnp.log(jnp.sum(counts))
+  log_p = _true_class_log_prob(logits + tau * log_prior, labels)
+  return _finish(_neg_log(log_p, log_base), labels, where)
+
+
+@_optax_shaped()
+def weighted_cross_entropy(
+    logits: ArrayLike,
+    labels: ArrayLike,
+    class_counts: ArrayLike,
+    *,
+    where: Optional[ArrayLike] = None,
+    log_base: float = 10.0,
+) -> jax.Array:
+  r"""Inverse-frequency weighted (cost-sensitive) cross-entropy.
+
+  .. math::
+    w_i = \frac{\sum_j N_j}{C \, N_i}, \quad L = -w_t \log_b p_t
+
+  The weights are scikit-learn's `class_weight='balanced'`: each class
+  contributes equally in total, and the count-weighted mean weight is 1.
+
+  Args:
+    logits: `[..., num_classes]` unnormalized scores (any leading batch
+      axes; the class axis is `axis`).
+    labels: `[...]` integer class indices, or `[..., num_classes]`
+      probabilities (soft labels).
+    class_counts: `[num_classes]` positive counts.
+    where: optional boolean mask broadcastable to `[...]`; masked examples
+      give 0.
+    log_base: base b of the logarithm (default 10 as the rest of `cil`).
+    axis: the class axis of `logits` (and of soft `labels`), as optax.
+
+  Returns:
+    `[...]` losses (one per example; nothing is reduced).
+
+  References:
+    King and Zeng, Logistic Regression in Rare Events Data, Political
+    Analysis 9(2), 2001 (the inverse-frequency weighting scikit-learn
+    adopts as `class_weight='balanced'`).
+  """
+  class_counts = _host_sequence_to_array(class_counts)
+  _, num_classes = _check_classification_inputs(
+      logits, labels, where, class_counts)
+  v.check_log_base(log_base)
+  return _weighted_cross_entropy_core(logits, labels, where, class_counts,
+                                      log_base)
+
+
+@jax.jit
+def _weighted_cross_entropy_core(logits, labels, where, class_counts, log_base):
+  """`weighted_cross_entropy` past its checks, jitted."""
+  num_classes = jnp.shape(logits)[1]
+  logits, labels = _prepare(logits, labels, where)
+  counts = _counts_as_float(class_counts, logits.dtype)
+  weights = jnp.sum(counts) / (num_classes * counts)
+  log_p = _true_class_log_prob(logits, labels)
+  return _finish(_take(weights, labels) * _neg_log(log_p, log_base), labels,
+                 where)

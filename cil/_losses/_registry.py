@@ -1,0 +1,280 @@
+"""The registry: one call shape for launchers and configs (`get_loss`),
+loss specs (`ci:high_exponent=0.5`) and their hyperparameter tables.
+
+Private: import the public names from `cil.losses`.
+"""
+
+import functools
+import inspect
+from typing import Any, Callable, Protocol
+
+import jax
+import jax.numpy as jnp
+from jax.typing import ArrayLike
+
+from cil import _validation as v
+from cil._losses._classification import ci_loss
+from cil._losses._classification import cross_entropy
+from cil._losses._classification import focal_loss
+from cil._losses._common import _host_sequence_to_array
+from cil._losses._common import _is_soft
+from cil._losses._peers import class_balanced_loss
+from cil._losses._peers import ldam_loss
+from cil._losses._peers import logit_adjusted_loss
+from cil._losses._peers import weighted_cross_entropy
+
+
+class LossFn(Protocol):
+  """`(logits [B, C], labels [B], class_counts [C], **hparams) -> [B]`."""
+
+  def __call__(self, logits: ArrayLike, labels: ArrayLike,
+               class_counts: ArrayLike, **hparams) -> jax.Array:
+    ...
+
+
+def _ignoring_counts(fn: Callable[..., jax.Array]) -> LossFn:
+  """Adapts a loss that does not use class counts to the uniform shape.
+
+  The counts are still checked (length must match the logits), so a wrong
+  dataset wiring fails the same way for every loss.
+  """
+
+  @functools.wraps(fn)
+  def wrapped(logits, labels, class_counts=None, **hparams):
+    class_counts = _host_sequence_to_array(class_counts)
+    shape = jnp.shape(_host_sequence_to_array(logits))
+    axis = hparams.get('axis', -1)
+    if (class_counts is not None and shape and isinstance(axis, int)
+        and -len(shape) <= axis < len(shape)):
+      v.check_floating(logits, 'logits')
+      v.check_class_counts(class_counts, shape[axis])
+    return fn(logits, labels, **hparams)
+
+  return wrapped
+
+
+_REGISTRY: dict[str, LossFn] = {
+    'ce': _ignoring_counts(cross_entropy),
+    'focal': _ignoring_counts(focal_loss),
+    'ci': ci_loss,
+    'cb': class_balanced_loss,
+    'ldam': ldam_loss,
+    'la': logit_adjusted_loss,
+    'wce': weighted_cross_entropy,
+}
+
+_ALIASES = {'fl': 'focal', 'balanced_softmax': 'la'}
+
+LOSS_NAMES: tuple[str, ...] = tuple(_REGISTRY)
+
+
+def checked(loss_fn: Callable[..., jax.Array]) -> Callable[..., tuple]:
+  """An opt-in checked registry loss: value checks that work inside `jit`.
+
+  Value checks (labels in range, soft labels a distribution, positive
+  finite counts) cannot raise on traced values, so under `jit` a bad label
+  is clipped and a bad count gives inf (see the module docstring). For
+  debugging, `checked(fn)` adds them as `jax.experimental.checkify` checks,
+  with the messages of the eager errors; the default losses stay unchanged
+  (no effect, no cost). The result returns `(error, loss)`; call
+  `error.throw()` outside `jit`:
+
+      step_loss = jax.jit(losses.checked(losses.get_loss('ci')))
+      err, loss = step_loss(logits, labels, counts)
+      err.throw()   # checkify.JaxRuntimeError: `labels` must be in [0, C) ...
+
+  Args:
+    loss_fn: a registry loss (`get_loss(name)`), called as
+      `fn(logits, labels, class_counts, **hparams)`.
+
+  Returns:
+    `checkify.checkify` of the loss with the checks added.
+  """
+  from jax.experimental import checkify  # pylint: disable=g-import-not-at-top
+
+  def fn(logits, labels, class_counts=None, **hparams):
+    axis = hparams.get('axis', -1)
+    where = hparams.get('where')
+    num_classes = jnp.shape(logits)[axis]
+    labels_ = jnp.asarray(labels)
+    if _is_soft(labels_):
+      ok = jnp.all((labels_ >= 0) & jnp.isfinite(labels_), axis=axis)
+      message = ('Soft `labels` must be finite and non-negative (a '
+                 'distribution over the classes per example).')
+    else:
+      ok = (labels_ >= 0) & (labels_ < num_classes)
+      message = (f'`labels` must be in [0, {num_classes}) (num_classes = the '
+                 f'size of the class axis of `logits`).')
+    if where is not None:
+      ok = ok | ~jnp.broadcast_to(jnp.asarray(where), ok.shape)
+    checkify.check(jnp.all(ok), message)
+    if class_counts is not None:
+      counts = jnp.asarray(_host_sequence_to_array(class_counts))
+      checkify.check(jnp.all(jnp.isfinite(counts) & (counts > 0)),
+                     '`class_counts` must be positive and finite: every class '
+                     'needs at least one example.')
+    return loss_fn(logits, labels, class_counts, **hparams)
+
+  return checkify.checkify(fn, errors=checkify.user_checks)
+
+
+def get_loss(name: str) -> LossFn:
+  """Returns the loss called `name`, with the uniform registry call shape.
+
+  Every returned function is called as
+  `fn(logits, labels, class_counts, **hparams) -> [batch]`, where `hparams`
+  are the keyword arguments of the underlying loss (`where`, `log_base`,
+  `gamma`, `beta`, `tau`, ...). `ce` and `focal` accept and check
+  `class_counts` but do not use them.
+
+  Args:
+    name: one of `LOSS_NAMES` = ce, focal, ci, cb, ldam, la, wce (aliases: fl
+      for focal, balanced_softmax for la), case-insensitive; or a loss spec
+      `name:key=value,...` (`split_spec`), whose values are bound as
+      keyword defaults (a keyword given in the call overrides them).
+
+  Returns:
+    The loss function.
+
+  Examples:
+    >>> loss_fn = get_loss('ci')
+    >>> loss_fn(jnp.zeros((1, 2)), jnp.array([1]), jnp.array([256, 1])).shape
+    (1,)
+    >>> always_half = get_loss('ci:high_exponent=0.5')
+  """
+  base, overrides = split_spec(name)
+  fn = _REGISTRY[base]
+  if not overrides:
+    return fn
+  return functools.partial(fn, **overrides)
+
+
+def split_spec(spec: str) -> tuple[str, dict]:
+  """Parses a loss spec `name[:key=value,...]` into (canonical name, values).
+
+  A spec names a registry loss with some of its scalar hyperparameters
+  fixed, so that variants of one loss can run side by side (the eq. (5)
+  ablation: `ci:high_exponent=0.5`, `ci:transition_width=1`). Values are
+  numbers; keys must be hyperparameters the loss takes.
+
+  Examples:
+    >>> split_spec('FL:gamma=0.5')
+    ('focal', {'gamma': 0.5})
+    >>> split_spec('ci')
+    ('ci', {})
+  """
+  name, colon, arg_text = str(spec).strip().partition(':')
+  base = canonical_name(name)
+  if colon and not arg_text.strip():
+    raise ValueError(f'Loss spec {spec!r} has a colon but no key=value '
+                     f'arguments.')
+  known = default_hparams(base)
+  overrides = v.spec_arguments(arg_text, spec, 'Loss spec')
+  for key in overrides:
+    if key not in known:
+      raise ValueError(f'Loss spec {spec!r}: {base!r} takes no '
+                       f'hyperparameter {key!r}; it takes '
+                       f'{", ".join(known) or "none"}.')
+  return base, overrides
+
+
+def canonical_spec(spec: str) -> str:
+  """A loss spec with its name canonical and its arguments sorted.
+
+  Examples:
+    >>> canonical_spec('CI: transition_width=1, threshold=0.9')
+    'ci:threshold=0.9,transition_width=1.0'
+    >>> canonical_spec('fl')
+    'focal'
+  """
+  base, overrides = split_spec(spec)
+  if not overrides:
+    return base
+  return base + ':' + ','.join(f'{k}={overrides[k]!r}'
+                               for k in sorted(overrides))
+
+
+def canonical_name(name: str) -> str:
+  """The registry name of `name` (aliases resolved, case-insensitive).
+
+  Examples:
+    >>> canonical_name('FL')
+    'focal'
+  """
+  key = str(name).strip().lower()
+  key = _ALIASES.get(key, key)
+  if key not in _REGISTRY:
+    raise ValueError(
+        f'Unknown loss {name!r}; choose one of {", ".join(LOSS_NAMES)} '
+        f'(aliases: {", ".join(_ALIASES)}).')
+  return key
+
+
+def _keyword_defaults(name: str) -> dict:
+  fn = _REGISTRY[canonical_name(name)]
+  fn = getattr(fn, '__wrapped__', fn)
+  return {p.name: p.default for p in inspect.signature(fn).parameters.values()
+          if p.kind == p.KEYWORD_ONLY and p.name != 'where'}
+
+
+def default_hparams(name: str) -> dict:
+  """The scalar keyword hyperparameters of a registry loss, at defaults.
+
+  Read from the loss's signature (so they are stated once). Array-valued
+  ones that default to None (focal's per-class `alpha`) are left out.
+
+  Examples:
+    >>> default_hparams('fl')
+    {'gamma': 2.0, 'log_base': 10.0}
+  """
+  return {k: v for k, v in _keyword_defaults(name).items()
+          if isinstance(v, (bool, int, float, str))}
+
+
+def freeze_hparams(table: Any) -> tuple:
+  """`{loss: {name: value}}` -> sorted nested tuples (hashable, static).
+
+  Keys are made canonical (`fl` -> `focal`).
+  """
+  if isinstance(table, tuple):
+    return table
+  out = {}
+  for name, hparams in dict(table or {}).items():
+    out[canonical_name(name)] = tuple(sorted(dict(hparams).items()))
+  return tuple(sorted(out.items()))
+
+
+def resolve_hparams(name: str, table: Any = None) -> dict:
+  """The hyperparameters of loss `name` from a table keyed by loss name.
+
+  Aliases are resolved first, so `resolve_hparams('fl', {'focal':
+  {'gamma': 0.5}})` is `{'gamma': 0.5}`; keys the loss does not take are an
+  error naming them. A spec's values (`split_spec`) override the table's:
+  `resolve_hparams('ci:high_exponent=0.5', table)` is the table's `ci`
+  entry with `high_exponent` 0.5.
+
+  Args:
+    name: a registry name or alias, or a loss spec.
+    table: loss name (canonical) -> keyword arguments (a mapping, or the
+      tuples of `freeze_hparams`); None for none.
+
+  Returns:
+    The keyword arguments for `get_loss(name)`.
+  """
+  key, overrides = split_spec(name)
+  if isinstance(table, tuple):  # As `freeze_hparams` makes it.
+    table = {k: dict(v) for k, v in table}
+  table = dict(table or {})
+  for k in table:
+    if k != canonical_name(k):
+      raise ValueError(f'Loss hyperparameters must be keyed by canonical '
+                       f'name: use {canonical_name(k)!r}, not {k!r}.')
+  hparams = dict(table.get(key) or {})
+  known = _keyword_defaults(key)
+  unknown = sorted(set(hparams) - set(known))
+  if unknown:
+    raise ValueError(f'Loss {key!r} takes no hyperparameter(s) '
+                     f'{", ".join(unknown)}; it takes '
+                     f'{", ".join(known) or "none"}.')
+  hparams.update(overrides)
+  return hparams
