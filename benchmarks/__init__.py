@@ -2,11 +2,11 @@
 
 Like the launchers, a benchmark started with `python -m` first re-runs
 itself with glibc's malloc asking for transparent huge pages
-(`cil.hugepages`; `CIL_HUGE_PAGES=0` opts out). Child processes (the
+(`launch/startup.py`; `CIL_HUGE_PAGES=0` opts out). Child processes (the
 PyTorch reference's included) inherit that environment, so both sides of
 a comparison run under the same allocator settings.
 """
 
-from cil import hugepages
+from launch import startup
 
-hugepages.restart_module_launch('benchmarks')
+startup.restart_for('benchmarks')

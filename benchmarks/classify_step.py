@@ -22,7 +22,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from cil import classify
+from cil.experiments import classify
 from cil import models
 from cil import runtime
 import configs

@@ -17,14 +17,14 @@ import optax
 from flax.training import train_state
 
 from cil.detection import r2cnn
-from cil.detection import train
+from cil.experiments import detect
 
 
 def check_detector(name: str) -> None:
   """Raises ValueError naming the known detectors unless `name` is one."""
-  if name not in train.DETECTORS:
+  if name not in detect.DETECTORS:
     raise ValueError(f'unknown detector {name!r}; known: '
-                     f'{", ".join(train.DETECTORS)}.')
+                     f'{", ".join(detect.DETECTORS)}.')
 
 
 def train_step(detector: str, *, loss: str, image_size: int, width: int,
@@ -40,7 +40,7 @@ def train_step(detector: str, *, loss: str, image_size: int, width: int,
     ValueError: an unknown detector, named with the known ones.
   """
   check_detector(detector)
-  config_cls, module = train.DETECTORS[detector]
+  config_cls, module = detect.DETECTORS[detector]
   cfg = r2cnn.scaled_config(image_size=image_size, width=width,
                             backbone=backbone, loss=loss)
   cfg = config_cls(**dataclasses.asdict(cfg))

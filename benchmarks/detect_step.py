@@ -27,7 +27,7 @@ import jax
 import numpy as np
 
 from benchmarks import detect_setup
-from cil.detection import train
+from cil.experiments import detect
 
 _SIZE = flags.DEFINE_integer('image_size', 256, 'Image side.')
 _WIDTH = flags.DEFINE_integer('width', 16, 'Backbone width.')
@@ -65,7 +65,7 @@ def main(argv):
       detect_setup.check_detector(detector)
     except ValueError as e:
       raise app.UsageError(f'--detectors: {e}') from None
-  batch = train.synthetic_batch(_BATCH.value, size=_SIZE.value, max_gt=32)
+  batch = detect.synthetic_batch(_BATCH.value, size=_SIZE.value, max_gt=32)
   runs = [f'{d}/{loss}' for d in _DETECTORS.value for loss in ('ce', 'ci')]
   steps, times, results = {}, {run: [] for run in runs}, {}
   for run in runs:

@@ -83,7 +83,8 @@ def meta_step(shape: tuple[int, int, int], *, first_order: bool,
   model = models.Conv4(num_classes=WAYS, features=8 if smoke else FILTERS,
                        pools=3 if smoke else 4,
                        conv_impl=runtime.policy().maml_conv_impl(
-                           first_order=first_order, requested=conv_impl),
+                           first_order=first_order,
+                           requested='' if conv_impl == 'auto' else conv_impl),
                        dtype=dtype or jnp.float32)
   holder = {'state': maml.create_state(model, cfg, jax.random.key(0),
                                        batch['support_images'][0])}

@@ -1,19 +1,25 @@
 """cil: the Class Imbalance (CI) loss and its uses, in JAX.
 
-Modules:
-  cil.losses: imbalance measures, the CI loss, its peers and a registry.
-  cil.data: datasets through TFDS, imbalance protocols, episodic tasks.
-  cil.models: LeNet, a digits CNN, A-ConvNets, MAML's Conv4.
-  cil.classify: imbalanced classification experiments (Tables I, III).
+Modules, by layer (each imports only from the layers above it in this
+list; `setup.cfg`'s import-linter contracts check it):
+
+  cil.errors: the errors that stop a run (imports nothing of cil).
+  cil.losses: imbalance measures, the CI loss, its peers and a registry
+    (the families in the private cil._losses).
+  cil.models: LeNet, a digits CNN, A-ConvNets, CIFAR ResNet-32, Conv4.
   cil.maml: MAML with per-task class counts, multi-device.
-  cil.fewshot: imbalanced few-shot experiments (Table IV, Fig. 5).
+  cil.loops: a loop structure that XLA:CPU runs fast.
   cil.metrics: classification metrics and confidence intervals.
-  cil.plots: every figure (Fig. 2, per-class recall, accuracy against
-    lambda, detections), PNG + PDF + CSV.
+  cil.detection: rotated boxes, detection metrics, R2CNN and the rotated
+    Cascade R-CNN, DOTA/HRSC readers, synthetic harbour scenes.
+  cil.data: datasets through TFDS, imbalance protocols, episodic tasks.
+  cil.runtime: the backend policy and the runtime record of a run.
+  cil.distributed: processes and devices (jax.distributed, meshes).
   cil.workdir: the workdir scaffold every runner shares (lock, verified
     checkpoints, non-finite guard, metrics logs).
-  cil.runtime: the backend policy, decided once, and the runtime record.
-  cil.detection: rotated boxes, metrics, R2CNN.
+  cil.plots: figures (Fig. 2, per-class recall, accuracy against lambda).
+  cil.experiments: the runners (classify, fewshot, detect), their one cell
+    loop and their report tables.
 
 The base install covers cil.losses, cil.maml and cil.models; the rest needs
 the `experiments` extra (`pip install 'cil[all]'`).

@@ -1,4 +1,4 @@
-"""Transparent huge pages for XLA's host buffers, set before the process starts.
+"""Transparent huge pages for XLA's host buffers: whether they would help here.
 
 XLA:CPU takes each program's temporary buffers from `malloc`. glibc serves
 blocks this large (hundreds of MB in MAML's meta-step) straight from `mmap`
@@ -12,9 +12,11 @@ transparent huge pages (the `glibc.malloc.hugetlb=1` tunable:
 `madvise(MADV_HUGEPAGE)` on them), which takes 512 times fewer faults. On
 that CPU the same meta-step then took about 0.7x the time (WORKSPACE.md has
 the measurements). The tunable is read once, when the process starts, so
-`restart()` runs the current command again in place (`os.execve`) with it
-added to `GLIBC_TUNABLES`. `launch/__init__.py` and `benchmarks/__init__.py`
-call it before anything else is imported (it costs one interpreter start).
+the programs (not this library) restart themselves with it:
+`launch/startup.py`, which `launch/__init__.py` and
+`benchmarks/__init__.py` call before anything else is imported. This
+module only decides (`wanted_environment`, `wanted_here`) and describes
+(`describe`, for a run's record); it never re-executes anything.
 
 Nothing happens when it cannot help: not Linux with glibc 2.35 or later,
 the kernel's transparent huge pages set to 'never' (or 'always', which
@@ -23,7 +25,6 @@ No JAX import here: this runs before JAX is loaded.
 """
 
 import os
-import sys
 from typing import Mapping, Optional
 
 TUNABLE = 'glibc.malloc.hugetlb'
@@ -86,40 +87,6 @@ def wanted_environment(environ: Mapping[str, str], *, mode: str,
 def wanted_here(environ: Mapping[str, str]) -> Optional[dict]:
   """`wanted_environment` on this machine's kernel mode and C library."""
   return wanted_environment(environ, mode=thp_mode(), glibc=glibc_version())
-
-
-def restart() -> None:
-  """Runs this process's command again with the tunable set, if it helps.
-
-  Returns (doing nothing) where `wanted_here` says so; otherwise it does
-  not return. Call it first thing in a program's entry point: output not
-  yet flushed is flushed, but any other work done before is repeated.
-  """
-  env = wanted_here(os.environ)
-  argv = getattr(sys, 'orig_argv', None)
-  if env is None or not argv or not sys.executable:
-    return
-  sys.stdout.flush()
-  sys.stderr.flush()
-  try:
-    os.execve(sys.executable, argv, env)
-  except OSError:
-    return  # Not fatal: the run goes on with the kernel's small pages.
-
-
-def restart_module_launch(package: str) -> None:
-  """`restart()` if this process is `python -m PACKAGE.NAME` starting up.
-
-  For a package's `__init__`: while `-m` imports the package, `sys.argv[0]`
-  is '-m' (Python's documented behaviour), so an import from tests or
-  other code leaves the process alone.
-  """
-  argv = getattr(sys, 'orig_argv', [])
-  if sys.argv[:1] != ['-m'] or '-m' not in argv:
-    return
-  target = argv[argv.index('-m') + 1:][:1]
-  if target and target[0].split('.')[0] == package:
-    restart()
 
 
 def describe() -> dict:

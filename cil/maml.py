@@ -66,9 +66,10 @@ class MamlConfig:
       as hashable nested tuples (`(('focal', (('gamma', 2.0),)),)`).
     task_map: 'calls' (one device: one compiled call per task, gradients
       averaged in a second call; the CPU's choice), 'loop' (tasks unrolled
-      in one program) or 'vmap'; '' picks the backend's
-      (`cil.runtime.policy`). Inside one program (a mapped step, meta-test
-      adaptation) 'calls' unrolls as 'loop'.
+      in one program) or 'vmap'. The default is the backend policy's
+      (`cil.runtime.policy().task_map`), read once, when the config is
+      made. Inside one program (a mapped step, meta-test adaptation)
+      'calls' unrolls as 'loop'.
   """
   ways: int
   inner_lr: float
@@ -79,10 +80,8 @@ class MamlConfig:
   inner_loss: str = 'ci'
   outer_loss: str = 'ci'
   loss_hparams: tuple = ()
-  task_map: str = ''
-
-  def resolved_task_map(self) -> str:
-    return self.task_map or runtime.policy().task_map
+  task_map: str = dataclasses.field(
+      default_factory=lambda: runtime.policy().task_map)
 
   def loss_fn(self, name: str) -> Callable[..., jax.Array]:
     """The registry loss `name` with its hyperparameters bound."""
@@ -190,7 +189,7 @@ def meta_train_step(state: train_state.TrainState, tasks: dict, *,
 
   def meta_loss(params):
     per_task, aux = map_tasks(lambda t: one_task(params, task=t), tasks,
-                              cfg.resolved_task_map())
+                              cfg.task_map)
     return jnp.mean(per_task), jax.tree.map(jnp.mean, aux)
 
   (loss, aux), grads = jax.value_and_grad(meta_loss, has_aux=True)(
@@ -264,8 +263,9 @@ def create_state(model, cfg: MamlConfig, rng: jax.Array,
 # mesh; this is the one place the meta-step is mapped over them).
 
 
-def parallel_meta_train_step(cfg: MamlConfig, *, parallel: str = 'pmap',
-                             devices=None) -> Callable:
+def parallel_meta_train_step(
+    cfg: MamlConfig, *, parallel: str = 'pmap', devices=None,
+    compiler_options: Sequence[tuple[str, str]] = ()) -> Callable:
   """A jitted `(state, tasks) -> (state, metrics)` over several devices.
 
   `tasks` is this process's share of the meta-batch (with one process, the
@@ -287,9 +287,9 @@ def parallel_meta_train_step(cfg: MamlConfig, *, parallel: str = 'pmap',
       only (a multi-process run always uses every process's devices).
 
   On one device with `task_map='calls'` (the CPU's), the step is
-  `per_task_calls_step`. It is compiled with the backend policy's XLA
-  options (`cil.runtime.Policy.meta_step_compiler_options`; 'none' and
-  'shard_map', as `jax.pmap` takes none).
+  `per_task_calls_step`. It is compiled with `compiler_options` (the
+  backend policy's are `cil.runtime.Policy.meta_step_compiler_options`;
+  'none' and 'shard_map', as `jax.pmap` takes none).
 
   Returns:
     The step function. State in may be a host pytree, the previous step's
@@ -308,12 +308,12 @@ def parallel_meta_train_step(cfg: MamlConfig, *, parallel: str = 'pmap',
   n = len(local)
   axis = 'tasks'
   step = functools.partial(meta_train_step, cfg=cfg)
-  options = dict(runtime.policy().meta_step_compiler_options)
+  options = dict(compiler_options)
   if parallel == 'none' or (n == 1 and not multi):
     if multi:
       raise ValueError("parallel='none' runs on one device; a multi-process "
                        "run needs 'pmap' or 'shard_map'.")
-    if cfg.resolved_task_map() == 'calls':
+    if cfg.task_map == 'calls':
       return per_task_calls_step(cfg, compiler_options=options)
     return jax.jit(step, compiler_options=options)
 

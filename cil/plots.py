@@ -1,4 +1,5 @@
-"""Figures: the paper's, and those of the experiment runners.
+"""Figures: the paper's, and those of the classification and few-shot runners
+(the detection figure is `cil.experiments.detect.figure_detections`).
 
 Matplotlib's object API (`matplotlib.figure.Figure`, no pyplot state, no
 `matplotlib.use`), so drawing works headless and inside any program. Every
@@ -76,9 +77,10 @@ def loss_curves(p: Sequence[float], *, majority_counts=(256, 1)) -> dict:
 _COLOURS = ('black', 'tab:green', 'tab:red', 'goldenrod', 'tab:blue')
 
 
-def _figure(**kw):
-  figure = _extras.require('matplotlib.figure', what='cil.plots')
-  return figure.Figure(**kw)
+def figure(**kw):
+  """A `matplotlib.figure.Figure(**kw)` (no pyplot state)."""
+  module = _extras.require('matplotlib.figure', what='cil.plots')
+  return module.Figure(**kw)
 
 
 def save(fig, stem: str, header: Sequence[str],
@@ -119,7 +121,7 @@ def plot_loss_curves(out_dir: str, *, num_points: int = 400) -> dict:
   curves = loss_curves(p)
   names = [k for k in curves if k != 'p']
 
-  fig = _figure(figsize=(11, 4.3), layout='tight')
+  fig = figure(figsize=(11, 4.3), layout='tight')
   ax_loss, ax_grad = fig.subplots(1, 2)
   for name, colour in zip(names, _COLOURS):
     loss, grad = curves[name]
@@ -157,8 +159,8 @@ def per_class_recall(runs: Sequence[dict], class_names: Sequence[str],
   """
   protocols = list(dict.fromkeys(r['protocol'] for r in runs))
   loss_names = list(dict.fromkeys(r['loss'] for r in runs))
-  fig = _figure(figsize=(max(6, 0.7 * len(class_names) + 2),
-                         3.2 * len(protocols)), layout='tight')
+  fig = figure(figsize=(max(6, 0.7 * len(class_names) + 2),
+                        3.2 * len(protocols)), layout='tight')
   axes = fig.subplots(len(protocols), 1, squeeze=False)[:, 0]
   width = 0.8 / len(loss_names)
   x = np.arange(len(class_names))
@@ -200,7 +202,7 @@ def accuracy_vs_lambda(runs: Sequence[dict], stem: str) -> dict:
       `imbalance_degree`, `accuracy_mean`, `accuracy_ci95`).
     stem: output path without extension.
   """
-  fig = _figure(figsize=(6.5, 4), layout='tight')
+  fig = figure(figsize=(6.5, 4), layout='tight')
   ax = fig.subplots()
   rows = []
   for r in runs:
@@ -245,8 +247,8 @@ def metrics_vs_lambda(runs: Sequence[dict], stem: str, *,
   if variants:
     bases = list(dict.fromkeys(n.split(':')[0] for n in variants))
     rows_of_losses.append([b for b in bases if b in plain] + variants)
-  fig = _figure(figsize=(4.2 * len(metrics), 3.6 * len(rows_of_losses)),
-                layout='constrained')
+  fig = figure(figsize=(4.2 * len(metrics), 3.6 * len(rows_of_losses)),
+               layout='constrained')
   axes = np.atleast_2d(fig.subplots(len(rows_of_losses), len(metrics),
                                     squeeze=False))
   by_loss = {}
@@ -287,50 +289,3 @@ def metrics_vs_lambda(runs: Sequence[dict], stem: str, *,
                'dotted: λ = 1)')
   return save(fig, stem, ['loss', 'metric', 'protocol', 'lambda', 'mean',
                           'ci95', 'seeds'], rows)
-
-
-def detections(split: dict, dets: dict, stem: str, *, count: int = 4,
-               min_score: float = 0.3) -> dict:
-  """Detection: test images with true (green) and predicted (red) boxes.
-
-  Every box is labelled with its class name (predictions also with their
-  score).
-
-  Args:
-    split: `cil.detection.train.load_split` output (`images`, `names`,
-      `gt` name -> ImageBoxes).
-    dets: image name -> predicted ImageBoxes (with scores).
-    stem: output path without extension.
-    count: images drawn (the first of the split).
-    min_score: predictions below it are not drawn.
-  """
-  from cil.detection import boxes as boxes_lib  # pylint: disable=C0415
-  names = split['names'][:count]
-  fig = _figure(figsize=(3.2 * max(len(names), 1), 3.4), layout='tight')
-  axes = fig.subplots(1, max(len(names), 1), squeeze=False)[0]
-  rows = []
-  for ax, (k, name) in zip(axes, enumerate(names)):
-    ax.imshow(split['images'][k])
-    ax.set_title(name, fontsize=8)
-    ax.set_axis_off()
-    gt = split['gt'][name]
-    det = dets[name]
-    keep = np.asarray(det.scores) >= min_score
-    for kind, colour, boxes, labels, scores in (
-        ('truth', 'lime', gt.boxes, gt.labels, [None] * len(gt.labels)),
-        ('prediction', 'red', det.boxes[keep], det.labels[keep],
-         det.scores[keep])):
-      for corners, label, score in zip(
-          boxes_lib.rbox_to_corners(np.asarray(boxes), xp=np), labels,
-          scores):
-        closed = np.concatenate([corners, corners[:1]])
-        ax.plot(closed[:, 0], closed[:, 1], color=colour, lw=0.9)
-        text = str(label) if score is None else f'{label} {score:.2f}'
-        ax.text(corners[0, 0], corners[0, 1], text, color=colour,
-                fontsize=5, va='bottom')
-        rows.append([name, kind, str(label),
-                     '' if score is None else float(score)]
-                    + [float(v) for v in corners.reshape(-1)])
-  header = ['image', 'kind', 'class', 'score'] + [
-      f'{a}{i}' for i in range(4) for a in 'xy']
-  return save(fig, stem, header, rows)

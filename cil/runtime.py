@@ -15,7 +15,9 @@ reports what is there.
 
 import dataclasses
 import importlib.metadata
+import os
 import platform
+import subprocess
 from typing import Optional
 
 import jax
@@ -66,9 +68,10 @@ class Policy:
     """Conv4's lowering for a MAML meta-step of the given order.
 
     `requested` ('winograd', 'im2col', 'xla': a config's or a flag's
-    choice) wins; '' or 'auto' leaves the choice to this policy.
+    choice) wins; '' (a config's "the backend's choice") leaves it to this
+    policy.
     """
-    if requested not in ('', 'auto'):
+    if requested:
       return requested
     return self.first_order_conv_impl if first_order else self.conv_impl
 
@@ -107,12 +110,46 @@ def versions() -> dict:
   return out
 
 
-def describe(**resolved) -> dict:
-  """Backend policy, devices, versions, host-memory settings
-  (`cil.hugepages`) and `resolved` runner choices."""
+def code_version(path: Optional[str] = None) -> dict:
+  """The git commit of the code that runs, and whether its tree was dirty.
+
+  Read with `git` from the checkout holding `cil` (or `path`); an installed
+  copy outside a checkout records `{'commit': None, 'dirty': None}` with
+  the installed version.
+  """
+  root = path or os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+  def git(*args) -> Optional[str]:
+    try:
+      out = subprocess.run(['git', '-C', root, *args], capture_output=True,
+                           text=True, timeout=30, check=True)
+    except (OSError, subprocess.SubprocessError):
+      return None
+    return out.stdout.strip()
+
+  commit = git('rev-parse', 'HEAD')
+  status = None
+  if commit:
+    status = git('status', '--porcelain', '--untracked-files=no')
+  return {'commit': commit, 'dirty': None if status is None else bool(status),
+          'version': _cil_version()}
+
+
+def _cil_version() -> Optional[str]:
+  try:
+    return importlib.metadata.version('cil')
+  except importlib.metadata.PackageNotFoundError:
+    return None
+
+
+def describe(policy_: Policy, **resolved) -> dict:
+  """A run's runtime record: the backend policy it was run under, the
+  code's commit, devices, versions, host-memory settings and the runner's
+  `resolved` choices."""
   devices = jax.devices()
   return {
-      'policy': dataclasses.asdict(policy()),
+      'policy': dataclasses.asdict(policy_),
+      'code': code_version(),
       'devices': {'count': len(devices),
                   'local_count': jax.local_device_count(),
                   'kind': devices[0].device_kind,

@@ -2,13 +2,13 @@
 
 They need the `experiments` extra; a missing package is named up front.
 Started with `python -m`, a launcher first re-runs itself with glibc's
-malloc asking for transparent huge pages (`cil.hugepages`; opt out with
+malloc asking for transparent huge pages (`launch/startup.py`; opt out with
 `CIL_HUGE_PAGES=0`).
 """
 
-from cil import hugepages  # No JAX: before anything heavy is imported.
+from launch import startup  # No JAX: before anything heavy is imported.
 
-hugepages.restart_module_launch('launch')
+startup.restart_for('launch')
 
 # pylint: disable-next=g-import-not-at-top,wrong-import-position
 from cil import _extras  # noqa: E402

@@ -21,7 +21,7 @@ from absl import app
 from absl import flags
 from ml_collections import config_flags
 
-from cil import classify
+from cil.experiments import classify
 from cil import distributed
 from launch import common
 

@@ -7,13 +7,13 @@ Reads `<workdir>/results.json` (or, for a run still going, its finished
 cells in `runs/`) and prints, per protocol (column, with its lambda) and
 loss (row), the mean difference from the baseline over seeds, paired by
 seed, with its 95 % CI in percentage points; `*` marks a CI that excludes
-0 (`cil.classify.paired_differences`).
+0 (`cil.experiments.report.paired_differences`).
 """
 
 from absl import app
 from absl import flags
 
-from cil import classify
+from cil.experiments import report
 from launch import common
 
 _WORKDIR = flags.DEFINE_string('workdir', None, 'A launch.classify workdir.',
@@ -27,8 +27,8 @@ _OUT = flags.DEFINE_string('out', None, 'Also write the table here.')
 
 
 def run():
-  table = classify.compare_workdir(_WORKDIR.value, baseline=_BASELINE.value,
-                                   metric=_METRIC.value)
+  table = report.compare_workdir(_WORKDIR.value, baseline=_BASELINE.value,
+                                 metric=_METRIC.value)
   print(table)
   if _OUT.value:
     with open(_OUT.value, 'w', encoding='utf-8') as f:

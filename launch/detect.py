@@ -23,7 +23,7 @@ from absl import flags
 from ml_collections import config_flags
 
 from cil.detection import metrics
-from cil.detection import train
+from cil.experiments import detect
 from launch import common
 
 _CONFIG = config_flags.DEFINE_config_file(
@@ -34,8 +34,8 @@ _WORKDIR = flags.DEFINE_string('workdir', 'results/detect',
 
 
 def run():
-  cfg = train.TrainConfig.from_config(_CONFIG.value)
-  result = train.run(cfg, _WORKDIR.value)
+  cfg = detect.TrainConfig.from_config(_CONFIG.value)
+  result = detect.run(cfg, _WORKDIR.value)
   if result is not None:
     print(metrics.table_markdown(result), end='')
     print(f'Wrote {_WORKDIR.value}/table.md, results.json, detections.png')

@@ -21,7 +21,7 @@ from absl import app
 from absl import flags
 from ml_collections import config_flags
 
-from cil import fewshot
+from cil.experiments import fewshot
 from cil import distributed
 from launch import common
 

@@ -18,7 +18,8 @@ import numpy as np
 import pytest
 
 from cil import errors
-from cil import classify
+from cil.experiments import classify
+from cil.experiments import report
 from cil import hugepages
 from cil import metrics
 from cil import models
@@ -27,6 +28,12 @@ import configs
 import cifar_fixture  # tests/, beside this file
 
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+class _Interrupted(Exception):
+  """Raised by a callback to stop a run (a simulated kill)."""
+
+
 _DATA_DIR = None
 
 
@@ -232,7 +239,7 @@ class ModelsTest(parameterized.TestCase):
       self.assertEqual(tree, trees[0])
       np.testing.assert_allclose(out, outs[0], rtol=1e-4, atol=1e-4)
     self.assertIn('Conv_3', trees[0]['params'])  # nn.Conv's names.
-    with self.assertRaisesRegex(ValueError, "impl must be 'auto'"):
+    with self.assertRaisesRegex(ValueError, "impl must be 'winograd'"):
       models.Conv4(num_classes=5, conv_impl='fft').init(jax.random.key(0), x)
 
   def test_conv4_too_small_input_names_the_fix(self):
@@ -330,9 +337,9 @@ class ClassifyTest(absltest.TestCase):
     def kill_after_second_epoch(protocol, loss, epoch):
       del protocol, loss
       if epoch == 2:
-        raise classify.Interrupted()
+        raise _Interrupted()
 
-    with self.assertRaises(classify.Interrupted):
+    with self.assertRaises(_Interrupted):
       classify.run(cfg, workdir, show_progress=False,
                    epoch_callback=kill_after_second_epoch)
     resumed = classify.run(cfg, workdir, show_progress=False)
@@ -497,19 +504,19 @@ class ClassifyTest(absltest.TestCase):
     runs = [run('p', 'ce', [0.90, 0.80, 0.70]),
             run('p', 'ci', [0.92, 0.82, 0.72]),      # +2 points every seed
             run('p', 'focal', [0.95, 0.75, 0.70])]   # +5, -5, 0
-    diffs = {d['loss']: d for d in classify.paired_differences(runs, 'ce')}
+    diffs = {d['loss']: d for d in report.paired_differences(runs, 'ce')}
     self.assertAlmostEqual(diffs['ci']['mean'], 0.02)
     self.assertAlmostEqual(diffs['ci']['ci95'], 0.0, places=12)
     self.assertTrue(diffs['ci']['significant'])
     self.assertAlmostEqual(diffs['focal']['mean'], 0.0)
     self.assertFalse(diffs['focal']['significant'])
-    self.assertEmpty(classify.paired_differences(runs, 'ce',
-                                                 'minority_recall'))
+    self.assertEmpty(report.paired_differences(runs, 'ce',
+                                               'minority_recall'))
     with self.assertRaisesRegex(ValueError, "No 'la' run for protocol 'p'"):
-      classify.paired_differences(runs, 'la')
+      report.paired_differences(runs, 'la')
     with self.assertRaisesRegex(ValueError, 'pairing needs the same seeds'):
-      classify.paired_differences(runs + [run('q', 'ci', [0.5]),
-                                          run('q', 'ce', [0.5, 0.6])], 'ce')
+      report.paired_differences(runs + [run('q', 'ci', [0.5]),
+                                        run('q', 'ce', [0.5, 0.6])], 'ce')
 
     workdir = self._workdir()
     workdir_lib.write_json(os.path.join(workdir, 'runs', 'p__ce.json'),
@@ -531,8 +538,8 @@ class ClassifyTest(absltest.TestCase):
 
   def test_minority_recall(self):
     self.assertAlmostEqual(
-        classify.minority_recall([1.0, 0.5, 0.25], [10, 2, 10]), 0.5)
-    self.assertIsNone(classify.minority_recall([1.0, 0.5], [4, 4]))
+        report.minority_recall([1.0, 0.5, 0.25], [10, 2, 10]), 0.5)
+    self.assertIsNone(report.minority_recall([1.0, 0.5], [4, 4]))
 
   def test_epoch_batches_cover_each_seed_once(self):
     from cil import data  # pylint: disable=g-import-not-at-top
@@ -573,11 +580,11 @@ class CifarLongTailTest(absltest.TestCase):
     def kill_after_second_epoch(protocol, loss, epoch):
       del protocol, loss
       if epoch == 2:
-        raise classify.Interrupted()
+        raise _Interrupted()
 
     workdir = tempfile.mkdtemp()
     self.addCleanup(shutil.rmtree, workdir, ignore_errors=True)
-    with self.assertRaises(classify.Interrupted):
+    with self.assertRaises(_Interrupted):
       classify.run(cfg, workdir, show_progress=False,
                    epoch_callback=kill_after_second_epoch)
     b = classify.run(cfg, workdir, show_progress=False)['runs'][0]

@@ -5,15 +5,15 @@ import importlib
 from absl.testing import absltest
 from absl.testing import parameterized
 
-from cil import classify
-from cil import fewshot
+from cil.experiments import classify
+from cil.experiments import fewshot
 from cil import losses
-from cil.detection import train
+from cil.experiments import detect
 import configs
 
 _BUILDERS = {'classify': classify.ClassifyConfig,
              'fewshot': fewshot.FewShotConfig,
-             'detect': train.TrainConfig}
+             'detect': detect.TrainConfig}
 
 
 def _cases():
@@ -47,7 +47,7 @@ class ConfigsTest(parameterized.TestCase):
     config = configs.load('detect', 'smoke')
     config.model.loss = 'fl'
     config.loss_hparams.focal.gamma = 0.5
-    model = train.TrainConfig.from_config(config).model
+    model = detect.TrainConfig.from_config(config).model
     self.assertEqual(model.loss, 'focal')
     self.assertEqual(dict(model.loss_hparams), {'gamma': 0.5,
                                                 'log_base': 10.0})

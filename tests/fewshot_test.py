@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from cil import errors
-from cil import fewshot
+from cil.experiments import fewshot
 from cil import runtime
 from cil import workdir as workdir_lib
 import configs
@@ -108,14 +108,17 @@ class FewShotRunTest(absltest.TestCase):
     result = fewshot.run(cfg, workdir, show_progress=False)
     self.assertTrue(np.all(np.isfinite(result['runs'][0]['meta_loss'])))
     recorded = workdir_lib.read_json(os.path.join(workdir, 'config.json'))
-    want = runtime.policy().maml_conv_impl(first_order=True)
-    self.assertEqual(cfg.resolved_conv_impl, want)
-    self.assertEqual(recorded['runtime']['fewshot']['conv_impl'], want)
+    cell = recorded['runtime']['fewshot']['cells']['ci']
+    self.assertEqual(result['runs'][0]['settings'], cell)
+    self.assertTrue(cell['first_order'])
     if runtime.policy().backend == 'cpu':
-      self.assertEqual(want, 'winograd')
-    # The config field overrides the policy.
+      self.assertEqual(cell['conv_impl'], 'winograd')
+      self.assertEqual(cell['task_map'], 'calls')
+    # The config field overrides the policy; '' leaves it to the policy.
+    policy = runtime.policy()
     self.assertEqual(dataclasses.replace(cfg, conv_impl='im2col')
-                     .resolved_conv_impl, 'im2col')
+                     .resolve(policy).conv_impl, 'im2col')
+    self.assertEqual(cfg.resolve(policy).conv_impl, cell['conv_impl'])
 
   @pytest.mark.slow  # ~16 s: another compile (inner_lr is static).
   def test_diverged_run_stops_and_records_nothing(self):

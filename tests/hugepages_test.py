@@ -9,6 +9,7 @@ import tempfile
 from absl.testing import absltest
 
 from cil import hugepages
+from launch import startup
 
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _GLIBC = (2, 36)
@@ -73,7 +74,8 @@ class RestartTest(absltest.TestCase):
     if hugepages.wanted_here(_clean_env()) is None:
       self.skipTest('needs Linux, glibc >= 2.35 and THP in madvise mode')
     code = ('import sys; print("start", flush=True); '
-            'from cil import hugepages; hugepages.restart(); '
+            'from cil import hugepages; from launch import startup; '
+            'startup.restart(); '
             'print(hugepages.enabled(), sys.argv[1:])')
     # Flushed output of the first run is kept; the command runs again.
     self.assertEqual(self._run(code + '\n', _clean_env()).splitlines(),
@@ -81,6 +83,16 @@ class RestartTest(absltest.TestCase):
     self.assertEqual(
         self._run(code, _clean_env(**{hugepages.OPT_OUT: '0'})).splitlines(),
         ['start', 'False []'])
+
+  def test_the_launched_module_is_found_behind_a_profiler(self):
+    self.assertEqual(startup._launched_module(
+        ['python', '-m', 'launch.classify', '--config.seeds=2']),
+        'launch.classify')
+    self.assertEqual(startup._launched_module(
+        ['python', '-m', 'cProfile', '-o', 'x.prof', '-m', 'launch.detect']),
+        'launch.detect')
+    self.assertEqual(startup._launched_module(['python', '-c', 'pass']), '')
+    self.assertEqual(startup._launched_module(['python', '-m']), '')
 
   def test_only_a_module_launch_of_the_package_restarts(self):
     # `python -c` is not `python -m launch.NAME`: importing the package

@@ -162,7 +162,7 @@ class MultiDeviceTest(absltest.TestCase):
   def test_per_task_calls_equal_one_program(self):
     # `single` ran the CPU's task_map='calls' (a compiled call per task);
     # the tasks unrolled in one program give the same update.
-    if self.cfg.resolved_task_map() != 'calls':
+    if self.cfg.task_map != 'calls':
       self.skipTest('the CPU policy runs one call per task')
     state = self._check('none', dataclasses.replace(self.cfg,
                                                     task_map='loop'))

@@ -26,7 +26,7 @@ from cil.detection import cascade
 from cil.detection import r2cnn
 from cil.detection import synthetic
 from cil import workdir
-from cil.detection import train
+from cil.experiments import detect
 import configs
 
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -38,7 +38,7 @@ _DETECTORS = {'r2cnn': (r2cnn, _CFG),
                   **dataclasses.asdict(_CFG)))}
 
 
-def _train_config(**overrides) -> train.TrainConfig:
+def _train_config(**overrides) -> detect.TrainConfig:
   """`configs/detect.py:smoke` with `_CFG`'s model and `overrides`."""
   config = configs.load('detect', 'smoke')
   for k in ('image_size', 'width', 'head_dim', 'pre_nms', 'post_nms',
@@ -47,7 +47,7 @@ def _train_config(**overrides) -> train.TrainConfig:
   for k, v in overrides.items():
     target = config.model if k in config.model else config
     target[k] = v
-  return train.TrainConfig.from_config(config)
+  return detect.TrainConfig.from_config(config)
 
 
 class R2CNNTest(absltest.TestCase):
@@ -56,7 +56,7 @@ class R2CNNTest(absltest.TestCase):
   def setUpClass(cls):
     super().setUpClass()
     cls.params = r2cnn.init_params(_CFG, jax.random.key(0))
-    cls.batch = train.synthetic_batch(2, size=128, max_gt=16)
+    cls.batch = detect.synthetic_batch(2, size=128, max_gt=16)
 
   def test_head_outputs_and_backbones(self):
     model = r2cnn.R2CNN(_CFG)
@@ -108,7 +108,7 @@ class DetectorStepTest(absltest.TestCase):
 
   def _train_steps_lower_the_loss_and_detect_has_fixed_shape(self, name):
     module, cfg = _DETECTORS[name]
-    batch = train.synthetic_batch(2, size=128, max_gt=16)
+    batch = detect.synthetic_batch(2, size=128, max_gt=16)
     counts = jnp.asarray(r2cnn.class_counts_with_background(
         np.full(15, 10.0), 0.25))
     state = train_state.TrainState.create(
@@ -143,31 +143,31 @@ class TrainTest(absltest.TestCase):
     self.addCleanup(shutil.rmtree, os.path.dirname(work), ignore_errors=True)
     with self.assertRaisesRegex(ValueError, 'steps, batch_size, .* must be '
                                 'positive'):
-      train.run(_train_config(steps=0), work)
+      detect.run(_train_config(steps=0), work)
     self.assertFalse(os.path.exists(work))
     # Evaluating a workdir with no checkpoint is an error, not a table of
     # random weights' detections.
     with self.assertRaisesRegex(errors.RunError, 'holds no checkpoint to '
                                 'evaluate'):
-      train.run(_train_config(mode='eval', synthetic_train=2,
-                              synthetic_test=1), work, show_progress=False)
+      detect.run(_train_config(mode='eval', synthetic_train=2,
+                               synthetic_test=1), work, show_progress=False)
 
   def test_load_split_errors(self):
     root = tempfile.mkdtemp()
     self.addCleanup(shutil.rmtree, root, ignore_errors=True)
     synthetic.write_dataset(root, images=1, size=128, seed=0)
-    split = train.load_split(root, image_size=128, max_gt=32)
+    split = detect.load_split(root, image_size=128, max_gt=32)
     self.assertEqual(split['images'].shape, (1, 128, 128, 3))
     with self.assertRaisesRegex(ValueError, 'more than max_gt 1'):
-      train.load_split(root, image_size=128, max_gt=1)
-    small = train.load_split(root, image_size=64, max_gt=32)  # Scaled.
+      detect.load_split(root, image_size=128, max_gt=1)
+    small = detect.load_split(root, image_size=64, max_gt=32)  # Scaled.
     np.testing.assert_allclose(small['boxes'][0, :, :4],
                                split['boxes'][0, :, :4] / 2, rtol=1e-6)
     os.remove(os.path.join(root, 'images', 'P0000.png'))
     with self.assertRaisesRegex(ValueError, "No image for labels 'P0000'"):
-      train.load_split(root, image_size=128, max_gt=32)
+      detect.load_split(root, image_size=128, max_gt=32)
     with self.assertRaisesRegex(ValueError, 'must hold train/'):
-      train.run(_train_config(data=root), root)
+      detect.run(_train_config(data=root), root)
 
   def test_hrsc_layout_is_read_and_scaled(self):
     root = tempfile.mkdtemp()
@@ -182,7 +182,7 @@ class TrainTest(absltest.TestCase):
               '</Class_ID><mbox_cx>100</mbox_cx><mbox_cy>50</mbox_cy>'
               '<mbox_w>80</mbox_w><mbox_h>20</mbox_h><mbox_ang>0.3'
               '</mbox_ang></HRSC_Object></HRSC_Objects></HRSC_Image>')
-    split = train.load_split(root, image_size=100, max_gt=4)
+    split = detect.load_split(root, image_size=100, max_gt=4)
     np.testing.assert_allclose(split['boxes'][0, 0], [50, 25, 40, 10, 0.3],
                                rtol=1e-6)
     self.assertEqual(split['class_names'], ['1'])
@@ -194,13 +194,13 @@ class TrainTest(absltest.TestCase):
     path = os.path.join(tempfile.mkdtemp(), 'w.npz')
     self.addCleanup(shutil.rmtree, os.path.dirname(path), ignore_errors=True)
     np.savez(path, **{'backbone/Conv_0/kernel': np.ones((3, 3, 3, 4))})
-    new, loaded = train.load_pretrained(params, path)
+    new, loaded = detect.load_pretrained(params, path)
     self.assertEqual(loaded, ['backbone/Conv_0/kernel'])
     np.testing.assert_array_equal(new['backbone']['Conv_0']['kernel'], 1.0)
     np.testing.assert_array_equal(new['fc1']['bias'], 0.0)
     np.savez(path, **{'backbone/Conv_0/kernel': np.ones((3, 3, 3, 5))})
     with self.assertRaisesRegex(ValueError, 'model expects'):
-      train.load_pretrained(params, path)
+      detect.load_pretrained(params, path)
 
   def test_launcher_refuses_a_bad_config_before_any_work(self):
     work = os.path.join(tempfile.mkdtemp(), 'w')
@@ -220,7 +220,7 @@ class TrainTest(absltest.TestCase):
     work = tempfile.mkdtemp()
     self.addCleanup(shutil.rmtree, work, ignore_errors=True)
     # The Cascade detector, so the launcher's path is run with it too (R2CNN
-    # goes through train.run in ResumeTest and OverfitTest).
+    # goes through detect.run in ResumeTest and OverfitTest).
     cmd = [sys.executable, '-m', 'launch.detect',
            '--config=configs/detect.py:smoke', '--config.steps=2',
            '--config.detector=cascade',
@@ -284,14 +284,14 @@ class ResumeTest(absltest.TestCase):
       if step == 3:  # The step-2 checkpoint is the latest.
         raise Killed()
 
-    train.run(cfg, os.path.join(root, 'a'), show_progress=False,
-              step_callback=keep('uninterrupted'))
+    detect.run(cfg, os.path.join(root, 'a'), show_progress=False,
+               step_callback=keep('uninterrupted'))
     cfg = dataclasses.replace(cfg, data=os.path.join(root, 'a', 'data'))
     with self.assertRaises(Killed):
-      train.run(cfg, os.path.join(root, 'b'), show_progress=False,
-                step_callback=kill_after_step_3)
-    train.run(cfg, os.path.join(root, 'b'), show_progress=False,
-              step_callback=keep('resumed'))
+      detect.run(cfg, os.path.join(root, 'b'), show_progress=False,
+                 step_callback=kill_after_step_3)
+    detect.run(cfg, os.path.join(root, 'b'), show_progress=False,
+               step_callback=keep('resumed'))
     # The metrics log of the resumed run equals the uninterrupted one's.
     logs = [workdir.read_metrics(
         os.path.join(root, w, 'metrics', 'train.jsonl')) for w in 'ab']
@@ -311,7 +311,7 @@ class OverfitTest(parameterized.TestCase):
   def test_detector_overfits_a_handful_of_images(self, detector):
     # A detector that cannot fit 4 images is broken: their own mAP at
     # rotated IoU > 0.6 must pass 0.9 (about 5 minutes each on 2 CPU
-    # cores), through train.run (the launcher's path).
+    # cores), through detect.run (the launcher's path).
     # 600 steps: running time dominates, so XLA optimises (conftest turns
     # that off for the suite; it took this test from ~5 to ~10 minutes).
     previous = jax.config.read('jax_disable_most_optimizations')
@@ -330,8 +330,8 @@ class OverfitTest(parameterized.TestCase):
                         post_nms=128, rpn_batch=128, roi_batch=64, loss='ce')
     config.update(steps=600, batch_size=4, lr=2e-3, checkpoint_every=10 ** 6,
                   data=os.path.join(root, 'data'))
-    result = train.run(train.TrainConfig.from_config(config),
-                       os.path.join(root, 'work'), show_progress=False)
+    result = detect.run(detect.TrainConfig.from_config(config),
+                        os.path.join(root, 'work'), show_progress=False)
     self.assertEqual(result['detector'], detector)
     self.assertGreater(result['mAP'], 0.9)
 

@@ -101,7 +101,8 @@ class CheckpointerTest(absltest.TestCase):
 
   def test_non_finite_tree_is_not_saved(self):
     ckpt = wd.Checkpointer(self.dir)
-    with self.assertRaisesRegex(errors.NonFiniteError, r"non-finite \['params'\]"):
+    with self.assertRaisesRegex(errors.NonFiniteError,
+                                r"non-finite \['params'\]"):
       ckpt.save(1, _tree(float('nan')))
     self.assertEqual(ckpt.steps(), [])
     ckpt.close()
@@ -168,7 +169,8 @@ class WorkdirTest(absltest.TestCase):
 
   def test_empty_config_json_is_named(self):
     open(os.path.join(self.path, 'config.json'), 'w').close()
-    with self.assertRaisesRegex(errors.CorruptFileError, 'config.json is damaged'):
+    with self.assertRaisesRegex(errors.CorruptFileError,
+                                'config.json is damaged'):
       with wd.Workdir(self.path, {'lr': 0.1}):
         pass
 

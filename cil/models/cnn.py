@@ -14,8 +14,6 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from cil import runtime
-
 
 def _to_float(x: jax.Array, dtype) -> jax.Array:
   if jnp.issubdtype(x.dtype, jnp.integer):
@@ -368,7 +366,7 @@ def conv3x3_winograd(x: jax.Array, kernel: jax.Array) -> jax.Array:
   return y.reshape(b, 2 * th, 2 * tw, -1)[:, :h, :w]
 
 
-# `Conv3x3`'s lowerings, besides 'auto'.
+# `Conv3x3`'s lowerings.
 CONV_IMPLS = ('winograd', 'im2col', 'xla')
 # Input channels below which 'winograd' computes by im2col instead.
 WINOGRAD_MIN_CHANNELS = 16
@@ -385,10 +383,10 @@ class Conv3x3(nn.Module):
     features: output channels.
     impl: 'winograd' (`conv3x3_winograd`, or `conv3x3_im2col` for inputs
       of fewer than `WINOGRAD_MIN_CHANNELS` channels), 'im2col'
-      (`conv3x3_im2col`), 'xla' (`lax.conv_general_dilated`), or 'auto':
-      `cil.runtime.policy().conv_impl` (im2col on CPUs and GPUs, XLA's
-      convolution on TPUs). First-order MAML on the CPU asks for
-      'winograd' (`cil.runtime.Policy.maml_conv_impl`).
+      (`conv3x3_im2col`) or 'xla' (`lax.conv_general_dilated`, the
+      default). The model takes what it is given: the runners pass the
+      backend policy's choice (`cil.runtime.Policy.maml_conv_impl`: im2col
+      on CPUs and GPUs, Winograd for first-order MAML on the CPU).
     add_bias: False where a batch norm follows: its mean subtraction
       cancels a per-channel bias exactly, so the parameter is kept (the
       same parameters as `nn.Conv`) but not added, which saves a pass over
@@ -396,7 +394,7 @@ class Conv3x3(nn.Module):
       as it is mathematically.
   """
   features: int
-  impl: str = 'auto'
+  impl: str = 'xla'
   add_bias: bool = True
   dtype: jnp.dtype = jnp.float32
 
@@ -407,8 +405,6 @@ class Conv3x3(nn.Module):
     bias = self.param('bias', nn.initializers.zeros, (self.features,))
     kernel = kernel.astype(self.dtype)
     impl = self.impl
-    if impl == 'auto':
-      impl = runtime.policy().conv_impl
     if impl == 'winograd' and x.shape[-1] >= WINOGRAD_MIN_CHANNELS:
       y = conv3x3_winograd(x, kernel)
     elif impl in ('winograd', 'im2col'):
@@ -419,7 +415,7 @@ class Conv3x3(nn.Module):
           dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
     else:
       raise ValueError(
-          "Conv3x3.impl must be 'auto', "
+          'Conv3x3.impl must be '
           + ' or '.join(repr(i) for i in CONV_IMPLS) + f', got {self.impl!r}.')
     return y + bias.astype(self.dtype) if self.add_bias else y
 
@@ -443,10 +439,10 @@ class Conv4(nn.Module):
     norm: 'batch' (transductive batch statistics, `BatchStatNorm`) or 'none'.
     pools: how many of the blocks (the first ones) max-pool; 4 as MAML, 3
       for 8x8 inputs (8 -> 4 -> 2 -> 1).
-    conv_impl: lowering of the convolutions (`Conv3x3.impl`); 'auto' picks
-      im2col matmuls on CPUs and GPUs and XLA's convolution on TPUs.
-      First-order MAML on the CPU asks for 'winograd'
-      (`cil.runtime.Policy.maml_conv_impl`).
+    conv_impl: lowering of the convolutions (`Conv3x3.impl`, default
+      XLA's); `cil.runtime.Policy.maml_conv_impl` gives the backend's
+      fastest for a MAML order (im2col on CPUs and GPUs, Winograd for
+      first order on the CPU), which the few-shot runner passes.
     dtype: the computation dtype (parameters stay float32); the logits are
       returned in at least float32, so a loss never runs in bfloat16.
   """
@@ -454,7 +450,7 @@ class Conv4(nn.Module):
   features: int = 64
   norm: str = 'batch'
   pools: int = 4
-  conv_impl: str = 'auto'
+  conv_impl: str = 'xla'
   dtype: jnp.dtype = jnp.float32
 
   @nn.compact

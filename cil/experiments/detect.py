@@ -23,7 +23,6 @@ import functools
 import json
 import math
 import os
-import time
 from typing import Any, Callable, Optional, Sequence
 
 from flax.training import train_state
@@ -40,6 +39,8 @@ from cil import losses as losses_lib
 from cil import plots
 from cil import runtime
 from cil import workdir as workdir_lib
+from cil.experiments import loop
+from cil.detection import boxes as boxes_lib
 from cil.detection import cascade
 from cil.detection import io as det_io
 from cil.detection import metrics
@@ -370,11 +371,6 @@ def predictions(params, split: dict, cfg: r2cnn.R2CNNConfig, *,
   return out
 
 
-def _state_tree(state: train_state.TrainState) -> dict:
-  return {'params': state.params, 'opt_state': state.opt_state,
-          'step': state.step}
-
-
 def run(cfg: TrainConfig, workdir: str, *, show_progress: bool = True,
         step_callback: Optional[Callable[[int, Any, dict], None]] = None
         ) -> Optional[dict]:
@@ -414,7 +410,7 @@ def run(cfg: TrainConfig, workdir: str, *, show_progress: bool = True,
   if cfg.data is not None:
     _data(cfg, workdir, cfg.data)  # Checks the layout before the workdir.
   size, max_gt = cfg.model.image_size, cfg.max_gt
-  resolved = runtime.describe()
+  resolved = runtime.describe(runtime.policy())
   config = dataclasses.asdict(cfg)
   config['data'] = os.path.abspath(cfg.data) if cfg.data else None
   with workdir_lib.Workdir(workdir, config, runtime=resolved) as work:
@@ -433,18 +429,16 @@ def run(cfg: TrainConfig, workdir: str, *, show_progress: bool = True,
     if cfg.pretrained:
       params, _ = load_pretrained(state.params, cfg.pretrained)
       state = state.replace(params=params)
-    ckpt = work.checkpointer('train')
-    start, restored = ckpt.restore(_state_tree(state))
-    state = state.replace(**restored)
-    if cfg.mode == 'eval' and not start:
-      ckpt.close()
-      raise errors.RunError(
-          f'{workdir} holds no checkpoint to evaluate; train first '
-          f"(--config.mode=both or 'train').")
-    if cfg.mode in ('train', 'both') and start < cfg.steps:
-      state = _train(cfg, state, start, train, counts, ckpt, work,
-                     show_progress, step_callback)
-    ckpt.close()
+    with loop.CellTraining(work, 'train', state,
+                           checkpoint_every=cfg.checkpoint_every,
+                           guard_name='detection') as training:
+      if cfg.mode == 'eval' and not training.start:
+        raise errors.RunError(
+            f'{workdir} holds no checkpoint to evaluate; train first '
+            f"(--config.mode=both or 'train').")
+      if cfg.mode in ('train', 'both') and training.start < cfg.steps:
+        _train(cfg, training, train, counts, show_progress, step_callback)
+      state = training.state
     if cfg.mode == 'train':
       return None
     test = load_split(os.path.join(data, 'test'), image_size=size,
@@ -463,45 +457,82 @@ def run(cfg: TrainConfig, workdir: str, *, show_progress: bool = True,
       for name, image in dets.items():
         det_io.write_dota(os.path.join(folder, name + '.txt'), image)
     work.write_text('table.md', metrics.table_markdown(result))
-    plots.detections(test, dets, work.file('detections'))
+    figure_detections(test, dets, work.file('detections'))
   return result
 
 
-def _train(cfg: TrainConfig, state, start: int, train: dict, counts,
-           ckpt: workdir_lib.Checkpointer, work: workdir_lib.Workdir,
-           show_progress: bool, step_callback) -> train_state.TrainState:
-  """Steps `start .. cfg.steps`, checkpointing; the guard on every loss."""
+def _train(cfg: TrainConfig, training: loop.CellTraining, train: dict,
+           counts, show_progress: bool, step_callback) -> None:
+  """Steps `training.start .. cfg.steps` through the cell loop."""
   model_cfg = cfg.model
   step_fn = jax.jit(lambda s, b, k: detector_module(model_cfg).train_step(
       s, b, k, cfg=model_cfg, counts=counts), donate_argnums=(0,))
-  bar = workdir_lib.progress(cfg.steps, initial=start, desc='training steps',
-                             unit='step', enabled=show_progress)
-  log = work.metrics('train', resume_step=start)
+  bar = workdir_lib.progress(cfg.steps, initial=training.start,
+                             desc='training steps', unit='step',
+                             enabled=show_progress)
   key = jax.random.key(cfg.seed + 1)
   n = len(train['names'])
   arrays = {k: train[k] for k in ('images', 'boxes', 'labels', 'valid')}
+
+  def step(state, i):
+    rng = np.random.default_rng([cfg.seed, i])
+    idx = rng.choice(n, cfg.batch_size, replace=n < cfg.batch_size)
+    batch = {k: jnp.asarray(v[idx]) for k, v in arrays.items()}
+    state, m = step_fn(state, batch, key)
+    m = jax.device_get(m)
+    bar.update(1)
+    if i % 10 == 0:
+      bar.set_postfix({k: f'{float(v):.3f}' for k, v in m.items()
+                       if k != 'fg_rois'}, refresh=False)
+    return state, m
+
   try:
-    for step in range(start, cfg.steps):
-      started = time.perf_counter()
-      rng = np.random.default_rng([cfg.seed, step])
-      idx = rng.choice(n, cfg.batch_size, replace=n < cfg.batch_size)
-      batch = {k: jnp.asarray(v[idx]) for k, v in arrays.items()}
-      state, m = step_fn(state, batch, key)
-      m = jax.device_get(m)
-      workdir_lib.check_finite(
-          'detection', step + 1,
-          **{f'loss term {k}': v for k, v in m.items() if k != 'fg_rois'})
-      log.write(step + 1, **m, step_seconds=time.perf_counter() - started)
-      bar.update(1)
-      if step % 10 == 0:
-        bar.set_postfix({k: f'{float(v):.3f}' for k, v in m.items()
-                         if k != 'fg_rois'}, refresh=False)
-      if (step + 1) % cfg.checkpoint_every == 0 or step + 1 == cfg.steps:
-        workdir_lib.check_finite('detection', step + 1, params=state.params)
-        ckpt.save(step + 1, _state_tree(state))
-      if step_callback is not None:
-        step_callback(step + 1, state, m)
+    training.run(cfg.steps, step, callback=step_callback)
   finally:
     bar.close()
-    log.close()
-  return state
+
+
+def figure_detections(split: dict, dets: dict, stem: str, *, count: int = 4,
+                      min_score: float = 0.3) -> dict:
+  """Detection: test images with true (green) and predicted (red) boxes.
+
+  Every box is labelled with its class name (predictions also with their
+  score).
+
+  Args:
+    split: `load_split` output (`images`, `names`,
+      `gt` name -> ImageBoxes).
+    dets: image name -> predicted ImageBoxes (with scores).
+    stem: output path without extension.
+    count: images drawn (the first of the split).
+    min_score: predictions below it are not drawn.
+  """
+  names = split['names'][:count]
+  fig = plots.figure(figsize=(3.2 * max(len(names), 1), 3.4), layout='tight')
+  axes = fig.subplots(1, max(len(names), 1), squeeze=False)[0]
+  rows = []
+  for ax, (k, name) in zip(axes, enumerate(names)):
+    ax.imshow(split['images'][k])
+    ax.set_title(name, fontsize=8)
+    ax.set_axis_off()
+    gt = split['gt'][name]
+    det = dets[name]
+    keep = np.asarray(det.scores) >= min_score
+    for kind, colour, boxes, labels, scores in (
+        ('truth', 'lime', gt.boxes, gt.labels, [None] * len(gt.labels)),
+        ('prediction', 'red', det.boxes[keep], det.labels[keep],
+         det.scores[keep])):
+      for corners, label, score in zip(
+          boxes_lib.rbox_to_corners(np.asarray(boxes), xp=np), labels,
+          scores):
+        closed = np.concatenate([corners, corners[:1]])
+        ax.plot(closed[:, 0], closed[:, 1], color=colour, lw=0.9)
+        text = str(label) if score is None else f'{label} {score:.2f}'
+        ax.text(corners[0, 0], corners[0, 1], text, color=colour,
+                fontsize=5, va='bottom')
+        rows.append([name, kind, str(label),
+                     '' if score is None else float(score)]
+                    + [float(v) for v in corners.reshape(-1)])
+  header = ['image', 'kind', 'class', 'score'] + [
+      f'{a}{i}' for i in range(4) for a in 'xy']
+  return plots.save(fig, stem, header, rows)

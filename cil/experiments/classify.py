@@ -25,7 +25,6 @@ recording the cell.
 import dataclasses
 import functools
 import math
-import time
 from typing import Any, Callable, Optional, Sequence
 
 import flax.linen as nn
@@ -45,13 +44,12 @@ from cil import models
 from cil import plots
 from cil import runtime
 from cil import workdir as workdir_lib
+from cil.experiments import loop
+from cil.experiments import report
 
 DEFAULT_MODELS = {'digits': 'digits_cnn', 'mnist': 'lenet',
                   'mstar_soc': 'aconvnet', 'cifar10': 'resnet32',
                   'cifar100': 'resnet32'}
-ALL_PROTOCOLS = {'digits': data.TABLE1_PROTOCOLS,
-                 'mnist': data.TABLE1_PROTOCOLS,
-                 'mstar_soc': ('mstar24', 'mstar12')}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -139,11 +137,14 @@ class ClassifyConfig:
                        f'(160, 180); got {c["lr_decay_epochs"]!r}.') from None
     return cls(**c)
 
-  def resolved_chunk_steps(self) -> int:
-    return self.chunk_steps or runtime.policy().classify_chunk_steps
-
-  def resolved_seed_parallel(self) -> str:
-    return self.seed_parallel or runtime.policy().seed_parallel
+  def resolve(self, policy: runtime.Policy) -> 'ClassifyConfig':
+    """This config with the backend's choices made: `model`, `chunk_steps`
+    and `seed_parallel` concrete (`run` calls it once; nothing below it
+    reads the policy)."""
+    return dataclasses.replace(
+        self, model=self.model_name(),
+        chunk_steps=self.chunk_steps or policy.classify_chunk_steps,
+        seed_parallel=self.seed_parallel or policy.seed_parallel)
 
   def model_name(self) -> str:
     return self.model or DEFAULT_MODELS.get(self.dataset, 'lenet')
@@ -534,19 +535,6 @@ def seed_mesh(num_seeds: int) -> Optional[jax.sharding.Mesh]:
   return distributed.global_mesh(_SEEDS)
 
 
-class Interrupted(Exception):
-  """Raised by a callback to stop a run (tests use it to simulate a kill)."""
-
-
-def _train_state_tree(states: TrainState) -> dict:
-  """The arrays of the seeds' states that a checkpoint holds."""
-  tree = {'params': states.params, 'opt_state': states.opt_state,
-          'step': states.step}
-  if states.batch_stats is not None:
-    tree['batch_stats'] = states.batch_stats
-  return tree
-
-
 def cell_name(protocol: str, loss_name: str) -> str:
   """The workdir cell of one (protocol, loss): 'odd10/ci'."""
   return f'{protocol}/{loss_name}'
@@ -555,13 +543,14 @@ def cell_name(protocol: str, loss_name: str) -> str:
 def train_and_evaluate(
     cfg: ClassifyConfig, train_set: data.ArrayDataset,
     test_set: data.ArrayDataset, protocol: str, loss_name: str,
-    work: workdir_lib.Workdir, *, progress: Any = None,
+    work: workdir_lib.Workdir, *, unroll: bool, progress: Any = None,
     epoch_callback: Optional[Callable[[int], None]] = None) -> dict:
   """Trains `cfg.seeds` models for one (protocol, loss); returns metrics.
 
-  Resumes from the cell's newest good checkpoint. Each epoch appends the
-  seeds' mean train loss and accuracy and its wall time to the cell's
-  metrics log.
+  `cfg` is resolved (`ClassifyConfig.resolve`); `unroll` is the backend
+  policy's `unroll_loops`. The cell loop (`cil.experiments.loop`) resumes
+  from the cell's newest good checkpoint; each epoch appends the seeds'
+  mean train loss and accuracy and its wall time to the cell's metrics log.
 
   Raises:
     errors.NonFiniteError: a seed's loss or parameters became NaN/inf.
@@ -573,7 +562,7 @@ def train_and_evaluate(
                         num_classes=train_set.num_classes) for s in seeds]
   counts = jnp.asarray(np.stack([s.class_counts for s in splits]),
                        jnp.float32)
-  model = _model(cfg.model_name(), train_set.num_classes)
+  model = _model(cfg.model, train_set.num_classes)
   steps_per_epoch = math.ceil(max(s.indices.size for s in splits)
                               / cfg.batch_size)
   tx = make_optimizer(cfg, steps_per_epoch)
@@ -582,15 +571,11 @@ def train_and_evaluate(
   mesh = seed_mesh(len(seeds))
   if mesh is not None:
     states = distributed.put(states, mesh, jax.sharding.PartitionSpec(_SEEDS))
-  checkpointer = work.checkpointer(cell)
-  start_epoch, restored = checkpointer.restore(_train_state_tree(states))
-  states = states.replace(**restored)
-  log = work.metrics(cell, resume_step=start_epoch)
 
   hparams = tuple(sorted(cfg.hparams_for(loss_name).items()))
   static = {'loss_name': loss_name, 'loss_hparams': hparams,
-            'seed_parallel': cfg.resolved_seed_parallel(),
-            'unroll': runtime.policy().unroll_loops, 'augment': cfg.augment}
+            'seed_parallel': cfg.seed_parallel, 'unroll': unroll,
+            'augment': cfg.augment}
   weights = drw_weights(np.asarray(counts), cfg.drw_beta).astype(np.float32)
   if mesh is None:
     images = jnp.asarray(train_set.images)
@@ -615,49 +600,48 @@ def train_and_evaluate(
       return fn(states, images, labels, *by_step_seed, counts, seed_ids,
                 distributed.put(global_steps, mesh, P()),
                 *((weights,) if drw else ()))
-  try:
-    for epoch in range(start_epoch, cfg.epochs):
-      drw = bool(cfg.drw_epoch) and epoch >= cfg.drw_epoch
-      started = time.perf_counter()
-      idx, mask = epoch_batches(splits, seeds, epoch, cfg.batch_size)
-      steps = idx.shape[0]
-      chunk = min(cfg.resolved_chunk_steps(), steps)
-      epoch_loss, epoch_acc = [], []
-      for start in range(0, steps, chunk):
-        c_idx, c_mask = idx[start:start + chunk], mask[start:start + chunk]
-        if c_idx.shape[0] < chunk:  # Pad the last chunk with inactive steps.
-          pad = chunk - c_idx.shape[0]
-          c_idx = np.concatenate([c_idx, np.zeros((pad,) + c_idx.shape[1:],
-                                                  c_idx.dtype)])
-          c_mask = np.concatenate([c_mask, np.zeros(
-              (pad,) + c_mask.shape[1:], bool)])
-        global_steps = epoch * steps + start + np.arange(chunk)
-        states, step_metrics = run_chunk(states, c_idx, c_mask, global_steps,
-                                         drw)
-        step_metrics = distributed.to_host(step_metrics)
-        active = c_mask.any(axis=(1, 2))
-        chunk_loss = np.asarray(step_metrics['loss'])[active]
-        workdir_lib.check_finite(cell, int(global_steps[0]) + 1,
-                                 loss=chunk_loss)
-        epoch_loss.append(chunk_loss)
-        epoch_acc.append(np.asarray(step_metrics['accuracy'])[active])
-        if progress is not None:
-          progress.update(int(active.sum()))
-          progress.set_postfix(cell=cell, epoch=epoch + 1, refresh=False,
-                               loss=f'{np.mean(chunk_loss):.4f}')
-      if (epoch + 1) % cfg.checkpoint_every == 0 or epoch + 1 == cfg.epochs:
-        workdir_lib.check_finite(cell, epoch + 1, params=states.params)
-        checkpointer.save(epoch + 1, _train_state_tree(states))
-      log.write(epoch + 1,
-                train_loss=np.mean(np.concatenate(epoch_loss)),
-                train_accuracy=np.mean(np.concatenate(epoch_acc)),
-                epoch_seconds=time.perf_counter() - started)
-      if epoch_callback is not None:
-        epoch_callback(epoch + 1)
-  finally:
-    checkpointer.close()
-    log.close()
-  workdir_lib.check_finite(cell, cfg.epochs, params=states.params)
+
+  def train_epoch(states, epoch):
+    """One epoch of every seed, in chunks; the guard on every chunk."""
+    drw = bool(cfg.drw_epoch) and epoch >= cfg.drw_epoch
+    idx, mask = epoch_batches(splits, seeds, epoch, cfg.batch_size)
+    steps = idx.shape[0]
+    chunk = min(cfg.chunk_steps, steps)
+    epoch_loss, epoch_acc = [], []
+    for start in range(0, steps, chunk):
+      c_idx, c_mask = idx[start:start + chunk], mask[start:start + chunk]
+      if c_idx.shape[0] < chunk:  # Pad the last chunk with inactive steps.
+        pad = chunk - c_idx.shape[0]
+        c_idx = np.concatenate([c_idx, np.zeros((pad,) + c_idx.shape[1:],
+                                                c_idx.dtype)])
+        c_mask = np.concatenate([c_mask, np.zeros(
+            (pad,) + c_mask.shape[1:], bool)])
+      global_steps = epoch * steps + start + np.arange(chunk)
+      states, step_metrics = run_chunk(states, c_idx, c_mask, global_steps,
+                                       drw)
+      step_metrics = distributed.to_host(step_metrics)
+      active = c_mask.any(axis=(1, 2))
+      chunk_loss = np.asarray(step_metrics['loss'])[active]
+      workdir_lib.check_finite(cell, int(global_steps[0]) + 1,
+                               loss=chunk_loss)
+      epoch_loss.append(chunk_loss)
+      epoch_acc.append(np.asarray(step_metrics['accuracy'])[active])
+      if progress is not None:
+        progress.update(int(active.sum()))
+        progress.set_postfix(cell=cell, epoch=epoch + 1, refresh=False,
+                             loss=f'{np.mean(chunk_loss):.4f}')
+    return states, {
+        'train_loss': np.mean(np.concatenate(epoch_loss)),
+        'train_accuracy': np.mean(np.concatenate(epoch_acc))}
+
+  callback = None
+  if epoch_callback is not None:
+    callback = lambda epoch, *_: epoch_callback(epoch)  # noqa: E731
+  with loop.CellTraining(work, cell, states,
+                         checkpoint_every=cfg.checkpoint_every) as training:
+    history = training.run(cfg.epochs, train_epoch,
+                           seconds_key='epoch_seconds', callback=callback)
+    states = training.state
 
   predictions = predict(states, test_set.images, cfg.eval_batch_size, mesh)
   per_seed = []
@@ -665,152 +649,22 @@ def train_and_evaluate(
     cm = metrics.confusion_matrix(test_set.labels, predictions[k],
                                   test_set.num_classes)
     scores = metrics.classification_metrics(cm)
-    scores['minority_recall'] = minority_recall(
+    scores['minority_recall'] = report.minority_recall(
         scores['per_class_recall'], splits[k].class_counts)
     per_seed.append({'seed': seed, **splits[k].summary(), **scores})
-  history = log.records()
   return {'protocol': protocol, 'loss': loss_name,
-          'loss_hparams': dict(hparams), 'model': cfg.model_name(),
+          'loss_hparams': dict(hparams), 'model': cfg.model,
           'train_loss_per_epoch': [r['train_loss'] for r in history],
           'per_seed': per_seed}
 
 
-def minority_recall(per_class_recall: Sequence[float],
-                    class_counts: Sequence[int]) -> Optional[float]:
-  """Mean test recall of the classes with fewer training images than the
-  largest; None when the training set is balanced."""
-  counts = np.asarray(class_counts)
-  minority = np.flatnonzero(counts < counts.max())
-  if not minority.size:
-    return None
-  return float(np.mean(np.asarray(per_class_recall, float)[minority]))
-
-
-SUMMARY_METRICS = ('accuracy', 'balanced_accuracy', 'minority_recall',
-                   'macro_f1', 'g_mean', 'imbalance_degree', 'imbalance_ratio')
-
-
-def summarize(run: dict) -> dict:
-  """Mean and 95 % CI over seeds of each scalar metric."""
-  out = {}
-  for key in SUMMARY_METRICS:
-    values = [s.get(key) for s in run['per_seed']]
-    if any(x is None for x in values):  # Balanced: no minority classes.
-      out[key] = {'mean': None, 'ci95': None}
-      continue
-    mean, half = metrics.mean_confidence_interval(values)
-    out[key] = {'mean': mean, 'ci95': half}
-  recalls = np.array([s['per_class_recall'] for s in run['per_seed']],
-                     dtype=float)  # None (absent class, from JSON) -> NaN.
-  out['per_class_recall_mean'] = np.nanmean(recalls, axis=0).tolist()
-  return out
-
-
-def paired_differences(runs: Sequence[dict], baseline: str,
-                       metric: str = 'accuracy') -> list[dict]:
-  """Each loss minus `baseline`, paired by seed, per protocol.
-
-  Seeds share the training subsample, the initialisation and the batch
-  order across losses, so the per-seed difference removes most of the
-  sampling noise that the CIs of the two means carry.
-
-  Args:
-    runs: `results.json`'s runs (with `per_seed`).
-    baseline: the loss (spec) to subtract.
-    metric: a per-seed metric (accuracy, balanced_accuracy,
-      minority_recall, macro_f1, g_mean).
-
-  Returns:
-    One dict per (protocol, loss != baseline): protocol, lambda (mean over
-    seeds), loss, seeds, mean and ci95 of the difference (in the metric's
-    units), and `significant` (the 95 % CI excludes 0).
-
-  Raises:
-    ValueError: the baseline is missing for a protocol, or the two runs
-      hold different seeds.
-  """
-  by_key = {(r['protocol'], r['loss']): r for r in runs}
-  out = []
-  for (protocol, loss), run in by_key.items():
-    if loss == baseline:
-      continue
-    base = by_key.get((protocol, baseline))
-    if base is None:
-      raise ValueError(f'No {baseline!r} run for protocol {protocol!r}; '
-                       f'losses present: {sorted({k[1] for k in by_key})}.')
-    a = {s['seed']: s for s in run['per_seed']}
-    b = {s['seed']: s for s in base['per_seed']}
-    if set(a) != set(b):
-      raise ValueError(f'{protocol}: {loss!r} has seeds {sorted(a)} but '
-                       f'{baseline!r} has {sorted(b)}; pairing needs the '
-                       f'same seeds.')
-    if any(a[k].get(metric) is None or b[k].get(metric) is None for k in a):
-      continue  # e.g. minority recall of a balanced protocol.
-    diffs = [a[k][metric] - b[k][metric] for k in sorted(a)]
-    mean, half = metrics.mean_confidence_interval(diffs)
-    out.append({'protocol': protocol, 'loss': loss,
-                'lambda': float(np.mean([s['imbalance_degree']
-                                         for s in run['per_seed']])),
-                'seeds': len(diffs), 'mean': mean, 'ci95': half,
-                'significant': bool(half == half and abs(mean) > half)})
-  return out
-
-
-def compare_workdir(workdir: str, *, baseline: str,
-                    metric: str = 'accuracy') -> str:
-  """`paired_differences` of a workdir's runs as a markdown table.
-
-  Reads `results.json`, or the finished cells in `runs/` while a run is
-  still going. Rows: losses; columns: protocols in order of lambda; cells:
-  mean difference ± 95 % CI in percentage points, `*` where the CI
-  excludes 0.
-  """
-  runs = workdir_lib.read_runs(workdir)
-  baseline = losses.canonical_spec(baseline)
-  diffs = paired_differences(runs, baseline, metric)
-  if not diffs:
-    raise ValueError(f'{workdir}: nothing to compare with {baseline!r} '
-                     f'(finished cells: {len(runs)}).')
-  protocols = sorted({(d['lambda'], d['protocol']) for d in diffs})
-  names = list(dict.fromkeys(d['loss'] for d in diffs))
-  cell = {(d['protocol'], d['loss']): d for d in diffs}
-  lines = [f'{metric}: loss - {baseline}, percentage points, mean ± 95 % CI '
-           f'over seeds (paired by seed); * = CI excludes 0.', '',
-           '| loss | ' + ' | '.join(f'λ {lam:.2f}' for lam, _ in protocols)
-           + ' |', '|' + '---|' * (len(protocols) + 1)]
-  for name in names:
-    row = []
-    for _, protocol in protocols:
-      d = cell.get((protocol, name))
-      if d is None:
-        row.append('')
-      elif d['ci95'] != d['ci95']:  # One seed: no interval.
-        row.append(f'{100 * d["mean"]:+.2f} (1 seed, no CI)')
-      else:
-        row.append(f'{100 * d["mean"]:+.2f} ± {100 * d["ci95"]:.2f}'
-                   + ('*' if d['significant'] else ''))
-    lines.append(f'| {name} | ' + ' | '.join(row) + ' |')
-  lines += ['', 'Protocols: ' + ', '.join(f'λ {lam:.3f} = {p}'
-                                          for lam, p in protocols)]
-  return '\n'.join(lines)
-
-
-def markdown_table(runs: Sequence[dict], protocols: Sequence[str],
-                   loss_names: Sequence[str], metric: str = 'accuracy'
-                   ) -> str:
-  """Table I's shape: rows losses, columns situations, mean ± 95 % CI (%)."""
-  by_key = {(r['protocol'], r['loss']): r for r in runs}
-  header = '| loss | ' + ' | '.join(protocols) + ' |'
-  lines = [header, '|' + '---|' * (len(protocols) + 1)]
-  for loss_name in loss_names:
-    cells = []
-    for protocol in protocols:
-      run = by_key.get((protocol, loss_name))
-      values = [s.get(metric) for s in run['per_seed']] if run else []
-      cells.append(metrics.format_mean_ci(values)
-                   if values and None not in values else '')
-    lines.append(f'| {loss_name} | ' + ' | '.join(cells) + ' |')
-  return '\n'.join(lines)
+def _cell_settings(cfg: ClassifyConfig, protocol: str, loss: str) -> dict:
+  """What one cell runs with: the resolved config's fields that vary by
+  cell or by backend."""
+  return {'protocol': protocol, 'loss': loss, 'model': cfg.model,
+          'loss_hparams': cfg.hparams_for(loss),
+          'chunk_steps': cfg.chunk_steps,
+          'seed_parallel': cfg.seed_parallel}
 
 
 def run(cfg: ClassifyConfig, workdir: str, *, show_progress: bool = True,
@@ -839,63 +693,59 @@ def run(cfg: ClassifyConfig, workdir: str, *, show_progress: bool = True,
   kw = {'data_dir': cfg.data_dir, 'manual_dir': cfg.manual_dir}
   train_set = data.load(cfg.dataset, 'train', **kw)
   test_set = data.load(cfg.dataset, 'test', **kw)
-  resolved = runtime.describe(classify={
-      'model': cfg.model_name(),
-      'chunk_steps': cfg.resolved_chunk_steps(),
-      'seed_parallel': cfg.resolved_seed_parallel(),
+  policy = runtime.policy()
+  resolved_cfg = cfg.resolve(policy)
+  cells = [(p, n) for p in cfg.protocols for n in cfg.losses]
+  record = runtime.describe(policy, classify={
       'seeds': list(range(cfg.first_seed, cfg.first_seed + cfg.seeds)),
-      'loss_hparams': {n: cfg.hparams_for(n) for n in cfg.losses}})
+      'cells': {cell_name(*c): _cell_settings(resolved_cfg, *c)
+                for c in cells}})
 
   # Where the data lives may change between a run and its resumption.
   config = dataclasses.asdict(cfg)
-  resolved['data_location'] = {k: config.pop(k)
-                               for k in ('data_dir', 'manual_dir')}
-  with workdir_lib.Workdir(workdir, config, runtime=resolved) as work:
-    cells = [(p, n) for p in cfg.protocols for n in cfg.losses]
-    done = {c: work.finished(cell_name(*c)) for c in cells}
-    steps = 0
-    for (protocol, _), result in done.items():
-      if result is None:
-        split = data.get_protocol(protocol)(train_set.labels, seed=0)
-        steps += cfg.epochs * math.ceil(split.indices.size / cfg.batch_size)
-    bar = workdir_lib.progress(steps, desc='training steps (all seeds)',
-                               unit='step', enabled=bool(
-                                   show_progress and steps and work.primary))
-    runs = []
-    try:
-      for protocol, loss_name in cells:
-        result = done[(protocol, loss_name)]
-        if result is None:
-          callback = None
-          if epoch_callback is not None:
-            callback = functools.partial(epoch_callback, protocol, loss_name)
-          result = train_and_evaluate(cfg, train_set, test_set, protocol,
-                                      loss_name, work, progress=bar,
-                                      epoch_callback=callback)
-          work.finish(cell_name(protocol, loss_name), result)
-        runs.append(result)
-    finally:
-      bar.close()
+  record['data_location'] = {k: config.pop(k)
+                             for k in ('data_dir', 'manual_dir')}
+  with workdir_lib.Workdir(workdir, config, runtime=record) as work:
+    by_name = {cell_name(*c): c for c in cells}
+
+    def steps_of(cell):
+      split = data.get_protocol(by_name[cell][0])(train_set.labels, seed=0)
+      return cfg.epochs * math.ceil(split.indices.size / cfg.batch_size)
+
+    def train_cell(cell, bar):
+      protocol, loss_name = by_name[cell]
+      callback = None
+      if epoch_callback is not None:
+        callback = functools.partial(epoch_callback, protocol, loss_name)
+      result = train_and_evaluate(
+          resolved_cfg, train_set, test_set, protocol, loss_name, work,
+          unroll=policy.unroll_loops, progress=bar, epoch_callback=callback)
+      result['settings'] = record['classify']['cells'][cell]
+      return result
+
+    runs = loop.run_cells(work, list(by_name), train_cell, steps_of=steps_of,
+                          desc='training steps (all seeds)',
+                          show_progress=show_progress)
 
     for r in runs:
-      r['summary'] = summarize(r)
+      r['summary'] = report.summarize(r)
     results = {'config': work.config, 'dataset': {
         'name': cfg.dataset, 'train_size': len(train_set),
         'test_size': len(test_set),
         'test_class_counts': test_set.class_counts().tolist(),
         'class_names': list(train_set.class_names)}, 'runs': runs}
-    table = markdown_table(runs, cfg.protocols, cfg.losses)
+    table = report.markdown_table(runs, cfg.protocols, cfg.losses)
     results['table_markdown'] = table
     work.write_json('results.json', results)
     lambda_of = {r['protocol']: r['summary']['imbalance_degree']['mean']
                  for r in runs}
     lambdas = ', '.join(f'{p} {lambda_of[p]:.3f}' for p in cfg.protocols)
-    tables = {m: markdown_table(runs, cfg.protocols, cfg.losses, m)
+    tables = {m: report.markdown_table(runs, cfg.protocols, cfg.losses, m)
               for m in ('balanced_accuracy', 'minority_recall')}
     work.write_text('table.md', (
         f'Recognition rate (%) on the balanced {cfg.dataset} test set, '
         f'mean ± 95 % CI over {cfg.seeds} seeds; model '
-        f'{cfg.model_name()}, {cfg.epochs} epochs. Imbalance degree λ of '
+        f'{resolved_cfg.model}, {cfg.epochs} epochs. Imbalance degree λ of '
         f'the training sets: {lambdas}.\n\n{table}\n\n'
         f'Balanced accuracy (%, mean test recall over classes):\n\n'
         f'{tables["balanced_accuracy"]}\n\n'

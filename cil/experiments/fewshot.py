@@ -18,8 +18,7 @@ uninterrupted one. Finished losses are kept in `workdir/runs/<loss>.json`.
 import dataclasses
 import functools
 import math
-import time
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -35,6 +34,8 @@ from cil import models
 from cil import plots
 from cil import runtime
 from cil import workdir as workdir_lib
+from cil.experiments import loop
+from cil.experiments import report
 
 
 DTYPES = ('float32', 'bfloat16')  # `FewShotConfig.dtype`.
@@ -127,11 +128,16 @@ class FewShotConfig:
   def ways(self) -> int:
     return self.maml.ways
 
-  @property
-  def resolved_conv_impl(self) -> str:
-    """`conv_impl`, or the backend policy's lowering for the order."""
-    return runtime.policy().maml_conv_impl(
-        first_order=self.maml.first_order, requested=self.conv_impl)
+  def resolve(self, policy: runtime.Policy) -> 'FewShotConfig':
+    """This config with the backend's choices made (`run` calls it once;
+    nothing below it reads the policy): `conv_impl` ('' = the policy's
+    lowering for the MAML order, `Policy.maml_conv_impl`) and
+    `maml.task_map` ('' = the policy's) concrete."""
+    return dataclasses.replace(
+        self, conv_impl=policy.maml_conv_impl(
+            first_order=self.maml.first_order, requested=self.conv_impl),
+        maml=dataclasses.replace(
+            self.maml, task_map=self.maml.task_map or policy.task_map))
 
   def validate(self) -> None:
     """Checks every field before any work (or workdir) is touched."""
@@ -225,7 +231,7 @@ def _adapt_and_predict(params, apply_fn, tasks, *, cfg: maml_lib.MamlConfig):
         loss=cfg.loss_fn(cfg.inner_loss), inner_lr=cfg.inner_lr,
         num_steps=cfg.test_adaptation_steps, first_order=True)
     return jnp.argmax(apply_fn({'params': adapted}, task['query_images']), -1)
-  return maml_lib.map_tasks(one, tasks, cfg.resolved_task_map())
+  return maml_lib.map_tasks(one, tasks, cfg.task_map)
 
 
 def _score_batch(params, apply_fn, batch: data.Tasks,
@@ -288,13 +294,10 @@ def evaluate(state, cfg: FewShotConfig, sampler: data.EpisodeSampler,
   return results
 
 
-def _state_tree(state) -> dict:
-  return {'params': state.params, 'opt_state': state.opt_state,
-          'step': state.step}
-
-
 def train_and_evaluate(cfg: FewShotConfig, splits, loss: str,
-                       work: workdir_lib.Workdir, *, progress=None,
+                       work: workdir_lib.Workdir, *,
+                       compiler_options: Sequence[tuple[str, str]] = (),
+                       progress=None,
                        step_callback: Optional[Callable[[int], None]] = None
                        ) -> dict:
   """Meta-trains with `loss` (resuming if checkpointed) and meta-tests.
@@ -312,64 +315,47 @@ def train_and_evaluate(cfg: FewShotConfig, splits, loss: str,
   side = min(splits.train.image_shape[:2])
   model = models.Conv4(num_classes=cfg.ways, features=cfg.features,
                        pools=min(4, int(np.log2(side))),
-                       conv_impl=cfg.resolved_conv_impl,
+                       conv_impl=cfg.conv_impl,
                        dtype=jnp.dtype(cfg.dtype))
   first = train_tasks(cfg, train_sampler, 0, tasks=(0, 1))
   state = maml_lib.create_state(model, mcfg, jax.random.key(cfg.seed),
                                 first['support_images'][0])
-  checkpointer = work.checkpointer(loss)
-  start, restored = checkpointer.restore(_state_tree(state))
-  state = state.replace(**restored)
-  log = work.metrics(loss, resume_step=start)
-  if progress is not None:
-    progress.update(start)
-  step_fn = maml_lib.parallel_meta_train_step(mcfg, parallel=cfg.parallel)
-  try:
-    for step in range(start, cfg.meta_steps):
-      started = time.perf_counter()
-      state, m = step_fn(state, train_tasks(cfg, train_sampler, step))
-      m = distributed.to_host(m)
-      workdir_lib.check_finite(loss, step + 1, meta_loss=m['meta_loss'])
-      log.write(step + 1, meta_loss=m['meta_loss'],
-                query_accuracy=m['accuracy'],
-                step_seconds=time.perf_counter() - started)
-      if progress is not None:
-        progress.update(1)
-        progress.set_postfix(loss=loss, meta_loss=f"{m['meta_loss']:.4f}",
-                             refresh=False)
-      if (step + 1) % cfg.checkpoint_every == 0 or step + 1 == cfg.meta_steps:
-        workdir_lib.check_finite(loss, step + 1, params=state.params)
-        checkpointer.save(step + 1, _state_tree(state))
-      if step_callback is not None:
-        step_callback(step + 1)
-  finally:
-    checkpointer.close()
-    log.close()
-  workdir_lib.check_finite(loss, cfg.meta_steps, params=state.params)
+  step_fn = maml_lib.parallel_meta_train_step(
+      mcfg, parallel=cfg.parallel, compiler_options=compiler_options)
+
+  def meta_step(state, step):
+    state, m = step_fn(state, train_tasks(cfg, train_sampler, step))
+    m = distributed.to_host(m)
+    if progress is not None:
+      progress.update(1)
+      progress.set_postfix(loss=loss, meta_loss=f"{m['meta_loss']:.4f}",
+                           refresh=False)
+    return state, {'meta_loss': m['meta_loss'],
+                   'query_accuracy': m['accuracy']}
+
+  callback = None
+  if step_callback is not None:
+    callback = lambda step, *_: step_callback(step)  # noqa: E731
+  with loop.CellTraining(work, loss, state,
+                         checkpoint_every=cfg.checkpoint_every) as training:
+    if progress is not None:
+      progress.update(training.start)
+    history = training.run(cfg.meta_steps, meta_step, callback=callback)
+    state = training.state
   return {'loss': loss,
-          'meta_loss': [r['meta_loss'] for r in log.records()],
+          'meta_loss': [r['meta_loss'] for r in history],
           'distributions': evaluate(state, cfg, test_sampler, loss)}
 
 
-def _percent(row: dict) -> str:
-  """'mean ± half-width' in percent (no half-width from a single task)."""
-  half = row['accuracy_ci95']
-  if half is None or not math.isfinite(half):
-    return f"{100 * row['accuracy_mean']:.2f}"
-  return f"{100 * row['accuracy_mean']:.2f} ± {100 * half:.2f}"
-
-
-def markdown_table(runs: list[dict], cfg: FewShotConfig) -> str:
-  """Table IV's shape: distribution, lambda, accuracy ± 95 % CI per loss."""
-  names = [r['loss'] for r in runs]
-  lines = ['| distribution | λ | ' + ' | '.join(names) + ' |',
-           '|' + '---|' * (2 + len(names))]
-  for d, dist in enumerate(cfg.support):
-    row = runs[0]['distributions'][d]
-    cells = [_percent(r['distributions'][d]) for r in runs]
-    lines.append(f"| {list(dist)} | {row['imbalance_degree']:.4f} | "
-                 + ' | '.join(cells) + ' |')
-  return '\n'.join(lines)
+def _cell_settings(cfg: FewShotConfig, loss: str) -> dict:
+  """What one cell runs with: its MAML settings (inner and outer loss, the
+  loss's hyperparameters, the task map) and Conv4's lowering."""
+  mcfg = cfg.maml_config(loss)
+  settings = dataclasses.asdict(mcfg)
+  settings['loss_hparams'] = losses.resolve_hparams(loss, mcfg.loss_hparams)
+  settings['conv_impl'] = cfg.conv_impl
+  settings['dtype'] = cfg.dtype
+  return settings
 
 
 def run(cfg: FewShotConfig, workdir: str, *, show_progress: bool = True,
@@ -400,39 +386,40 @@ def run(cfg: FewShotConfig, workdir: str, *, show_progress: bool = True,
   distributed.process_share(cfg.meta_batch, what='tasks of the meta-batch '
                             '(config field meta_batch)')
   several = jax.device_count() > 1
-  resolved = runtime.describe(fewshot={
-      'task_map': cfg.maml.resolved_task_map(),
-      'conv_impl': cfg.resolved_conv_impl,
+  policy = runtime.policy()
+  resolved_cfg = cfg.resolve(policy)
+  record = runtime.describe(policy, fewshot={
+      'conv_impl': resolved_cfg.conv_impl,
       'parallel': cfg.parallel if several else 'none',
       'task_sampling': 'numpy default_rng([seed, step, 11, task]) per '
                        'meta-train task; meta-test batches '
                        'default_rng([seed, 999, distribution, batch])',
-      'loss_hparams': {n: losses.resolve_hparams(n, cfg.maml.loss_hparams)
-                       for n in cfg.losses}})
+      'cells': {loss: _cell_settings(resolved_cfg, loss)
+                for loss in cfg.losses}})
   # Where the data lives may change between a run and its resumption.
   config = dataclasses.asdict(cfg)
-  resolved['data_location'] = {k: config.pop(k)
-                               for k in ('data_dir', 'manual_dir')}
-  with workdir_lib.Workdir(workdir, config, runtime=resolved) as work:
-    done = {loss: work.finished(loss) for loss in cfg.losses}
-    todo = sum(r is None for r in done.values())
-    bar = workdir_lib.progress(cfg.meta_steps * todo, desc='meta-steps',
-                               unit='step', enabled=bool(
-                                   show_progress and todo and work.primary))
-    runs = []
-    try:
-      for loss in cfg.losses:
-        result = done[loss]
-        if result is None:
-          callback = (functools.partial(step_callback, loss)
-                      if step_callback is not None else None)
-          result = train_and_evaluate(cfg, splits, loss, work, progress=bar,
-                                      step_callback=callback)
-          work.finish(loss, result)
-        runs.append(result)
-    finally:
-      bar.close()
-    table = markdown_table(runs, cfg)
+  record['data_location'] = {k: config.pop(k)
+                             for k in ('data_dir', 'manual_dir')}
+  # Each cell sets the inner and outer loss (its settings in the runtime
+  # record and its result); the shared block does not pretend to.
+  for key in ('inner_loss', 'outer_loss'):
+    config['maml'].pop(key)
+  with workdir_lib.Workdir(workdir, config, runtime=record) as work:
+
+    def train_cell(loss, bar):
+      callback = (functools.partial(step_callback, loss)
+                  if step_callback is not None else None)
+      result = train_and_evaluate(
+          resolved_cfg, splits, loss, work, progress=bar,
+          compiler_options=policy.meta_step_compiler_options,
+          step_callback=callback)
+      result['settings'] = record['fewshot']['cells'][loss]
+      return result
+
+    runs = loop.run_cells(work, list(cfg.losses), train_cell,
+                          steps_of=lambda _: cfg.meta_steps,
+                          desc='meta-steps', show_progress=show_progress)
+    table = report.fewshot_table(runs, cfg.support)
     results = {'config': work.config, 'splits': splits.description,
                'batch_norm': 'transductive batch statistics (BatchStatNorm)',
                'runs': runs, 'table_markdown': table}

@@ -1,0 +1,159 @@
+"""The one run loop: cells of a run, and the steps of one cell.
+
+Every runner (`classify`, `fewshot`, `detect`) is a list of cells (a
+(protocol, loss) pair, a loss, or one detector), each trained for a number
+of steps (epochs, meta-steps, optimizer steps) and then evaluated. What
+happens around those steps is the same for all of them and lives here:
+
+* `run_cells(work, cells, train_cell, ...)`: skips the cells the workdir
+  has already finished, trains the others in order under one progress bar,
+  and records each as finished (`Workdir.finish`) only once it has returned
+  a result, so an interrupted or diverged cell is never recorded;
+* `CellTraining(work, cell, state)`: restores the cell's newest good
+  checkpoint (falling back to the previous one; `cil.workdir.Checkpointer`)
+  into `state`, and `.run(num_steps, step)` steps from there: each step's
+  scalars pass the non-finite guard and go to the cell's metrics log, the
+  parameters pass the guard and are checkpointed every `checkpoint_every`
+  steps and at the end, and a callback (tests use it to interrupt a run)
+  sees each step.
+
+A runner supplies only what differs: its step function, its scalars and
+its evaluation.
+"""
+
+import time
+from typing import Any, Callable, Optional, Sequence
+
+from cil import workdir as workdir_lib
+
+
+def state_tree(state: Any) -> dict:
+  """The arrays of a `TrainState` that a checkpoint holds.
+
+  Params, optimizer state and step, and the batch-norm statistics of
+  states that carry them.
+  """
+  tree = {'params': state.params, 'opt_state': state.opt_state,
+          'step': state.step}
+  if getattr(state, 'batch_stats', None) is not None:
+    tree['batch_stats'] = state.batch_stats
+  return tree
+
+
+class CellTraining:
+  """Restore, step, guard, log and checkpoint one cell (a context manager).
+
+  Attributes:
+    cell: the cell's name (`odd10/ci`, `ci`, `train`).
+    start: the step restored from the checkpoint (0 for a fresh cell).
+    state: the current state (restored on entry, advanced by `run`).
+  """
+
+  def __init__(self, work: workdir_lib.Workdir, cell: str, state: Any, *,
+               checkpoint_every: int, guard_name: Optional[str] = None):
+    """Restores `cell`'s newest good checkpoint into `state`.
+
+    Args:
+      work: the open workdir.
+      cell: the cell's name; its checkpoints and metrics log are named by it.
+      state: a freshly initialised state (the restore target).
+      checkpoint_every: save every this many steps (and at the last).
+      guard_name: the name the non-finite guard reports (default `cell`).
+    """
+    self.cell = cell
+    self._work = work
+    self._every = checkpoint_every
+    self._guard = guard_name or cell
+    self._checkpointer = work.checkpointer(cell)
+    self._log = None
+    try:
+      self.start, restored = self._checkpointer.restore(state_tree(state))
+    except BaseException:
+      self._checkpointer.close()
+      raise
+    self.state = state.replace(**restored)
+
+  def __enter__(self) -> 'CellTraining':
+    return self
+
+  def __exit__(self, *exc) -> None:
+    self.close()
+
+  def close(self) -> None:
+    self._checkpointer.close()
+    if self._log is not None:
+      self._log.close()
+
+  def run(self, num_steps: int,
+          step: Callable[[Any, int], tuple[Any, dict]], *,
+          seconds_key: str = 'step_seconds',
+          callback: Optional[Callable[[int, Any, dict], None]] = None
+          ) -> list[dict]:
+    """Steps `start .. num_steps`; returns the cell's metrics records.
+
+    Args:
+      num_steps: the cell's last step.
+      step: `step(state, i) -> (state, scalars)` for step `i` (from 0);
+        `scalars` (host numbers or arrays) are checked by the guard and
+        logged at step `i + 1` with the step's wall time.
+      seconds_key: the name of that wall time in the log.
+      callback: `callback(i + 1, state, scalars)` after each step (and its
+        checkpoint, when one is due); an exception raised there stops the
+        run, which the next call resumes from the last checkpoint.
+
+    Raises:
+      cil.errors.NonFiniteError: a scalar or the parameters became NaN or
+        infinite (the last good checkpoint stays).
+    """
+    self._log = self._work.metrics(self.cell, resume_step=self.start)
+    for i in range(self.start, num_steps):
+      started = time.perf_counter()
+      self.state, scalars = step(self.state, i)
+      workdir_lib.check_finite(self._guard, i + 1, **scalars)
+      self._log.write(i + 1, **scalars,
+                      **{seconds_key: time.perf_counter() - started})
+      if (i + 1) % self._every == 0 or i + 1 == num_steps:
+        workdir_lib.check_finite(self._guard, i + 1,
+                                 params=self.state.params)
+        self._checkpointer.save(i + 1, state_tree(self.state))
+      if callback is not None:
+        callback(i + 1, self.state, scalars)
+    workdir_lib.check_finite(self._guard, num_steps, params=self.state.params)
+    return self._log.records()
+
+
+def run_cells(work: workdir_lib.Workdir, cells: Sequence[str],
+              train_cell: Callable[[str, Any], dict], *,
+              steps_of: Callable[[str], int], desc: str,
+              show_progress: bool = True) -> list[dict]:
+  """Every cell's result: the finished ones read back, the others trained.
+
+  Args:
+    work: the open workdir.
+    cells: the cells' names, in run order.
+    train_cell: `train_cell(cell, progress) -> result` trains and evaluates
+      one cell (`progress` is the shared bar: advance it per step).
+    steps_of: the number of progress units of an unfinished cell.
+    desc: the progress bar's label.
+    show_progress: draw the bar (on the primary process only).
+
+  Returns:
+    The cells' results in `cells` order; each newly trained one has been
+    recorded (`runs/<cell>.json`) before the next cell starts.
+  """
+  done = {cell: work.finished(cell) for cell in cells}
+  total = sum(steps_of(cell) for cell, result in done.items()
+              if result is None)
+  bar = workdir_lib.progress(total, desc=desc, unit='step', enabled=bool(
+      show_progress and total and work.primary))
+  results = []
+  try:
+    for cell in cells:
+      result = done[cell]
+      if result is None:
+        result = train_cell(cell, bar)
+        work.finish(cell, result)
+      results.append(result)
+  finally:
+    bar.close()
+  return results

@@ -1,0 +1,179 @@
+"""Tables and paired statistics of the runners' results.
+
+* Classification (`cil.experiments.classify`): `summarize` (mean and 95 %
+  CI over seeds of each metric), `markdown_table` (Table I's shape),
+  `paired_differences` / `compare_workdir` (each loss minus a baseline,
+  paired by seed: `python -m launch.compare`), `minority_recall`.
+* Few-shot (`cil.experiments.fewshot`): `fewshot_table` (Table IV's shape).
+
+Detection's tables are `cil.detection.metrics.table_markdown` and
+`launch.compare_detections`'.
+"""
+
+import math
+from typing import Optional, Sequence
+
+import numpy as np
+
+from cil import losses
+from cil import metrics
+from cil import workdir as workdir_lib
+
+
+def minority_recall(per_class_recall: Sequence[float],
+                    class_counts: Sequence[int]) -> Optional[float]:
+  """Mean test recall of the classes with fewer training images than the
+  largest; None when the training set is balanced."""
+  counts = np.asarray(class_counts)
+  minority = np.flatnonzero(counts < counts.max())
+  if not minority.size:
+    return None
+  return float(np.mean(np.asarray(per_class_recall, float)[minority]))
+
+
+SUMMARY_METRICS = ('accuracy', 'balanced_accuracy', 'minority_recall',
+                   'macro_f1', 'g_mean', 'imbalance_degree', 'imbalance_ratio')
+
+
+def summarize(run: dict) -> dict:
+  """Mean and 95 % CI over seeds of each scalar metric."""
+  out = {}
+  for key in SUMMARY_METRICS:
+    values = [s.get(key) for s in run['per_seed']]
+    if any(x is None for x in values):  # Balanced: no minority classes.
+      out[key] = {'mean': None, 'ci95': None}
+      continue
+    mean, half = metrics.mean_confidence_interval(values)
+    out[key] = {'mean': mean, 'ci95': half}
+  recalls = np.array([s['per_class_recall'] for s in run['per_seed']],
+                     dtype=float)  # None (absent class, from JSON) -> NaN.
+  out['per_class_recall_mean'] = np.nanmean(recalls, axis=0).tolist()
+  return out
+
+
+def paired_differences(runs: Sequence[dict], baseline: str,
+                       metric: str = 'accuracy') -> list[dict]:
+  """Each loss minus `baseline`, paired by seed, per protocol.
+
+  Seeds share the training subsample, the initialisation and the batch
+  order across losses, so the per-seed difference removes most of the
+  sampling noise that the CIs of the two means carry.
+
+  Args:
+    runs: `results.json`'s runs (with `per_seed`).
+    baseline: the loss (spec) to subtract.
+    metric: a per-seed metric (accuracy, balanced_accuracy,
+      minority_recall, macro_f1, g_mean).
+
+  Returns:
+    One dict per (protocol, loss != baseline): protocol, lambda (mean over
+    seeds), loss, seeds, mean and ci95 of the difference (in the metric's
+    units), and `significant` (the 95 % CI excludes 0).
+
+  Raises:
+    ValueError: the baseline is missing for a protocol, or the two runs
+      hold different seeds.
+  """
+  by_key = {(r['protocol'], r['loss']): r for r in runs}
+  out = []
+  for (protocol, loss), run in by_key.items():
+    if loss == baseline:
+      continue
+    base = by_key.get((protocol, baseline))
+    if base is None:
+      raise ValueError(f'No {baseline!r} run for protocol {protocol!r}; '
+                       f'losses present: {sorted({k[1] for k in by_key})}.')
+    a = {s['seed']: s for s in run['per_seed']}
+    b = {s['seed']: s for s in base['per_seed']}
+    if set(a) != set(b):
+      raise ValueError(f'{protocol}: {loss!r} has seeds {sorted(a)} but '
+                       f'{baseline!r} has {sorted(b)}; pairing needs the '
+                       f'same seeds.')
+    if any(a[k].get(metric) is None or b[k].get(metric) is None for k in a):
+      continue  # e.g. minority recall of a balanced protocol.
+    diffs = [a[k][metric] - b[k][metric] for k in sorted(a)]
+    mean, half = metrics.mean_confidence_interval(diffs)
+    out.append({'protocol': protocol, 'loss': loss,
+                'lambda': float(np.mean([s['imbalance_degree']
+                                         for s in run['per_seed']])),
+                'seeds': len(diffs), 'mean': mean, 'ci95': half,
+                'significant': bool(half == half and abs(mean) > half)})
+  return out
+
+
+def compare_workdir(workdir: str, *, baseline: str,
+                    metric: str = 'accuracy') -> str:
+  """`paired_differences` of a workdir's runs as a markdown table.
+
+  Reads `results.json`, or the finished cells in `runs/` while a run is
+  still going. Rows: losses; columns: protocols in order of lambda; cells:
+  mean difference ± 95 % CI in percentage points, `*` where the CI
+  excludes 0.
+  """
+  runs = workdir_lib.read_runs(workdir)
+  baseline = losses.canonical_spec(baseline)
+  diffs = paired_differences(runs, baseline, metric)
+  if not diffs:
+    raise ValueError(f'{workdir}: nothing to compare with {baseline!r} '
+                     f'(finished cells: {len(runs)}).')
+  protocols = sorted({(d['lambda'], d['protocol']) for d in diffs})
+  names = list(dict.fromkeys(d['loss'] for d in diffs))
+  cell = {(d['protocol'], d['loss']): d for d in diffs}
+  lines = [f'{metric}: loss - {baseline}, percentage points, mean ± 95 % CI '
+           f'over seeds (paired by seed); * = CI excludes 0.', '',
+           '| loss | ' + ' | '.join(f'λ {lam:.2f}' for lam, _ in protocols)
+           + ' |', '|' + '---|' * (len(protocols) + 1)]
+  for name in names:
+    row = []
+    for _, protocol in protocols:
+      d = cell.get((protocol, name))
+      if d is None:
+        row.append('')
+      elif d['ci95'] != d['ci95']:  # One seed: no interval.
+        row.append(f'{100 * d["mean"]:+.2f} (1 seed, no CI)')
+      else:
+        row.append(f'{100 * d["mean"]:+.2f} ± {100 * d["ci95"]:.2f}'
+                   + ('*' if d['significant'] else ''))
+    lines.append(f'| {name} | ' + ' | '.join(row) + ' |')
+  lines += ['', 'Protocols: ' + ', '.join(f'λ {lam:.3f} = {p}'
+                                          for lam, p in protocols)]
+  return '\n'.join(lines)
+
+
+def markdown_table(runs: Sequence[dict], protocols: Sequence[str],
+                   loss_names: Sequence[str], metric: str = 'accuracy'
+                   ) -> str:
+  """Table I's shape: rows losses, columns situations, mean ± 95 % CI (%)."""
+  by_key = {(r['protocol'], r['loss']): r for r in runs}
+  header = '| loss | ' + ' | '.join(protocols) + ' |'
+  lines = [header, '|' + '---|' * (len(protocols) + 1)]
+  for loss_name in loss_names:
+    cells = []
+    for protocol in protocols:
+      run = by_key.get((protocol, loss_name))
+      values = [s.get(metric) for s in run['per_seed']] if run else []
+      cells.append(metrics.format_mean_ci(values)
+                   if values and None not in values else '')
+    lines.append(f'| {loss_name} | ' + ' | '.join(cells) + ' |')
+  return '\n'.join(lines)
+
+
+def _percent(row: dict) -> str:
+  """'mean ± half-width' in percent (no half-width from a single task)."""
+  half = row['accuracy_ci95']
+  if half is None or not math.isfinite(half):
+    return f"{100 * row['accuracy_mean']:.2f}"
+  return f"{100 * row['accuracy_mean']:.2f} ± {100 * half:.2f}"
+
+
+def fewshot_table(runs: list[dict], support: Sequence[Sequence[int]]) -> str:
+  """Table IV's shape: distribution, lambda, accuracy ± 95 % CI per loss."""
+  names = [r['loss'] for r in runs]
+  lines = ['| distribution | λ | ' + ' | '.join(names) + ' |',
+           '|' + '---|' * (2 + len(names))]
+  for d, dist in enumerate(support):
+    row = runs[0]['distributions'][d]
+    cells = [_percent(r['distributions'][d]) for r in runs]
+    lines.append(f"| {list(dist)} | {row['imbalance_degree']:.4f} | "
+                 + ' | '.join(cells) + ' |')
+  return '\n'.join(lines)
