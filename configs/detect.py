@@ -32,25 +32,43 @@ sampling, loss and budget, and its stages set in the `cascade` block
 Any field can be overridden: `--config.model.loss=focal`,
 `--config.loss_hparams.focal.gamma=0.5`, `--config.steps=2500`. The model's
 proposal and sampling budgets are set per variant from the image size
-(`cil.detection.r2cnn.scaled_config`); override them one by one if you
+(`_model` below); override them one by one if you
 change `model.image_size`.
 """
 
-import dataclasses
-
 import ml_collections
 
-from cil.detection import cascade
-from cil.detection import r2cnn
 from configs import common
 
 VARIANTS = ('default', 'smoke', 'hrsc', 'dota')
 
 
-def _model(**kw) -> ml_collections.ConfigDict:
-  model = dataclasses.asdict(r2cnn.scaled_config(**kw))
-  del model['num_classes']  # Set from the data.
-  return ml_collections.ConfigDict(model)
+def _model(*, image_size: int, width: int, backbone: str
+           ) -> ml_collections.ConfigDict:
+  """R2CNN's settings (`cil.detection.r2cnn.R2CNNConfig`, less
+  `num_classes`, which comes from the data), stated here.
+
+  The proposal and sampling budgets follow the image size: small images
+  (<= 256 px, the CPU setting) keep 600 / 128 proposals and sample 128
+  anchors and 64 RoIs, larger ones 2000 / 512, 256 and 256; narrow
+  backbones (width < 64) get a 256-wide head, others 1024
+  (`r2cnn.scaled_config` makes the same choice for library users).
+  """
+  small = image_size <= 256
+  return ml_collections.ConfigDict({
+      'backbone': backbone, 'width': width, 'image_size': image_size,
+      'anchor_sizes': (16, 32, 64, 128),
+      'anchor_ratios': (0.2, 0.5, 1.0, 2.0, 5.0),
+      'pre_nms': 600 if small else 2000, 'post_nms': 128 if small else 512,
+      'rpn_nms': 0.7, 'rpn_batch': 128 if small else 256,
+      'rpn_positive_fraction': 0.5, 'roi_batch': 64 if small else 256,
+      'roi_positive_fraction': 0.25, 'head_dim': 256 if width < 64 else 1024,
+      # The classification loss (a `cil.losses` registry name or spec);
+      # its hyperparameters are `loss_hparams` below.
+      'loss': 'ci', 'loss_hparams': (),
+      'lambda_aabb': 1.0, 'lambda_inclined': 1.0,  # eq. (17)'s weights
+      'test_proposals': 300, 'score_threshold': 0.05, 'test_nms': 0.3,
+      'max_detections': 100})
 
 
 def get_config(arg=None) -> ml_collections.ConfigDict:
@@ -71,9 +89,13 @@ def get_config(arg=None) -> ml_collections.ConfigDict:
   # cascade block is what the Cascade adds (`cascade.CascadeConfig`; unused
   # by R2CNN).
   c.detector = 'r2cnn'
-  c.cascade = ml_collections.ConfigDict(
-      {k: getattr(cascade.CascadeConfig, k) for k in cascade.stage_fields()})
-  c.model = _model(image_size=256, width=16, backbone='resnet18', loss='ci')
+  c.cascade = ml_collections.ConfigDict({
+      'stage_ious': (0.5, 0.6, 0.7),  # foreground IoU of each stage
+      'stage_loss_weights': (1.0, 0.5, 0.25),
+      'pooled_size': (7, 7),  # rotated RoIAlign bins
+      # Stage 1 matches its axis-aligned proposals by axis-aligned IoU.
+      'first_stage_aabb_match': True})
+  c.model = _model(image_size=256, width=16, backbone='resnet18')
   c.loss_hparams = common.loss_hparams()
   # Optimisation: Adam, cosine decay with 2 % warm-up, clipping at 10.
   c.steps = 1500
@@ -86,8 +108,7 @@ def get_config(arg=None) -> ml_collections.ConfigDict:
   c.pretrained = ml_collections.config_dict.placeholder(str)
 
   if variant == 'smoke':
-    c.model = _model(image_size=128, width=8, backbone='resnet18',
-                     loss='ci')
+    c.model = _model(image_size=128, width=8, backbone='resnet18')
     c.model.head_dim = 64
     c.model.pre_nms = 200
     c.model.post_nms = 64
@@ -97,8 +118,7 @@ def get_config(arg=None) -> ml_collections.ConfigDict:
     c.batch_size = 2
     c.checkpoint_every = 3
   elif variant in ('hrsc', 'dota'):
-    c.model = _model(image_size=800, width=64, backbone='resnet50',
-                     loss='ci')
+    c.model = _model(image_size=800, width=64, backbone='resnet50')
     c.steps = 40000
     c.batch_size = 2
     c.checkpoint_every = 1000

@@ -1,14 +1,7 @@
-r"""Imbalanced classification (the paper's Tables I-III).
+r"""Imbalanced classification (Tables I-III): cil.experiments.classify.
 
-The embedded default (digits, odd classes at 10 %, CE vs FL vs CI, 5 seeds):
-
-    python -m launch.classify
-
-Other experiments are variants of `configs/classify.py` (its docstring has
-their commands), e.g. Table I on MNIST:
-
-    python -m launch.classify --config=configs/classify.py:mnist_table1 \
-        --config.manual_dir=/path/to/manual --workdir=results/mnist_table1
+The commands (the embedded default, the paper's protocols, the studies of
+RESULTS.md) are in `configs/classify.py`'s docstring, their one home.
 
 Every config field can be overridden (`--config.seeds=20`,
 `--config.losses=fl --config.loss_hparams.focal.gamma=0.5`). Writes

@@ -1,16 +1,7 @@
-r"""Rotated-box ship detection with CE, focal or CI loss (Tables V-VII).
+r"""Rotated-box ship detection (Tables V-VII): cil.experiments.detect.
 
-The embedded default (no data given): generates a small synthetic
-long-tailed ship set into --workdir/data, trains R2CNN on the CPU and
-evaluates it:
-
-    python -m launch.detect
-
-Other experiments are variants of `configs/detect.py` (its docstring has
-their commands), e.g. HRSC2016 with ResNet-50 on 800-pixel images:
-
-    python -m launch.detect --config=configs/detect.py:hrsc \
-        --config.data=/data/hrsc --workdir=results/hrsc_ci
+The commands (the embedded synthetic default, the Cascade, HRSC2016 and
+DOTA layouts) are in `configs/detect.py`'s docstring, their one home.
 
 Every config field can be overridden (`--config.model.loss=focal`,
 `--config.mode=eval`). Rerunning resumes from the last good checkpoint.

@@ -1,15 +1,8 @@
-r"""Imbalanced few-shot learning with MAML (the paper's Table IV and Fig. 5).
+r"""Imbalanced few-shot MAML (Table IV, Fig. 5): cil.experiments.fewshot.
 
-The embedded default (digits: meta-train classes 0-4, meta-test 5-9; three
-support distributions; CE vs CI):
-
-    python -m launch.fewshot
-
-Other experiments are variants of `configs/fewshot.py` (its docstring has
-their commands), e.g. all 30 distributions of eq. (21) on miniImageNet:
-
-    python -m launch.fewshot --config=configs/fewshot.py:miniimagenet_table4 \
-        --config.manual_dir=DIR --workdir=results/mini_table4
+The commands (the embedded default, miniImageNet's Table IV, the Omniglot
+study of RESULTS.md) are in `configs/fewshot.py`'s docstring, their one
+home.
 
 Every config field can be overridden (`--config.maml.inner_lr=0.4`).
 Writes `results.json`, `table.md` (Table IV's shape),

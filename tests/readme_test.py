@@ -27,11 +27,24 @@ class ReadmeTest(absltest.TestCase):
     with open(os.path.join(_ROOT, '.ci', 'run')) as f:
       ci_commands = [line for line in f.read().splitlines()
                      if line and not line.startswith(('#', 'set ', 'cd '))]
-    # The README's test command, then the slow suite (as WORKSPACE says).
-    self.assertLen(ci_commands, 2)
+    # The README's test command, the layering contracts, then the slow
+    # suite (as WORKSPACE says).
+    self.assertLen(ci_commands, 3)
     self.assertIn(ci_commands[0], readme)
-    self.assertEqual(ci_commands[1], '.venv/bin/python -m pytest -m slow')
-    self.assertIn(ci_commands[1], workspace)
+    self.assertEqual(ci_commands[1:], ['.venv/bin/lint-imports',
+                                       '.venv/bin/python -m pytest -m slow'])
+    for command in ci_commands[1:]:
+      self.assertIn(command, workspace)
+
+  def test_readme_starts_with_the_two_commands(self):
+    with open(os.path.join(_ROOT, 'README.md')) as f:
+      readme = f.read()
+    commands = re.findall(r'```bash\n(.*?)```', readme, flags=re.S)
+    self.assertGreaterEqual(len(commands), 2)
+    self.assertIn('python -m launch.classify', commands[0])
+    self.assertIn('python -m pytest', commands[1])
+    # Nothing but the title and a paragraph comes before them.
+    self.assertLess(readme.index('```bash'), 1200)
 
 
 if __name__ == '__main__':
