@@ -2,9 +2,9 @@ r"""Speed of the jitted classification train step (LeNet on 28x28 MNIST shapes).
 
     python -m benchmarks.classify_step [--batch_size 64] [--seeds 4]
 
-1. Examples per second of `cil.classify.train_chunk` with CE and with CI
-   (one seed), measured in the same run, interleaved; `ratio_ci_over_ce`
-   is CI time / CE time (target <= 1.10).
+1. Examples per second of `cil.experiments.classify.train_chunk` with CE
+   and with CI (one seed), measured in the same run, interleaved;
+   `ratio_ci_over_ce` is CI time / CE time (target <= 1.10).
 2. Training k seeds in one compiled step (`seed_parallel` = 'loop' and
    'vmap') against k sequential one-seed steps: `seed_speedup_*` is the
    sequential time over the joint time (> 1 means joint is faster).

@@ -32,7 +32,7 @@ def train_step(detector: str, *, loss: str, image_size: int, width: int,
   """`(step, state)`: the jitted train step of `detector` and its state.
 
   Args:
-    detector: a key of `cil.detection.train.DETECTORS` ('r2cnn', 'cascade').
+    detector: a key of `cil.experiments.detect.DETECTORS` ('r2cnn', 'cascade').
     loss: the classification loss spec ('ce', 'ci', ...).
     image_size, width, backbone: `r2cnn.scaled_config`'s.
 

@@ -16,7 +16,7 @@ error and the others still run):
   the projected time of the paper's 60,000-step schedule (target: under 15
   minutes on one H100, 15 ms per meta-step; "How to train your MAML"
   reports about 0.36 s per meta-iteration on a V100).
-* `classify`: `cil.classify.train_chunk` with the CI loss, LeNet on
+* `classify`: `cil.experiments.classify.train_chunk` with the CI loss, LeNet on
   28x28 MNIST-shaped data, 5 seeds together: examples per second.
 * `detect`: R2CNN's and the rotated Cascade R-CNN's train steps with the
   CI loss at 800x800, ResNet-50 at width 64, 2 images: images per second

@@ -61,7 +61,7 @@ def meta_step(shape: tuple[int, int, int], *, first_order: bool,
     task_map: `cil.maml.MamlConfig.task_map` ('' = the backend's policy).
     conv_impl: `cil.models.Conv3x3.impl`; 'auto' is the backend policy's
       choice for the order (`cil.runtime.Policy.maml_conv_impl`), as
-      `cil.fewshot` makes.
+      `cil.experiments.fewshot` makes.
     dtype: the model's computation dtype (default float32).
 
   The meta-batch is put on the device once, as a prefetching input

@@ -72,6 +72,7 @@ from cil._losses._peers import class_balanced_loss
 from cil._losses._peers import ldam_loss
 from cil._losses._peers import logit_adjusted_loss
 from cil._losses._peers import weighted_cross_entropy
+from cil._losses._registry import base_loss
 from cil._losses._registry import canonical_name
 from cil._losses._registry import canonical_spec
 from cil._losses._registry import checked
@@ -87,6 +88,7 @@ __all__ = [
     'LOSS_NAMES',
     'LossFn',
     'PAPER_RULE',
+    'base_loss',
     'canonical_name',
     'canonical_spec',
     'checked',

@@ -86,7 +86,7 @@ class MamlConfig:
   def loss_fn(self, name: str) -> Callable[..., jax.Array]:
     """The registry loss `name` with its hyperparameters bound."""
     hparams = losses.resolve_hparams(name, self.loss_hparams)
-    return functools.partial(losses.get_loss(name), **hparams)
+    return functools.partial(losses.base_loss(name), **hparams)
 
 
 def support_loss(params: Any, apply_fn: Callable, images: jax.Array,

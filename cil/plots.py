@@ -152,8 +152,8 @@ def per_class_recall(runs: Sequence[dict], class_names: Sequence[str],
   (of the first seed).
 
   Args:
-    runs: `cil.classify` run results (`protocol`, `loss`, `per_seed` with
-      `per_class_recall` and `class_counts`).
+    runs: `cil.experiments.classify` run results (`protocol`, `loss`,
+      `per_seed` with `per_class_recall` and `class_counts`).
     class_names: the dataset's class names.
     stem: output path without extension.
   """
@@ -198,7 +198,7 @@ def accuracy_vs_lambda(runs: Sequence[dict], stem: str) -> dict:
   """Few-shot: meta-test accuracy against the support's lambda (Fig. 5).
 
   Args:
-    runs: `cil.fewshot` run results (`loss`, `distributions` with
+    runs: `cil.experiments.fewshot` run results (`loss`, `distributions` with
       `imbalance_degree`, `accuracy_mean`, `accuracy_ci95`).
     stem: output path without extension.
   """
@@ -235,8 +235,9 @@ def metrics_vs_lambda(runs: Sequence[dict], stem: str, *,
   its variants, so that an ablation is not lost among the peers.
 
   Args:
-    runs: `cil.classify` runs with `summary` (`summarize`); each protocol's
-      lambda is the mean over its seeds.
+    runs: `cil.experiments.classify` runs with `summary`
+      (`cil.experiments.report.summarize`); each protocol's lambda is the
+      mean over its seeds.
     stem: output path without extension.
     metrics: summary keys to plot.
   """

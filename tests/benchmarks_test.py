@@ -14,8 +14,7 @@ import sys
 
 from absl.testing import absltest
 import pytest
-
-_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from testutil import ROOT
 
 
 @pytest.mark.slow
@@ -24,8 +23,8 @@ class GpuScriptTest(absltest.TestCase):
   def test_cpu_smoke_prints_every_section(self):
     env = dict(os.environ, PYTHON=sys.executable)
     out = subprocess.run(
-        ['bash', os.path.join(_ROOT, 'benchmarks', 'gpu.sh'), '--cpu_smoke',
-         '--steps=1'], capture_output=True, text=True, env=env, cwd=_ROOT,
+        ['bash', os.path.join(ROOT, 'benchmarks', 'gpu.sh'), '--cpu_smoke',
+         '--steps=1'], capture_output=True, text=True, env=env, cwd=ROOT,
         timeout=900, check=False)
     self.assertEqual(out.returncode, 0, out.stderr[-3000:])
     rows = [json.loads(line) for line in out.stdout.splitlines()
@@ -50,7 +49,7 @@ class GpuScriptFlagsTest(absltest.TestCase):
   def test_unknown_section_is_refused(self):
     out = subprocess.run(
         [sys.executable, '-m', 'benchmarks.gpu', '--cpu_smoke',
-         '--sections=maml,nope'], capture_output=True, text=True, cwd=_ROOT,
+         '--sections=maml,nope'], capture_output=True, text=True, cwd=ROOT,
         timeout=300, check=False)
     self.assertNotEqual(out.returncode, 0)
     self.assertIn("unknown 'nope'", out.stderr)
@@ -63,7 +62,7 @@ class MamlVariantsTest(absltest.TestCase):
     out = subprocess.run(
         [sys.executable, '-m', 'benchmarks.maml_variants', '--cpu_smoke',
          '--variants=loop/xla,vmap/im2col', '--orders=second'],
-        capture_output=True, text=True, cwd=_ROOT, timeout=600, check=False)
+        capture_output=True, text=True, cwd=ROOT, timeout=600, check=False)
     self.assertEqual(out.returncode, 0, out.stderr[-3000:])
     rows = [json.loads(line) for line in out.stdout.splitlines()
             if line.startswith('{')]
@@ -81,7 +80,7 @@ class MamlVariantsFlagsTest(absltest.TestCase):
     out = subprocess.run(
         [sys.executable, '-m', 'benchmarks.maml_variants', '--cpu_smoke',
          '--variants=vmap/xla,vmap/cudnn'], capture_output=True, text=True,
-        cwd=_ROOT, timeout=300, check=False)
+        cwd=ROOT, timeout=300, check=False)
     self.assertNotEqual(out.returncode, 0)
     self.assertIn("'vmap/cudnn' is not TASK_MAP/CONV_IMPL", out.stderr)
 

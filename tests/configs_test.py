@@ -1,7 +1,6 @@
 """Tests for configs/: every variant builds a valid experiment config."""
 
 import importlib
-import os
 
 from absl.testing import absltest
 from absl.testing import parameterized
@@ -20,8 +19,8 @@ from cil.experiments import fewshot
 import configs
 from configs import detect as detect_configs
 from configs import fewshot as fewshot_configs
+from testutil import ROOT
 
-_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _BUILDERS = {'classify': classify.ClassifyConfig,
              'fewshot': fewshot.FewShotConfig,
              'detect': detect.TrainConfig}
@@ -79,7 +78,7 @@ class ConfigsTest(parameterized.TestCase):
             'print(heavy)')
     out = subprocess.run([sys.executable, '-c', code], capture_output=True,
                          text=True, check=True, timeout=120,
-                         cwd=_ROOT).stdout.strip()
+                         cwd=ROOT).stdout.strip()
     self.assertEqual(out, '[]')
 
   def test_default_is_the_embedded_default(self):

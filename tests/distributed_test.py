@@ -39,8 +39,13 @@ from cil import workdir as workdir_lib
 
 sys.path.insert(0, os.path.dirname(__file__))
 import distributed_worker  # tests/, beside this file  # noqa: E402
+import testutil  # noqa: E402
 
 _WORKER = os.path.join(os.path.dirname(__file__), 'distributed_worker.py')
+
+
+def setUpModule():
+  testutil.four_cpu_devices()
 
 
 def _free_port() -> int:
@@ -49,8 +54,8 @@ def _free_port() -> int:
     return s.getsockname()[1]
 
 
-def _launch(mode: str, out: str, num_processes: int = 2,
-            timeout: int = 600) -> list[subprocess.CompletedProcess]:
+def _run_workers(mode: str, out: str, num_processes: int = 2,
+                 timeout: int = 600) -> list[subprocess.CompletedProcess]:
   """Runs `num_processes` workers to the end; returns their results."""
   port = _free_port()
   env = dict(os.environ)
@@ -105,7 +110,7 @@ class TwoProcessTest(absltest.TestCase):
                                 jax.tree.leaves(state.params)))
     self.assertGreater(moved, 1e-4)  # The step did change the parameters.
     with tempfile.TemporaryDirectory() as out:
-      _check_ok(_launch('step', out), 'step')
+      _check_ok(_run_workers('step', out), 'step')
       for parallel in ('pmap', 'shard_map'):
         for pid in range(2):
           got = dict(np.load(os.path.join(out, f'step_{parallel}_{pid}.npz')))
@@ -119,10 +124,10 @@ class TwoProcessTest(absltest.TestCase):
               for name in ('uninterrupted', 'one_process')}
       for name, d in dirs.items():
         os.makedirs(d)
-        _check_ok(_launch('fewshot', d, num_processes=(
+        _check_ok(_run_workers('fewshot', d, num_processes=(
             1 if name == 'one_process' else 2)), name)
 
-      killed = _launch('fewshot_kill', out)
+      killed = _run_workers('fewshot_kill', out)
       self.assertEqual([r.returncode for r in killed],
                        [distributed_worker.KILLED] * 2,
                        [r.stdout[-2000:] for r in killed])
@@ -132,7 +137,7 @@ class TwoProcessTest(absltest.TestCase):
       self.assertIn('2', os.listdir(ckpt))
       self.assertNotIn(str(cfg.meta_steps), os.listdir(ckpt))
 
-      _check_ok(_launch('fewshot', out), 'resumed')
+      _check_ok(_run_workers('fewshot', out), 'resumed')
       uninterrupted = os.path.join(dirs['uninterrupted'], 'work')
       chex.assert_trees_all_close(_final_params(work, cfg.meta_steps),
                                   _final_params(uninterrupted,
@@ -177,7 +182,8 @@ class TwoProcessTest(absltest.TestCase):
       for num in (1, 2):
         d = os.path.join(out, str(num))
         os.makedirs(d)
-        _check_ok(_launch('classify', d, num_processes=num), f'{num} procs')
+        _check_ok(_run_workers('classify', d, num_processes=num),
+                  f'{num} procs')
         runs[num] = workdir_lib.read_json(
             os.path.join(d, 'classify', 'results.json'))['runs'][0]
       self.assertLen(runs[2]['per_seed'], cfg.seeds)

@@ -8,8 +8,9 @@ collectives, two fake CPU devices per process) and does MODE:
 * `step`: one MAML meta-step of `step_problem()` on this process's share of
   the meta-batch, with `pmap` and with `shard_map`; writes the new
   parameters to `OUT/step_<parallel>_<id>.npz`.
-* `classify`: `cil.classify.run(classify_config(), OUT/classify)`.
-* `fewshot` / `fewshot_kill`: `cil.fewshot.run(fewshot_config(), OUT/work)`
+* `classify`: `cil.experiments.classify.run(classify_config(), OUT/classify)`.
+* `fewshot` / `fewshot_kill`: `cil.experiments.fewshot.run(fewshot_config(),
+  OUT/work)`
   (`fewshot_kill` ends the process with `os._exit(KILLED)` right after
   meta-step `KILL_AT`, as a kill would). Every file this process opens for
   writing under OUT/work is listed in `OUT/writes_<id>.json` (a Python

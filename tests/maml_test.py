@@ -3,7 +3,6 @@
 import dataclasses
 import functools
 import math
-import os
 
 from absl.testing import absltest
 import chex
@@ -15,13 +14,11 @@ import optax
 from cil import losses
 from cil import maml
 from cil import models
+import testutil
 
 
 def setUpModule():
-  # Under pytest, tests/conftest.py already asked XLA for 4 CPU devices.
-  if 'xla_force_host_platform_device_count' not in os.environ.get(
-      'XLA_FLAGS', ''):
-    chex.set_n_cpu_devices(4)
+  testutil.four_cpu_devices()
 
 
 def _sigmoid(z):

@@ -11,8 +11,8 @@ from unittest import mock
 from absl.testing import absltest
 
 from cil import _extras
+from testutil import ROOT
 
-_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # Import name -> distribution, where they differ.
 _DISTRIBUTIONS = {'PIL': 'pillow', 'sklearn': 'scikit-learn',
@@ -25,7 +25,7 @@ _LOCAL = {'cil', 'configs', 'launch', 'benchmarks', 'tests'}
 
 def _requirements():
   parser = configparser.ConfigParser()
-  parser.read(os.path.join(_ROOT, 'setup.cfg'))
+  parser.read(os.path.join(ROOT, 'setup.cfg'))
 
   def names(text):
     return {re.split(r'[<>=!~ ;\[]', line.strip())[0].lower()
@@ -40,7 +40,7 @@ def _requirements():
 def _imports(directory):
   """Top-level names imported (or `_extras.require`d) under `directory`."""
   found = set()
-  for root, _, files in os.walk(os.path.join(_ROOT, directory)):
+  for root, _, files in os.walk(os.path.join(ROOT, directory)):
     for name in files:
       if not name.endswith('.py'):
         continue
@@ -86,7 +86,7 @@ class PackagingTest(absltest.TestCase):
             'sys.meta_path.insert(0, Block())\n'
             'import cil.losses, cil.maml, cil.models\n'
             'print("ok")\n')
-    out = subprocess.run([sys.executable, '-c', code], cwd=_ROOT,
+    out = subprocess.run([sys.executable, '-c', code], cwd=ROOT,
                          capture_output=True, text=True, check=False)
     self.assertEqual(out.stdout.strip(), 'ok', out.stderr[-2000:])
 
@@ -99,9 +99,9 @@ class PackagingTest(absltest.TestCase):
         _extras.require('tensorflow_datasets', what='cil.data')
 
   def test_license_and_typing_marker(self):
-    with open(os.path.join(_ROOT, 'LICENSE'), encoding='utf-8') as f:
+    with open(os.path.join(ROOT, 'LICENSE'), encoding='utf-8') as f:
       self.assertIn('Apache License', f.read(200))
-    self.assertTrue(os.path.exists(os.path.join(_ROOT, 'cil', 'py.typed')))
+    self.assertTrue(os.path.exists(os.path.join(ROOT, 'cil', 'py.typed')))
 
 
 if __name__ == '__main__':

@@ -4,14 +4,13 @@ import os
 import re
 
 from absl.testing import absltest
-
-_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from testutil import ROOT
 
 
 class ReadmeTest(absltest.TestCase):
 
   def test_python_example_runs(self):
-    with open(os.path.join(_ROOT, 'README.md')) as f:
+    with open(os.path.join(ROOT, 'README.md')) as f:
       blocks = re.findall(r'```python\n(.*?)```', f.read(), flags=re.S)
     self.assertNotEmpty(blocks)
     for block in blocks:
@@ -20,11 +19,11 @@ class ReadmeTest(absltest.TestCase):
     self.assertEqual(namespace['loss'].shape, ())
 
   def test_commands_match_ci(self):
-    with open(os.path.join(_ROOT, 'README.md')) as f:
+    with open(os.path.join(ROOT, 'README.md')) as f:
       readme = f.read()
-    with open(os.path.join(_ROOT, 'WORKSPACE.md')) as f:
+    with open(os.path.join(ROOT, 'WORKSPACE.md')) as f:
       workspace = f.read()
-    with open(os.path.join(_ROOT, '.ci', 'run')) as f:
+    with open(os.path.join(ROOT, '.ci', 'run')) as f:
       ci_commands = [line for line in f.read().splitlines()
                      if line and not line.startswith(('#', 'set ', 'cd '))]
     # The README's test command, the layering contracts, then the slow
@@ -37,7 +36,7 @@ class ReadmeTest(absltest.TestCase):
       self.assertIn(command, workspace)
 
   def test_readme_starts_with_the_two_commands(self):
-    with open(os.path.join(_ROOT, 'README.md')) as f:
+    with open(os.path.join(ROOT, 'README.md')) as f:
       readme = f.read()
     commands = re.findall(r'```bash\n(.*?)```', readme, flags=re.S)
     self.assertGreaterEqual(len(commands), 2)

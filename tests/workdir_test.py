@@ -12,8 +12,7 @@ import numpy as np
 
 from cil import errors
 from cil import workdir as wd
-
-_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from testutil import ROOT
 
 
 def _tree(value: float) -> dict:
@@ -190,13 +189,13 @@ class WorkdirTest(absltest.TestCase):
             'except errors.WorkdirLockedError as e:\n'
             '  print(e); sys.exit(3)\n')
     with wd.Workdir(self.path, {}):
-      held = subprocess.run([sys.executable, '-c', code], cwd=_ROOT,
+      held = subprocess.run([sys.executable, '-c', code], cwd=ROOT,
                             capture_output=True, text=True, timeout=120,
                             check=False)
     self.assertEqual(held.returncode, 3, held.stderr)
     self.assertIn(f'Workdir {self.path} is in use by another run (pid '
                   f'{os.getpid()}', held.stdout)
-    free = subprocess.run([sys.executable, '-c', code], cwd=_ROOT,
+    free = subprocess.run([sys.executable, '-c', code], cwd=ROOT,
                           capture_output=True, text=True, timeout=120,
                           check=False)
     self.assertEqual(free.returncode, 0, free.stdout + free.stderr)

@@ -149,6 +149,20 @@ def get_loss(name: str) -> LossFn:
   return functools.partial(fn, **overrides)
 
 
+def base_loss(spec: str) -> LossFn:
+  """The registry loss a spec names, without the spec's values bound.
+
+  For callers that bind `resolve_hparams(spec, table)`, which already holds
+  the spec's values, so that they are applied once (`get_loss(spec)` binds
+  them itself, for callers that pass no table).
+
+  Examples:
+    >>> base_loss('ci:high_exponent=0.5') is get_loss('ci')
+    True
+  """
+  return _REGISTRY[split_spec(spec)[0]]
+
+
 def split_spec(spec: str) -> tuple[str, dict]:
   """Parses a loss spec `name[:key=value,...]` into (canonical name, values).
 

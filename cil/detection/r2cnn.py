@@ -311,8 +311,12 @@ def classification_loss(cfg: R2CNNConfig, logits, classes, counts, mask):
     counts: `[K + 1]` class counts (`class_counts_with_background`).
     mask: `[R]` bool, False for padding.
   """
-  per_roi = losses_lib.get_loss(cfg.loss)(logits, classes, counts,
-                                          **dict(cfg.loss_hparams))
+  # `loss_hparams` are the base loss's; a spec's own values go on top, once.
+  base, _ = losses_lib.split_spec(cfg.loss)
+  hparams = losses_lib.resolve_hparams(cfg.loss,
+                                       {base: dict(cfg.loss_hparams)})
+  per_roi = losses_lib.base_loss(cfg.loss)(logits, classes, counts,
+                                           **hparams)
   return jnp.sum(jnp.where(mask, per_roi, 0)) / jnp.maximum(jnp.sum(mask), 1)
 
 

@@ -21,8 +21,9 @@ A runner supplies only what differs: its step function, its scalars and
 its evaluation.
 """
 
-import time
 from typing import Any, Callable, Optional, Sequence
+
+import time
 
 from cil import workdir as workdir_lib
 

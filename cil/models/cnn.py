@@ -4,7 +4,8 @@ All models map uint8 or float images `[batch, H, W, C]` to logits
 `[batch, num_classes]`; uint8 input is scaled to [0, 1] inside. Parameters
 are a plain pytree (`{'params': ...}`), so they can be vmapped over seeds
 and adapted in MAML inner loops; only the CIFAR ResNet-32 also keeps
-`batch_stats` (batch norm's running averages; `cil.classify` carries them).
+`batch_stats` (batch norm's running averages; `cil.experiments.classify`
+carries them).
 """
 
 import functools

@@ -1,7 +1,4 @@
-"""Tests for cil.detection.cascade (the rotated Cascade R-CNN).
-
-Its train step, detection and overfit checks are shared with R2CNN in
-tests/r2cnn_test.py (DetectorStepTest, OverfitTest).
+"""Tests for cil.detection.cascade: stage targets and the model.
 """
 
 import dataclasses
@@ -14,8 +11,7 @@ import numpy as np
 from cil.detection import boxes as boxes_lib
 from cil.detection import cascade
 from cil.detection import r2cnn
-from cil.experiments import detect
-import configs
+
 
 _CFG = cascade.CascadeConfig(image_size=128, width=8, head_dim=64,
                              pre_nms=200, post_nms=32, rpn_batch=64,
@@ -103,49 +99,6 @@ class CascadeTest(absltest.TestCase):
         {'params': self.params}, jnp.zeros((3, 7 * 7 * 32)), 1,
         method=cascade.CascadeRCNN.stage)
     self.assertEqual((logits.shape, deltas.shape), ((3, 16), (3, 5)))
-
-
-class ConfigTest(absltest.TestCase):
-
-  def test_detector_and_cascade_block_from_the_config_file(self):
-    config = configs.load('detect', 'smoke')
-    self.assertEqual(detect.TrainConfig.from_config(config).detector, 'r2cnn')
-    self.assertIs(type(detect.TrainConfig.from_config(config).model),
-                  r2cnn.R2CNNConfig)
-    config.detector = 'cascade'
-    config.cascade.stage_ious = (0.4, 0.55, 0.65, 0.75)
-    config.cascade.stage_loss_weights = (1.0, 0.5, 0.25, 0.25)
-    cfg = detect.TrainConfig.from_config(config)
-    self.assertIsInstance(cfg.model, cascade.CascadeConfig)
-    self.assertEqual(cfg.model.num_stages, 4)
-    self.assertEqual(cfg.model.image_size, 128)  # The smoke model block.
-    cfg.validate()
-    self.assertIs(detect.detector_module(cfg.model), cascade)
-
-  def test_bad_settings_are_named(self):
-    config = configs.load('detect')
-    config.detector = 'yolo'
-    with self.assertRaisesRegex(ValueError, r"Unknown detector 'yolo' "
-                                r'\(--config.detector\)'):
-      detect.TrainConfig.from_config(config)
-    config = configs.load('detect')
-    config.detector = 'cascade'
-    with config.cascade.unlocked():
-      config.cascade.stage_iou = 0.5
-    with self.assertRaisesRegex(ValueError, 'Unknown cascade config field'
-                                r'\(s\): stage_iou'):
-      detect.TrainConfig.from_config(config)
-    for field, value, message in (
-        ('stage_ious', (0.5, 0.5, 0.7), 'increasing IoU thresholds'),
-        ('stage_ious', (0.5, 1.2, 0.7), 'increasing IoU thresholds'),
-        ('stage_loss_weights', (1.0, 0.5), 'one weight >= 0 per stage'),
-        ('pooled_size', (7, 0), 'two positive integers')):
-      config = configs.load('detect')
-      config.detector = 'cascade'
-      config.cascade[field] = value
-      with self.assertRaisesRegex(ValueError, f'cascade.{field} .*'
-                                  f'{message}'):
-        detect.TrainConfig.from_config(config).validate()
 
 
 if __name__ == '__main__':

@@ -1,5 +1,6 @@
-"""Tests for cil.data: TFDS builders on generated fixtures and real data,
-protocols, few-shot splits and the episodic sampler."""
+"""Tests for cil.data.datasets and cil.data.builders: the TF-free TFDS
+builders, damaged files named, the real data where present.
+"""
 
 import glob
 import gzip
@@ -17,13 +18,16 @@ import numpy as np
 from PIL import Image
 import tensorflow_datasets as tfds
 
+import cifar_fixture  # tests/, beside this file
 from cil import data
 from cil.data import builders
 from cil.data import fewshot
-import cifar_fixture  # tests/, beside this file
+from testutil import ROOT
 
-_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SHARED_DATA = os.path.join(os.path.dirname(_ROOT), 'shared', 'data')
+
+SHARED_DATA = os.path.join(os.path.dirname(ROOT), 'shared', 'data')
+
+
 _ENV = {'CIL_DATA_DIR': '', 'CIL_MANUAL_DIR': ''}
 
 
@@ -406,205 +410,6 @@ class RealDataTest(absltest.TestCase):
     # Strokes are bright after inversion: most pixels are dark background.
     self.assertLess(splits.train.images.mean(), 80)
     np.testing.assert_array_equal(np.unique(splits.test.class_counts()), [20])
-
-
-# ---------------------------------------------------------------------------
-
-
-class ProtocolTest(parameterized.TestCase):
-
-  LABELS = np.repeat(np.arange(10), 200)
-
-  def test_deterministic_and_nested(self):
-    a = data.subsample(self.LABELS, seed=3, fractions=[0.5] * 10)
-    b = data.subsample(self.LABELS, seed=3, fractions=[0.5] * 10)
-    c = data.subsample(self.LABELS, seed=3, fractions=[0.1] * 10)
-    d = data.subsample(self.LABELS, seed=4, fractions=[0.5] * 10)
-    np.testing.assert_array_equal(a.indices, b.indices)
-    self.assertTrue(set(c.indices) <= set(a.indices))
-    self.assertFalse(np.array_equal(a.indices, d.indices))
-    np.testing.assert_array_equal(
-        np.bincount(self.LABELS[a.indices]), a.class_counts)
-
-  @parameterized.named_parameters(
-      ('odd10', 'odd10', [200, 20] * 5, 0.5),
-      ('odd25', 'odd25', [200, 50] * 5, 0.30103),
-      ('even10', 'even10', [20, 200] * 5, 0.5),
-      ('even25', 'even25', [50, 200] * 5, 0.30103),
-      ('balanced', 'balanced', [200] * 10, 0.0),
-  )
-  def test_table1_situations(self, name, counts, degree):
-    split = data.get_protocol(name)(self.LABELS, seed=0)
-    np.testing.assert_array_equal(split.class_counts, counts)
-    self.assertAlmostEqual(split.imbalance_degree, degree, places=4)
-    self.assertEqual(split.summary()['class_counts'], counts)
-
-  def test_minority_mstar_situation(self):
-    for spec, n in (('mstar24', 24), ('minority:k=3,n=7', 7)):
-      split = data.get_protocol(spec)(self.LABELS, seed=5)
-      k = 5 if spec == 'mstar24' else 3
-      self.assertEqual(sorted(split.class_counts)[:k + 1], [n] * k + [200])
-      self.assertAlmostEqual(split.imbalance_ratio, 200 / n, places=5)
-    # Different seeds choose different minority classes.
-    chosen = {tuple(np.flatnonzero(data.get_protocol('mstar24')(
-        self.LABELS, seed=s).class_counts < 200)) for s in range(6)}
-    self.assertGreater(len(chosen), 1)
-
-  def test_longtail_and_step(self):
-    split = data.get_protocol('longtail:ratio=100')(self.LABELS, seed=0)
-    self.assertEqual(split.class_counts[0], 200)
-    self.assertEqual(split.class_counts[-1], 2)
-    self.assertTrue(np.all(np.diff(split.class_counts) <= 0))
-    split = data.get_protocol('step:ratio=10,mu=0.3')(self.LABELS, seed=0)
-    np.testing.assert_array_equal(split.class_counts, [200] * 7 + [20] * 3)
-
-  def test_n_max_caps_the_largest_class(self):
-    split = data.get_protocol('step:ratio=10,mu=0.5,n_max=50')(
-        self.LABELS, seed=0)
-    np.testing.assert_array_equal(split.class_counts, [50] * 5 + [5] * 5)
-    self.assertAlmostEqual(split.imbalance_degree, 0.5, places=5)
-    split = data.get_protocol('longtail:ratio=10,n_max=100')(self.LABELS,
-                                                             seed=0)
-    self.assertEqual(split.class_counts[0], 100)
-    self.assertEqual(split.class_counts[-1], 10)
-    # A cap above the smallest class changes nothing.
-    split = data.get_protocol('step:ratio=10,mu=0.3,n_max=1000')(
-        self.LABELS, seed=0)
-    np.testing.assert_array_equal(split.class_counts, [200] * 7 + [20] * 3)
-    for bad in ('2.5', '-1'):
-      with self.assertRaisesRegex(ValueError, 'step: n_max must be a whole '
-                                  'number >= 0'):
-        data.get_protocol(f'step:ratio=10,n_max={bad}')(self.LABELS, seed=0)
-
-  def test_bad_protocols(self):
-    with self.assertRaisesRegex(ValueError, 'Unknown protocol .*odd10'):
-      data.get_protocol('odd5')
-    with self.assertRaisesRegex(ValueError,
-                                "Bad arguments for protocol 'step'"):
-      data.get_protocol('step:gamma=2')
-    with self.assertRaisesRegex(ValueError, "'ratio' in 'longtail:ratio=abc' "
-                                "must be a number, got 'abc'"):
-      data.get_protocol('longtail:ratio=abc')
-    with self.assertRaisesRegex(ValueError, "'ratio' .* must be finite"):
-      data.get_protocol('longtail:ratio=nan')
-    with self.assertRaisesRegex(ValueError, 'has 200 examples but .* 300'):
-      data.subsample(self.LABELS, seed=0, counts=[300] + [1] * 9)
-    with self.assertRaisesRegex(ValueError, 'must be positive integers'):
-      data.subsample(self.LABELS, seed=0, counts=[0] + [1] * 9)
-    with self.assertRaisesRegex(ValueError, r'`fractions` must be in \(0, 1\]'):
-      data.subsample(self.LABELS, seed=0, fractions=[0.0] + [1.0] * 9)
-    with self.assertRaisesRegex(ValueError, 'exactly one of'):
-      data.subsample(self.LABELS, seed=0)
-    with self.assertRaisesRegex(ValueError, r'Classes \[3\] have no examples'):
-      data.subsample(np.array([0, 1, 2, 4]), seed=0, fractions=[1.0] * 5)
-
-
-class EpisodeTest(parameterized.TestCase):
-
-  @classmethod
-  def setUpClass(cls):
-    super().setUpClass()
-    # 12 classes x 30 images; every pixel of an image holds its class id, so
-    # a task's images can be checked against its labels.
-    labels = np.repeat(np.arange(12), 30)
-    images = np.broadcast_to(labels[:, None, None, None],
-                             (labels.size, 4, 4, 1)).astype(np.uint8)
-    cls.dataset = data.ArrayDataset(
-        images=np.ascontiguousarray(images), labels=labels,
-        class_names=tuple(str(i) for i in range(12)), name='toy', split='all')
-    cls.sampler = data.EpisodeSampler(cls.dataset, ways=5)
-
-  def test_partitions_of_eq21(self):
-    parts = data.partitions(15, 5)
-    self.assertLen(parts, 30)
-    self.assertLen(set(parts), 30)
-    for p in parts:
-      self.assertEqual(sum(p), 15)
-      self.assertEqual(list(p), sorted(p))
-      self.assertGreaterEqual(min(p), 1)
-    self.assertEqual(parts, sorted(parts))
-    self.assertIn((1, 2, 3, 4, 5), parts)
-    self.assertEqual(len(data.partitions(5, 5)), 1)
-
-  def test_ochal_schemes(self):
-    rng = np.random.default_rng(0)
-    self.assertEqual(data.imbalanced_distribution(
-        'linear', ways=5, min_shots=1, max_shots=9), (1, 3, 5, 7, 9))
-    self.assertEqual(data.imbalanced_distribution(
-        'step', ways=5, min_shots=1, max_shots=9, minority=2),
-                     (1, 1, 9, 9, 9))
-    r = data.imbalanced_distribution('random', ways=5, min_shots=1,
-                                     max_shots=9, rng=rng)
-    self.assertTrue(all(1 <= n <= 9 for n in r))
-    with self.assertRaisesRegex(ValueError, 'Unknown scheme'):
-      data.imbalanced_distribution('zipf', ways=5, min_shots=1, max_shots=2)
-
-  def _check_tasks(self, tasks, dist, query):
-    for t in range(tasks.classes.shape[0]):
-      np.testing.assert_array_equal(
-          np.bincount(tasks.support_labels[t], minlength=5),
-          tasks.support_counts[t])
-      self.assertEqual(sorted(tasks.support_counts[t]), sorted(dist))
-      self.assertLen(set(tasks.classes[t]), 5)
-      # Pixel value = dataset class: images agree with labels.
-      np.testing.assert_array_equal(
-          tasks.support_images[t, :, 0, 0, 0],
-          tasks.classes[t][tasks.support_labels[t]])
-      np.testing.assert_array_equal(
-          tasks.query_images[t, :, 0, 0, 0],
-          tasks.classes[t][tasks.query_labels[t]])
-      np.testing.assert_array_equal(
-          np.bincount(tasks.query_labels[t], minlength=5), query(t))
-
-  def test_meta_train_tasks_have_proportional_queries(self):
-    dist = (1, 2, 3, 4, 5)
-    tasks = self.sampler.sample(np.random.default_rng(0), dist,
-                                query_multiple=2, num_tasks=6)
-    self.assertEqual(tasks.support_images.shape, (6, 15, 4, 4, 1))
-    self.assertEqual(tasks.query_images.shape, (6, 30, 4, 4, 1))
-    self._check_tasks(tasks, dist, lambda t: 2 * tasks.support_counts[t])
-    # Which class gets which count is drawn per task.
-    self.assertGreater(len({tuple(c) for c in tasks.support_counts}), 1)
-
-  def test_meta_test_tasks_have_balanced_queries(self):
-    dist = (1, 1, 1, 1, 11)
-    tasks = self.sampler.sample(np.random.default_rng(1), dist,
-                                query_per_class=15, num_tasks=3)
-    self._check_tasks(tasks, dist, lambda t: [15] * 5)
-
-  def test_deterministic_given_seed(self):
-    a = self.sampler.sample(np.random.default_rng(7), (3,) * 5,
-                            query_per_class=2, num_tasks=2)
-    b = self.sampler.sample(np.random.default_rng(7), (3,) * 5,
-                            query_per_class=2, num_tasks=2)
-    np.testing.assert_array_equal(a.support_images, b.support_images)
-    np.testing.assert_array_equal(a.classes, b.classes)
-
-  def test_bad_tasks(self):
-    rng = np.random.default_rng(0)
-    with self.assertRaisesRegex(ValueError, 'has 4 entries but ways = 5'):
-      self.sampler.sample(rng, (1, 2, 3, 4), query_per_class=1)
-    with self.assertRaisesRegex(ValueError, 'zero or negative entry'):
-      self.sampler.sample(rng, (0, 2, 3, 4, 6), query_per_class=1)
-    with self.assertRaisesRegex(ValueError, 'has 30 images but the task asks '
-                                'for 31'):
-      self.sampler.sample(rng, (1, 1, 1, 1, 11), query_per_class=20)
-    with self.assertRaisesRegex(ValueError, 'exactly one of'):
-      self.sampler.sample(rng, (3,) * 5)
-    with self.assertRaisesRegex(ValueError, 'fewer than ways = 20'):
-      data.EpisodeSampler(self.dataset, ways=20)
-
-  def test_check_fits_before_any_draw(self):
-    # Every class has 30 images (see the class's dataset).
-    self.sampler.check_fits([(1, 1, 1, 1, 11)], query_per_class=19)
-    self.sampler.check_fits([(3,) * 5], query_multiple=9)
-    with self.assertRaisesRegex(
-        ValueError, r'smallest class has 30 images, but support '
-        r'\[1, 1, 1, 1, 11\] with 20 queries per class needs 31'):
-      self.sampler.check_fits([(3,) * 5, (1, 1, 1, 1, 11)],
-                              query_per_class=20)
-    with self.assertRaisesRegex(ValueError, 'query_multiple 2 needs 33'):
-      self.sampler.check_fits([(1, 1, 1, 1, 11)], query_multiple=2)
 
 
 if __name__ == '__main__':

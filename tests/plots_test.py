@@ -10,8 +10,7 @@ from absl.testing import absltest
 import numpy as np
 
 from cil import plots
-
-_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from testutil import ROOT
 
 
 class LossCurvesTest(absltest.TestCase):
@@ -43,7 +42,7 @@ class LauncherTest(absltest.TestCase):
     out = tmp.name
     result = subprocess.run(
         [sys.executable, '-m', 'launch.plot_losses', f'--out={out}',
-         '--points=50'], cwd=_ROOT, capture_output=True, text=True,
+         '--points=50'], cwd=ROOT, capture_output=True, text=True,
         timeout=300, check=False)
     self.assertEqual(result.returncode, 0, msg=result.stderr[-2000:])
     with open(os.path.join(out, 'fig2_losses.png'), 'rb') as f:

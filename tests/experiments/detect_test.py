@@ -1,6 +1,6 @@
-"""Tests for cil.detection.r2cnn, cil.detection.train and launch.detect, and
-what R2CNN and the Cascade (cil.detection.cascade) share: a train step
-that lowers the loss, fixed-shape detection, overfitting a few images."""
+"""Tests for cil.experiments.detect and launch.detect: data, training,
+resume, evaluation, the launcher, configs of both detectors.
+"""
 
 import dataclasses
 import json
@@ -13,127 +13,34 @@ import tempfile
 
 from absl.testing import absltest
 from absl.testing import parameterized
-from flax.training import train_state
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 import pytest
 
 from cil import errors
 from cil import losses as losses_lib
+from cil import workdir
 from cil.detection import cascade
 from cil.detection import r2cnn
 from cil.detection import synthetic
-from cil import workdir
 from cil.experiments import detect
 import configs
-
-_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-_CFG = r2cnn.R2CNNConfig(image_size=128, width=8, head_dim=64, pre_nms=200,
-                         post_nms=32, rpn_batch=64, roi_batch=16,
-                         loss='ci')
-_DETECTORS = {'r2cnn': (r2cnn, _CFG),
-              'cascade': (cascade, cascade.CascadeConfig(
-                  **dataclasses.asdict(_CFG)))}
+import testutil
+from testutil import ROOT
+from testutil import TINY_R2CNN
 
 
 def _train_config(**overrides) -> detect.TrainConfig:
-  """`configs/detect.py:smoke` with `_CFG`'s model and `overrides`."""
+  """`configs/detect.py:smoke` with `TINY_R2CNN`'s model and `overrides`."""
   config = configs.load('detect', 'smoke')
   for k in ('image_size', 'width', 'head_dim', 'pre_nms', 'post_nms',
             'rpn_batch', 'roi_batch', 'loss'):
-    config.model[k] = getattr(_CFG, k)
+    config.model[k] = getattr(TINY_R2CNN, k)
   for k, v in overrides.items():
     target = config.model if k in config.model else config
     target[k] = v
   return detect.TrainConfig.from_config(config)
-
-
-class R2CNNTest(absltest.TestCase):
-
-  @classmethod
-  def setUpClass(cls):
-    super().setUpClass()
-    cls.params = r2cnn.init_params(_CFG, jax.random.key(0))
-    cls.batch = detect.synthetic_batch(2, size=128, max_gt=16)
-
-  def test_head_outputs_and_backbones(self):
-    model = r2cnn.R2CNN(_CFG)
-    pooled = jnp.zeros((3, 115 * 32))  # 7x7 + 11x3 + 3x11 bins, 32 ch.
-    logits, aabb, inclined = model.apply({'params': self.params}, pooled,
-                                         method=r2cnn.R2CNN.head)
-    self.assertEqual(logits.shape, (3, 16))  # 15 classes + background.
-    self.assertEqual((aabb.shape, inclined.shape), ((3, 4), (3, 5)))
-    with self.assertRaisesRegex(ValueError, 'Unknown backbone'):
-      r2cnn.validate(dataclasses.replace(_CFG, backbone='vgg'))
-    with self.assertRaisesRegex(ValueError, 'multiple of 16'):
-      r2cnn.validate(dataclasses.replace(_CFG, image_size=100))
-
-  def test_counts_reach_the_classification_loss(self):
-    # CI loss: the head's classification term changes with the class counts
-    # (the same parameters, images and sampling); CE ignores them.
-    def cls_term(loss, counts):
-      cfg = dataclasses.replace(_CFG, loss=loss)
-      _, parts = jax.jit(lambda p, b, c: r2cnn.loss_fn(
-          p, b, jax.random.key(1), cfg=cfg, model=r2cnn.R2CNN(cfg),
-          counts=c))(self.params, self.batch, counts)
-      return float(parts['cls'])
-
-    balanced = jnp.asarray(r2cnn.class_counts_with_background(
-        np.full(15, 50.0), 0.25))
-    skewed = jnp.asarray(r2cnn.class_counts_with_background(
-        np.geomspace(2000, 5, 15), 0.25))
-    self.assertNotAlmostEqual(cls_term('ci', balanced),
-                              cls_term('ci', skewed), places=4)
-    self.assertAlmostEqual(cls_term('ce', balanced), cls_term('ce', skewed),
-                           places=6)
-
-  def test_background_count(self):
-    counts = r2cnn.class_counts_with_background([10, 0, 30], 0.25)
-    # Absent classes count 1; background is 3x the foreground total.
-    np.testing.assert_allclose(counts, [123, 10, 1, 30])
-
-
-class DetectorStepTest(absltest.TestCase):
-
-  def test_r2cnn_train_steps_lower_the_loss_and_detect_has_fixed_shape(self):
-    self._train_steps_lower_the_loss_and_detect_has_fixed_shape('r2cnn')
-
-  # Slow: ~30 s, and OverfitTest trains the Cascade further (slow too).
-  @pytest.mark.slow
-  def test_cascade_train_steps_lower_the_loss_and_detect_has_fixed_shape(
-      self):
-    self._train_steps_lower_the_loss_and_detect_has_fixed_shape('cascade')
-
-  def _train_steps_lower_the_loss_and_detect_has_fixed_shape(self, name):
-    module, cfg = _DETECTORS[name]
-    batch = detect.synthetic_batch(2, size=128, max_gt=16)
-    counts = jnp.asarray(r2cnn.class_counts_with_background(
-        np.full(15, 10.0), 0.25))
-    state = train_state.TrainState.create(
-        apply_fn=None, params=module.init_params(cfg, jax.random.key(0)),
-        tx=optax.adam(2e-3))
-    step = jax.jit(lambda s, b: module.train_step(
-        s, b, jax.random.key(2), cfg=cfg, counts=counts))
-    losses = []
-    for _ in range(12):
-      state, metrics = step(state, batch)
-      losses.append(float(metrics['loss']))
-    self.assertTrue(np.all(np.isfinite(losses)))
-    self.assertLess(np.mean(losses[-3:]), 0.8 * np.mean(losses[:3]))
-    if name == 'cascade':
-      # The ground truth joins every stage's candidates: each has foreground.
-      for t in (1, 2, 3):
-        self.assertGreater(int(metrics[f'fg{t}']), 0)
-        self.assertIn(f'cls{t}', metrics)
-        self.assertIn(f'rbox{t}', metrics)
-    det = jax.jit(lambda p, x: module.detect(p, x, cfg=cfg))(
-        state.params, batch['images'])
-    self.assertEqual(det['boxes'].shape, (2, cfg.max_detections, 5))
-    self.assertEqual(det['mask'].dtype, jnp.bool_)
-    kept = np.asarray(det['scores'])[np.asarray(det['mask'])]
-    self.assertTrue(np.all(kept > cfg.score_threshold))
 
 
 class TrainTest(absltest.TestCase):
@@ -205,11 +112,8 @@ class TrainTest(absltest.TestCase):
   def test_launcher_refuses_a_bad_config_before_any_work(self):
     work = os.path.join(tempfile.mkdtemp(), 'w')
     self.addCleanup(shutil.rmtree, os.path.dirname(work), ignore_errors=True)
-    bad = subprocess.run(
-        [sys.executable, '-m', 'launch.detect',
-         '--config=configs/detect.py:smoke', '--config.model.loss=xent',
-         f'--workdir={work}'], cwd=_ROOT, capture_output=True, text=True,
-        check=False)
+    bad = testutil.launch('launch.detect', '--config=configs/detect.py:smoke',
+                          '--config.model.loss=xent', f'--workdir={work}')
     self.assertEqual(bad.returncode, 1)
     self.assertIn("error: Unknown loss 'xent'", bad.stderr)
     self.assertNotIn('Traceback', bad.stderr)
@@ -227,8 +131,8 @@ class TrainTest(absltest.TestCase):
            '--config.synthetic_train=2', '--config.synthetic_test=2',
            '--config.loss_hparams.ci.log_base=2.718281828459045',
            f'--workdir={work}']
-    env = dict(os.environ, PYTHONPATH=_ROOT)
-    out = subprocess.run(cmd, cwd=_ROOT, env=env, check=True,
+    env = dict(os.environ, PYTHONPATH=ROOT)
+    out = subprocess.run(cmd, cwd=ROOT, env=env, check=True,
                          capture_output=True, text=True)
     self.assertIn('overall (mAP)', out.stdout)
     for name in ('table.md', 'results.json', 'detections.png'):
@@ -249,7 +153,7 @@ class TrainTest(absltest.TestCase):
     # compilation); rerunning the same command restores the last checkpoint
     # (tested in ResumeTest and with classify and fewshot).
     bad = subprocess.run(cmd[:-1] + ['--config.steps=3', f'--workdir={work}'],
-                         cwd=_ROOT, env=env, capture_output=True, text=True)
+                         cwd=ROOT, env=env, capture_output=True, text=True)
     self.assertEqual(bad.returncode, 1)
     self.assertIn('different config (fields steps differ)', bad.stderr)
     self.assertNotIn('Traceback', bad.stderr)
@@ -334,6 +238,49 @@ class OverfitTest(parameterized.TestCase):
                         os.path.join(root, 'work'), show_progress=False)
     self.assertEqual(result['detector'], detector)
     self.assertGreater(result['mAP'], 0.9)
+
+
+class CascadeConfigTest(absltest.TestCase):
+
+  def test_detector_and_cascade_block_from_the_config_file(self):
+    config = configs.load('detect', 'smoke')
+    self.assertEqual(detect.TrainConfig.from_config(config).detector, 'r2cnn')
+    self.assertIs(type(detect.TrainConfig.from_config(config).model),
+                  r2cnn.R2CNNConfig)
+    config.detector = 'cascade'
+    config.cascade.stage_ious = (0.4, 0.55, 0.65, 0.75)
+    config.cascade.stage_loss_weights = (1.0, 0.5, 0.25, 0.25)
+    cfg = detect.TrainConfig.from_config(config)
+    self.assertIsInstance(cfg.model, cascade.CascadeConfig)
+    self.assertEqual(cfg.model.num_stages, 4)
+    self.assertEqual(cfg.model.image_size, 128)  # The smoke model block.
+    cfg.validate()
+    self.assertIs(detect.detector_module(cfg.model), cascade)
+
+  def test_bad_settings_are_named(self):
+    config = configs.load('detect')
+    config.detector = 'yolo'
+    with self.assertRaisesRegex(ValueError, r"Unknown detector 'yolo' "
+                                r'\(--config.detector\)'):
+      detect.TrainConfig.from_config(config)
+    config = configs.load('detect')
+    config.detector = 'cascade'
+    with config.cascade.unlocked():
+      config.cascade.stage_iou = 0.5
+    with self.assertRaisesRegex(ValueError, 'Unknown cascade config field'
+                                r'\(s\): stage_iou'):
+      detect.TrainConfig.from_config(config)
+    for field, value, message in (
+        ('stage_ious', (0.5, 0.5, 0.7), 'increasing IoU thresholds'),
+        ('stage_ious', (0.5, 1.2, 0.7), 'increasing IoU thresholds'),
+        ('stage_loss_weights', (1.0, 0.5), 'one weight >= 0 per stage'),
+        ('pooled_size', (7, 0), 'two positive integers')):
+      config = configs.load('detect')
+      config.detector = 'cascade'
+      config.cascade[field] = value
+      with self.assertRaisesRegex(ValueError, f'cascade.{field} .*'
+                                  f'{message}'):
+        detect.TrainConfig.from_config(config).validate()
 
 
 if __name__ == '__main__':

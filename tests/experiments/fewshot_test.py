@@ -1,10 +1,8 @@
-"""Tests for the few-shot experiment (cil.fewshot) and launch.fewshot."""
+"""Tests for cil.experiments.fewshot and launch.fewshot."""
 
 import dataclasses
 import os
 import shutil
-import subprocess
-import sys
 import tempfile
 from unittest import mock
 
@@ -17,8 +15,7 @@ from cil.experiments import fewshot
 from cil import runtime
 from cil import workdir as workdir_lib
 import configs
-
-_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+import testutil
 
 
 class _Killed(Exception):
@@ -185,12 +182,10 @@ class LauncherTest(absltest.TestCase):
   def _launch(self, workdir, *flags):
     data_dir = tempfile.mkdtemp()
     self.addCleanup(shutil.rmtree, data_dir, ignore_errors=True)
-    env = dict(os.environ, CIL_DATA_DIR=data_dir, CIL_MANUAL_DIR='')
-    return subprocess.run(
-        [sys.executable, '-m', 'launch.fewshot',
-         '--config=configs/fewshot.py:smoke', f'--workdir={workdir}',
-         *flags], cwd=_ROOT, env=env, capture_output=True, text=True,
-        timeout=900, check=False)
+    return testutil.launch(
+        'launch.fewshot', '--config=configs/fewshot.py:smoke',
+        f'--workdir={workdir}', *flags,
+        env={'CIL_DATA_DIR': data_dir, 'CIL_MANUAL_DIR': ''}, timeout=900)
 
   @pytest.mark.slow  # ~45 s on 2 cores, most of it compiling.
   def test_smoke_run_prints_table_iv(self):

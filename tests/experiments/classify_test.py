@@ -1,8 +1,8 @@
-"""Tests for cil.models, cil.metrics, cil.classify and launch.classify."""
+"""Tests for cil.experiments.classify and launch.classify: training,
+resume, the record, CIFAR-LT, the launcher.
+"""
 
-import functools
 import json
-import math
 import os
 import shutil
 import subprocess
@@ -11,27 +11,19 @@ import tempfile
 from unittest import mock
 
 from absl.testing import absltest
-from absl.testing import parameterized
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
+import cifar_fixture  # tests/, beside this file
 from cil import errors
+from cil import workdir as workdir_lib
 from cil.experiments import classify
 from cil.experiments import report
-from cil import hugepages
-from cil import metrics
-from cil import models
-from cil import workdir as workdir_lib
 import configs
-import cifar_fixture  # tests/, beside this file
-
-_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-class _Interrupted(Exception):
-  """Raised by a callback to stop a run (a simulated kill)."""
+import testutil
+from testutil import ROOT
 
 
 _DATA_DIR = None
@@ -46,252 +38,15 @@ def tearDownModule():
   shutil.rmtree(_DATA_DIR, ignore_errors=True)
 
 
-class ModelsTest(parameterized.TestCase):
-
-  @parameterized.named_parameters(
-      ('lenet', 'lenet', (2, 28, 28, 1), 10, 431_080),      # Caffe LeNet.
-      ('aconvnet', 'aconvnet', (2, 88, 88, 1), 10, 303_498),  # Chen et al.
-      ('conv4', 'conv4', (2, 28, 28, 1), 5, 112_261),
-      ('conv4_84', 'conv4', (2, 84, 84, 3), 5, 121_093),  # MAML: 1600 -> 5.
-      ('digits_cnn', 'digits_cnn', (2, 8, 8, 1), 10, 151_306),
-  )
-  def test_shapes_and_parameter_counts(self, name, shape, classes, size):
-    model = models.get_model(name, classes)
-    x = jnp.zeros(shape, jnp.uint8)
-    params = model.init(jax.random.key(0), x)
-    self.assertEqual(set(params), {'params'})  # No mutable collections.
-    self.assertEqual(sum(p.size for p in jax.tree.leaves(params)), size)
-    self.assertEqual(model.apply(params, x).shape, (shape[0], classes))
-
-  def test_cifar_resnet32_matches_cao_et_al(self):
-    # He et al.'s CIFAR ResNet-32 as in Cao et al.'s code: 0.46 M
-    # parameters (464,154 with a 10-class dense head; the cosine head has no
-    # bias), batch norm with running averages.
-    for name, size in (('resnet32', 464_154), ('resnet32_normed', 464_144)):
-      model = models.get_model(name, 10)
-      x = jnp.zeros((2, 32, 32, 3), jnp.uint8)
-      variables = jax.jit(functools.partial(model.init, train=False))(
-          jax.random.key(0), x)
-      self.assertEqual(set(variables), {'params', 'batch_stats'})
-      self.assertEqual(
-          sum(p.size for p in jax.tree.leaves(variables['params'])), size)
-      convs = [k for k in jax.tree_util.tree_flatten_with_path(
-          variables['params'])[0] if 'Conv' in jax.tree_util.keystr(k[0])]
-      self.assertLen(convs, 31)  # 1 + 3 stages x 5 blocks x 2.
-
-  def test_conv4_uses_the_batch_statistics(self):
-    model = models.Conv4(num_classes=5, features=8)
-    x = jax.random.uniform(jax.random.key(1), (6, 28, 28, 1))
-    params = model.init(jax.random.key(0), x)
-    full = model.apply(params, x)
-    alone = model.apply(params, x[:3])
-    # Transductive batch norm: an example's output depends on its batch.
-    self.assertGreater(float(jnp.max(jnp.abs(full[:3] - alone))), 1e-4)
-
-  def test_conv4_bfloat16_keeps_float32_parameters_and_logits(self):
-    x = jax.random.uniform(jax.random.key(1), (6, 16, 16, 3))
-    full = models.Conv4(num_classes=5, features=8)
-    half = models.Conv4(num_classes=5, features=8, dtype=jnp.bfloat16)
-    params = full.init(jax.random.key(0), x)
-    for leaf in jax.tree.leaves(half.init(jax.random.key(0), x)):
-      self.assertEqual(leaf.dtype, jnp.float32)
-    logits = half.apply(params, x)
-    self.assertEqual(logits.dtype, jnp.float32)
-    # bfloat16 keeps 8 bits of mantissa: close to float32, not equal.
-    reference = full.apply(params, x)
-    np.testing.assert_allclose(logits, reference, atol=0.1, rtol=0.05)
-    self.assertGreater(float(jnp.max(jnp.abs(logits - reference))), 0.0)
-
-  def test_reshape_max_pool_equals_flax_valid_pool(self):
-    import flax.linen as nn  # pylint: disable=g-import-not-at-top
-    x = jax.random.normal(jax.random.key(2), (2, 7, 9, 3))
-    np.testing.assert_array_equal(models.cnn.max_pool_2x2(x),
-                                  nn.max_pool(x, (2, 2), (2, 2)))
-
-  def test_max_pool_gradients_equal_jax_max_to_second_order(self):
-    # Without ties, the custom VJP's first and second derivatives are
-    # those of JAX's own `max` (float64); odd edges get no gradient.
-    with jax.enable_x64(True):
-      x = jax.random.normal(jax.random.key(8), (2, 5, 7, 3), jnp.float64)
-      w = jax.random.normal(jax.random.key(9), (2, 2, 3, 3), jnp.float64)
-      v = jax.random.normal(jax.random.key(10), x.shape, jnp.float64)
-
-      def jax_max(x):
-        return x[:, :4, :6].reshape(2, 2, 2, 3, 2, 3).max(axis=(2, 4))
-
-      def second_order(pool):
-        def inner(x):
-          g = jax.grad(lambda y: jnp.sum(jnp.sin(pool(y)) * w))(x)
-          return jnp.sum(g * v) + jnp.sum(jnp.cos(pool(x)))
-        return jax.value_and_grad(inner)(x)
-
-      pool = models.cnn.max_pool_2x2
-      np.testing.assert_array_equal(pool(x), jax_max(x))
-      for a, b in zip(second_order(pool), second_order(jax_max)):
-        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
-      g = jax.grad(lambda y: jnp.sum(pool(y)))(x)
-      self.assertEqual(float(jnp.sum(jnp.abs(g[:, 4:]))), 0.0)
-      self.assertEqual(float(jnp.sum(jnp.abs(g[:, :, 6:]))), 0.0)
-
-  def test_max_pool_tie_gradient_goes_to_the_first_maximum(self):
-    # PyTorch's convention (row-major in the window), not an even split.
-    x = jnp.array([[0., 1., 1., 1.], [1., 1., 0., 1.]]).reshape(1, 2, 4, 1)
-    g = jax.grad(lambda y: jnp.sum(models.cnn.max_pool_2x2(y)))(x)
-    np.testing.assert_array_equal(
-        g.reshape(2, 4), [[0., 1., 1., 0.], [0., 0., 0., 0.]])
-
-  def test_im2col_and_winograd_convs_equal_xla_conv_to_second_order(self):
-    # Values, gradients and the gradient of a gradient (what MAML's
-    # meta-step differentiates) agree between the lowerings, in float64.
-    # Odd H (5) and even W (6): Winograd pads to whole 2x2 tiles and crops.
-    with jax.enable_x64(True):
-      x = jax.random.normal(jax.random.key(3), (2, 5, 6, 3), jnp.float64)
-      k = jax.random.normal(jax.random.key(4), (3, 3, 3, 4), jnp.float64)
-      ct = jax.random.normal(jax.random.key(5), (2, 5, 6, 4), jnp.float64)
-
-      def xla(x, k):
-        return jax.lax.conv_general_dilated(
-            x, k, (1, 1), 'SAME', dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
-
-      def second_order(conv):
-        def inner(k, x):  # A squared norm of the first-order gradients.
-          dx, dk = jax.vjp(conv, x, k)[1](ct)
-          return jnp.sum(dx ** 2) + jnp.sum(jnp.sin(dk))
-        return jax.grad(inner, (0, 1))(k, x)
-
-      want = second_order(xla)
-      for conv in (models.cnn.conv3x3_im2col, models.cnn.conv3x3_winograd):
-        with self.subTest(conv.__name__):
-          np.testing.assert_allclose(conv(x, k), xla(x, k), rtol=1e-12,
-                                     atol=1e-12)
-          for a, b in zip(second_order(conv), want):
-            np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-10)
-
-  def test_winograd_conv_handles_odd_widths_in_float32(self):
-    # Both sizes odd, 16 channels (Conv3x3's Winograd threshold): float32
-    # rounding of the transforms stays near im2col's.
-    x = jax.random.normal(jax.random.key(6), (2, 7, 9, 16))
-    k = jax.random.normal(jax.random.key(7), (3, 3, 16, 8)) * 0.1
-    np.testing.assert_allclose(models.cnn.conv3x3_winograd(x, k),
-                               models.cnn.conv3x3_im2col(x, k), rtol=1e-4,
-                               atol=1e-5)
-
-  def test_fused_norm_relu_pool_equals_unfused_to_second_order(self):
-    # Pooling before the affine map and ReLU is exact for either sign of the
-    # scale (channel 1 is negative, channel 2 zero), and so are its first-
-    # and second-order derivatives, in float64. Odd sizes are floored.
-    with jax.enable_x64(True):
-      x = jax.random.normal(jax.random.key(6), (3, 5, 7, 3), jnp.float64)
-      scale = jnp.array([1.5, -0.7, 0.0], jnp.float64)
-      bias = jnp.array([0.1, 0.3, -0.2], jnp.float64)
-      ct = jax.random.normal(jax.random.key(7), (3, 2, 3, 3), jnp.float64)
-
-      def unfused(x, scale, bias):
-        mean = jnp.mean(x, (0, 1, 2))
-        var = jnp.mean(jnp.square(x - mean), (0, 1, 2))
-        y = (x - mean) * jax.lax.rsqrt(var + 1e-5) * scale + bias
-        return models.cnn.max_pool_2x2(jax.nn.relu(y))
-
-      fused = models.cnn.batch_norm_relu_pool
-
-      def second_order(fn):
-        def inner(scale, bias, x):
-          grads = jax.vjp(fn, x, scale, bias)[1](ct)
-          return sum(jnp.sum(jnp.sin(g)) for g in grads)
-        return jax.grad(inner, (0, 1, 2))(scale, bias, x)
-
-      np.testing.assert_allclose(fused(x, scale, bias),
-                                 unfused(x, scale, bias), atol=1e-12)
-      for a, b in zip(second_order(fused), second_order(unfused)):
-        np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-10)
-
-  def test_one_pass_statistics_hold_for_a_large_mean_in_float32(self):
-    # The variance is E[d^2] - E[d]^2 of shifted values: with a channel mean
-    # 1e4 times its spread, the unshifted one-pass form loses every digit
-    # in float32 (variances 8 and 128 for 1.13 and 1.04); the shifted one
-    # stays within float32's rounding of the inputs (ulp 2e-3 at 3e4) of
-    # the two-pass float64 normalisation.
-    rng = np.random.default_rng(8)
-    x = (rng.standard_normal((4, 6, 6, 2)) + [1e4, -3e4]).astype(np.float32)
-    scale, bias = np.array([1.0, -2.0]), np.array([0.5, 0.0])
-    got = models.cnn.batch_norm_relu_pool(
-        jnp.asarray(x), jnp.asarray(scale, jnp.float32),
-        jnp.asarray(bias, jnp.float32), relu=False, pool=False)
-    x64 = x.astype(np.float64)
-    want = ((x64 - x64.mean((0, 1, 2))) / np.sqrt(x64.var((0, 1, 2)) + 1e-5)
-            * scale + bias)
-    np.testing.assert_allclose(got, want, atol=1e-2)
-
-  def test_conv4_lowerings_share_parameters_and_outputs(self):
-    # 16 filters: blocks 2-4 have the channels 'winograd' needs to use
-    # Winograd (block 1's 3 channels fall back to im2col).
-    x = jax.random.uniform(jax.random.key(1), (4, 16, 16, 3))
-    outs, trees = [], []
-    for impl in models.cnn.CONV_IMPLS:
-      model = models.Conv4(num_classes=5, features=16, conv_impl=impl)
-      params = model.init(jax.random.key(0), x)
-      trees.append(jax.tree.map(jnp.shape, params))
-      outs.append(model.apply(params, x))
-    # Winograd did run: its float32 rounding differs from im2col's.
-    by_impl = dict(zip(models.cnn.CONV_IMPLS, outs))
-    self.assertFalse(np.array_equal(by_impl['winograd'], by_impl['im2col']))
-    for tree, out in zip(trees[1:], outs[1:]):
-      self.assertEqual(tree, trees[0])
-      np.testing.assert_allclose(out, outs[0], rtol=1e-4, atol=1e-4)
-    self.assertIn('Conv_3', trees[0]['params'])  # nn.Conv's names.
-    with self.assertRaisesRegex(ValueError, "impl must be 'winograd'"):
-      models.Conv4(num_classes=5, conv_impl='fft').init(jax.random.key(0), x)
-
-  def test_conv4_too_small_input_names_the_fix(self):
-    with self.assertRaisesRegex(ValueError, 'at least 16x16.*lower `pools`'):
-      models.Conv4(num_classes=5).init(jax.random.key(0),
-                                       jnp.zeros((1, 8, 8, 1)))
-
-  def test_unknown_model(self):
-    with self.assertRaisesRegex(ValueError, 'Unknown model .*lenet'):
-      models.get_model('resnet', 10)
-
-
-class MetricsTest(absltest.TestCase):
-
-  def test_hand_made_confusion_matrix(self):
-    # Rows true, columns predicted.
-    cm = np.array([[4, 1, 0], [0, 3, 1], [2, 0, 2]])
-    labels = np.repeat([0, 1, 2], [5, 4, 4])
-    predictions = np.array([0, 0, 0, 0, 1, 1, 1, 1, 2, 0, 0, 2, 2])
-    np.testing.assert_array_equal(
-        metrics.confusion_matrix(labels, predictions, 3), cm)
-    m = metrics.classification_metrics(cm)
-    self.assertAlmostEqual(m['accuracy'], 9 / 13)
-    np.testing.assert_allclose(m['per_class_recall'], [0.8, 0.75, 0.5])
-    np.testing.assert_allclose(m['per_class_precision'], [4 / 6, 3 / 4, 2 / 3])
-    self.assertAlmostEqual(m['balanced_accuracy'], (0.8 + 0.75 + 0.5) / 3)
-    # F1 per class: 2PR/(P+R) = 0.727273, 0.75, 0.571429.
-    self.assertAlmostEqual(m['macro_f1'], (8 / 11 + 0.75 + 4 / 7) / 3)
-    self.assertAlmostEqual(m['g_mean'], (0.8 * 0.75 * 0.5) ** (1 / 3))
-
-  def test_class_without_test_examples_is_left_out(self):
-    m = metrics.classification_metrics(np.array([[3, 1], [0, 0]]))
-    self.assertTrue(math.isnan(m['per_class_recall'][1]))
-    self.assertAlmostEqual(m['balanced_accuracy'], 0.75)
-
-  def test_confidence_interval(self):
-    # mean 2, sd 1, n 3: t_{0.975, 2} = 4.302653 -> half-width 2.484138.
-    mean, half = metrics.mean_confidence_interval([1.0, 2.0, 3.0])
-    self.assertAlmostEqual(mean, 2.0)
-    self.assertAlmostEqual(half, 4.302653 / math.sqrt(3), places=5)
-    self.assertEqual(metrics.format_mean_ci([0.5, 0.5]), '50.00 ± 0.00')
-
-  def test_bad_predictions(self):
-    with self.assertRaisesRegex(ValueError, r'predictions must be in \[0, 2\)'):
-      metrics.confusion_matrix(np.array([0, 1]), np.array([0, 2]), 2)
-
-
 def _config(**overrides) -> classify.ClassifyConfig:
   """`configs/classify.py:smoke` with `overrides` and the test data dir."""
   config = configs.load('classify', 'smoke')
   config.update(data_dir=_DATA_DIR, **overrides)
   return classify.ClassifyConfig.from_config(config)
+
+
+class _Interrupted(Exception):
+  """Raised by a callback to stop a run (a simulated kill)."""
 
 
 @mock.patch.dict(os.environ, {'CIL_MANUAL_DIR': '', 'CIL_DATA_DIR': ''})
@@ -525,13 +280,13 @@ class ClassifyTest(absltest.TestCase):
                            runs[1])
     out = subprocess.run(
         [sys.executable, '-m', 'launch.compare', f'--workdir={workdir}',
-         '--baseline=CE'], cwd=_ROOT, capture_output=True, text=True,
+         '--baseline=CE'], cwd=ROOT, capture_output=True, text=True,
         check=False)
     self.assertEqual(out.returncode, 0, out.stderr)
     self.assertIn('| ci | +2.00 ± 0.00* |', out.stdout)
     out = subprocess.run(
         [sys.executable, '-m', 'launch.compare', f'--workdir={workdir}',
-         '--baseline=la'], cwd=_ROOT, capture_output=True, text=True,
+         '--baseline=la'], cwd=ROOT, capture_output=True, text=True,
         check=False)
     self.assertEqual(out.returncode, 1)
     self.assertIn("error: No 'la' run for protocol 'p'", out.stderr)
@@ -596,12 +351,10 @@ class CifarLongTailTest(absltest.TestCase):
 class LauncherTest(absltest.TestCase):
 
   def _launch(self, workdir, *flags):
-    env = dict(os.environ, CIL_DATA_DIR=_DATA_DIR, CIL_MANUAL_DIR='')
-    return subprocess.run(
-        [sys.executable, '-m', 'launch.classify',
-         '--config=configs/classify.py:smoke', f'--workdir={workdir}',
-         *flags], cwd=_ROOT, env=env, capture_output=True, text=True,
-        timeout=600, check=False)
+    return testutil.launch(
+        'launch.classify', '--config=configs/classify.py:smoke',
+        f'--workdir={workdir}', *flags,
+        env={'CIL_DATA_DIR': _DATA_DIR, 'CIL_MANUAL_DIR': ''})
 
   def test_smoke_run_prints_the_table_in_few_lines(self):
     workdir = tempfile.mkdtemp()
@@ -619,13 +372,24 @@ class LauncherTest(absltest.TestCase):
     with open(os.path.join(workdir, 'results.json')) as f:
       run = json.load(f)['runs'][0]
     self.assertEqual(run['loss_hparams'], {'gamma': 0.5, 'log_base': 10.0})
-    # `python -m launch.classify` restarted itself with huge pages for
-    # malloc where the machine allows (cil.hugepages), and recorded it.
     with open(os.path.join(workdir, 'config.json')) as f:
-      host_memory = json.load(f)['runtime']['host_memory']
-    self.assertEqual(host_memory['malloc_hugetlb'],
-                     hugepages.enabled()
-                     or hugepages.wanted_here(os.environ) is not None)
+      record = json.load(f)['runtime']
+    # The launcher said when it restarted itself with huge pages for malloc
+    # (launch/startup.py), and the record agrees with what it said.
+    restarted = 'cil: restarting with GLIBC_TUNABLES' in result.stderr
+    inherited = 'glibc.malloc.hugetlb=1' in os.environ.get('GLIBC_TUNABLES',
+                                                           '')
+    self.assertEqual(record['host_memory']['malloc_hugetlb'],
+                     restarted or inherited)
+    # The record names the code that ran and each cell's settings.
+    head = subprocess.run(['git', '-C', ROOT, 'rev-parse', 'HEAD'],
+                          capture_output=True, text=True, check=False)
+    if head.returncode == 0:
+      self.assertEqual(record['code']['commit'], head.stdout.strip())
+      self.assertIsInstance(record['code']['dirty'], bool)
+    cell = record['classify']['cells']['step:ratio=10,mu=0.5/focal']
+    self.assertEqual(cell['loss_hparams'], {'gamma': 0.5, 'log_base': 10.0})
+    self.assertEqual(run['settings'], cell)
 
   def test_non_finite_learning_rate_is_a_named_error(self):
     workdir = os.path.join(tempfile.mkdtemp(), 'w')

@@ -1,30 +1,17 @@
-"""Imbalanced few-shot learning with MAML (Table IV, Fig. 5): the experiment.
-
-For each loss (e.g. CE and CI, used in both the inner and the outer loop):
-meta-train MAML on imbalanced N-way tasks whose support distribution is
-drawn from `support` (one of them per task, classes assigned at random;
-queries proportional, p * N_i), then meta-test on every distribution of
-`support`: `test_tasks` tasks each, adapted with `test_adaptation_steps`
-steps on the imbalanced support set and scored on a balanced query set
-(`test_queries` per class). Reports accuracy mean +- 95 % CI per
-distribution with its lambda, and per-class accuracy by support size.
-
-Meta-parameters and optimizer state are checkpointed with Orbax under
-`workdir/checkpoints/<loss>/` every `checkpoint_every` meta-steps; task
-sampling is a function of (seed, step), so a resumed run equals an
-uninterrupted one. Finished losses are kept in `workdir/runs/<loss>.json`.
-"""
+"""The few-shot runner: meta-train tasks drawn from (seed, step, task),
+meta-test per support distribution, and `run(cfg, workdir)` over the
+losses through `cil.experiments.loop`; the package docstring
+(`cil.experiments.fewshot`) describes the protocol."""
 
 import dataclasses
 import functools
 import math
-from typing import Any, Callable, Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from cil import _validation as v
 from cil import data
 from cil import distributed
 from cil import losses
@@ -36,158 +23,7 @@ from cil import runtime
 from cil import workdir as workdir_lib
 from cil.experiments import loop
 from cil.experiments import report
-
-
-DTYPES = ('float32', 'bfloat16')  # `FewShotConfig.dtype`.
-
-
-@dataclasses.dataclass(frozen=True)
-class FewShotConfig:
-  """A few-shot experiment; build it with `FewShotConfig.from_config`.
-
-  `configs/fewshot.py` states every default, once.
-
-  Attributes:
-    dataset: `cil.data.load_fewshot` name (digits, omniglot, omniglot_small,
-      mini_imagenet).
-    class_split: mini_imagenet's 'standard' (64/16/20) or 'paper' split.
-    support: support distributions (meta-test evaluates each; meta-train
-      draws one per task unless `train_support` is given).
-    train_support: the distributions meta-train draws from; empty means
-      `support`. Omniglot has 20 drawings per character, so meta-train
-      queries of p * N_i cannot follow a support class of 11 (11 + 11 >
-      20): train on the distributions that fit and test on all.
-    query_multiple: p, meta-train queries per class = p * N_i.
-    test_queries: balanced meta-test queries per class.
-    losses: loss specs (`cil.losses.canonical_spec`: a registry name or a
-      variant such as `ci:transition_width=1.0`), each used for the inner
-      and the outer loss.
-    maml: the MAML hyperparameters (its `inner_loss`/`outer_loss` are set
-      per loss by `maml_config`; its `loss_hparams` hold every loss's).
-    meta_batch: tasks per meta-step.
-    meta_steps: meta-training steps.
-    features: Conv4 filters.
-    dtype: Conv4's computation dtype, 'float32' or 'bfloat16' (`DTYPES`).
-      With bfloat16 the convolutions, normalisation and dense layer
-      compute in it; the parameters, the logits (so the losses), the
-      meta-gradients and Adam stay float32.
-    conv_impl: Conv4's convolution lowering (`cil.models.Conv3x3.impl`:
-      'winograd', 'im2col' or 'xla'), or '' for the backend policy's
-      choice for the MAML order (`cil.runtime.Policy.maml_conv_impl`:
-      Winograd for first order on the CPU, else im2col).
-    test_tasks: meta-test tasks per distribution (paper: 600).
-    parallel: 'pmap' (plain jit on one device), 'shard_map' or 'none'.
-    seed: sampling and initialisation seed.
-    checkpoint_every: meta-steps between checkpoints.
-    data_dir, manual_dir: as `cil.data.load` (None: environment).
-  """
-  dataset: str
-  class_split: str
-  support: tuple
-  train_support: tuple
-  query_multiple: int
-  test_queries: int
-  losses: tuple[str, ...]
-  maml: maml_lib.MamlConfig
-  meta_batch: int
-  meta_steps: int
-  features: int
-  dtype: str
-  conv_impl: str
-  test_tasks: int
-  parallel: str
-  seed: int
-  checkpoint_every: int
-  data_dir: Optional[str]
-  manual_dir: Optional[str]
-
-  @classmethod
-  def from_config(cls, config: Any) -> 'FewShotConfig':
-    """From a `configs/fewshot.py` config (a ConfigDict or a dict)."""
-    c = dict(config)
-    hparams = losses.freeze_hparams(c.pop('loss_hparams', {}))
-    c = v.config_fields(c, cls, 'fewshot config')
-    c['losses'] = tuple(losses.canonical_spec(n)
-                        for n in v.as_names('losses', c['losses']))
-    maml = v.config_fields(c['maml'], maml_lib.MamlConfig, 'maml config')
-    c['maml'] = maml_lib.MamlConfig(**maml, loss_hparams=hparams)
-    for key in ('support', 'train_support'):
-      try:
-        c[key] = tuple(tuple(int(n) for n in d) for d in c[key])
-      except (TypeError, ValueError):
-        raise ValueError(f'{key} must be a sequence of distributions of '
-                         f'integers, e.g. ((1, 1, 1, 1, 11), (3, 3, 3, 3, '
-                         f'3)); got {c[key]!r}.') from None
-    return cls(**c)
-
-  @property
-  def meta_train_support(self) -> tuple:
-    return self.train_support or self.support
-
-  @property
-  def ways(self) -> int:
-    return self.maml.ways
-
-  def resolve(self, policy: runtime.Policy) -> 'FewShotConfig':
-    """This config with the backend's choices made (`run` calls it once;
-    nothing below it reads the policy): `conv_impl` ('' = the policy's
-    lowering for the MAML order, `Policy.maml_conv_impl`) and
-    `maml.task_map` ('' = the policy's) concrete."""
-    return dataclasses.replace(
-        self, conv_impl=policy.maml_conv_impl(
-            first_order=self.maml.first_order, requested=self.conv_impl),
-        maml=dataclasses.replace(
-            self.maml, task_map=self.maml.task_map or policy.task_map))
-
-  def validate(self) -> None:
-    """Checks every field before any work (or workdir) is touched."""
-    if min(self.maml.ways, self.meta_batch, self.meta_steps,
-           self.test_tasks,
-           self.checkpoint_every, self.query_multiple, self.test_queries,
-           self.features, self.maml.adaptation_steps,
-           self.maml.test_adaptation_steps) < 1:
-      raise ValueError('maml.ways, meta_batch, meta_steps, test_tasks, '
-                       'checkpoint_every, query_multiple, test_queries, '
-                       'features and maml.(test_)adaptation_steps must be '
-                       'positive.')
-    if self.dtype not in DTYPES:
-      raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got "
-                       f'{self.dtype!r}.')
-    if self.conv_impl not in ('',) + models.cnn.CONV_IMPLS:
-      raise ValueError(f"conv_impl must be '' (the backend's choice) or one "
-                       f"of {', '.join(models.cnn.CONV_IMPLS)}, got "
-                       f'{self.conv_impl!r}.')
-    if not self.losses:
-      raise ValueError('losses must not be empty.')
-    for name in self.losses:
-      self.maml.loss_fn(name)
-    if not self.support:
-      raise ValueError('support must hold at least one distribution.')
-    for dist in self.support + self.train_support:
-      data.episodes.check_distribution(dist, self.ways)
-    if len({sum(d) for d in self.support + self.train_support}) != 1:
-      raise ValueError('All support and train_support distributions must '
-                       'have the same total (fixed shapes for jit), got '
-                       f'{self.support + self.train_support}.')
-    for name in ('inner_lr', 'meta_lr'):
-      value = getattr(self.maml, name)
-      if not math.isfinite(value):
-        raise ValueError(f'maml.{name} is non-finite ({value}); it must be '
-                         f'a finite positive number.')
-      if value <= 0:
-        raise ValueError(f'maml.{name} must be positive, got {value}.')
-    if self.parallel not in ('pmap', 'shard_map', 'none'):
-      raise ValueError(f"parallel must be 'pmap', 'shard_map' or 'none', "
-                       f'got {self.parallel!r}.')
-    if self.maml.task_map not in ('',) + maml_lib.TASK_MAPS:
-      raise ValueError(f"maml.task_map must be '' or one of "
-                       f"{', '.join(maml_lib.TASK_MAPS)}, got "
-                       f'{self.maml.task_map!r}.')
-    if self.seed < 0:
-      raise ValueError(f'seed must be >= 0, got {self.seed}.')
-
-  def maml_config(self, loss: str) -> maml_lib.MamlConfig:
-    return dataclasses.replace(self.maml, inner_loss=loss, outer_loss=loss)
+from cil.experiments.fewshot.config import FewShotConfig
 
 
 def _as_jax(tasks: data.Tasks) -> dict:

@@ -1,0 +1,59 @@
+"""Imbalanced classification: CNNs trained with a registry loss, many seeds.
+
+The protocol of the paper (Section V, Tables I and III): draw an imbalanced
+training set from a balanced one (`cil.data` protocols), train a CNN with
+CE, FL, CI or any `cil.losses` loss whose class counts are the training
+set's, and measure the recognition rate on the full balanced test set;
+repeat over many random samplings (seeds) and report mean +- 95 %
+confidence interval.
+
+By concern:
+
+* `config`: `ClassifyConfig` (from a `configs/classify.py` config;
+  `validate`, `resolve` against the backend policy);
+* `step`: the pure step (`train_step`, `train_chunk` over seeds and steps,
+  the optimizer, augmentation, deferred re-weighting, batch orders);
+* `parallel`: the seeds across devices and processes (`seed_mesh`,
+  `predict`);
+* `runner`: `run(cfg, workdir)` and one cell's `train_and_evaluate`,
+  through `cil.experiments.loop`; tables and statistics are
+  `cil.experiments.report`'s.
+"""
+
+from cil.experiments.classify.config import AUGMENTATIONS
+from cil.experiments.classify.config import ClassifyConfig
+from cil.experiments.classify.config import DEFAULT_MODELS
+from cil.experiments.classify.parallel import predict
+from cil.experiments.classify.parallel import seed_mesh
+from cil.experiments.classify.runner import cell_name
+from cil.experiments.classify.runner import run
+from cil.experiments.classify.runner import train_and_evaluate
+from cil.experiments.classify.step import augment_batch
+from cil.experiments.classify.step import create_states
+from cil.experiments.classify.step import drw_weights
+from cil.experiments.classify.step import epoch_batches
+from cil.experiments.classify.step import learning_rate
+from cil.experiments.classify.step import make_optimizer
+from cil.experiments.classify.step import train_chunk
+from cil.experiments.classify.step import train_step
+from cil.experiments.classify.step import TrainState
+
+__all__ = [
+    'AUGMENTATIONS',
+    'ClassifyConfig',
+    'DEFAULT_MODELS',
+    'TrainState',
+    'augment_batch',
+    'cell_name',
+    'create_states',
+    'drw_weights',
+    'epoch_batches',
+    'learning_rate',
+    'make_optimizer',
+    'predict',
+    'run',
+    'seed_mesh',
+    'train_and_evaluate',
+    'train_chunk',
+    'train_step',
+]

@@ -1,0 +1,173 @@
+"""The classification experiment's settings: `ClassifyConfig`, built from a
+`configs/classify.py` config, checked before any work, resolved against the
+backend policy once (`resolve`)."""
+
+import dataclasses
+import math
+from typing import Any, Optional
+
+from cil import _validation as v
+from cil import data
+from cil import losses
+from cil import models
+from cil import runtime
+
+
+DEFAULT_MODELS = {'digits': 'digits_cnn', 'mnist': 'lenet',
+                  'mstar_soc': 'aconvnet', 'cifar10': 'resnet32',
+                  'cifar100': 'resnet32'}
+
+
+AUGMENTATIONS = ('', 'crop_flip')
+
+
+@dataclasses.dataclass(frozen=True)
+class ClassifyConfig:
+  """Everything that defines a classification experiment.
+
+  Build it from a config file with `ClassifyConfig.from_config`
+  (`configs/classify.py` states every default, once).
+
+  Attributes:
+    dataset: 'digits' (embedded), 'mnist', 'mstar_soc', 'cifar10' or
+      'cifar100'.
+    protocols: imbalance protocols (`cil.data.get_protocol` specs).
+    losses: loss specs (`cil.losses.split_spec`: a registry name, or
+      `name:key=value,...` for a variant such as `ci:high_exponent=0.5`),
+      canonical (`cil.losses.canonical_spec`).
+    loss_hparams: per-loss keyword arguments keyed by canonical name, as
+      hashable nested tuples (`(('focal', (('gamma', 2.0), ...)), ...)`).
+    model: a `cil.models` name; '' picks the dataset's default.
+    seeds: random samplings per (protocol, loss) (paper: 20 MNIST, 100 MSTAR).
+    first_seed: seeds are first_seed .. first_seed + seeds - 1.
+    epochs: passes over each seed's imbalanced training set.
+    batch_size: examples per step (per seed).
+    lr: learning rate.
+    optimizer: 'adam' or 'sgd' (with momentum 0.9).
+    weight_decay: decoupled weight decay (AdamW / SGD + decay); 0 for none.
+    lr_warmup_epochs: linear warm-up from lr / warmup steps to lr over this
+      many epochs (Cao et al.: 5); 0 for none.
+    lr_decay_epochs: epochs after which the learning rate is multiplied by
+      `lr_decay_factor` (Cao et al.: (160, 180) with 0.1).
+    lr_decay_factor: see `lr_decay_epochs`.
+    augment: '' (none) or 'crop_flip': random 32x32 crops of the image
+      zero-padded by 4 and random horizontal flips (the CIFAR standard).
+    drw_epoch: deferred re-weighting (Cao et al. 2019): from this epoch on
+      (0-based), each example's loss is weighted by its class's inverse
+      effective number (1 - beta) / (1 - beta^N_c), normalised to mean 1
+      over classes, and the batch loss is the weighted mean; 0 for off.
+    drw_beta: beta of the effective number (Cao et al.: 0.9999).
+    chunk_steps: steps per compiled call; 0 picks the backend's
+      (`cil.runtime.policy`).
+    seed_parallel: 'vmap' or 'loop' (see `train_chunk`); '' picks the
+      backend's.
+    checkpoint_every: save the seeds' states every this many epochs (and
+      after the last); a killed run loses at most that much work.
+    eval_batch_size: test images per evaluation call.
+    data_dir, manual_dir: passed to `cil.data.load` (None: environment).
+  """
+  dataset: str
+  protocols: tuple[str, ...]
+  losses: tuple[str, ...]
+  loss_hparams: tuple
+  model: str
+  seeds: int
+  first_seed: int
+  epochs: int
+  batch_size: int
+  lr: float
+  optimizer: str
+  weight_decay: float
+  lr_warmup_epochs: int
+  lr_decay_epochs: tuple[int, ...]
+  lr_decay_factor: float
+  augment: str
+  drw_epoch: int
+  drw_beta: float
+  chunk_steps: int
+  seed_parallel: str
+  checkpoint_every: int
+  eval_batch_size: int
+  data_dir: Optional[str]
+  manual_dir: Optional[str]
+
+  @classmethod
+  def from_config(cls, config: Any) -> 'ClassifyConfig':
+    """From a `configs/classify.py` config (a ConfigDict or a dict)."""
+    c = v.config_fields(config, cls, 'classify config')
+    c['protocols'] = v.as_names('protocols', c['protocols'])
+    c['losses'] = tuple(losses.canonical_spec(n)
+                        for n in v.as_names('losses', c['losses']))
+    c['loss_hparams'] = losses.freeze_hparams(c['loss_hparams'])
+    try:
+      c['lr_decay_epochs'] = tuple(int(e) for e in c['lr_decay_epochs'])
+    except (TypeError, ValueError):
+      raise ValueError(f'lr_decay_epochs must be a sequence of epochs, e.g. '
+                       f'(160, 180); got {c["lr_decay_epochs"]!r}.') from None
+    return cls(**c)
+
+  def resolve(self, policy: runtime.Policy) -> 'ClassifyConfig':
+    """This config with the backend's choices made: `model`, `chunk_steps`
+    and `seed_parallel` concrete (`run` calls it once; nothing below it
+    reads the policy)."""
+    return dataclasses.replace(
+        self, model=self.model_name(),
+        chunk_steps=self.chunk_steps or policy.classify_chunk_steps,
+        seed_parallel=self.seed_parallel or policy.seed_parallel)
+
+  def model_name(self) -> str:
+    return self.model or DEFAULT_MODELS.get(self.dataset, 'lenet')
+
+  def hparams_for(self, loss: str) -> dict:
+    return losses.resolve_hparams(loss, self.loss_hparams)
+
+  def validate(self) -> None:
+    """Checks every field before any work (or workdir) is touched."""
+    if self.dataset not in DEFAULT_MODELS:
+      raise ValueError(f'dataset must be one of {", ".join(DEFAULT_MODELS)}, '
+                       f'got {self.dataset!r}.')
+    if min(self.seeds, self.epochs, self.batch_size, self.checkpoint_every,
+           self.eval_batch_size) < 1:
+      raise ValueError(
+          'seeds, epochs, batch_size, checkpoint_every and eval_batch_size '
+          f'must be positive, got {self.seeds}, {self.epochs}, '
+          f'{self.batch_size}, {self.checkpoint_every}, '
+          f'{self.eval_batch_size}.')
+    if self.first_seed < 0:
+      raise ValueError(f'first_seed must be >= 0, got {self.first_seed}.')
+    if self.chunk_steps < 0:
+      raise ValueError(f'chunk_steps must be >= 0, got {self.chunk_steps}.')
+    if not self.losses or not self.protocols:
+      raise ValueError('losses and protocols must not be empty.')
+    for name, value in (('lr', self.lr), ('weight_decay', self.weight_decay)):
+      if not math.isfinite(value):
+        raise ValueError(f'{name} is non-finite ({value}); it must be a '
+                         f'finite number >= 0.')
+      if value < 0:
+        raise ValueError(f'{name} must be >= 0, got {value}.')
+    for name in self.losses:
+      self.hparams_for(name)
+    for spec in self.protocols:
+      data.get_protocol(spec)
+    models.get_model(self.model_name(), 2)
+    if self.seed_parallel not in ('', 'vmap', 'loop'):
+      raise ValueError(f"seed_parallel must be 'vmap' or 'loop', got "
+                       f'{self.seed_parallel!r}.')
+    if self.optimizer not in ('adam', 'sgd'):
+      raise ValueError(f"optimizer must be 'adam' or 'sgd', got "
+                       f'{self.optimizer!r}.')
+    if self.augment not in AUGMENTATIONS:
+      raise ValueError(f"augment must be one of {AUGMENTATIONS}, got "
+                       f'{self.augment!r}.')
+    if self.lr_warmup_epochs < 0 or self.drw_epoch < 0:
+      raise ValueError(f'lr_warmup_epochs and drw_epoch must be >= 0, got '
+                       f'{self.lr_warmup_epochs}, {self.drw_epoch}.')
+    if any(e < 1 for e in self.lr_decay_epochs):
+      raise ValueError(f'lr_decay_epochs must be positive epochs, got '
+                       f'{self.lr_decay_epochs}.')
+    if not (math.isfinite(self.lr_decay_factor)
+            and 0 < self.lr_decay_factor <= 1):
+      raise ValueError(f'lr_decay_factor must be in (0, 1], got '
+                       f'{self.lr_decay_factor}.')
+    if not 0 <= self.drw_beta < 1:
+      raise ValueError(f'drw_beta must be in [0, 1), got {self.drw_beta}.')

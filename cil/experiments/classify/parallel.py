@@ -1,0 +1,94 @@
+"""Seeds across devices and processes: the device code of the runner.
+
+With several processes the seeds' states are global arrays sharded over
+the mesh of every process's devices (`seed_mesh`); each device trains and
+scores its seeds under `shard_map` (`sharded_chunk`, `predict`). With one
+process the step runs as it is and `predict` scores locally.
+"""
+
+import functools
+from typing import Callable, Optional
+
+import jax
+import numpy as np
+
+from cil import distributed
+from cil.experiments.classify.step import predict_batch
+from cil.experiments.classify.step import step_keys
+from cil.experiments.classify.step import train_chunk
+from cil.experiments.classify.step import TrainState
+
+
+SEED_AXIS = 'seeds'
+
+
+@functools.lru_cache(maxsize=None)
+def sharded_chunk(mesh: jax.sharding.Mesh, weighted: bool, **static):
+  """`train_chunk` under `shard_map`: `(states, images, labels, idx, mask,
+  counts, seeds, steps[, weights]) -> (states, [T, K] metrics)`."""
+  # pylint: disable-next=g-import-not-at-top
+  from jax.sharding import PartitionSpec as P
+
+  def body(states, images, labels, idx, mask, counts, seeds, steps,
+           weights=None):
+    return train_chunk(states, images, labels, idx, mask, counts,
+                       step_keys(seeds, steps), weights, **static)
+
+  by_seed, by_step_seed = P(SEED_AXIS), P(None, SEED_AXIS)
+  in_specs = (by_seed, P(), P(), by_step_seed, by_step_seed, by_seed,
+              by_seed, P()) + ((by_seed,) if weighted else ())
+  return jax.jit(jax.shard_map(body, mesh=mesh, in_specs=in_specs,
+                               out_specs=(by_seed, by_step_seed),
+                               check_vma=False))
+
+
+@functools.lru_cache(maxsize=None)
+def _sharded_predict(mesh: jax.sharding.Mesh, apply_fn: Callable):
+  # pylint: disable-next=g-import-not-at-top
+  from jax.sharding import PartitionSpec as P
+  return jax.jit(jax.shard_map(
+      functools.partial(predict_batch, apply_fn), mesh=mesh,
+      in_specs=(P(SEED_AXIS), P()), out_specs=P(SEED_AXIS), check_vma=False))
+
+
+def seed_mesh(num_seeds: int) -> Optional[jax.sharding.Mesh]:
+  """The mesh the seeds are sharded over: None with one process.
+
+  Raises:
+    ValueError: the seeds do not divide evenly over every process's
+      devices.
+  """
+  if distributed.process_count() == 1:
+    return None
+  devices = jax.device_count()
+  if num_seeds % devices:
+    raise ValueError(
+        f'seeds ({num_seeds}) must divide evenly over the {devices} devices '
+        f'of {distributed.process_count()} processes (each device trains '
+        f'seeds / devices of them); set --config.seeds to a multiple of '
+        f'{devices}.')
+  return distributed.global_mesh(SEED_AXIS)
+
+
+def predict(states: TrainState, images: np.ndarray, batch_size: int,
+            mesh: Optional[jax.sharding.Mesh] = None) -> np.ndarray:
+  """`[K, n]` predicted classes of every seed's model.
+
+  With `mesh` (`seed_mesh`), the states are sharded over it and each
+  device predicts for its seeds; the result is gathered on every process.
+  """
+  def predict_fn(variables, x):
+    if mesh is None:
+      return predict_batch(states.apply_fn, variables, x)
+    return _sharded_predict(mesh, states.apply_fn)(
+        variables, distributed.put(x, mesh, jax.sharding.PartitionSpec()))
+  out = []
+  for start in range(0, len(images), batch_size):
+    chunk = images[start:start + batch_size]
+    pad = batch_size - len(chunk) if len(images) > batch_size else 0
+    if pad:  # Keep one compiled shape.
+      chunk = np.concatenate([chunk, np.zeros((pad,) + chunk.shape[1:],
+                                              chunk.dtype)])
+    pred = distributed.to_host(predict_fn(states.variables(), chunk))
+    out.append(pred[:, :pred.shape[1] - pad])
+  return np.concatenate(out, axis=1)

@@ -1,0 +1,271 @@
+"""The classification runner: every (protocol, loss) cell of a config,
+through the one cell loop (`cil.experiments.loop`).
+
+Fault tolerance (`cil.workdir`): after every `checkpoint_every` epochs the
+seeds' `TrainState`s are saved with Orbax under
+`workdir/checkpoints/<protocol>/<loss>/` (the last two kept, checksummed); a
+finished (protocol, loss) cell writes `workdir/runs/<protocol>__<loss>.json`.
+Rerunning with the same config skips finished cells and resumes the others
+from their newest good checkpoint; batch orders are a function of (seed,
+epoch), so the result and the metrics log equal an uninterrupted run's. A
+NaN/inf loss or parameter stops the run (`errors.NonFiniteError`) without
+recording the cell.
+"""
+
+import dataclasses
+import functools
+import math
+from typing import Any, Callable, Optional
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from cil import data
+from cil import distributed
+from cil import metrics
+from cil import plots
+from cil import runtime
+from cil import workdir as workdir_lib
+from cil.experiments import loop
+from cil.experiments import report
+from cil.experiments.classify.config import ClassifyConfig
+from cil.experiments.classify.parallel import predict
+from cil.experiments.classify.parallel import SEED_AXIS
+from cil.experiments.classify.parallel import seed_mesh
+from cil.experiments.classify.parallel import sharded_chunk
+from cil.experiments.classify.step import create_states
+from cil.experiments.classify.step import drw_weights
+from cil.experiments.classify.step import epoch_batches
+from cil.experiments.classify.step import make_optimizer
+from cil.experiments.classify.step import model_for
+from cil.experiments.classify.step import step_keys
+from cil.experiments.classify.step import train_chunk
+
+
+def cell_name(protocol: str, loss_name: str) -> str:
+  """The workdir cell of one (protocol, loss): 'odd10/ci'."""
+  return f'{protocol}/{loss_name}'
+
+
+def train_and_evaluate(
+    cfg: ClassifyConfig, train_set: data.ArrayDataset,
+    test_set: data.ArrayDataset, protocol: str, loss_name: str,
+    work: workdir_lib.Workdir, *, unroll: bool, progress: Any = None,
+    epoch_callback: Optional[Callable[[int], None]] = None) -> dict:
+  """Trains `cfg.seeds` models for one (protocol, loss); returns metrics.
+
+  `cfg` is resolved (`ClassifyConfig.resolve`); `unroll` is the backend
+  policy's `unroll_loops`. The cell loop (`cil.experiments.loop`) resumes
+  from the cell's newest good checkpoint; each epoch appends the seeds'
+  mean train loss and accuracy and its wall time to the cell's metrics log.
+
+  Raises:
+    errors.NonFiniteError: a seed's loss or parameters became NaN/inf.
+  """
+  cell = cell_name(protocol, loss_name)
+  seeds = list(range(cfg.first_seed, cfg.first_seed + cfg.seeds))
+  protocol_fn = data.get_protocol(protocol)
+  splits = [protocol_fn(train_set.labels, seed=s,
+                        num_classes=train_set.num_classes) for s in seeds]
+  counts = jnp.asarray(np.stack([s.class_counts for s in splits]),
+                       jnp.float32)
+  model = model_for(cfg.model, train_set.num_classes)
+  steps_per_epoch = math.ceil(max(s.indices.size for s in splits)
+                              / cfg.batch_size)
+  tx = make_optimizer(cfg, steps_per_epoch)
+  keys = jax.vmap(jax.random.key)(jnp.asarray(seeds))
+  states = create_states(model, tx, keys, jnp.asarray(train_set.images[:1]))
+  mesh = seed_mesh(len(seeds))
+  if mesh is not None:
+    states = distributed.put(states, mesh,
+                             jax.sharding.PartitionSpec(SEED_AXIS))
+
+  hparams = tuple(sorted(cfg.hparams_for(loss_name).items()))
+  static = {'loss_name': loss_name, 'loss_hparams': hparams,
+            'seed_parallel': cfg.seed_parallel, 'unroll': unroll,
+            'augment': cfg.augment}
+  weights = drw_weights(np.asarray(counts), cfg.drw_beta).astype(np.float32)
+  if mesh is None:
+    images = jnp.asarray(train_set.images)
+    labels = jnp.asarray(train_set.labels, jnp.int32)
+    weights = jnp.asarray(weights)
+
+    def run_chunk(states, c_idx, c_mask, global_steps, drw):
+      rngs = step_keys(jnp.asarray(seeds), jnp.asarray(global_steps))
+      return train_chunk(states, images, labels, jnp.asarray(c_idx),
+                         jnp.asarray(c_mask), counts, rngs,
+                         weights if drw else None, **static)
+  else:
+    P = jax.sharding.PartitionSpec  # pylint: disable=invalid-name
+    images, labels = distributed.put(
+        (train_set.images, train_set.labels.astype(np.int32)), mesh, P())
+    seed_ids, counts, weights = distributed.put(
+        (np.asarray(seeds), np.asarray(counts), weights), mesh, P(SEED_AXIS))
+
+    def run_chunk(states, c_idx, c_mask, global_steps, drw):
+      fn = sharded_chunk(mesh, drw, **static)
+      by_step_seed = distributed.put((c_idx, c_mask), mesh, P(None, SEED_AXIS))
+      return fn(states, images, labels, *by_step_seed, counts, seed_ids,
+                distributed.put(global_steps, mesh, P()),
+                *((weights,) if drw else ()))
+
+  def train_epoch(states, epoch):
+    """One epoch of every seed, in chunks; the guard on every chunk."""
+    drw = bool(cfg.drw_epoch) and epoch >= cfg.drw_epoch
+    idx, mask = epoch_batches(splits, seeds, epoch, cfg.batch_size)
+    steps = idx.shape[0]
+    chunk = min(cfg.chunk_steps, steps)
+    epoch_loss, epoch_acc = [], []
+    for start in range(0, steps, chunk):
+      c_idx, c_mask = idx[start:start + chunk], mask[start:start + chunk]
+      if c_idx.shape[0] < chunk:  # Pad the last chunk with inactive steps.
+        pad = chunk - c_idx.shape[0]
+        c_idx = np.concatenate([c_idx, np.zeros((pad,) + c_idx.shape[1:],
+                                                c_idx.dtype)])
+        c_mask = np.concatenate([c_mask, np.zeros(
+            (pad,) + c_mask.shape[1:], bool)])
+      global_steps = epoch * steps + start + np.arange(chunk)
+      states, step_metrics = run_chunk(states, c_idx, c_mask, global_steps,
+                                       drw)
+      step_metrics = distributed.to_host(step_metrics)
+      active = c_mask.any(axis=(1, 2))
+      chunk_loss = np.asarray(step_metrics['loss'])[active]
+      workdir_lib.check_finite(cell, int(global_steps[0]) + 1,
+                               loss=chunk_loss)
+      epoch_loss.append(chunk_loss)
+      epoch_acc.append(np.asarray(step_metrics['accuracy'])[active])
+      if progress is not None:
+        progress.update(int(active.sum()))
+        progress.set_postfix(cell=cell, epoch=epoch + 1, refresh=False,
+                             loss=f'{np.mean(chunk_loss):.4f}')
+    return states, {
+        'train_loss': np.mean(np.concatenate(epoch_loss)),
+        'train_accuracy': np.mean(np.concatenate(epoch_acc))}
+
+  callback = None
+  if epoch_callback is not None:
+    callback = lambda epoch, *_: epoch_callback(epoch)  # noqa: E731
+  with loop.CellTraining(work, cell, states,
+                         checkpoint_every=cfg.checkpoint_every) as training:
+    history = training.run(cfg.epochs, train_epoch,
+                           seconds_key='epoch_seconds', callback=callback)
+    states = training.state
+
+  predictions = predict(states, test_set.images, cfg.eval_batch_size, mesh)
+  per_seed = []
+  for k, seed in enumerate(seeds):
+    cm = metrics.confusion_matrix(test_set.labels, predictions[k],
+                                  test_set.num_classes)
+    scores = metrics.classification_metrics(cm)
+    scores['minority_recall'] = report.minority_recall(
+        scores['per_class_recall'], splits[k].class_counts)
+    per_seed.append({'seed': seed, **splits[k].summary(), **scores})
+  return {'protocol': protocol, 'loss': loss_name,
+          'loss_hparams': dict(hparams), 'model': cfg.model,
+          'train_loss_per_epoch': [r['train_loss'] for r in history],
+          'per_seed': per_seed}
+
+
+def _cell_settings(cfg: ClassifyConfig, protocol: str, loss: str) -> dict:
+  """What one cell runs with: the resolved config's fields that vary by
+  cell or by backend."""
+  return {'protocol': protocol, 'loss': loss, 'model': cfg.model,
+          'loss_hparams': cfg.hparams_for(loss),
+          'chunk_steps': cfg.chunk_steps,
+          'seed_parallel': cfg.seed_parallel}
+
+
+def run(cfg: ClassifyConfig, workdir: str, *, show_progress: bool = True,
+        epoch_callback: Optional[Callable[[str, str, int], None]] = None
+        ) -> dict:
+  """Runs every (protocol, loss) of `cfg`; writes results to `workdir`.
+
+  The config, the seeds and the data are checked before the workdir is
+  touched; then it is locked and claimed (`cil.workdir`). Outputs:
+  `results.json` (config, per-run counts, rho, lambda, per-seed metrics and
+  summaries), `table.md` (Table I's shape), `per_class_recall.{png,pdf,csv}`,
+  with three or more distinct imbalance degrees `lambda_sweep.{png,pdf,csv}`
+  (accuracy, balanced accuracy and minority recall against lambda),
+  `metrics/<cell>.jsonl` and `tensorboard/`. Finished cells are kept in
+  `runs/` and not recomputed; unfinished ones resume from their last good
+  checkpoint.
+
+  Returns:
+    The results dict written to `results.json`.
+
+  Raises:
+    errors.RunError: a locked workdir, a different config, a damaged file,
+      a non-finite loss or parameter (nothing is then recorded as finished).
+  """
+  cfg.validate()
+  kw = {'data_dir': cfg.data_dir, 'manual_dir': cfg.manual_dir}
+  train_set = data.load(cfg.dataset, 'train', **kw)
+  test_set = data.load(cfg.dataset, 'test', **kw)
+  policy = runtime.policy()
+  resolved_cfg = cfg.resolve(policy)
+  cells = [(p, n) for p in cfg.protocols for n in cfg.losses]
+  record = runtime.describe(policy, classify={
+      'seeds': list(range(cfg.first_seed, cfg.first_seed + cfg.seeds)),
+      'cells': {cell_name(*c): _cell_settings(resolved_cfg, *c)
+                for c in cells}})
+
+  # Where the data lives may change between a run and its resumption.
+  config = dataclasses.asdict(cfg)
+  record['data_location'] = {k: config.pop(k)
+                             for k in ('data_dir', 'manual_dir')}
+  with workdir_lib.Workdir(workdir, config, runtime=record) as work:
+    by_name = {cell_name(*c): c for c in cells}
+
+    def steps_of(cell):
+      split = data.get_protocol(by_name[cell][0])(train_set.labels, seed=0)
+      return cfg.epochs * math.ceil(split.indices.size / cfg.batch_size)
+
+    def train_cell(cell, bar):
+      protocol, loss_name = by_name[cell]
+      callback = None
+      if epoch_callback is not None:
+        callback = functools.partial(epoch_callback, protocol, loss_name)
+      result = train_and_evaluate(
+          resolved_cfg, train_set, test_set, protocol, loss_name, work,
+          unroll=policy.unroll_loops, progress=bar, epoch_callback=callback)
+      result['settings'] = record['classify']['cells'][cell]
+      return result
+
+    runs = loop.run_cells(work, list(by_name), train_cell, steps_of=steps_of,
+                          desc='training steps (all seeds)',
+                          show_progress=show_progress)
+
+    for r in runs:
+      r['summary'] = report.summarize(r)
+    results = {'config': work.config, 'dataset': {
+        'name': cfg.dataset, 'train_size': len(train_set),
+        'test_size': len(test_set),
+        'test_class_counts': test_set.class_counts().tolist(),
+        'class_names': list(train_set.class_names)}, 'runs': runs}
+    table = report.markdown_table(runs, cfg.protocols, cfg.losses)
+    results['table_markdown'] = table
+    work.write_json('results.json', results)
+    lambda_of = {r['protocol']: r['summary']['imbalance_degree']['mean']
+                 for r in runs}
+    lambdas = ', '.join(f'{p} {lambda_of[p]:.3f}' for p in cfg.protocols)
+    tables = {m: report.markdown_table(runs, cfg.protocols, cfg.losses, m)
+              for m in ('balanced_accuracy', 'minority_recall')}
+    work.write_text('table.md', (
+        f'Recognition rate (%) on the balanced {cfg.dataset} test set, '
+        f'mean ± 95 % CI over {cfg.seeds} seeds; model '
+        f'{resolved_cfg.model}, {cfg.epochs} epochs. Imbalance degree λ of '
+        f'the training sets: {lambdas}.\n\n{table}\n\n'
+        f'Balanced accuracy (%, mean test recall over classes):\n\n'
+        f'{tables["balanced_accuracy"]}\n\n'
+        f'Minority recall (%, mean test recall of the classes with fewer '
+        f'training images than the largest):\n\n'
+        f'{tables["minority_recall"]}\n'))
+    if not work.primary:
+      return results
+    plots.per_class_recall(runs, train_set.class_names,
+                           work.file('per_class_recall'))
+    if len({round(r['summary']['imbalance_degree']['mean'], 6)
+            for r in runs}) >= 3:
+      plots.metrics_vs_lambda(runs, work.file('lambda_sweep'))
+  return results

@@ -1,0 +1,273 @@
+"""The pure training step of the classifiers and what it is made of.
+
+Speed: all seeds of one (protocol, loss) train together. Each seed has its
+own subsample, initialisation, batch order and class counts; `train_step`
+is mapped over seeds (`seed_parallel`: unrolled on the CPU, `vmap`
+elsewhere) and over a chunk of steps, inside one `jit`, with the dataset
+resident on the device and batches gathered there. Nothing here knows
+about processes or workdirs.
+"""
+
+import functools
+import math
+from typing import Any, Callable, Optional, Sequence
+
+import flax.linen as nn
+from flax.training import train_state
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from cil import data
+from cil import loops
+from cil import losses
+from cil import models
+from cil.experiments.classify.config import ClassifyConfig
+
+
+@functools.lru_cache(maxsize=None)
+def model_for(name: str, num_classes: int) -> nn.Module:
+  """One model instance per (name, classes), shared by every cell.
+
+  `TrainState.apply_fn` is static in the jitted train and predict programs,
+  and two instances' bound `apply` methods compare unequal, so a fresh
+  instance per (protocol, loss) cell recompiled both (measured: about 10 s
+  per cell of an MNIST sweep on 2 CPU cores).
+  """
+  return models.get_model(name, num_classes)
+
+
+class TrainState(train_state.TrainState):
+  """Flax's TrainState (params, optimizer state, step) and, for models with
+  batch norm, its running averages; one per seed."""
+  batch_stats: Any = None
+
+  def variables(self, params=None) -> dict:
+    out = {'params': self.params if params is None else params}
+    if self.batch_stats is not None:
+      out['batch_stats'] = self.batch_stats
+    return out
+
+
+def augment_batch(images: jax.Array, rng: jax.Array, kind: str) -> jax.Array:
+  """`[B, H, W, C]` images, randomly cropped after a 4-pixel zero pad and
+  flipped left-right (`kind='crop_flip'`); '' returns them unchanged."""
+  if not kind:
+    return images
+  pad = 4
+  b, h, w, _ = images.shape
+  padded = jnp.pad(images, ((0, 0), (pad, pad), (pad, pad), (0, 0)))
+  k_off, k_flip = jax.random.split(rng)
+  offsets = jax.random.randint(k_off, (b, 2), 0, 2 * pad + 1)
+  flips = jax.random.bernoulli(k_flip, 0.5, (b,))
+
+  def one(image, offset, flip):
+    crop = jax.lax.dynamic_slice(image, (offset[0], offset[1], 0),
+                                 (h, w, image.shape[-1]))
+    return jnp.where(flip, crop[:, ::-1], crop)
+  return jax.vmap(one)(padded, offsets, flips)
+
+
+def drw_weights(class_counts: np.ndarray, beta: float) -> np.ndarray:
+  """Cao et al.'s deferred re-weighting: `[..., C]` class weights
+  (1 - beta) / (1 - beta^N_c), normalised to mean 1 over the classes."""
+  counts = np.asarray(class_counts, np.float64)
+  weights = (1 - beta) / (1 - np.power(beta, counts))
+  return weights / weights.mean(axis=-1, keepdims=True)
+
+
+def learning_rate(cfg: ClassifyConfig, steps_per_epoch: int):
+  """The step -> learning rate schedule (a constant without warm-up/decay).
+
+  Warm-up (`lr_warmup_epochs` W epochs): step k < W steps_per_epoch runs
+  at lr (k + 1) / (W steps_per_epoch); then lr times `lr_decay_factor` per
+  boundary of `lr_decay_epochs` passed (epochs counted from the start).
+  """
+  if not cfg.lr_warmup_epochs and not cfg.lr_decay_epochs:
+    return cfg.lr
+  boundaries = {e * steps_per_epoch: cfg.lr_decay_factor
+                for e in cfg.lr_decay_epochs}
+  decay = optax.piecewise_constant_schedule(cfg.lr, boundaries)
+  warmup_steps = cfg.lr_warmup_epochs * steps_per_epoch
+  if not warmup_steps:
+    return decay
+
+  def schedule(step):  # Step k < W of the warm-up: lr (k + 1) / W.
+    return jnp.where(step < warmup_steps,
+                     cfg.lr * (step + 1) / warmup_steps, decay(step))
+  return schedule
+
+
+def make_optimizer(cfg: ClassifyConfig, steps_per_epoch: int = 1
+                   ) -> optax.GradientTransformation:
+  lr = learning_rate(cfg, steps_per_epoch)
+  if cfg.optimizer == 'adam':
+    if cfg.weight_decay:
+      return optax.adamw(lr, weight_decay=cfg.weight_decay)
+    return optax.adam(lr)
+  tx = optax.sgd(lr, momentum=0.9)
+  if cfg.weight_decay:
+    tx = optax.chain(optax.add_decayed_weights(cfg.weight_decay), tx)
+  return tx
+
+
+def create_states(model: nn.Module, tx: optax.GradientTransformation,
+                  keys: jax.Array, sample: jax.Array) -> TrainState:
+  """One TrainState per key, stacked on a leading seed axis."""
+  def create(key):
+    variables = model.init({'params': key}, sample, train=False)
+    return TrainState.create(apply_fn=model.apply, params=variables['params'],
+                             batch_stats=variables.get('batch_stats'), tx=tx)
+  return jax.jit(jax.vmap(create))(keys)
+
+
+def train_step(state: TrainState, images: jax.Array, labels: jax.Array,
+               idx: jax.Array, mask: jax.Array, class_counts: jax.Array,
+               loss_weights: Optional[jax.Array], rng: jax.Array, *,
+               loss_fn: Callable[..., jax.Array], loss_hparams: dict,
+               augment: str = '') -> tuple[TrainState, dict]:
+  """One SGD step of one seed; `vmap` it for several.
+
+  Args:
+    state: this seed's TrainState.
+    images: `[N, H, W, C]` the whole source split (device resident).
+    labels: `[N]` its labels.
+    idx: `[B]` indices of this batch into `images`.
+    mask: `[B]` False on padding (the last batch of an epoch).
+    class_counts: `[C]` this seed's training-set counts (for the loss).
+    loss_weights: `[C]` class weights of the batch loss (deferred
+      re-weighting: a weighted mean), or None for the plain mean.
+    rng: dropout (and augmentation) key for this step.
+    loss_fn: a registry loss.
+    loss_hparams: its keyword hyperparameters.
+    augment: `augment_batch`'s kind ('' for none).
+
+  Returns:
+    The new state (unchanged when the batch is all padding) and metrics.
+  """
+  x, y = images[idx], labels[idx]
+  if augment:
+    rng, aug_rng = jax.random.split(rng)
+    x = augment_batch(x, aug_rng, augment)
+  valid = jnp.maximum(mask.sum(), 1)
+  has_stats = state.batch_stats is not None
+
+  def objective(params):
+    out = state.apply_fn(state.variables(params), x, train=True,
+                         rngs={'dropout': rng},
+                         mutable=['batch_stats'] if has_stats else False)
+    logits, updates = out if has_stats else (out, {})
+    per_example = loss_fn(logits, y, class_counts, where=mask, **loss_hparams)
+    if loss_weights is None:
+      loss = per_example.sum() / valid
+    else:
+      w = jnp.where(mask, loss_weights[y], 0.0)
+      loss = (w * per_example).sum() / jnp.maximum(w.sum(), 1e-12)
+    return loss, (logits, updates)
+
+  (loss, (logits, updates)), grads = jax.value_and_grad(
+      objective, has_aux=True)(state.params)
+  new_state = state.apply_gradients(grads=grads)
+  if has_stats:
+    new_state = new_state.replace(batch_stats=updates['batch_stats'])
+  active = jnp.any(mask)
+  new_state = jax.tree.map(lambda n, o: jnp.where(active, n, o), new_state,
+                           state)
+  correct = jnp.sum((jnp.argmax(logits, -1) == y) & mask)
+  return new_state, {'loss': loss, 'accuracy': correct / valid}
+
+
+@functools.partial(jax.jit, static_argnames=('loss_name', 'loss_hparams',
+                                             'seed_parallel', 'unroll',
+                                             'augment'),
+                   donate_argnums=(0,))
+def train_chunk(states: TrainState, images: jax.Array, labels: jax.Array,
+                idx: jax.Array, mask: jax.Array, class_counts: jax.Array,
+                rngs: jax.Array, loss_weights: Optional[jax.Array] = None, *,
+                loss_name: str, loss_hparams: tuple, seed_parallel: str,
+                unroll: bool, augment: str = '') -> tuple[TrainState, dict]:
+  """`T` steps of `K` seeds: scan over `[T, K, B]` batches, vmap over seeds.
+
+  Args:
+    states: stacked `[K]` TrainStates.
+    images, labels: the whole source split.
+    idx, mask: `[T, K, B]` batch indices and validity.
+    class_counts: `[K, C]`.
+    rngs: `[T, K]` dropout keys.
+    loss_weights: `[K, C]` class weights of the batch loss (deferred
+      re-weighting), or None for the plain mean.
+    loss_name, loss_hparams: static; the loss and its keyword arguments as a
+      tuple of pairs.
+    seed_parallel: 'vmap' batches the seeds into one program (for GPUs);
+      'loop' unrolls one step per seed inside the compiled program, which
+      on XLA:CPU avoids the slow lowering of convolutions whose weights
+      carry a batch axis (`benchmarks/classify_step.py` measures both).
+    unroll: unroll the scan over steps. XLA:CPU runs convolutions inside a
+      while loop ~20x slower (measured: 290 ms vs 15 ms per step of the
+      digits CNN), so on CPU use short, unrolled chunks.
+    augment: `augment_batch`'s kind.
+
+  Returns:
+    New states and `[T, K]` metrics.
+  """
+  step = functools.partial(train_step, loss_fn=losses.base_loss(loss_name),
+                           loss_hparams=dict(loss_hparams), augment=augment)
+  if seed_parallel == 'vmap':
+    per_seed = jax.vmap(step, in_axes=(0, None, None, 0, 0, 0, 0, 0))
+  elif seed_parallel == 'loop':
+    def per_seed(st, ims, labs, i, m, c, w, r):
+      return loops.unrolled_map(lambda a: step(a[0], ims, labs, *a[1:]),
+                                (st, i, m, c, w, r))
+  else:
+    raise ValueError(f"seed_parallel must be 'vmap' or 'loop', got "
+                     f'{seed_parallel!r}.')
+
+  def body(carry, xs):
+    return per_seed(carry, images, labels, *xs[:2], class_counts,
+                    loss_weights, xs[2])
+
+  if not unroll:
+    return jax.lax.scan(body, states, (idx, mask, rngs))
+  # A Python loop, not `scan(unroll=True)`: a length-1 scan stays a while
+  # loop, with the CPU slowdown above.
+  outs = []
+  for t in range(idx.shape[0]):
+    states, out = body(states, (idx[t], mask[t], rngs[t]))
+    outs.append(out)
+  return states, jax.tree.map(lambda *a: jnp.stack(a), *outs)
+
+
+@functools.partial(jax.jit, static_argnames=('apply_fn',))
+def predict_batch(apply_fn, variables, images):
+  logits = jax.vmap(lambda v: apply_fn(v, images, train=False))(variables)
+  return jnp.argmax(logits, -1)
+
+
+def epoch_batches(splits: Sequence[data.ImbalancedSplit], seeds: Sequence[int],
+                  epoch: int, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
+  """`[steps, K, B]` batch indices and masks for one epoch of every seed.
+
+  Each seed's order is a permutation drawn from (seed, epoch); seeds with
+  fewer examples than the largest are padded with masked entries.
+  """
+  steps = max(math.ceil(s.indices.size / batch_size) for s in splits)
+  idx = np.zeros((len(splits), steps * batch_size), np.int32)
+  mask = np.zeros((len(splits), steps * batch_size), bool)
+  for k, (split, seed) in enumerate(zip(splits, seeds)):
+    order = np.random.default_rng([seed, epoch, 7]).permutation(
+        split.indices.size)
+    idx[k, :order.size] = split.indices[order]
+    mask[k, :order.size] = True
+  shape = (len(splits), steps, batch_size)
+  return (idx.reshape(shape).transpose(1, 0, 2),
+          mask.reshape(shape).transpose(1, 0, 2))
+
+
+@jax.jit
+def step_keys(seeds: jax.Array, steps: jax.Array) -> jax.Array:
+  """`[T, K]` dropout keys, a function of (seed, global step) only."""
+  def key(seed, step):
+    return jax.random.fold_in(jax.random.fold_in(jax.random.key(seed), 1),
+                              step)
+  return jax.vmap(lambda t: jax.vmap(lambda s: key(s, t))(seeds))(steps)

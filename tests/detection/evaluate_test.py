@@ -1,0 +1,115 @@
+"""Tests for cil.detection.evaluate and its launchers
+(launch.evaluate_detections, launch.compare_detections).
+"""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+
+from absl.testing import absltest
+import numpy as np
+
+from cil.detection import evaluate
+from cil.detection import io as det_io
+from cil.detection import metrics
+from cil.detection import synthetic
+from testutil import ROOT
+
+
+class EvaluateCliTest(absltest.TestCase):
+
+  def test_generated_ground_truth_against_perturbed_copy(self):
+    root = tempfile.mkdtemp()
+    self.addCleanup(shutil.rmtree, root, ignore_errors=True)
+    env = dict(os.environ, PYTHONPATH=ROOT)
+    subprocess.run([sys.executable, '-m', 'launch.make_ships', '--out',
+                    os.path.join(root, 'gt'), '--images', '3', '--size',
+                    '256', '--seed', '1'], check=True, cwd=ROOT, env=env,
+                   capture_output=True)
+    gt = evaluate.read_ground_truth(os.path.join(root, 'gt'))
+    pred_dir = os.path.join(root, 'pred')
+    os.makedirs(pred_dir)
+    expected = {}
+    for image, g in gt.items():
+      # Keep every other box, moved by 0.5 px (IoU well above 0.6), and add
+      # one far-off false positive of the first kept class.
+      keep = np.arange(len(g.boxes)) % 2 == 0
+      boxes = g.boxes[keep].copy()
+      boxes[:, 0] += 0.5
+      labels = list(g.labels[keep])
+      boxes = np.concatenate([boxes, [[-500, -500, 10, 5, 0]]])
+      labels.append(labels[0])
+      scores = np.linspace(1, 0.5, len(labels))
+      det_io.write_dota(os.path.join(pred_dir, image + '.txt'),
+                        metrics.ImageBoxes(boxes, np.asarray(labels),
+                                           scores=scores))
+      for label, k in zip(g.labels, keep):
+        e = expected.setdefault(str(label), [0, 0, 0])
+        e[0 if k else 2] += 1
+      expected[labels[0]][1] += 1
+    out = os.path.join(root, 'eval')
+    run = subprocess.run(
+        [sys.executable, '-m', 'launch.evaluate_detections', '--gt',
+         os.path.join(root, 'gt'), '--pred', pred_dir, '--out', out],
+        check=True, cwd=ROOT, env=env, capture_output=True, text=True)
+    self.assertIn('overall (mAP)', run.stdout)
+    with open(os.path.join(out, 'results.json')) as f:
+      result = json.load(f)
+    for name, (tp, fp, fn) in expected.items():
+      e = result['per_class'][name]
+      self.assertEqual((e['tp'], e['fp'], e['fn']), (tp, fp, fn), name)
+    total = np.sum(list(expected.values()), 0)
+    self.assertAlmostEqual(result['overall']['recall'],
+                           total[0] / (total[0] + total[2]))
+    self.assertAlmostEqual(result['overall']['precision'],
+                           total[0] / (total[0] + total[1]))
+    self.assertTrue(os.path.exists(os.path.join(out, 'table.md')))
+
+  def test_compare_runs_with_paired_bootstrap(self):
+    root = tempfile.mkdtemp()
+    self.addCleanup(shutil.rmtree, root, ignore_errors=True)
+    env = dict(os.environ, PYTHONPATH=ROOT)
+    synthetic.write_dataset(os.path.join(root, 'gt'), images=4, size=256,
+                            seed=2)
+    gt = evaluate.read_ground_truth(os.path.join(root, 'gt'))
+    for run, step in (('perfect', 1), ('half', 2)):
+      os.makedirs(os.path.join(root, run))
+      for image, g in gt.items():
+        keep = np.arange(len(g.boxes)) % step == 0
+        det_io.write_dota(os.path.join(root, run, image + '.txt'),
+                          metrics.ImageBoxes(g.boxes[keep], g.labels[keep],
+                                             scores=np.ones(keep.sum())))
+    out = os.path.join(root, 'compare.md')
+    cmd = [sys.executable, '-m', 'launch.compare_detections', '--gt',
+           os.path.join(root, 'gt'), '--runs',
+           f'perfect={root}/perfect,half={root}/half',
+           '--differences=perfect:half', '--baseline', 'perfect',
+           '--samples', '200', f'--out={out}']
+    run = subprocess.run(cmd, check=True, cwd=ROOT, env=env,
+                         capture_output=True, text=True)
+    self.assertIn('| half - perfect |', run.stdout)
+    self.assertIn('| perfect - half |', run.stdout)
+    with open(os.path.join(root, 'compare.json')) as f:
+      result = json.load(f)
+    boot = result['bootstrap']
+    self.assertEqual(boot['mAP']['perfect'],
+                     {'value': 1.0, 'low': 1.0, 'high': 1.0})
+    # The point mAP is evaluate's; missing half the ships costs AP in every
+    # draw, so the paired difference's CI lies below 0.
+    half = evaluate.evaluate_folders(os.path.join(root, 'gt'),
+                                     os.path.join(root, 'half'), out_dir=None)
+    self.assertAlmostEqual(boot['mAP']['half']['value'], half['mAP'])
+    self.assertLess(boot['difference']['half - perfect']['high'], 0)
+    bad = subprocess.run(cmd[:-4] + ['nobody'], cwd=ROOT, env=env,
+                         capture_output=True, text=True)
+    self.assertEqual(bad.returncode, 1)
+    self.assertIn("'nobody' (baseline or difference) is not a run",
+                  bad.stderr)
+    self.assertNotIn('Traceback', bad.stderr)
+
+
+if __name__ == '__main__':
+  absltest.main()

@@ -1,0 +1,120 @@
+"""Tests for the peer losses: class-balanced, LDAM, logit-adjusted,
+weighted CE (cil._losses._peers).
+"""
+
+import math
+
+from absl.testing import absltest
+from absl.testing import parameterized
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from cil import losses
+from testutil import COUNTS
+from testutil import random_batch
+
+
+class PeerLossTest(parameterized.TestCase):
+  """Peers against hand-computed values and their reductions to CE."""
+
+  def setUp(self):
+    super().setUp()
+    self.logits, self.labels = random_batch(8, 12, 3)
+    self.ce = losses.cross_entropy(self.logits, self.labels)
+
+  def test_class_balanced_weights_by_hand(self):
+    # beta = 0.5, counts [1, 3, 2]: w = (1-b)/(1-b^N) = [1, 4/7, 2/3];
+    # normalised to sum to C = 3: w * 3 / (1 + 4/7 + 2/3).
+    w = np.array([1.0, 4 / 7, 2 / 3])
+    w = w * 3 / w.sum()
+    got = losses.class_balanced_loss(
+        self.logits, self.labels, jnp.array([1, 3, 2]), beta=0.5)
+    np.testing.assert_allclose(got, w[self.labels] * self.ce, rtol=1e-5)
+
+  def test_class_balanced_focal_and_beta_zero(self):
+    counts = jnp.array([1.0, 30.0, 200.0])
+    np.testing.assert_allclose(
+        losses.class_balanced_loss(self.logits, self.labels, counts,
+                                   beta=0.0), self.ce, rtol=1e-6)
+    np.testing.assert_allclose(
+        losses.class_balanced_loss(self.logits, self.labels, counts,
+                                   beta=0.0, gamma=2.0),
+        losses.focal_loss(self.logits, self.labels, gamma=2.0), rtol=1e-6)
+
+  def test_ldam_by_hand(self):
+    # counts [1, 16]: margins prop. to [1, 1/2]; max 0.5 -> [0.5, 0.25].
+    logits = jnp.zeros((2, 2))
+    got = losses.ldam_loss(logits, jnp.array([0, 1]), jnp.array([1, 16]),
+                           max_margin=0.5, scale=2.0)
+    # scale * (z - margin on true class): [-1, 0] and [0, -0.5].
+    expected = [-math.log10(math.exp(-1) / (math.exp(-1) + 1)),
+                -math.log10(math.exp(-0.5) / (math.exp(-0.5) + 1))]
+    np.testing.assert_allclose(got, expected, rtol=1e-6)
+
+  def test_ldam_without_margin_is_scaled_cross_entropy(self):
+    got = losses.ldam_loss(self.logits, self.labels, jnp.array([1, 5, 9]),
+                           max_margin=0.0, scale=1.0)
+    # atol: float32 resolves log(1 + d) near p = 1 to ~1e-7 absolute.
+    np.testing.assert_allclose(got, self.ce, rtol=1e-6, atol=2e-7)
+
+  def test_logit_adjusted_by_hand(self):
+    # Zero logits, tau = 1: softmax(log prior) = prior, so loss = -log10 pi_t.
+    got = losses.logit_adjusted_loss(
+        jnp.zeros((2, 3)), jnp.array([0, 2]), jnp.array([1, 3, 4]))
+    np.testing.assert_allclose(
+        got, [-math.log10(1 / 8), -math.log10(4 / 8)], rtol=1e-6)
+
+  def test_logit_adjusted_reduces_to_cross_entropy(self):
+    for counts, tau in (([1, 5, 9], 0.0), ([4, 4, 4], 1.0)):
+      np.testing.assert_allclose(
+          losses.logit_adjusted_loss(self.logits, self.labels,
+                                     jnp.array(counts), tau=tau),
+          self.ce, rtol=1e-5)
+
+  def test_weighted_cross_entropy_by_hand(self):
+    # counts [1, 3, 4]: w = 8 / (3 * N) = [8/3, 8/9, 2/3].
+    w = np.array([8 / 3, 8 / 9, 2 / 3])
+    got = losses.weighted_cross_entropy(self.logits, self.labels,
+                                        jnp.array([1, 3, 4]))
+    np.testing.assert_allclose(got, w[self.labels] * self.ce, rtol=1e-5)
+
+  def test_focal_alpha_weights_by_class(self):
+    alpha = jnp.array([0.25, 1.0, 2.0])
+    np.testing.assert_allclose(
+        losses.focal_loss(self.logits, self.labels, gamma=1.0, alpha=alpha),
+        alpha[self.labels] * losses.focal_loss(self.logits, self.labels,
+                                               gamma=1.0), rtol=1e-6)
+
+
+class LdamNumericsTest(absltest.TestCase):
+
+  def test_eager_equals_jit_and_stays_finite(self):
+    fn = losses.ldam_loss
+    jitted = jax.jit(fn)
+    for scale in (1.0, 1e4, 1e30):
+      logits = jax.random.uniform(jax.random.key(8), (64, 5), minval=-scale,
+                                  maxval=scale)
+      labels = jax.random.randint(jax.random.key(9), (64,), 0, 5)
+      eager = fn(logits, labels, COUNTS)
+      self.assertTrue(bool(jnp.all(jnp.isfinite(eager))), msg=scale)
+      self.assertTrue(bool(jnp.all(eager >= 0)), msg=scale)
+      np.testing.assert_allclose(jitted(logits, labels, COUNTS), eager,
+                                 rtol=1e-6, atol=1e-6, err_msg=str(scale))
+      grad = jax.grad(lambda z: fn(z, labels, COUNTS).sum())(logits)
+      self.assertTrue(bool(jnp.all(jnp.isfinite(grad))), msg=scale)
+
+  def test_matches_the_shifted_logit_definition(self):
+    logits, labels = random_batch(10, 32, 5)
+    margins = COUNTS ** -0.25
+    margins = margins * 0.5 / margins.max()
+    adjusted = 30.0 * (logits - jax.nn.one_hot(labels, 5)
+                       * margins[labels][:, None])
+    expected = -jnp.take_along_axis(jax.nn.log_softmax(adjusted),
+                                    labels[:, None], -1)[:, 0] / jnp.log(10.0)
+    np.testing.assert_allclose(losses.ldam_loss(logits, labels, COUNTS),
+                               expected, rtol=1e-5, atol=1e-5)
+
+
+if __name__ == '__main__':
+  absltest.main()
