@@ -4,7 +4,7 @@ Variants (`--config=configs/classify.py:VARIANT`):
 
 * `default`: the embedded default. Scikit-learn's bundled 8x8 digits with
   the odd classes at 10 % (lambda 0.5), CE vs focal vs CI, 5 seeds, 30
-  epochs (about 3 minutes on 2 CPU cores):
+  epochs (under 2 minutes on 2 CPU cores; docs/performance.md):
 
       python -m launch.classify
 

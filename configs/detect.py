@@ -5,7 +5,8 @@ Variants (`--config=configs/detect.py:VARIANT`):
 * `default`: the embedded default. 200 + 50 generated 256x256 harbour
   scenes (ships at their 512-pixel sizes) written into the workdir, R2CNN
   with a ResNet-18 of width 16, CI loss, 1500 steps of 4 images, evaluated
-  at rotated IoU > 0.6 (about 10 minutes on 2 CPU cores):
+  at rotated IoU > 0.6 (about 10 minutes on 2 CPU cores;
+  docs/performance.md):
 
       python -m launch.detect
 

@@ -4,8 +4,8 @@ Variants (`--config=configs/fewshot.py:VARIANT`):
 
 * `default`: the embedded default. Digits (meta-train classes 0-4,
   meta-test 5-9), support [1,1,1,1,11], [1,2,3,4,5], [3,3,3,3,3], CE vs CI,
-  600 second-order meta-steps, 100 test tasks per distribution (about 3
-  minutes on 2 CPU cores):
+  600 second-order meta-steps, 100 test tasks per distribution (about 2.5
+  minutes on 2 CPU cores; docs/performance.md):
 
       python -m launch.fewshot
 
