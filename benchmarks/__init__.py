@@ -1,4 +1,4 @@
-"""Benchmarks: `python -m benchmarks.NAME` (WORKSPACE.md lists them).
+"""Benchmarks: `python -m benchmarks.NAME` (docs/performance.md lists them).
 
 Like the launchers, a benchmark started with `python -m` first re-runs
 itself with glibc's malloc asking for transparent huge pages

@@ -42,7 +42,7 @@ from cil import errors
 
 @dataclasses.dataclass(frozen=True)
 class Settings:
-  """How to join a multi-process run (launcher flags; see WORKSPACE.md).
+  """How to join a multi-process run (launcher flags; docs/multihost.md).
 
   Attributes:
     coordinator_address: 'host:port' of process 0's coordinator; '' reads

@@ -235,7 +235,7 @@ def per_task_calls_step(cfg: MamlConfig, *, compiler_options=None
   step up to float summation order. On XLA:CPU (the policy's
   `task_map='calls'`) the program to compile and the activations held are
   about 1/T of the T-task program's. The step is no slower (0.89-0.91x at
-  84x84x3, level within the noise at 28x28x1; WORKSPACE.md): under the
+  84x84x3, level within the noise at 28x28x1; docs/performance.md): under the
   memory-optimised schedule XLA:CPU ran the T-task program's operations
   one after another anyway.
   """

@@ -41,19 +41,19 @@ class Policy:
       'xla' (TPU, not measured). On an H200 the second-order MAML step at
       84x84x3 (vmap over tasks) took 0.52x the time with im2col matmuls
       that it took with XLA's convolution, first order 0.81x
-      (`benchmarks/maml_variants.py`; numbers in WORKSPACE.md).
+      (`benchmarks/maml_variants.py`; numbers in docs/performance.md).
     first_order_conv_impl: the lowering for first-order MAML
       (`maml_conv_impl`): 'winograd' on the CPU, where FOMAML's meta-step
       at 84x84x3 took 0.66x the time it took with im2col (0.85x at
       28x28x1). Second order stays on im2col: there Winograd was level
       (1.03x) and doubled the first call (80 against 40 s). Elsewhere
       `conv_impl` (Winograd is not measured on GPUs). Numbers in
-      WORKSPACE.md.
+      docs/performance.md.
     meta_step_compiler_options: XLA options for compiling MAML's meta-step
       (`jax.jit(..., compiler_options=...)`), as `(name, value)` pairs. On
       the CPU, XLA's memory-optimised scheduler: the second-order step at
       84x84x3 ran 9 % faster with 14 % less peak memory
-      (`benchmarks/maml_step.py`; the numbers are in WORKSPACE.md).
+      (`benchmarks/maml_step.py`; the numbers are in docs/performance.md).
   """
   backend: str
   unroll_loops: bool

@@ -15,7 +15,7 @@ Variants (`--config=configs/classify.py:VARIANT`):
 
 * `mnist_table1`: Table I on MNIST, LeNet, the four situations, 20
   samplings (the manual dir holds mnist/ with the four IDX files; see
-  WORKSPACE.md for where it is on the project machines):
+  docs/data.md):
 
       python -m launch.classify --config=configs/classify.py:mnist_table1 \
           --config.manual_dir=/path/to/manual --workdir=results/mnist_table1

@@ -16,7 +16,7 @@ Variants (`--config=configs/fewshot.py:VARIANT`):
 
 * `miniimagenet_table4`: all 30 distributions of eq. (21) on miniImageNet
   as the paper (Conv4-64, 5 inner steps, 600 test tasks, 60,000
-  meta-steps); the manual dir holds mini_imagenet/ (see WORKSPACE.md):
+  meta-steps); the manual dir holds mini_imagenet/ (docs/data.md):
 
       python -m launch.fewshot --config=configs/fewshot.py:miniimagenet_table4 \
           --config.manual_dir=DIR --workdir=results/mini_table4

@@ -9,7 +9,7 @@
   exit status 1; with `-v 1` the traceback is printed too;
 * joins a multi-process run (`cil.distributed`) when the distributed flags
   or their environment variables say so, before JAX starts: every process
-  runs the same command with its own `--process_id` (WORKSPACE.md);
+  runs the same command with its own `--process_id` (docs/multihost.md);
 * keeps XLA's compiled programs in JAX's persistent compilation cache,
   `<repo>/.jax_cache` unless `$JAX_COMPILATION_CACHE_DIR` says otherwise
   (XLA compiles slowly on CPUs: a rerun or a resumed run skips it).

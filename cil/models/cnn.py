@@ -238,7 +238,7 @@ def max_pool_2x2(x: jax.Array) -> jax.Array:
   to every order (the index has no derivative); with ties (flat image
   regions) both are valid subgradients. MAML's first-order meta-step took
   0.93-0.96x the time with it, second order 0.98x (medians of interleaved
-  comparisons of `benchmarks/maml_step.py`'s step; WORKSPACE.md).
+  comparisons of `benchmarks/maml_step.py`'s step; docs/performance.md).
   """
   b, h, w, c = x.shape
   return _max_pool_even(x[:, :h - h % 2, :w - w % 2])
