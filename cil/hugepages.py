@@ -11,8 +11,9 @@ glibc 2.35 and later can ask the kernel to back those blocks with
 transparent huge pages (the `glibc.malloc.hugetlb=1` tunable:
 `madvise(MADV_HUGEPAGE)` on them), which takes 512 times fewer faults. On
 that CPU the same meta-step then took about 0.7x the time
-(docs/performance.md has the measurements). The tunable is read once, when the process starts, so
-the programs (not this library) restart themselves with it:
+(docs/performance.md has the measurements). The tunable is read once,
+when the process starts, so the programs (not this library) restart
+themselves with it:
 `launch/startup.py`, which `launch/__init__.py` and
 `benchmarks/__init__.py` call before anything else is imported. This
 module only decides (`wanted_environment`, `wanted_here`) and describes
