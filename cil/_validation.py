@@ -245,6 +245,24 @@ def config_fields(config, dataclass_type, what: str) -> dict:
   return c
 
 
+def check_positive_fields(obj, names, what: str = 'config') -> None:
+  """Raises `ValueError` naming the first field of `names` below 1.
+
+  Args:
+    obj: a config dataclass.
+    names: its fields that must be positive integers; dotted for nested
+      ones ('maml.ways').
+    what: the config's name in the message.
+  """
+  for name in names:
+    value = obj
+    for part in name.split('.'):
+      value = getattr(value, part)
+    if not value >= 1:
+      raise ValueError(f'{what} field {name} must be a positive integer, '
+                       f'got {value!r}.')
+
+
 def as_names(field: str, value) -> tuple[str, ...]:
   """A tuple of names from a sequence (or one name: `--config.losses=ci`)."""
   if isinstance(value, str):

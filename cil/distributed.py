@@ -90,16 +90,22 @@ class Settings:
       return out
     if num < 0:
       raise ValueError(f'num_processes must be >= 1, got {num}.')
+    if address:
+      host, _, port = address.rpartition(':')
+      if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f'coordinator_address must be host:port (flag '
+                         f'--coordinator_address or JAX_COORDINATOR_ADDRESS)'
+                         f', got {address!r}.')
+      if self.coordinator_address and num <= 1:
+        raise ValueError(f'--coordinator_address {address} is given but '
+                         f'the run has one process; set --num_processes '
+                         f'(and --process_id) for a multi-process run.')
     if num > 1:
       if not address:
         raise ValueError(
             f'num_processes={num} needs coordinator_address (host:port of '
             f'process 0; flag --coordinator_address or '
             f'JAX_COORDINATOR_ADDRESS).')
-      host, _, port = address.rpartition(':')
-      if not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise ValueError(f'coordinator_address must be host:port, got '
-                         f'{address!r}.')
       if not 0 <= pid < num:
         raise ValueError(f'process_id must be in [0, {num}) for '
                          f'num_processes={num}, got {pid} (flag '

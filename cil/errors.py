@@ -11,6 +11,10 @@ class RunError(Exception):
   """An error that stops a run; its message says what and where."""
 
 
+class WorkdirError(RunError):
+  """The workdir cannot be created or used."""
+
+
 class WorkdirLockedError(RunError):
   """Another process holds the workdir."""
 
@@ -29,3 +33,7 @@ class CheckpointError(RunError):
 
 class NonFiniteError(RunError, FloatingPointError):
   """A loss, metric or parameter became NaN or infinite."""
+
+
+class DataNotFoundError(RunError, FileNotFoundError):
+  """A dataset is neither prepared nor in its manual directory."""

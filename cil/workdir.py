@@ -40,7 +40,7 @@ import os
 import socket
 import sys
 import tempfile
-from typing import Any, Iterable, Optional
+from typing import Any, Iterable, Optional, Sequence
 
 from absl import logging
 import jax
@@ -106,21 +106,39 @@ def read_json(path: str) -> Any:
         f'recompute what it held.') from None
 
 
-def read_runs(workdir: str) -> list[dict]:
+def read_runs(workdir: str, *, keys: Sequence[str] = ()) -> list[dict]:
   """A workdir's finished results, without locking it (a run may be going).
 
   `results.json`'s runs if the run has finished, else the finished cells
-  in `runs/` (sorted by file name).
+  in `runs/` (sorted by file name). Each must be a JSON object with `keys`
+  (`check_record`).
   """
   if not os.path.isdir(workdir):
     raise errors.RunError(f'{workdir} is not a workdir (no such directory).')
   results = os.path.join(workdir, 'results.json')
   if os.path.exists(results):
-    return read_json(results)['runs']
+    record = check_record(read_json(results), results, ('runs',))
+    return [check_record(r, f'{results} (runs[{i}])', keys)
+            for i, r in enumerate(record['runs'])]
   cells = os.path.join(workdir, 'runs')
   names = sorted(os.listdir(cells)) if os.path.isdir(cells) else []
-  return [read_json(os.path.join(cells, n)) for n in names
-          if n.endswith('.json')]
+  return [check_record(read_json(os.path.join(cells, n)),
+                       os.path.join(cells, n), keys)
+          for n in names if n.endswith('.json')]
+
+
+def check_record(record: Any, where: str, keys: Sequence[str]) -> Any:
+  """`record` if it is a JSON object holding `keys`; else a named error."""
+  if not isinstance(record, dict):
+    raise errors.CorruptFileError(
+        f'{where} is not a result record (a JSON object, got '
+        f'{type(record).__name__}); delete it to recompute what it held.')
+  missing = [k for k in keys if k not in record]
+  if missing:
+    raise errors.CorruptFileError(
+        f'{where} is not a result record of this runner: it lacks '
+        f'{", ".join(missing)}; delete it to recompute what it held.')
+  return record
 
 
 # ---------------------------------------------------------------------------
@@ -326,13 +344,14 @@ class MetricsLog:
     os.makedirs(os.path.dirname(path), exist_ok=True)
     kept = []
     if os.path.exists(path):
-      with open(path, encoding='utf-8') as f:
-        lines = f.read().split('\n')
+      lines = _read_lines(path)
       for i, line in enumerate(lines):
         if not line.strip():
           continue
         try:
           record = json.loads(line)
+          if not isinstance(record, dict):
+            raise json.JSONDecodeError('not a record', line, 0)
         except json.JSONDecodeError:
           if i >= len(lines) - 2:  # A torn last line: the writer was killed.
             break
@@ -382,15 +401,25 @@ def read_metrics(path: str) -> list[dict]:
   if not os.path.exists(path):
     return []
   out = []
-  with open(path, encoding='utf-8') as f:
-    for i, line in enumerate(f):
-      if line.strip():
-        try:
-          out.append(json.loads(line))
-        except json.JSONDecodeError:
-          raise errors.CorruptFileError(
-              f'{path}, line {i + 1}, is damaged.') from None
+  for i, line in enumerate(_read_lines(path)):
+    if line.strip():
+      try:
+        out.append(json.loads(line))
+      except json.JSONDecodeError:
+        raise errors.CorruptFileError(
+            f'{path}, line {i + 1}, is damaged.') from None
   return out
+
+
+def _read_lines(path: str) -> list[str]:
+  """A text file's lines; bytes that are not UTF-8 name the file."""
+  try:
+    with open(path, encoding='utf-8') as f:
+      return f.read().split('\n')
+  except UnicodeDecodeError as e:
+    raise errors.CorruptFileError(
+        f'{path} is damaged: not UTF-8 text ({e.reason} at byte '
+        f'{e.start}); delete the file to drop what it held.') from None
 
 
 # ---------------------------------------------------------------------------
@@ -473,7 +502,7 @@ class Workdir:
     error = None
     if self.primary:
       try:
-        os.makedirs(self.path, exist_ok=True)
+        self._make()
         self._lock()
         self._claim()
       except (errors.RunError, OSError, ValueError) as e:
@@ -490,6 +519,19 @@ class Workdir:
       fcntl.flock(self._lock_file, fcntl.LOCK_UN)
       self._lock_file.close()
       self._lock_file = None
+
+  def _make(self) -> None:
+    """Creates the workdir; a path that cannot be one is a named error."""
+    if os.path.exists(self.path) and not os.path.isdir(self.path):
+      raise errors.WorkdirError(
+          f'--workdir {self.path} is an existing file, not a directory; '
+          f'choose another --workdir.')
+    try:
+      os.makedirs(self.path, exist_ok=True)
+    except OSError as e:
+      raise errors.WorkdirError(
+          f'--workdir {self.path} cannot be created ({e.strerror}); choose '
+          f'a --workdir in a directory you can write to.') from None
 
   def _lock(self) -> None:
     path = os.path.join(self.path, '.lock')
@@ -534,10 +576,17 @@ class Workdir:
   def file(self, *parts: str) -> str:
     return os.path.join(self.path, *parts)
 
-  def finished(self, cell: str) -> Optional[dict]:
-    """The recorded result of a finished cell, or None."""
+  def finished(self, cell: str, *, keys: Sequence[str] = ()
+               ) -> Optional[dict]:
+    """The recorded result of a finished cell, or None.
+
+    A record that is not a JSON object holding `keys` raises
+    `CorruptFileError` naming its file.
+    """
     path = self.file('runs', _cell_file(cell) + '.json')
-    return read_json(path) if os.path.exists(path) else None
+    if not os.path.exists(path):
+      return None
+    return check_record(read_json(path), path, keys)
 
   def finish(self, cell: str, result: dict) -> None:
     """Records a cell's result (atomically; on the primary)."""

@@ -10,7 +10,6 @@ Every config field can be overridden (`--config.seeds=20`,
 resumes an interrupted run; `-v 0` shows INFO logs.
 """
 
-from absl import app
 from absl import flags
 from ml_collections import config_flags
 
@@ -38,4 +37,4 @@ def run():
 
 
 if __name__ == '__main__':
-  app.run(common.main(run))
+  common.launch(run)

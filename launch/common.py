@@ -15,6 +15,8 @@
   (XLA compiles slowly on CPUs: a rerun or a resumed run skips it).
 """
 
+import difflib
+import importlib.util
 import os
 import sys
 from typing import Callable
@@ -49,6 +51,79 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 def config_file(family: str) -> str:
   return os.path.join(ROOT, 'configs', f'{family}.py')
+
+
+def launch(run: Callable[[], None]) -> None:
+  """`app.run(main(run))` with flag errors reported in one line."""
+  app.run(main(run), flags_parser=parse_flags)
+
+
+def parse_flags(argv: list) -> list:
+  """absl's flag parsing, with a bad `--config.FIELD` named in one line.
+
+  ml_collections raises from deep inside absl for an unknown field or a
+  value of the wrong type; this prints `error: --config.seed=3: ...` with
+  the config file and the nearest known field, and exits with status 2
+  (absl's status for a usage error).
+  """
+  try:
+    return app.parse_flags_with_usage(argv)
+  except (AttributeError, KeyError, TypeError, ValueError) as e:
+    if 'config' not in flags.FLAGS:  # Not a config launcher: not ours.
+      raise
+    print(f'error: {config_flag_error(argv, e)}', file=sys.stderr)
+    sys.exit(2)
+
+
+def config_flag_error(argv: list, error: BaseException) -> str:
+  """What was wrong with the `--config...` flags of `argv`, in one line."""
+  spec = next((a.split('=', 1)[1] for a in argv
+               if a.startswith('--config=')), None)
+  path = spec or (flags.FLAGS['config'].default_as_str or '').strip("'")
+  try:
+    config = _load_config(path)
+  except Exception:  # pylint: disable=broad-except
+    return f'{path or "--config"}: {error}'
+  fields = sorted(_field_paths(config))
+  for arg in argv:
+    if not arg.startswith('--config.'):
+      continue
+    name = arg[len('--config.'):].split('=', 1)[0]
+    if name not in fields and not any(f.startswith(name + '.')
+                                      for f in fields):
+      near = difflib.get_close_matches(name, fields, n=1, cutoff=0.6)
+      hint = f"; the nearest is '{near[0]}'" if near else ''
+      return (f"{arg}: {path.split(':')[0]} has no field '{name}'{hint}.")
+  bad = [a for a in argv if a.startswith('--config.')]
+  return f"{' '.join(bad) or path}: {str(error).splitlines()[0]}"
+
+
+def _load_config(spec: str):
+  """The ConfigDict of `file.py[:variant]`, as `--config` loads it."""
+  file, _, variant = spec.partition(':')
+  module_spec = importlib.util.spec_from_file_location('_cil_config', file)
+  module = importlib.util.module_from_spec(module_spec)
+  module_spec.loader.exec_module(module)
+  return module.get_config(variant or None)
+
+
+def _field_paths(config, prefix: str = '') -> list:
+  out = []
+  for key, value in config.items():
+    out.append(prefix + key)
+    if hasattr(value, 'items'):
+      out += _field_paths(value, prefix + key + '.')
+  return out
+
+
+def write_output(path: str, text: str, *, flag: str = '--out') -> None:
+  """Writes a launcher's output file (its folders made as needed); a path
+  that cannot be written is a named error, not a traceback."""
+  try:
+    workdir.write_text(path, text)
+  except OSError as e:
+    raise errors.RunError(f'{flag} {path} cannot be written '
+                          f'({e.strerror or e}).') from None
 
 
 def main(run: Callable[[], None]) -> Callable[[list], None]:

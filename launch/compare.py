@@ -10,7 +10,6 @@ seed, with its 95 % CI in percentage points; `*` marks a CI that excludes
 0 (`cil.experiments.report.paired_differences`).
 """
 
-from absl import app
 from absl import flags
 
 from cil.experiments import report
@@ -31,9 +30,8 @@ def run():
                                  metric=_METRIC.value)
   print(table)
   if _OUT.value:
-    with open(_OUT.value, 'w', encoding='utf-8') as f:
-      f.write(table + '\n')
+    common.write_output(_OUT.value, table + '\n')
 
 
 if __name__ == '__main__':
-  app.run(common.main(run))
+  common.launch(run)

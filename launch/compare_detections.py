@@ -17,7 +17,6 @@ bootstrap_map`): what this test set can resolve.
 import json
 import os
 
-from absl import app
 from absl import flags
 
 from cil.detection import evaluate
@@ -69,13 +68,11 @@ def run():
   table = evaluate.comparison_markdown(result)
   print(table, end='')
   if _OUT.value:
-    with open(_OUT.value, 'w', encoding='utf-8') as f:
-      f.write(table)
-    with open(os.path.splitext(_OUT.value)[0] + '.json', 'w',
-              encoding='utf-8') as f:
-      json.dump(result, f, indent=1)
+    common.write_output(_OUT.value, table)
+    common.write_output(os.path.splitext(_OUT.value)[0] + '.json',
+                        json.dumps(result, indent=1))
     print(f'Wrote {_OUT.value}')
 
 
 if __name__ == '__main__':
-  app.run(common.main(run))
+  common.launch(run)

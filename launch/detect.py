@@ -9,7 +9,6 @@ Writes `table.md`, `results.json`, `detections.{png,pdf,csv}`, `metrics/`
 and `tensorboard/` to --workdir.
 """
 
-from absl import app
 from absl import flags
 from ml_collections import config_flags
 
@@ -33,4 +32,4 @@ def run():
 
 
 if __name__ == '__main__':
-  app.run(common.main(run))
+  common.launch(run)

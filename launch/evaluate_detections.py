@@ -11,7 +11,6 @@ and writes `table.md` and `results.json` to --out (default: --pred/../eval).
 
 import os
 
-from absl import app
 from absl import flags
 
 from cil.detection import evaluate
@@ -42,4 +41,4 @@ def run():
 
 
 if __name__ == '__main__':
-  app.run(common.main(run))
+  common.launch(run)

@@ -10,7 +10,6 @@ Writes `results.json`, `table.md` (Table IV's shape),
 to --workdir; rerunning the same command resumes.
 """
 
-from absl import app
 from absl import flags
 from ml_collections import config_flags
 
@@ -37,4 +36,4 @@ def run():
 
 
 if __name__ == '__main__':
-  app.run(common.main(run))
+  common.launch(run)

@@ -6,7 +6,6 @@ Writes `fig2_losses.png`, `fig2_losses.pdf` and the plotted numbers,
 `fig2_losses.csv`.
 """
 
-from absl import app
 from absl import flags
 
 from cil import plots
@@ -23,4 +22,4 @@ def run():
 
 
 if __name__ == '__main__':
-  app.run(common.main(run))
+  common.launch(run)

@@ -148,6 +148,16 @@ class GuardAndFilesTest(absltest.TestCase):
     with self.assertRaisesRegex(errors.CorruptFileError, 'm.jsonl, line 2'):
       wd.MetricsLog(path, resume_step=5)
 
+  def test_metrics_log_of_random_bytes_is_named(self):
+    path = os.path.join(tempfile.mkdtemp(), 'm.jsonl')
+    with open(path, 'wb') as f:
+      f.write(bytes([0x82, 0xff, 0x00, 0x13]) * 8)
+    for read in (lambda: wd.MetricsLog(path, resume_step=1),
+                 lambda: wd.read_metrics(path)):
+      with self.assertRaisesRegex(errors.CorruptFileError,
+                                  f'{path} is damaged: not UTF-8'):
+        read()
+
 
 class WorkdirTest(absltest.TestCase):
 
@@ -181,6 +191,32 @@ class WorkdirTest(absltest.TestCase):
         f.write('{"accur')
       with self.assertRaisesRegex(errors.CorruptFileError, 'odd10__ci.json'):
         w.finished('odd10/ci')
+
+  def test_cell_record_of_the_wrong_shape_is_named(self):
+    with wd.Workdir(self.path, {}) as w:
+      w.finish('odd10/ci', {'x': 1})
+      with self.assertRaisesRegex(errors.CorruptFileError,
+                                  'odd10__ci.json is not a result record of '
+                                  'this runner: it lacks per_seed'):
+        w.finished('odd10/ci', keys=('per_seed',))
+    with self.assertRaisesRegex(errors.CorruptFileError,
+                                'odd10__ci.json .* lacks loss, per_seed'):
+      wd.read_runs(self.path, keys=('loss', 'per_seed'))
+    wd.write_json(os.path.join(self.path, 'runs', 'odd10__ci.json'), [1])
+    with self.assertRaisesRegex(errors.CorruptFileError,
+                                'a JSON object, got list'):
+      wd.read_runs(self.path)
+
+  def test_a_workdir_that_cannot_be_one_is_named(self):
+    existing_file = os.path.join(self.path, 'file')
+    with open(existing_file, 'w') as f:
+      f.write('x')
+    with self.assertRaisesRegex(errors.WorkdirError,
+                                'is an existing file, not a directory'):
+      wd.Workdir(existing_file, {}).open()
+    with self.assertRaisesRegex(errors.WorkdirError,
+                                'under-a-file/w cannot be created'):
+      wd.Workdir(os.path.join(existing_file, 'under-a-file', 'w'), {}).open()
 
   def test_second_process_on_a_locked_workdir_fails_fast(self):
     code = ('import sys; from cil import errors, workdir as wd\n'

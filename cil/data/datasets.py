@@ -29,12 +29,16 @@ from absl import logging
 import numpy as np
 
 from cil import _extras
+from cil import errors
 from cil.data import builders
 
 tfds = _extras.require('tensorflow_datasets', what='cil.data')
 
 DATA_DIR_ENV = 'CIL_DATA_DIR'
 MANUAL_DIR_ENV = 'CIL_MANUAL_DIR'
+# How a user sets the manual directory, for error messages.
+_MANUAL_DIR_SETTINGS = ('the manual_dir argument, --config.manual_dir on a '
+                        f'launcher, or ${MANUAL_DIR_ENV}')
 
 # name -> (project builder class, manual sub-directory or None, stock TFDS
 # name or None, splits).
@@ -182,12 +186,16 @@ def load(name: str, split: str, *, data_dir: Optional[str] = None,
       manual = os.path.join(manual_root, manual_sub) if (
           manual_sub and manual_root) else None
       if manual_sub and manual is None:
-        raise FileNotFoundError(
+        raise errors.DataNotFoundError(
             f'{name} is not prepared in {builder.data_dir} and no manual '
-            f'directory is set (pass manual_dir / --manual_dir or set '
-            f'${MANUAL_DIR_ENV}).\n{builder_cls.MANUAL_DOWNLOAD_INSTRUCTIONS}')
-      builder.download_and_prepare(
-          download_config=tfds.download.DownloadConfig(manual_dir=manual))
+            f'directory is set ({_MANUAL_DIR_SETTINGS}).\n'
+            f'{builder_cls.MANUAL_DOWNLOAD_INSTRUCTIONS}')
+      try:
+        builder.download_and_prepare(
+            download_config=tfds.download.DownloadConfig(manual_dir=manual))
+      except FileNotFoundError as e:  # The builder names what is missing.
+        raise errors.DataNotFoundError(
+            f'{e} (the manual directory is {_MANUAL_DIR_SETTINGS})') from None
       if manual:  # Remember the source, to say so if it changes later.
         with open(os.path.join(builder.data_dir, _SOURCE_FILE), 'w',
                   encoding='utf-8') as f:
@@ -196,7 +204,7 @@ def load(name: str, split: str, *, data_dir: Optional[str] = None,
       _warn_if_other_source(name, builder.data_dir,
                             os.path.join(manual_root, manual_sub))
     if split not in builder.info.splits:
-      raise FileNotFoundError(
+      raise errors.DataNotFoundError(
           f'{name}: split {split!r} was not built (built: '
           f'{", ".join(builder.info.splits)}); add its files to the manual '
           f'directory and delete {builder.data_dir} to rebuild.')
@@ -208,10 +216,10 @@ def load(name: str, split: str, *, data_dir: Optional[str] = None,
                                 download=False)
     except (tfds.core.registered.DatasetNotFoundError, AssertionError,
             FileNotFoundError, NotImplementedError, ValueError) as e:
-      raise FileNotFoundError(
+      raise errors.DataNotFoundError(
           f'{name}: the stock TFDS dataset {stock_name!r} is not prepared in '
           f'array_record format ({e}).\nEither set a manual directory '
-          f'(manual_dir / --manual_dir / ${MANUAL_DIR_ENV}) whose '
+          f'({_MANUAL_DIR_SETTINGS}) whose '
           f'{manual_sub}/ holds the source files, which the project builds '
           f'without TensorFlow:\n{builder_cls.MANUAL_DOWNLOAD_INSTRUCTIONS}\n'
           f'or prepare the stock dataset (needs TensorFlow): tfds build '

@@ -126,6 +126,7 @@ class CellTraining:
 def run_cells(work: workdir_lib.Workdir, cells: Sequence[str],
               train_cell: Callable[[str, Any], dict], *,
               steps_of: Callable[[str], int], desc: str,
+              record_keys: Sequence[str] = (),
               show_progress: bool = True) -> list[dict]:
   """Every cell's result: the finished ones read back, the others trained.
 
@@ -136,13 +137,15 @@ def run_cells(work: workdir_lib.Workdir, cells: Sequence[str],
       one cell (`progress` is the shared bar: advance it per step).
     steps_of: the number of progress units of an unfinished cell.
     desc: the progress bar's label.
+    record_keys: the keys a finished cell's record must hold (a record
+      without them is a named error, not a KeyError later).
     show_progress: draw the bar (on the primary process only).
 
   Returns:
     The cells' results in `cells` order; each newly trained one has been
     recorded (`runs/<cell>.json`) before the next cell starts.
   """
-  done = {cell: work.finished(cell) for cell in cells}
+  done = {cell: work.finished(cell, keys=record_keys) for cell in cells}
   total = sum(steps_of(cell) for cell, result in done.items()
               if result is None)
   bar = workdir_lib.progress(total, desc=desc, unit='step', enabled=bool(

@@ -19,6 +19,10 @@ from cil import losses
 from cil import metrics
 from cil import workdir as workdir_lib
 
+# What a finished cell's record holds (checked when it is read back).
+CLASSIFY_RECORD_KEYS = ('protocol', 'loss', 'per_seed')
+FEWSHOT_RECORD_KEYS = ('loss', 'meta_loss', 'distributions')
+
 
 def minority_recall(per_class_recall: Sequence[float],
                     class_counts: Sequence[int]) -> Optional[float]:
@@ -110,7 +114,7 @@ def compare_workdir(workdir: str, *, baseline: str,
   mean difference ± 95 % CI in percentage points, `*` where the CI
   excludes 0.
   """
-  runs = workdir_lib.read_runs(workdir)
+  runs = workdir_lib.read_runs(workdir, keys=CLASSIFY_RECORD_KEYS)
   baseline = losses.canonical_spec(baseline)
   diffs = paired_differences(runs, baseline, metric)
   if not diffs:

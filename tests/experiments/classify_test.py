@@ -155,7 +155,8 @@ class ClassifyTest(absltest.TestCase):
       classify.run(self._cfg(losses=('xent',)), workdir)
     with self.assertRaisesRegex(ValueError, 'Unknown protocol'):
       classify.run(self._cfg(protocols=('odd7',)), workdir)
-    with self.assertRaisesRegex(ValueError, 'must be positive'):
+    with self.assertRaisesRegex(ValueError, 'classify config field seeds '
+                                'must be a positive integer, got 0'):
       classify.run(self._cfg(seeds=0), workdir)
     with self.assertRaisesRegex(ValueError, 'first_seed must be >= 0'):
       classify.run(self._cfg(first_seed=-1), workdir)
@@ -290,6 +291,13 @@ class ClassifyTest(absltest.TestCase):
         check=False)
     self.assertEqual(out.returncode, 1)
     self.assertIn("error: No 'la' run for protocol 'p'", out.stderr)
+    # --out into folders that do not exist yet makes them.
+    table = os.path.join(workdir, 'new', 'sub', 'table.md')
+    out = testutil.launch('launch.compare', f'--workdir={workdir}',
+                          '--baseline=ce', f'--out={table}')
+    self.assertEqual(out.returncode, 0, out.stderr)
+    with open(table, encoding='utf-8') as f:
+      self.assertIn('| ci | +2.00 ± 0.00* |', f.read())
 
   def test_minority_recall(self):
     self.assertAlmostEqual(
@@ -390,6 +398,37 @@ class LauncherTest(absltest.TestCase):
     cell = record['classify']['cells']['step:ratio=10,mu=0.5/focal']
     self.assertEqual(cell['loss_hparams'], {'gamma': 0.5, 'log_base': 10.0})
     self.assertEqual(run['settings'], cell)
+
+  def test_unknown_config_fields_are_named_in_one_line(self):
+    for flag, message in (
+        ('--config.seed=3', "--config.seed=3: configs/classify.py has no "
+         "field 'seed'; the nearest is 'seeds'."),
+        ('--config.nosuchfield=1', "--config.nosuchfield=1: "
+         "configs/classify.py has no field 'nosuchfield'."),
+        ('--config.loss_hparams.focal.gama=1', "the nearest is "
+         "'loss_hparams.focal.gamma'")):
+      with self.subTest(flag):
+        result = self._launch(tempfile.mkdtemp(), flag)
+        self.assertEqual(result.returncode, 2)
+        self.assertIn(message, result.stderr)
+        self.assertNotIn('Traceback', result.stderr)
+        lines = [line for line in result.stderr.strip().splitlines()
+                 if not line.startswith('cil: restarting with')]
+        self.assertLen(lines, 1, result.stderr)
+
+  def test_missing_manual_dir_is_named_with_its_flag(self):
+    workdir = os.path.join(tempfile.mkdtemp(), 'w')
+    self.addCleanup(shutil.rmtree, os.path.dirname(workdir),
+                    ignore_errors=True)
+    result = self._launch(workdir, '--config.dataset=mnist',
+                          '--config.protocols=odd10',
+                          '--config.manual_dir=/nonexistent/manual')
+    self.assertEqual(result.returncode, 1, result.stderr[-2000:])
+    self.assertIn("error: mnist: manual directory '/nonexistent/manual/mnist' "
+                  'does not exist', result.stderr)
+    self.assertIn('--config.manual_dir', result.stderr)
+    self.assertNotIn('Traceback', result.stderr)
+    self.assertFalse(os.path.exists(workdir))
 
   def test_non_finite_learning_rate_is_a_named_error(self):
     workdir = os.path.join(tempfile.mkdtemp(), 'w')

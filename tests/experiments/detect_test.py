@@ -48,8 +48,8 @@ class TrainTest(absltest.TestCase):
   def test_bad_run_settings_are_refused_before_any_work(self):
     work = os.path.join(tempfile.mkdtemp(), 'w')
     self.addCleanup(shutil.rmtree, os.path.dirname(work), ignore_errors=True)
-    with self.assertRaisesRegex(ValueError, 'steps, batch_size, .* must be '
-                                'positive'):
+    with self.assertRaisesRegex(ValueError, 'detect config field steps must '
+                                'be a positive integer, got 0'):
       detect.run(_train_config(steps=0), work)
     self.assertFalse(os.path.exists(work))
     # Evaluating a workdir with no checkpoint is an error, not a table of

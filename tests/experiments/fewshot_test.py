@@ -134,7 +134,9 @@ class FewShotRunTest(absltest.TestCase):
     with self.assertRaisesRegex(ValueError, 'support must be a sequence of '
                                 'distributions of integers'):
       fewshot.FewShotConfig.from_config(config)
-    with self.assertRaisesRegex(ValueError, 'maml.ways, .* must be positive'):
+    with self.assertRaisesRegex(
+        ValueError, 'fewshot config field maml.ways must be a positive '
+        'integer, got 0'):
       fewshot.run(dataclasses.replace(self.cfg, maml=dataclasses.replace(
           self.cfg.maml, ways=0)), self._workdir())
     with self.assertRaisesRegex(ValueError, 'same total'):

@@ -126,13 +126,9 @@ class ClassifyConfig:
     if self.dataset not in DEFAULT_MODELS:
       raise ValueError(f'dataset must be one of {", ".join(DEFAULT_MODELS)}, '
                        f'got {self.dataset!r}.')
-    if min(self.seeds, self.epochs, self.batch_size, self.checkpoint_every,
-           self.eval_batch_size) < 1:
-      raise ValueError(
-          'seeds, epochs, batch_size, checkpoint_every and eval_batch_size '
-          f'must be positive, got {self.seeds}, {self.epochs}, '
-          f'{self.batch_size}, {self.checkpoint_every}, '
-          f'{self.eval_batch_size}.')
+    v.check_positive_fields(self, ('seeds', 'epochs', 'batch_size',
+                                   'checkpoint_every', 'eval_batch_size'),
+                            'classify config')
     if self.first_seed < 0:
       raise ValueError(f'first_seed must be >= 0, got {self.first_seed}.')
     if self.chunk_steps < 0:

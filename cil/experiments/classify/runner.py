@@ -234,6 +234,7 @@ def run(cfg: ClassifyConfig, workdir: str, *, show_progress: bool = True,
 
     runs = loop.run_cells(work, list(by_name), train_cell, steps_of=steps_of,
                           desc='training steps (all seeds)',
+                          record_keys=report.CLASSIFY_RECORD_KEYS,
                           show_progress=show_progress)
 
     for r in runs:

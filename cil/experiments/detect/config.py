@@ -107,10 +107,9 @@ class TrainConfig:
     if self.mode not in ('train', 'eval', 'both'):
       raise ValueError(f"mode must be 'train', 'eval' or 'both', got "
                        f'{self.mode!r}.')
-    if min(self.steps, self.batch_size, self.max_gt, self.checkpoint_every,
-           self.synthetic_train, self.synthetic_test) < 1:
-      raise ValueError('steps, batch_size, max_gt, checkpoint_every and '
-                       'synthetic_train/test must be positive.')
+    v.check_positive_fields(self, ('steps', 'batch_size', 'max_gt',
+                                   'checkpoint_every', 'synthetic_train',
+                                   'synthetic_test'), 'detect config')
     if not math.isfinite(self.lr):
       raise ValueError(f'lr is non-finite ({self.lr}); it must be a finite '
                        f'positive number.')

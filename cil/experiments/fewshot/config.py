@@ -117,15 +117,11 @@ class FewShotConfig:
 
   def validate(self) -> None:
     """Checks every field before any work (or workdir) is touched."""
-    if min(self.maml.ways, self.meta_batch, self.meta_steps,
-           self.test_tasks,
-           self.checkpoint_every, self.query_multiple, self.test_queries,
-           self.features, self.maml.adaptation_steps,
-           self.maml.test_adaptation_steps) < 1:
-      raise ValueError('maml.ways, meta_batch, meta_steps, test_tasks, '
-                       'checkpoint_every, query_multiple, test_queries, '
-                       'features and maml.(test_)adaptation_steps must be '
-                       'positive.')
+    v.check_positive_fields(
+        self, ('maml.ways', 'meta_batch', 'meta_steps', 'test_tasks',
+               'checkpoint_every', 'query_multiple', 'test_queries',
+               'features', 'maml.adaptation_steps',
+               'maml.test_adaptation_steps'), 'fewshot config')
     if self.dtype not in DTYPES:
       raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got "
                        f'{self.dtype!r}.')

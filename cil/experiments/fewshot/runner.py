@@ -254,7 +254,9 @@ def run(cfg: FewShotConfig, workdir: str, *, show_progress: bool = True,
 
     runs = loop.run_cells(work, list(cfg.losses), train_cell,
                           steps_of=lambda _: cfg.meta_steps,
-                          desc='meta-steps', show_progress=show_progress)
+                          desc='meta-steps',
+                          record_keys=report.FEWSHOT_RECORD_KEYS,
+                          show_progress=show_progress)
     table = report.fewshot_table(runs, cfg.support)
     results = {'config': work.config, 'splits': splits.description,
                'batch_norm': 'transductive batch statistics (BatchStatNorm)',
