@@ -322,7 +322,7 @@ class MiniImagenet(_Builder):
 
   def _generate_examples(self, path):
     with open(path, 'rb') as f:
-      cache = pickle.load(f)
+      cache = safe_unpickle(f, path=path)
     if not isinstance(cache, dict) or not {'image_data', 'class_dict'} <= set(
         cache):
       raise ValueError(f'{path}: expected a dict with "image_data" and '
@@ -339,11 +339,62 @@ class MiniImagenet(_Builder):
 # ---------------------------------------------------------------------------
 
 
+# What the dataset pickles (CIFAR's python version, the miniImageNet
+# caches) may name: NumPy's array and scalar reconstruction (both module
+# paths, NumPy 1 and 2; protocol 5 builds arrays from buffers) and the
+# codec protocol-2 pickles use for bytes.
+# Containers, strings, bytes and numbers need no name at all.
+_PICKLE_GLOBALS = frozenset({
+    ('numpy', 'ndarray'), ('numpy', 'dtype'),
+    ('numpy.core.multiarray', '_reconstruct'),
+    ('numpy.core.multiarray', 'scalar'),
+    ('numpy._core.multiarray', '_reconstruct'),
+    ('numpy._core.multiarray', 'scalar'),
+    ('numpy.core.numeric', '_frombuffer'),  # Protocol 5's arrays.
+    ('numpy._core.numeric', '_frombuffer'),
+    ('_codecs', 'encode'),
+})
+
+
+class UnsafePickleError(pickle.UnpicklingError):
+  """A pickle asked for something a dataset file never holds."""
+
+
+class _DataUnpickler(pickle.Unpickler):
+  """An unpickler that builds only data (`_PICKLE_GLOBALS`), as
+  `torch.load(weights_only=True)` does: a crafted file in a manual
+  directory cannot run code when the dataset is prepared."""
+
+  def __init__(self, file, *, path: str, **kwargs):
+    super().__init__(file, **kwargs)
+    self._path = path
+
+  def find_class(self, module: str, name: str):
+    if (module, name) in _PICKLE_GLOBALS:
+      return super().find_class(module, name)
+    raise UnsafePickleError(
+        f'{self._path} asks to load {module}.{name}, which a dataset file '
+        f'never holds; it was not loaded (a dataset pickle holds only '
+        f'containers, strings, numbers and NumPy arrays).')
+
+
+def safe_unpickle(file, *, path: str, **kwargs) -> object:
+  """`pickle.load(file, **kwargs)` restricted to data (`_DataUnpickler`).
+
+  Raises:
+    UnsafePickleError: the pickle names a callable or class outside
+      `_PICKLE_GLOBALS` (nothing of it is run).
+  """
+  return _DataUnpickler(file, path=path, **kwargs).load()
+
+
 def _unpickle_cifar(path: str) -> object:
   """Unpickles a CIFAR archive file; a damaged or truncated one is named."""
   try:
     with open(path, 'rb') as f:
-      return pickle.load(f, encoding='bytes')
+      return safe_unpickle(f, path=path, encoding='bytes')
+  except UnsafePickleError:
+    raise
   except (pickle.UnpicklingError, EOFError, ValueError, TypeError,
           AttributeError, IndexError) as e:
     raise ValueError(f'{path} is damaged or truncated ({type(e).__name__}: '

@@ -52,6 +52,16 @@ def _png_bytes(array):
 
 # Environment variables must not leak in from the shell running the tests.
 @mock.patch.dict(os.environ, _ENV)
+class _WritesAFile:
+  """A pickle payload that, unpickled by `pickle.load`, writes a file."""
+
+  def __init__(self, path):
+    self.path = path
+
+  def __reduce__(self):
+    return (os.system, (f'touch {self.path}',))
+
+
 class BuilderTest(parameterized.TestCase):
   """Each builder, through TFDS, on fixtures generated here."""
 
@@ -196,6 +206,28 @@ class BuilderTest(parameterized.TestCase):
                      (12, 24))
     self.assertEmpty(set(paper.val.class_names) & set(paper.test.class_names))
     self.assertEmpty(set(paper.train.class_names) & set(paper.test.class_names))
+
+  def test_a_pickle_that_would_run_code_is_refused(self):
+    marker = os.path.join(self.manual, 'pwned')
+    path = os.path.join(self.manual, 'data_batch_1')
+    with open(path, 'wb') as f:
+      pickle.dump({b'data': _WritesAFile(marker)}, f)
+    with self.assertRaisesRegex(builders.UnsafePickleError,
+                                'data_batch_1 asks to load posix.system|'
+                                'data_batch_1 asks to load os.system'):
+      builders.read_cifar_pickle(path, 'labels')
+    self.assertFalse(os.path.exists(marker))
+    # What the dataset files hold loads, in every pickle protocol (2 is the
+    # CIFAR archives'; it pickles bytes through _codecs.encode).
+    array = np.arange(12, dtype=np.uint8).reshape(3, 4)
+    for protocol in (2, 4, 5):
+      with open(path, 'wb') as f:
+        pickle.dump({b'data': array, b'labels': [1, 2, 3],
+                     b'names': [b'a', 'b']}, f, protocol=protocol)
+      with open(path, 'rb') as f:
+        loaded = builders.safe_unpickle(f, path=path, encoding='bytes')
+      np.testing.assert_array_equal(loaded[b'data'], array)
+      self.assertEqual(loaded[b'names'], [b'a', 'b'])
 
   def test_mini_imagenet_bad_pickle(self):
     os.makedirs(os.path.join(self.manual, 'mini_imagenet'))

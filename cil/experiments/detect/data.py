@@ -126,7 +126,7 @@ def load_pretrained(params, path: str):
   """
   if not os.path.exists(path):
     raise ValueError(f'Pretrained weights file {path!r} does not exist.')
-  stored = dict(np.load(path))
+  stored = dict(np.load(path, allow_pickle=False))
   loaded = []
 
   def replace(key_path, leaf):
