@@ -41,8 +41,12 @@ def _ours(images, labels):
   import jax
   import optax
   from cil import models
+  from cil import runtime
+  # The backend policy's lowering (im2col on CPUs and GPUs), as a runner
+  # would pass it.
   model = models.Conv4(num_classes=maml_setup.WAYS,
-                       features=maml_setup.FILTERS)
+                       features=maml_setup.FILTERS,
+                       conv_impl=runtime.policy().conv_impl)
   params = model.init(jax.random.key(0), images[:1])['params']
 
   def loss(p, x, y):

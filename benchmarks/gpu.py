@@ -88,7 +88,7 @@ def maml_section(smoke: bool, steps: int) -> list[dict]:
 def classify_section(smoke: bool, steps: int) -> list[dict]:
   # pylint: disable=g-import-not-at-top
   import configs
-  from cil import classify
+  from cil.experiments import classify
   from cil import models
   from cil import runtime
   seeds, batch, n = (2, 16, 256) if smoke else (5, 128, 8192)
@@ -125,12 +125,12 @@ def detect_section(smoke: bool, steps: int) -> list[dict]:
   """R2CNN's and the rotated Cascade R-CNN's train steps (CI loss)."""
   # pylint: disable=g-import-not-at-top
   from benchmarks import detect_setup
-  from cil.detection import train
+  from cil.experiments import detect
   size, backbone, width, images = ((128, 'resnet18', 8, 1) if smoke else
                                    (800, 'resnet50', 64, 2))
-  batch = train.synthetic_batch(images, size=size, max_gt=32)
+  batch = detect.synthetic_batch(images, size=size, max_gt=32)
   rows = []
-  for detector in train.DETECTORS:
+  for detector in detect.DETECTORS:
     step, state = detect_setup.train_step(
         detector, loss='ci', image_size=size, width=width, backbone=backbone)
     holder = {'state': state}

@@ -35,5 +35,14 @@ class NonFiniteError(RunError, FloatingPointError):
   """A loss, metric or parameter became NaN or infinite."""
 
 
+class Preempted(RunError):
+  """The run was asked to stop (SIGTERM) and stopped at a step boundary
+  with a checkpoint saved; rerunning the same command resumes it."""
+
+  # The exit status of a launcher stopped this way (BSD's EX_TEMPFAIL:
+  # "try again later"), so that a scheduler can requeue it.
+  EXIT_CODE = 75
+
+
 class DataNotFoundError(RunError, FileNotFoundError):
   """A dataset is neither prepared nor in its manual directory."""

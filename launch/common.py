@@ -6,7 +6,9 @@
   absl) quiet unless `--verbosity`/`-v` is given (`-v 0` shows INFO, `-v 1`
   debug), logs the devices at INFO, and turns a run error (a `ValueError`
   from validation, a `cil.errors.RunError`) into its message on stderr and
-  exit status 1; with `-v 1` the traceback is printed too;
+  exit status 1; with `-v 1` the traceback is printed too; a run stopped
+  by SIGTERM (`cil.errors.Preempted`: checkpointed, resumable) exits with
+  status 75;
 * joins a multi-process run (`cil.distributed`) when the distributed flags
   or their environment variables say so, before JAX starts: every process
   runs the same command with its own `--process_id` (docs/multihost.md);
@@ -151,6 +153,9 @@ def main(run: Callable[[], None]) -> Callable[[list], None]:
                  distributed.describe())
     try:
       run()
+    except errors.Preempted as e:  # SIGTERM: checkpointed, resumable.
+      print(f'stopped: {e}', file=sys.stderr)
+      sys.exit(errors.Preempted.EXIT_CODE)
     except (errors.RunError, ValueError) as e:
       if verbosity.present and verbosity.value >= 1:
         raise

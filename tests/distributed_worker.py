@@ -50,7 +50,7 @@ def step_problem():
 def fewshot_config():
   """The few-shot run of the resume test (the `smoke` variant, one loss)."""
   # pylint: disable=g-import-not-at-top
-  from cil import fewshot
+  from cil.experiments import fewshot
   from configs import fewshot as fewshot_configs
   c = fewshot_configs.get_config('smoke')
   c.losses = ('ci',)
@@ -63,7 +63,7 @@ def classify_config():
   """The classification run (the `smoke` variant: digits, one epoch; CI
   only, four seeds: one per device of two processes)."""
   # pylint: disable=g-import-not-at-top
-  from cil import classify
+  from cil.experiments import classify
   from configs import classify as classify_configs
   c = classify_configs.get_config('smoke')
   c.losses = ('ci',)
@@ -117,12 +117,12 @@ def main(argv):
     return
 
   if mode == 'classify':
-    from cil import classify
+    from cil.experiments import classify
     classify.run(classify_config(), os.path.join(out, 'classify'),
                  show_progress=False)
     return
 
-  from cil import fewshot
+  from cil.experiments import fewshot
   writes = []
   work = os.path.join(out, 'work')
   _audit_writes(work, writes)

@@ -16,15 +16,27 @@ happens around those steps is the same for all of them and lives here:
   parameters pass the guard and are checkpointed every `checkpoint_every`
   steps and at the end, and a callback (tests use it to interrupt a run)
   sees each step.
+* Pre-emption: a SIGTERM (what SLURM, Kubernetes and TPU VMs send before
+  they kill) received during `run` stops it at the next step boundary: the
+  state is checkpointed there, nothing is recorded as finished, and
+  `cil.errors.Preempted` is raised (launchers exit with its `EXIT_CODE`,
+  75). With several processes they agree on the step (one flag gathered
+  per step), so every process saves the same checkpoint. Rerunning the
+  same command resumes to the result of an uninterrupted run.
 
 A runner supplies only what differs: its step function, its scalars and
 its evaluation.
 """
 
+import signal
+import threading
+import time
 from typing import Any, Callable, Optional, Sequence
 
-import time
+import numpy as np
 
+from cil import distributed
+from cil import errors
 from cil import workdir as workdir_lib
 
 
@@ -105,22 +117,67 @@ class CellTraining:
     Raises:
       cil.errors.NonFiniteError: a scalar or the parameters became NaN or
         infinite (the last good checkpoint stays).
+      cil.errors.Preempted: a SIGTERM arrived; the state was checkpointed
+        at the step it stopped after.
     """
     self._log = self._work.metrics(self.cell, resume_step=self.start)
-    for i in range(self.start, num_steps):
-      started = time.perf_counter()
-      self.state, scalars = step(self.state, i)
-      workdir_lib.check_finite(self._guard, i + 1, **scalars)
-      self._log.write(i + 1, **scalars,
-                      **{seconds_key: time.perf_counter() - started})
-      if (i + 1) % self._every == 0 or i + 1 == num_steps:
-        workdir_lib.check_finite(self._guard, i + 1,
-                                 params=self.state.params)
-        self._checkpointer.save(i + 1, state_tree(self.state))
-      if callback is not None:
-        callback(i + 1, self.state, scalars)
+    with _SigtermFlag() as stop:
+      for i in range(self.start, num_steps):
+        started = time.perf_counter()
+        self.state, scalars = step(self.state, i)
+        workdir_lib.check_finite(self._guard, i + 1, **scalars)
+        self._log.write(i + 1, **scalars,
+                        **{seconds_key: time.perf_counter() - started})
+        saved = (i + 1) % self._every == 0 or i + 1 == num_steps
+        if saved:
+          self._save(i + 1)
+        if callback is not None:
+          callback(i + 1, self.state, scalars)
+        if i + 1 < num_steps and stop.agreed():
+          if not saved:
+            self._save(i + 1)
+          raise errors.Preempted(
+              f'{self.cell}: stopped by SIGTERM after step {i + 1} of '
+              f'{num_steps}, with a checkpoint of that step; nothing was '
+              f'recorded as finished. Rerun the same command to resume.')
     workdir_lib.check_finite(self._guard, num_steps, params=self.state.params)
     return self._log.records()
+
+  def _save(self, step: int) -> None:
+    workdir_lib.check_finite(self._guard, step, params=self.state.params)
+    self._checkpointer.save(step, state_tree(self.state))
+
+
+class _SigtermFlag:
+  """While active, a SIGTERM sets a flag instead of killing the process.
+
+  Only the main thread can install signal handlers; elsewhere (a runner
+  called from a worker thread) SIGTERM keeps its default action. The
+  previous handler is put back on exit.
+  """
+
+  def __init__(self):
+    self._raised = False
+    self._previous = None
+
+  def __enter__(self) -> '_SigtermFlag':
+    if threading.current_thread() is threading.main_thread():
+      self._previous = signal.signal(signal.SIGTERM, self._handle)
+    return self
+
+  def __exit__(self, *exc) -> None:
+    if self._previous is not None:
+      signal.signal(signal.SIGTERM, self._previous)
+
+  def _handle(self, signum, frame) -> None:
+    del signum, frame
+    self._raised = True
+
+  def agreed(self) -> bool:
+    """Whether any process was asked to stop (a collective with several)."""
+    if distributed.process_count() == 1:
+      return self._raised
+    return bool(distributed.allgather(np.array(self._raised)).any())
 
 
 def run_cells(work: workdir_lib.Workdir, cells: Sequence[str],

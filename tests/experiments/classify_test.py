@@ -5,6 +5,7 @@ resume, the record, CIFAR-LT, the launcher.
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -61,6 +62,34 @@ class ClassifyTest(absltest.TestCase):
   def _cfg(self, **kw):
     return _config(**{'protocols': ('odd25',), 'losses': ('ci',),
                       'seeds': 2, 'epochs': 3, 'checkpoint_every': 1, **kw})
+
+  def test_sigterm_checkpoints_and_the_rerun_resumes_to_the_same_run(self):
+    # checkpoint_every=2: epoch 1, where SIGTERM arrives, is not a
+    # checkpoint epoch, so the loop saves one there before it stops.
+    cfg = self._cfg(checkpoint_every=2)
+    handler = signal.getsignal(signal.SIGTERM)
+    whole = classify.run(cfg, self._workdir(), show_progress=False)
+    workdir = self._workdir()
+
+    def sigterm_in_epoch_1(protocol, loss, epoch):
+      del protocol, loss
+      if epoch == 1:
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    with self.assertRaisesRegex(
+        errors.Preempted, 'odd25/ci: stopped by SIGTERM after step 1 of 3'):
+      classify.run(cfg, workdir, show_progress=False,
+                   epoch_callback=sigterm_in_epoch_1)
+    self.assertFalse(os.path.exists(os.path.join(workdir, 'runs')))
+    self.assertTrue(os.path.isdir(
+        os.path.join(workdir, 'checkpoints', 'odd25', 'ci', '1')))
+    # The handler is put back: outside a run SIGTERM does what it did.
+    self.assertEqual(signal.getsignal(signal.SIGTERM), handler)
+    resumed = classify.run(cfg, workdir, show_progress=False)
+    a, b = whole['runs'][0], resumed['runs'][0]
+    self.assertEqual(a['train_loss_per_epoch'], b['train_loss_per_epoch'])
+    for x, y in zip(a['per_seed'], b['per_seed']):
+      self.assertEqual(x['confusion'], y['confusion'])
 
   def test_resume_after_kill_equals_uninterrupted(self):
     cfg = self._cfg()

@@ -7,6 +7,7 @@ import json
 import math
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -206,6 +207,23 @@ class ResumeTest(absltest.TestCase):
     self.assertEqual([s for n, s in seen if n == 'resumed'], [3, 4])
     jax.tree.map(np.testing.assert_array_equal, final['uninterrupted'],
                  final['resumed'])
+
+    # SIGTERM after step 1 (not a checkpoint step): checkpointed there,
+    # stopped with errors.Preempted, resumed from step 2 to the same end.
+    def sigterm_after_step_1(step, state, metrics):
+      del state, metrics
+      if step == 1:
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    with self.assertRaisesRegex(errors.Preempted, 'after step 1 of 4'):
+      detect.run(cfg, os.path.join(root, 'c'), show_progress=False,
+                 step_callback=sigterm_after_step_1)
+    detect.run(cfg, os.path.join(root, 'c'), show_progress=False,
+               step_callback=keep('after SIGTERM'))
+    self.assertEqual([s for n, s in seen if n == 'after SIGTERM'],
+                     [2, 3, 4])
+    jax.tree.map(np.testing.assert_array_equal, final['uninterrupted'],
+                 final['after SIGTERM'])
 
 
 @pytest.mark.slow

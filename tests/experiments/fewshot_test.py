@@ -3,6 +3,7 @@
 import dataclasses
 import os
 import shutil
+import signal
 import tempfile
 from unittest import mock
 
@@ -72,6 +73,26 @@ class FewShotRunTest(absltest.TestCase):
                      [r['query_accuracy'] for r in logs[1]])
     self.assertEqual(whole['runs'][0]['distributions'],
                      resumed['runs'][0]['distributions'])
+
+    # SIGTERM (a scheduler's pre-emption) after step 2 of 4: a checkpoint
+    # of step 2, nothing recorded, and the rerun resumes to the same run.
+    preempted_dir = self._workdir()
+
+    def sigterm(loss, step):
+      del loss
+      if step == 2:
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    with self.assertRaisesRegex(errors.Preempted,
+                                'ci: stopped by SIGTERM after step 2 of 4'):
+      fewshot.run(self.cfg, preempted_dir, show_progress=False,
+                  step_callback=sigterm)
+    self.assertFalse(os.path.exists(os.path.join(preempted_dir, 'runs')))
+    again = fewshot.run(self.cfg, preempted_dir, show_progress=False)
+    self.assertEqual(whole['runs'][0]['meta_loss'],
+                     again['runs'][0]['meta_loss'])
+    self.assertEqual(whole['runs'][0]['distributions'],
+                     again['runs'][0]['distributions'])
     # Table IV's shape and Fig. 5 are written.
     self.assertIn('| [1, 1, 1, 1, 4] | 0.4', resumed['table_markdown'])
     for ext in ('png', 'pdf', 'csv'):
