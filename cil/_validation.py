@@ -78,10 +78,25 @@ def _hard_labels_bad(labels, num_classes, where):
   return jnp.any(bad if where is None else bad & where)
 
 
+def soft_label_sum_tolerance(dtype) -> float:
+  """How far from 1 a soft label row may sum: 1e-2 in 16-bit floats
+  (bfloat16 keeps 8 significant bits, float16 11), 1e-4 in float32 and
+  wider."""
+  return 1e-2 if jnp.finfo(dtype).bits <= 16 else 1e-4
+
+
 @jax.jit
 def _soft_labels_bad(labels, where):
   bad = ~(labels >= 0) | ~jnp.isfinite(labels)  # NaN fails both.
   return jnp.any(bad if where is None else bad & where[:, None])
+
+
+@jax.jit
+def _soft_labels_off_sum(labels, where):
+  """The largest |row sum - 1| of the unmasked rows."""
+  off = jnp.abs(jnp.sum(labels.astype(jnp.float32), axis=-1) - 1)
+  return jnp.max(off if where is None else jnp.where(where, off, 0),
+                 initial=0.0)
 
 
 def _fetch_flag(fn, *args) -> bool:
@@ -118,6 +133,14 @@ def check_labels(labels, num_classes: int, batch_size: int,
       if _fetch_flag(_soft_labels_bad, labels, where):
         raise ValueError('Soft `labels` must be finite and non-negative '
                          '(a distribution over the classes per example).')
+      with jax.ensure_compile_time_eval():
+        off = float(jax.device_get(_soft_labels_off_sum(labels, where)))
+      tolerance = soft_label_sum_tolerance(dtype)
+      if off > tolerance:
+        raise ValueError(
+            f'Soft `labels` must sum to 1 over the classes (a distribution '
+            f'per example; {tolerance:g} allowed in {jnp.dtype(dtype).name}); '
+            f'a row is off by {off:.4g}.')
     return
   check_rank(labels, 1, 'labels')
   check_integer(labels, 'labels')

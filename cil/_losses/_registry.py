@@ -98,9 +98,13 @@ def checked(loss_fn: Callable[..., jax.Array]) -> Callable[..., tuple]:
     num_classes = jnp.shape(logits)[axis]
     labels_ = jnp.asarray(labels)
     if _is_soft(labels_):
-      ok = jnp.all((labels_ >= 0) & jnp.isfinite(labels_), axis=axis)
-      message = ('Soft `labels` must be finite and non-negative (a '
-                 'distribution over the classes per example).')
+      tolerance = v.soft_label_sum_tolerance(labels_.dtype)
+      ok = (jnp.all((labels_ >= 0) & jnp.isfinite(labels_), axis=axis)
+            & (jnp.abs(jnp.sum(labels_.astype(jnp.float32), axis=axis) - 1)
+               <= tolerance))
+      message = (f'Soft `labels` must be finite, non-negative and sum to 1 '
+                 f'(within {tolerance:g}): a distribution over the classes '
+                 f'per example.')
     else:
       ok = (labels_ >= 0) & (labels_ < num_classes)
       message = (f'`labels` must be in [0, {num_classes}) (num_classes = the '

@@ -281,6 +281,19 @@ class SoftLabelsTest(parameterized.TestCase):
     with self.assertRaisesRegex(ValueError, 'finite and non-negative'):
       losses.ci_loss(logits, jnp.array([[0.5, 0.5, 0.0], [-0.1, 1.1, 0.0]]),
                      jnp.ones(3))
+    # Rows must sum to 1: twice a distribution would double every loss.
+    doubled = jnp.array([[1.0, 1.0, 0.0], [0.0, 2.0, 0.0]])
+    for name in losses.LOSS_NAMES:
+      with self.subTest(name), self.assertRaisesRegex(
+          ValueError, r'must sum to 1 .*0.0001 allowed in float32.*off by 1'):
+        losses.get_loss(name)(logits, doubled, jnp.ones(3))
+    # The tolerance follows the labels' precision; masked rows are skipped.
+    near = jnp.array([[0.502, 0.503, 0.0], [0.0, 1.0, 0.0]])
+    with self.assertRaisesRegex(ValueError, 'off by 0.005'):
+      losses.ci_loss(logits, near, jnp.ones(3))
+    losses.ci_loss(logits, near.astype(jnp.bfloat16), jnp.ones(3))
+    losses.ci_loss(logits, doubled, jnp.ones(3),
+                   where=jnp.array([False, False]))
 
 
 class TransferGuardTest(absltest.TestCase):

@@ -109,7 +109,10 @@ class CheckedModeTest(absltest.TestCase):
         (jnp.array([0, 1, 2]), counts.at[1].set(0.0),
          '`class_counts` must be positive and finite'),
         (jnp.full((3, 4), -0.25), counts,
-         'Soft `labels` must be finite and non-negative')):
+         'Soft `labels` must be finite, non-negative and sum to 1'),
+        (jnp.full((3, 4), 0.5), counts,  # Rows summing to 2.
+         r'sum to 1 \(within 0.0001\)'),
+        (jnp.full((3, 4), jnp.nan), counts, 'must be finite')):
       err, _ = step(logits, labels, bad_counts)
       with self.assertRaisesRegex(Exception, message):
         err.throw()
