@@ -236,18 +236,41 @@ class Checkpointer:
                        f'{max_to_keep}.')
     self._ocp = ocp
     self.directory = os.path.abspath(directory)
-    self._manager = ocp.CheckpointManager(
-        self.directory,
-        options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep,
-                                             create=True))
+    self._max_to_keep = max_to_keep
+    self._manager = self._new_manager()
     self._sums_path = os.path.join(self.directory, 'checksums.json')
     self._primary = distributed.is_primary()
     self.skipped: list[str] = []
+
+  def _new_manager(self):
+    return self._ocp.CheckpointManager(
+        self.directory, options=self._ocp.CheckpointManagerOptions(
+            max_to_keep=self._max_to_keep, create=True))
 
   def _sums(self) -> dict:
     if not os.path.exists(self._sums_path):
       return {}
     return read_json(self._sums_path)
+
+  def _recorded_sums(self) -> Optional[dict]:
+    """The recorded checksums, or None when the record is missing or
+    damaged (then moved aside to `checksums.json.damaged`, with a
+    warning)."""
+    if not os.path.exists(self._sums_path):
+      return None
+    try:
+      sums = read_json(self._sums_path)
+      if not isinstance(sums, dict):
+        raise errors.CorruptFileError(f'{self._sums_path} is not a mapping.')
+      return sums
+    except errors.CorruptFileError:
+      logging.warning('%s is damaged (moved to %s.damaged); checkpoints are '
+                      'restored unverified (they must read and be finite) '
+                      'and their checksums recorded anew.', self._sums_path,
+                      self._sums_path)
+      if self._primary:
+        os.replace(self._sums_path, self._sums_path + '.damaged')
+      return None
 
   def steps(self) -> list[int]:
     return sorted(self._manager.all_steps())
@@ -277,10 +300,17 @@ class Checkpointer:
   def restore(self, target: Any) -> tuple[int, Any]:
     """`(step, tree)` of the newest good checkpoint, or `(0, target)`.
 
+    A step that cannot be read is tried with a fresh Orbax manager for the
+    next one (a damaged step must not make an intact one unreadable). When
+    `checksums.json` is missing or damaged, steps that read and hold finite
+    values are restored unverified, with a warning, and their checksums
+    are recorded again; with an intact record, a step it lacks or
+    contradicts is skipped.
+
     Raises:
       errors.CheckpointError: checkpoints exist but none of them is good.
     """
-    sums = self._sums()
+    sums = self._recorded_sums()
     problems = []
     for step in sorted(self._manager.all_steps(), reverse=True):
       try:
@@ -290,17 +320,24 @@ class Checkpointer:
         first = str(e).strip().splitlines()[0][:200] if str(e) else ''
         problems.append((step, f'could not be read ({type(e).__name__}: '
                                f'{first})'))
+        self._manager.close()  # Its state may speak of this step only.
+        self._manager = self._new_manager()
         continue
       host = distributed.to_host(tree)  # Gathered once for both checks.
       where = first_non_finite(host)
       if where is not None:
         problems.append((step, f'holds non-finite values ({where})'))
         continue
-      expected = sums.get(str(step))
-      if expected is None:
+      if sums is None:
+        logging.warning('Checkpoint %s/%d restored without a recorded '
+                        'checksum (it reads and is finite).', self.directory,
+                        step)
+        if self._primary:
+          write_json(self._sums_path, {str(step): tree_checksum(host)})
+      elif sums.get(str(step)) is None:
         problems.append((step, 'has no recorded checksum'))
         continue
-      if tree_checksum(host) != expected:
+      elif tree_checksum(host) != sums[str(step)]:
         problems.append((step, 'does not match its recorded checksum'))
         continue
       for bad, why in problems:
@@ -314,7 +351,8 @@ class Checkpointer:
       listing = '; '.join(f'step {s} {why}' for s, why in problems)
       raise errors.CheckpointError(
           f'No checkpoint under {self.directory} can be restored: {listing}. '
-          f'Delete that folder to start this cell again.')
+          f'Each step was tried on its own; delete {self.directory} to '
+          f'start this cell again.')
     return 0, target
 
   def close(self) -> None:

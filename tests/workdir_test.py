@@ -90,6 +90,43 @@ class CheckpointerTest(absltest.TestCase):
     self.assertEqual(step, 2)
     self.assertLen(skipped, 1)
 
+  def test_a_half_removed_newest_step_does_not_condemn_the_previous(self):
+    # The newest step's item folder deleted (a half-removed step): its
+    # error is reported for it alone, and step 2 restores.
+    self._saved()
+    shutil.rmtree(os.path.join(self.dir, '3', 'default'))
+    step, tree, skipped = self._restore()
+    self.assertEqual(step, 2)
+    np.testing.assert_array_equal(tree['params']['w'],
+                                  _tree(2.0)['params']['w'])
+    self.assertLen(skipped, 1)
+    self.assertIn(f'{self.dir}/3 could not be read', skipped[0])
+
+  def test_a_lost_or_damaged_checksum_record_keeps_good_checkpoints(self):
+    sums = os.path.join(self.dir, 'checksums.json')
+    for damage in ('garbled', 'deleted'):
+      with self.subTest(damage):
+        self._saved()
+        if damage == 'garbled':
+          with open(sums, 'w') as f:
+            f.write('{garbage')
+        else:
+          os.remove(sums)
+        with self.assertLogs(level='WARNING') as logs:
+          step, tree, _ = self._restore()
+        self.assertEqual(step, 3)  # Reads and is finite: kept.
+        np.testing.assert_array_equal(tree['params']['w'],
+                                      _tree(3.0)['params']['w'])
+        self.assertTrue(any('restored without a recorded checksum' in m
+                            for m in logs.output), logs.output)
+        # Its checksum is recorded again, so the next restore verifies it.
+        self.assertEqual(list(wd.read_json(sums)), ['3'])
+        self.assertEqual(self._restore()[0], 3)
+        if damage == 'garbled':
+          self.assertTrue(os.path.exists(sums + '.damaged'))
+        shutil.rmtree(self.dir)
+        os.makedirs(self.dir)
+
   def test_all_damaged_is_a_named_error(self):
     self._saved()
     with open(os.path.join(self.dir, 'checksums.json'), 'w') as f:
