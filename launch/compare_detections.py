@@ -34,6 +34,10 @@ _SEED = flags.DEFINE_integer('seed', 0, 'Bootstrap seed.')
 _IOU = flags.DEFINE_float('iou', 0.6, 'IoU threshold (a match needs >).')
 _OUT = flags.DEFINE_string('out', None, 'Also write the table here (and '
                            'the numbers as JSON beside it).')
+_MISSING_AS_EMPTY = flags.DEFINE_bool(
+    'missing_as_empty', False, 'Count a test image without a prediction '
+    'file in a run folder as having no detections (the table says how '
+    'many); by default a missing file is an error.')
 flags.mark_flags_as_required(['gt', 'runs'])
 
 
@@ -64,7 +68,8 @@ def run():
   result = evaluate.compare_folders(
       _GT.value, _parse_runs(_RUNS.value), baseline=_BASELINE.value,
       differences=_parse_differences(_DIFFERENCES.value),
-      samples=_SAMPLES.value, seed=_SEED.value, iou_threshold=_IOU.value)
+      samples=_SAMPLES.value, seed=_SEED.value, iou_threshold=_IOU.value,
+      missing_as_empty=_MISSING_AS_EMPTY.value)
   table = evaluate.comparison_markdown(result)
   print(table, end='')
   if _OUT.value:

@@ -59,7 +59,8 @@ def compare_folders(gt_dir: str, preds: dict, *,
                     differences: Sequence[tuple[str, str]] = (),
                     samples: int = 1000,
                     seed: int = 0, iou_threshold: float = 0.6,
-                    ap_method: str = '11point') -> dict:
+                    ap_method: str = '11point',
+                    missing_as_empty: bool = False) -> dict:
   """Several runs' detections on one test set: per-class AP and paired CIs.
 
   Args:
@@ -70,6 +71,16 @@ def compare_folders(gt_dir: str, preds: dict, *,
     samples, seed: the bootstrap over test images
       (`metrics.bootstrap_map`).
     iou_threshold, ap_method: matching and AP, as `metrics.evaluate`.
+    missing_as_empty: count a test image without a prediction file in a
+      run's folder as one with no detections (the table then says how many
+      were missing); by default a missing file is an error, since a
+      partly copied folder would otherwise read as a run that detected
+      nothing there.
+
+  Raises:
+    ValueError: a run's folder does not exist, or (without
+      `missing_as_empty`) lacks prediction files of test images; the
+      message names the run and the images.
 
   Returns:
     `{'classes', 'num_gt' (per class), 'runs': {name: evaluate result},
@@ -77,8 +88,22 @@ def compare_folders(gt_dir: str, preds: dict, *,
   """
   gt = read_ground_truth(gt_dir)
   classes = sorted({str(x) for g in gt.values() for x in g.labels})
-  dets = {name: det_io.read_folder(folder, detections=True)
-          for name, folder in preds.items()}
+  dets, missing = {}, {}
+  for name, folder in preds.items():
+    if not os.path.isdir(folder):
+      raise ValueError(f'Prediction folder of run {name!r}, {folder!r}, '
+                       f'does not exist.')
+    dets[name] = det_io.read_folder(folder, detections=True)
+    absent = sorted(set(gt) - set(dets[name]))
+    if absent and not missing_as_empty:
+      shown = ', '.join(absent[:5]) + (', ...' if len(absent) > 5 else '')
+      raise ValueError(
+          f'Run {name!r} ({folder}) has no prediction file for {len(absent)} '
+          f'of the {len(gt)} test images ({shown}); copy them, or pass '
+          f'--missing_as_empty to count those images as having no '
+          f'detections.')
+    if absent:
+      missing[name] = absent
   runs = {name: metrics.evaluate(d, gt, classes=classes,
                                  iou_threshold=iou_threshold,
                                  ap_method=ap_method)
@@ -95,6 +120,7 @@ def compare_folders(gt_dir: str, preds: dict, *,
                        'baseline': baseline,
                        'differences': [list(p) for p in differences],
                        'samples': samples,
+                       'missing_predictions': missing,
                        'seed': seed, 'iou_threshold': iou_threshold,
                        'ap_method': ap_method,
                        'preds': {k: os.path.abspath(v)
@@ -109,6 +135,10 @@ def comparison_markdown(result: dict) -> str:
            f"on {s['images']} test images, %; 95 % CIs from "
            f"{s['samples']} paired bootstrap draws of the test images "
            f"(seed {s['seed']}).", '',
+           *[f"Run {n}: {len(m)} test images had no prediction file and "
+             f"count as having no detections (--missing_as_empty)."
+             for n, m in s.get('missing_predictions', {}).items()],
+           *([''] if s.get('missing_predictions') else []),
            '| class | GT | ' + ' | '.join(names) + ' |',
            '|---|---|' + '---|' * len(names)]
 

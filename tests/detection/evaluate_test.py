@@ -110,6 +110,29 @@ class EvaluateCliTest(absltest.TestCase):
                   bad.stderr)
     self.assertNotIn('Traceback', bad.stderr)
 
+    # A run folder missing 3 of the 4 prediction files is an error naming
+    # the run and the images, not a run that "detected nothing" there ...
+    partial = os.path.join(root, 'partial')
+    os.makedirs(partial)
+    first = sorted(gt)[0]
+    shutil.copy(os.path.join(root, 'perfect', first + '.txt'), partial)
+    runs = {'perfect': os.path.join(root, 'perfect'), 'partial': partial}
+    with self.assertRaisesRegex(
+        ValueError, r"Run 'partial' .* no prediction file for 3 of the 4 "
+        r'test images .*--missing_as_empty'):
+      evaluate.compare_folders(os.path.join(root, 'gt'), runs, samples=10)
+    # ... unless asked, and then the table says so.
+    result = evaluate.compare_folders(os.path.join(root, 'gt'), runs,
+                                      samples=10, missing_as_empty=True)
+    self.assertLen(result['settings']['missing_predictions']['partial'], 3)
+    self.assertIn('Run partial: 3 test images had no prediction file',
+                  evaluate.comparison_markdown(result))
+    # A run folder that does not exist is named as the run's.
+    with self.assertRaisesRegex(ValueError, "Prediction folder of run 'b', "
+                                "'/nonexistent/b', does not exist"):
+      evaluate.compare_folders(os.path.join(root, 'gt'),
+                               {'a': runs['perfect'], 'b': '/nonexistent/b'})
+
 
 if __name__ == '__main__':
   absltest.main()
