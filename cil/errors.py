@@ -44,5 +44,10 @@ class Preempted(RunError):
   EXIT_CODE = 75
 
 
+class WriteError(RunError, OSError):
+  """A file of the run could not be written (a full disk, say); what was
+  there before is left as it was."""
+
+
 class DataNotFoundError(RunError, FileNotFoundError):
   """A dataset is neither prepared nor in its manual directory."""

@@ -71,21 +71,37 @@ def _finite_or_none(obj: Any) -> Any:
 
 
 def write_text(path: str, text: str) -> None:
-  """Writes `text` to `path` atomically (temporary file, fsync, rename)."""
+  """Writes `text` to `path` atomically (temporary file, fsync, rename).
+
+  Raises:
+    errors.WriteError: it could not be written (a full disk, no
+      permission); the previous file, if any, is left as it was.
+  """
   directory = os.path.dirname(os.path.abspath(path))
-  os.makedirs(directory, exist_ok=True)
-  fd, tmp = tempfile.mkstemp(dir=directory, prefix='.tmp-',
-                             suffix=os.path.basename(path))
+  tmp = None
   try:
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix='.tmp-',
+                               suffix=os.path.basename(path))
     with os.fdopen(fd, 'w', encoding='utf-8') as f:
       f.write(text)
       f.flush()
       os.fsync(f.fileno())
     os.replace(tmp, path)
-  except BaseException:
-    with contextlib.suppress(OSError):
-      os.unlink(tmp)
+  except BaseException as e:
+    if tmp is not None:
+      with contextlib.suppress(OSError):
+        os.unlink(tmp)
+    if isinstance(e, OSError) and not isinstance(e, errors.RunError):
+      raise _write_error(path, e) from None
     raise
+
+
+def _write_error(path: str, e: OSError) -> errors.WriteError:
+  return errors.WriteError(
+      e.errno, f'Could not write {path}: {e.strerror or e}; what it held '
+      f'before is unchanged. Free space (or fix the permissions) and rerun '
+      f'the same command to resume.')
 
 
 def write_json(path: str, obj: Any, *, indent: Optional[int] = 1) -> None:
@@ -288,9 +304,19 @@ class Checkpointer:
       sums = self._sums()
       sums[str(step)] = checksum
       write_json(self._sums_path, sums)
-    self._manager.save(step, args=self._ocp.args.StandardSave(
-        _for_orbax(tree)), force=True)
-    self._manager.wait_until_finished()
+    try:
+      self._manager.save(step, args=self._ocp.args.StandardSave(
+          _for_orbax(tree)), force=True)
+      self._manager.wait_until_finished()
+    except Exception as e:  # pylint: disable=broad-except
+      if not isinstance(e, OSError) and 'No space left' not in str(e):
+        raise
+      raise errors.WriteError(
+          getattr(e, 'errno', None),
+          f'Could not write the checkpoint of step {step} under '
+          f'{self.directory}: {getattr(e, "strerror", None) or e}. The '
+          f'previous checkpoints are unchanged; free space and rerun the '
+          f'same command to resume from them.') from None
     if self._primary:
       kept = {str(s) for s in self._manager.all_steps()}
       write_json(self._sums_path, {k: v for k, v in self._sums().items()
@@ -418,8 +444,11 @@ class MetricsLog:
     self._records.append(record)
     if self._file is None:
       return
-    self._file.write(json.dumps(record) + '\n')
-    self._file.flush()
+    try:
+      self._file.write(json.dumps(record) + '\n')
+      self._file.flush()
+    except OSError as e:  # A torn last line is dropped on resume.
+      raise _write_error(self._file.name, e) from None
     if self._tb is not None:
       for k, v in scalars.items():
         self._tb.add_scalar(k, float(v), int(step))

@@ -1,11 +1,13 @@
 """Tests for cil.workdir: lock, claim, atomic JSON, checkpoints, guard, logs."""
 
+import errno
 import json
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
+from unittest import mock
 
 from absl.testing import absltest
 import numpy as np
@@ -127,6 +129,21 @@ class CheckpointerTest(absltest.TestCase):
         shutil.rmtree(self.dir)
         os.makedirs(self.dir)
 
+  def test_a_full_disk_during_a_save_keeps_the_previous_checkpoints(self):
+    self._saved()
+    ckpt = wd.Checkpointer(self.dir)
+    full = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    with mock.patch.object(ckpt._manager, 'save', side_effect=full):
+      with self.assertRaisesRegex(
+          errors.WriteError, 'Could not write the checkpoint of step 4 under '
+          '.*No space left on device. The previous checkpoints are '
+          'unchanged'):
+        ckpt.save(4, _tree(4.0))
+    ckpt.close()
+    step, tree, skipped = self._restore()
+    self.assertEqual(step, 3)
+    self.assertEmpty(skipped)
+
   def test_all_damaged_is_a_named_error(self):
     self._saved()
     with open(os.path.join(self.dir, 'checksums.json'), 'w') as f:
@@ -184,6 +201,29 @@ class GuardAndFilesTest(absltest.TestCase):
       f.write('{"step": 1}\nnot json\n{"step": 2}\n{"step": 3}\n')
     with self.assertRaisesRegex(errors.CorruptFileError, 'm.jsonl, line 2'):
       wd.MetricsLog(path, resume_step=5)
+
+  def test_a_full_disk_is_named_and_leaves_the_previous_file(self):
+    path = os.path.join(tempfile.mkdtemp(), 'runs', 'odd10__ci.json')
+    wd.write_json(path, {'accuracy': 0.5})
+    full = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    with mock.patch.object(wd.os, 'fsync', side_effect=full):
+      with self.assertRaisesRegex(errors.WriteError,
+                                  f'Could not write {path}: No space left '
+                                  'on device; what it held before is '
+                                  'unchanged'):
+        wd.write_json(path, {'accuracy': 0.9})
+    self.assertEqual(wd.read_json(path), {'accuracy': 0.5})
+    self.assertEqual(os.listdir(os.path.dirname(path)), ['odd10__ci.json'])
+    # A metrics line that cannot be written names the log.
+    log_path = os.path.join(os.path.dirname(path), 'm.jsonl')
+    log = wd.MetricsLog(log_path, resume_step=0)
+    log.write(1, loss=0.5)
+    with mock.patch.object(log._file, 'write', side_effect=full):
+      with self.assertRaisesRegex(errors.WriteError,
+                                  f'Could not write {log_path}'):
+        log.write(2, loss=0.25)
+    log.close()
+    self.assertEqual([r['step'] for r in wd.read_metrics(log_path)], [1])
 
   def test_metrics_log_of_random_bytes_is_named(self):
     path = os.path.join(tempfile.mkdtemp(), 'm.jsonl')
