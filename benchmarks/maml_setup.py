@@ -78,7 +78,7 @@ def meta_step(shape: tuple[int, int, int], *, first_order: bool,
       adaptation_steps=1 if smoke else INNER_STEPS,
       test_adaptation_steps=1 if smoke else INNER_STEPS,
       first_order=first_order, inner_loss='ce', outer_loss='ce',
-      task_map=task_map)
+      task_map=task_map or runtime.policy().task_map)
   batch = jax.device_put(tasks(*shape))
   model = models.Conv4(num_classes=WAYS, features=8 if smoke else FILTERS,
                        pools=3 if smoke else 4,
@@ -88,7 +88,9 @@ def meta_step(shape: tuple[int, int, int], *, first_order: bool,
                        dtype=dtype or jnp.float32)
   holder = {'state': maml.create_state(model, cfg, jax.random.key(0),
                                        batch['support_images'][0])}
-  step = maml.parallel_meta_train_step(cfg, parallel='none')
+  step = maml.parallel_meta_train_step(
+      cfg, parallel='none',
+      compiler_options=runtime.policy().meta_step_compiler_options)
 
   def run() -> dict:
     holder['state'], metrics = step(holder['state'], batch)

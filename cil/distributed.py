@@ -96,10 +96,6 @@ class Settings:
         raise ValueError(f'coordinator_address must be host:port (flag '
                          f'--coordinator_address or JAX_COORDINATOR_ADDRESS)'
                          f', got {address!r}.')
-      if self.coordinator_address and num <= 1:
-        raise ValueError(f'--coordinator_address {address} is given but '
-                         f'the run has one process; set --num_processes '
-                         f'(and --process_id) for a multi-process run.')
     if num > 1:
       if not address:
         raise ValueError(

@@ -213,10 +213,8 @@ class SettingsTest(absltest.TestCase):
         (dict(num_processes=2, coordinator_address='h:1', process_id=2),
          r'process_id must be in \[0, 2\)'),
         (dict(process_id=1), 'needs num_processes > 1'),
-        # An address alone (no port, or no second process) is not ignored.
+        # An address without a port is refused even for one process.
         (dict(coordinator_address='localhost'), 'must be host:port'),
-        (dict(coordinator_address='localhost:1234'),
-         'the run has one process; set --num_processes'),
         (dict(cpu_devices=-1), 'cpu_devices must be >= 0'),
     ]
     for kwargs, message in cases:
