@@ -34,6 +34,7 @@ import numpy as np
 import pytest
 
 from cil import distributed
+from cil import errors
 from cil import maml
 from cil import workdir as workdir_lib
 
@@ -139,6 +140,22 @@ class TwoProcessTest(absltest.TestCase):
 
       _check_ok(_run_workers('fewshot', out), 'resumed')
       uninterrupted = os.path.join(dirs['uninterrupted'], 'work')
+
+      # SIGTERM to process 1 alone after meta-step 1 (not a checkpoint
+      # step): both processes stop after that step with its checkpoint and
+      # exit 75; the rerun resumes to the uninterrupted result.
+      sigterm = os.path.join(out, 'sigterm')
+      os.makedirs(sigterm)
+      stopped = _run_workers('fewshot_sigterm', sigterm)
+      self.assertEqual([r.returncode for r in stopped],
+                       [errors.Preempted.EXIT_CODE] * 2,
+                       [r.stdout[-2000:] for r in stopped])
+      self.assertEqual(sorted(os.listdir(os.path.join(
+          sigterm, 'work', 'checkpoints', 'ci'))), ['1', 'checksums.json'])
+      _check_ok(_run_workers('fewshot', sigterm), 'after SIGTERM')
+      chex.assert_trees_all_close(
+          _final_params(os.path.join(sigterm, 'work'), cfg.meta_steps),
+          _final_params(uninterrupted, cfg.meta_steps), atol=1e-6, rtol=1e-6)
       chex.assert_trees_all_close(_final_params(work, cfg.meta_steps),
                                   _final_params(uninterrupted,
                                                 cfg.meta_steps),

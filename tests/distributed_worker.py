@@ -19,6 +19,7 @@ collectives, two fake CPU devices per process) and does MODE:
 
 import json
 import os
+import signal
 import sys
 
 KILLED = 17
@@ -127,13 +128,19 @@ def main(argv):
   work = os.path.join(out, 'work')
   _audit_writes(work, writes)
 
+  from cil import errors
+
   def callback(unused_loss, step):
     if mode == 'fewshot_kill' and step == KILL_AT:
       os._exit(KILLED)  # pylint: disable=protected-access
+    if mode == 'fewshot_sigterm' and step == 1 and pid == 1:
+      os.kill(os.getpid(), signal.SIGTERM)  # This process only.
 
   try:
     fewshot.run(fewshot_config(), work, show_progress=False,
                 step_callback=callback)
+  except errors.Preempted:
+    sys.exit(errors.Preempted.EXIT_CODE)
   finally:
     with open(os.path.join(out, f'writes_{pid}.json'), 'w',
               encoding='utf-8') as f:
