@@ -32,6 +32,7 @@ Launchers catch `cil.errors.RunError` and exit non-zero with its message.
 import contextlib
 import datetime
 import fcntl
+import gc
 import hashlib
 import json
 import logging as std_logging
@@ -227,6 +228,28 @@ def _for_orbax(tree: Any) -> Any:
   return jax.tree.map(leaf, tree)
 
 
+@contextlib.contextmanager
+def _quiet_closed_event_loops():
+  """Drops the "Event loop is closed" errors an unreadable checkpoint
+  leaves behind in Orbax's I/O threads (printed as raw tracebacks, though
+  the step is already reported and skipped); every other unraisable
+  error still reaches the previous hook."""
+  previous = sys.unraisablehook
+
+  def hook(unraisable):
+    value = unraisable.exc_value
+    if not (isinstance(value, RuntimeError)
+            and str(value) == 'Event loop is closed'):
+      previous(unraisable)
+
+  sys.unraisablehook = hook
+  try:
+    yield
+  finally:
+    gc.collect()  # Let the failed reads' leftovers go while the hook holds.
+    sys.unraisablehook = previous
+
+
 class Checkpointer:
   """Orbax checkpoints of one pytree, verified on restore.
 
@@ -336,6 +359,10 @@ class Checkpointer:
     Raises:
       errors.CheckpointError: checkpoints exist but none of them is good.
     """
+    with _quiet_closed_event_loops():
+      return self._restore(target)
+
+  def _restore(self, target: Any) -> tuple[int, Any]:
     sums = self._recorded_sums()
     problems = []
     for step in sorted(self._manager.all_steps(), reverse=True):

@@ -14,6 +14,7 @@ import numpy as np
 
 from cil import errors
 from cil import workdir as wd
+import testutil
 from testutil import ROOT
 
 
@@ -143,6 +144,31 @@ class CheckpointerTest(absltest.TestCase):
     step, tree, skipped = self._restore()
     self.assertEqual(step, 3)
     self.assertEmpty(skipped)
+
+  def test_a_truncated_step_falls_back_without_a_raw_traceback(self):
+    # In a child process, to see what it prints: Orbax's I/O threads used
+    # to leave "Event loop is closed" tracebacks on stderr.
+    code = (
+        'import os, numpy as np\n'
+        'from cil import workdir as wd\n'
+        f'd = {self.dir!r}\n'
+        'tree = lambda v: {"params": {"w": np.full((64, 64), v, '
+        'np.float32)}, "step": np.array(int(v), np.int32)}\n'
+        'c = wd.Checkpointer(d); c.save(1, tree(1.0)); c.save(2, tree(2.0))\n'
+        'c.close()\n'
+        'for root, _, names in os.walk(os.path.join(d, "2")):\n'
+        '  if os.path.basename(root) == "d":\n'
+        '    for n in names:\n'
+        '      p = os.path.join(root, n)\n'
+        '      open(p, "r+b").truncate(os.path.getsize(p) // 3)\n'
+        'c = wd.Checkpointer(d); print("restored", c.restore(tree(0.0))[0])\n'
+        'c.close()\n')
+    result = testutil.run_python(code)
+    self.assertEqual(result.returncode, 0, result.stderr[-2000:])
+    self.assertIn('restored 1', result.stdout)
+    self.assertIn('2 could not be read', result.stderr)
+    self.assertNotIn('Traceback', result.stderr)
+    self.assertNotIn('Event loop is closed', result.stderr)
 
   def test_all_damaged_is_a_named_error(self):
     self._saved()
