@@ -118,16 +118,6 @@ def _field_paths(config, prefix: str = '') -> list:
   return out
 
 
-def write_output(path: str, text: str, *, flag: str = '--out') -> None:
-  """Writes a launcher's output file (its folders made as needed); a path
-  that cannot be written is a named error, not a traceback."""
-  try:
-    workdir.write_text(path, text)
-  except OSError as e:
-    raise errors.RunError(f'{flag} {path} cannot be written '
-                          f'({e.strerror or e}).') from None
-
-
 def main(run: Callable[[], None]) -> Callable[[list], None]:
   """An `app.run` main that calls `run()` as described above."""
 

@@ -12,6 +12,7 @@ seed, with its 95 % CI in percentage points; `*` marks a CI that excludes
 
 from absl import flags
 
+from cil import workdir
 from cil.experiments import report
 from launch import common
 
@@ -30,7 +31,8 @@ def run():
                                  metric=_METRIC.value)
   print(table)
   if _OUT.value:
-    common.write_output(_OUT.value, table + '\n')
+    # Its folders are made; a path it cannot write is a named error.
+    workdir.write_text(_OUT.value, table + '\n')
 
 
 if __name__ == '__main__':

@@ -19,6 +19,7 @@ import os
 
 from absl import flags
 
+from cil import workdir
 from cil.detection import evaluate
 from launch import common
 
@@ -73,9 +74,10 @@ def run():
   table = evaluate.comparison_markdown(result)
   print(table, end='')
   if _OUT.value:
-    common.write_output(_OUT.value, table)
-    common.write_output(os.path.splitext(_OUT.value)[0] + '.json',
-                        json.dumps(result, indent=1))
+    # Its folders are made; a path it cannot write is a named error.
+    workdir.write_text(_OUT.value, table)
+    workdir.write_text(os.path.splitext(_OUT.value)[0] + '.json',
+                       json.dumps(result, indent=1))
     print(f'Wrote {_OUT.value}')
 
 
