@@ -140,7 +140,10 @@ class CellTraining:
               f'{self.cell}: stopped by SIGTERM after step {i + 1} of '
               f'{num_steps}, with a checkpoint of that step; nothing was '
               f'recorded as finished. Rerun the same command to resume.')
-    workdir_lib.check_finite(self._guard, num_steps, params=self.state.params)
+    if self.start >= num_steps:  # Restored finished: nothing checked it yet.
+      workdir_lib.check_finite(self._guard, num_steps,
+                               params=self.state.params)
+    # Otherwise the last step was checkpointed, and its parameters checked.
     return self._log.records()
 
   def _save(self, step: int) -> None:
