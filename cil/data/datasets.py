@@ -21,6 +21,7 @@ Prepared datasets live in `data_dir` (argument, else `CIL_DATA_DIR`, else
 TFDS's default `~/tensorflow_datasets`).
 """
 
+import contextlib
 import dataclasses
 import os
 from typing import Optional
@@ -54,6 +55,31 @@ _DATASETS = {
     'cifar100': (builders.CilCifar100, 'cifar100', None, ('train', 'test')),
 }
 DATASET_NAMES = tuple(_DATASETS)
+
+
+def _directories(root: str) -> set:
+  return {dirpath for dirpath, _, _ in os.walk(root)}
+
+
+@contextlib.contextmanager
+def _removing_what_a_failed_build_left(data_dir: str):
+  """On an error, removes the empty folders the build made under `data_dir`.
+
+  A failed `download_and_prepare` leaves `downloads/extracted/` (with, for
+  builders that extract archives, empty `tmp*tfds` folders) and the empty
+  `<name>/<version>/` folders; a later build does not need them and they
+  make a failed build look half-done. Folders that existed before, and any
+  folder that is not empty, are kept.
+  """
+  data_dir = os.fspath(data_dir)
+  before = _directories(data_dir)
+  try:
+    yield
+  except BaseException:
+    for path in sorted(_directories(data_dir) - before, reverse=True):
+      with contextlib.suppress(OSError):
+        os.rmdir(path)  # Only if empty; children come first (reverse).
+    raise
 
 
 @dataclasses.dataclass(frozen=True)
@@ -191,8 +217,9 @@ def load(name: str, split: str, *, data_dir: Optional[str] = None,
             f'directory is set ({_MANUAL_DIR_SETTINGS}).\n'
             f'{builder_cls.MANUAL_DOWNLOAD_INSTRUCTIONS}')
       try:
-        builder.download_and_prepare(
-            download_config=tfds.download.DownloadConfig(manual_dir=manual))
+        with _removing_what_a_failed_build_left(builder.data_dir_root):
+          builder.download_and_prepare(
+              download_config=tfds.download.DownloadConfig(manual_dir=manual))
       except FileNotFoundError as e:  # The builder names what is missing.
         raise errors.DataNotFoundError(
             f'{e} (the manual directory is {_MANUAL_DIR_SETTINGS})') from None

@@ -380,6 +380,32 @@ class BuilderTest(parameterized.TestCase):
                                 r'truncated'):
       list(builder._generate_examples(flipped))
 
+  def test_a_failed_build_leaves_the_data_dir_as_it_was(self):
+    # A damaged source file stops the build; so does an extracting
+    # builder's error after TFDS made its `tmp*tfds` extraction folder.
+    os.makedirs(os.path.join(self.data_dir, 'kept'))  # Existing: kept.
+    os.makedirs(os.path.join(self.manual, 'mnist'))
+    for name in ('train-images-idx3-ubyte.gz', 'train-labels-idx1-ubyte.gz',
+                 't10k-images-idx3-ubyte.gz', 't10k-labels-idx1-ubyte.gz'):
+      with open(os.path.join(self.manual, 'mnist', name), 'wb') as f:
+        f.write(b'\x1f\x8b not gzip')
+    with self.assertRaisesRegex(ValueError, 'damaged or truncated'):
+      data.load('mnist', 'train', data_dir=self.data_dir,
+                manual_dir=self.manual)
+    self.assertEqual(os.listdir(self.data_dir), ['kept'])
+
+    def extract_then_fail(builder, dl_manager):
+      del builder
+      os.makedirs(os.path.join(dl_manager.download_dir, 'extracted',
+                               'tmpab12cdtfds'))
+      raise ValueError('archive.zip is damaged')
+    with mock.patch.object(builders.CilOmniglot, '_split_generators',
+                           extract_then_fail):
+      with self.assertRaisesRegex(ValueError, 'archive.zip is damaged'):
+        data.load('omniglot', 'train', data_dir=self.data_dir,
+                  manual_dir=self.manual)
+    self.assertEqual(os.listdir(self.data_dir), ['kept'])
+
 
 @mock.patch.dict(os.environ, _ENV)
 class StockTfdsTest(absltest.TestCase):
