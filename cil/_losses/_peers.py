@@ -1,6 +1,6 @@
 """Peers: the imbalance-aware losses a researcher compares CI against
-(class-balanced, LDAM, logit-adjusted / balanced softmax, inverse-frequency
-weighted cross-entropy).
+(class-balanced, LDAM, logit-adjusted / balanced softmax, VS,
+inverse-frequency weighted cross-entropy).
 
 Private: import the public names from `cil.losses`.
 """
@@ -324,3 +324,74 @@ def _weighted_cross_entropy_core(logits, labels, where, class_counts, log_base):
   log_p = _true_class_log_prob(logits, labels)
   return _finish(_take(weights, labels) * _neg_log(log_p, log_base), labels,
                  where)
+
+
+@_optax_shaped()
+def vs_loss(
+    logits: ArrayLike,
+    labels: ArrayLike,
+    class_counts: ArrayLike,
+    *,
+    gamma: float = 0.2,
+    tau: float = 1.0,
+    where: Optional[ArrayLike] = None,
+    log_base: float = 10.0,
+) -> jax.Array:
+  r"""Vector-scaling (VS) loss (Kini et al. 2021).
+
+  .. math::
+    \Delta_i = (N_i / N_{\max})^{\gamma}, \quad
+    \iota_i = \tau \log \pi_i, \quad \pi_i = N_i / \textstyle\sum_j N_j,
+    \quad L = -\log_b \mathrm{softmax}(\Delta \odot z + \iota)_t
+
+  A multiplicative per-class logit scaling Δ (smaller for rarer classes,
+  which widens their margin as the logits grow; the CDT loss's form) and an
+  additive one ι (the logit adjustment of Menon et al.). `gamma=0` is
+  `logit_adjusted_loss` with the same `tau`; `gamma=0, tau=0` is
+  cross-entropy. Δ here is normalised so that the largest class has
+  Δ = 1; Kini et al.'s code normalises Δ to mean 1 instead, which rescales
+  every logit by one constant (equivalent to a different logit scale).
+  Both hyperparameters are tuned per dataset in the paper; the defaults
+  here (γ = 0.2, τ = 1) are a starting point, not their tuned values.
+  Predict with the unadjusted logits.
+
+  Args:
+    logits: `[..., num_classes]` unnormalized scores (any leading batch
+      axes; the class axis is `axis`).
+    labels: `[...]` integer class indices, or `[..., num_classes]`
+      probabilities (soft labels).
+    class_counts: `[num_classes]` positive counts.
+    gamma: exponent of the multiplicative adjustment, >= 0.
+    tau: temperature of the additive adjustment (finite).
+    where: optional boolean mask broadcastable to `[...]`; masked examples
+      give 0.
+    log_base: base b of the logarithm (default 10 as the rest of `cil`).
+    axis: the class axis of `logits` (and of soft `labels`), as optax.
+
+  Returns:
+    `[...]` losses (one per example; nothing is reduced).
+
+  References:
+    Kini, Paraskevas, Oymak and Thrampoulidis, `Label-Imbalanced and
+    Group-Sensitive Classification under Overparameterization
+    <https://arxiv.org/abs/2103.01550>`_, NeurIPS 2021.
+  """
+  class_counts = _host_sequence_to_array(class_counts)
+  _check_classification_inputs(logits, labels, where, class_counts)
+  v.check_log_base(log_base)
+  _check_gamma(gamma)
+  v.check_finite_scalar(tau, 'tau')
+  return _vs_loss_core(logits, labels, where, class_counts, gamma, tau,
+                       log_base)
+
+
+@jax.jit
+def _vs_loss_core(logits, labels, where, class_counts, gamma, tau, log_base):
+  """`vs_loss` past its checks, jitted."""
+  logits, labels = _prepare(logits, labels, where)
+  counts = _counts_as_float(class_counts, logits.dtype)
+  log_counts = jnp.log(counts)
+  scaling = jnp.exp(gamma * (log_counts - jnp.max(log_counts)))
+  offset = tau * (log_counts - jnp.log(jnp.sum(counts)))
+  log_p = _true_class_log_prob(scaling * logits + offset, labels)
+  return _finish(_neg_log(log_p, log_base), labels, where)

@@ -21,6 +21,7 @@ from cil._losses._common import _is_soft
 from cil._losses._peers import class_balanced_loss
 from cil._losses._peers import ldam_loss
 from cil._losses._peers import logit_adjusted_loss
+from cil._losses._peers import vs_loss
 from cil._losses._peers import weighted_cross_entropy
 
 
@@ -61,6 +62,7 @@ _REGISTRY: dict[str, LossFn] = {
     'ldam': ldam_loss,
     'la': logit_adjusted_loss,
     'wce': weighted_cross_entropy,
+    'vs': vs_loss,
 }
 
 _ALIASES = {'fl': 'focal', 'balanced_softmax': 'la'}
@@ -132,10 +134,10 @@ def get_loss(name: str) -> LossFn:
   `class_counts` but do not use them.
 
   Args:
-    name: one of `LOSS_NAMES` = ce, focal, ci, cb, ldam, la, wce (aliases: fl
-      for focal, balanced_softmax for la), case-insensitive; or a loss spec
-      `name:key=value,...` (`split_spec`), whose values are bound as
-      keyword defaults (a keyword given in the call overrides them).
+    name: one of `LOSS_NAMES` = ce, focal, ci, cb, ldam, la, wce, vs
+      (aliases: fl for focal, balanced_softmax for la), case-insensitive; or
+      a loss spec `name:key=value,...` (`split_spec`), whose values are bound
+      as keyword defaults (a keyword given in the call overrides them).
 
   Returns:
     The loss function.

@@ -150,7 +150,7 @@ class BadInputTest(parameterized.TestCase):
   )
   def test_bad_shapes_raise_eagerly_and_under_jit(self, make, message):
     logits, labels = make(self)
-    for name in ('ci', 'ce', 'focal', 'cb', 'ldam', 'la', 'wce'):
+    for name in losses.LOSS_NAMES:
       fn = losses.get_loss(name)
       with self.assertRaisesRegex(ValueError, message, msg=name):
         fn(logits, labels, self.counts)

@@ -1,4 +1,4 @@
-"""Tests for the peer losses: class-balanced, LDAM, logit-adjusted,
+"""Tests for the peer losses: class-balanced, LDAM, logit-adjusted, VS,
 weighted CE (cil._losses._peers).
 """
 
@@ -71,6 +71,57 @@ class PeerLossTest(parameterized.TestCase):
           losses.logit_adjusted_loss(self.logits, self.labels,
                                      jnp.array(counts), tau=tau),
           self.ce, rtol=1e-5)
+
+  def test_vs_by_hand(self):
+    # counts [1, 4]: Delta = (N / N_max)^gamma = [1/2, 1] at gamma = 1/2,
+    # iota = tau log pi = log [1/5, 4/5] at tau = 1.
+    logits = jnp.array([[2.0, -1.0], [0.5, 3.0]])
+    got = losses.vs_loss(logits, jnp.array([0, 1]), jnp.array([1, 4]),
+                         gamma=0.5, tau=1.0)
+    z = np.array([[2.0, -1.0], [0.5, 3.0]]) * [0.5, 1.0] + np.log([0.2, 0.8])
+    log_p = z - np.log(np.exp(z).sum(1, keepdims=True))
+    np.testing.assert_allclose(got, -np.array([log_p[0, 0], log_p[1, 1]])
+                               / math.log(10), rtol=1e-6, atol=1e-7)
+
+  def test_vs_limiting_cases_are_la_and_cross_entropy(self):
+    counts = jnp.array([1.0, 30.0, 200.0])
+    for tau in (0.0, 1.0, 1.7):
+      np.testing.assert_allclose(
+          losses.vs_loss(self.logits, self.labels, counts, gamma=0.0,
+                         tau=tau),
+          losses.logit_adjusted_loss(self.logits, self.labels, counts,
+                                     tau=tau), rtol=1e-6)
+    np.testing.assert_allclose(
+        losses.vs_loss(self.logits, self.labels, counts, gamma=0.0, tau=0.0),
+        self.ce, rtol=1e-6)
+    # Balanced counts: Delta = 1 and iota is a constant shift (no effect).
+    np.testing.assert_allclose(
+        losses.vs_loss(self.logits, self.labels, jnp.array([5, 5, 5]),
+                       gamma=0.7, tau=2.0), self.ce, rtol=1e-5)
+
+  def test_vs_gradient_matches_its_closed_form(self):
+    # dL/dz_c = Delta_c (softmax(Delta z + iota)_c - [c = t]) / ln b.
+    with jax.enable_x64(True):
+      logits, labels = random_batch(3, 5, 3, jnp.float64)
+      counts = np.array([2.0, 50.0, 9.0])
+      gamma, tau = 0.3, 1.4
+      grad = jax.grad(lambda z: losses.vs_loss(
+          z, labels, counts, gamma=gamma, tau=tau).sum())(logits)
+      delta = (counts / counts.max()) ** gamma
+      adjusted = np.asarray(logits) * delta + tau * np.log(
+          counts / counts.sum())
+      p = np.exp(adjusted - adjusted.max(1, keepdims=True))
+      p /= p.sum(1, keepdims=True)
+      expected = delta * (p - np.eye(3)[np.asarray(labels)]) / math.log(10)
+      np.testing.assert_allclose(grad, expected, rtol=1e-10, atol=1e-14)
+
+  def test_vs_rejects_negative_gamma_and_infinite_tau(self):
+    with self.assertRaisesRegex(ValueError, 'gamma'):
+      losses.vs_loss(self.logits, self.labels, jnp.array([1, 2, 3]),
+                     gamma=-0.1)
+    with self.assertRaisesRegex(ValueError, 'tau'):
+      losses.vs_loss(self.logits, self.labels, jnp.array([1, 2, 3]),
+                     tau=float('inf'))
 
   def test_weighted_cross_entropy_by_hand(self):
     # counts [1, 3, 4]: w = 8 / (3 * N) = [8/3, 8/9, 2/3].

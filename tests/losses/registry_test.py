@@ -52,7 +52,7 @@ class RegistryTest(parameterized.TestCase):
 
   def test_names(self):
     self.assertEqual(set(losses.LOSS_NAMES),
-                     {'ce', 'focal', 'ci', 'cb', 'ldam', 'la', 'wce'})
+                     {'ce', 'focal', 'ci', 'cb', 'ldam', 'la', 'wce', 'vs'})
     self.assertIs(losses.get_loss('CI'), losses.ci_loss)
     self.assertIs(losses.get_loss('fl'), losses.get_loss('focal'))
 
