@@ -4,7 +4,8 @@ Pure JAX functions, usable from any JAX project. This module is the public
 face; the families live in the private package `cil._losses` (as optax's
 `optax/losses/`): `_common` (helpers), `_imbalance` (rho, lambda, eq. 5's
 factor and its rule `PAPER_RULE`), `_classification` (CE, focal, CI),
-`_closed_form` (eq. 13-15), `_peers` (CB, LDAM, LA, WCE, VS) and `_registry`
+`_closed_form` (eq. 13-15), `_peers` (CB, LDAM, LA, WCE, VS, and the
+post-hoc logit adjustment used at prediction time) and `_registry`
 (`get_loss`, loss specs, hyperparameter tables).
 
 Conventions (as optax):
@@ -71,6 +72,7 @@ from cil._losses._imbalance import PAPER_RULE
 from cil._losses._peers import class_balanced_loss
 from cil._losses._peers import ldam_loss
 from cil._losses._peers import logit_adjusted_loss
+from cil._losses._peers import posthoc_adjusted_logits
 from cil._losses._peers import vs_loss
 from cil._losses._peers import weighted_cross_entropy
 from cil._losses._registry import base_loss
@@ -109,6 +111,7 @@ __all__ = [
     'imbalance_ratio',
     'ldam_loss',
     'logit_adjusted_loss',
+    'posthoc_adjusted_logits',
     'resolve_hparams',
     'split_spec',
     'vs_loss',

@@ -110,6 +110,11 @@ def get_config(arg=None) -> ml_collections.ConfigDict:
   c.eval_batch_size = 1000
   # Save every this many epochs (and after the last).
   c.checkpoint_every = 5
+  # Evaluation. posthoc_tau > 0 also scores every model with post-hoc logit
+  # adjustment (Menon et al. 2021), rows '<loss>+posthoc'; shot_thresholds
+  # (low, high) define few- (< low), medium- and many-shot (> high) classes.
+  c.posthoc_tau = 0.0
+  c.shot_thresholds = (20, 100)
 
   if variant == 'smoke':
     c.losses = ('ce', 'ci')

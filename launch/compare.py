@@ -18,11 +18,16 @@ from launch import common
 
 _WORKDIR = flags.DEFINE_string('workdir', None, 'A launch.classify workdir.',
                                required=True)
-_BASELINE = flags.DEFINE_string('baseline', 'ce', 'The loss to subtract.')
+_BASELINE = flags.DEFINE_string(
+    'baseline', 'ce', "The loss to subtract (a loss spec, or '<loss>+posthoc' "
+    'for a run with --config.posthoc_tau).')
 _METRIC = flags.DEFINE_enum(
     'metric', 'accuracy', ['accuracy', 'balanced_accuracy',
-                           'minority_recall', 'macro_f1', 'g_mean'],
-    'Per-seed metric to compare.')
+                           'minority_recall', 'macro_f1', 'g_mean',
+                           'many_shot', 'medium_shot', 'few_shot'],
+    'Per-seed metric to compare (many/medium/few_shot: the accuracy of the '
+    'classes with > 100, 20-100, < 20 training images, or the run\'s '
+    '--config.shot_thresholds).')
 _OUT = flags.DEFINE_string('out', None, 'Also write the table here.')
 
 

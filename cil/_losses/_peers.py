@@ -395,3 +395,56 @@ def _vs_loss_core(logits, labels, where, class_counts, gamma, tau, log_base):
   offset = tau * (log_counts - jnp.log(jnp.sum(counts)))
   log_p = _true_class_log_prob(scaling * logits + offset, labels)
   return _finish(_neg_log(log_p, log_base), labels, where)
+
+
+def posthoc_adjusted_logits(
+    logits: ArrayLike,
+    class_counts: ArrayLike,
+    *,
+    tau: float = 1.0,
+) -> jax.Array:
+  r"""Post-hoc logit adjustment (Menon et al. 2021): predict with these.
+
+  .. math::
+    \pi_i = N_i / \textstyle\sum_j N_j, \quad
+    \hat y = \arg\max_i \; z_i - \tau \log \pi_i
+
+  The prediction-time counterpart of `logit_adjusted_loss`: a model trained
+  with plain cross-entropy estimates p(y | x), which carries the training
+  prior pi; subtracting tau log pi moves the decision rule towards the
+  balanced error's Bayes rule. `tau=0` returns the logits unchanged (plain
+  argmax); Menon et al. use `tau=1` (or tune it on held-out data). Not a
+  loss, so nothing is trained through it.
+
+  Args:
+    logits: `[..., num_classes]` unnormalized scores (any leading axes).
+    class_counts: `[num_classes]` positive counts of the training set (only
+      their proportions matter).
+    tau: temperature of the adjustment.
+
+  Returns:
+    `[..., num_classes]` adjusted logits, in at least float32.
+
+  References:
+    Menon, Jayasumana, Rawat, Jain, Veit and Kumar, `Long-tail learning via
+    logit adjustment <https://arxiv.org/abs/2007.07314>`_, ICLR 2021
+    (Section 4, eq. 9).
+  """
+  class_counts = _host_sequence_to_array(class_counts)
+  v.check_floating(logits, 'logits')
+  if jnp.ndim(logits) < 1:
+    raise ValueError('logits must have a class axis ([..., num_classes]), '
+                     'got a scalar.')
+  v.check_class_counts(class_counts, jnp.shape(logits)[-1])
+  v.check_finite_scalar(tau, 'tau')
+  return _posthoc_adjusted_logits_core(logits, class_counts, tau)
+
+
+@jax.jit
+def _posthoc_adjusted_logits_core(logits, class_counts, tau):
+  """`posthoc_adjusted_logits` past its checks, jitted."""
+  logits = jnp.asarray(logits)
+  logits = logits.astype(jnp.promote_types(logits.dtype, jnp.float32))
+  counts = _counts_as_float(class_counts, logits.dtype)
+  log_prior = jnp.log(counts) - jnp.log(jnp.sum(counts))
+  return logits - tau * log_prior

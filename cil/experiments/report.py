@@ -35,8 +35,124 @@ def minority_recall(per_class_recall: Sequence[float],
   return float(np.mean(np.asarray(per_class_recall, float)[minority]))
 
 
+# Liu et al. (2019)'s groups: many-shot classes have more than 100 training
+# images, few-shot fewer than 20, medium-shot the rest.
+DEFAULT_SHOT_THRESHOLDS = (20, 100)
+SHOT_GROUPS = ('many_shot', 'medium_shot', 'few_shot')
+
+
+def shot_groups(class_counts: Sequence[int],
+                thresholds: Sequence[int] = DEFAULT_SHOT_THRESHOLDS
+                ) -> dict[str, np.ndarray]:
+  """The classes of each shot group, by their training counts.
+
+  With `thresholds = (low, high)`: many-shot `N > high`, few-shot
+  `N < low`, medium-shot `low <= N <= high` (Liu et al. 2019: (20, 100)).
+
+  Returns:
+    `{'many_shot': classes, 'medium_shot': ..., 'few_shot': ...}`, each an
+    integer array of class indices (possibly empty).
+  """
+  low, high = check_shot_thresholds(thresholds)
+  counts = np.asarray(class_counts)
+  return {'many_shot': np.flatnonzero(counts > high),
+          'medium_shot': np.flatnonzero((counts >= low) & (counts <= high)),
+          'few_shot': np.flatnonzero(counts < low)}
+
+
+def check_shot_thresholds(thresholds: Sequence[int]) -> tuple[int, int]:
+  """`(low, high)` if they are two integers with 0 < low <= high."""
+  try:
+    low, high = (int(t) for t in thresholds)
+    if (low, high) != tuple(thresholds):
+      raise TypeError
+  except (TypeError, ValueError):
+    raise ValueError(f'shot_thresholds must be two integers (low, high), '
+                     f'e.g. (20, 100); got {thresholds!r}.') from None
+  if not 0 < low <= high:
+    raise ValueError(f'shot_thresholds (low, high) need 0 < low <= high; '
+                     f'got {thresholds!r}.')
+  return low, high
+
+
+def shot_group_accuracy(per_class_recall: Sequence[float],
+                        class_counts: Sequence[int],
+                        thresholds: Sequence[int] = DEFAULT_SHOT_THRESHOLDS
+                        ) -> dict[str, Optional[float]]:
+  """Many-, medium- and few-shot accuracy (Liu et al., CVPR 2019).
+
+  Each group's accuracy is the mean test recall (per-class accuracy) of its
+  classes (`shot_groups`), as Liu et al.'s `shot_acc`; classes without test
+  images are left out. A group with no classes is None.
+
+  References:
+    Liu, Miao, Zhan, Wang, Gong and Yu, `Large-Scale Long-Tailed
+    Recognition in an Open World <https://arxiv.org/abs/1904.05160>`_,
+    CVPR 2019.
+  """
+  recall = np.asarray(per_class_recall, dtype=float)  # None -> NaN.
+  out = {}
+  for group, classes in shot_groups(class_counts, thresholds).items():
+    values = recall[classes]
+    values = values[~np.isnan(values)]
+    out[group] = float(values.mean()) if values.size else None
+  return out
+
+
+def seed_scores(labels: np.ndarray, predictions: np.ndarray,
+                class_counts: Sequence[int], num_classes: int, *,
+                shot_thresholds: Sequence[int] = DEFAULT_SHOT_THRESHOLDS
+                ) -> dict:
+  """Every per-seed metric of one model's test predictions.
+
+  `cil.metrics.classification_metrics`, `minority_recall` and the shot
+  groups' accuracy (`shot_group_accuracy`), the groups defined by the
+  seed's training `class_counts`.
+  """
+  cm = metrics.confusion_matrix(labels, predictions, num_classes)
+  scores = metrics.classification_metrics(cm)
+  scores['minority_recall'] = minority_recall(scores['per_class_recall'],
+                                              class_counts)
+  scores.update(shot_group_accuracy(scores['per_class_recall'], class_counts,
+                                    shot_thresholds))
+  return scores
+
+
+# A classify run's post-hoc adjusted predictions (`--config.posthoc_tau`)
+# are kept in each seed's record under this key; `with_posthoc` makes them
+# rows of their own, named '<loss>+posthoc'.
+POSTHOC = 'posthoc'
+
+
+def with_posthoc(runs: Sequence[dict]) -> list[dict]:
+  """`runs` followed by each run's post-hoc adjusted scores as a run.
+
+  A run whose seeds hold `POSTHOC` scores (the same model's test
+  predictions from `cil.losses.posthoc_adjusted_logits`) gives a second
+  run, loss `'<loss>+posthoc'`, with those scores as its `per_seed` (and
+  the seed's split summary), so tables, paired comparisons (`ce+posthoc`
+  minus `ce` is the adjustment's effect on the same models) and plots
+  treat it as a loss of its own. Runs without them are returned as they
+  are.
+  """
+  out = list(runs)
+  for run in runs:
+    if not run['per_seed'] or POSTHOC not in run['per_seed'][0]:
+      continue
+    # The seed's split description, its scores replaced by the adjusted.
+    per_seed = [{**{k: v for k, v in s.items() if k != POSTHOC},
+                 **s[POSTHOC]} for s in run['per_seed']]
+    out.append({'protocol': run['protocol'],
+                'loss': run['loss'] + '+' + POSTHOC,
+                'loss_hparams': run.get('loss_hparams', {}),
+                'posthoc_tau': run['per_seed'][0][POSTHOC]['tau'],
+                'per_seed': per_seed})
+  return out
+
+
 SUMMARY_METRICS = ('accuracy', 'balanced_accuracy', 'minority_recall',
-                   'macro_f1', 'g_mean', 'imbalance_degree', 'imbalance_ratio')
+                   'macro_f1', 'g_mean') + SHOT_GROUPS + (
+                       'imbalance_degree', 'imbalance_ratio')
 
 
 def summarize(run: dict) -> dict:
@@ -44,7 +160,10 @@ def summarize(run: dict) -> dict:
   out = {}
   for key in SUMMARY_METRICS:
     values = [s.get(key) for s in run['per_seed']]
-    if any(x is None for x in values):  # Balanced: no minority classes.
+    # None: no such classes (a balanced set has no minority, a set of
+    # 50-image classes no many-shot ones) or a record from before the
+    # metric.
+    if any(x is None for x in values):
       out[key] = {'mean': None, 'ci95': None}
       continue
     mean, half = metrics.mean_confidence_interval(values)
@@ -67,7 +186,7 @@ def paired_differences(runs: Sequence[dict], baseline: str,
     runs: `results.json`'s runs (with `per_seed`).
     baseline: the loss (spec) to subtract.
     metric: a per-seed metric (accuracy, balanced_accuracy,
-      minority_recall, macro_f1, g_mean).
+      minority_recall, macro_f1, g_mean, many_shot, medium_shot, few_shot).
 
   Returns:
     One dict per (protocol, loss != baseline): protocol, lambda (mean over
@@ -110,12 +229,16 @@ def compare_workdir(workdir: str, *, baseline: str,
   """`paired_differences` of a workdir's runs as a markdown table.
 
   Reads `results.json`, or the finished cells in `runs/` while a run is
-  still going. Rows: losses; columns: protocols in order of lambda; cells:
+  still going; post-hoc adjusted predictions are rows '<loss>+posthoc'
+  (`with_posthoc`). Rows: losses; columns: protocols in order of lambda;
+  cells:
   mean difference ± 95 % CI in percentage points, `*` where the CI
   excludes 0.
   """
-  runs = workdir_lib.read_runs(workdir, keys=CLASSIFY_RECORD_KEYS)
-  baseline = losses.canonical_spec(baseline)
+  runs = with_posthoc(workdir_lib.read_runs(workdir,
+                                            keys=CLASSIFY_RECORD_KEYS))
+  name, plus, suffix = baseline.partition('+')  # 'ce+posthoc'
+  baseline = losses.canonical_spec(name) + plus + suffix
   diffs = paired_differences(runs, baseline, metric)
   if not diffs:
     raise ValueError(f'{workdir}: nothing to compare with {baseline!r} '

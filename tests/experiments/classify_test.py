@@ -162,6 +162,36 @@ class ClassifyTest(absltest.TestCase):
     self.assertEqual(again['runs'][0]['per_seed'][0]['confusion'],
                      a['per_seed'][0]['confusion'])
 
+  def test_posthoc_rows_rescore_the_same_models_towards_the_minority(self):
+    results = classify.run(self._cfg(epochs=1, posthoc_tau=1.0),
+                           self._workdir(), show_progress=False)
+    run = results['runs'][0]
+    for seed in run['per_seed']:
+      counts = np.array(seed['class_counts'])
+      minority = counts < counts.max()
+      adjusted = seed['posthoc']
+      self.assertEqual(adjusted['tau'], 1.0)
+      # z - log(pi) raises a minority logit above every majority one that a
+      # class it beat had: no prediction leaves the minority classes.
+      predicted = np.array(seed['confusion']).sum(axis=0)
+      predicted_adjusted = np.array(adjusted['confusion']).sum(axis=0)
+      self.assertGreaterEqual(predicted_adjusted[minority].sum(),
+                              predicted[minority].sum())
+      self.assertEqual(predicted_adjusted.sum(), predicted.sum())
+    self.assertIn('accuracy', run['summary']['posthoc'])
+    rows = report.with_posthoc(results['runs'])
+    self.assertEqual([r['loss'] for r in rows], ['ci', 'ci+posthoc'])
+    self.assertIn('| ci+posthoc | ', results['table_markdown'])
+    # Many-shot: the even classes (~180 images); medium-shot: the odd ones
+    # at 25 % (~45); no class has fewer than 20.
+    for seed in run['per_seed']:
+      counts = np.array(seed['class_counts'])
+      recall = np.array(seed['per_class_recall'])
+      self.assertAlmostEqual(seed['many_shot'], recall[counts > 100].mean())
+      self.assertAlmostEqual(seed['medium_shot'],
+                             recall[counts <= 100].mean())
+      self.assertIsNone(seed['few_shot'])
+
   def test_diverged_run_stops_and_records_nothing(self):
     cfg = self._cfg(lr=1e30)
     workdir = self._workdir()
@@ -327,6 +357,54 @@ class ClassifyTest(absltest.TestCase):
     self.assertEqual(out.returncode, 0, out.stderr)
     with open(table, encoding='utf-8') as f:
       self.assertIn('| ci | +2.00 ± 0.00* |', f.read())
+
+  def test_shot_groups_by_hand(self):
+    counts = [150, 100, 20, 19, 5]
+    recall = [1.0, 0.5, 0.25, 0.0, None]  # Class 4 has no test images.
+    self.assertEqual(report.shot_group_accuracy(recall, counts),
+                     {'many_shot': 1.0, 'medium_shot': 0.375,
+                      'few_shot': 0.0})
+    self.assertEqual(report.shot_group_accuracy(recall, counts, (5, 19)),
+                     {'many_shot': (1.0 + 0.5 + 0.25) / 3,
+                      'medium_shot': 0.0, 'few_shot': None})
+    for bad in ((100, 20), (20,), (0, 5), ('a', 1), (2.5, 10)):
+      with self.assertRaisesRegex(ValueError, 'shot_thresholds'):
+        report.shot_groups(counts, bad)
+    with self.assertRaisesRegex(ValueError, 'shot_thresholds'):
+      _config(shot_thresholds=(100, 20)).validate()
+    with self.assertRaisesRegex(ValueError, 'posthoc_tau must be a finite'):
+      _config(posthoc_tau=-1.0).validate()
+
+  def test_posthoc_and_shot_groups_in_the_paired_comparison(self):
+    def seed(k, acc, few, adjusted=None):
+      out = {'seed': k, 'accuracy': acc, 'few_shot': few,
+             'imbalance_degree': 0.5}
+      if adjusted is not None:
+        out['posthoc'] = {'tau': 1.0, 'accuracy': adjusted[0],
+                          'few_shot': adjusted[1]}
+      return out
+    runs = [{'protocol': 'p', 'loss': 'ce', 'per_seed': [
+        seed(0, 0.90, 0.40, (0.91, 0.60)), seed(1, 0.80, 0.30, (0.79, 0.40))]},
+            {'protocol': 'p', 'loss': 'ci', 'per_seed': [
+                seed(0, 0.92, 0.50), seed(1, 0.84, 0.40)]}]
+    rows = report.with_posthoc(runs)
+    self.assertEqual([r['loss'] for r in rows], ['ce', 'ci', 'ce+posthoc'])
+    self.assertEqual(rows[2]['per_seed'][1],
+                     {'seed': 1, 'imbalance_degree': 0.5, 'tau': 1.0,
+                      'accuracy': 0.79, 'few_shot': 0.40})
+    workdir = self._workdir()
+    for r in runs:
+      workdir_lib.write_json(
+          os.path.join(workdir, 'runs', f'p__{r["loss"]}.json'), r)
+    table = report.compare_workdir(workdir, baseline='ce', metric='few_shot')
+    self.assertIn('| ci | +10.00 ± 0.00* |', table)
+    self.assertIn('| ce+posthoc | +15.00 ± 63.53 |', table)
+    table = report.compare_workdir(workdir, baseline='CE+posthoc')
+    self.assertRegex(table, r'\| ce \| [+-]0\.00 ± 12\.71 \|')
+    out = testutil.launch('launch.compare', f'--workdir={workdir}',
+                          '--baseline=ci', '--metric=few_shot')
+    self.assertEqual(out.returncode, 0, out.stderr)
+    self.assertIn('| ce+posthoc | +5.00 ± 63.53 |', out.stdout)
 
   def test_minority_recall(self):
     self.assertAlmostEqual(

@@ -1,5 +1,5 @@
 """Tests for the peer losses: class-balanced, LDAM, logit-adjusted, VS,
-weighted CE (cil._losses._peers).
+weighted CE, and the post-hoc logit adjustment (cil._losses._peers).
 """
 
 import math
@@ -122,6 +122,41 @@ class PeerLossTest(parameterized.TestCase):
     with self.assertRaisesRegex(ValueError, 'tau'):
       losses.vs_loss(self.logits, self.labels, jnp.array([1, 2, 3]),
                      tau=float('inf'))
+
+  def test_posthoc_adjustment_by_hand(self):
+    # counts [3, 1]: pi = [3/4, 1/4]; z - log pi = [0 + 0.2877, 0 + 1.3863]:
+    # equal logits now predict the rare class.
+    got = losses.posthoc_adjusted_logits(jnp.zeros((1, 2)), [3, 1])
+    np.testing.assert_allclose(got, [[math.log(4 / 3), math.log(4)]],
+                               rtol=1e-6)
+    self.assertEqual(int(jnp.argmax(got)), 1)
+    got = losses.posthoc_adjusted_logits(jnp.zeros((2, 5, 2)), [3, 1],
+                                         tau=0.5)  # Any leading axes.
+    np.testing.assert_allclose(got[1, 4], [0.5 * math.log(4 / 3),
+                                           0.5 * math.log(4)], rtol=1e-6)
+
+  def test_posthoc_limiting_cases_are_plain_argmax(self):
+    counts = jnp.array([200.0, 30.0, 1.0])
+    np.testing.assert_array_equal(
+        losses.posthoc_adjusted_logits(self.logits, counts, tau=0.0),
+        self.logits)  # tau = 0: unchanged.
+    shifted = losses.posthoc_adjusted_logits(self.logits, jnp.full(3, 7.0))
+    np.testing.assert_allclose(shifted - self.logits,
+                               jnp.full_like(self.logits, math.log(3)),
+                               rtol=1e-6)  # Balanced: a constant shift.
+    np.testing.assert_array_equal(jnp.argmax(shifted, -1),
+                                  jnp.argmax(self.logits, -1))
+
+  def test_posthoc_rejects_bad_counts_and_tau(self):
+    with self.assertRaisesRegex(ValueError, 'class_counts'):
+      losses.posthoc_adjusted_logits(self.logits, jnp.array([1, 0, 3]))
+    with self.assertRaisesRegex(ValueError, 'class_counts'):
+      losses.posthoc_adjusted_logits(self.logits, jnp.array([1, 2]))
+    with self.assertRaisesRegex(ValueError, 'tau'):
+      losses.posthoc_adjusted_logits(self.logits, [1, 2, 3], tau=math.nan)
+    with self.assertRaisesRegex(ValueError, 'logits'):
+      losses.posthoc_adjusted_logits(jnp.zeros((2, 3), jnp.int32),
+                                     [1, 2, 3])
 
   def test_weighted_cross_entropy_by_hand(self):
     # counts [1, 3, 4]: w = 8 / (3 * N) = [8/3, 8/9, 2/3].

@@ -14,7 +14,7 @@ By concern:
 * `step`: the pure step (`train_step`, `train_chunk` over seeds and steps,
   the optimizer, augmentation, deferred re-weighting, batch orders);
 * `parallel`: the seeds across devices and processes (`seed_mesh`,
-  `predict`);
+  `predict_logits`);
 * `runner`: `run(cfg, workdir)` and one cell's `train_and_evaluate`,
   through `cil.experiments.loop`; tables and statistics are
   `cil.experiments.report`'s.
@@ -23,7 +23,7 @@ By concern:
 from cil.experiments.classify.config import AUGMENTATIONS
 from cil.experiments.classify.config import ClassifyConfig
 from cil.experiments.classify.config import DEFAULT_MODELS
-from cil.experiments.classify.parallel import predict
+from cil.experiments.classify.parallel import predict_logits
 from cil.experiments.classify.parallel import seed_mesh
 from cil.experiments.classify.runner import cell_name
 from cil.experiments.classify.runner import run
@@ -50,7 +50,7 @@ __all__ = [
     'epoch_batches',
     'learning_rate',
     'make_optimizer',
-    'predict',
+    'predict_logits',
     'run',
     'seed_mesh',
     'train_and_evaluate',

@@ -11,6 +11,7 @@ from cil import data
 from cil import losses
 from cil import models
 from cil import runtime
+from cil.experiments import report
 
 
 DEFAULT_MODELS = {'digits': 'digits_cnn', 'mnist': 'lenet',
@@ -64,6 +65,13 @@ class ClassifyConfig:
     checkpoint_every: save the seeds' states every this many epochs (and
       after the last); a killed run loses at most that much work.
     eval_batch_size: test images per evaluation call.
+    posthoc_tau: also score each model with post-hoc logit adjustment
+      (Menon et al. 2021; `cil.losses.posthoc_adjusted_logits` with the
+      seed's training counts): rows '<loss>+posthoc' beside the trained
+      losses; 0 for off (tau = 0 is plain argmax).
+    shot_thresholds: `(low, high)` training counts that split classes into
+      many-shot (> high), medium-shot and few-shot (< low) groups for their
+      accuracy (Liu et al. 2019: (20, 100); `report.shot_groups`).
     data_dir, manual_dir: passed to `cil.data.load` (None: environment).
   """
   dataset: str
@@ -88,6 +96,8 @@ class ClassifyConfig:
   seed_parallel: str
   checkpoint_every: int
   eval_batch_size: int
+  posthoc_tau: float
+  shot_thresholds: tuple[int, int]
   data_dir: Optional[str]
   manual_dir: Optional[str]
 
@@ -104,6 +114,8 @@ class ClassifyConfig:
     except (TypeError, ValueError):
       raise ValueError(f'lr_decay_epochs must be a sequence of epochs, e.g. '
                        f'(160, 180); got {c["lr_decay_epochs"]!r}.') from None
+    c['shot_thresholds'] = tuple(c['shot_thresholds']) if isinstance(
+        c['shot_thresholds'], (list, tuple)) else c['shot_thresholds']
     return cls(**c)
 
   def resolve(self, policy: runtime.Policy) -> 'ClassifyConfig':
@@ -167,3 +179,7 @@ class ClassifyConfig:
                        f'{self.lr_decay_factor}.')
     if not 0 <= self.drw_beta < 1:
       raise ValueError(f'drw_beta must be in [0, 1), got {self.drw_beta}.')
+    if not math.isfinite(self.posthoc_tau) or self.posthoc_tau < 0:
+      raise ValueError(f'posthoc_tau must be a finite number >= 0 (0 is '
+                       f'off), got {self.posthoc_tau}.')
+    report.check_shot_thresholds(self.shot_thresholds)

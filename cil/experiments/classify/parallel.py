@@ -2,8 +2,9 @@
 
 With several processes the seeds' states are global arrays sharded over
 the mesh of every process's devices (`seed_mesh`); each device trains and
-scores its seeds under `shard_map` (`sharded_chunk`, `predict`). With one
-process the step runs as it is and `predict` scores locally.
+scores its seeds under `shard_map` (`sharded_chunk`, `predict_logits`).
+With one process the step runs as it is and `predict_logits` scores
+locally.
 """
 
 import functools
@@ -13,7 +14,7 @@ import jax
 import numpy as np
 
 from cil import distributed
-from cil.experiments.classify.step import predict_batch
+from cil.experiments.classify.step import logits_batch
 from cil.experiments.classify.step import step_keys
 from cil.experiments.classify.step import train_chunk
 from cil.experiments.classify.step import TrainState
@@ -43,11 +44,11 @@ def sharded_chunk(mesh: jax.sharding.Mesh, weighted: bool, **static):
 
 
 @functools.lru_cache(maxsize=None)
-def _sharded_predict(mesh: jax.sharding.Mesh, apply_fn: Callable):
+def _sharded_logits(mesh: jax.sharding.Mesh, apply_fn: Callable):
   # pylint: disable-next=g-import-not-at-top
   from jax.sharding import PartitionSpec as P
   return jax.jit(jax.shard_map(
-      functools.partial(predict_batch, apply_fn), mesh=mesh,
+      functools.partial(logits_batch, apply_fn), mesh=mesh,
       in_specs=(P(SEED_AXIS), P()), out_specs=P(SEED_AXIS), check_vma=False))
 
 
@@ -70,17 +71,18 @@ def seed_mesh(num_seeds: int) -> Optional[jax.sharding.Mesh]:
   return distributed.global_mesh(SEED_AXIS)
 
 
-def predict(states: TrainState, images: np.ndarray, batch_size: int,
-            mesh: Optional[jax.sharding.Mesh] = None) -> np.ndarray:
-  """`[K, n]` predicted classes of every seed's model.
+def predict_logits(states: TrainState, images: np.ndarray, batch_size: int,
+                   mesh: Optional[jax.sharding.Mesh] = None) -> np.ndarray:
+  """`[K, n, C]` test logits of every seed's model (the prediction is
+  their argmax, or that of `cil.losses.posthoc_adjusted_logits`).
 
   With `mesh` (`seed_mesh`), the states are sharded over it and each
-  device predicts for its seeds; the result is gathered on every process.
+  device scores its seeds; the result is gathered on every process.
   """
   def predict_fn(variables, x):
     if mesh is None:
-      return predict_batch(states.apply_fn, variables, x)
-    return _sharded_predict(mesh, states.apply_fn)(
+      return logits_batch(states.apply_fn, variables, x)
+    return _sharded_logits(mesh, states.apply_fn)(
         variables, distributed.put(x, mesh, jax.sharding.PartitionSpec()))
   out = []
   for start in range(0, len(images), batch_size):
@@ -89,6 +91,6 @@ def predict(states: TrainState, images: np.ndarray, batch_size: int,
     if pad:  # Keep one compiled shape.
       chunk = np.concatenate([chunk, np.zeros((pad,) + chunk.shape[1:],
                                               chunk.dtype)])
-    pred = distributed.to_host(predict_fn(states.variables(), chunk))
-    out.append(pred[:, :pred.shape[1] - pad])
+    logits = distributed.to_host(predict_fn(states.variables(), chunk))
+    out.append(logits[:, :logits.shape[1] - pad])
   return np.concatenate(out, axis=1)

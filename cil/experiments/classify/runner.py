@@ -23,14 +23,14 @@ import numpy as np
 
 from cil import data
 from cil import distributed
-from cil import metrics
+from cil import losses
 from cil import plots
 from cil import runtime
 from cil import workdir as workdir_lib
 from cil.experiments import loop
 from cil.experiments import report
 from cil.experiments.classify.config import ClassifyConfig
-from cil.experiments.classify.parallel import predict
+from cil.experiments.classify.parallel import predict_logits
 from cil.experiments.classify.parallel import SEED_AXIS
 from cil.experiments.classify.parallel import seed_mesh
 from cil.experiments.classify.parallel import sharded_chunk
@@ -152,14 +152,20 @@ def train_and_evaluate(
                            seconds_key='epoch_seconds', callback=callback)
     states = training.state
 
-  predictions = predict(states, test_set.images, cfg.eval_batch_size, mesh)
+  logits = predict_logits(states, test_set.images, cfg.eval_batch_size, mesh)
   per_seed = []
   for k, seed in enumerate(seeds):
-    cm = metrics.confusion_matrix(test_set.labels, predictions[k],
-                                  test_set.num_classes)
-    scores = metrics.classification_metrics(cm)
-    scores['minority_recall'] = report.minority_recall(
-        scores['per_class_recall'], splits[k].class_counts)
+    score = functools.partial(
+        report.seed_scores, test_set.labels,
+        class_counts=splits[k].class_counts,
+        num_classes=test_set.num_classes,
+        shot_thresholds=cfg.shot_thresholds)
+    scores = score(np.argmax(logits[k], -1))
+    if cfg.posthoc_tau:
+      adjusted = losses.posthoc_adjusted_logits(
+          logits[k], splits[k].class_counts, tau=cfg.posthoc_tau)
+      scores[report.POSTHOC] = {'tau': cfg.posthoc_tau, **score(
+          np.asarray(jnp.argmax(adjusted, -1)))}
     per_seed.append({'seed': seed, **splits[k].summary(), **scores})
   return {'protocol': protocol, 'loss': loss_name,
           'loss_hparams': dict(hparams), 'model': cfg.model,
@@ -176,6 +182,44 @@ def _cell_settings(cfg: ClassifyConfig, protocol: str, loss: str) -> dict:
           'seed_parallel': cfg.seed_parallel}
 
 
+def _tables_markdown(cfg: ClassifyConfig, model: str, runs: list,
+                     rows: list, names: list) -> str:
+  """`table.md`: every metric's Table I-shaped table, with its caption."""
+  lambda_of = {r['protocol']: r['summary']['imbalance_degree']['mean']
+               for r in runs}
+  lambdas = ', '.join(f'{p} {lambda_of[p]:.3f}' for p in cfg.protocols)
+  low, high = cfg.shot_thresholds
+  captions = {
+      'accuracy': (
+          f'Recognition rate (%) on the {cfg.dataset} test set, mean ± 95 % '
+          f'CI over {cfg.seeds} seeds; model {model}, {cfg.epochs} epochs. '
+          f'Imbalance degree λ of the training sets: {lambdas}.'),
+      'balanced_accuracy': 'Balanced accuracy (%, mean test recall over '
+                           'classes):',
+      'minority_recall': 'Minority recall (%, mean test recall of the '
+                         'classes with fewer training images than the '
+                         'largest):',
+      'many_shot': f'Many-shot accuracy (%, mean test recall of the classes '
+                   f'with more than {high} training images; empty: no such '
+                   f'class):',
+      'medium_shot': f'Medium-shot accuracy (%, classes with {low} to {high} '
+                     f'training images):',
+      'few_shot': f'Few-shot accuracy (%, classes with fewer than {low} '
+                  f'training images):',
+  }
+  parts = []
+  if cfg.posthoc_tau:
+    parts.append(f"Rows '<loss>+posthoc': the same models predicting with "
+                 f'post-hoc logit adjustment, argmax of z - τ log π with τ = '
+                 f'{cfg.posthoc_tau:g} and π the seed\'s training class '
+                 f'frequencies (Menon et al. 2021).\n')
+  for metric, caption in captions.items():
+    parts.append(f'{caption}\n\n'
+                 f'{report.markdown_table(rows, cfg.protocols, names, metric)}'
+                 f'\n')
+  return '\n'.join(parts)
+
+
 def run(cfg: ClassifyConfig, workdir: str, *, show_progress: bool = True,
         epoch_callback: Optional[Callable[[str, str, int], None]] = None
         ) -> dict:
@@ -184,7 +228,10 @@ def run(cfg: ClassifyConfig, workdir: str, *, show_progress: bool = True,
   The config, the seeds and the data are checked before the workdir is
   touched; then it is locked and claimed (`cil.workdir`). Outputs:
   `results.json` (config, per-run counts, rho, lambda, per-seed metrics and
-  summaries), `table.md` (Table I's shape), `per_class_recall.{png,pdf,csv}`,
+  summaries), `table.md` (Table I's shape for accuracy, balanced accuracy,
+  minority recall and many/medium/few-shot accuracy; with
+  `cfg.posthoc_tau`, rows '<loss>+posthoc' too, whose summaries are each
+  run's `summary['posthoc']`), `per_class_recall.{png,pdf,csv}`,
   with three or more distinct imbalance degrees `lambda_sweep.{png,pdf,csv}`
   (accuracy, balanced accuracy and minority recall against lambda),
   `metrics/<cell>.jsonl` and `tensorboard/`. Finished cells are kept in
@@ -239,34 +286,31 @@ def run(cfg: ClassifyConfig, workdir: str, *, show_progress: bool = True,
 
     for r in runs:
       r['summary'] = report.summarize(r)
+    # Post-hoc adjusted predictions are rows of their own in every table.
+    rows = report.with_posthoc(runs)
+    by_cell = {(r['protocol'], r['loss']): r for r in runs}
+    for adjusted in rows[len(runs):]:
+      adjusted['summary'] = report.summarize(adjusted)
+      trained = adjusted['loss'][:-len('+' + report.POSTHOC)]
+      by_cell[adjusted['protocol'], trained]['summary'][report.POSTHOC] = (
+          adjusted['summary'])
+    names = list(cfg.losses) + [r['loss'] for r in rows[len(runs):]
+                                if r['protocol'] == cfg.protocols[0]]
     results = {'config': work.config, 'dataset': {
         'name': cfg.dataset, 'train_size': len(train_set),
         'test_size': len(test_set),
         'test_class_counts': test_set.class_counts().tolist(),
         'class_names': list(train_set.class_names)}, 'runs': runs}
-    table = report.markdown_table(runs, cfg.protocols, cfg.losses)
+    table = report.markdown_table(rows, cfg.protocols, names)
     results['table_markdown'] = table
     work.write_json('results.json', results)
-    lambda_of = {r['protocol']: r['summary']['imbalance_degree']['mean']
-                 for r in runs}
-    lambdas = ', '.join(f'{p} {lambda_of[p]:.3f}' for p in cfg.protocols)
-    tables = {m: report.markdown_table(runs, cfg.protocols, cfg.losses, m)
-              for m in ('balanced_accuracy', 'minority_recall')}
-    work.write_text('table.md', (
-        f'Recognition rate (%) on the balanced {cfg.dataset} test set, '
-        f'mean ± 95 % CI over {cfg.seeds} seeds; model '
-        f'{resolved_cfg.model}, {cfg.epochs} epochs. Imbalance degree λ of '
-        f'the training sets: {lambdas}.\n\n{table}\n\n'
-        f'Balanced accuracy (%, mean test recall over classes):\n\n'
-        f'{tables["balanced_accuracy"]}\n\n'
-        f'Minority recall (%, mean test recall of the classes with fewer '
-        f'training images than the largest):\n\n'
-        f'{tables["minority_recall"]}\n'))
+    work.write_text('table.md', _tables_markdown(cfg, resolved_cfg.model,
+                                                 runs, rows, names))
     if not work.primary:
       return results
-    plots.per_class_recall(runs, train_set.class_names,
+    plots.per_class_recall(rows, train_set.class_names,
                            work.file('per_class_recall'))
     if len({round(r['summary']['imbalance_degree']['mean'], 6)
             for r in runs}) >= 3:
-      plots.metrics_vs_lambda(runs, work.file('lambda_sweep'))
+      plots.metrics_vs_lambda(rows, work.file('lambda_sweep'))
   return results

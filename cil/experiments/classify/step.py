@@ -239,9 +239,9 @@ def train_chunk(states: TrainState, images: jax.Array, labels: jax.Array,
 
 
 @functools.partial(jax.jit, static_argnames=('apply_fn',))
-def predict_batch(apply_fn, variables, images):
-  logits = jax.vmap(lambda v: apply_fn(v, images, train=False))(variables)
-  return jnp.argmax(logits, -1)
+def logits_batch(apply_fn, variables, images):
+  """`[K, B, C]` logits of every seed's model (`variables` stacked on K)."""
+  return jax.vmap(lambda v: apply_fn(v, images, train=False))(variables)
 
 
 def epoch_batches(splits: Sequence[data.ImbalancedSplit], seeds: Sequence[int],
