@@ -27,7 +27,8 @@ def run():
   cfg = detect.TrainConfig.from_config(_CONFIG.value)
   result = detect.run(cfg, _WORKDIR.value)
   if result is not None:
-    print(metrics.table_markdown(result), end='')
+    print(metrics.table_markdown(result))
+    print(metrics.protocols_table_markdown(result['ap_protocols']), end='')
     print(f'Wrote {_WORKDIR.value}/table.md, results.json, detections.png')
 
 

@@ -6,7 +6,11 @@ r"""Scores rotated detections the paper's way (Table VI): AP at IoU > 0.6.
 --gt holds DOTA-style `<image>.txt` labels (or a DOTA root with labelTxt/,
 or HRSC2016 `<image>.xml`); --pred holds `<image>.txt` detection files with
 lines `x1 y1 x2 y2 x3 y3 x4 y4 class score`. Prints the per-class table
-and writes `table.md` and `results.json` to --out (default: --pred/../eval).
+(AP, P, R, F1, G-mean at --iou) and a second one of AP under four protocols
+side by side: the paper's (IoU > 0.6, 11-point), VOC07 (IoU >= 0.5,
+11-point), VOC12 (IoU >= 0.5, all-point) and COCO-style mAP@[0.5:0.95]
+(101-point, pycocotools' matching); writes `table.md` and `results.json`
+to --out (default: --pred/../eval).
 """
 
 import os
@@ -36,7 +40,8 @@ def run():
       _GT.value, _PRED.value, out_dir=out, iou_threshold=_IOU.value,
       inclusive=_INCLUSIVE.value, ap_method=_AP.value,
       score_threshold=_SCORE.value)
-  print(metrics.table_markdown(result), end='')
+  print(metrics.table_markdown(result))
+  print(metrics.protocols_table_markdown(result['ap_protocols']), end='')
   print(f'Wrote {out}/table.md and results.json')
 
 

@@ -34,20 +34,26 @@ def evaluate_folders(gt_dir: str, pred_dir: str, *, out_dir: Optional[str],
   """Evaluates `pred_dir/<image>.txt` against `gt_dir`; writes the table.
 
   Images in the ground truth without a detection file have no detections.
-  Writes `table.md` and `results.json` to `out_dir` when given.
+  Besides the chosen AP, `result['ap_protocols']` holds the paper's, VOC07,
+  VOC12 and COCO-style mAP (`metrics.evaluate_protocols`). Writes
+  `table.md` (both tables) and `results.json` to `out_dir` when given.
   """
   gt = read_ground_truth(gt_dir)
   pred = det_io.read_folder(pred_dir, detections=True)
   result = metrics.evaluate(pred, gt, iou_threshold=iou_threshold,
                             inclusive=inclusive, ap_method=ap_method,
                             score_threshold=score_threshold)
+  result['ap_protocols'] = metrics.evaluate_protocols(
+      pred, gt, classes=list(result['per_class']),
+      score_threshold=score_threshold)
   result['inputs'] = {'gt': os.path.abspath(gt_dir),
                       'pred': os.path.abspath(pred_dir),
                       'images': len(gt), 'images_with_detections': len(pred)}
   if out_dir:
     os.makedirs(out_dir, exist_ok=True)
     with open(os.path.join(out_dir, 'table.md'), 'w', encoding='utf-8') as f:
-      f.write(metrics.table_markdown(result))
+      f.write(metrics.table_markdown(result) + '\n' +
+              metrics.protocols_table_markdown(result['ap_protocols']))
     with open(os.path.join(out_dir, 'results.json'), 'w',
               encoding='utf-8') as f:
       json.dump(result, f, indent=1)

@@ -23,6 +23,10 @@ Per class, over all images:
   of the mAP.
 * 'overall' pools the counts of all classes (micro P, R, F1, G-mean); mAP is
   the mean of the per-class APs.
+
+`evaluate_protocols` reports the paper's AP beside VOC07, VOC12 and
+COCO-style mAP@[0.5:0.95] (`AP_PROTOCOLS`), in one table
+(`protocols_table_markdown`).
 """
 
 import dataclasses
@@ -66,11 +70,23 @@ class ImageBoxes:
     self.difficult = np.asarray(self.difficult, bool)
 
 
+MATCHING_RULES = ('voc', 'coco')
+
+
 def match_image(det_boxes: np.ndarray, det_scores: np.ndarray,
                 gt_boxes: np.ndarray, gt_difficult: Optional[np.ndarray] = None,
-                *, iou_threshold: float = 0.6, inclusive: bool = False
+                *, iou_threshold: float = 0.6, inclusive: bool = False,
+                matching: str = 'voc', iou: Optional[np.ndarray] = None
                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
   """Greedy matching of one image's detections of one class.
+
+  Detections are visited by decreasing score. `matching='voc'` (the VOC
+  and DOTA kits, and the paper): a detection takes the ground truth of
+  highest IoU; if that one is already taken it is a false positive.
+  `matching='coco'` (pycocotools): it takes the still-free non-difficult
+  ground truth of highest IoU that passes the threshold, so a duplicate of
+  a taken box can still match a neighbour; failing that, a passing
+  difficult ("crowd") box makes it ignored.
 
   Args:
     det_boxes: `[D, 5]`.
@@ -79,6 +95,9 @@ def match_image(det_boxes: np.ndarray, det_scores: np.ndarray,
     gt_difficult: `[G]` bool, or None.
     iou_threshold: a match needs IoU > it (>= with `inclusive`).
     inclusive: use `>=`.
+    matching: 'voc' or 'coco' (above).
+    iou: optional precomputed `[D, G]` rotated IoU of the detections in
+      their given order (not the visiting order) with `gt_boxes`.
 
   Returns:
     `(order [D], tp [D] bool, ignored [D] bool)`: the visiting order (by
@@ -86,27 +105,40 @@ def match_image(det_boxes: np.ndarray, det_scores: np.ndarray,
     positives and which are ignored (matched to difficult ground truth).
     False positives are `~tp & ~ignored`.
   """
+  if matching not in MATCHING_RULES:
+    raise ValueError(f"matching must be one of {MATCHING_RULES}, got "
+                     f'{matching!r}.')
   det_boxes = np.asarray(det_boxes, np.float64).reshape(-1, 5)
   gt_boxes = np.asarray(gt_boxes, np.float64).reshape(-1, 5)
   if gt_difficult is None:
     gt_difficult = np.zeros(len(gt_boxes), bool)
+  gt_difficult = np.asarray(gt_difficult, bool)
   order = np.argsort(-np.asarray(det_scores, np.float64), kind='stable')
   tp = np.zeros(len(order), bool)
   ignored = np.zeros(len(order), bool)
   if not len(gt_boxes) or not len(order):
     return order, tp, ignored
-  iou = boxes_lib.rotated_iou(det_boxes[order], gt_boxes, xp=np)
+  if iou is None:
+    iou = boxes_lib.rotated_iou(det_boxes, gt_boxes, xp=np)
+  iou = np.asarray(iou, np.float64)[order]
+  passes = iou >= iou_threshold if inclusive else iou > iou_threshold
   taken = np.zeros(len(gt_boxes), bool)
   for i in range(len(order)):
-    j = int(np.argmax(iou[i]))
-    hit = iou[i, j] >= iou_threshold if inclusive else (
-        iou[i, j] > iou_threshold)
-    if not hit:
+    if matching == 'voc':
+      j = int(np.argmax(iou[i]))
+      if not passes[i, j]:
+        continue
+      if gt_difficult[j]:
+        ignored[i] = True
+      elif not taken[j]:
+        tp[i] = taken[j] = True
       continue
-    if gt_difficult[j]:
-      ignored[i] = True
-    elif not taken[j]:
+    free = passes[i] & ~taken & ~gt_difficult
+    if free.any():
+      j = int(np.argmax(np.where(free, iou[i], -1.0)))
       tp[i] = taken[j] = True
+    elif (passes[i] & gt_difficult).any():
+      ignored[i] = True
   return order, tp, ignored
 
 
@@ -117,10 +149,20 @@ def average_precision(recall: np.ndarray, precision: np.ndarray, *,
   Args:
     recall: `[D]` cumulative recall.
     precision: `[D]` cumulative precision.
-    method: '11point' (eq. 25-26) or 'area' (all-point interpolation).
+    method: '11point' (eq. 25-26, VOC 2007), 'area' (all-point
+      interpolation, VOC 2010 and later) or '101point' (COCO: the mean
+      over r in {0, 0.01, ..., 1} of the interpolated precision
+      max_{r' >= r} p(r'), 0 where no recall reaches r).
   """
   recall = np.asarray(recall, np.float64)
   precision = np.asarray(precision, np.float64)
+  if method == '101point':
+    if not recall.size:
+      return 0.0
+    envelope = np.maximum.accumulate(precision[::-1])[::-1]
+    at = np.searchsorted(recall, np.linspace(0, 1, 101) - 1e-12, side='left')
+    reached = at < recall.size
+    return float(np.sum(envelope[at[reached]]) / 101)
   if method == '11point':
     total = 0.0
     for r in np.linspace(0, 1, 11):
@@ -133,7 +175,8 @@ def average_precision(recall: np.ndarray, precision: np.ndarray, *,
     p = np.maximum.accumulate(p[::-1])[::-1]  # Interpolated precision.
     steps = np.nonzero(r[1:] != r[:-1])[0]
     return float(np.sum((r[steps + 1] - r[steps]) * p[steps + 1]))
-  raise ValueError(f"ap method must be '11point' or 'area', got {method!r}.")
+  raise ValueError(f"ap method must be '11point', 'area' or '101point', got "
+                   f'{method!r}.')
 
 
 def _ratio(a, b):
@@ -150,10 +193,14 @@ def _summary(tp: int, fp: int, n_gt: int) -> dict:
 
 def _class_matches(detections: dict, ground_truth: dict, classes,
                    iou_threshold: float, inclusive: bool,
-                   score_threshold: Optional[float] = None) -> dict:
+                   score_threshold: Optional[float] = None, *,
+                   matching: str = 'voc',
+                   iou_cache: Optional[dict] = None) -> dict:
   """Per class, per image (in `ground_truth`'s order): `(scores, tp,
   n_gt)` of its detections in decreasing score, those matched to difficult
-  ground truth left out; `n_gt` counts the non-difficult ground truth."""
+  ground truth left out; `n_gt` counts the non-difficult ground truth.
+  `iou_cache` (a dict) keeps each (class, image)'s IoU matrix for another
+  call with other thresholds."""
   out = {}
   for cls in classes:
     rows = []
@@ -167,9 +214,17 @@ def _class_matches(detections: dict, ground_truth: dict, classes,
       if d is None or not d.any():
         rows.append((np.zeros(0), np.zeros(0, bool), n_gt))
         continue
+      iou = None
+      if iou_cache is not None and g.any():
+        key = (str(cls), image)
+        if key not in iou_cache:
+          iou_cache[key] = boxes_lib.rotated_iou(det.boxes[d], gt.boxes[g],
+                                                 xp=np)
+        iou = iou_cache[key]
       order, tp, ignored = match_image(
           det.boxes[d], det.scores[d], gt.boxes[g], gt.difficult[g],
-          iou_threshold=iou_threshold, inclusive=inclusive)
+          iou_threshold=iou_threshold, inclusive=inclusive,
+          matching=matching, iou=iou)
       rows.append((det.scores[d][order][~ignored], tp[~ignored], n_gt))
     out[str(cls)] = rows
   return out
@@ -189,6 +244,14 @@ def _class_ap(rows: list, images, ap_method: str) -> Optional[float]:
   ctp, cfp = np.cumsum(tp[order]), np.cumsum(~tp[order])
   return average_precision(ctp / n_gt, ctp / np.maximum(ctp + cfp, 1),
                            method=ap_method)
+
+
+def _default_classes(detections: dict, ground_truth: dict) -> list[str]:
+  """Every label seen in the ground truth, sorted, then those only in
+  detections."""
+  seen_gt = {str(x) for g in ground_truth.values() for x in g.labels}
+  seen_det = {str(x) for d in detections.values() for x in d.labels}
+  return sorted(seen_gt) + sorted(seen_det - seen_gt)
 
 
 def evaluate(detections: dict, ground_truth: dict, *,
@@ -225,9 +288,7 @@ def evaluate(detections: dict, ground_truth: dict, *,
     raise ValueError(f'Detections for images without ground truth: '
                      f'{unknown[:5]}.')
   if classes is None:
-    seen_gt = {str(x) for g in ground_truth.values() for x in g.labels}
-    seen_det = {str(x) for d in detections.values() for x in d.labels}
-    classes = sorted(seen_gt) + sorted(seen_det - seen_gt)
+    classes = _default_classes(detections, ground_truth)
   per_class = {}
   totals = np.zeros(3, int)
   matches = _class_matches(detections, ground_truth, classes, iou_threshold,
@@ -249,6 +310,101 @@ def evaluate(detections: dict, ground_truth: dict, *,
                    'ap_method': ap_method,
                    'score_threshold': score_threshold},
   }
+
+
+# The AP protocols `evaluate_protocols` reports side by side: IoU
+# thresholds, the comparison, the AP interpolation and the matching rule.
+AP_PROTOCOLS = {
+    # The paper (eq. 25-26): IoU > 0.6, 11 points.
+    'paper': {'iou_thresholds': (0.6,), 'inclusive': False,
+              'ap_method': '11point', 'matching': 'voc'},
+    # PASCAL VOC 2007 (VOCevaldet.m: ovmax >= 0.5), 11 points.
+    'voc07': {'iou_thresholds': (0.5,), 'inclusive': True,
+              'ap_method': '11point', 'matching': 'voc'},
+    # PASCAL VOC 2010-2012: all-point interpolation (the area).
+    'voc12': {'iou_thresholds': (0.5,), 'inclusive': True,
+              'ap_method': 'area', 'matching': 'voc'},
+    # COCO-style mAP@[0.5:0.95]: the mean over IoU >= 0.50, 0.55, ..., 0.95
+    # of 101-point AP, pycocotools' matching (no area ranges or
+    # detection caps: every detection given counts).
+    'coco': {'iou_thresholds': tuple(round(0.5 + 0.05 * k, 2)
+                                     for k in range(10)),
+             'inclusive': True, 'ap_method': '101point', 'matching': 'coco'},
+}
+
+
+def evaluate_protocols(detections: dict, ground_truth: dict, *,
+                       classes: Optional[Sequence] = None,
+                       protocols: Sequence[str] = tuple(AP_PROTOCOLS),
+                       score_threshold: Optional[float] = None) -> dict:
+  """Per-class AP and mAP under several AP protocols (`AP_PROTOCOLS`).
+
+  The paper's AP (IoU > 0.6, 11-point), VOC07 (IoU >= 0.5, 11-point),
+  VOC12 (IoU >= 0.5, all-point) and COCO-style mAP@[0.5:0.95] from one set
+  of detections, each rotated IoU computed once. A class's COCO AP is the
+  mean of its APs over the ten thresholds; mAP is the mean over classes
+  with ground truth (None without any).
+
+  Args:
+    detections, ground_truth, classes, score_threshold: as `evaluate`.
+    protocols: names in `AP_PROTOCOLS`.
+
+  Returns:
+    `{protocol: {'mAP': float, 'per_class': {class: ap}, 'settings':
+    {...}}}`.
+  """
+  unknown = [p for p in protocols if p not in AP_PROTOCOLS]
+  if unknown:
+    raise ValueError(f'Unknown AP protocols {unknown}; known: '
+                     f'{", ".join(AP_PROTOCOLS)}.')
+  missing = sorted(set(detections) - set(ground_truth), key=str)
+  if missing:
+    raise ValueError(f'Detections for images without ground truth: '
+                     f'{missing[:5]}.')
+  if classes is None:
+    classes = _default_classes(detections, ground_truth)
+  cache = {}
+  out = {}
+  for name in protocols:
+    spec = AP_PROTOCOLS[name]
+    by_class = {str(c): [] for c in classes}
+    for threshold in spec['iou_thresholds']:
+      matches = _class_matches(detections, ground_truth, classes, threshold,
+                               spec['inclusive'], score_threshold,
+                               matching=spec['matching'], iou_cache=cache)
+      for cls, rows in matches.items():
+        by_class[cls].append(_class_ap(rows, range(len(rows)),
+                                       spec['ap_method']))
+    per_class = {cls: (None if None in aps else float(np.mean(aps)))
+                 for cls, aps in by_class.items()}
+    aps = [a for a in per_class.values() if a is not None]
+    out[name] = {'mAP': float(np.mean(aps)) if aps else None,
+                 'per_class': per_class,
+                 'settings': {**spec, 'comparison': '>=' if spec['inclusive']
+                              else '>', 'score_threshold': score_threshold}}
+  return out
+
+
+def protocols_table_markdown(result: dict) -> str:
+  """`evaluate_protocols`' result as one table: AP (%) per class (rows) and
+  protocol (columns), mAP last."""
+  names = list(result)
+  first = result[names[0]]['per_class']
+  header = {'paper': 'paper (IoU > 0.6, 11-pt)',
+            'voc07': 'VOC07 (0.5, 11-pt)', 'voc12': 'VOC12 (0.5, all-pt)',
+            'coco': 'COCO (0.5:0.95, 101-pt)'}
+
+  def pct(v):
+    return '–' if v is None else f'{100 * v:.1f}'
+
+  lines = ['| class | ' + ' | '.join(header.get(n, n) for n in names)
+           + ' |', '|' + '---|' * (len(names) + 1)]
+  for cls in first:
+    lines.append(f'| {cls} | ' + ' | '.join(
+        pct(result[n]['per_class'][cls]) for n in names) + ' |')
+  lines.append('| mAP | ' + ' | '.join(pct(result[n]['mAP']) for n in names)
+               + ' |')
+  return '\n'.join(lines) + '\n'
 
 
 def _weighted_aps(rows: list, weights: np.ndarray, ap_method: str

@@ -56,6 +56,7 @@ class EvaluateCliTest(absltest.TestCase):
          os.path.join(root, 'gt'), '--pred', pred_dir, '--out', out],
         check=True, cwd=ROOT, env=env, capture_output=True, text=True)
     self.assertIn('overall (mAP)', run.stdout)
+    self.assertIn('| mAP | ', run.stdout)  # The four protocols' table.
     with open(os.path.join(out, 'results.json')) as f:
       result = json.load(f)
     for name, (tp, fp, fn) in expected.items():
@@ -67,6 +68,12 @@ class EvaluateCliTest(absltest.TestCase):
     self.assertAlmostEqual(result['overall']['precision'],
                            total[0] / (total[0] + total[1]))
     self.assertTrue(os.path.exists(os.path.join(out, 'table.md')))
+    # The protocols' paper column (IoUs computed once, cached) equals the
+    # direct evaluation's AP, class by class.
+    paper = result['ap_protocols']['paper']
+    self.assertAlmostEqual(paper['mAP'], result['mAP'])
+    for name, e in result['per_class'].items():
+      self.assertAlmostEqual(paper['per_class'][name], e['ap'], msg=name)
 
   def test_compare_runs_with_paired_bootstrap(self):
     root = tempfile.mkdtemp()

@@ -149,3 +149,71 @@ class MetricsTest(absltest.TestCase):
 
 if __name__ == '__main__':
   absltest.main()
+
+
+class ApProtocolsTest(absltest.TestCase):
+  """`evaluate_protocols`: the paper's AP, VOC07, VOC12 and COCO, by hand."""
+
+  def setUp(self):
+    super().setUp()
+    # Two ships 2 apart (IoU 8/12 with each other). d1 is the first; d2 at
+    # x = 0.8 overlaps the first by IoU 9.2/10.8 = 0.852 and the second by
+    # 8.8/11.2 = 0.786. A car with no detection; a boat nobody labelled.
+    self.gt = {'im': _img([[0, 0, 10, 10, 0.0], [2, 0, 10, 10, 0.0],
+                           [50, 50, 10, 10, 0.0]], ['ship', 'ship', 'car'])}
+    self.det = {'im': _img([[0, 0, 10, 10, 0.0], [0.8, 0, 10, 10, 0.0],
+                            [90, 90, 10, 10, 0.0]], ['ship', 'ship', 'boat'],
+                           scores=[0.9, 0.8, 0.7])}
+
+  def test_four_protocols_by_hand(self):
+    result = metrics.evaluate_protocols(self.det, self.gt)
+    self.assertEqual(list(result), ['paper', 'voc07', 'voc12', 'coco'])
+    ship = {name: r['per_class']['ship'] for name, r in result.items()}
+    # VOC matching: d2's best ground truth is the taken first ship, so it is
+    # a false positive at every threshold: recall (.5, .5), precision
+    # (1, .5). 11 points: r = 0 ... 0.5 reach precision 1 -> 6/11.
+    self.assertAlmostEqual(ship['paper'], 6 / 11)
+    self.assertAlmostEqual(ship['voc07'], 6 / 11)
+    # All points: recall 0 -> 0.5 at precision 1, nothing beyond.
+    self.assertAlmostEqual(ship['voc12'], 0.5)
+    # COCO matching: d2 takes the free second ship while its IoU 0.786
+    # passes, at 0.50 ... 0.75 (AP 1); at 0.80 ... 0.95 it is a false
+    # positive (101 points: r = 0.00 ... 0.50 -> 51/101).
+    self.assertAlmostEqual(ship['coco'], (6 * 1.0 + 4 * 51 / 101) / 10)
+    for name, r in result.items():
+      self.assertEqual(r['per_class']['car'], 0.0)  # Missed: AP 0.
+      self.assertIsNone(r['per_class']['boat'])     # No ground truth.
+      self.assertAlmostEqual(r['mAP'], ship[name] / 2)
+    # The paper's column is `evaluate`'s default.
+    self.assertAlmostEqual(result['paper']['mAP'],
+                           metrics.evaluate(self.det, self.gt)['mAP'])
+    table = metrics.protocols_table_markdown(result)
+    self.assertIn('| ship | 54.5 | 54.5 | 50.0 | 80.2 |', table)
+    self.assertIn('| boat | – | – | – | – |', table)
+    self.assertIn('| mAP | 27.3 | 27.3 | 25.0 | 40.1 |', table)
+
+  def test_101_point_ap_and_coco_matching_by_hand(self):
+    # Precision 1 up to recall 0.25, then 0.5 up to recall 1 (envelope).
+    ap = metrics.average_precision([0.25, 0.25, 0.5, 0.75, 1.0],
+                                   [1.0, 0.5, 0.5, 0.5, 0.5],
+                                   method='101point')
+    self.assertAlmostEqual(ap, (26 * 1.0 + 75 * 0.5) / 101)
+    self.assertEqual(metrics.average_precision([], [], method='101point'),
+                     0.0)
+    _, tp, _ = metrics.match_image(
+        self.det['im'].boxes[:2], [0.9, 0.8], self.gt['im'].boxes[:2],
+        iou_threshold=0.5, inclusive=True, matching='coco')
+    np.testing.assert_array_equal(tp, [True, True])
+    _, tp, _ = metrics.match_image(
+        self.det['im'].boxes[:2], [0.9, 0.8], self.gt['im'].boxes[:2],
+        iou_threshold=0.5, inclusive=True, matching='voc')
+    np.testing.assert_array_equal(tp, [True, False])
+
+  def test_bad_protocol_and_matching_are_named(self):
+    with self.assertRaisesRegex(ValueError, "Unknown AP protocols.*'voc'"):
+      metrics.evaluate_protocols(self.det, self.gt, protocols=('voc',))
+    with self.assertRaisesRegex(ValueError, 'matching must be one of'):
+      metrics.match_image(np.zeros((1, 5)), [1.0], np.zeros((1, 5)),
+                          matching='lvis')
+    with self.assertRaisesRegex(ValueError, 'without ground truth'):
+      metrics.evaluate_protocols({'other': self.det['im']}, self.gt)

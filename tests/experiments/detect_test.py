@@ -143,6 +143,10 @@ class TrainTest(absltest.TestCase):
     self.assertEqual(result['steps'], 2)
     self.assertEqual(result['loss'], 'ci')
     self.assertEqual(result['detector'], 'cascade')
+    self.assertEqual(list(result['ap_protocols']),
+                     ['paper', 'voc07', 'voc12', 'coco'])
+    with open(os.path.join(work, 'table.md')) as f:
+      self.assertIn('COCO (0.5:0.95, 101-pt)', f.read())
     self.assertLen(os.listdir(os.path.join(work, 'predictions')), 2)
     with open(os.path.join(work, 'config.json')) as f:
       model = json.load(f)['config']['model']

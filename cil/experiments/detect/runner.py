@@ -137,6 +137,8 @@ def run(cfg: TrainConfig, workdir: str, *, show_progress: bool = True,
     dets = predictions(state.params, test, model_cfg,
                        batch_size=cfg.batch_size)
     result = metrics.evaluate(dets, test['gt'], classes=classes)
+    result['ap_protocols'] = metrics.evaluate_protocols(dets, test['gt'],
+                                                        classes=classes)
     result['loss'] = cfg.model.loss
     result['detector'] = cfg.detector
     result['train_instances'] = dict(zip(classes, instances.tolist()))
@@ -147,7 +149,8 @@ def run(cfg: TrainConfig, workdir: str, *, show_progress: bool = True,
       os.makedirs(folder, exist_ok=True)
       for name, image in dets.items():
         det_io.write_dota(os.path.join(folder, name + '.txt'), image)
-    work.write_text('table.md', metrics.table_markdown(result))
+    work.write_text('table.md', metrics.table_markdown(result) + '\n' +
+                    metrics.protocols_table_markdown(result['ap_protocols']))
     figure_detections(test, dets, work.file('detections'))
   return result
 
