@@ -142,10 +142,26 @@ def _cil_version() -> Optional[str]:
     return None
 
 
+def cpu_cores() -> int:
+  """The CPU cores this process may run on (its affinity), which sizes
+  XLA:CPU's thread pool.
+
+  On the CPU backend a run's numbers are a function of the seed, the
+  software and this count: the load on the machine, a cold or warm
+  compilation cache and `--xla_cpu_multi_thread_eigen` change no bit, but
+  one core instead of two changes the rounding of the training losses
+  (docs/performance.md, "Same seed, same numbers"). Runs record it.
+  """
+  try:
+    return len(os.sched_getaffinity(0))
+  except AttributeError:  # Not on Linux.
+    return os.cpu_count() or 1
+
+
 def describe(policy_: Policy, **resolved) -> dict:
   """A run's runtime record: the backend policy it was run under, the
-  code's commit, devices, versions, host-memory settings and the runner's
-  `resolved` choices."""
+  code's commit, devices, the host's CPU cores (`cpu_cores`), versions,
+  host-memory settings and the runner's `resolved` choices."""
   devices = jax.devices()
   return {
       'policy': dataclasses.asdict(policy_),
@@ -153,7 +169,8 @@ def describe(policy_: Policy, **resolved) -> dict:
       'devices': {'count': len(devices),
                   'local_count': jax.local_device_count(),
                   'kind': devices[0].device_kind,
-                  'process_count': jax.process_count()},
+                  'process_count': jax.process_count(),
+                  'cpu_cores': cpu_cores()},
       'versions': versions(),
       'host_memory': hugepages.describe(),
       **resolved,

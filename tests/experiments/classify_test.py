@@ -463,6 +463,41 @@ class CifarLongTailTest(absltest.TestCase):
       self.assertEqual(x['confusion'], y['confusion'])
 
 
+@pytest.mark.slow  # ~60 s on 2 cores: two launcher runs, one under load.
+class ReproducibilityTest(absltest.TestCase):
+
+  def test_a_run_under_load_repeats_a_quiet_run_bit_for_bit(self):
+    # docs/performance.md, "Same seed, same numbers": the load on the cores
+    # changes no bit of a run (the core count it may use would).
+    root = tempfile.mkdtemp()
+    self.addCleanup(shutil.rmtree, root, ignore_errors=True)
+    results = {}
+    for name in ('quiet', 'loaded'):
+      busy = []
+      if name == 'loaded':
+        busy = [subprocess.Popen([sys.executable, '-c', 'while True: pass'])
+                for _ in range(3)]
+      try:
+        out = testutil.launch(
+            'launch.classify', '--config=configs/classify.py:smoke',
+            '--config.epochs=3', f'--workdir={os.path.join(root, name)}',
+            env={'CIL_DATA_DIR': _DATA_DIR, 'CIL_MANUAL_DIR': ''})
+      finally:
+        for p in busy:
+          p.kill()
+          p.wait()
+      self.assertEqual(out.returncode, 0, out.stderr[-2000:])
+      with open(os.path.join(root, name, 'results.json')) as f:
+        results[name] = json.load(f)['runs']
+    for a, b in zip(results['quiet'], results['loaded']):
+      self.assertEqual(a['train_loss_per_epoch'], b['train_loss_per_epoch'])
+      self.assertEqual([s['confusion'] for s in a['per_seed']],
+                       [s['confusion'] for s in b['per_seed']])
+    with open(os.path.join(root, 'quiet', 'config.json')) as f:
+      devices = json.load(f)['runtime']['devices']
+    self.assertEqual(devices['cpu_cores'], len(os.sched_getaffinity(0)))
+
+
 class LauncherTest(absltest.TestCase):
 
   def _launch(self, workdir, *flags):
