@@ -51,3 +51,8 @@ class WriteError(RunError, OSError):
 
 class DataNotFoundError(RunError, FileNotFoundError):
   """A dataset is neither prepared nor in its manual directory."""
+
+
+class DataError(RunError, ValueError):
+  """Data a user gave is malformed (an unreadable image, an empty class
+  folder, labels out of range, ...); the message names the file."""

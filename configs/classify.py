@@ -76,6 +76,13 @@ def get_config(arg=None) -> ml_collections.ConfigDict:
   # Data: 'digits' (embedded), 'mnist', 'mstar_soc', 'cifar10', 'cifar100'
   # (`cil.data.load`).
   c.dataset = 'digits'
+  # Your own data instead (`cil.data.custom`): 'folder:/path' (one folder of
+  # images per class, with or without train/ and test/), 'npz:/path.npz'
+  # (x_train, y_train, x_test, y_test) or 'tfds:NAME[/CONFIG][:VERSION]'.
+  c.image_size = 0  # folder: 0 keeps the size; S resizes + crops to S x S.
+  c.test_fraction = 0.2  # folder without train/ and test/: test share.
+  c.image_feature = 'image'  # tfds: the image and label features.
+  c.label_feature = 'label'
   c.data_dir = ml_collections.config_dict.placeholder(str)  # $CIL_DATA_DIR
   c.manual_dir = ml_collections.config_dict.placeholder(str)  # $CIL_MANUAL_DIR
   # Imbalance protocols (`cil.data.get_protocol` specs) x losses = cells.
@@ -104,6 +111,9 @@ def get_config(arg=None) -> ml_collections.ConfigDict:
   # Deferred re-weighting (Cao et al. 2019) from this epoch on; 0 is off.
   c.drw_epoch = 0
   c.drw_beta = 0.9999
+  # Re-sampling (Kang et al. 2020; `cil.data.samplers`): 'instance' (each
+  # example once per epoch), 'class_balanced', 'sqrt' or 'progressive'.
+  c.sampler = 'instance'
   # Speed: 0 / '' pick the backend's choice (`cil.runtime.policy`).
   c.chunk_steps = 0
   c.seed_parallel = ''  # 'loop' or 'vmap'

@@ -73,6 +73,12 @@ def get_config(arg=None) -> ml_collections.ConfigDict:
   # Data (`cil.data.load_fewshot`): digits, omniglot, omniglot_small,
   # mini_imagenet; class_split 'standard' (64/16/20) or 'paper' (64/12/24).
   c.dataset = 'digits'
+  # Or your own data (`cil.data.custom`): 'folder:/path', 'npz:/path.npz',
+  # 'tfds:NAME'; its classes split by a seed-0 permutation, this share of
+  # them to meta-test. image_size: 0 keeps the size (Omniglot: 28); S
+  # resizes (and centre-crops your images) to S x S.
+  c.meta_test_fraction = 0.25
+  c.image_size = 0
   c.class_split = 'standard'
   c.data_dir = ml_collections.config_dict.placeholder(str)
   c.manual_dir = ml_collections.config_dict.placeholder(str)

@@ -1,6 +1,8 @@
 """cil.data: datasets through TFDS, imbalance protocols, episodic tasks."""
 
+from cil.data.custom import Options
 from cil.data.datasets import ArrayDataset
+from cil.data.datasets import check_name
 from cil.data.datasets import DATASET_NAMES
 from cil.data.datasets import load
 from cil.data.protocols import get_protocol
@@ -8,6 +10,7 @@ from cil.data.protocols import ImbalancedSplit
 from cil.data.protocols import PROTOCOL_NAMES
 from cil.data.protocols import subsample
 from cil.data.protocols import TABLE1_PROTOCOLS
+from cil.data.samplers import SAMPLERS
 from cil.data.episodes import EpisodeSampler
 from cil.data.episodes import imbalanced_distribution
 from cil.data.episodes import partitions

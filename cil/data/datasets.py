@@ -32,6 +32,7 @@ import numpy as np
 from cil import _extras
 from cil import errors
 from cil.data import builders
+from cil.data import custom
 
 tfds = _extras.require('tensorflow_datasets', what='cil.data')
 
@@ -175,18 +176,37 @@ def _warn_if_other_source(name: str, prepared: str, manual: str) -> None:
         prepared, built_from, os.path.abspath(manual), prepared)
 
 
+def check_name(name: str) -> None:
+  """Raises ValueError unless `name` is a registered dataset or a dataset
+  spec (`folder:`, `npz:`, `tfds:`; `cil.data.custom`) whose path exists."""
+  if name in _DATASETS:
+    return
+  if custom.parse_spec(name) is None:
+    raise ValueError(f'Unknown dataset {name!r}; known: '
+                     f'{", ".join(DATASET_NAMES)}, or your own data as '
+                     f'folder:/path, npz:/path.npz or '
+                     f'tfds:NAME[/CONFIG][:VERSION].')
+  custom.check_spec(name)
+
+
 def load(name: str, split: str, *, data_dir: Optional[str] = None,
-         manual_dir: Optional[str] = None) -> ArrayDataset:
+         manual_dir: Optional[str] = None,
+         options: Optional[custom.Options] = None) -> ArrayDataset:
   """Loads a whole split into memory through TFDS.
 
   Args:
     name: one of `DATASET_NAMES` (digits, mnist, omniglot, mini_imagenet,
-      mstar_soc).
-    split: a split of that dataset (e.g. 'train', 'test').
+      mstar_soc, cifar10, cifar100), or a spec of your own data:
+      `folder:/path`, `npz:/path.npz` or `tfds:NAME[/CONFIG][:VERSION]`
+      (`cil.data.custom`).
+    split: a split of that dataset (e.g. 'train', 'test'; specs have
+      'train' and 'test').
     data_dir: where prepared TFDS datasets live (default `$CIL_DATA_DIR`, else
       TFDS's default).
     manual_dir: root of manually downloaded files (default `$CIL_MANUAL_DIR`);
       each dataset reads `<manual_dir>/<name>/`.
+    options: how a spec is read (`cil.data.custom.Options`: image size,
+      test fraction, TFDS feature names); None for the defaults.
 
   Returns:
     An `ArrayDataset`.
@@ -195,10 +215,12 @@ def load(name: str, split: str, *, data_dir: Optional[str] = None,
     ValueError: unknown dataset or split.
     FileNotFoundError: the data is neither prepared nor in the manual dir;
       the message says which files are expected where.
+    errors.DataError: your own data is malformed (the file is named).
   """
+  check_name(name)
   if name not in _DATASETS:
-    raise ValueError(f'Unknown dataset {name!r}; known: '
-                     f'{", ".join(DATASET_NAMES)}.')
+    return _load_custom(name, split, _resolve(data_dir, DATA_DIR_ENV),
+                        options or custom.Options())
   builder_cls, manual_sub, stock_name, splits = _DATASETS[name]
   if split not in splits:
     raise ValueError(f'Unknown split {split!r} of {name}; known: '
@@ -263,6 +285,49 @@ def load(name: str, split: str, *, data_dir: Optional[str] = None,
       labels=labels,
       class_names=_class_names(info, arrays, labels),
       name=name, split=split)
+
+
+def _load_custom(spec: str, split: str, data_dir: Optional[str],
+                 options: custom.Options) -> ArrayDataset:
+  """`load` of a `folder:`, `npz:` or `tfds:` spec."""
+  kind, _ = custom.parse_spec(spec)
+  if kind == 'tfds':
+    source, info, image_key, label_key = custom.tfds_source(
+        spec, split, data_dir=data_dir, options=options)
+  else:
+    if split not in ('train', 'test'):
+      raise ValueError(f'Unknown split {split!r} of {spec}; known: train, '
+                       f'test.')
+    builder = custom.load_builder(spec, data_dir=data_dir, options=options)
+    source, info = builder.as_data_source(split=split), builder.info
+    image_key, label_key = 'image', 'label'
+  try:
+    arrays = _read_all(source)
+  except ValueError:
+    raise errors.DataError(f'{spec}: split {split!r} is empty.') from None
+  images, labels = arrays[image_key], arrays[label_key]
+  if images.dtype != np.uint8 or images.ndim not in (3, 4):
+    raise errors.DataError(
+        f'{spec}: feature {image_key!r} must be uint8 images [H, W] or '
+        f'[H, W, C] of one size, got {images.dtype} {images.shape[1:]} '
+        f'(set --config.image_feature).')
+  if images.ndim == 3:
+    images = images[..., None]
+  if not np.issubdtype(labels.dtype, np.integer) or labels.ndim != 1 or (
+      labels.min() < 0):
+    raise errors.DataError(
+        f'{spec}: feature {label_key!r} must hold non-negative integer class '
+        f'labels, got {labels.dtype} {labels.shape[1:]} (set '
+        f'--config.label_feature).')
+  labels = labels.astype(np.int64)
+  names = None
+  feature = info.features[label_key] if info is not None else None
+  if getattr(feature, 'names', None):
+    names = tuple(feature.names)
+  else:
+    names = tuple(str(i) for i in range(int(labels.max()) + 1))
+  return ArrayDataset(images=np.ascontiguousarray(images), labels=labels,
+                      class_names=names, name=spec, split=split)
 
 
 def _text(value) -> str:

@@ -2,6 +2,7 @@
 resume, the record, CIFAR-LT, the launcher.
 """
 
+import dataclasses
 import json
 import os
 import shutil
@@ -191,6 +192,56 @@ class ClassifyTest(absltest.TestCase):
       self.assertAlmostEqual(seed['medium_shot'],
                              recall[counts <= 100].mean())
       self.assertIsNone(seed['few_shot'])
+
+  def test_a_folder_of_your_images_runs_through_the_runner(self):
+    from PIL import Image  # pylint: disable=g-import-not-at-top
+    from sklearn import datasets  # pylint: disable=g-import-not-at-top
+    digits = datasets.load_digits()
+    folder = self._workdir()
+    for c, name in enumerate(('zero', 'one', 'two')):
+      images = digits.images[digits.target == c][:30]
+      for i, image in enumerate(images):
+        os.makedirs(os.path.join(folder, name), exist_ok=True)
+        Image.fromarray(np.uint8(image * 255 / 16)).save(
+            os.path.join(folder, name, f'{i}.png'))
+    cfg = self._cfg(dataset=f'folder:{folder}', model='digits_cnn',
+                    epochs=2, protocols=('odd25',))
+    results = classify.run(cfg, self._workdir(), show_progress=False)
+    self.assertEqual(results['dataset']['class_names'],
+                     ['one', 'two', 'zero'])
+    self.assertEqual(results['dataset']['test_class_counts'], [6, 6, 6])
+    run = results['runs'][0]
+    for seed in run['per_seed']:  # 'two' (label 1, odd) at 25 %.
+      self.assertEqual(seed['class_counts'], [24, 6, 24])
+      self.assertGreater(seed['accuracy'], 0.5)  # Chance is 1/3.
+    # A model that cannot take 8x8 images is named before any work.
+    workdir = os.path.join(self._workdir(), 'new')
+    with self.assertRaisesRegex(ValueError, r"Model 'lenet' cannot take "
+                                r'folder:.* images of shape \(8, 8, 1\).*'
+                                r'set --config.model'):
+      classify.run(dataclasses.replace(cfg, model='lenet'), workdir)
+    self.assertFalse(os.path.exists(workdir))
+
+  def test_a_resampled_run_resumes_to_the_same_result(self):
+    cfg = self._cfg(sampler='progressive', epochs=2)
+    whole = classify.run(cfg, self._workdir(), show_progress=False)
+    workdir = self._workdir()
+
+    def kill_after_first_epoch(protocol, loss, epoch):
+      del protocol, loss
+      if epoch == 1:
+        raise _Interrupted()
+
+    with self.assertRaises(_Interrupted):
+      classify.run(cfg, workdir, show_progress=False,
+                   epoch_callback=kill_after_first_epoch)
+    resumed = classify.run(cfg, workdir, show_progress=False)
+    a, b = whole['runs'][0], resumed['runs'][0]
+    self.assertEqual(a['train_loss_per_epoch'], b['train_loss_per_epoch'])
+    for x, y in zip(a['per_seed'], b['per_seed']):
+      self.assertEqual(x['confusion'], y['confusion'])
+    with self.assertRaisesRegex(ValueError, 'sampler must be one of'):
+      self._cfg(sampler='balanced').validate()
 
   def test_diverged_run_stops_and_records_nothing(self):
     cfg = self._cfg(lr=1e30)

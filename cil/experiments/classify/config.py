@@ -31,7 +31,13 @@ class ClassifyConfig:
 
   Attributes:
     dataset: 'digits' (embedded), 'mnist', 'mstar_soc', 'cifar10' or
-      'cifar100'.
+      'cifar100'; or your own data: 'folder:/path', 'npz:/path.npz' or
+      'tfds:NAME[/CONFIG][:VERSION]' (`cil.data.custom`).
+    image_size: for `folder:` data, 0 keeps the images' common size; S
+      resizes and centre-crops every image to S x S.
+    test_fraction: for a `folder:` without train/ and test/, each class's
+      share of test images (split with seed 0, the same for every run).
+    image_feature, label_feature: the features of a `tfds:` dataset.
     protocols: imbalance protocols (`cil.data.get_protocol` specs).
     losses: loss specs (`cil.losses.split_spec`: a registry name, or
       `name:key=value,...` for a variant such as `ci:high_exponent=0.5`),
@@ -58,6 +64,9 @@ class ClassifyConfig:
       effective number (1 - beta) / (1 - beta^N_c), normalised to mean 1
       over classes, and the batch loss is the weighted mean; 0 for off.
     drw_beta: beta of the effective number (Cao et al.: 0.9999).
+    sampler: how each epoch draws the training set (`cil.data.samplers`,
+      Kang et al. 2020): 'instance' (every example once), 'class_balanced',
+      'sqrt' or 'progressive'.
     chunk_steps: steps per compiled call; 0 picks the backend's
       (`cil.runtime.policy`).
     seed_parallel: 'vmap' or 'loop' (see `train_chunk`); '' picks the
@@ -75,6 +84,10 @@ class ClassifyConfig:
     data_dir, manual_dir: passed to `cil.data.load` (None: environment).
   """
   dataset: str
+  image_size: int
+  test_fraction: float
+  image_feature: str
+  label_feature: str
   protocols: tuple[str, ...]
   losses: tuple[str, ...]
   loss_hparams: tuple
@@ -92,6 +105,7 @@ class ClassifyConfig:
   augment: str
   drw_epoch: int
   drw_beta: float
+  sampler: str
   chunk_steps: int
   seed_parallel: str
   checkpoint_every: int
@@ -130,14 +144,20 @@ class ClassifyConfig:
   def model_name(self) -> str:
     return self.model or DEFAULT_MODELS.get(self.dataset, 'lenet')
 
+  def data_options(self) -> data.Options:
+    """How `dataset` is read when it is a spec of your own data."""
+    return data.Options(image_size=self.image_size,
+                        test_fraction=self.test_fraction,
+                        image_feature=self.image_feature,
+                        label_feature=self.label_feature)
+
   def hparams_for(self, loss: str) -> dict:
     return losses.resolve_hparams(loss, self.loss_hparams)
 
   def validate(self) -> None:
     """Checks every field before any work (or workdir) is touched."""
-    if self.dataset not in DEFAULT_MODELS:
-      raise ValueError(f'dataset must be one of {", ".join(DEFAULT_MODELS)}, '
-                       f'got {self.dataset!r}.')
+    data.check_name(self.dataset)
+    self.data_options().check()
     v.check_positive_fields(self, ('seeds', 'epochs', 'batch_size',
                                    'checkpoint_every', 'eval_batch_size'),
                             'classify config')
@@ -177,6 +197,7 @@ class ClassifyConfig:
             and 0 < self.lr_decay_factor <= 1):
       raise ValueError(f'lr_decay_factor must be in (0, 1], got '
                        f'{self.lr_decay_factor}.')
+    data.samplers.check_sampler(self.sampler)
     if not 0 <= self.drw_beta < 1:
       raise ValueError(f'drw_beta must be in [0, 1), got {self.drw_beta}.')
     if not math.isfinite(self.posthoc_tau) or self.posthoc_tau < 0:

@@ -113,7 +113,9 @@ def train_and_evaluate(
   def train_epoch(states, epoch):
     """One epoch of every seed, in chunks; the guard on every chunk."""
     drw = bool(cfg.drw_epoch) and epoch >= cfg.drw_epoch
-    idx, mask = epoch_batches(splits, seeds, epoch, cfg.batch_size)
+    idx, mask = epoch_batches(splits, seeds, epoch, cfg.batch_size,
+                              labels=train_set.labels, sampler=cfg.sampler,
+                              epochs=cfg.epochs)
     steps = idx.shape[0]
     chunk = min(cfg.chunk_steps, steps)
     epoch_loss, epoch_acc = [], []
@@ -182,6 +184,29 @@ def _cell_settings(cfg: ClassifyConfig, protocol: str, loss: str) -> dict:
           'seed_parallel': cfg.seed_parallel}
 
 
+def _check_data(cfg: ClassifyConfig, train_set: data.ArrayDataset,
+                test_set: data.ArrayDataset) -> None:
+  """Named errors for data the model or the test set cannot take."""
+  if train_set.image_shape != test_set.image_shape:
+    raise ValueError(f'{cfg.dataset}: train images are '
+                     f'{train_set.image_shape} but test images '
+                     f'{test_set.image_shape}.')
+  if test_set.labels.max() >= train_set.num_classes:
+    raise ValueError(f'{cfg.dataset}: test labels reach '
+                     f'{test_set.labels.max()} but training has '
+                     f'{train_set.num_classes} classes.')
+  model = model_for(cfg.model_name(), train_set.num_classes)
+  try:
+    jax.eval_shape(functools.partial(model.init, train=False),
+                   jax.random.key(0), train_set.images[:1])
+  except Exception as e:  # pylint: disable=broad-except
+    raise ValueError(
+        f'Model {cfg.model_name()!r} cannot take {cfg.dataset} images of '
+        f'shape {train_set.image_shape} ({type(e).__name__}: '
+        f'{str(e).splitlines()[0][:200]}); set --config.model (e.g. '
+        f'digits_cnn for small images) or --config.image_size.') from None
+
+
 def _tables_markdown(cfg: ClassifyConfig, model: str, runs: list,
                      rows: list, names: list) -> str:
   """`table.md`: every metric's Table I-shaped table, with its caption."""
@@ -246,9 +271,11 @@ def run(cfg: ClassifyConfig, workdir: str, *, show_progress: bool = True,
       a non-finite loss or parameter (nothing is then recorded as finished).
   """
   cfg.validate()
-  kw = {'data_dir': cfg.data_dir, 'manual_dir': cfg.manual_dir}
+  kw = {'data_dir': cfg.data_dir, 'manual_dir': cfg.manual_dir,
+        'options': cfg.data_options()}
   train_set = data.load(cfg.dataset, 'train', **kw)
   test_set = data.load(cfg.dataset, 'test', **kw)
+  _check_data(cfg, train_set, test_set)
   policy = runtime.policy()
   resolved_cfg = cfg.resolve(policy)
   cells = [(p, n) for p in cfg.protocols for n in cfg.losses]

@@ -23,6 +23,7 @@ from cil import data
 from cil import loops
 from cil import losses
 from cil import models
+from cil.data import samplers
 from cil.experiments.classify.config import ClassifyConfig
 
 
@@ -245,19 +246,27 @@ def logits_batch(apply_fn, variables, images):
 
 
 def epoch_batches(splits: Sequence[data.ImbalancedSplit], seeds: Sequence[int],
-                  epoch: int, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
+                  epoch: int, batch_size: int, *,
+                  labels: Optional[np.ndarray] = None,
+                  sampler: str = 'instance', epochs: Optional[int] = None
+                  ) -> tuple[np.ndarray, np.ndarray]:
   """`[steps, K, B]` batch indices and masks for one epoch of every seed.
 
-  Each seed's order is a permutation drawn from (seed, epoch); seeds with
-  fewer examples than the largest are padded with masked entries.
+  Each seed's order is drawn from (seed, epoch) by `sampler`
+  (`cil.data.samplers`: 'instance' is a permutation of the seed's training
+  set; the others re-sample it and need the split's `labels`, and
+  'progressive' the run's `epochs`); seeds with fewer examples than the
+  largest are padded with masked entries.
   """
   steps = max(math.ceil(s.indices.size / batch_size) for s in splits)
   idx = np.zeros((len(splits), steps * batch_size), np.int32)
   mask = np.zeros((len(splits), steps * batch_size), bool)
+  if sampler != 'instance' and labels is None:
+    raise ValueError(f'sampler {sampler!r} needs the labels.')
   for k, (split, seed) in enumerate(zip(splits, seeds)):
-    order = np.random.default_rng([seed, epoch, 7]).permutation(
-        split.indices.size)
-    idx[k, :order.size] = split.indices[order]
+    order = samplers.epoch_order(split.indices, labels, sampler, seed=seed,
+                                 epoch=epoch, epochs=epochs)
+    idx[k, :order.size] = order
     mask[k, :order.size] = True
   shape = (len(splits), steps, batch_size)
   return (idx.reshape(shape).transpose(1, 0, 2),

@@ -25,7 +25,13 @@ class FewShotConfig:
 
   Attributes:
     dataset: `cil.data.load_fewshot` name (digits, omniglot, omniglot_small,
-      mini_imagenet).
+      mini_imagenet), or your own data: 'folder:/path', 'npz:/path.npz',
+      'tfds:NAME' (`cil.data.custom`; classes split by
+      `cil.data.fewshot.split_classes`).
+    image_size: 0 keeps the dataset's size (Omniglot: 28); S > 0 resizes
+      Omniglot, or resizes and centre-crops your images, to S x S.
+    meta_test_fraction: for your own data, the share of classes (drawn
+      with seed 0) in meta-test.
     class_split: mini_imagenet's 'standard' (64/16/20) or 'paper' split.
     support: support distributions (meta-test evaluates each; meta-train
       draws one per task unless `train_support` is given).
@@ -58,6 +64,8 @@ class FewShotConfig:
     data_dir, manual_dir: as `cil.data.load` (None: environment).
   """
   dataset: str
+  image_size: int
+  meta_test_fraction: float
   class_split: str
   support: tuple
   train_support: tuple
@@ -122,6 +130,12 @@ class FewShotConfig:
                'checkpoint_every', 'query_multiple', 'test_queries',
                'features', 'maml.adaptation_steps',
                'maml.test_adaptation_steps'), 'fewshot config')
+    if self.image_size < 0:
+      raise ValueError(f'image_size must be >= 0 (0 keeps the dataset\'s '
+                       f'size), got {self.image_size}.')
+    if not 0 < self.meta_test_fraction < 1:
+      raise ValueError(f'meta_test_fraction must be in (0, 1), got '
+                       f'{self.meta_test_fraction}.')
     if self.dtype not in DTYPES:
       raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got "
                        f'{self.dtype!r}.')

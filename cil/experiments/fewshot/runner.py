@@ -212,7 +212,9 @@ def run(cfg: FewShotConfig, workdir: str, *, show_progress: bool = True,
   cfg.validate()
   splits = data.load_fewshot(cfg.dataset, class_split=cfg.class_split,
                              data_dir=cfg.data_dir,
-                             manual_dir=cfg.manual_dir)
+                             manual_dir=cfg.manual_dir,
+                             image_size=cfg.image_size,
+                             meta_test_fraction=cfg.meta_test_fraction)
   # Every task of the run must fit the splits' smallest classes: fail now,
   # not after meta-training.
   data.EpisodeSampler(splits.train, ways=cfg.ways).check_fits(
