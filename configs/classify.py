@@ -125,6 +125,11 @@ def get_config(arg=None) -> ml_collections.ConfigDict:
   # (low, high) define few- (< low), medium- and many-shot (> high) classes.
   c.posthoc_tau = 0.0
   c.shot_thresholds = (20, 100)
+  # Decoupled classifiers (Kang et al. 2020) scored beside each trained
+  # model, rows '<loss>+<method>': any of 'crt', 'tau_norm', 'lws'.
+  c.decouple = ()
+  c.decouple_epochs = 10
+  c.decouple_tau = 1.0
 
   if variant == 'smoke':
     c.losses = ('ce', 'ci')

@@ -118,35 +118,37 @@ def seed_scores(labels: np.ndarray, predictions: np.ndarray,
   return scores
 
 
-# A classify run's post-hoc adjusted predictions (`--config.posthoc_tau`)
-# are kept in each seed's record under this key; `with_posthoc` makes them
-# rows of their own, named '<loss>+posthoc'.
+# A classify run's other prediction rules for the same trained models: each
+# seed's record holds their scores under these keys, and `with_variants`
+# makes them rows of their own, named '<loss>+<key>': post-hoc logit
+# adjustment (`--config.posthoc_tau`) and the decoupled classifiers
+# (`--config.decouple`: cRT, tau-normalisation, LWS).
 POSTHOC = 'posthoc'
+VARIANTS = (POSTHOC, 'crt', 'tau_norm', 'lws')
 
 
-def with_posthoc(runs: Sequence[dict]) -> list[dict]:
-  """`runs` followed by each run's post-hoc adjusted scores as a run.
+def with_variants(runs: Sequence[dict]) -> list[dict]:
+  """`runs` followed by each run's other prediction rules as runs.
 
-  A run whose seeds hold `POSTHOC` scores (the same model's test
-  predictions from `cil.losses.posthoc_adjusted_logits`) gives a second
-  run, loss `'<loss>+posthoc'`, with those scores as its `per_seed` (and
-  the seed's split summary), so tables, paired comparisons (`ce+posthoc`
-  minus `ce` is the adjustment's effect on the same models) and plots
-  treat it as a loss of its own. Runs without them are returned as they
-  are.
+  A run whose seeds hold scores under a key of `VARIANTS` (the same
+  models' test predictions under that rule) gives a second run, loss
+  `'<loss>+<key>'`, with those scores as its `per_seed` (beside the seed's
+  split summary), so tables, paired comparisons (`ce+posthoc` minus `ce`
+  is the rule's effect on the same models) and plots treat it as a loss of
+  its own. Runs without them are returned as they are.
   """
   out = list(runs)
-  for run in runs:
-    if not run['per_seed'] or POSTHOC not in run['per_seed'][0]:
-      continue
-    # The seed's split description, its scores replaced by the adjusted.
-    per_seed = [{**{k: v for k, v in s.items() if k != POSTHOC},
-                 **s[POSTHOC]} for s in run['per_seed']]
-    out.append({'protocol': run['protocol'],
-                'loss': run['loss'] + '+' + POSTHOC,
-                'loss_hparams': run.get('loss_hparams', {}),
-                'posthoc_tau': run['per_seed'][0][POSTHOC]['tau'],
-                'per_seed': per_seed})
+  for variant in VARIANTS:
+    for run in runs:
+      if not run['per_seed'] or variant not in run['per_seed'][0]:
+        continue
+      # The seed's split description, its scores replaced by the variant's.
+      per_seed = [{**{k: v for k, v in s.items() if k not in VARIANTS},
+                   **s[variant]} for s in run['per_seed']]
+      out.append({'protocol': run['protocol'],
+                  'loss': f"{run['loss']}+{variant}",
+                  'loss_hparams': run.get('loss_hparams', {}),
+                  'per_seed': per_seed})
   return out
 
 
@@ -229,14 +231,13 @@ def compare_workdir(workdir: str, *, baseline: str,
   """`paired_differences` of a workdir's runs as a markdown table.
 
   Reads `results.json`, or the finished cells in `runs/` while a run is
-  still going; post-hoc adjusted predictions are rows '<loss>+posthoc'
-  (`with_posthoc`). Rows: losses; columns: protocols in order of lambda;
-  cells:
-  mean difference ± 95 % CI in percentage points, `*` where the CI
-  excludes 0.
+  still going; other prediction rules of the same models are rows
+  '<loss>+posthoc', '<loss>+crt', ... (`with_variants`). Rows: losses;
+  columns: protocols in order of lambda; cells: mean difference ± 95 % CI
+  in percentage points, `*` where the CI excludes 0.
   """
-  runs = with_posthoc(workdir_lib.read_runs(workdir,
-                                            keys=CLASSIFY_RECORD_KEYS))
+  runs = with_variants(
+      workdir_lib.read_runs(workdir, keys=CLASSIFY_RECORD_KEYS))
   name, plus, suffix = baseline.partition('+')  # 'ce+posthoc'
   baseline = losses.canonical_spec(name) + plus + suffix
   diffs = paired_differences(runs, baseline, metric)

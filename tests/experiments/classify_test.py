@@ -180,7 +180,7 @@ class ClassifyTest(absltest.TestCase):
                               predicted[minority].sum())
       self.assertEqual(predicted_adjusted.sum(), predicted.sum())
     self.assertIn('accuracy', run['summary']['posthoc'])
-    rows = report.with_posthoc(results['runs'])
+    rows = report.with_variants(results['runs'])
     self.assertEqual([r['loss'] for r in rows], ['ci', 'ci+posthoc'])
     self.assertIn('| ci+posthoc | ', results['table_markdown'])
     # Many-shot: the even classes (~180 images); medium-shot: the odd ones
@@ -242,6 +242,31 @@ class ClassifyTest(absltest.TestCase):
       self.assertEqual(x['confusion'], y['confusion'])
     with self.assertRaisesRegex(ValueError, 'sampler must be one of'):
       self._cfg(sampler='balanced').validate()
+
+  def test_decoupled_classifiers_are_rows_beside_the_trained_model(self):
+    cfg = self._cfg(epochs=1, decouple=('crt', 'tau_norm', 'lws'),
+                    decouple_epochs=2)
+    results = classify.run(cfg, self._workdir(), show_progress=False)
+    run = results['runs'][0]
+    for seed in run['per_seed']:
+      for method in ('crt', 'lws'):
+        self.assertLen(seed[method]['stage2_loss_per_epoch'], 2)
+      self.assertEqual(seed['tau_norm']['tau'], 1.0)
+      # cRT starts from a new classifier: two short epochs of Adam at 1e-3
+      # lower its loss and pass chance (0.1); tau-norm and LWS start from
+      # the trained one (about 0.5 after one epoch).
+      losses = seed['crt']['stage2_loss_per_epoch']
+      self.assertLess(losses[1], losses[0])
+      self.assertGreater(seed['crt']['accuracy'], 0.1)
+      for method in ('tau_norm', 'lws'):
+        self.assertGreater(seed[method]['accuracy'], 0.3)
+      for method in ('crt', 'tau_norm', 'lws'):
+        self.assertIn('few_shot', seed[method])
+    for method in ('crt', 'tau_norm', 'lws'):
+      self.assertIn(f'| ci+{method} | ', results['table_markdown'])
+      self.assertIn('accuracy', run['summary'][method])
+    with self.assertRaisesRegex(ValueError, 'decouple methods must be'):
+      self._cfg(decouple=('cRT',)).validate()
 
   def test_diverged_run_stops_and_records_nothing(self):
     cfg = self._cfg(lr=1e30)
@@ -438,7 +463,7 @@ class ClassifyTest(absltest.TestCase):
         seed(0, 0.90, 0.40, (0.91, 0.60)), seed(1, 0.80, 0.30, (0.79, 0.40))]},
             {'protocol': 'p', 'loss': 'ci', 'per_seed': [
                 seed(0, 0.92, 0.50), seed(1, 0.84, 0.40)]}]
-    rows = report.with_posthoc(runs)
+    rows = report.with_variants(runs)
     self.assertEqual([r['loss'] for r in rows], ['ce', 'ci', 'ce+posthoc'])
     self.assertEqual(rows[2]['per_seed'][1],
                      {'seed': 1, 'imbalance_degree': 0.5, 'tau': 1.0,

@@ -12,6 +12,7 @@ from cil import losses
 from cil import models
 from cil import runtime
 from cil.experiments import report
+from cil.experiments.classify import decouple
 
 
 DEFAULT_MODELS = {'digits': 'digits_cnn', 'mnist': 'lenet',
@@ -78,6 +79,12 @@ class ClassifyConfig:
       (Menon et al. 2021; `cil.losses.posthoc_adjusted_logits` with the
       seed's training counts): rows '<loss>+posthoc' beside the trained
       losses; 0 for off (tau = 0 is plain argmax).
+    decouple: decoupled classifiers (Kang et al. 2020) to score beside each
+      trained model, rows '<loss>+<method>': any of 'crt', 'tau_norm',
+      'lws' (`cil.experiments.classify.decouple`); () for none.
+    decouple_epochs: class-balanced epochs of cRT and LWS (Kang et al.: 10).
+    decouple_tau: tau-normalisation's exponent (stated, not tuned: the
+      runner has no held-out split).
     shot_thresholds: `(low, high)` training counts that split classes into
       many-shot (> high), medium-shot and few-shot (< low) groups for their
       accuracy (Liu et al. 2019: (20, 100); `report.shot_groups`).
@@ -111,6 +118,9 @@ class ClassifyConfig:
   checkpoint_every: int
   eval_batch_size: int
   posthoc_tau: float
+  decouple: tuple[str, ...]
+  decouple_epochs: int
+  decouple_tau: float
   shot_thresholds: tuple[int, int]
   data_dir: Optional[str]
   manual_dir: Optional[str]
@@ -128,6 +138,7 @@ class ClassifyConfig:
     except (TypeError, ValueError):
       raise ValueError(f'lr_decay_epochs must be a sequence of epochs, e.g. '
                        f'(160, 180); got {c["lr_decay_epochs"]!r}.') from None
+    c['decouple'] = v.as_names('decouple', c['decouple'])
     c['shot_thresholds'] = tuple(c['shot_thresholds']) if isinstance(
         c['shot_thresholds'], (list, tuple)) else c['shot_thresholds']
     return cls(**c)
@@ -204,3 +215,10 @@ class ClassifyConfig:
       raise ValueError(f'posthoc_tau must be a finite number >= 0 (0 is '
                        f'off), got {self.posthoc_tau}.')
     report.check_shot_thresholds(self.shot_thresholds)
+    decouple.check_methods(self.decouple)
+    if self.decouple_epochs < 1 and set(self.decouple) - {'tau_norm'}:
+      raise ValueError(f'decouple_epochs must be >= 1 for cRT and LWS, got '
+                       f'{self.decouple_epochs}.')
+    if not math.isfinite(self.decouple_tau) or self.decouple_tau < 0:
+      raise ValueError(f'decouple_tau must be a finite number >= 0, got '
+                       f'{self.decouple_tau}.')

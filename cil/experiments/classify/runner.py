@@ -20,6 +20,7 @@ from typing import Any, Callable, Optional
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 
 from cil import data
 from cil import distributed
@@ -29,6 +30,7 @@ from cil import runtime
 from cil import workdir as workdir_lib
 from cil.experiments import loop
 from cil.experiments import report
+from cil.experiments.classify import decouple
 from cil.experiments.classify.config import ClassifyConfig
 from cil.experiments.classify.parallel import predict_logits
 from cil.experiments.classify.parallel import SEED_AXIS
@@ -155,6 +157,8 @@ def train_and_evaluate(
     states = training.state
 
   logits = predict_logits(states, test_set.images, cfg.eval_batch_size, mesh)
+  if cfg.decouple:
+    host_variables = distributed.to_host(states.variables())
   per_seed = []
   for k, seed in enumerate(seeds):
     score = functools.partial(
@@ -168,11 +172,33 @@ def train_and_evaluate(
           logits[k], splits[k].class_counts, tau=cfg.posthoc_tau)
       scores[report.POSTHOC] = {'tau': cfg.posthoc_tau, **score(
           np.asarray(jnp.argmax(adjusted, -1)))}
+    if cfg.decouple:
+      variables = jax.tree.map(lambda x, k=k: x[k], host_variables)
+      chosen = splits[k].indices
+      second = decouple.stage_two(
+          model, variables, train_set.images[chosen],
+          train_set.labels[chosen], test_set.images, methods=cfg.decouple,
+          tx=_stage_two_optimizer(cfg.optimizer, cfg.lr),
+          epochs=cfg.decouple_epochs, batch_size=cfg.batch_size,
+          eval_batch_size=cfg.eval_batch_size, tau=cfg.decouple_tau,
+          seed=seed)
+      for method, (method_logits, method_losses) in second.items():
+        scores[method] = {'stage2_loss_per_epoch': method_losses,
+                          **({'tau': cfg.decouple_tau}
+                             if method == 'tau_norm' else {}),
+                          **score(np.argmax(method_logits, -1))}
     per_seed.append({'seed': seed, **splits[k].summary(), **scores})
   return {'protocol': protocol, 'loss': loss_name,
           'loss_hparams': dict(hparams), 'model': cfg.model,
           'train_loss_per_epoch': [r['train_loss'] for r in history],
           'per_seed': per_seed}
+
+
+@functools.lru_cache(maxsize=None)
+def _stage_two_optimizer(name: str, lr: float):
+  """The decoupled classifiers' optimizer: the run's, at a constant rate
+  (one instance per setting, so stage 2 compiles once)."""
+  return optax.adam(lr) if name == 'adam' else optax.sgd(lr, momentum=0.9)
 
 
 def _cell_settings(cfg: ClassifyConfig, protocol: str, loss: str) -> dict:
@@ -197,14 +223,20 @@ def _check_data(cfg: ClassifyConfig, train_set: data.ArrayDataset,
                      f'{train_set.num_classes} classes.')
   model = model_for(cfg.model_name(), train_set.num_classes)
   try:
-    jax.eval_shape(functools.partial(model.init, train=False),
-                   jax.random.key(0), train_set.images[:1])
+    variables = jax.eval_shape(functools.partial(model.init, train=False),
+                               jax.random.key(0), train_set.images[:1])
   except Exception as e:  # pylint: disable=broad-except
     raise ValueError(
         f'Model {cfg.model_name()!r} cannot take {cfg.dataset} images of '
         f'shape {train_set.image_shape} ({type(e).__name__}: '
         f'{str(e).splitlines()[0][:200]}); set --config.model (e.g. '
         f'digits_cnn for small images) or --config.image_size.') from None
+  if cfg.decouple:
+    try:
+      decouple.head_path(model, variables, train_set.images[:1])
+    except ValueError as e:
+      raise ValueError(f'--config.decouple={",".join(cfg.decouple)}: {e}'
+                       ) from None
 
 
 def _tables_markdown(cfg: ClassifyConfig, model: str, runs: list,
@@ -313,14 +345,14 @@ def run(cfg: ClassifyConfig, workdir: str, *, show_progress: bool = True,
 
     for r in runs:
       r['summary'] = report.summarize(r)
-    # Post-hoc adjusted predictions are rows of their own in every table.
-    rows = report.with_posthoc(runs)
+    # Other prediction rules of the same models (post-hoc adjustment,
+    # decoupled classifiers) are rows of their own in every table.
+    rows = report.with_variants(runs)
     by_cell = {(r['protocol'], r['loss']): r for r in runs}
-    for adjusted in rows[len(runs):]:
-      adjusted['summary'] = report.summarize(adjusted)
-      trained = adjusted['loss'][:-len('+' + report.POSTHOC)]
-      by_cell[adjusted['protocol'], trained]['summary'][report.POSTHOC] = (
-          adjusted['summary'])
+    for row in rows[len(runs):]:
+      row['summary'] = report.summarize(row)
+      trained, variant = row['loss'].rsplit('+', 1)
+      by_cell[row['protocol'], trained]['summary'][variant] = row['summary']
     names = list(cfg.losses) + [r['loss'] for r in rows[len(runs):]
                                 if r['protocol'] == cfg.protocols[0]]
     results = {'config': work.config, 'dataset': {

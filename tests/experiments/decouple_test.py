@@ -1,0 +1,98 @@
+"""Tests for cil.experiments.classify.decouple: cRT, tau-norm and LWS."""
+
+from absl.testing import absltest
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from cil import models
+from cil.experiments.classify import decouple
+
+
+class DecoupleTest(absltest.TestCase):
+
+  def test_features_times_the_head_are_the_logits(self):
+    images = np.random.default_rng(0).integers(0, 255, (5, 28, 28, 1),
+                                               np.uint8)
+    for name in ('digits_cnn', 'lenet'):
+      model = models.get_model(name, 4)
+      variables = model.init(jax.random.key(1), images[:1], train=False)
+      path = decouple.head_path(model, variables, images[:1])
+      head = decouple.get_head(variables['params'], path)
+      feats, logits = decouple.features(model, variables, images, 2)
+      self.assertEqual(feats.shape[0], 5)
+      np.testing.assert_allclose(feats @ head['kernel'] + head['bias'],
+                                 logits, rtol=1e-5, atol=1e-5)
+    model = models.get_model('aconvnet', 4)  # All-convolutional.
+    sample = np.zeros((1, 88, 88, 1), np.uint8)
+    with self.assertRaisesRegex(ValueError, 'AConvNet calls no Dense layer'):
+      decouple.head_path(model, jax.eval_shape(
+          lambda x: model.init(jax.random.key(0), x, train=False), sample),
+                         sample)
+
+  def test_tau_normalisation_by_hand(self):
+    head = {'kernel': jnp.array([[3.0, 0.0], [4.0, 1.0]]),
+            'bias': jnp.array([10.0, -10.0])}
+    f = jnp.array([[1.0, 1.0]])
+    # Column norms 5 and 1; the bias is dropped.
+    np.testing.assert_allclose(
+        decouple.classifier_logits('tau_norm', head, f, tau=1.0),
+        [[(3 + 4) / 5, 1.0]])
+    np.testing.assert_allclose(
+        decouple.classifier_logits('tau_norm', head, f, tau=0.0), [[7, 1]])
+    np.testing.assert_allclose(
+        decouple.classifier_logits('tau_norm', head, f, tau=0.5),
+        [[7 / 5 ** 0.5, 1.0]], rtol=1e-6)
+    # LWS with unit scales is the plain classifier, bias included.
+    np.testing.assert_allclose(
+        decouple.classifier_logits('lws', {**head, 'scale': jnp.ones(2)}, f),
+        [[17.0, -9.0]])
+
+  def test_lws_gradient_matches_its_closed_form(self):
+    # z = s * (f W + b); d CE / d s_j = (softmax(z)_j - y_j) (f W + b)_j.
+    with jax.enable_x64(True):
+      rng = np.random.default_rng(0)
+      head = {'kernel': jnp.asarray(rng.normal(size=(4, 3))),
+              'bias': jnp.asarray(rng.normal(size=3))}
+      f = jnp.asarray(rng.normal(size=(5, 4)))
+      y = jnp.array([0, 2, 1, 1, 0])
+      scale = jnp.asarray(rng.uniform(0.5, 2, 3))
+
+      def loss(s):
+        z = decouple.classifier_logits('lws', {**head, 'scale': s}, f)
+        return optax.softmax_cross_entropy_with_integer_labels(z, y).sum()
+      base = f @ head['kernel'] + head['bias']
+      p = jax.nn.softmax(scale * base)
+      expected = ((p - jax.nn.one_hot(y, 3)) * base).sum(0)
+      np.testing.assert_allclose(jax.grad(loss)(scale), expected, rtol=1e-10)
+
+  def test_class_balanced_retraining_undoes_the_prior(self):
+    # 1-D features, class 0 ~ N(-1, 1) x 900 and class 1 ~ N(+1, 1) x 100:
+    # the balanced Bayes boundary is 0, the prior-weighted one at
+    # ln(9) / 2 = 1.1. cRT trains on class-balanced draws: boundary near 0.
+    rng = np.random.default_rng(0)
+    labels = np.repeat([0, 1], [900, 100])
+    feats = np.where(labels == 1, 1.0, -1.0)[:, None] + rng.normal(
+        size=(1000, 1))
+    head = {'kernel': jnp.zeros((1, 2)), 'bias': jnp.zeros(2)}
+    trained, losses = decouple.fit(
+        'crt', head, feats.astype(np.float32), labels,
+        tx=optax.adam(0.05), epochs=10, batch_size=64, seed=0)
+    self.assertLen(losses, 10)
+    self.assertLess(losses[-1], losses[0])
+    w = np.asarray(trained['kernel'])[0]
+    b = np.asarray(trained['bias'])
+    boundary = -(b[1] - b[0]) / (w[1] - w[0])
+    self.assertLess(abs(boundary), 0.3)
+    # tau_norm trains nothing.
+    same, none = decouple.fit('tau_norm', head, feats, labels, tx=None,
+                              epochs=10, batch_size=64, seed=0)
+    self.assertIs(same, head)
+    self.assertEmpty(none)
+    with self.assertRaisesRegex(ValueError, 'decouple methods must be'):
+      decouple.check_methods(['crt', 'lsw'])
+
+
+if __name__ == '__main__':
+  absltest.main()
