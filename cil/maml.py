@@ -17,7 +17,10 @@ Tasks are dicts of arrays (as `cil.data.Tasks`, leading `[tasks]` axis):
 `support_counts [T, N]`, `query_images [T, Q, H, W, C]`, `query_labels
 [T, Q]`. The outer loss uses the support counts too: meta-train queries have
 the same class proportions (p * N_i), and the CI factor depends only on
-proportions.
+proportions. Tasks may also hold random over-sampling (ROS, Ochal et al.
+2023) of the support and the meta-train queries (`OVERSAMPLE_KEYS`): the
+losses then see every class N_max times (p N_max for queries), with the
+counts of that balanced set.
 
 On XLA:CPU, loops are unrolled in Python: a `lax.scan` inner loop ran 3-4x
 slower (1.24x with im2col convolutions), `vmap` over tasks ~15x slower
@@ -43,6 +46,16 @@ from cil import runtime
 
 TASK_KEYS = ('support_images', 'support_labels', 'support_counts',
              'query_images', 'query_labels')
+# Random over-sampling (`cil.data.random_oversample`): positions into the
+# support (query) set and their mask; tasks that hold them are over-sampled.
+OVERSAMPLE_KEYS = ('support_ros_index', 'support_ros_mask',
+                   'query_ros_index', 'query_ros_mask')
+
+
+def task_arrays(tasks) -> dict:
+  """The arrays of a task dict that the meta-step reads (`TASK_KEYS`, and
+  `OVERSAMPLE_KEYS` where present)."""
+  return {k: tasks[k] for k in TASK_KEYS + OVERSAMPLE_KEYS if k in tasks}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -99,7 +112,8 @@ def support_loss(params: Any, apply_fn: Callable, images: jax.Array,
 
 def inner_adapt(params: Any, apply_fn: Callable, support: tuple, *,
                 loss: Callable[..., jax.Array], inner_lr: float,
-                num_steps: int, first_order: bool = False) -> Any:
+                num_steps: int, first_order: bool = False,
+                where: Optional[jax.Array] = None) -> Any:
   """`num_steps` SGD steps on the support set; returns adapted params.
 
   Args:
@@ -111,6 +125,8 @@ def inner_adapt(params: Any, apply_fn: Callable, support: tuple, *,
     inner_lr: step size.
     num_steps: steps (unrolled).
     first_order: stop gradients through the inner gradients (FOMAML).
+    where: optional `[S]` mask; the objective is the mean over the masked
+      examples (padding of an over-sampled support).
 
   Returns:
     The adapted parameters (differentiable w.r.t. `params` unless
@@ -120,8 +136,9 @@ def inner_adapt(params: Any, apply_fn: Callable, support: tuple, *,
   counts = counts.astype(jnp.float32)
 
   def objective(p):
-    return jnp.mean(support_loss(p, apply_fn, images, labels, counts,
-                                 loss=loss))
+    per_example = support_loss(p, apply_fn, images, labels, counts,
+                               loss=loss)
+    return _masked_mean(per_example, where)
 
   for _ in range(num_steps):
     grads = jax.grad(objective)(params)
@@ -131,21 +148,58 @@ def inner_adapt(params: Any, apply_fn: Callable, support: tuple, *,
   return params
 
 
+def _masked_mean(values: jax.Array, where: Optional[jax.Array]) -> jax.Array:
+  if where is None:
+    return jnp.mean(values)
+  return jnp.sum(jnp.where(where, values, 0.0)) / jnp.maximum(
+      jnp.sum(where), 1)
+
+
+def oversampled(task: dict, part: str) -> tuple:
+  """`(images, labels, counts, where)` of a task's support (`part=
+  'support'`) or query set, over-sampled where the task holds its ROS
+  positions: every class then counts N_max (the set is balanced)."""
+  counts = task['support_counts'].astype(jnp.float32)
+  images, labels = task[f'{part}_images'], task[f'{part}_labels']
+  if f'{part}_ros_index' not in task:
+    return images, labels, counts, None
+  index = task[f'{part}_ros_index']
+  return (jnp.take(images, index, axis=0), jnp.take(labels, index),
+          jnp.full_like(counts, jnp.max(counts)), task[f'{part}_ros_mask'])
+
+
+def adapt_to_task(params: Any, apply_fn: Callable, task: dict, *,
+                  cfg: MamlConfig, num_steps: int,
+                  first_order: bool) -> Any:
+  """`inner_adapt` on a task's (possibly over-sampled) support set."""
+  images, labels, counts, where = oversampled(task, 'support')
+  return inner_adapt(params, apply_fn, (images, labels, counts),
+                     loss=cfg.loss_fn(cfg.inner_loss), inner_lr=cfg.inner_lr,
+                     num_steps=num_steps, first_order=first_order,
+                     where=where)
+
+
 def task_loss(params: Any, apply_fn: Callable, task: dict, *,
               cfg: MamlConfig, num_steps: Optional[int] = None
               ) -> tuple[jax.Array, dict]:
-  """Query loss after adapting on the support set: `(loss, aux)`."""
-  inner = cfg.loss_fn(cfg.inner_loss)
+  """Query loss after adapting on the support set: `(loss, aux)`.
+
+  With over-sampling positions in `task` (`OVERSAMPLE_KEYS`), adaptation
+  and the query loss see the over-sampled sets; the accuracy is always
+  that of the queries as drawn.
+  """
   outer = cfg.loss_fn(cfg.outer_loss)
-  counts = task['support_counts'].astype(jnp.float32)
-  adapted = inner_adapt(
-      params, apply_fn,
-      (task['support_images'], task['support_labels'], counts),
-      loss=inner, inner_lr=cfg.inner_lr,
+  adapted = adapt_to_task(
+      params, apply_fn, task, cfg=cfg,
       num_steps=cfg.adaptation_steps if num_steps is None else num_steps,
       first_order=cfg.first_order)
+  images, labels, counts, where = oversampled(task, 'query')
   logits = apply_fn({'params': adapted}, task['query_images'])
-  loss = jnp.mean(outer(logits, task['query_labels'], counts))
+  if where is None:
+    loss = jnp.mean(outer(logits, labels, counts))
+  else:
+    loss = _masked_mean(outer(apply_fn({'params': adapted}, images), labels,
+                              counts), where)
   accuracy = jnp.mean(jnp.argmax(logits, -1) == task['query_labels'])
   return loss, {'accuracy': accuracy}
 
@@ -180,7 +234,7 @@ def meta_train_step(state: train_state.TrainState, tasks: dict, *,
   Returns:
     The new state and metrics (meta-loss, query accuracy).
   """
-  tasks = {k: tasks[k] for k in TASK_KEYS}
+  tasks = task_arrays(tasks)
 
   # One traced program for every task: the unrolled loop calls it once per
   # task, and JAX reuses its trace (and derivatives) instead of retracing.
@@ -208,8 +262,8 @@ def task_gradients(state: train_state.TrainState, tasks: dict,
   One task's share of `meta_train_step`: `(grads, {'meta_loss', 'accuracy'})`
   of `task_loss` at `state.params`, for `apply_mean_gradients` to average.
   """
-  task = {k: jax.lax.dynamic_index_in_dim(tasks[k], index, keepdims=False)
-          for k in TASK_KEYS}
+  task = {k: jax.lax.dynamic_index_in_dim(v, index, keepdims=False)
+          for k, v in task_arrays(tasks).items()}
   (loss, aux), grads = jax.value_and_grad(task_loss, has_aux=True)(
       state.params, state.apply_fn, task, cfg=cfg)
   return grads, {'meta_loss': loss, **aux}
@@ -244,7 +298,7 @@ def per_task_calls_step(cfg: MamlConfig, *, compiler_options=None
   update = jax.jit(apply_mean_gradients)
 
   def step(state, tasks):
-    tasks = jax.device_put({k: tasks[k] for k in TASK_KEYS})
+    tasks = jax.device_put(task_arrays(tasks))
     outs = [gradients(state, tasks, i)
             for i in range(tasks['support_labels'].shape[0])]
     return update(state, [g for g, _ in outs], [m for _, m in outs])
@@ -319,8 +373,7 @@ def parallel_meta_train_step(
 
   def local_tasks(tasks):
     out = {}
-    for k in TASK_KEYS:
-      v = tasks[k]
+    for k, v in task_arrays(tasks).items():
       if v.shape[0] % n:
         raise ValueError(
             f'The meta-batch share of this process ({v.shape[0]} tasks) '

@@ -90,7 +90,9 @@ def get_config(arg=None) -> ml_collections.ConfigDict:
   c.train_support = ()
   c.query_multiple = 1
   c.test_queries = 15
-  # Losses, each used in the inner and the outer loop.
+  # Losses, each used in the inner and the outer loop; '<loss>+ros' also
+  # over-samples each support set (and the meta-train queries) at random,
+  # Ochal et al. 2023: --config.losses="('ci', 'ce+ros', 'ci+ros')".
   c.losses = ('ce', 'ci')
   c.loss_hparams = common.loss_hparams()
   # MAML (learn2learn's names; `cil.maml.MamlConfig`).

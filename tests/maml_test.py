@@ -188,3 +188,60 @@ class MultiDeviceTest(absltest.TestCase):
 
 if __name__ == '__main__':
   absltest.main()
+
+
+class OversamplingTest(absltest.TestCase):
+  """Random over-sampling (ROS) in the inner and outer loss."""
+
+  def test_masked_positions_equal_the_materialised_oversampled_task(self):
+    # A linear model on 4 features, 3 ways, support counts [1, 2, 3] and
+    # proportional queries (p = 1). ROS by positions and a mask must give
+    # the loss and meta-gradient of the task built with the duplicates
+    # themselves and balanced counts [3, 3, 3].
+    from cil import data  # pylint: disable=g-import-not-at-top
+    rng = np.random.default_rng(0)
+    labels = np.array([0, 1, 1, 2, 2, 2])
+    size = data.episodes.oversampled_size(6, 3)
+    s_idx, s_mask = data.random_oversample(labels, 3, size, rng)
+    q_idx, q_mask = data.random_oversample(labels, 3, size, rng)
+    self.assertEqual(np.bincount(labels[s_idx[s_mask]]).tolist(), [3, 3, 3])
+
+    def apply_fn(variables, x):
+      return x @ variables['params']['w']
+
+    with jax.enable_x64(True):
+      support_x = jnp.asarray(rng.normal(size=(6, 4)))
+      query_x = jnp.asarray(rng.normal(size=(6, 4)))
+      w = jnp.asarray(rng.normal(size=(4, 3)))
+      ros_task = {
+          'support_images': support_x, 'support_labels': jnp.asarray(labels),
+          'support_counts': jnp.array([1, 2, 3]), 'query_images': query_x,
+          'query_labels': jnp.asarray(labels),
+          'support_ros_index': jnp.asarray(s_idx),
+          'support_ros_mask': jnp.asarray(s_mask),
+          'query_ros_index': jnp.asarray(q_idx),
+          'query_ros_mask': jnp.asarray(q_mask)}
+      s, q = s_idx[s_mask], q_idx[q_mask]
+      plain_task = {
+          'support_images': support_x[s],
+          'support_labels': jnp.asarray(labels[s]),
+          'support_counts': jnp.array([3, 3, 3]),
+          'query_images': query_x[q], 'query_labels': jnp.asarray(labels[q])}
+      for loss in ('ce', 'ci'):
+        cfg = maml.MamlConfig(ways=3, inner_lr=0.3, meta_lr=1e-3,
+                              adaptation_steps=2, test_adaptation_steps=2,
+                              inner_loss=loss, outer_loss=loss,
+                              task_map='loop')
+
+        def value_and_grad(task, cfg=cfg):
+          return jax.value_and_grad(lambda p: maml.task_loss(
+              p, apply_fn, task, cfg=cfg)[0])({'w': w})
+        (a, ga), (b, gb) = value_and_grad(ros_task), value_and_grad(
+            plain_task)
+        np.testing.assert_allclose(a, b, rtol=1e-12)
+        np.testing.assert_allclose(ga['w'], gb['w'], rtol=1e-10)
+        # And ROS changes the loss: the task as drawn gives another value.
+        drawn = {k: v for k, v in ros_task.items()
+                 if k in maml.TASK_KEYS}
+        self.assertNotAlmostEqual(float(value_and_grad(drawn)[0]), float(a),
+                                  places=6)

@@ -14,6 +14,7 @@ from cil.data.samplers import SAMPLERS
 from cil.data.episodes import EpisodeSampler
 from cil.data.episodes import imbalanced_distribution
 from cil.data.episodes import partitions
+from cil.data.episodes import random_oversample
 from cil.data.episodes import Tasks
 from cil.data.fewshot import FEWSHOT_NAMES
 from cil.data.fewshot import FewShotSplits

@@ -97,6 +97,50 @@ def check_distribution(distribution: Sequence[int], ways: int) -> tuple:
   return distribution
 
 
+def random_oversample(labels: np.ndarray, ways: int, size: int,
+                      rng: np.random.Generator
+                      ) -> tuple[np.ndarray, np.ndarray]:
+  """Random over-sampling (ROS) of one task's set, as positions and a mask.
+
+  Every class keeps all its examples and gets `N_max - N_c` more, drawn
+  with replacement from its own, so each class appears `N_max` times
+  (Ochal et al., IEEE TAI 2023: the strongest simple fix for imbalanced
+  supports). The positions are padded to the fixed `size` (for `jit`) with
+  masked entries.
+
+  Args:
+    labels: `[S]` task labels in `[0, ways)`.
+    ways: classes of the task.
+    size: the padded length, at least `ways * N_max`.
+    rng: the draws' generator.
+
+  Returns:
+    `(index [size] int32, mask [size] bool)`: `labels[index[mask]]` holds
+    each class `N_max` times; every original position is among them.
+  """
+  labels = np.asarray(labels)
+  counts = np.bincount(labels, minlength=ways)
+  n_max = int(counts.max())
+  if ways * n_max > size:
+    raise ValueError(f'Over-sampled set of {ways} x {n_max} does not fit '
+                     f'size {size}.')
+  parts = []
+  for w in range(ways):
+    members = np.flatnonzero(labels == w)
+    parts += [members, rng.choice(members, size=n_max - members.size)]
+  index = np.zeros(size, np.int32)
+  chosen = np.concatenate(parts)
+  index[:chosen.size] = chosen
+  return index, np.arange(size) < chosen.size
+
+
+def oversampled_size(total: int, ways: int) -> int:
+  """The fixed length of an over-sampled support of `total` images over
+  `ways` classes: `ways` times the largest class any distribution of that
+  total can have (`total - ways + 1`)."""
+  return ways * (total - ways + 1)
+
+
 @dataclasses.dataclass(frozen=True)
 class Tasks:
   """A meta-batch of tasks; arrays have a leading `[tasks]` axis.
@@ -109,6 +153,11 @@ class Tasks:
     query_images: `[T, Q, H, W, C]` uint8.
     query_labels: `[T, Q]` int32.
     classes: `[T, ways]` the dataset class behind each task label.
+    support_ros_index, support_ros_mask: with random over-sampling
+      (`sample(..., oversample=True)`), `[T, R]` positions into the support
+      set and which of them are used (`random_oversample`); else None.
+    query_ros_index, query_ros_mask: the same for meta-train queries
+      (proportional, so imbalanced); None for balanced meta-test queries.
   """
   support_images: np.ndarray
   support_labels: np.ndarray
@@ -116,6 +165,10 @@ class Tasks:
   query_images: np.ndarray
   query_labels: np.ndarray
   classes: np.ndarray
+  support_ros_index: Optional[np.ndarray] = None
+  support_ros_mask: Optional[np.ndarray] = None
+  query_ros_index: Optional[np.ndarray] = None
+  query_ros_mask: Optional[np.ndarray] = None
 
 
 class EpisodeSampler:
@@ -175,7 +228,7 @@ class EpisodeSampler:
   def sample(self, rng: np.random.Generator, distribution: Sequence[int], *,
              query_per_class: Optional[int] = None,
              query_multiple: Optional[int] = None,
-             num_tasks: int = 1) -> Tasks:
+             num_tasks: int = 1, oversample: bool = False) -> Tasks:
     """Draws `num_tasks` tasks with the given support distribution.
 
     Give exactly one of `query_multiple` (meta-train: p * N_i queries for the
@@ -188,6 +241,11 @@ class EpisodeSampler:
       query_per_class: balanced query size q.
       query_multiple: proportional query multiple p.
       num_tasks: tasks in the meta-batch.
+      oversample: also draw random over-sampling of each support set (and
+        of the proportional meta-train queries): `Tasks.*_ros_*`, padded
+        to `oversampled_size` (times `query_multiple` for queries). The
+        draws come after the task's, from the same `rng`, so the tasks are
+        those drawn without it.
 
     Returns:
       `Tasks` with a leading `[num_tasks]` axis.
@@ -231,6 +289,19 @@ class EpisodeSampler:
         s_lab[t, s_pos:s_pos + ns] = w
         q_lab[t, q_pos:q_pos + nq] = w
         s_pos, q_pos = s_pos + ns, q_pos + nq
+    ros = {}
+    if oversample:
+      size = oversampled_size(s_total, self.ways)
+      drawn = [random_oversample(s_lab[t], self.ways, size, rng)
+               for t in range(num_tasks)]
+      ros['support_ros_index'] = np.stack([i for i, _ in drawn])
+      ros['support_ros_mask'] = np.stack([m for _, m in drawn])
+      if query_multiple is not None:
+        size *= int(query_multiple)
+        drawn = [random_oversample(q_lab[t], self.ways, size, rng)
+                 for t in range(num_tasks)]
+        ros['query_ros_index'] = np.stack([i for i, _ in drawn])
+        ros['query_ros_mask'] = np.stack([m for _, m in drawn])
     return Tasks(
         support_images=self._images[s_idx],
         support_labels=s_lab,
@@ -238,4 +309,5 @@ class EpisodeSampler:
         query_images=self._images[q_idx],
         query_labels=q_lab,
         classes=classes,
+        **ros,
     )

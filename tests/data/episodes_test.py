@@ -115,6 +115,44 @@ class EpisodeTest(parameterized.TestCase):
     with self.assertRaisesRegex(ValueError, 'query_multiple 2 needs 33'):
       self.sampler.check_fits([(1, 1, 1, 1, 11)], query_multiple=2)
 
+  def test_random_oversampling_by_hand(self):
+    from cil.data import episodes  # pylint: disable=g-import-not-at-top
+    labels = np.array([2, 0, 2, 2, 1, 1])  # counts [1, 2, 3]
+    index, mask = data.random_oversample(labels, 3, 12,
+                                         np.random.default_rng(3))
+    self.assertEqual(index.shape, (12,))
+    self.assertEqual(mask.tolist(), [True] * 9 + [False] * 3)
+    kept = index[mask]
+    self.assertEqual(np.bincount(labels[kept]).tolist(), [3, 3, 3])
+    self.assertTrue(set(range(6)) <= set(kept.tolist()))  # All originals.
+    again, _ = data.random_oversample(labels, 3, 12,
+                                      np.random.default_rng(3))
+    np.testing.assert_array_equal(index, again)
+    with self.assertRaisesRegex(ValueError, 'does not fit size 8'):
+      data.random_oversample(labels, 3, 8, np.random.default_rng(0))
+    self.assertEqual(episodes.oversampled_size(15, 5), 55)
+
+  def test_oversampled_tasks_are_the_tasks_drawn_without_it(self):
+    dist = (1, 1, 1, 2, 10)
+    plain = self.sampler.sample(np.random.default_rng(5), dist,
+                                query_multiple=1, num_tasks=2)
+    ros = self.sampler.sample(np.random.default_rng(5), dist,
+                              query_multiple=1, num_tasks=2, oversample=True)
+    np.testing.assert_array_equal(plain.support_images, ros.support_images)
+    np.testing.assert_array_equal(plain.query_labels, ros.query_labels)
+    self.assertIsNone(plain.support_ros_index)
+    for t in range(2):
+      for part in ('support', 'query'):
+        index = getattr(ros, f'{part}_ros_index')[t]
+        mask = getattr(ros, f'{part}_ros_mask')[t]
+        self.assertEqual(index.shape, (55,))
+        labels = getattr(ros, f'{part}_labels')[t][index[mask]]
+        self.assertEqual(np.bincount(labels).tolist(), [10] * 5)
+    test = self.sampler.sample(np.random.default_rng(5), dist,
+                               query_per_class=2, oversample=True)
+    self.assertIsNotNone(test.support_ros_index)
+    self.assertIsNone(test.query_ros_index)  # Balanced queries: none.
+
 
 if __name__ == '__main__':
   absltest.main()

@@ -138,6 +138,27 @@ class FewShotRunTest(absltest.TestCase):
                      .resolve(policy).conv_impl, 'im2col')
     self.assertEqual(cfg.resolve(policy).conv_impl, cell['conv_impl'])
 
+  @pytest.mark.slow  # ~40 s: two more compiles (ROS changes the shapes).
+  def test_oversampling_cells_run_on_the_same_tasks(self):
+    config = self.config.copy_and_resolve_references()
+    config.losses = ('CI+ROS', 'ce+ros')
+    cfg = fewshot.FewShotConfig.from_config(config)
+    self.assertEqual(cfg.losses, ('ci+ros', 'ce+ros'))
+    workdir = self._workdir()
+    result = fewshot.run(cfg, workdir, show_progress=False)
+    plain = fewshot.run(self.cfg, self._workdir(), show_progress=False)
+    ros = {r['loss']: r for r in result['runs']}
+    self.assertTrue(ros['ci+ros']['settings']['oversample'])
+    self.assertEqual(ros['ci+ros']['settings']['inner_loss'], 'ci')
+    for name in ('ci+ros', 'ce+ros'):
+      self.assertTrue(np.all(np.isfinite(ros[name]['meta_loss'])))
+    # Over-sampling changes training (the meta-losses differ from plain CI
+    # on the same tasks) but not which tasks are met.
+    self.assertNotEqual(ros['ci+ros']['meta_loss'],
+                        plain['runs'][0]['meta_loss'])
+    with open(os.path.join(workdir, 'table.md')) as f:
+      self.assertIn('| ci+ros | ce+ros |', f.read())
+
   @pytest.mark.slow  # ~16 s: another compile (inner_lr is static).
   def test_diverged_run_stops_and_records_nothing(self):
     cfg = dataclasses.replace(
@@ -194,6 +215,11 @@ class FewShotRunTest(absltest.TestCase):
                                 "bfloat16, got 'float16'"):
       fewshot.run(dataclasses.replace(self.cfg, dtype='float16'),
                   self._workdir())
+    with self.assertRaisesRegex(ValueError, "Unknown few-shot loss suffix "
+                                "'\\+smote'.*'\\+ros'"):
+      config = self.config.copy_and_resolve_references()
+      config.losses = ('ci+smote',)
+      fewshot.FewShotConfig.from_config(config)
     with self.assertRaisesRegex(ValueError, 'Unknown maml config field'):
       config = self.config.copy_and_resolve_references()
       config.maml.inner_steps = 1

@@ -43,7 +43,10 @@ class FewShotConfig:
     test_queries: balanced meta-test queries per class.
     losses: loss specs (`cil.losses.canonical_spec`: a registry name or a
       variant such as `ci:transition_width=1.0`), each used for the inner
-      and the outer loss.
+      and the outer loss; a spec ending in '+ros' (`ce+ros`, `ci+ros`)
+      also over-samples every support set and the meta-train queries at
+      random (ROS, Ochal et al. 2023; `cil.data.random_oversample`), on the
+      same tasks as the others.
     maml: the MAML hyperparameters (its `inner_loss`/`outer_loss` are set
       per loss by `maml_config`; its `loss_hparams` hold every loss's).
     meta_batch: tasks per meta-step.
@@ -91,7 +94,7 @@ class FewShotConfig:
     c = dict(config)
     hparams = losses.freeze_hparams(c.pop('loss_hparams', {}))
     c = v.config_fields(c, cls, 'fewshot config')
-    c['losses'] = tuple(losses.canonical_spec(n)
+    c['losses'] = tuple(canonical_loss(n)
                         for n in v.as_names('losses', c['losses']))
     maml = v.config_fields(c['maml'], maml_lib.MamlConfig, 'maml config')
     c['maml'] = maml_lib.MamlConfig(**maml, loss_hparams=hparams)
@@ -146,7 +149,7 @@ class FewShotConfig:
     if not self.losses:
       raise ValueError('losses must not be empty.')
     for name in self.losses:
-      self.maml.loss_fn(name)
+      self.maml.loss_fn(split_loss(name)[0])
     if not self.support:
       raise ValueError('support must hold at least one distribution.')
     for dist in self.support + self.train_support:
@@ -173,4 +176,25 @@ class FewShotConfig:
       raise ValueError(f'seed must be >= 0, got {self.seed}.')
 
   def maml_config(self, loss: str) -> maml_lib.MamlConfig:
-    return dataclasses.replace(self.maml, inner_loss=loss, outer_loss=loss)
+    base, _ = split_loss(loss)
+    return dataclasses.replace(self.maml, inner_loss=base, outer_loss=base)
+
+
+ROS = '+ros'
+
+
+def split_loss(name: str) -> tuple[str, bool]:
+  """`(loss spec, oversample)` of a few-shot loss entry: 'ci+ros' is
+  `('ci', True)`."""
+  base, plus, suffix = name.partition('+')
+  if plus and suffix.strip().lower() != ROS[1:]:
+    raise ValueError(f"Unknown few-shot loss suffix '+{suffix}' in "
+                     f"{name!r}; the one known is '+ros' (random "
+                     f'over-sampling of the support set).')
+  return base, bool(plus)
+
+
+def canonical_loss(name: str) -> str:
+  """A few-shot loss entry with its spec canonical and '+ros' kept."""
+  base, oversample = split_loss(name)
+  return losses.canonical_spec(base) + (ROS if oversample else '')

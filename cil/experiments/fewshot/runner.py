@@ -24,20 +24,25 @@ from cil import workdir as workdir_lib
 from cil.experiments import loop
 from cil.experiments import report
 from cil.experiments.fewshot.config import FewShotConfig
+from cil.experiments.fewshot.config import split_loss
 
 
 def _as_jax(tasks: data.Tasks) -> dict:
-  return {k: jnp.asarray(getattr(tasks, k)) for k in maml_lib.TASK_KEYS}
+  return {k: jnp.asarray(getattr(tasks, k))
+          for k in maml_lib.TASK_KEYS + maml_lib.OVERSAMPLE_KEYS
+          if getattr(tasks, k) is not None}
 
 
 def _concat(tasks: list) -> data.Tasks:
-  return data.Tasks(**{f.name: np.concatenate([getattr(t, f.name)
-                                               for t in tasks])
-                       for f in dataclasses.fields(data.Tasks)})
+  return data.Tasks(**{
+      f.name: (None if getattr(tasks[0], f.name) is None else
+               np.concatenate([getattr(t, f.name) for t in tasks]))
+      for f in dataclasses.fields(data.Tasks)})
 
 
 def train_tasks(cfg: FewShotConfig, sampler: data.EpisodeSampler, step: int,
-                tasks: Optional[tuple[int, int]] = None) -> dict:
+                tasks: Optional[tuple[int, int]] = None, *,
+                oversample: bool = False) -> dict:
   """Tasks `[start, stop)` of meta-step `step`'s meta-batch (default: this
   process's share, `cil.distributed.process_share`).
 
@@ -53,7 +58,8 @@ def train_tasks(cfg: FewShotConfig, sampler: data.EpisodeSampler, step: int,
   for t in range(start, stop):
     rng = np.random.default_rng([cfg.seed, step, 11, t])
     dist = train_support[rng.integers(len(train_support))]
-    out.append(sampler.sample(rng, dist, query_multiple=cfg.query_multiple))
+    out.append(sampler.sample(rng, dist, query_multiple=cfg.query_multiple,
+                              oversample=oversample))
   return _as_jax(_concat(out))
 
 
@@ -61,10 +67,8 @@ def train_tasks(cfg: FewShotConfig, sampler: data.EpisodeSampler, step: int,
 def _adapt_and_predict(params, apply_fn, tasks, *, cfg: maml_lib.MamlConfig):
   """Meta-test: adapt each task (no meta-gradient) and predict its queries."""
   def one(task):
-    adapted = maml_lib.inner_adapt(
-        params, apply_fn, (task['support_images'], task['support_labels'],
-                           task['support_counts']),
-        loss=cfg.loss_fn(cfg.inner_loss), inner_lr=cfg.inner_lr,
+    adapted = maml_lib.adapt_to_task(
+        params, apply_fn, task, cfg=cfg,
         num_steps=cfg.test_adaptation_steps, first_order=True)
     return jnp.argmax(apply_fn({'params': adapted}, task['query_images']), -1)
   return maml_lib.map_tasks(one, tasks, cfg.task_map)
@@ -108,7 +112,8 @@ def evaluate(state, cfg: FewShotConfig, sampler: data.EpisodeSampler,
       if b < batches:
         batch = sampler.sample(np.random.default_rng([cfg.seed, 999, d, b]),
                                dist, query_per_class=cfg.test_queries,
-                               num_tasks=cfg.meta_batch)
+                               num_tasks=cfg.meta_batch,
+                               oversample=split_loss(loss)[1])
         correct[r] = _score_batch(params, state.apply_fn, batch, mcfg)
     # [processes, rounds, ...] -> batch order (b = r * count + process).
     correct = np.swapaxes(distributed.allgather(correct), 0, 1).reshape(
@@ -153,14 +158,17 @@ def train_and_evaluate(cfg: FewShotConfig, splits, loss: str,
                        pools=min(4, int(np.log2(side))),
                        conv_impl=cfg.conv_impl,
                        dtype=jnp.dtype(cfg.dtype))
-  first = train_tasks(cfg, train_sampler, 0, tasks=(0, 1))
+  oversample = split_loss(loss)[1]
+  first = train_tasks(cfg, train_sampler, 0, tasks=(0, 1),
+                      oversample=oversample)
   state = maml_lib.create_state(model, mcfg, jax.random.key(cfg.seed),
                                 first['support_images'][0])
   step_fn = maml_lib.parallel_meta_train_step(
       mcfg, parallel=cfg.parallel, compiler_options=compiler_options)
 
   def meta_step(state, step):
-    state, m = step_fn(state, train_tasks(cfg, train_sampler, step))
+    state, m = step_fn(state, train_tasks(cfg, train_sampler, step,
+                                          oversample=oversample))
     m = distributed.to_host(m)
     if progress is not None:
       progress.update(1)
@@ -188,7 +196,9 @@ def _cell_settings(cfg: FewShotConfig, loss: str) -> dict:
   loss's hyperparameters, the task map) and Conv4's lowering."""
   mcfg = cfg.maml_config(loss)
   settings = dataclasses.asdict(mcfg)
-  settings['loss_hparams'] = losses.resolve_hparams(loss, mcfg.loss_hparams)
+  base, oversample = split_loss(loss)
+  settings['loss_hparams'] = losses.resolve_hparams(base, mcfg.loss_hparams)
+  settings['oversample'] = oversample
   settings['conv_impl'] = cfg.conv_impl
   settings['dtype'] = cfg.dtype
   return settings
