@@ -24,8 +24,10 @@ Variants (`--config=configs/classify.py:VARIANT`):
   (`RESULTS.md`): LeNet, 500 images per majority class, the `step`
   protocol with the last five classes at 250 ... 1 image (lambda 0.15 ...
   1.35, both sides of the switch at lambda = 1), CE, FL, CI, logit
-  adjustment, class-balanced and LDAM, and CI with "always 1/2", "always
-  1/8" and a ramp of width 1; 5 seeds, 3 epochs (135-180 Adam steps). Writes
+  adjustment, class-balanced, LDAM and VS, and CI with "always 1/2",
+  "always 1/8" and a ramp of width 1; every model also scored with post-hoc
+  logit adjustment (tau 1) and Kang et al.'s cRT, tau-norm and LWS
+  classifiers; 5 seeds, 3 epochs (135-180 Adam steps). Writes
   `lambda_sweep.{png,pdf,csv}`:
 
       python -m launch.classify --config=configs/classify.py:mnist_sweep \
@@ -144,10 +146,14 @@ def get_config(arg=None) -> ml_collections.ConfigDict:
     c.dataset = 'mnist'
     c.protocols = tuple(f'step:ratio={r},mu=0.5,n_max=500'
                         for r in SWEEP_RATIOS)
-    c.losses = ('ce', 'focal', 'ci', 'la', 'cb', 'ldam',
+    c.losses = ('ce', 'focal', 'ci', 'la', 'cb', 'ldam', 'vs',
                 'ci:high_exponent=0.5',      # always 1/2
                 'ci:low_exponent=0.125',     # always 1/8
                 'ci:transition_width=1.0')   # ramp over 0.5 <= lambda <= 1.5
+    # The same models also scored with post-hoc logit adjustment and the
+    # decoupled classifiers (rows '<loss>+posthoc', '+crt', ...).
+    c.posthoc_tau = 1.0
+    c.decouple = ('crt', 'tau_norm', 'lws')
     c.seeds = 5
     c.epochs = 3
   elif variant == 'mstar':
