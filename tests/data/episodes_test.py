@@ -128,6 +128,10 @@ class EpisodeTest(parameterized.TestCase):
     again, _ = data.random_oversample(labels, 3, 12,
                                       np.random.default_rng(3))
     np.testing.assert_array_equal(index, again)
+    # A balanced set is its own over-sampling: no duplicate is drawn.
+    index, mask = data.random_oversample(np.array([1, 0, 2, 0, 1, 2]), 3,
+                                         12, np.random.default_rng(0))
+    self.assertEqual(sorted(index[mask].tolist()), list(range(6)))
     with self.assertRaisesRegex(ValueError, 'does not fit size 8'):
       data.random_oversample(labels, 3, 8, np.random.default_rng(0))
     self.assertEqual(episodes.oversampled_size(15, 5), 55)
