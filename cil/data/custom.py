@@ -270,9 +270,10 @@ def _split_members(n: int, fraction: float, rng) -> np.ndarray:
   return is_test
 
 
-class CilFolder(builders._Builder):  # pylint: disable=protected-access
-  """A folder of class folders of images (`folder:` specs), one config per
-  source fingerprint."""
+class _Planned(builders._Builder,  # pylint: disable=protected-access
+               skip_registration=True):
+  """A builder of your data: `plan` (image shape, class names, source)
+  decides its features; one config per source fingerprint."""
 
   def __init__(self, *, plan: dict, **kwargs):
     self._plan = plan
@@ -284,6 +285,10 @@ class CilFolder(builders._Builder):  # pylint: disable=protected-access
                                       dtype=np.uint8),
         'label': tfds.features.ClassLabel(names=self._plan['classes']),
     }
+
+
+class CilFolder(_Planned):
+  """A folder of class folders of images (`folder:` specs)."""
 
   def _split_generators(self, dl_manager):
     del dl_manager
@@ -387,20 +392,8 @@ def read_npz(path: str) -> dict:
   return out
 
 
-class CilNpz(builders._Builder):  # pylint: disable=protected-access
-  """Arrays from an `.npz` file (`npz:` specs), one config per source
-  fingerprint."""
-
-  def __init__(self, *, plan: dict, **kwargs):
-    self._plan = plan
-    super().__init__(**kwargs)
-
-  def _features(self):
-    return {
-        'image': tfds.features.Tensor(shape=tuple(self._plan['shape']),
-                                      dtype=np.uint8),
-        'label': tfds.features.ClassLabel(names=self._plan['classes']),
-    }
+class CilNpz(_Planned):
+  """Arrays from an `.npz` file (`npz:` specs)."""
 
   def _split_generators(self, dl_manager):
     del dl_manager

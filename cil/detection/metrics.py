@@ -246,9 +246,17 @@ def _class_ap(rows: list, images, ap_method: str) -> Optional[float]:
                            method=ap_method)
 
 
-def _default_classes(detections: dict, ground_truth: dict) -> list[str]:
-  """Every label seen in the ground truth, sorted, then those only in
-  detections."""
+def _classes(detections: dict, ground_truth: dict,
+             classes: Optional[Sequence]) -> Sequence:
+  """`classes`, or by default every label seen in the ground truth, sorted,
+  then those only in detections; first, a named error for detections of
+  images without ground truth."""
+  unknown = sorted(set(detections) - set(ground_truth), key=str)
+  if unknown:
+    raise ValueError(f'Detections for images without ground truth: '
+                     f'{unknown[:5]}.')
+  if classes is not None:
+    return classes
   seen_gt = {str(x) for g in ground_truth.values() for x in g.labels}
   seen_det = {str(x) for d in detections.values() for x in d.labels}
   return sorted(seen_gt) + sorted(seen_det - seen_gt)
@@ -283,12 +291,7 @@ def evaluate(detections: dict, ground_truth: dict, *,
     raise ValueError(
         f'iou_threshold must be in [0, 1) (a match needs IoU > it; with '
         f'inclusive, in (0, 1]), got {iou_threshold}.')
-  unknown = sorted(set(detections) - set(ground_truth), key=str)
-  if unknown:
-    raise ValueError(f'Detections for images without ground truth: '
-                     f'{unknown[:5]}.')
-  if classes is None:
-    classes = _default_classes(detections, ground_truth)
+  classes = _classes(detections, ground_truth, classes)
   per_class = {}
   totals = np.zeros(3, int)
   matches = _class_matches(detections, ground_truth, classes, iou_threshold,
@@ -357,12 +360,7 @@ def evaluate_protocols(detections: dict, ground_truth: dict, *,
   if unknown:
     raise ValueError(f'Unknown AP protocols {unknown}; known: '
                      f'{", ".join(AP_PROTOCOLS)}.')
-  missing = sorted(set(detections) - set(ground_truth), key=str)
-  if missing:
-    raise ValueError(f'Detections for images without ground truth: '
-                     f'{missing[:5]}.')
-  if classes is None:
-    classes = _default_classes(detections, ground_truth)
+  classes = _classes(detections, ground_truth, classes)
   cache = {}
   out = {}
   for name in protocols:
