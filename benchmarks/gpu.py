@@ -46,6 +46,22 @@ _SECTIONS = flags.DEFINE_list('sections', ['maml', 'classify', 'detect'],
 
 PAPER_META_STEPS = 60_000
 
+# Dense peak TFLOP/s by device kind (NVIDIA's data sheets, SXM parts):
+# plain FP32 and TF32 on tensor cores (which XLA uses for float32 matmuls
+# and convolutions unless jax_default_matmul_precision asks for 'highest').
+PEAK_TFLOPS = {'H100': {'fp32': 67.0, 'tf32': 494.7},
+               'H200': {'fp32': 67.0, 'tf32': 494.7},
+               'A100': {'fp32': 19.5, 'tf32': 156.0},
+               'V100': {'fp32': 15.7, 'tf32': None}}
+
+
+def peak_tflops(device_kind: str) -> dict:
+  """The chip's dense peaks, or {} for a chip not in `PEAK_TFLOPS`."""
+  for name, peak in PEAK_TFLOPS.items():
+    if name in device_kind:
+      return peak
+  return {}
+
 
 def _time(fn, steps: int) -> dict:
   """Compile (first call) and the median of `steps` further calls."""
@@ -70,9 +86,18 @@ def maml_section(smoke: bool, steps: int) -> list[dict]:
   shape = (8, 8, 1) if smoke else (84, 84, 3)
   policy = runtime.policy()
   out = []
+  peak = peak_tflops(jax.devices()[0].device_kind)
   for first_order in (False, True):
-    r = _time(maml_setup.meta_step(shape, first_order=first_order,
-                                   smoke=smoke), steps)
+    step = maml_setup.meta_step(shape, first_order=first_order, smoke=smoke)
+    r = _time(step, steps)
+    flops = step.flops()
+    achieved = flops / r['median_s'] / 1e12
+    r.update({'flops_per_step': flops,
+              'achieved_tflops': round(achieved, 3),
+              'peak_tflops_fp32': peak.get('fp32'),
+              'peak_tflops_tf32': peak.get('tf32'),
+              'fraction_of_fp32_peak': (round(achieved / peak['fp32'], 4)
+                                        if peak.get('fp32') else None)})
     r.update({'section': 'maml', 'order': 'first' if first_order else
               'second', 'shape': 'x'.join(map(str, shape)),
               'task_map': policy.task_map,

@@ -9,6 +9,7 @@ is built, so a process that measures the PyTorch reference's memory does
 not load it.
 """
 
+import functools
 import os
 from typing import Callable
 
@@ -95,4 +96,16 @@ def meta_step(shape: tuple[int, int, int], *, first_order: bool,
   def run() -> dict:
     holder['state'], metrics = step(holder['state'], batch)
     return metrics
+
+  def flops() -> float:
+    """XLA's count of the floating-point operations of one meta-step: the
+    cost analysis of `meta_train_step` compiled as one program (the same
+    arithmetic however the step is dispatched)."""
+    one = jax.jit(functools.partial(maml.meta_train_step, cfg=cfg))
+    cost = one.lower(holder['state'], batch).compile().cost_analysis()
+    if isinstance(cost, (list, tuple)):  # Older JAX: one dict per program.
+      cost = cost[0]
+    return float(cost['flops'])
+
+  run.flops = flops
   return run

@@ -42,6 +42,13 @@ class GpuScriptTest(absltest.TestCase):
     self.assertEqual(maml['order'], 'second')
     self.assertAlmostEqual(maml['projected_60k_min'],
                            60000 * maml['median_s'] / 60, delta=0.1)
+    # XLA's FLOP count: second order differentiates through the inner
+    # steps, so it costs more than first order; achieved = FLOPs / time.
+    self.assertGreater(maml['flops_per_step'], rows[2]['flops_per_step'])
+    self.assertAlmostEqual(
+        maml['achieved_tflops'],
+        maml['flops_per_step'] / maml['median_s'] / 1e12, places=3)
+    self.assertIsNone(maml['peak_tflops_fp32'])  # A CPU: no peak listed.
 
 
 class GpuScriptFlagsTest(absltest.TestCase):
