@@ -1,6 +1,8 @@
 r"""Speed of the jitted classification train step (LeNet on 28x28 MNIST shapes).
 
-    python -m benchmarks.classify_step [--batch_size 64] [--seeds 4]
+    pip install torch==2.13.0        # CPU build; only the reference needs it
+    python -m benchmarks.classify_step [--batch_size 64] [--seeds 5] \
+        [--rounds 5]
 
 1. Examples per second of `cil.experiments.classify.train_chunk` with CE
    and with CI (one seed), measured in the same run, interleaved;
@@ -8,12 +10,25 @@ r"""Speed of the jitted classification train step (LeNet on 28x28 MNIST shapes).
 2. Training k seeds in one compiled step (`seed_parallel` = 'loop' and
    'vmap') against k sequential one-seed steps: `seed_speedup_*` is the
    sequential time over the joint time (> 1 means joint is faster).
+3. Against PyTorch (`../shared/bench/torch_classify_ref.py`: the same
+   LeNet, batch, Adam and CI loss, the k seeds trained one after another,
+   as a PyTorch user does): `--rounds` rounds alternate one reference run
+   (a fresh process: its warm-up, then `--steps` timed steps of all seeds)
+   with `--steps` steps of our k-seed step (the backend policy's
+   `seed_parallel`), so machine noise hits both. `ratio` is our median
+   seconds per k-seed step over the reference's (target <= 0.67).
+   Started with `python -m`, both sides run with glibc's huge pages (the
+   reference inherits the environment; `CIL_HUGE_PAGES=0` turns both off).
 
 Random uint8 images stand in for MNIST (the step's cost does not depend on
-pixel values). The last line is JSON.
+pixel values). The last line is JSON, `ratio` in it.
 """
 
 import json
+import os
+import statistics
+import subprocess
+import sys
 import time
 
 from absl import app
@@ -28,9 +43,17 @@ from cil import runtime
 import configs
 
 _BATCH = flags.DEFINE_integer('batch_size', 64, 'Batch size per seed.')
-_SEEDS = flags.DEFINE_integer('seeds', 4, 'k, seeds trained together.')
+_SEEDS = flags.DEFINE_integer('seeds', 5, 'k, seeds trained together.')
 _STEPS = flags.DEFINE_integer('steps', 10, 'Steps per timed repeat.')
 _REPEATS = flags.DEFINE_integer('repeats', 5, 'Timed repeats (best kept).')
+_ROUNDS = flags.DEFINE_integer(
+    'rounds', 5, 'Interleaved rounds against the PyTorch reference.')
+_REFERENCE = flags.DEFINE_string(
+    'reference', os.path.join(
+        os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(
+            __file__)))), 'shared', 'bench', 'torch_classify_ref.py'),
+    'Path of the PyTorch reference script.')
+_SKIP_TORCH = flags.DEFINE_bool('skip_torch', False, 'Only time JAX.')
 
 
 def _setup(num_seeds, batch, steps, unroll):
@@ -81,6 +104,35 @@ def _best(fns, repeats):
   return {k: min(v) for k, v in times.items()}
 
 
+def torch_seconds_per_step(seeds: int, batch: int, steps: int) -> float:
+  """Seconds per step of all `seeds` in a fresh reference process."""
+  cmd = [sys.executable, _REFERENCE.value, '--seeds', str(seeds), '--batch',
+         str(batch), '--steps', str(steps), '--repeats', '1']
+  out = subprocess.run(cmd, capture_output=True, text=True, check=False)
+  if out.returncode:
+    raise RuntimeError(f'{_REFERENCE.value} failed: '
+                       f'{out.stderr.strip().splitlines()[-1:]}')
+  return json.loads(out.stdout.strip().splitlines()[-1])[
+      'sec_per_step_all_seeds']
+
+
+def against_torch(ours, seeds: int, batch: int, steps: int,
+                  rounds: int) -> dict:
+  """Interleaved rounds: one reference run, then `steps` of ours."""
+  times = {'jax': [], 'torch': []}
+  for _ in range(rounds):
+    times['torch'].append(torch_seconds_per_step(seeds, batch, steps))
+    start = time.perf_counter()
+    ours()
+    times['jax'].append((time.perf_counter() - start) / steps)
+  summary = {k: {'median_s': round(statistics.median(v), 5),
+                 'min_s': round(min(v), 5), 'max_s': round(max(v), 5),
+                 'n': len(v)} for k, v in times.items()}
+  return {'sec_per_step': summary,
+          'ratio': round(summary['jax']['median_s']
+                         / summary['torch']['median_s'], 3)}
+
+
 def main(argv):
   del argv
   unroll = runtime.policy().unroll_loops
@@ -111,6 +163,17 @@ def main(argv):
         f"CI/CE time {result['ratio_ci_over_ce']}; {k} seeds together: "
         f"loop x{result['seed_speedup_loop']}, vmap "
         f"x{result['seed_speedup_vmap']} vs sequential")
+  from cil import hugepages  # pylint: disable=g-import-not-at-top
+  result['host_memory'] = hugepages.describe()
+  result['glibc_tunables'] = os.environ.get('GLIBC_TUNABLES', '')
+  if not _SKIP_TORCH.value:
+    vs = against_torch(fns[f'joint_{mode}'], k, b, steps, _ROUNDS.value)
+    result.update(vs)
+    s = vs['sec_per_step']
+    print(f"{k} seeds, s per step: ours {s['jax']['median_s']} "
+          f"[{s['jax']['min_s']}, {s['jax']['max_s']}], PyTorch "
+          f"{s['torch']['median_s']} [{s['torch']['min_s']}, "
+          f"{s['torch']['max_s']}]: ratio {vs['ratio']}")
   print(json.dumps(result))
 
 

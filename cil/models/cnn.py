@@ -37,9 +37,9 @@ class LeNet(nn.Module):
     del train
     x = _to_float(x, self.dtype)
     x = nn.Conv(20, (5, 5), padding='VALID', dtype=self.dtype)(x)
-    x = nn.max_pool(x, (2, 2), (2, 2))
+    x = max_pool_2x2(x)
     x = nn.Conv(50, (5, 5), padding='VALID', dtype=self.dtype)(x)
-    x = nn.max_pool(x, (2, 2), (2, 2))
+    x = max_pool_2x2(x)
     x = x.reshape(x.shape[0], -1)
     x = nn.relu(nn.Dense(500, dtype=self.dtype)(x))
     return nn.Dense(self.num_classes, dtype=self.dtype)(x)
@@ -60,7 +60,7 @@ class DigitsCNN(nn.Module):
     x = _to_float(x, self.dtype)
     x = nn.relu(nn.Conv(32, (3, 3), dtype=self.dtype)(x))
     x = nn.relu(nn.Conv(64, (3, 3), dtype=self.dtype)(x))
-    x = nn.max_pool(x, (2, 2), (2, 2))
+    x = max_pool_2x2(x)
     x = x.reshape(x.shape[0], -1)
     x = nn.relu(nn.Dense(128, dtype=self.dtype)(x))
     return nn.Dense(self.num_classes, dtype=self.dtype)(x)
@@ -83,7 +83,7 @@ class AConvNet(nn.Module):
     for features, kernel in ((16, 5), (32, 5), (64, 6)):
       x = nn.relu(nn.Conv(features, (kernel, kernel), padding='VALID',
                           dtype=self.dtype)(x))
-      x = nn.max_pool(x, (2, 2), (2, 2))
+      x = max_pool_2x2(x)
     x = nn.relu(nn.Conv(128, (5, 5), padding='VALID', dtype=self.dtype)(x))
     x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
     x = nn.Conv(self.num_classes, (3, 3), padding='VALID', dtype=self.dtype)(x)

@@ -44,11 +44,13 @@ def sharded_chunk(mesh: jax.sharding.Mesh, weighted: bool, **static):
 
 
 @functools.lru_cache(maxsize=None)
-def _sharded_logits(mesh: jax.sharding.Mesh, apply_fn: Callable):
+def _sharded_logits(mesh: jax.sharding.Mesh, apply_fn: Callable,
+                    seed_parallel: str):
   # pylint: disable-next=g-import-not-at-top
   from jax.sharding import PartitionSpec as P
   return jax.jit(jax.shard_map(
-      functools.partial(logits_batch, apply_fn), mesh=mesh,
+      functools.partial(logits_batch, apply_fn, seed_parallel=seed_parallel),
+      mesh=mesh,
       in_specs=(P(SEED_AXIS), P()), out_specs=P(SEED_AXIS), check_vma=False))
 
 
@@ -72,17 +74,21 @@ def seed_mesh(num_seeds: int) -> Optional[jax.sharding.Mesh]:
 
 
 def predict_logits(states: TrainState, images: np.ndarray, batch_size: int,
-                   mesh: Optional[jax.sharding.Mesh] = None) -> np.ndarray:
+                   mesh: Optional[jax.sharding.Mesh] = None, *,
+                   seed_parallel: str = 'loop') -> np.ndarray:
   """`[K, n, C]` test logits of every seed's model (the prediction is
   their argmax, or that of `cil.losses.posthoc_adjusted_logits`).
 
   With `mesh` (`seed_mesh`), the states are sharded over it and each
   device scores its seeds; the result is gathered on every process.
+  `seed_parallel` ('loop' or 'vmap', the run's) is how one program holds
+  the seeds (`logits_batch`).
   """
   def predict_fn(variables, x):
     if mesh is None:
-      return logits_batch(states.apply_fn, variables, x)
-    return _sharded_logits(mesh, states.apply_fn)(
+      return logits_batch(states.apply_fn, variables, x,
+                          seed_parallel=seed_parallel)
+    return _sharded_logits(mesh, states.apply_fn, seed_parallel)(
         variables, distributed.put(x, mesh, jax.sharding.PartitionSpec()))
   out = []
   for start in range(0, len(images), batch_size):

@@ -156,7 +156,8 @@ def train_and_evaluate(
                            seconds_key='epoch_seconds', callback=callback)
     states = training.state
 
-  logits = predict_logits(states, test_set.images, cfg.eval_batch_size, mesh)
+  logits = predict_logits(states, test_set.images, cfg.eval_batch_size, mesh,
+                          seed_parallel=cfg.seed_parallel)
   if cfg.decouple:
     host_variables = distributed.to_host(states.variables())
   per_seed = []

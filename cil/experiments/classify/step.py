@@ -239,10 +239,19 @@ def train_chunk(states: TrainState, images: jax.Array, labels: jax.Array,
   return states, jax.tree.map(lambda *a: jnp.stack(a), *outs)
 
 
-@functools.partial(jax.jit, static_argnames=('apply_fn',))
-def logits_batch(apply_fn, variables, images):
-  """`[K, B, C]` logits of every seed's model (`variables` stacked on K)."""
-  return jax.vmap(lambda v: apply_fn(v, images, train=False))(variables)
+@functools.partial(jax.jit, static_argnames=('apply_fn', 'seed_parallel'))
+def logits_batch(apply_fn, variables, images, seed_parallel: str = 'loop'):
+  """`[K, B, C]` logits of every seed's model (`variables` stacked on K).
+
+  `seed_parallel` as `train_chunk`'s: 'loop' unrolls the seeds in the
+  program (XLA:CPU runs convolutions with per-seed, batched weights far
+  slower than K plain ones), 'vmap' maps over them.
+  """
+  if seed_parallel == 'vmap':
+    return jax.vmap(lambda v: apply_fn(v, images, train=False))(variables)
+  k = jax.tree.leaves(variables)[0].shape[0]
+  return jnp.stack([apply_fn(jax.tree.map(lambda x, i=i: x[i], variables),
+                             images, train=False) for i in range(k)])
 
 
 def epoch_batches(splits: Sequence[data.ImbalancedSplit], seeds: Sequence[int],
