@@ -16,8 +16,12 @@ when the process starts, so the programs (not this library) restart
 themselves with it:
 `launch/startup.py`, which `launch/__init__.py` and
 `benchmarks/__init__.py` call before anything else is imported. This
-module only decides (`wanted_environment`, `wanted_here`) and describes
-(`describe`, for a run's record); it never re-executes anything.
+module decides (`wanted_environment`, `wanted_here`) and describes
+(`describe`, for a run's record); importing it, or `cil`, never
+re-executes anything. A script of your own gets the same by calling
+`restart()` first thing (or by starting Python with
+`GLIBC_TUNABLES=glibc.malloc.hugetlb=1`): glibc's run-time knobs
+(`mallopt`) cannot stand in for it (measured, docs/performance.md).
 
 Nothing happens when it cannot help: not Linux with glibc 2.35 or later,
 the kernel's transparent huge pages set to 'never' (or 'always', which
@@ -26,6 +30,7 @@ No JAX import here: this runs before JAX is loaded.
 """
 
 import os
+import sys
 from typing import Mapping, Optional
 
 TUNABLE = 'glibc.malloc.hugetlb'
@@ -93,3 +98,27 @@ def wanted_here(environ: Mapping[str, str]) -> Optional[dict]:
 def describe() -> dict:
   """For a run's record: the kernel's mode and whether malloc asks for them."""
   return {'transparent_hugepage': thp_mode(), 'malloc_hugetlb': enabled()}
+
+
+def restart() -> None:
+  """Runs this process's command again with the tunable set, if it helps.
+
+  For the top of a program (before JAX is imported; launchers and
+  benchmarks call it through `launch/startup.py`): returns, doing nothing,
+  where `wanted_here` says so; otherwise it says so in one line on stderr
+  and does not return. Output not yet flushed is flushed; any work done
+  before the call is done again.
+  """
+  env = wanted_here(os.environ)
+  argv = getattr(sys, 'orig_argv', None)
+  if env is None or not argv or not sys.executable:
+    return
+  print(f'cil: restarting with GLIBC_TUNABLES={TUNABLE}=1 (transparent huge '
+        f'pages for XLA\'s buffers; {OPT_OUT}=0 turns this off)',
+        file=sys.stderr)
+  sys.stdout.flush()
+  sys.stderr.flush()
+  try:
+    os.execve(sys.executable, argv, env)
+  except OSError:
+    return  # Not fatal: the run goes on with the kernel's small pages.

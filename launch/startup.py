@@ -17,7 +17,6 @@ profile is of a process with huge pages, as a plain run is.
 No JAX import here: this runs before JAX is loaded.
 """
 
-import os
 import sys
 
 from cil import hugepages
@@ -47,22 +46,6 @@ def restart_for(package: str) -> None:
 
 
 def restart() -> None:
-  """Runs this process's command again with the tunable set, if it helps.
-
-  Returns (doing nothing) where `cil.hugepages.wanted_here` says so;
-  otherwise it logs one line to stderr and does not return. Output not yet
-  flushed is flushed; any other work done before is repeated.
-  """
-  env = hugepages.wanted_here(os.environ)
-  argv = getattr(sys, 'orig_argv', None)
-  if env is None or not argv or not sys.executable:
-    return
-  print(f'cil: restarting with GLIBC_TUNABLES={hugepages.TUNABLE}=1 '
-        f'(transparent huge pages for XLA\'s buffers; '
-        f'{hugepages.OPT_OUT}=0 turns this off)', file=sys.stderr)
-  sys.stdout.flush()
-  sys.stderr.flush()
-  try:
-    os.execve(sys.executable, argv, env)
-  except OSError:
-    return  # Not fatal: the run goes on with the kernel's small pages.
+  """`cil.hugepages.restart`: the command again with huge pages, if they
+  help (it does not return then)."""
+  hugepages.restart()

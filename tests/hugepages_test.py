@@ -84,6 +84,15 @@ class RestartTest(absltest.TestCase):
         self._run(code, _clean_env(**{hugepages.OPT_OUT: '0'})).splitlines(),
         ['start', 'False []'])
 
+  def test_a_script_of_your_own_restarts_by_calling_the_library(self):
+    if hugepages.wanted_here(_clean_env()) is None:
+      self.skipTest('needs Linux, glibc >= 2.35 and THP in madvise mode')
+    code = ('import sys; print("start", flush=True); '
+            'from cil import hugepages; hugepages.restart(); '
+            'print(hugepages.enabled())')
+    self.assertEqual(self._run(code, _clean_env()).splitlines(),
+                     ['start', 'start', 'True'])
+
   def test_the_launched_module_is_found_behind_a_profiler(self):
     self.assertEqual(startup._launched_module(
         ['python', '-m', 'launch.classify', '--config.seeds=2']),
