@@ -1,9 +1,13 @@
 """Tables and paired statistics of the runners' results.
 
-* Classification (`cil.experiments.classify`): `summarize` (mean and 95 %
-  CI over seeds of each metric), `markdown_table` (Table I's shape),
-  `paired_differences` / `compare_workdir` (each loss minus a baseline,
-  paired by seed: `python -m launch.compare`), `minority_recall`.
+* Classification (`cil.experiments.classify`): `seed_scores` (every
+  per-seed metric, with `minority_recall` and the many/medium/few-shot
+  groups' accuracy, `shot_group_accuracy`), `summarize` (mean and 95 % CI
+  over seeds of each metric), `with_variants` (other prediction rules of
+  the same models as rows: post-hoc adjustment, decoupled classifiers),
+  `markdown_table` (Table I's shape), `paired_differences` /
+  `compare_workdir` (each loss minus a baseline, paired by seed: `python
+  -m launch.compare`).
 * Few-shot (`cil.experiments.fewshot`): `fewshot_table` (Table IV's shape).
 
 Detection's tables are `cil.detection.metrics.table_markdown` and
