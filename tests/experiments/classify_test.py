@@ -60,6 +60,17 @@ class ClassifyTest(absltest.TestCase):
     self.addCleanup(shutil.rmtree, path, ignore_errors=True)
     return path
 
+  def _killed_then_resumed(self, cfg, workdir, *, epoch):
+    """The run of `cfg` killed as `epoch` starts, then rerun to the end."""
+    def kill(protocol, loss, at):
+      del protocol, loss
+      if at == epoch:
+        raise _Interrupted()
+
+    with self.assertRaises(_Interrupted):
+      classify.run(cfg, workdir, show_progress=False, epoch_callback=kill)
+    return classify.run(cfg, workdir, show_progress=False)
+
   def _cfg(self, **kw):
     return _config(**{'protocols': ('odd25',), 'losses': ('ci',),
                       'seeds': 2, 'epochs': 3, 'checkpoint_every': 1, **kw})
@@ -118,16 +129,7 @@ class ClassifyTest(absltest.TestCase):
     self.assertIn(runtime['policy']['seed_parallel'], ('loop', 'vmap'))
 
     workdir = self._workdir()
-
-    def kill_after_second_epoch(protocol, loss, epoch):
-      del protocol, loss
-      if epoch == 2:
-        raise _Interrupted()
-
-    with self.assertRaises(_Interrupted):
-      classify.run(cfg, workdir, show_progress=False,
-                   epoch_callback=kill_after_second_epoch)
-    resumed = classify.run(cfg, workdir, show_progress=False)
+    resumed = self._killed_then_resumed(cfg, workdir, epoch=2)
     a = uninterrupted['runs'][0]
     b = resumed['runs'][0]
     # The metrics history survives the resume and equals the whole run's.
@@ -225,17 +227,7 @@ class ClassifyTest(absltest.TestCase):
   def test_a_resampled_run_resumes_to_the_same_result(self):
     cfg = self._cfg(sampler='progressive', epochs=2)
     whole = classify.run(cfg, self._workdir(), show_progress=False)
-    workdir = self._workdir()
-
-    def kill_after_first_epoch(protocol, loss, epoch):
-      del protocol, loss
-      if epoch == 1:
-        raise _Interrupted()
-
-    with self.assertRaises(_Interrupted):
-      classify.run(cfg, workdir, show_progress=False,
-                   epoch_callback=kill_after_first_epoch)
-    resumed = classify.run(cfg, workdir, show_progress=False)
+    resumed = self._killed_then_resumed(cfg, self._workdir(), epoch=1)
     a, b = whole['runs'][0], resumed['runs'][0]
     self.assertEqual(a['train_loss_per_epoch'], b['train_loss_per_epoch'])
     for x, y in zip(a['per_seed'], b['per_seed']):
