@@ -320,7 +320,6 @@ def _load_custom(spec: str, split: str, data_dir: Optional[str],
         f'labels, got {labels.dtype} {labels.shape[1:]} (set '
         f'--config.label_feature).')
   labels = labels.astype(np.int64)
-  names = None
   feature = info.features[label_key] if info is not None else None
   if getattr(feature, 'names', None):
     names = tuple(feature.names)

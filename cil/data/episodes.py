@@ -292,16 +292,14 @@ class EpisodeSampler:
     ros = {}
     if oversample:
       size = oversampled_size(s_total, self.ways)
-      drawn = [random_oversample(s_lab[t], self.ways, size, rng)
-               for t in range(num_tasks)]
-      ros['support_ros_index'] = np.stack([i for i, _ in drawn])
-      ros['support_ros_mask'] = np.stack([m for _, m in drawn])
-      if query_multiple is not None:
-        size *= int(query_multiple)
-        drawn = [random_oversample(q_lab[t], self.ways, size, rng)
+      parts = [('support', s_lab, size)]
+      if query_multiple is not None:  # Proportional, so imbalanced, queries.
+        parts.append(('query', q_lab, size * int(query_multiple)))
+      for part, labels, length in parts:
+        drawn = [random_oversample(labels[t], self.ways, length, rng)
                  for t in range(num_tasks)]
-        ros['query_ros_index'] = np.stack([i for i, _ in drawn])
-        ros['query_ros_mask'] = np.stack([m for _, m in drawn])
+        ros[f'{part}_ros_index'] = np.stack([i for i, _ in drawn])
+        ros[f'{part}_ros_mask'] = np.stack([m for _, m in drawn])
     return Tasks(
         support_images=self._images[s_idx],
         support_labels=s_lab,

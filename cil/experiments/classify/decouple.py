@@ -34,6 +34,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from cil import loops
 from cil.data import samplers
 
 METHODS = ('crt', 'tau_norm', 'lws')
@@ -88,15 +89,10 @@ def features(model: nn.Module, variables: dict, images: np.ndarray,
   """`([n, D] features, [n, C] logits)` of one seed's model, in batches of
   `batch_size` (the last padded to keep one compiled shape)."""
   feats, logits = [], []
-  for start in range(0, len(images), batch_size):
-    chunk = images[start:start + batch_size]
-    pad = batch_size - len(chunk) if len(images) > batch_size else 0
-    if pad:
-      chunk = np.concatenate([chunk, np.zeros((pad,) + chunk.shape[1:],
-                                              chunk.dtype)])
-    f, z = _features_batch(model, variables, chunk)
-    feats.append(np.asarray(f)[:len(chunk) - pad])
-    logits.append(np.asarray(z)[:len(chunk) - pad])
+  for batch, n in loops.padded_batches(images, batch_size):
+    f, z = _features_batch(model, variables, batch)
+    feats.append(np.asarray(f)[:n])
+    logits.append(np.asarray(z)[:n])
   return np.concatenate(feats), np.concatenate(logits)
 
 

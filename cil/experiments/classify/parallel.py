@@ -14,6 +14,7 @@ import jax
 import numpy as np
 
 from cil import distributed
+from cil import loops
 from cil.experiments.classify.step import logits_batch
 from cil.experiments.classify.step import step_keys
 from cil.experiments.classify.step import train_chunk
@@ -91,12 +92,7 @@ def predict_logits(states: TrainState, images: np.ndarray, batch_size: int,
     return _sharded_logits(mesh, states.apply_fn, seed_parallel)(
         variables, distributed.put(x, mesh, jax.sharding.PartitionSpec()))
   out = []
-  for start in range(0, len(images), batch_size):
-    chunk = images[start:start + batch_size]
-    pad = batch_size - len(chunk) if len(images) > batch_size else 0
-    if pad:  # Keep one compiled shape.
-      chunk = np.concatenate([chunk, np.zeros((pad,) + chunk.shape[1:],
-                                              chunk.dtype)])
-    logits = distributed.to_host(predict_fn(states.variables(), chunk))
-    out.append(logits[:, :logits.shape[1] - pad])
+  for batch, n in loops.padded_batches(images, batch_size):
+    logits = distributed.to_host(predict_fn(states.variables(), batch))
+    out.append(logits[:, :n])
   return np.concatenate(out, axis=1)

@@ -249,9 +249,8 @@ def logits_batch(apply_fn, variables, images, seed_parallel: str = 'loop'):
   """
   if seed_parallel == 'vmap':
     return jax.vmap(lambda v: apply_fn(v, images, train=False))(variables)
-  k = jax.tree.leaves(variables)[0].shape[0]
-  return jnp.stack([apply_fn(jax.tree.map(lambda x, i=i: x[i], variables),
-                             images, train=False) for i in range(k)])
+  return loops.unrolled_map(
+      lambda v: apply_fn(v, images, train=False), variables)
 
 
 def epoch_batches(splits: Sequence[data.ImbalancedSplit], seeds: Sequence[int],
