@@ -39,6 +39,23 @@ import numpy as np
 
 from cil import errors
 
+__all__ = [
+    'agree',
+    'allgather',
+    'barrier',
+    'describe',
+    'global_array',
+    'global_mesh',
+    'initialize',
+    'is_primary',
+    'process_count',
+    'process_index',
+    'process_share',
+    'put',
+    'Settings',
+    'to_host',
+]
+
 
 @dataclasses.dataclass(frozen=True)
 class Settings:

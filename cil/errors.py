@@ -1,3 +1,17 @@
+
+__all__ = [
+    'CheckpointError',
+    'ConfigMismatchError',
+    'CorruptFileError',
+    'DataError',
+    'DataNotFoundError',
+    'NonFiniteError',
+    'Preempted',
+    'RunError',
+    'WorkdirError',
+    'WorkdirLockedError',
+    'WriteError',
+]
 """The errors a run stops with: the bottom layer, importing nothing of `cil`.
 
 Every module that stops a run raises one of these, so that the launchers

@@ -44,6 +44,26 @@ from cil import loops
 from cil import losses
 from cil import runtime
 
+__all__ = [
+    'adapt_to_task',
+    'apply_mean_gradients',
+    'create_state',
+    'inner_adapt',
+    'MamlConfig',
+    'map_tasks',
+    'meta_train_step',
+    'OVERSAMPLE_KEYS',
+    'oversampled',
+    'parallel_meta_train_step',
+    'per_task_calls_step',
+    'support_loss',
+    'task_arrays',
+    'task_gradients',
+    'TASK_KEYS',
+    'task_loss',
+    'TASK_MAPS',
+]
+
 TASK_KEYS = ('support_images', 'support_labels', 'support_counts',
              'query_images', 'query_labels')
 # Random over-sampling (`cil.data.random_oversample`): positions into the

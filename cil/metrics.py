@@ -10,6 +10,13 @@ import numpy as np
 
 from cil import _extras
 
+__all__ = [
+    'classification_metrics',
+    'confusion_matrix',
+    'format_mean_ci',
+    'mean_confidence_interval',
+]
+
 stats = _extras.require('scipy.stats', what='cil.metrics')
 
 

@@ -24,6 +24,15 @@ import jax
 
 from cil import hugepages
 
+__all__ = [
+    'code_version',
+    'cpu_cores',
+    'describe',
+    'Policy',
+    'policy',
+    'versions',
+]
+
 
 @dataclasses.dataclass(frozen=True)
 class Policy:

@@ -51,6 +51,23 @@ from cil import _extras
 from cil import distributed
 from cil import errors
 
+__all__ = [
+    'check_finite',
+    'check_record',
+    'Checkpointer',
+    'first_non_finite',
+    'MetricsLog',
+    'progress',
+    'quiet_logging',
+    'read_json',
+    'read_metrics',
+    'read_runs',
+    'tree_checksum',
+    'Workdir',
+    'write_json',
+    'write_text',
+]
+
 
 # ---------------------------------------------------------------------------
 # Files.

@@ -19,3 +19,25 @@ from cil.data.episodes import Tasks
 from cil.data.fewshot import FEWSHOT_NAMES
 from cil.data.fewshot import FewShotSplits
 from cil.data.fewshot import load_fewshot
+
+__all__ = [
+    'ArrayDataset',
+    'check_name',
+    'DATASET_NAMES',
+    'EpisodeSampler',
+    'FEWSHOT_NAMES',
+    'FewShotSplits',
+    'get_protocol',
+    'imbalanced_distribution',
+    'ImbalancedSplit',
+    'load',
+    'load_fewshot',
+    'Options',
+    'partitions',
+    'PROTOCOL_NAMES',
+    'random_oversample',
+    'SAMPLERS',
+    'subsample',
+    'TABLE1_PROTOCOLS',
+    'Tasks',
+]

@@ -72,7 +72,8 @@ class Options:
     test_fraction: for a `folder:` without `train/` and `test/`, the share
       of each class's images put in `test`.
     split_seed: the seed of that split.
-    image_feature, label_feature: the features of a `tfds:` dataset.
+    image_feature: the image feature of a `tfds:` dataset.
+    label_feature: its label feature.
   """
   image_size: int = 0
   test_fraction: float = 0.2
@@ -331,7 +332,7 @@ def read_npz(path: str) -> dict:
     'class_names': [...]}`.
 
   Raises:
-    errors.DataError: a missing array, a wrong dtype or shape, lengths that
+    cil.errors.DataError: a missing array, a wrong dtype or shape, lengths that
       differ, labels that are not integers in `[0, C)`, a class with no
       training example.
   """
@@ -501,7 +502,7 @@ def tfds_source(spec: str, split: str, *, data_dir: Optional[str],
   Raises:
     errors.DataNotFoundError: not prepared in `data_dir` (in array_record
       format), or no such split.
-    errors.DataError: no such feature.
+    cil.errors.DataError: no such feature.
   """
   _, name = parse_spec(spec)
   options.check()

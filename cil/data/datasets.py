@@ -215,7 +215,7 @@ def load(name: str, split: str, *, data_dir: Optional[str] = None,
     ValueError: unknown dataset or split.
     FileNotFoundError: the data is neither prepared nor in the manual dir;
       the message says which files are expected where.
-    errors.DataError: your own data is malformed (the file is named).
+    cil.errors.DataError: your own data is malformed (the file is named).
   """
   check_name(name)
   if name not in _DATASETS:

@@ -153,11 +153,13 @@ class Tasks:
     query_images: `[T, Q, H, W, C]` uint8.
     query_labels: `[T, Q]` int32.
     classes: `[T, ways]` the dataset class behind each task label.
-    support_ros_index, support_ros_mask: with random over-sampling
-      (`sample(..., oversample=True)`), `[T, R]` positions into the support
-      set and which of them are used (`random_oversample`); else None.
-    query_ros_index, query_ros_mask: the same for meta-train queries
-      (proportional, so imbalanced); None for balanced meta-test queries.
+    support_ros_index: with random over-sampling (`sample(...,
+      oversample=True)`), `[T, R]` positions into the support set
+      (`random_oversample`); else None.
+    support_ros_mask: `[T, R]`, which of those positions are used.
+    query_ros_index: the same for meta-train queries (proportional, so
+      imbalanced); None for balanced meta-test queries.
+    query_ros_mask: the same for meta-train queries.
   """
   support_images: np.ndarray
   support_labels: np.ndarray

@@ -31,6 +31,19 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+__all__ = [
+    'aabb_iou',
+    'assign',
+    'decode_aabb',
+    'decode_inclined',
+    'decode_rbox',
+    'encode_aabb',
+    'encode_inclined',
+    'encode_rbox',
+    'make_anchors',
+    'sample',
+]
+
 # exp() of an encoded log-size is clipped here (Detectron's log(1000/16)).
 _MAX_LOG_SCALE = float(np.log(1000.0 / 16))
 

@@ -4,7 +4,7 @@ Coordinates are image pixels with x to the right and y **down**. A rotated
 box is `(cx, cy, w, h, theta)`: centre, the side along the box's own x-axis
 (`w`), the other side (`h`), and `theta` in radians, the angle from the image
 +x axis to the box's x-axis, measured from +x toward +y (so a positive angle
-turns clockwise on screen). Its corners, in order,
+turns clockwise on screen). Its corners, in order::
 
     p0 = c + R(-w/2, -h/2),  p1 = c + R(w/2, -h/2),
     p2 = c + R(w/2,  h/2),   p3 = c + R(-w/2, h/2),  R = [[cos, -sin],
@@ -28,6 +28,22 @@ from typing import Any, Callable, Optional
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+__all__ = [
+    'aabb_to_rbox',
+    'canonical_rbox',
+    'corners_to_rbox',
+    'inclined_to_rbox',
+    'nms',
+    'rbox_area',
+    'rbox_to_aabb',
+    'rbox_to_corners',
+    'rbox_to_inclined',
+    'rotated_intersection',
+    'rotated_iou',
+    'rotated_iou_pairwise',
+    'rotated_nms',
+]
 
 
 def _rotation(theta, xp):

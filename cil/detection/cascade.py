@@ -54,6 +54,22 @@ from cil.detection import boxes as boxes_lib
 from cil.detection import r2cnn
 from cil.detection import roi_align
 
+__all__ = [
+    'CascadeConfig',
+    'CascadeRCNN',
+    'detect',
+    'init_params',
+    'loss_fn',
+    'pool',
+    'refine',
+    'stage_fields',
+    'stage_targets',
+    'stage_weights',
+    'StageHead',
+    'train_step',
+    'validate',
+]
+
 _RBOX_WEIGHTS = (10.0, 10.0, 5.0, 5.0, 10.0)
 
 

@@ -7,6 +7,13 @@ from typing import Optional, Sequence
 from cil.detection import io as det_io
 from cil.detection import metrics
 
+__all__ = [
+    'compare_folders',
+    'comparison_markdown',
+    'evaluate_folders',
+    'read_ground_truth',
+]
+
 
 def read_ground_truth(directory: str) -> dict:
   """DOTA-style `*.txt` labels, or HRSC2016 `*.xml`, from one folder.

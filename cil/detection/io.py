@@ -22,6 +22,14 @@ import numpy as np
 from cil.detection import boxes as boxes_lib
 from cil.detection.metrics import ImageBoxes
 
+__all__ = [
+    'read_detections',
+    'read_dota',
+    'read_folder',
+    'read_hrsc',
+    'write_dota',
+]
+
 
 def _check_sizes(boxes: np.ndarray, where: list) -> None:
   for (w, h), loc in zip(boxes[:, 2:4], where):
@@ -79,7 +87,7 @@ def read_dota(path: str) -> ImageBoxes:
 
 
 def read_detections(path: str) -> ImageBoxes:
-  """One detection file (`x1 y1 ... y4 class score` lines)."""
+  """One detection file, lines of `x1 y1 x2 y2 x3 y3 x4 y4 class score`."""
   return _parse_lines(path, with_score=True)
 
 

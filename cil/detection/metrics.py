@@ -37,6 +37,17 @@ import numpy as np
 
 from cil.detection import boxes as boxes_lib
 
+__all__ = [
+    'average_precision',
+    'bootstrap_map',
+    'evaluate',
+    'evaluate_protocols',
+    'ImageBoxes',
+    'match_image',
+    'protocols_table_markdown',
+    'table_markdown',
+]
+
 
 @dataclasses.dataclass
 class ImageBoxes:

@@ -39,6 +39,29 @@ from cil.detection import anchors as anchors_lib
 from cil.detection import boxes as boxes_lib
 from cil.detection import roi_align
 
+__all__ = [
+    'Backbone',
+    'batch_loss',
+    'class_counts_with_background',
+    'classification_loss',
+    'detect',
+    'init_module',
+    'init_params',
+    'loss_fn',
+    'make_anchors',
+    'optimizer_step',
+    'proposals',
+    'R2CNN',
+    'R2CNNConfig',
+    'rpn_loss',
+    'scaled_config',
+    'select_detections',
+    'smooth_l1',
+    'train_step',
+    'Trunk',
+    'validate',
+]
+
 
 @dataclasses.dataclass(frozen=True)
 class R2CNNConfig:

@@ -11,6 +11,12 @@ from typing import Sequence
 import jax
 import jax.numpy as jnp
 
+__all__ = [
+    'multi_roi_align',
+    'roi_align',
+    'rotated_roi_align',
+]
+
 
 def _check_shapes(name: str, features, rois, width: int, columns: str
                   ) -> None:

@@ -26,6 +26,13 @@ from cil.detection import boxes as boxes_lib
 from cil.detection import io as det_io
 from cil.detection.metrics import ImageBoxes
 
+__all__ = [
+    'class_weights',
+    'make_scene',
+    'ShipClass',
+    'write_dataset',
+]
+
 Image = _extras.require('PIL.Image', what='cil.detection')
 
 

@@ -9,3 +9,14 @@ from cil.models.cnn import DigitsCNN
 from cil.models.cnn import get_model
 from cil.models.cnn import LeNet
 from cil.models.cnn import MODEL_NAMES
+
+__all__ = [
+    'AConvNet',
+    'BatchStatNorm',
+    'CifarResNet32',
+    'Conv4',
+    'DigitsCNN',
+    'get_model',
+    'LeNet',
+    'MODEL_NAMES',
+]

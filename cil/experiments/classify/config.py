@@ -15,6 +15,7 @@ from cil.experiments import report
 from cil.experiments.classify import decouple
 
 
+#: The model each built-in dataset gets when `model` is '' (others: LeNet).
 DEFAULT_MODELS = {'digits': 'digits_cnn', 'mnist': 'lenet',
                   'mstar_soc': 'aconvnet', 'cifar10': 'resnet32',
                   'cifar100': 'resnet32'}

@@ -63,7 +63,7 @@ def train_and_evaluate(
   mean train loss and accuracy and its wall time to the cell's metrics log.
 
   Raises:
-    errors.NonFiniteError: a seed's loss or parameters became NaN/inf.
+    cil.errors.NonFiniteError: a seed's loss or parameters became NaN/inf.
   """
   cell = cell_name(protocol, loss_name)
   seeds = list(range(cfg.first_seed, cfg.first_seed + cfg.seeds))
@@ -300,7 +300,7 @@ def run(cfg: ClassifyConfig, workdir: str, *, show_progress: bool = True,
     The results dict written to `results.json`.
 
   Raises:
-    errors.RunError: a locked workdir, a different config, a damaged file,
+    cil.errors.RunError: a locked workdir, a different config, a damaged file,
       a non-finite loss or parameter (nothing is then recorded as finished).
   """
   cfg.validate()

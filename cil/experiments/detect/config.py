@@ -13,8 +13,8 @@ from cil.detection import cascade
 from cil.detection import r2cnn
 
 
-# name -> (model config class, module with init_params, train_step, detect
-# and validate).
+#: name -> (model config class, module with init_params, train_step,
+#: detect and validate).
 DETECTORS = {'r2cnn': (r2cnn.R2CNNConfig, r2cnn),
              'cascade': (cascade.CascadeConfig, cascade)}
 

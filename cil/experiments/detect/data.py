@@ -93,7 +93,7 @@ def load_split(directory: str, *, image_size: int, max_gt: int,
 
 def synthetic_batch(count: int, *, size: int, max_gt: int,
                     seed: int = 0) -> dict:
-  """Generated scenes `0 .. count - 1` as one padded batch (jnp arrays).
+  """Generated scenes 0 to `count - 1` as one padded batch (jnp arrays).
 
   For tests and benchmarks: `images [B, S, S, 3]`, `boxes [B, G, 5]`,
   `labels [B, G]` (indices into `synthetic.CLASS_NAMES`), `valid [B, G]`;

@@ -147,7 +147,7 @@ def train_and_evaluate(cfg: FewShotConfig, splits, loss: str,
   the cell's metrics log (`metrics/<loss>.jsonl`).
 
   Raises:
-    errors.NonFiniteError: the meta-loss or the meta-parameters became
+    cil.errors.NonFiniteError: the meta-loss or the meta-parameters became
       NaN/inf.
   """
   mcfg = cfg.maml_config(loss)
@@ -215,7 +215,7 @@ def run(cfg: FewShotConfig, workdir: str, *, show_progress: bool = True,
   kept in `runs/<loss>.json`.
 
   Raises:
-    errors.RunError: a locked workdir, a different config, a damaged file,
+    cil.errors.RunError: a locked workdir, a different config, a damaged file,
       a non-finite meta-loss or parameter (nothing is then recorded as
       finished).
   """
