@@ -26,13 +26,18 @@ class ReadmeTest(absltest.TestCase):
     with open(os.path.join(ROOT, '.ci', 'run')) as f:
       ci_commands = [line for line in f.read().splitlines()
                      if line and not line.startswith(('#', 'set ', 'cd '))]
-    # The README's test command, the layering contracts, then the slow
-    # suite (as WORKSPACE says).
-    self.assertLen(ci_commands, 3)
+    # The README's test command, the layering contracts, the release
+    # checks (with the extras they need), then the slow suite (as WORKSPACE
+    # says).
+    self.assertLen(ci_commands, 5)
     self.assertIn(ci_commands[0], readme)
-    self.assertEqual(ci_commands[1:], ['.venv/bin/lint-imports',
-                                       '.venv/bin/python -m pytest -m slow'])
-    for command in ci_commands[1:]:
+    self.assertEqual(ci_commands[1:], [
+        '.venv/bin/lint-imports',
+        ".venv/bin/pip install -q -e '.[docs,release]'",
+        '.ci/release-checks',
+        '.venv/bin/python -m pytest -m slow'])
+    for command in ('.venv/bin/lint-imports', '.ci/release-checks',
+                    '.venv/bin/python -m pytest -m slow'):
       self.assertIn(command, workspace)
 
   def test_readme_starts_with_the_two_commands(self):

@@ -453,11 +453,14 @@ def _prepared(builder_cls, spec: str, data_dir: str, fingerprint: str,
   path = os.path.join(data_dir, builder_cls.name, fingerprint, '1.0.0')
   if os.path.exists(os.path.join(path, 'dataset_info.json')):
     return tfds.builder_from_directory(path)
-  builder = builder_cls(plan=make_plan(), data_dir=data_dir,
-                        config=tfds.core.BuilderConfig(
-                            name=fingerprint, description=spec))
   # pylint: disable-next=protected-access
-  with datasets._removing_what_a_failed_build_left(data_dir):
+  with datasets._tfds_warnings_held():
+    builder = builder_cls(plan=make_plan(), data_dir=data_dir,
+                          config=tfds.core.BuilderConfig(
+                              name=fingerprint, description=spec))
+  # pylint: disable-next=protected-access
+  with datasets._removing_what_a_failed_build_left(data_dir), \
+      datasets._first_build(spec, data_dir):
     builder.download_and_prepare()
   return builder
 

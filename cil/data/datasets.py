@@ -23,7 +23,10 @@ TFDS's default `~/tensorflow_datasets`).
 
 import contextlib
 import dataclasses
+import io
+import logging as std_logging
 import os
+import sys
 from typing import Optional
 
 from absl import logging
@@ -80,6 +83,53 @@ def _removing_what_a_failed_build_left(data_dir: str):
     for path in sorted(_directories(data_dir) - before, reverse=True):
       with contextlib.suppress(OSError):
         os.rmdir(path)  # Only if empty; children come first (reverse).
+    raise
+
+
+@contextlib.contextmanager
+def _tfds_warnings_held():
+  """TFDS's warnings (and absl's) held to errors, unless absl's verbosity is
+  debug (`-v 1`): a builder for a dataset not yet prepared warns that its
+  folder "has no dataset_info.json", which is how a first run starts."""
+  if logging.get_verbosity() >= logging.DEBUG:
+    yield
+    return
+  loggers = [std_logging.getLogger(n) for n in ('absl', 'tensorflow_datasets')]
+  levels = [lg.level for lg in loggers]
+  for lg in loggers:
+    lg.setLevel(std_logging.ERROR)
+  try:
+    yield
+  finally:
+    for lg, level in zip(loggers, levels):
+      lg.setLevel(level)
+
+
+@contextlib.contextmanager
+def _first_build(name: str, data_dir: str):
+  """Around a dataset's one-time preparation: one line of ours, not TFDS's.
+
+  Prints `cil: preparing NAME in DATA_DIR (first run) ...` to stderr and
+  keeps TFDS's own output (its warnings, its "Downloading and preparing
+  dataset" line, its progress bars) out of the console, unless absl's
+  verbosity is debug (`-v 1` in the launchers), which shows all of it.
+  What was held back is logged at debug level if the build fails; a
+  failure is raised as ever, and `_removing_what_a_failed_build_left`
+  cleans up.
+  """
+  if logging.get_verbosity() >= logging.DEBUG:
+    yield
+    return
+  print(f'cil: preparing {name} in {data_dir} (first run) ...',
+        file=sys.stderr, flush=True)
+  held = io.StringIO()
+  try:
+    with _tfds_warnings_held(), contextlib.redirect_stdout(held), \
+        contextlib.redirect_stderr(held):
+      yield
+  except BaseException:
+    logging.debug('Output of the failed build of %s:\n%s', name,
+                  held.getvalue())
     raise
 
 
@@ -229,8 +279,10 @@ def load(name: str, split: str, *, data_dir: Optional[str] = None,
   manual_root = _resolve(manual_dir, MANUAL_DIR_ENV)
 
   if manual_sub is None or manual_root is not None or stock_name is None:
-    builder = builder_cls(data_dir=data_dir)
-    if not builder.is_prepared():
+    with _tfds_warnings_held():
+      builder = builder_cls(data_dir=data_dir)
+      prepared = builder.is_prepared()
+    if not prepared:
       manual = os.path.join(manual_root, manual_sub) if (
           manual_sub and manual_root) else None
       if manual_sub and manual is None:
@@ -239,7 +291,8 @@ def load(name: str, split: str, *, data_dir: Optional[str] = None,
             f'directory is set ({_MANUAL_DIR_SETTINGS}).\n'
             f'{builder_cls.MANUAL_DOWNLOAD_INSTRUCTIONS}')
       try:
-        with _removing_what_a_failed_build_left(builder.data_dir_root):
+        with _removing_what_a_failed_build_left(builder.data_dir_root), \
+            _first_build(name, builder.data_dir_root):
           builder.download_and_prepare(
               download_config=tfds.download.DownloadConfig(manual_dir=manual))
       except FileNotFoundError as e:  # The builder names what is missing.

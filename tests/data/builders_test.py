@@ -8,6 +8,8 @@ import io
 import os
 import pickle
 import shutil
+import subprocess
+import sys
 import tempfile
 from unittest import mock
 import zipfile
@@ -80,6 +82,26 @@ class BuilderTest(parameterized.TestCase):
         train.class_counts() + test.class_counts(),
         [178, 182, 177, 183, 181, 182, 181, 179, 174, 180])
     self.assertEqual(train.images.max(), 255)
+
+  def test_a_first_build_prints_one_line_and_no_tfds_output(self):
+    code = ('from absl import logging; logging.set_verbosity({v}); '
+            'from cil import data; data.load("digits", "train", '
+            'data_dir={d!r})')
+    quiet = subprocess.run(
+        [sys.executable, '-c', code.format(v='logging.WARNING',
+                                           d=self.data_dir)],
+        capture_output=True, text=True, check=True, cwd=ROOT)
+    self.assertEqual(
+        quiet.stdout + quiet.stderr,
+        f'cil: preparing digits in {self.data_dir} (first run) ...\n')
+    # -v 1 (debug) shows TFDS's own output, as before.
+    verbose = subprocess.run(
+        [sys.executable, '-c', code.format(v='logging.DEBUG',
+                                           d=_tempdir(self))],
+        capture_output=True, text=True, check=True, cwd=ROOT)
+    self.assertIn('has no dataset_info.json', verbose.stderr)
+    self.assertIn('Downloading and preparing dataset',
+                  verbose.stdout + verbose.stderr)
 
   def test_mnist_from_idx_files(self):
     rng = np.random.default_rng(0)
