@@ -4,7 +4,8 @@ Pure JAX functions, usable from any JAX project. This module is the public
 face; the families live in the private package `cil._losses` (as optax's
 `optax/losses/`): `_common` (helpers), `_imbalance` (rho, lambda, eq. 5's
 factor and its rule `PAPER_RULE`), `_classification` (CE, focal, CI),
-`_closed_form` (eq. 13-15), `_peers` (CB, LDAM, LA, WCE, VS, and the
+`_closed_form` (eq. 13-15), `_components` (CI's parts switchable, for
+ablations), `_peers` (CB, LDAM, LA, WCE, VS, and the
 post-hoc logit adjustment used at prediction time) and `_registry`
 (`get_loss`, loss specs, hyperparameter tables).
 
@@ -62,6 +63,7 @@ from cil._losses._classification import ci_loss
 from cil._losses._classification import cross_entropy
 from cil._losses._classification import focal_loss
 from cil._losses._closed_form import ci_grad_p
+from cil._losses._components import ci_components_loss
 from cil._losses._closed_form import ci_loss_grad_logits
 from cil._losses._closed_form import cross_entropy_grad_p
 from cil._losses._closed_form import focal_grad_p
@@ -96,6 +98,7 @@ __all__ = [
     'canonical_spec',
     'checked',
     'ci_class_factors',
+    'ci_components_loss',
     'ci_grad_p',
     'ci_loss',
     'ci_loss_grad_logits',

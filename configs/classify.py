@@ -33,6 +33,19 @@ Variants (`--config=configs/classify.py:VARIANT`):
       python -m launch.classify --config=configs/classify.py:mnist_sweep \
           --config.manual_dir=/path/to/manual --workdir=results/mnist_sweep
 
+* `components`: which part of CI does the work (`RESULTS.md`, study A):
+  the `mnist_sweep` protocol at lambda 0.50, 0.96, 1.05 and 1.35 (minority
+  classes of 50, 6, 4 and 1 images against 500), a factorial over CI's
+  parts as `ci_parts` specs (`cil.losses.ci_components_loss`): modulation
+  on / off x class factor none / CI's eq. (5) / CI's at 1/2 always / the
+  class-balanced weight (beta 0.9999) x plain / logit-adjusted (tau 1)
+  logits; its corners CE, `la` and `cb` under their own names, VS beside
+  them; every model also scored with post-hoc logit adjustment, cRT and
+  tau-norm; 5 seeds, 3 epochs:
+
+      python -m launch.classify --config=configs/classify.py:components \
+          --config.manual_dir=/path/to/manual --workdir=results/components
+
 * `cifar10_lt`, `cifar100_lt`: CIFAR-LT as Cao et al. (2019), for users
   with the data and a GPU: `longtail` at ratios 100 and 10, ResNet-32, SGD
   200 epochs with warm-up and step decay, crop + flip, deferred
@@ -64,11 +77,35 @@ import ml_collections
 
 from configs import common
 
-VARIANTS = ('default', 'smoke', 'mnist_table1', 'mnist_sweep', 'mstar',
-            'cifar10_lt', 'cifar100_lt')
+VARIANTS = ('default', 'smoke', 'mnist_table1', 'mnist_sweep', 'components',
+            'mstar', 'cifar10_lt', 'cifar100_lt')
 
 # The sweep's minority sizes: 500 // ratio = 250, 100, 50, 16, 6, 4, 2, 1.
 SWEEP_RATIOS = (2, 5, 10, 31.25, 83, 125, 250, 500)
+# The components study's: lambda = 0.5 log10(ratio) = 0.50, 0.96, 1.05, 1.35.
+COMPONENT_RATIOS = (10, 83, 125, 500)
+
+
+def component_losses() -> tuple[str, ...]:
+  """The factorial of the components study as loss specs: modulation
+  (on, off) x class factor (none, CI's, CI's at 1/2, class-balanced) x
+  logits (plain, adjusted), the corners that are losses of their own
+  (CE, la, cb, ci) under their names."""
+  factors = {'none': 'low_exponent=0,high_exponent=0', 'ci': '',
+             'half': 'high_exponent=0.5', 'cb': 'cb_beta=0.9999'}
+  named = {('on', 'ci', ''): 'ci', ('off', 'none', ''): 'ce',
+           ('off', 'cb', ''): 'cb', ('off', 'none', 'tau=1'): 'la'}
+  specs = []
+  for logits in ('', 'tau=1'):
+    for modulation in ('on', 'off'):
+      for factor, args in factors.items():
+        if (modulation, factor, logits) in named:
+          specs.append(named[(modulation, factor, logits)])
+          continue
+        parts = [a for a in ('modulation=0' if modulation == 'off' else '',
+                             args, logits) if a]
+        specs.append('ci_parts:' + ','.join(parts) if parts else 'ci_parts')
+  return tuple(specs)
 
 
 def get_config(arg=None) -> ml_collections.ConfigDict:
@@ -154,6 +191,15 @@ def get_config(arg=None) -> ml_collections.ConfigDict:
     # decoupled classifiers (rows '<loss>+posthoc', '+crt', ...).
     c.posthoc_tau = 1.0
     c.decouple = ('crt', 'tau_norm', 'lws')
+    c.seeds = 5
+    c.epochs = 3
+  elif variant == 'components':
+    c.dataset = 'mnist'
+    c.protocols = tuple(f'step:ratio={r},mu=0.5,n_max=500'
+                        for r in COMPONENT_RATIOS)
+    c.losses = component_losses() + ('vs',)
+    c.posthoc_tau = 1.0
+    c.decouple = ('crt', 'tau_norm')
     c.seeds = 5
     c.epochs = 3
   elif variant == 'mstar':

@@ -17,6 +17,7 @@ from cil._losses._classification import ci_loss
 from cil._losses._classification import cross_entropy
 from cil._losses._classification import focal_loss
 from cil._losses._common import _host_sequence_to_array
+from cil._losses._components import ci_components_loss
 from cil._losses._common import _is_soft
 from cil._losses._peers import class_balanced_loss
 from cil._losses._peers import ldam_loss
@@ -63,6 +64,7 @@ _REGISTRY: dict[str, LossFn] = {
     'la': logit_adjusted_loss,
     'wce': weighted_cross_entropy,
     'vs': vs_loss,
+    'ci_parts': ci_components_loss,
 }
 
 _ALIASES = {'fl': 'focal', 'balanced_softmax': 'la'}
@@ -134,7 +136,8 @@ def get_loss(name: str) -> LossFn:
   `class_counts` but do not use them.
 
   Args:
-    name: one of `LOSS_NAMES` = ce, focal, ci, cb, ldam, la, wce, vs
+    name: one of `LOSS_NAMES` = ce, focal, ci, cb, ldam, la, wce, vs,
+      ci_parts
       (aliases: fl for focal, balanced_softmax for la), case-insensitive; or
       a loss spec `name:key=value,...` (`split_spec`), whose values are bound
       as keyword defaults (a keyword given in the call overrides them).

@@ -52,7 +52,8 @@ class RegistryTest(parameterized.TestCase):
 
   def test_names(self):
     self.assertEqual(set(losses.LOSS_NAMES),
-                     {'ce', 'focal', 'ci', 'cb', 'ldam', 'la', 'wce', 'vs'})
+                     {'ce', 'focal', 'ci', 'cb', 'ldam', 'la', 'wce', 'vs',
+                      'ci_parts'})
     self.assertIs(losses.get_loss('CI'), losses.ci_loss)
     self.assertIs(losses.get_loss('fl'), losses.get_loss('focal'))
 
