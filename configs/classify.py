@@ -46,6 +46,15 @@ Variants (`--config=configs/classify.py:VARIANT`):
       python -m launch.classify --config=configs/classify.py:components \
           --config.manual_dir=/path/to/manual --workdir=results/components
 
+* `convergence`: training length (`RESULTS.md`, study B): the sweep's
+  protocol at lambda 0.96 and 1.35, CE, CI (the paper's rule and always
+  1/2), `la`, `cb` and VS trained 15 epochs instead of 3 (600-645 Adam
+  steps), 5 seeds; deferred re-weighting is a second run of the same
+  variant with `--config.losses=ce --config.drw_epoch=10`:
+
+      python -m launch.classify --config=configs/classify.py:convergence \
+          --config.manual_dir=/path/to/manual --workdir=results/convergence
+
 * `cifar10_lt`, `cifar100_lt`: CIFAR-LT as Cao et al. (2019), for users
   with the data and a GPU: `longtail` at ratios 100 and 10, ResNet-32, SGD
   200 epochs with warm-up and step decay, crop + flip, deferred
@@ -78,7 +87,7 @@ import ml_collections
 from configs import common
 
 VARIANTS = ('default', 'smoke', 'mnist_table1', 'mnist_sweep', 'components',
-            'mstar', 'cifar10_lt', 'cifar100_lt')
+            'convergence', 'mstar', 'cifar10_lt', 'cifar100_lt')
 
 # The sweep's minority sizes: 500 // ratio = 250, 100, 50, 16, 6, 4, 2, 1.
 SWEEP_RATIOS = (2, 5, 10, 31.25, 83, 125, 250, 500)
@@ -202,6 +211,12 @@ def get_config(arg=None) -> ml_collections.ConfigDict:
     c.decouple = ('crt', 'tau_norm')
     c.seeds = 5
     c.epochs = 3
+  elif variant == 'convergence':
+    c.dataset = 'mnist'
+    c.protocols = tuple(f'step:ratio={r},mu=0.5,n_max=500' for r in (83, 500))
+    c.losses = ('ce', 'ci', 'ci:high_exponent=0.5', 'la', 'cb', 'vs')
+    c.seeds = 5
+    c.epochs = 15
   elif variant == 'mstar':
     c.dataset = 'mstar_soc'
     c.protocols = ('mstar24', 'mstar12')
