@@ -1,13 +1,14 @@
 r"""Paired comparison of a classification run's losses against a baseline.
 
     python -m launch.compare --workdir results/mnist_sweep --baseline ce \
-        --metric minority_recall [--out FILE.md]
+        --metric minority_recall [--out FILE.md] [--per_seed_csv FILE.csv]
 
 Reads `<workdir>/results.json` (or, for a run still going, its finished
 cells in `runs/`) and prints, per protocol (column, with its lambda) and
 loss (row), the mean difference from the baseline over seeds, paired by
 seed, with its 95 % CI in percentage points; `*` marks a CI that excludes
-0 (`cil.experiments.report.paired_differences`).
+0 (`cil.experiments.report.paired_differences`). `--per_seed_csv` also
+writes every seed's scores (`cil.experiments.report.per_seed_csv`).
 """
 
 from absl import flags
@@ -29,6 +30,9 @@ _METRIC = flags.DEFINE_enum(
     'classes with > 100, 20-100, < 20 training images, or the run\'s '
     '--config.shot_thresholds).')
 _OUT = flags.DEFINE_string('out', None, 'Also write the table here.')
+_PER_SEED_CSV = flags.DEFINE_string(
+    'per_seed_csv', None, 'Also write every seed\'s scores here, one row '
+    'per (protocol, loss, seed).')
 
 
 def run():
@@ -38,6 +42,9 @@ def run():
   if _OUT.value:
     # Its folders are made; a path it cannot write is a named error.
     workdir.write_text(_OUT.value, table + '\n')
+  if _PER_SEED_CSV.value:
+    workdir.write_text(_PER_SEED_CSV.value,
+                       report.per_seed_csv(_WORKDIR.value))
 
 
 if __name__ == '__main__':

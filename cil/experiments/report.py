@@ -14,6 +14,8 @@ Detection's tables are `cil.detection.metrics.table_markdown` and
 `launch.compare_detections`'.
 """
 
+import csv
+import io
 import math
 from typing import Optional, Sequence
 
@@ -228,6 +230,29 @@ def paired_differences(runs: Sequence[dict], baseline: str,
                 'seeds': len(diffs), 'mean': mean, 'ci95': half,
                 'significant': bool(half == half and abs(mean) > half)})
   return out
+
+
+def per_seed_csv(workdir: str) -> str:
+  """A workdir's per-seed scores as CSV text, one row per (protocol, loss,
+  seed), the other prediction rules as losses '<loss>+posthoc', ...
+  (`with_variants`): the numbers behind every table and paired comparison,
+  for analyses of one's own. Columns: protocol, lambda, loss, seed, then
+  `SUMMARY_METRICS` without the protocol's own (empty where a metric has no
+  classes)."""
+  runs = with_variants(
+      workdir_lib.read_runs(workdir, keys=CLASSIFY_RECORD_KEYS))
+  scores = [m for m in SUMMARY_METRICS
+            if m not in ('imbalance_degree', 'imbalance_ratio')]
+  out = io.StringIO()
+  writer = csv.writer(out, lineterminator='\n')
+  writer.writerow(['protocol', 'lambda', 'loss', 'seed'] + scores)
+  for run in runs:
+    for s in run['per_seed']:
+      writer.writerow(
+          [run['protocol'], f"{s['imbalance_degree']:.4f}", run['loss'],
+           s['seed']] + ['' if s.get(m) is None else f'{s[m]:.6g}'
+                         for m in scores])
+  return out.getvalue()
 
 
 def compare_workdir(workdir: str, *, baseline: str,

@@ -2,7 +2,9 @@
 resume, the record, CIFAR-LT, the launcher.
 """
 
+import csv
 import dataclasses
+import io
 import json
 import os
 import shutil
@@ -425,6 +427,14 @@ class ClassifyTest(absltest.TestCase):
     self.assertEqual(out.returncode, 0, out.stderr)
     with open(table, encoding='utf-8') as f:
       self.assertIn('| ci | +2.00 ± 0.00* |', f.read())
+    # Every seed's scores as CSV: the numbers behind the table.
+    rows = list(csv.DictReader(io.StringIO(report.per_seed_csv(workdir))))
+    self.assertEqual([(r['loss'], r['seed'], r['accuracy']) for r in rows],
+                     [('ce', '0', '0.9'), ('ce', '1', '0.8'),
+                      ('ce', '2', '0.7'), ('ci', '0', '0.92'),
+                      ('ci', '1', '0.82'), ('ci', '2', '0.72')])
+    self.assertEqual({(r['lambda'], r['minority_recall']) for r in rows},
+                     {('0.5000', '')})
 
   def test_shot_groups_by_hand(self):
     counts = [150, 100, 20, 19, 5]
