@@ -36,15 +36,15 @@ _PER_SEED_CSV = flags.DEFINE_string(
 
 
 def run():
+  if _PER_SEED_CSV.value:  # First: a workdir of one loss has no table.
+    workdir.write_text(_PER_SEED_CSV.value,
+                       report.per_seed_csv(_WORKDIR.value))
   table = report.compare_workdir(_WORKDIR.value, baseline=_BASELINE.value,
                                  metric=_METRIC.value)
   print(table)
   if _OUT.value:
     # Its folders are made; a path it cannot write is a named error.
     workdir.write_text(_OUT.value, table + '\n')
-  if _PER_SEED_CSV.value:
-    workdir.write_text(_PER_SEED_CSV.value,
-                       report.per_seed_csv(_WORKDIR.value))
 
 
 if __name__ == '__main__':
