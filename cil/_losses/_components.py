@@ -24,6 +24,7 @@ from cil._losses._common import _take
 from cil._losses._common import _true_class_log_prob
 from cil._losses._imbalance import _factor_hparams
 from cil._losses._imbalance import PAPER_RULE
+from cil._losses._peers import _class_balanced_weights
 
 
 @_optax_shaped()
@@ -125,18 +126,14 @@ def ci_components_loss(
 def _ci_components_core(logits, labels, where, class_counts, modulation,
                         factor_hparams, cb_beta, tau, log_base):
   """`ci_components_loss` past its checks, jitted."""
-  num_classes = jnp.shape(logits)[1]
   logits, labels = _prepare(logits, labels, where)
   counts = _counts_as_float(class_counts, logits.dtype)
   log_prior = jnp.log(counts) - jnp.log(jnp.sum(counts))
   log_p = _true_class_log_prob(logits + tau * log_prior, labels)
   modulation = jnp.asarray(modulation, logits.dtype)
   m = (modulation * _ci_modulation(_one_minus_p(log_p)) + (1 - modulation))
-  beta = jnp.asarray(cb_beta, logits.dtype)
-  # Class-balanced weights where beta > 0 (a safe beta elsewhere).
-  safe_beta = jnp.where(beta > 0, beta, 0.5)
-  cb = (1 - safe_beta) / -jnp.expm1(counts * jnp.log(safe_beta))
-  cb = _take(cb * num_classes / jnp.sum(cb), labels)
+  # The class-balanced weight where cb_beta > 0 (all 1, finite, at 0).
+  cb = _take(_class_balanced_weights(counts, cb_beta), labels)
   ci = _ci_true_class_factor(counts, labels, factor_hparams)
-  weight = jnp.where(beta > 0, cb, ci)
+  weight = jnp.where(jnp.asarray(cb_beta) > 0, cb, ci)
   return _finish(m * weight * _neg_log(log_p, log_base), labels, where)

@@ -80,18 +80,23 @@ def class_balanced_loss(
                                    gamma, log_base)
 
 
+def _class_balanced_weights(counts: jax.Array, beta) -> jax.Array:
+  """Cui et al.'s `[C]` weights (1 - beta) / (1 - beta^N_i), normalised to
+  sum to C (all 1 at beta = 0)."""
+  beta = jnp.asarray(beta, counts.dtype)
+  # 1 - beta^N, accurate for beta near 1 (beta = 0 gives 1).
+  effective_num = -jnp.expm1(counts * jnp.log(beta))
+  weights = (1 - beta) / effective_num
+  return weights * counts.shape[0] / jnp.sum(weights)
+
+
 @jax.jit
 def _class_balanced_loss_core(logits, labels, where, class_counts, beta, gamma,
                               log_base):
   """`class_balanced_loss` past its checks, jitted."""
-  num_classes = jnp.shape(logits)[1]
   logits, labels = _prepare(logits, labels, where)
-  counts = _counts_as_float(class_counts, logits.dtype)
-  beta = jnp.asarray(beta, logits.dtype)
-  # 1 - beta^N, accurate for beta near 1 (beta = 0 gives 1).
-  effective_num = -jnp.expm1(counts * jnp.log(beta))
-  weights = (1 - beta) / effective_num
-  weights = weights * num_classes / jnp.sum(weights)
+  weights = _class_balanced_weights(
+      _counts_as_float(class_counts, logits.dtype), beta)
   log_p = _true_class_log_prob(logits, labels)
   loss = _take(weights, labels) * _focal_from_log_p(log_p, gamma, log_base)
   return _finish(loss, labels, where)
