@@ -1,7 +1,8 @@
-r"""Paired comparison of a classification run's losses against a baseline.
+r"""Paired comparison of a run's losses against a baseline.
 
     python -m launch.compare --workdir results/mnist_sweep --baseline ce \
         --metric minority_recall [--out FILE.md] [--per_seed_csv FILE.csv]
+    python -m launch.compare --workdir results/omniglot_lambda --baseline ce
 
 Reads `<workdir>/results.json` (or, for a run still going, its finished
 cells in `runs/`) and prints, per protocol (column, with its lambda) and
@@ -9,6 +10,12 @@ loss (row), the mean difference from the baseline over seeds, paired by
 seed, with its 95 % CI in percentage points; `*` marks a CI that excludes
 0 (`cil.experiments.report.paired_differences`). `--per_seed_csv` also
 writes every seed's scores (`cil.experiments.report.per_seed_csv`).
+
+On a `launch.fewshot` workdir it prints, per support distribution (row)
+and loss (column), the mean difference of meta-test accuracy from the
+baseline, paired by meta-test task (every loss meets the same tasks), with
+its 95 % CI over the tasks (`report.fewshot_paired_differences`); only
+`--metric=accuracy` applies there.
 """
 
 from absl import flags
@@ -17,8 +24,9 @@ from cil import workdir
 from cil.experiments import report
 from launch import common
 
-_WORKDIR = flags.DEFINE_string('workdir', None, 'A launch.classify workdir.',
-                               required=True)
+_WORKDIR = flags.DEFINE_string(
+    'workdir', None, 'A launch.classify or launch.fewshot workdir.',
+    required=True)
 _BASELINE = flags.DEFINE_string(
     'baseline', 'ce', "The loss to subtract (a loss spec, or '<loss>+posthoc' "
     'for a run with --config.posthoc_tau).')
@@ -36,6 +44,18 @@ _PER_SEED_CSV = flags.DEFINE_string(
 
 
 def run():
+  if report.is_fewshot_workdir(_WORKDIR.value):
+    if _METRIC.value != 'accuracy' or _PER_SEED_CSV.value:
+      raise ValueError(
+          f'--metric={_METRIC.value} / --per_seed_csv: {_WORKDIR.value} is a '
+          'launch.fewshot workdir, which is compared by meta-test accuracy '
+          'per task only (leave --metric at accuracy, drop --per_seed_csv).')
+    table = report.compare_fewshot_workdir(_WORKDIR.value,
+                                           baseline=_BASELINE.value)
+    print(table)
+    if _OUT.value:
+      workdir.write_text(_OUT.value, table + '\n')
+    return
   if _PER_SEED_CSV.value:  # First: a workdir of one loss has no table.
     workdir.write_text(_PER_SEED_CSV.value,
                        report.per_seed_csv(_WORKDIR.value))

@@ -8,7 +8,10 @@
   `markdown_table` (Table I's shape), `paired_differences` /
   `compare_workdir` (each loss minus a baseline, paired by seed: `python
   -m launch.compare`).
-* Few-shot (`cil.experiments.fewshot`): `fewshot_table` (Table IV's shape).
+* Few-shot (`cil.experiments.fewshot`): `fewshot_table` (Table IV's
+  shape), `fewshot_paired_differences` / `compare_fewshot_workdir` (each
+  loss minus a baseline, paired by meta-test task: `python -m
+  launch.compare` on a `launch.fewshot` workdir).
 
 Detection's tables are `cil.detection.metrics.table_markdown` and
 `launch.compare_detections`'.
@@ -334,3 +337,106 @@ def fewshot_table(runs: list[dict], support: Sequence[Sequence[int]]) -> str:
     lines.append(f"| {list(dist)} | {row['imbalance_degree']:.4f} | "
                  + ' | '.join(cells) + ' |')
   return '\n'.join(lines)
+
+
+def fewshot_paired_differences(runs: Sequence[dict], baseline: str
+                               ) -> list[dict]:
+  """Each loss minus `baseline`, paired by meta-test task, per support
+  distribution.
+
+  Every loss of a `launch.fewshot` run meets the same meta-test tasks (the
+  sampler's seed depends on the run's seed and the distribution only, and
+  support over-sampling draws after the task), so the per-task difference
+  of accuracy removes the tasks' difficulty from the comparison. The CI
+  covers the meta-test tasks' sampling only; the meta-training seed's
+  effect shows across runs of other seeds.
+
+  Args:
+    runs: `results.json`'s runs of one workdir (each with `distributions`
+      holding `task_accuracies`).
+    baseline: the loss to subtract (as the run names it, e.g. 'ce').
+
+  Returns:
+    One dict per (distribution, loss != baseline): distribution, lambda,
+    loss, tasks, mean and ci95 of the difference (accuracy units), and
+    `significant` (the 95 % CI excludes 0).
+
+  Raises:
+    ValueError: the baseline is missing, a run lacks per-task accuracies
+      (a record from before they were stored), or two runs disagree on
+      the distributions or on the number of tasks.
+  """
+  by_loss = {r['loss']: r for r in runs}
+  base = by_loss.get(baseline)
+  if base is None:
+    raise ValueError(f'No {baseline!r} run; losses present: '
+                     f'{sorted(by_loss)}.')
+  out = []
+  for loss, run in by_loss.items():
+    if loss == baseline:
+      continue
+    if len(run['distributions']) != len(base['distributions']):
+      raise ValueError(f'{loss!r} holds {len(run["distributions"])} support '
+                       f'distributions but {baseline!r} holds '
+                       f'{len(base["distributions"])}; pairing needs the same.')
+    for a, b in zip(run['distributions'], base['distributions']):
+      if a['distribution'] != b['distribution']:
+        raise ValueError(f'{loss!r} and {baseline!r} list the support '
+                         f'distributions in another order ({a["distribution"]}'
+                         f' against {b["distribution"]}).')
+      if 'task_accuracies' not in a or 'task_accuracies' not in b:
+        raise ValueError(f'{a["distribution"]}: no per-task accuracies in '
+                         f'this record (written before they were stored); '
+                         'rerun it to pair by task.')
+      ta, tb = a['task_accuracies'], b['task_accuracies']
+      if len(ta) != len(tb):
+        raise ValueError(f'{a["distribution"]}: {loss!r} has {len(ta)} tasks '
+                         f'but {baseline!r} has {len(tb)}.')
+      mean, half = metrics.mean_confidence_interval(np.subtract(ta, tb))
+      out.append({'distribution': list(a['distribution']),
+                  'lambda': a['imbalance_degree'], 'loss': loss,
+                  'tasks': len(ta), 'mean': mean, 'ci95': half,
+                  'significant': bool(half == half and abs(mean) > half)})
+  return out
+
+
+def compare_fewshot_workdir(workdir: str, *, baseline: str) -> str:
+  """`fewshot_paired_differences` of a workdir's runs as a markdown table.
+
+  Rows: support distributions (with lambda); columns: each loss minus the
+  baseline, in percentage points, mean ± 95 % CI over the meta-test tasks
+  (paired by task); `*` where the CI excludes 0.
+  """
+  runs = workdir_lib.read_runs(workdir, keys=FEWSHOT_RECORD_KEYS)
+  diffs = fewshot_paired_differences(runs, baseline)
+  if not diffs:
+    raise ValueError(f'{workdir}: nothing to compare with {baseline!r} '
+                     f'(finished losses: {[r["loss"] for r in runs]}).')
+  names = list(dict.fromkeys(d['loss'] for d in diffs))
+  rows = list(dict.fromkeys((tuple(d['distribution']), d['lambda'])
+                            for d in diffs))
+  cell = {(tuple(d['distribution']), d['loss']): d for d in diffs}
+  tasks = sorted({d['tasks'] for d in diffs})
+  lines = [f'meta-test accuracy: loss - {baseline}, percentage points, '
+           f'mean ± 95 % CI over {"/".join(map(str, tasks))} tasks '
+           '(paired by task); * = CI excludes 0.', '',
+           '| support | λ | ' + ' | '.join(f'{n} − {baseline}' for n in names)
+           + ' |', '|' + '---|' * (len(names) + 2)]
+  for dist, lam in rows:
+    row = []
+    for name in names:
+      d = cell[(dist, name)]
+      if d['ci95'] != d['ci95']:  # One task: no interval.
+        row.append(f'{100 * d["mean"]:+.2f} (1 task, no CI)')
+      else:
+        row.append(f'{100 * d["mean"]:+.2f} ± {100 * d["ci95"]:.2f}'
+                   + ('*' if d['significant'] else ''))
+    lines.append(f'| {list(dist)} | {lam:.3f} | ' + ' | '.join(row) + ' |')
+  return '\n'.join(lines)
+
+
+def is_fewshot_workdir(workdir: str) -> bool:
+  """Whether a workdir's records are `launch.fewshot`'s (they hold
+  `distributions`) rather than `launch.classify`'s."""
+  runs = workdir_lib.read_runs(workdir)
+  return bool(runs) and 'distributions' in runs[0]

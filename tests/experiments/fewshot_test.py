@@ -13,6 +13,7 @@ import pytest
 
 from cil import errors
 from cil.experiments import fewshot
+from cil.experiments import report
 from cil import runtime
 from cil import workdir as workdir_lib
 import configs
@@ -158,6 +159,60 @@ class FewShotRunTest(absltest.TestCase):
                         plain['runs'][0]['meta_loss'])
     with open(os.path.join(workdir, 'table.md')) as f:
       self.assertIn('| ci+ros | ce+ros |', f.read())
+    # Paired by task: the same tasks, so each distribution's difference is
+    # the mean of the per-task differences.
+    diffs = report.fewshot_paired_differences(result['runs'], 'ce+ros')
+    for d, ci, ce in zip(diffs, ros['ci+ros']['distributions'],
+                         ros['ce+ros']['distributions']):
+      self.assertEqual(d['distribution'], ci['distribution'])
+      self.assertAlmostEqual(d['mean'], np.mean(np.subtract(
+          ci['task_accuracies'], ce['task_accuracies'])))
+    self.assertTrue(report.is_fewshot_workdir(workdir))
+    out = testutil.launch('launch.compare', f'--workdir={workdir}',
+                          '--baseline=ce+ros')
+    self.assertEqual(out.returncode, 0, out.stderr)
+    self.assertIn('| support | λ | ci+ros − ce+ros |', out.stdout)
+    self.assertIn('| [1, 1, 1, 1, 4] | ', out.stdout)
+    out = testutil.launch('launch.compare', f'--workdir={workdir}',
+                          '--baseline=ce+ros', '--metric=macro_f1')
+    self.assertEqual(out.returncode, 1)
+    self.assertIn('--metric=macro_f1', out.stderr)
+
+  def test_paired_by_task_comparison_by_hand(self):
+    def run(loss, *task_accuracies):
+      return {'loss': loss, 'meta_loss': [0.5], 'distributions': [
+          {'distribution': [1, 1, 1, 1, 4 + d], 'imbalance_degree': 0.5,
+           'task_accuracies': list(accs)}
+          for d, accs in enumerate(task_accuracies)]}
+    runs = [run('ce', [0.6, 0.7, 0.8], [0.5, 0.5, 0.5]),
+            run('ci', [0.7, 0.8, 0.9], [0.6, 0.4, 0.5])]
+    first, second = report.fewshot_paired_differences(runs, 'ce')
+    self.assertAlmostEqual(first['mean'], 0.1)  # +10 points every task.
+    self.assertAlmostEqual(first['ci95'], 0.0, places=12)
+    self.assertTrue(first['significant'])
+    self.assertAlmostEqual(second['mean'], 0.0)
+    self.assertFalse(second['significant'])
+    self.assertEqual((second['distribution'], second['tasks']),
+                     ([1, 1, 1, 1, 5], 3))
+    with self.assertRaisesRegex(ValueError, "No 'la' run"):
+      report.fewshot_paired_differences(runs, 'la')
+    short = run('focal', [0.6, 0.7], [0.5, 0.5])
+    with self.assertRaisesRegex(ValueError, "'focal' has 2 tasks but 'ce' "
+                                'has 3'):
+      report.fewshot_paired_differences(runs + [short], 'ce')
+    old = run('focal', [0.6], [0.5])
+    del old['distributions'][0]['task_accuracies']
+    with self.assertRaisesRegex(ValueError, 'no per-task accuracies'):
+      report.fewshot_paired_differences([runs[0], old], 'ce')
+    # A workdir's finished cells, as the launcher reads them.
+    workdir = self._workdir()
+    for r in runs:
+      workdir_lib.write_json(os.path.join(workdir, 'runs', f"{r['loss']}.json"),
+                             r)
+    self.assertTrue(report.is_fewshot_workdir(workdir))
+    table = report.compare_fewshot_workdir(workdir, baseline='ce')
+    self.assertIn('| [1, 1, 1, 1, 4] | 0.500 | +10.00 ± 0.00* |', table)
+    self.assertIn('| [1, 1, 1, 1, 5] | 0.500 | +0.00 ± ', table)
 
   @pytest.mark.slow  # ~16 s: another compile (inner_lr is static).
   def test_diverged_run_stops_and_records_nothing(self):
