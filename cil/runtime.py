@@ -14,6 +14,7 @@ reports what is there.
 """
 
 import dataclasses
+import functools
 import importlib.metadata
 import os
 import platform
@@ -21,6 +22,7 @@ import subprocess
 from typing import Optional
 
 import jax
+import numpy as np
 
 from cil import hugepages
 
@@ -63,6 +65,12 @@ class Policy:
       the CPU, XLA's memory-optimised scheduler: the second-order step at
       84x84x3 ran 9 % faster with 14 % less peak memory
       (`benchmarks/maml_step.py`; the numbers are in docs/performance.md).
+    classify_step_compiler_options: XLA options for compiling the
+      classifier's train step (`cil.experiments.classify.train_chunk`). On
+      the CPU, XLA's YNNPACK fusions for dots only: convolutions then run
+      through XLA:CPU's own kernels, which took 0.58-0.62x the time of the
+      YNNPACK ones in the A-ConvNets step, 0.88-0.95x in LeNet's and the
+      digits CNN's, level in ResNet-32's (docs/performance.md).
   """
   backend: str
   unroll_loops: bool
@@ -72,6 +80,7 @@ class Policy:
   conv_impl: str
   first_order_conv_impl: str
   meta_step_compiler_options: tuple[tuple[str, str], ...] = ()
+  classify_step_compiler_options: tuple[tuple[str, str], ...] = ()
 
   def maml_conv_impl(self, *, first_order: bool, requested: str = '') -> str:
     """Conv4's lowering for a MAML meta-step of the given order.
@@ -97,11 +106,29 @@ def policy(backend: Optional[str] = None) -> Policy:
                 conv_impl=conv_impl,
                 first_order_conv_impl='winograd' if cpu else conv_impl,
                 meta_step_compiler_options=_CPU_META_STEP_OPTIONS if cpu
-                else ())
+                else (),
+                classify_step_compiler_options=_known_options(
+                    _CPU_CLASSIFY_STEP_OPTIONS) if cpu else ())
 
 
 _CPU_META_STEP_OPTIONS = (
     ('xla_cpu_scheduler_type', 'CPU_SCHEDULER_TYPE_MEMORY_OPTIMIZED'),)
+_CPU_CLASSIFY_STEP_OPTIONS = (
+    ('xla_cpu_experimental_ynn_fusion_type',
+     'LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT'),)
+
+
+@functools.cache
+def _known_options(options: tuple[tuple[str, str], ...]
+                   ) -> tuple[tuple[str, str], ...]:
+  """`options` if this jaxlib's XLA accepts them (compiling an identity),
+  else () (an XLA without them: the default lowering, not an error)."""
+  try:
+    jax.jit(lambda x: x, compiler_options=dict(options)).lower(
+        np.float32(0)).compile()
+  except jax.errors.JaxRuntimeError:
+    return ()
+  return options
 
 
 _PACKAGES = ('jax', 'jaxlib', 'flax', 'optax', 'chex', 'orbax-checkpoint',

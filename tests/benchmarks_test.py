@@ -51,6 +51,28 @@ class GpuScriptTest(absltest.TestCase):
     self.assertIsNone(maml['peak_tflops_fp32'])  # A CPU: no peak listed.
 
 
+@pytest.mark.slow
+class ClassifyLoweringTest(absltest.TestCase):
+
+  def test_prints_both_sides_and_their_ratio(self):
+    out = subprocess.run(
+        [sys.executable, '-m', 'benchmarks.classify_lowering',
+         '--models=digits_cnn', '--seeds=1', '--rounds=2', '--steps=1'],
+        capture_output=True, text=True, cwd=ROOT, timeout=600, check=False)
+    self.assertEqual(out.returncode, 0, out.stderr[-3000:])
+    row = json.loads(out.stdout.splitlines()[-1])
+    self.assertEqual(row['benchmark'], 'classify_lowering')
+    self.assertIn('xla_cpu_experimental_ynn_fusion_type', row['options'])
+    (result,) = row['results']
+    self.assertAlmostEqual(result['ratio'],
+                           result['policy_s'] / result['default_s'],
+                           delta=0.002)
+    self.assertLen(result['round_ratios'], 2)
+    # Same initialisation and batch: the first losses agree to rounding.
+    self.assertAlmostEqual(result['first_loss']['policy'],
+                           result['first_loss']['default'], places=4)
+
+
 class GpuScriptFlagsTest(absltest.TestCase):
 
   def test_unknown_section_is_refused(self):

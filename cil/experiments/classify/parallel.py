@@ -15,6 +15,7 @@ import numpy as np
 
 from cil import distributed
 from cil import loops
+from cil import runtime
 from cil.experiments.classify.step import logits_batch
 from cil.experiments.classify.step import step_keys
 from cil.experiments.classify.step import train_chunk
@@ -39,9 +40,11 @@ def sharded_chunk(mesh: jax.sharding.Mesh, weighted: bool, **static):
   by_seed, by_step_seed = P(SEED_AXIS), P(None, SEED_AXIS)
   in_specs = (by_seed, P(), P(), by_step_seed, by_step_seed, by_seed,
               by_seed, P()) + ((by_seed,) if weighted else ())
+  options = runtime.policy().classify_step_compiler_options
   return jax.jit(jax.shard_map(body, mesh=mesh, in_specs=in_specs,
                                out_specs=(by_seed, by_step_seed),
-                               check_vma=False))
+                               check_vma=False),
+                 compiler_options=dict(options) or None)
 
 
 @functools.lru_cache(maxsize=None)

@@ -23,6 +23,7 @@ from cil import data
 from cil import loops
 from cil import losses
 from cil import models
+from cil import runtime
 from cil.data import samplers
 from cil.experiments.classify.config import ClassifyConfig
 
@@ -179,16 +180,17 @@ def train_step(state: TrainState, images: jax.Array, labels: jax.Array,
   return new_state, {'loss': loss, 'accuracy': correct / valid}
 
 
-@functools.partial(jax.jit, static_argnames=('loss_name', 'loss_hparams',
-                                             'seed_parallel', 'unroll',
-                                             'augment'),
-                   donate_argnums=(0,))
 def train_chunk(states: TrainState, images: jax.Array, labels: jax.Array,
                 idx: jax.Array, mask: jax.Array, class_counts: jax.Array,
                 rngs: jax.Array, loss_weights: Optional[jax.Array] = None, *,
                 loss_name: str, loss_hparams: tuple, seed_parallel: str,
                 unroll: bool, augment: str = '') -> tuple[TrainState, dict]:
   """`T` steps of `K` seeds: scan over `[T, K, B]` batches, vmap over seeds.
+
+  Jit-compiled (the keyword arguments are static, `states` is donated)
+  with the backend policy's `classify_step_compiler_options`
+  (`cil.runtime.Policy`); called inside another jit or `shard_map`, it is
+  traced into the caller's program.
 
   Args:
     states: stacked `[K]` TrainStates.
@@ -212,6 +214,26 @@ def train_chunk(states: TrainState, images: jax.Array, labels: jax.Array,
   Returns:
     New states and `[T, K]` metrics.
   """
+  return _jitted_chunk(runtime.policy().classify_step_compiler_options)(
+      states, images, labels, idx, mask, class_counts, rngs, loss_weights,
+      loss_name=loss_name, loss_hparams=loss_hparams,
+      seed_parallel=seed_parallel, unroll=unroll, augment=augment)
+
+
+@functools.cache
+def _jitted_chunk(compiler_options: tuple[tuple[str, str], ...]) -> Callable:
+  """`_chunk` compiled with `compiler_options` (one jit per set)."""
+  return jax.jit(_chunk, static_argnames=('loss_name', 'loss_hparams',
+                                          'seed_parallel', 'unroll',
+                                          'augment'),
+                 donate_argnums=(0,),
+                 compiler_options=dict(compiler_options) or None)
+
+
+def _chunk(states, images, labels, idx, mask, class_counts, rngs,
+           loss_weights=None, *, loss_name, loss_hparams, seed_parallel,
+           unroll, augment=''):
+  """`train_chunk`'s program."""
   step = functools.partial(train_step, loss_fn=losses.base_loss(loss_name),
                            loss_hparams=dict(loss_hparams), augment=augment)
   if seed_parallel == 'vmap':

@@ -1,0 +1,123 @@
+r"""The classifier step's CPU compiler options against XLA's default lowering.
+
+    python -m benchmarks.classify_lowering [--models lenet,digits_cnn,aconvnet]
+        [--seeds 5] [--rounds 9] [--steps 3]
+
+For each model, `cil.experiments.classify.train_chunk`'s program (CI loss,
+Adam, batch 64 per seed, the seeds unrolled as the CPU policy runs them) is
+compiled twice: with the backend policy's `classify_step_compiler_options`
+(`cil.runtime.Policy`; on the CPU, YNNPACK fusions for dots only, so
+convolutions run through XLA:CPU's own kernels) and with none. `--rounds`
+rounds alternate `--steps` steps of each; `ratio` is the median seconds
+per step with the policy's options over the median without (below 1: the
+options are faster). Both start from the same initialisation and batches,
+and their first-step losses are printed (they differ only in rounding).
+Random uint8 images stand in for the data. The last line is JSON.
+"""
+
+import json
+import statistics
+import time
+
+from absl import app
+from absl import flags
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from cil.experiments import classify
+from cil.experiments.classify import step as step_lib
+from cil import models
+from cil import runtime
+import configs
+
+_MODELS = flags.DEFINE_list('models', ['lenet', 'digits_cnn', 'aconvnet'],
+                            'Models (`cil.models.MODEL_NAMES`).')
+_SEEDS = flags.DEFINE_integer('seeds', 5, 'Seeds in one step.')
+_BATCH = flags.DEFINE_integer('batch_size', 64, 'Batch size per seed.')
+_ROUNDS = flags.DEFINE_integer('rounds', 9, 'Interleaved rounds.')
+_STEPS = flags.DEFINE_integer('steps', 3, 'Steps of each side per round.')
+
+# Each model's input (height, width, channels), as its dataset has it.
+INPUT_SHAPES = {'lenet': (28, 28, 1), 'digits_cnn': (8, 8, 1),
+                'aconvnet': (88, 88, 1), 'resnet32': (32, 32, 3)}
+
+
+def _setup(name: str, seeds: int, batch: int):
+  rng = np.random.default_rng(0)
+  n = 2048
+  images = jnp.asarray(rng.integers(0, 256, (n,) + INPUT_SHAPES[name],
+                                    np.uint8))
+  labels = jnp.asarray(rng.integers(0, 10, n), jnp.int32)
+  tx = classify.make_optimizer(
+      classify.ClassifyConfig.from_config(configs.load('classify')))
+  states = classify.create_states(
+      models.get_model(name, 10), tx,
+      jax.vmap(jax.random.key)(jnp.arange(seeds)), images[:1])
+  idx = jnp.asarray(rng.integers(0, n, (1, seeds, batch)), jnp.int32)
+  mask = jnp.ones((1, seeds, batch), bool)
+  counts = jnp.tile(jnp.arange(1., 11.) * 100, (seeds, 1))
+  rngs = jax.random.split(jax.random.key(1), (1, seeds))
+  return states, (images, labels, idx, mask, counts, rngs)
+
+
+def compare(name: str, options, *, seeds: int, batch: int, rounds: int,
+            steps: int) -> dict:
+  """Median seconds per step with `options` and without, interleaved."""
+  sides = {}
+  for side, opts in (('policy', options), ('default', ())):
+    states, args = _setup(name, seeds, batch)
+    start = time.perf_counter()
+    compiled = step_lib._jitted_chunk(opts).lower(  # pylint: disable=protected-access
+        states, *args, loss_name='ci', loss_hparams=(), seed_parallel='loop',
+        unroll=True).compile()
+    states, m = compiled(states, *args)
+    first_loss = float(jnp.mean(m['loss']))
+    sides[side] = {'fn': compiled, 'states': states, 'args': args,
+                   'times': [], 'compile_s': time.perf_counter() - start,
+                   'first_loss': first_loss}
+  for _ in range(rounds):
+    for side in sides.values():
+      start = time.perf_counter()
+      for _ in range(steps):
+        side['states'], m = side['fn'](side['states'], *side['args'])
+      jax.block_until_ready(m)
+      side['times'].append((time.perf_counter() - start) / steps)
+  med = {k: statistics.median(v['times']) for k, v in sides.items()}
+  return {'model': name, 'policy_s': round(med['policy'], 5),
+          'default_s': round(med['default'], 5),
+          'ratio': round(med['policy'] / med['default'], 3),
+          'round_ratios': [round(a / b, 3) for a, b in zip(
+              sides['policy']['times'], sides['default']['times'])],
+          'first_loss': {k: v['first_loss'] for k, v in sides.items()},
+          'compile_s': {k: round(v['compile_s'], 1)
+                        for k, v in sides.items()}}
+
+
+def main(argv):
+  del argv
+  options = runtime.policy().classify_step_compiler_options
+  if not options:
+    raise SystemExit(f'The {jax.default_backend()} policy sets no compiler '
+                     'options for the classifier step: nothing to compare.')
+  out = []
+  for name in _MODELS.value:
+    if name not in INPUT_SHAPES:
+      raise SystemExit(f'--models: {name!r} is not one of '
+                       f'{", ".join(INPUT_SHAPES)}.')
+    r = compare(name, options, seeds=_SEEDS.value, batch=_BATCH.value,
+                rounds=_ROUNDS.value, steps=_STEPS.value)
+    print(f"{name}: {1000 * r['policy_s']:.1f} ms per {_SEEDS.value}-seed "
+          f"step with the policy's options, {1000 * r['default_s']:.1f} ms "
+          f"without: ratio {r['ratio']} (first-step loss "
+          f"{r['first_loss']['policy']:.6f} / "
+          f"{r['first_loss']['default']:.6f})", flush=True)
+    out.append(r)
+  print(json.dumps({'benchmark': 'classify_lowering',
+                    'options': dict(options), 'seeds': _SEEDS.value,
+                    'batch_size': _BATCH.value, 'rounds': _ROUNDS.value,
+                    'results': out}))
+
+
+if __name__ == '__main__':
+  app.run(main)
