@@ -4,7 +4,7 @@ r"""Compares detection runs on one test set: per-class AP and paired CIs.
         --runs r2cnn_ce=results/det_r2cnn_ce/predictions,\
 cascade_ce=results/det_cascade_ce/predictions --baseline r2cnn_ce \
         [--differences cascade_ce:r2cnn_ce,...] [--samples 1000] [--seed 0] \
-        [--out FILE.md]
+        [--images N] [--out FILE.md]
 
 Each `launch.detect` workdir holds its test-set detections in
 `predictions/` (`<image>.txt`, `x1 y1 ... y4 class score` lines). Prints a
@@ -39,6 +39,9 @@ _MISSING_AS_EMPTY = flags.DEFINE_bool(
     'missing_as_empty', False, 'Count a test image without a prediction '
     'file in a run folder as having no detections (the table says how '
     'many); by default a missing file is an error.')
+_IMAGES = flags.DEFINE_integer(
+    'images', None, 'Evaluate the first this many test images only (in name '
+    'order): what a smaller test set would resolve.', lower_bound=1)
 flags.mark_flags_as_required(['gt', 'runs'])
 
 
@@ -70,7 +73,7 @@ def run():
       _GT.value, _parse_runs(_RUNS.value), baseline=_BASELINE.value,
       differences=_parse_differences(_DIFFERENCES.value),
       samples=_SAMPLES.value, seed=_SEED.value, iou_threshold=_IOU.value,
-      missing_as_empty=_MISSING_AS_EMPTY.value)
+      missing_as_empty=_MISSING_AS_EMPTY.value, max_images=_IMAGES.value)
   table = evaluate.comparison_markdown(result)
   print(table, end='')
   if _OUT.value:

@@ -73,7 +73,8 @@ def compare_folders(gt_dir: str, preds: dict, *,
                     samples: int = 1000,
                     seed: int = 0, iou_threshold: float = 0.6,
                     ap_method: str = '11point',
-                    missing_as_empty: bool = False) -> dict:
+                    missing_as_empty: bool = False,
+                    max_images: Optional[int] = None) -> dict:
   """Several runs' detections on one test set: per-class AP and paired CIs.
 
   Args:
@@ -89,6 +90,8 @@ def compare_folders(gt_dir: str, preds: dict, *,
       were missing); by default a missing file is an error, since a
       partly copied folder would otherwise read as a run that detected
       nothing there.
+    max_images: evaluate the first this many test images only (in name
+      order): what a smaller test set would resolve.
 
   Raises:
     ValueError: a run's folder does not exist, or (without
@@ -100,13 +103,18 @@ def compare_folders(gt_dir: str, preds: dict, *,
     'bootstrap': bootstrap_map result, 'settings'}`.
   """
   gt = read_ground_truth(gt_dir)
+  if max_images is not None:
+    if max_images < 1:
+      raise ValueError(f'max_images must be positive, got {max_images}.')
+    gt = dict(sorted(gt.items())[:max_images])
   classes = sorted({str(x) for g in gt.values() for x in g.labels})
   dets, missing = {}, {}
   for name, folder in preds.items():
     if not os.path.isdir(folder):
       raise ValueError(f'Prediction folder of run {name!r}, {folder!r}, '
                        f'does not exist.')
-    dets[name] = det_io.read_folder(folder, detections=True)
+    dets[name] = {k: v for k, v in det_io.read_folder(
+        folder, detections=True).items() if k in gt}
     absent = sorted(set(gt) - set(dets[name]))
     if absent and not missing_as_empty:
       shown = ', '.join(absent[:5]) + (', ...' if len(absent) > 5 else '')

@@ -134,6 +134,15 @@ class EvaluateCliTest(absltest.TestCase):
     self.assertLen(result['settings']['missing_predictions']['partial'], 3)
     self.assertIn('Run partial: 3 test images had no prediction file',
                   evaluate.comparison_markdown(result))
+    # The first image only (name order): the partial run then has all it
+    # needs, and only that image's ships count.
+    result = evaluate.compare_folders(os.path.join(root, 'gt'), runs,
+                                      samples=10, max_images=1)
+    self.assertEqual(result['settings']['images'], 1)
+    self.assertEqual(sum(result['num_gt'].values()), len(gt[first].labels))
+    self.assertEqual(result['bootstrap']['mAP']['partial']['value'], 1.0)
+    with self.assertRaisesRegex(ValueError, 'max_images must be positive'):
+      evaluate.compare_folders(os.path.join(root, 'gt'), runs, max_images=0)
     # A run folder that does not exist is named as the run's.
     with self.assertRaisesRegex(ValueError, "Prediction folder of run 'b', "
                                 "'/nonexistent/b', does not exist"):
