@@ -2,7 +2,8 @@ r"""Paired comparison of a run's losses against a baseline.
 
     python -m launch.compare --workdir results/mnist_sweep --baseline ce \
         --metric minority_recall [--out FILE.md] [--per_seed_csv FILE.csv]
-    python -m launch.compare --workdir results/omniglot_lambda --baseline ce
+    python -m launch.compare --workdir results/omniglot_lambda --baseline ce \
+        [--per_task_csv FILE.csv]
 
 Reads `<workdir>/results.json` (or, for a run still going, its finished
 cells in `runs/`) and prints, per protocol (column, with its lambda) and
@@ -15,7 +16,8 @@ On a `launch.fewshot` workdir it prints, per support distribution (row)
 and loss (column), the mean difference of meta-test accuracy from the
 baseline, paired by meta-test task (every loss meets the same tasks), with
 its 95 % CI over the tasks (`report.fewshot_paired_differences`); only
-`--metric=accuracy` applies there.
+`--metric=accuracy` applies there, and `--per_task_csv` writes every
+task's accuracy (`report.per_task_csv`).
 """
 
 from absl import flags
@@ -41,6 +43,10 @@ _OUT = flags.DEFINE_string('out', None, 'Also write the table here.')
 _PER_SEED_CSV = flags.DEFINE_string(
     'per_seed_csv', None, 'Also write every seed\'s scores here, one row '
     'per (protocol, loss, seed).')
+_PER_TASK_CSV = flags.DEFINE_string(
+    'per_task_csv', None, 'A launch.fewshot workdir: also write every '
+    'meta-test task\'s accuracy here, one row per (distribution, loss, '
+    'task).')
 
 
 def run():
@@ -50,12 +56,18 @@ def run():
           f'--metric={_METRIC.value} / --per_seed_csv: {_WORKDIR.value} is a '
           'launch.fewshot workdir, which is compared by meta-test accuracy '
           'per task only (leave --metric at accuracy, drop --per_seed_csv).')
+    if _PER_TASK_CSV.value:
+      workdir.write_text(_PER_TASK_CSV.value,
+                         report.per_task_csv(_WORKDIR.value))
     table = report.compare_fewshot_workdir(_WORKDIR.value,
                                            baseline=_BASELINE.value)
     print(table)
     if _OUT.value:
       workdir.write_text(_OUT.value, table + '\n')
     return
+  if _PER_TASK_CSV.value:
+    raise ValueError(f'--per_task_csv: {_WORKDIR.value} is a launch.classify '
+                     'workdir, whose scores are per seed (--per_seed_csv).')
   if _PER_SEED_CSV.value:  # First: a workdir of one loss has no table.
     workdir.write_text(_PER_SEED_CSV.value,
                        report.per_seed_csv(_WORKDIR.value))

@@ -435,6 +435,24 @@ def compare_fewshot_workdir(workdir: str, *, baseline: str) -> str:
   return '\n'.join(lines)
 
 
+def per_task_csv(workdir: str) -> str:
+  """A `launch.fewshot` workdir's meta-test accuracies as CSV text, one row
+  per (distribution, loss, task): the numbers behind its table and
+  `compare_fewshot_workdir`. Columns: distribution ('1-1-1-1-11'), lambda,
+  loss, task (the index every loss shares), accuracy."""
+  runs = workdir_lib.read_runs(workdir, keys=FEWSHOT_RECORD_KEYS)
+  out = io.StringIO()
+  writer = csv.writer(out, lineterminator='\n')
+  writer.writerow(['distribution', 'lambda', 'loss', 'task', 'accuracy'])
+  for run in runs:
+    for d in run['distributions']:
+      name = '-'.join(str(n) for n in d['distribution'])
+      for t, acc in enumerate(d.get('task_accuracies', [])):
+        writer.writerow([name, f"{d['imbalance_degree']:.4f}", run['loss'],
+                         t, f'{acc:.6g}'])
+  return out.getvalue()
+
+
 def is_fewshot_workdir(workdir: str) -> bool:
   """Whether a workdir's records are `launch.fewshot`'s (they hold
   `distributions`) rather than `launch.classify`'s."""

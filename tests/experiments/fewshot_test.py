@@ -1,6 +1,8 @@
 """Tests for cil.experiments.fewshot and launch.fewshot."""
 
+import csv
 import dataclasses
+import io
 import os
 import shutil
 import signal
@@ -213,6 +215,10 @@ class FewShotRunTest(absltest.TestCase):
     table = report.compare_fewshot_workdir(workdir, baseline='ce')
     self.assertIn('| [1, 1, 1, 1, 4] | 0.500 | +10.00 ± 0.00* |', table)
     self.assertIn('| [1, 1, 1, 1, 5] | 0.500 | +0.00 ± ', table)
+    rows = list(csv.DictReader(io.StringIO(report.per_task_csv(workdir))))
+    self.assertLen(rows, 12)  # 2 losses x 2 distributions x 3 tasks.
+    self.assertEqual(rows[3], {'distribution': '1-1-1-1-5', 'lambda': '0.5000',
+                               'loss': 'ce', 'task': '0', 'accuracy': '0.5'})
 
   @pytest.mark.slow  # ~16 s: another compile (inner_lr is static).
   def test_diverged_run_stops_and_records_nothing(self):
