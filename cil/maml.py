@@ -32,8 +32,10 @@ of the memory, and no slower (`per_task_calls_step`).
 
 import dataclasses
 import functools
+import inspect
 from typing import Any, Callable, Optional, Sequence
 
+import flax.linen as nn
 from flax.training import train_state
 import jax
 import jax.numpy as jnp
@@ -124,10 +126,37 @@ class MamlConfig:
 
 def support_loss(params: Any, apply_fn: Callable, images: jax.Array,
                  labels: jax.Array, counts: jax.Array, *,
-                 loss: Callable[..., jax.Array]) -> jax.Array:
-  """Per-example loss `[S]` of `params` on a support (or query) set."""
-  logits = apply_fn({'params': params}, images)
-  return loss(logits, labels, counts)
+                 loss: Callable[..., jax.Array],
+                 where: Optional[jax.Array] = None) -> jax.Array:
+  """Per-example loss `[S]` of `params` on a support (or query) set.
+
+  With `where` (an over-sampled set's `[S]` mask), a model that takes a
+  `mask` keyword is called as `apply_fn(variables, images, mask=where)`,
+  so a model with batch statistics (`cil.models.Conv4`) takes them over the
+  real examples, not the padding; give your own batch-statistics model
+  that keyword too.
+  """
+  return loss(_logits(params, apply_fn, images, where), labels, counts)
+
+
+def _logits(params: Any, apply_fn: Callable, images: jax.Array,
+            where: Optional[jax.Array]) -> jax.Array:
+  if where is None or not _takes_mask(apply_fn):
+    return apply_fn({'params': params}, images)
+  return apply_fn({'params': params}, images, mask=where)
+
+
+def _takes_mask(apply_fn: Callable) -> bool:
+  """Whether `apply_fn` (a Flax module's bound `apply`, or a function)
+  takes a `mask` keyword: `cil.models.Conv4` does; a model without batch
+  statistics has no use for it and is called without."""
+  module = getattr(apply_fn, '__self__', None)
+  fn = type(module).__call__ if isinstance(module, nn.Module) else apply_fn
+  try:
+    params = inspect.signature(fn).parameters.values()
+  except (TypeError, ValueError):
+    return False
+  return any(p.name == 'mask' or p.kind == p.VAR_KEYWORD for p in params)
 
 
 def inner_adapt(params: Any, apply_fn: Callable, support: tuple, *,
@@ -146,7 +175,8 @@ def inner_adapt(params: Any, apply_fn: Callable, support: tuple, *,
     num_steps: steps (unrolled).
     first_order: stop gradients through the inner gradients (FOMAML).
     where: optional `[S]` mask; the objective is the mean over the masked
-      examples (padding of an over-sampled support).
+      examples (padding of an over-sampled support), and the model gets it
+      as `mask=` for its batch statistics (`support_loss`).
 
   Returns:
     The adapted parameters (differentiable w.r.t. `params` unless
@@ -157,7 +187,7 @@ def inner_adapt(params: Any, apply_fn: Callable, support: tuple, *,
 
   def objective(p):
     per_example = support_loss(p, apply_fn, images, labels, counts,
-                               loss=loss)
+                               loss=loss, where=where)
     return _masked_mean(per_example, where)
 
   for _ in range(num_steps):
@@ -218,8 +248,8 @@ def task_loss(params: Any, apply_fn: Callable, task: dict, *,
   if where is None:
     loss = jnp.mean(outer(logits, labels, counts))
   else:
-    loss = _masked_mean(outer(apply_fn({'params': adapted}, images), labels,
-                              counts), where)
+    loss = _masked_mean(outer(_logits(adapted, apply_fn, images, where),
+                              labels, counts), where)
   accuracy = jnp.mean(jnp.argmax(logits, -1) == task['query_labels'])
   return loss, {'accuracy': accuracy}
 

@@ -6,6 +6,7 @@ import importlib.util
 import math
 
 from absl.testing import absltest
+import pytest
 import chex
 import jax
 import jax.numpy as jnp
@@ -245,6 +246,55 @@ class OversamplingTest(absltest.TestCase):
                  if k in maml.TASK_KEYS}
         self.assertNotAlmostEqual(float(value_and_grad(drawn)[0]), float(a),
                                   places=6)
+
+  @pytest.mark.slow  # ~20-60 s: Conv4's meta-gradient compiles twice.
+  def test_padding_of_an_oversampled_set_leaves_batch_statistics_alone(self):
+    # Conv4 normalises with the batch's statistics: the masked padding of
+    # an over-sampled support (40 copies of position 0 for [3, 3, 3, 3, 3]
+    # at the fixed size 55) must not enter them, so the masked task's loss
+    # and meta-gradient equal those of the materialised over-sampled task.
+    from cil import data  # pylint: disable=g-import-not-at-top
+    from cil import models  # pylint: disable=g-import-not-at-top
+    rng = np.random.default_rng(1)
+    labels = np.repeat(np.arange(5), 3)
+    size = data.episodes.oversampled_size(15, 5)
+    s_idx, s_mask = data.random_oversample(labels, 5, size, rng)
+    self.assertEqual(int(s_mask.sum()), 15)
+    model = models.Conv4(num_classes=5, features=4, pools=2)
+    with jax.enable_x64(True):
+      x = jnp.asarray(rng.normal(size=(15, 8, 8, 1)))
+      params = model.init(jax.random.key(0), x)['params']
+      ros_task = {
+          'support_images': x, 'support_labels': jnp.asarray(labels),
+          'support_counts': jnp.full(5, 3), 'query_images': x,
+          'query_labels': jnp.asarray(labels),
+          'support_ros_index': jnp.asarray(s_idx),
+          'support_ros_mask': jnp.asarray(s_mask)}
+      s = s_idx[s_mask]
+      plain_task = {
+          'support_images': x[s], 'support_labels': jnp.asarray(labels[s]),
+          'support_counts': jnp.full(5, 3), 'query_images': x,
+          'query_labels': jnp.asarray(labels)}
+      cfg = maml.MamlConfig(ways=5, inner_lr=0.4, meta_lr=1e-3,
+                            adaptation_steps=1, test_adaptation_steps=1,
+                            inner_loss='ci', outer_loss='ci',
+                            first_order=True, task_map='loop')
+
+      def value_and_grad(task):
+        return jax.value_and_grad(lambda p: maml.task_loss(
+            p, model.apply, task, cfg=cfg)[0])(params)
+      (a, ga), (b, gb) = value_and_grad(ros_task), value_and_grad(
+          plain_task)
+      # Conv4 computes in float32: equal to its rounding.
+      np.testing.assert_allclose(a, b, rtol=1e-5)
+      for u, v in zip(jax.tree.leaves(ga), jax.tree.leaves(gb)):
+        np.testing.assert_allclose(u, v, rtol=1e-4, atol=1e-6)
+      # Without the mask the padding shifts the statistics, and the
+      # logits of the real examples move far beyond rounding.
+      padded = jnp.take(x, jnp.asarray(s_idx), axis=0)
+      unmasked = model.apply({'params': params}, padded)[:15]
+      self.assertGreater(float(jnp.max(jnp.abs(
+          unmasked - model.apply({'params': params}, x[s])))), 1e-2)
 
 
 if __name__ == '__main__':

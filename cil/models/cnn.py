@@ -9,7 +9,8 @@ carries them).
 """
 
 import functools
-from typing import Sequence
+import math
+from typing import Optional, Sequence
 
 import flax.linen as nn
 import jax
@@ -159,24 +160,28 @@ class BatchStatNorm(nn.Module):
   averages, so the parameters stay a plain pytree.
 
   `relu=True` and `pool=True` fuse the ReLU and a 2x2 max-pool that follow
-  it (`batch_norm_relu_pool`): the same values, cheaper.
+  it (`batch_norm_relu_pool`): the same values, cheaper. `mask` (`[B]`
+  bool) takes the statistics over the masked examples only.
   """
   epsilon: float = 1e-5
   dtype: jnp.dtype = jnp.float32
 
   @nn.compact
-  def __call__(self, x, *, relu: bool = False, pool: bool = False):
+  def __call__(self, x, *, relu: bool = False, pool: bool = False,
+               mask: Optional[jax.Array] = None):
     features = x.shape[-1]
     scale = self.param('scale', nn.initializers.ones, (features,))
     bias = self.param('bias', nn.initializers.zeros, (features,))
     return batch_norm_relu_pool(x, scale.astype(self.dtype),
                                 bias.astype(self.dtype),
-                                epsilon=self.epsilon, relu=relu, pool=pool)
+                                epsilon=self.epsilon, relu=relu, pool=pool,
+                                mask=mask)
 
 
 def batch_norm_relu_pool(x: jax.Array, scale: jax.Array, bias: jax.Array, *,
                          epsilon: float = 1e-5, relu: bool = True,
-                         pool: bool = True) -> jax.Array:
+                         pool: bool = True,
+                         mask: Optional[jax.Array] = None) -> jax.Array:
   """`max_pool_2x2(relu(batch_norm(x)))` with the pool moved first.
 
   Args:
@@ -185,19 +190,23 @@ def batch_norm_relu_pool(x: jax.Array, scale: jax.Array, bias: jax.Array, *,
     epsilon: added to the variance.
     relu: apply a ReLU after the normalisation.
     pool: then a 2x2 max-pool (`max_pool_2x2`).
+    mask: optional `[B]` bool; the statistics are then those of the masked
+      examples only (an over-sampled set's padding must not shift them);
+      every example is still normalised.
 
   Returns:
     `[B, H/2, W/2, C]` if pool else `[B, H, W, C]`.
 
-  The statistics are those of the whole `x`; the normalisation is then an
-  affine map `a * x + b` per channel, and `relu(a * x + b)` is monotone in
-  `x`: non-decreasing where `a >= 0`, non-increasing where `a < 0`. So the
-  max over a window of the normalised output is the normalised max of
-  `x` (or of its min where `a < 0`), and the affine map and ReLU run on a
-  quarter of the elements, in the forward pass and in every derivative of
-  it. Gradients are the same as the unfused order's almost everywhere (a
-  window's gradient goes to its arg-max either way; ties at ReLU's zero
-  carry zero gradient in both).
+  The statistics are those of the whole `x` (or of its masked examples); the
+  normalisation is then an affine map `a * x + b` per channel, and
+  `relu(a * x + b)` is monotone in `x`: non-decreasing where `a >= 0`,
+  non-increasing
+  where `a < 0`. So the max over a window of the normalised output is the
+  normalised max of `x` (or of its min where `a < 0`), and the affine map and
+  ReLU run on a quarter of the elements, in the forward pass and in every
+  derivative of it. Gradients are the same as the unfused order's almost
+  everywhere (a window's gradient goes to its arg-max either way; ties at
+  ReLU's zero carry zero gradient in both).
 
   The statistics take one pass over `x`, not two: the variance is
   `E[d^2] - E[d]^2` of `d = x - c`, where `c` is one sample of each
@@ -211,8 +220,15 @@ def batch_norm_relu_pool(x: jax.Array, scale: jax.Array, bias: jax.Array, *,
   axes = tuple(range(x.ndim - 1))
   shift = jax.lax.stop_gradient(x[(0,) * len(axes)])
   d = x - shift
-  mean_d = jnp.mean(d, axes)
-  var = jnp.maximum(jnp.mean(jnp.square(d), axes) - jnp.square(mean_d), 0.0)
+  if mask is None:
+    mean_d = jnp.mean(d, axes)
+    mean_sq = jnp.mean(jnp.square(d), axes)
+  else:
+    w = mask.astype(x.dtype).reshape((-1,) + (1,) * (x.ndim - 1))
+    n = jnp.maximum(jnp.sum(w), 1) * math.prod(x.shape[1:-1])
+    mean_d = jnp.sum(w * d, axes) / n
+    mean_sq = jnp.sum(w * jnp.square(d), axes) / n
+  var = jnp.maximum(mean_sq - jnp.square(mean_d), 0.0)
   mean = mean_d + shift
   a = scale * jax.lax.rsqrt(var + epsilon)
   b = bias - mean * a
@@ -455,7 +471,11 @@ class Conv4(nn.Module):
   dtype: jnp.dtype = jnp.float32
 
   @nn.compact
-  def __call__(self, x, train: bool = False):
+  def __call__(self, x, train: bool = False,
+               mask: Optional[jax.Array] = None):
+    """Logits `[B, num_classes]` of images `x` `[B, H, W, C]`; `mask`
+    (`[B]` bool, optional) restricts batch norm's statistics to the masked
+    images, as `cil.maml` passes for an over-sampled set's padding."""
     del train
     if self.norm not in ('batch', 'none'):
       raise ValueError(f"Conv4.norm must be 'batch' or 'none', got "
@@ -471,7 +491,8 @@ class Conv4(nn.Module):
                   name=f'Conv_{block}')(x)
       pool = block < self.pools
       if self.norm == 'batch':
-        x = BatchStatNorm(dtype=self.dtype)(x, relu=True, pool=pool)
+        x = BatchStatNorm(dtype=self.dtype)(x, relu=True, pool=pool,
+                                            mask=mask)
       else:  # ReLU commutes with the max-pool: pool first, ReLU on 1/4.
         x = nn.relu(max_pool_2x2(x) if pool else x)
     x = x.reshape(x.shape[0], -1)
