@@ -18,7 +18,7 @@ from cil import loops
 from cil import runtime
 from cil.experiments.classify.step import logits_batch
 from cil.experiments.classify.step import step_keys
-from cil.experiments.classify.step import train_chunk
+from cil.experiments.classify.step import _chunk as chunk_program
 from cil.experiments.classify.step import TrainState
 
 
@@ -27,15 +27,17 @@ SEED_AXIS = 'seeds'
 
 @functools.lru_cache(maxsize=None)
 def sharded_chunk(mesh: jax.sharding.Mesh, weighted: bool, **static):
-  """`train_chunk` under `shard_map`: `(states, images, labels, idx, mask,
-  counts, seeds, steps[, weights]) -> (states, [T, K] metrics)`."""
+  """`train_chunk`'s program under `shard_map`: `(states, images, labels,
+  idx, mask, counts, seeds, steps[, weights]) -> (states, [T, K] metrics)`."""
   # pylint: disable-next=g-import-not-at-top
   from jax.sharding import PartitionSpec as P
 
   def body(states, images, labels, idx, mask, counts, seeds, steps,
            weights=None):
-    return train_chunk(states, images, labels, idx, mask, counts,
-                       step_keys(seeds, steps), weights, **static)
+    # The un-jitted program: the compiler options go on the outer jit
+    # (a nested jit may not carry them).
+    return chunk_program(states, images, labels, idx, mask, counts,
+                         step_keys(seeds, steps), weights, **static)
 
   by_seed, by_step_seed = P(SEED_AXIS), P(None, SEED_AXIS)
   in_specs = (by_seed, P(), P(), by_step_seed, by_step_seed, by_seed,
