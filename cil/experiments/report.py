@@ -287,17 +287,20 @@ def compare_workdir(workdir: str, *, baseline: str,
     row = []
     for _, protocol in protocols:
       d = cell.get((protocol, name))
-      if d is None:
-        row.append('')
-      elif d['ci95'] != d['ci95']:  # One seed: no interval.
-        row.append(f'{100 * d["mean"]:+.2f} (1 seed, no CI)')
-      else:
-        row.append(f'{100 * d["mean"]:+.2f} ± {100 * d["ci95"]:.2f}'
-                   + ('*' if d['significant'] else ''))
+      row.append('' if d is None else _difference_cell(d, 'seed'))
     lines.append(f'| {name} | ' + ' | '.join(row) + ' |')
   lines += ['', 'Protocols: ' + ', '.join(f'λ {lam:.3f} = {p}'
                                           for lam, p in protocols)]
   return '\n'.join(lines)
+
+
+def _difference_cell(d: dict, unit: str) -> str:
+  """A paired difference in points: 'mean ± ci95' with `*` where the CI
+  excludes 0, or the mean alone when one `unit` (seed, task) gave no CI."""
+  if d['ci95'] != d['ci95']:  # One pair: no interval.
+    return f'{100 * d["mean"]:+.2f} (1 {unit}, no CI)'
+  return (f'{100 * d["mean"]:+.2f} ± {100 * d["ci95"]:.2f}'
+          + ('*' if d['significant'] else ''))
 
 
 def markdown_table(runs: Sequence[dict], protocols: Sequence[str],
@@ -425,12 +428,7 @@ def compare_fewshot_workdir(workdir: str, *, baseline: str) -> str:
   for dist, lam in rows:
     row = []
     for name in names:
-      d = cell[(dist, name)]
-      if d['ci95'] != d['ci95']:  # One task: no interval.
-        row.append(f'{100 * d["mean"]:+.2f} (1 task, no CI)')
-      else:
-        row.append(f'{100 * d["mean"]:+.2f} ± {100 * d["ci95"]:.2f}'
-                   + ('*' if d['significant'] else ''))
+      row.append(_difference_cell(cell[(dist, name)], 'task'))
     lines.append(f'| {list(dist)} | {lam:.3f} | ' + ' | '.join(row) + ' |')
   return '\n'.join(lines)
 
