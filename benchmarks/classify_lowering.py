@@ -27,7 +27,6 @@ import numpy as np
 
 from cil.experiments import classify
 from cil.experiments.classify import step as step_lib
-from cil import models
 from cil import runtime
 import configs
 
@@ -52,7 +51,7 @@ def _setup(name: str, seeds: int, batch: int):
   tx = classify.make_optimizer(
       classify.ClassifyConfig.from_config(configs.load('classify')))
   states = classify.create_states(
-      models.get_model(name, 10), tx,
+      classify.model_for(name, 10), tx,
       jax.vmap(jax.random.key)(jnp.arange(seeds)), images[:1])
   idx = jnp.asarray(rng.integers(0, n, (1, seeds, batch)), jnp.int32)
   mask = jnp.ones((1, seeds, batch), bool)
@@ -68,7 +67,8 @@ def compare(name: str, options, *, seeds: int, batch: int, rounds: int,
   for side, opts in (('policy', options), ('default', ())):
     states, args = _setup(name, seeds, batch)
     start = time.perf_counter()
-    compiled = step_lib._jitted_chunk(opts).lower(  # pylint: disable=protected-access
+    jitted = step_lib._jitted_chunk(opts)  # pylint: disable=protected-access
+    compiled = jitted.lower(
         states, *args, loss_name='ci', loss_hparams=(), seed_parallel='loop',
         unroll=True).compile()
     states, m = compiled(states, *args)

@@ -38,7 +38,6 @@ import jax.numpy as jnp
 import numpy as np
 
 from cil.experiments import classify
-from cil import models
 from cil import runtime
 import configs
 
@@ -61,7 +60,7 @@ def _setup(num_seeds, batch, steps, unroll):
   n = 4096
   images = jnp.asarray(rng.integers(0, 256, (n, 28, 28, 1), np.uint8))
   labels = jnp.asarray(rng.integers(0, 10, n), jnp.int32)
-  model = models.get_model('lenet', 10)
+  model = classify.model_for('lenet', 10)
   tx = classify.make_optimizer(
       classify.ClassifyConfig.from_config(configs.load('classify')))
   keys = jax.vmap(jax.random.key)(jnp.arange(num_seeds))

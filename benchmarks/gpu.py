@@ -114,7 +114,6 @@ def classify_section(smoke: bool, steps: int) -> list[dict]:
   # pylint: disable=g-import-not-at-top
   import configs
   from cil.experiments import classify
-  from cil import models
   from cil import runtime
   seeds, batch, n = (2, 16, 256) if smoke else (5, 128, 8192)
   chunk = 1 if smoke else runtime.policy().classify_chunk_steps
@@ -124,7 +123,7 @@ def classify_section(smoke: bool, steps: int) -> list[dict]:
   tx = classify.make_optimizer(
       classify.ClassifyConfig.from_config(configs.load('classify')))
   keys = jax.vmap(jax.random.key)(jnp.arange(seeds))
-  holder = {'states': classify.create_states(models.get_model('lenet', 10),
+  holder = {'states': classify.create_states(classify.model_for('lenet', 10),
                                              tx, keys, images[:1])}
   idx = jnp.asarray(rng.integers(0, n, (chunk, seeds, batch)), jnp.int32)
   mask = jnp.ones((chunk, seeds, batch), bool)

@@ -71,6 +71,12 @@ class Policy:
       through XLA:CPU's own kernels, which took 0.58-0.62x the time of the
       YNNPACK ones in the A-ConvNets step, 0.88-0.95x in LeNet's and the
       digits CNN's, level in ResNet-32's (docs/performance.md).
+    classify_conv_pool: `cil.models.LeNet.conv_pool` for the classifier
+      runs: 's2d_train' on the CPU (convolution and max-pool by
+      space-to-depth in the train step, where the 5-seed step took about
+      0.8x the time, and XLA's convolution for scoring, which was faster
+      forward only), 'xla' elsewhere (not measured). Numbers in
+      docs/performance.md.
   """
   backend: str
   unroll_loops: bool
@@ -81,6 +87,7 @@ class Policy:
   first_order_conv_impl: str
   meta_step_compiler_options: tuple[tuple[str, str], ...] = ()
   classify_step_compiler_options: tuple[tuple[str, str], ...] = ()
+  classify_conv_pool: str = 'xla'
 
   def maml_conv_impl(self, *, first_order: bool, requested: str = '') -> str:
     """Conv4's lowering for a MAML meta-step of the given order.
@@ -108,7 +115,8 @@ def policy(backend: Optional[str] = None) -> Policy:
                 meta_step_compiler_options=_CPU_META_STEP_OPTIONS if cpu
                 else (),
                 classify_step_compiler_options=_known_options(
-                    _CPU_CLASSIFY_STEP_OPTIONS) if cpu else ())
+                    _CPU_CLASSIFY_STEP_OPTIONS) if cpu else (),
+                classify_conv_pool='s2d_train' if cpu else 'xla')
 
 
 _CPU_META_STEP_OPTIONS = (

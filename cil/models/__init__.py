@@ -5,6 +5,9 @@ from cil.models.cnn import AConvNet
 from cil.models.cnn import BatchStatNorm
 from cil.models.cnn import CifarResNet32
 from cil.models.cnn import Conv4
+from cil.models.cnn import conv_pool_s2d
+from cil.models.cnn import CONV_POOL_IMPLS
+from cil.models.cnn import CONV_POOL_MODELS
 from cil.models.cnn import DigitsCNN
 from cil.models.cnn import get_model
 from cil.models.cnn import LeNet
@@ -15,6 +18,9 @@ __all__ = [
     'BatchStatNorm',
     'CifarResNet32',
     'Conv4',
+    'conv_pool_s2d',
+    'CONV_POOL_IMPLS',
+    'CONV_POOL_MODELS',
     'DigitsCNN',
     'get_model',
     'LeNet',

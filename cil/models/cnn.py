@@ -29,21 +29,68 @@ class LeNet(nn.Module):
   conv 5x5x20 - max-pool 2 - conv 5x5x50 - max-pool 2 - dense 500 - ReLU -
   dense num_classes (valid convolutions, no activation after the convs, as
   Caffe's lenet_train_test.prototxt).
+
+  Attributes:
+    conv_pool: how each convolution and the max-pool after it are computed
+      (`CONV_POOL_IMPLS`; the same parameters and function either way):
+      'xla' (XLA's convolution, then `max_pool_2x2`), 's2d'
+      (`conv_pool_s2d`), or 's2d_train' ('s2d' when called with
+      `train=True`, 'xla' otherwise: the CPU policy's,
+      `cil.runtime.Policy.classify_conv_pool`, since on XLA:CPU the
+      space-to-depth form's gradients are faster and XLA's forward pass is).
   """
   num_classes: int = 10
   dtype: jnp.dtype = jnp.float32
+  conv_pool: str = 'xla'
 
   @nn.compact
   def __call__(self, x, train: bool = False):
-    del train
+    if self.conv_pool not in CONV_POOL_IMPLS:
+      raise ValueError(
+          'LeNet.conv_pool must be '
+          + ' or '.join(repr(i) for i in CONV_POOL_IMPLS)
+          + f', got {self.conv_pool!r}.')
+    impl = self.conv_pool
+    if impl == 's2d_train':
+      impl = 's2d' if train else 'xla'
     x = _to_float(x, self.dtype)
-    x = nn.Conv(20, (5, 5), padding='VALID', dtype=self.dtype)(x)
-    x = max_pool_2x2(x)
-    x = nn.Conv(50, (5, 5), padding='VALID', dtype=self.dtype)(x)
-    x = max_pool_2x2(x)
+    x = _ConvPool(20, impl, self.dtype, name='Conv_0')(x)
+    x = _ConvPool(50, impl, self.dtype, name='Conv_1')(x)
     x = x.reshape(x.shape[0], -1)
     x = nn.relu(nn.Dense(500, dtype=self.dtype)(x))
     return nn.Dense(self.num_classes, dtype=self.dtype)(x)
+
+
+# `LeNet.conv_pool`'s choices.
+CONV_POOL_IMPLS = ('xla', 's2d', 's2d_train')
+
+
+class _ConvPool(nn.Module):
+  """A valid 5x5 convolution with bias, then a 2x2 max-pool.
+
+  Parameters are those of `nn.Conv(features, (5, 5), padding='VALID')`
+  (`kernel [5, 5, C, F]`, `bias [F]`, the same initialisers, and the name
+  its parent gives), so `impl` does not change checkpoints. 'xla' computes
+  what `nn.Conv` then `max_pool_2x2` did; 's2d' is `conv_pool_s2d`, with
+  the bias added after the pool (a max commutes with adding a constant:
+  the same value, rounding included, as floating-point addition is
+  monotone).
+  """
+  features: int
+  impl: str
+  dtype: jnp.dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x):
+    kernel = self.param('kernel', nn.initializers.lecun_normal(),
+                        (5, 5, x.shape[-1], self.features))
+    bias = self.param('bias', nn.initializers.zeros, (self.features,))
+    kernel, bias = kernel.astype(self.dtype), bias.astype(self.dtype)
+    if self.impl == 's2d':
+      return conv_pool_s2d(x, kernel) + bias
+    y = jax.lax.conv_general_dilated(
+        x, kernel, (1, 1), 'VALID', dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+    return max_pool_2x2(y + bias)
 
 
 class DigitsCNN(nn.Module):
@@ -291,6 +338,90 @@ def _max_pool_even_bwd(index, g):
 _max_pool_even.defvjp(_max_pool_even_fwd, _max_pool_even_bwd)
 
 
+def conv_pool_s2d(x: jax.Array, kernel: jax.Array) -> jax.Array:
+  """A valid stride-1 convolution, then a 2x2 max-pool, by space-to-depth.
+
+  Args:
+    x: `[B, H, W, C]`.
+    kernel: `[K, K, C, F]` (Flax's HWIO layout), any K.
+
+  Returns:
+    `[B, (H - K + 1) // 2, (W - K + 1) // 2, F]`, equal to
+    `max_pool_2x2(lax.conv_general_dilated(x, kernel, (1, 1), 'VALID'))` up
+    to float rounding.
+
+  The 2x2 blocks of the input become channels (`[B, H/2, W/2, 4C]`) and
+  the kernel becomes a `(K // 2 + 1)`-square one from 4C channels to 4F:
+  one output channel per filter and position in the pooling window (for
+  K = 5 a 3x3 kernel whose taps outside the 5x5 are zero). The pool is
+  then a max over each filter's 4 channels. Same work as the convolution
+  (1.44x the multiplications, zeros included, for K = 5), but the
+  convolution has 4x the channels on a quarter of the positions, and
+  XLA:CPU's kernels run that, and above all its gradients, faster: LeNet's
+  5-seed train step took about 0.8x the time (docs/performance.md). The
+  max has `max_pool_2x2`'s gradient: each window's to its first maximum.
+  """
+  b, h, w, c = x.shape
+  k, f = kernel.shape[0], kernel.shape[-1]
+  taps = k // 2 + 1  # Blocks a window of outputs reaches, per axis.
+  ph, pw = (h - k + 1) // 2, (w - k + 1) // 2
+  rows, cols = 2 * (ph + taps - 1), 2 * (pw + taps - 1)
+  # Crop what no pooled output reads; pad (into zero taps) what K even
+  # may need.
+  x = jnp.pad(x[:, :rows, :cols], ((0, 0), (0, max(rows - h, 0)),
+                                   (0, max(cols - w, 0)), (0, 0)))
+  blocks = x.reshape(b, rows // 2, 2, cols // 2, 2, c).transpose(
+      0, 1, 3, 2, 4, 5).reshape(b, rows // 2, cols // 2, 4 * c)
+  kernel2 = _s2d_kernel(kernel)
+  y = jax.lax.conv_general_dilated(
+      blocks, kernel2, (1, 1), 'VALID',
+      dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+  return _max_of_4(y.reshape(b, ph, pw, f, 4))
+
+
+def _s2d_kernel(kernel: jax.Array) -> jax.Array:
+  """`conv_pool_s2d`'s kernel: `[T, T, 4C, 4F]`, T = K // 2 + 1, whose
+  `[a, b, (u, v, c), (f, p, q)]` is `kernel[2a + u - p, 2b + v - q, c, f]`
+  (zero outside the kernel): four slices of the zero-padded kernel, one
+  per window position (p, q)."""
+  k, _, c, f = kernel.shape
+  taps = k // 2 + 1
+  padded = jnp.pad(kernel, ((1, 2 * taps - k), (1, 2 * taps - k), (0, 0),
+                            (0, 0)))
+  # [p, q, (a, u), (b, v), c, f]: rows 2a + u - p of the kernel (+1 for
+  # the pad in front).
+  parts = jnp.stack([
+      jnp.stack([padded[1 - p:1 - p + 2 * taps, 1 - q:1 - q + 2 * taps]
+                 for q in range(2)]) for p in range(2)])
+  parts = parts.reshape(2, 2, taps, 2, taps, 2, c, f)
+  return parts.transpose(2, 4, 3, 5, 6, 7, 0, 1).reshape(
+      taps, taps, 4 * c, 4 * f)
+
+
+@jax.custom_vjp
+def _max_of_4(y: jax.Array) -> jax.Array:
+  """Max over the last axis (of size 4, a pooling window in row-major
+  order); its gradient goes to the first maximum, as `max_pool_2x2`'s."""
+  return y.max(axis=-1)
+
+
+def _max_of_4_fwd(y):
+  out = _max_of_4(y)  # Through the rule again, for higher derivatives.
+  first, second, third = (y[..., i] == out for i in range(3))
+  index = jnp.where(first, 0, jnp.where(second, 1, jnp.where(third, 2, 3)))
+  return out, index.astype(jnp.int8)
+
+
+def _max_of_4_bwd(index, g):
+  position = jax.lax.broadcasted_iota(jnp.int8, (1,) * index.ndim + (4,),
+                                      index.ndim)
+  return (jnp.where(index[..., None] == position, g[..., None],
+                    jnp.zeros((), g.dtype)),)
+
+
+_max_of_4.defvjp(_max_of_4_fwd, _max_of_4_bwd)
+
+
 def conv3x3_im2col(x: jax.Array, kernel: jax.Array) -> jax.Array:
   """Same-padded 3x3 stride-1 convolution as one matmul over 3x3 patches.
 
@@ -510,6 +641,8 @@ _MODELS = {
     'resnet32_normed': functools.partial(CifarResNet32, normed_head=True),
 }
 MODEL_NAMES: Sequence[str] = tuple(_MODELS)
+# The models that take `conv_pool` (`CONV_POOL_IMPLS`).
+CONV_POOL_MODELS: Sequence[str] = ('lenet',)
 
 
 def get_model(name: str, num_classes: int, **kwargs) -> nn.Module:

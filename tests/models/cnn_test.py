@@ -209,6 +209,86 @@ class ModelsTest(parameterized.TestCase):
     with self.assertRaisesRegex(ValueError, "impl must be 'winograd'"):
       models.Conv4(num_classes=5, conv_impl='fft').init(jax.random.key(0), x)
 
+  @parameterized.named_parameters(
+      # LeNet's two layers, then odd sizes, even kernels (K = 4 reads a
+      # padded row), K = 1 and K = 2.
+      ('lenet_conv1', (28, 28, 1), 5, 3), ('lenet_conv2', (12, 12, 4), 5, 6),
+      ('odd_sizes', (13, 11, 3), 3, 4), ('even_kernel', (10, 9, 2), 4, 3),
+      ('kernel_6', (11, 12, 2), 6, 3), ('kernel_2', (9, 9, 2), 2, 3),
+      ('kernel_1', (7, 8, 1), 1, 2))
+  def test_s2d_conv_pool_equals_conv_then_pool_to_second_order(
+      self, hwc, k, f):
+    # Values, gradients (input and kernel) and the gradient of a gradient,
+    # in float64, against XLA's convolution followed by max_pool_2x2.
+    with jax.enable_x64(True):
+      x = jax.random.normal(jax.random.key(3), (2,) + hwc, jnp.float64)
+      kernel = jax.random.normal(jax.random.key(4), (k, k, hwc[-1], f),
+                                 jnp.float64)
+
+      def reference(x, kernel):
+        return models.cnn.max_pool_2x2(jax.lax.conv_general_dilated(
+            x, kernel, (1, 1), 'VALID',
+            dimension_numbers=('NHWC', 'HWIO', 'NHWC')))
+
+      want = reference(x, kernel)
+      ct = jax.random.normal(jax.random.key(5), want.shape, jnp.float64)
+
+      def second_order(fn):
+        def inner(k, x):
+          dx, dk = jax.vjp(fn, x, k)[1](ct)
+          return jnp.sum(dx ** 2) + jnp.sum(jnp.sin(dk))
+        return jax.vjp(fn, x, kernel)[1](ct), jax.grad(inner, (0, 1))(
+            kernel, x)
+
+      got = models.conv_pool_s2d(x, kernel)
+      self.assertEqual(got.shape, want.shape)
+      np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+      for a, b in zip(jax.tree.leaves(second_order(models.conv_pool_s2d)),
+                      jax.tree.leaves(second_order(reference))):
+        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-10)
+
+  def test_s2d_conv_pool_tie_gradient_goes_to_the_first_maximum(self):
+    # A constant image ties all four outputs of every window (the flat
+    # background of MNIST does): as max_pool_2x2, the whole gradient goes
+    # to the window's first (top-left) output, so the kernel's gradient is
+    # the sum of the top-left patches, not a quarter of each.
+    x = jnp.ones((1, 6, 6, 1))
+    kernel = jnp.ones((3, 3, 1, 1))
+    got = jax.grad(lambda k: jnp.sum(models.conv_pool_s2d(x, k)))(kernel)
+    want = jax.grad(lambda k: jnp.sum(models.cnn.max_pool_2x2(
+        jax.lax.conv_general_dilated(
+            x, k, (1, 1), 'VALID',
+            dimension_numbers=('NHWC', 'HWIO', 'NHWC')))))(kernel)
+    np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(got, jnp.full((3, 3, 1, 1), 4.0))
+
+  def test_lenet_lowerings_share_parameters_and_outputs(self):
+    # The same parameter tree and initial values (nn.Conv's names and
+    # initialisers); 'xla' is what LeNet computed with nn.Conv; 's2d_train'
+    # is 's2d' in training and 'xla' when scoring.
+    x = jax.random.randint(jax.random.key(1), (4, 28, 28, 1), 0, 256
+                           ).astype(jnp.uint8)
+    nets = {impl: models.LeNet(10, conv_pool=impl)
+            for impl in models.CONV_POOL_IMPLS}
+    params = {impl: net.init(jax.random.key(0), x)
+              for impl, net in nets.items()}
+    for impl in models.CONV_POOL_IMPLS:
+      jax.tree.map(np.testing.assert_array_equal, params[impl],
+                   params['xla'])
+    self.assertEqual(sorted(params['xla']['params']),
+                     ['Conv_0', 'Conv_1', 'Dense_0', 'Dense_1'])
+    v = params['xla']
+    xla = nets['xla'].apply(v, x)
+    s2d = nets['s2d'].apply(v, x)
+    self.assertFalse(np.array_equal(s2d, xla))  # s2d did run.
+    np.testing.assert_allclose(s2d, xla, rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(nets['s2d_train'].apply(v, x), xla)
+    np.testing.assert_array_equal(
+        nets['s2d_train'].apply(v, x, train=True),
+        nets['s2d'].apply(v, x, train=True))
+    with self.assertRaisesRegex(ValueError, "conv_pool must be 'xla'"):
+      models.LeNet(10, conv_pool='fft').init(jax.random.key(0), x)
+
   def test_conv4_too_small_input_names_the_fix(self):
     with self.assertRaisesRegex(ValueError, 'at least 16x16.*lower `pools`'):
       models.Conv4(num_classes=5).init(jax.random.key(0),

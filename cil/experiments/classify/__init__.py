@@ -34,6 +34,7 @@ from cil.experiments.classify.step import drw_weights
 from cil.experiments.classify.step import epoch_batches
 from cil.experiments.classify.step import learning_rate
 from cil.experiments.classify.step import make_optimizer
+from cil.experiments.classify.step import model_for
 from cil.experiments.classify.step import train_chunk
 from cil.experiments.classify.step import train_step
 from cil.experiments.classify.step import TrainState
@@ -50,6 +51,7 @@ __all__ = [
     'epoch_batches',
     'learning_rate',
     'make_optimizer',
+    'model_for',
     'predict_logits',
     'run',
     'seed_mesh',

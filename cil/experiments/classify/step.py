@@ -35,8 +35,13 @@ def model_for(name: str, num_classes: int) -> nn.Module:
   `TrainState.apply_fn` is static in the jitted train and predict programs,
   and two instances' bound `apply` methods compare unequal, so a fresh
   instance per (protocol, loss) cell recompiled both (measured: about 10 s
-  per cell of an MNIST sweep on 2 CPU cores).
+  per cell of an MNIST sweep on 2 CPU cores). A model with a choice of
+  lowering gets the backend policy's (`cil.runtime.Policy`: LeNet's
+  `conv_pool`).
   """
+  if name in models.CONV_POOL_MODELS:
+    return models.get_model(name, num_classes,
+                            conv_pool=runtime.policy().classify_conv_pool)
   return models.get_model(name, num_classes)
 
 
