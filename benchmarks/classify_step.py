@@ -20,8 +20,15 @@ r"""Speed of the jitted classification train step (LeNet on 28x28 MNIST shapes).
    Started with `python -m`, both sides run with glibc's huge pages (the
    reference inherits the environment; `CIL_HUGE_PAGES=0` turns both off).
 
-Random uint8 images stand in for MNIST (the step's cost does not depend on
-pixel values). The last line is JSON, `ratio` in it.
+4. Scoring: seconds to score the 10,000 images of MNIST's test set with k
+   seeds' models (`cil.experiments.classify.predict_logits`, the config's
+   `eval_batch_size`, what each cell of a run does after training), the
+   median of `--repeats` calls after a first one (`score_s`; target < 2 s).
+
+The model is `classify.model_for('lenet', 10)`: LeNet with the backend
+policy's lowering, as the runner builds it. Random uint8 images stand in
+for MNIST (the cost does not depend on pixel values). The last line is
+JSON, `ratio` and `score_s` in it.
 """
 
 import json
@@ -92,6 +99,29 @@ def _timer(loss, mode, num_seeds, batch, steps, unroll):
   return run, time.perf_counter() - start
 
 
+def score_seconds(num_seeds: int, repeats: int) -> dict:
+  """Seconds to score 10,000 28x28 images with `num_seeds` LeNets."""
+  rng = np.random.default_rng(0)
+  test = rng.integers(0, 256, (10_000, 28, 28, 1), np.uint8)
+  cfg = classify.ClassifyConfig.from_config(configs.load('classify'))
+  states = classify.create_states(
+      classify.model_for('lenet', 10), classify.make_optimizer(cfg),
+      jax.vmap(jax.random.key)(jnp.arange(num_seeds)), jnp.asarray(test[:1]))
+  start = time.perf_counter()
+  classify.predict_logits(states, test, cfg.eval_batch_size)
+  first = time.perf_counter() - start
+  times = []
+  for _ in range(repeats):
+    start = time.perf_counter()
+    classify.predict_logits(states, test, cfg.eval_batch_size)
+    times.append(time.perf_counter() - start)
+  return {'score_s': round(statistics.median(times), 3),
+          'score_min_s': round(min(times), 3),
+          'score_max_s': round(max(times), 3),
+          'score_first_call_s': round(first, 2),
+          'eval_batch_size': cfg.eval_batch_size}
+
+
 def _best(fns, repeats):
   """Best-of-repeats seconds for each fn, measured interleaved."""
   times = {k: [] for k in fns}
@@ -150,7 +180,8 @@ def main(argv):
       'benchmark': 'classify_step',
       'backend': jax.default_backend(),
       'device': str(jax.devices()[0]),
-      'model': 'lenet', 'batch_size': b, 'steps': steps,
+      'model': 'lenet', 'conv_pool': runtime.policy().classify_conv_pool,
+      'batch_size': b, 'steps': steps,
       'examples_per_s': {k_: round(v, 1) for k_, v in examples.items()},
       'ratio_ci_over_ce': round(best['ci'] / best['ce'], 4),
       'seeds': k,
@@ -162,6 +193,9 @@ def main(argv):
         f"CI/CE time {result['ratio_ci_over_ce']}; {k} seeds together: "
         f"loop x{result['seed_speedup_loop']}, vmap "
         f"x{result['seed_speedup_vmap']} vs sequential")
+  result.update(score_seconds(k, _REPEATS.value))
+  print(f"scoring 10,000 images with {k} seeds: {result['score_s']} s "
+        f"[{result['score_min_s']}, {result['score_max_s']}]")
   from cil import hugepages  # pylint: disable=g-import-not-at-top
   result['host_memory'] = hugepages.describe()
   result['glibc_tunables'] = os.environ.get('GLIBC_TUNABLES', '')

@@ -73,6 +73,23 @@ class ClassifyLoweringTest(absltest.TestCase):
                            result['first_loss']['default'], places=4)
 
 
+@pytest.mark.slow
+class ClassifyStepTest(absltest.TestCase):
+
+  def test_times_the_step_and_scoring_without_the_reference(self):
+    out = subprocess.run(
+        [sys.executable, '-m', 'benchmarks.classify_step', '--skip_torch',
+         '--seeds=2', '--steps=1', '--repeats=1'],
+        capture_output=True, text=True, cwd=ROOT, timeout=900, check=False)
+    self.assertEqual(out.returncode, 0, out.stderr[-3000:])
+    row = json.loads(out.stdout.splitlines()[-1])
+    self.assertEqual(row['benchmark'], 'classify_step')
+    self.assertEqual(row['conv_pool'], 's2d_train')  # The CPU policy's.
+    self.assertGreater(row['score_s'], 0)
+    self.assertEqual(row['eval_batch_size'], 1000)
+    self.assertNotIn('ratio', row)  # No reference was run.
+
+
 class GpuScriptFlagsTest(absltest.TestCase):
 
   def test_unknown_section_is_refused(self):
