@@ -73,8 +73,8 @@ class Policy:
       digits CNN's, level in ResNet-32's (docs/performance.md).
     classify_conv_pool: `cil.models.LeNet.conv_pool` for the classifier
       runs: 's2d_train' on the CPU (convolution and max-pool by
-      space-to-depth in the train step, where the 5-seed step took about
-      0.8x the time, and XLA's convolution for scoring, which was faster
+      space-to-depth in the train step, where LeNet's 5-seed step took
+      0.70x the time, and XLA's convolution for scoring, which was faster
       forward only), 'xla' elsewhere (not measured). Numbers in
       docs/performance.md.
   """

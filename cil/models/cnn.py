@@ -358,7 +358,7 @@ def conv_pool_s2d(x: jax.Array, kernel: jax.Array) -> jax.Array:
   (1.44x the multiplications, zeros included, for K = 5), but the
   convolution has 4x the channels on a quarter of the positions, and
   XLA:CPU's kernels run that, and above all its gradients, faster: LeNet's
-  5-seed train step took about 0.8x the time (docs/performance.md). The
+  5-seed train step took 0.70x the time (docs/performance.md). The
   max has `max_pool_2x2`'s gradient: each window's to its first maximum.
   """
   b, h, w, c = x.shape
