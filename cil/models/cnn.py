@@ -363,6 +363,13 @@ def conv_pool_s2d(x: jax.Array, kernel: jax.Array) -> jax.Array:
   """
   b, h, w, c = x.shape
   k, f = kernel.shape[0], kernel.shape[-1]
+  if kernel.ndim != 4 or kernel.shape[1] != k or kernel.shape[2] != c:
+    raise ValueError(
+        f'conv_pool_s2d: kernel must be [K, K, C, F] with C = {c} (the '
+        f"input's channels), got {kernel.shape}.")
+  if h < k or w < k:
+    raise ValueError(f'conv_pool_s2d: the input ({h}x{w}) is smaller than '
+                     f'the {k}x{k} kernel.')
   taps = k // 2 + 1  # Blocks a window of outputs reaches, per axis.
   ph, pw = (h - k + 1) // 2, (w - k + 1) // 2
   rows, cols = 2 * (ph + taps - 1), 2 * (pw + taps - 1)

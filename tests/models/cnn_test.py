@@ -247,6 +247,15 @@ class ModelsTest(parameterized.TestCase):
                       jax.tree.leaves(second_order(reference))):
         np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-10)
 
+  def test_s2d_conv_pool_refuses_a_kernel_that_does_not_fit(self):
+    x = jnp.zeros((1, 6, 6, 2))
+    with self.assertRaisesRegex(ValueError, r'\[K, K, C, F\] with C = 2'):
+      models.conv_pool_s2d(x, jnp.zeros((3, 3, 1, 4)))
+    with self.assertRaisesRegex(ValueError, r'\[K, K, C, F\]'):
+      models.conv_pool_s2d(x, jnp.zeros((3, 2, 2, 4)))
+    with self.assertRaisesRegex(ValueError, r'input \(6x6\) is smaller'):
+      models.conv_pool_s2d(x, jnp.zeros((7, 7, 2, 4)))
+
   def test_s2d_conv_pool_tie_gradient_goes_to_the_first_maximum(self):
     # A constant image ties all four outputs of every window (the flat
     # background of MNIST does): as max_pool_2x2, the whole gradient goes
