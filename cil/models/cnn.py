@@ -319,11 +319,17 @@ def _max_pool_even_fwd(x):
   out = _max_pool_even(x)
   b, h, w, c = x.shape
   win = x.reshape(b, h // 2, 2, w // 2, 2, c)
-  first, second, third = (win[:, :, i // 2, :, i % 2, :] == out
-                          for i in range(3))
-  # Which of the window's 4 elements (row-major) is its first maximum.
+  return out, _first_maximum(
+      [win[:, :, i // 2, :, i % 2, :] for i in range(3)], out)
+
+
+def _first_maximum(window: Sequence[jax.Array], out: jax.Array
+                   ) -> jax.Array:
+  """Which of a window's 4 elements (row-major) is its first maximum
+  `out`, as int8, from its first 3 elements (the 4th if none)."""
+  first, second, third = (w == out for w in window)
   index = jnp.where(first, 0, jnp.where(second, 1, jnp.where(third, 2, 3)))
-  return out, index.astype(jnp.int8)
+  return index.astype(jnp.int8)
 
 
 def _max_pool_even_bwd(index, g):
@@ -414,9 +420,7 @@ def _max_of_4(y: jax.Array) -> jax.Array:
 
 def _max_of_4_fwd(y):
   out = _max_of_4(y)  # Through the rule again, for higher derivatives.
-  first, second, third = (y[..., i] == out for i in range(3))
-  index = jnp.where(first, 0, jnp.where(second, 1, jnp.where(third, 2, 3)))
-  return out, index.astype(jnp.int8)
+  return out, _first_maximum([y[..., i] for i in range(3)], out)
 
 
 def _max_of_4_bwd(index, g):
