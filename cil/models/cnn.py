@@ -247,11 +247,10 @@ def batch_norm_relu_pool(x: jax.Array, scale: jax.Array, bias: jax.Array, *,
   The statistics are those of the whole `x` (or of its masked examples); the
   normalisation is then an affine map `a * x + b` per channel, and
   `relu(a * x + b)` is monotone in `x`: non-decreasing where `a >= 0`,
-  non-increasing
-  where `a < 0`. So the max over a window of the normalised output is the
-  normalised max of `x` (or of its min where `a < 0`), and the affine map and
-  ReLU run on a quarter of the elements, in the forward pass and in every
-  derivative of it. Gradients are the same as the unfused order's almost
+  non-increasing where `a < 0`. So the max over a window of the normalised
+  output is the normalised max of `x` (or of its min where `a < 0`), and
+  the affine map and ReLU run on a quarter of the elements, in the forward
+  pass and in every derivative of it. Gradients are the same as the unfused order's almost
   everywhere (a window's gradient goes to its arg-max either way; ties at
   ReLU's zero carry zero gradient in both).
 
