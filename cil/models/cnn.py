@@ -250,9 +250,9 @@ def batch_norm_relu_pool(x: jax.Array, scale: jax.Array, bias: jax.Array, *,
   non-increasing where `a < 0`. So the max over a window of the normalised
   output is the normalised max of `x` (or of its min where `a < 0`), and
   the affine map and ReLU run on a quarter of the elements, in the forward
-  pass and in every derivative of it. Gradients are the same as the unfused order's almost
-  everywhere (a window's gradient goes to its arg-max either way; ties at
-  ReLU's zero carry zero gradient in both).
+  pass and in every derivative of it. Gradients are the same as the
+  unfused order's almost everywhere (a window's gradient goes to its
+  arg-max either way; ties at ReLU's zero carry zero gradient in both).
 
   The statistics take one pass over `x`, not two: the variance is
   `E[d^2] - E[d]^2` of `d = x - c`, where `c` is one sample of each
