@@ -16,6 +16,7 @@ import tempfile
 from unittest import mock
 
 from absl.testing import absltest
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -578,6 +579,47 @@ class ReproducibilityTest(absltest.TestCase):
     with open(os.path.join(root, 'quiet', 'config.json')) as f:
       devices = json.load(f)['runtime']['devices']
     self.assertEqual(devices['cpu_cores'], len(os.sched_getaffinity(0)))
+
+
+class SeedParallelTest(absltest.TestCase):
+
+  def test_loop_and_vmap_train_the_seeds_alike_and_skip_an_empty_batch(self):
+    # 'loop' computes each seed's gradients in turn and updates the stacked
+    # states once; 'vmap' maps the whole step. Two steps of 3 seeds, Adam
+    # (per-seed step counts), DRW class weights; seed 1's second batch is
+    # all padding, so its state after two steps is its state after one.
+    model = models.get_model('digits_cnn', 4)
+    rng = np.random.default_rng(0)
+    images = jnp.asarray(rng.integers(0, 256, (32, 8, 8, 1), np.uint8))
+    labels = jnp.asarray(rng.integers(0, 4, 32), jnp.int32)
+    tx = classify.make_optimizer(_config())
+    states = classify.create_states(model, tx, jax.vmap(jax.random.key)(
+        jnp.arange(3)), images[:1])
+    idx = jnp.asarray(rng.integers(0, 32, (2, 3, 8)), jnp.int32)
+    mask = np.ones((2, 3, 8), bool)
+    mask[1, 1] = False
+    mask[0, 2, 5:] = False
+    counts = jnp.asarray(rng.integers(1, 20, (3, 4)), jnp.float32)
+    weights = jnp.asarray(rng.uniform(0.5, 2, (3, 4)), jnp.float32)
+    rngs = jax.random.split(jax.random.key(1), (2, 3))
+    out = {}
+    for mode in ('loop', 'vmap'):
+      out[mode] = step_lib._chunk(
+          jax.tree.map(jnp.copy, states), images, labels, idx,
+          jnp.asarray(mask), counts, rngs, weights, loss_name='ci',
+          loss_hparams=(), seed_parallel=mode, unroll=True)
+    chex.assert_trees_all_close(out['loop'], out['vmap'], rtol=1e-5,
+                                atol=1e-6)
+    np.testing.assert_array_equal(out['loop'][0].step, [2, 1, 2])
+    one, _ = step_lib._chunk(
+        states, images, labels, idx[:1], jnp.asarray(mask[:1]), counts,
+        rngs[:1], weights, loss_name='ci', loss_hparams=(),
+        seed_parallel='loop', unroll=True)
+    chex.assert_trees_all_equal(
+        jax.tree.map(lambda a: a[1], out['loop'][0].params),
+        jax.tree.map(lambda a: a[1], one.params))
+    self.assertFalse(np.allclose(out['loop'][0].params['Dense_0']['kernel'][0],
+                                 one.params['Dense_0']['kernel'][0]))
 
 
 class CpuLoweringTest(absltest.TestCase):

@@ -11,7 +11,8 @@ By concern:
 
 * `config`: `ClassifyConfig` (from a `configs/classify.py` config;
   `validate`, `resolve` against the backend policy);
-* `step`: the pure step (`train_step`, `train_chunk` over seeds and steps,
+* `step`: the pure step (`train_step`, its halves `seed_gradients` and
+  `apply_gradients`, `train_chunk` over seeds and steps,
   the optimizer, augmentation, deferred re-weighting, batch orders);
 * `parallel`: the seeds across devices and processes (`seed_mesh`,
   `predict_logits`);
@@ -28,6 +29,7 @@ from cil.experiments.classify.parallel import seed_mesh
 from cil.experiments.classify.runner import cell_name
 from cil.experiments.classify.runner import run
 from cil.experiments.classify.runner import train_and_evaluate
+from cil.experiments.classify.step import apply_gradients
 from cil.experiments.classify.step import augment_batch
 from cil.experiments.classify.step import create_states
 from cil.experiments.classify.step import drw_weights
@@ -35,6 +37,7 @@ from cil.experiments.classify.step import epoch_batches
 from cil.experiments.classify.step import learning_rate
 from cil.experiments.classify.step import make_optimizer
 from cil.experiments.classify.step import model_for
+from cil.experiments.classify.step import seed_gradients
 from cil.experiments.classify.step import train_chunk
 from cil.experiments.classify.step import train_step
 from cil.experiments.classify.step import TrainState
@@ -44,6 +47,7 @@ __all__ = [
     'ClassifyConfig',
     'DEFAULT_MODELS',
     'TrainState',
+    'apply_gradients',
     'augment_batch',
     'cell_name',
     'create_states',
@@ -54,6 +58,7 @@ __all__ = [
     'model_for',
     'predict_logits',
     'run',
+    'seed_gradients',
     'seed_mesh',
     'train_and_evaluate',
     'train_chunk',

@@ -2,10 +2,10 @@
 
 Speed: all seeds of one (protocol, loss) train together. Each seed has its
 own subsample, initialisation, batch order and class counts; `train_step`
-is mapped over seeds (`seed_parallel`: unrolled on the CPU, `vmap`
-elsewhere) and over a chunk of steps, inside one `jit`, with the dataset
-resident on the device and batches gathered there. Nothing here knows
-about processes or workdirs.
+is mapped over seeds (`seed_parallel`: on the CPU its gradients unrolled
+seed by seed and its update mapped, `vmap` elsewhere) and over a chunk of
+steps, inside one `jit`, with the dataset resident on the device and
+batches gathered there. Nothing here knows about processes or workdirs.
 """
 
 import functools
@@ -129,12 +129,12 @@ def create_states(model: nn.Module, tx: optax.GradientTransformation,
   return jax.jit(jax.vmap(create))(keys)
 
 
-def train_step(state: TrainState, images: jax.Array, labels: jax.Array,
-               idx: jax.Array, mask: jax.Array, class_counts: jax.Array,
-               loss_weights: Optional[jax.Array], rng: jax.Array, *,
-               loss_fn: Callable[..., jax.Array], loss_hparams: dict,
-               augment: str = '') -> tuple[TrainState, dict]:
-  """One SGD step of one seed; `vmap` it for several.
+def seed_gradients(state: TrainState, images: jax.Array, labels: jax.Array,
+                   idx: jax.Array, mask: jax.Array, class_counts: jax.Array,
+                   loss_weights: Optional[jax.Array], rng: jax.Array, *,
+                   loss_fn: Callable[..., jax.Array], loss_hparams: dict,
+                   augment: str = '') -> tuple[Any, Any, dict]:
+  """One seed's gradients on one batch: the first half of `train_step`.
 
   Args:
     state: this seed's TrainState.
@@ -151,7 +151,9 @@ def train_step(state: TrainState, images: jax.Array, labels: jax.Array,
     augment: `augment_batch`'s kind ('' for none).
 
   Returns:
-    The new state (unchanged when the batch is all padding) and metrics.
+    `(grads, batch_stats, metrics)`: the gradients of the batch loss with
+    respect to `state.params`, the new batch-norm statistics (None for a
+    model without them) and `{'loss', 'accuracy'}`.
   """
   x, y = images[idx], labels[idx]
   if augment:
@@ -175,14 +177,38 @@ def train_step(state: TrainState, images: jax.Array, labels: jax.Array,
 
   (loss, (logits, updates)), grads = jax.value_and_grad(
       objective, has_aux=True)(state.params)
-  new_state = state.apply_gradients(grads=grads)
-  if has_stats:
-    new_state = new_state.replace(batch_stats=updates['batch_stats'])
-  active = jnp.any(mask)
-  new_state = jax.tree.map(lambda n, o: jnp.where(active, n, o), new_state,
-                           state)
   correct = jnp.sum((jnp.argmax(logits, -1) == y) & mask)
-  return new_state, {'loss': loss, 'accuracy': correct / valid}
+  return (grads, updates.get('batch_stats'),
+          {'loss': loss, 'accuracy': correct / valid})
+
+
+def apply_gradients(state: TrainState, grads: Any, batch_stats: Any,
+                    active: jax.Array) -> TrainState:
+  """The second half of `train_step`: the optimizer's update of `state` by
+  `grads` and the new `batch_stats` (None: kept), or `state` unchanged
+  where `active` (a bool scalar: the batch held an example) is False.
+  Elementwise, so it maps over stacked seeds as they are."""
+  new_state = state.apply_gradients(grads=grads)
+  if batch_stats is not None:
+    new_state = new_state.replace(batch_stats=batch_stats)
+  return jax.tree.map(lambda n, o: jnp.where(active, n, o), new_state, state)
+
+
+def train_step(state: TrainState, images: jax.Array, labels: jax.Array,
+               idx: jax.Array, mask: jax.Array, class_counts: jax.Array,
+               loss_weights: Optional[jax.Array], rng: jax.Array, *,
+               loss_fn: Callable[..., jax.Array], loss_hparams: dict,
+               augment: str = '') -> tuple[TrainState, dict]:
+  """One SGD step of one seed (`seed_gradients`, then `apply_gradients`);
+  `vmap` it for several. Arguments as `seed_gradients`'.
+
+  Returns:
+    The new state (unchanged when the batch is all padding) and metrics.
+  """
+  grads, batch_stats, metrics = seed_gradients(
+      state, images, labels, idx, mask, class_counts, loss_weights, rng,
+      loss_fn=loss_fn, loss_hparams=loss_hparams, augment=augment)
+  return apply_gradients(state, grads, batch_stats, jnp.any(mask)), metrics
 
 
 def train_chunk(states: TrainState, images: jax.Array, labels: jax.Array,
@@ -208,9 +234,10 @@ def train_chunk(states: TrainState, images: jax.Array, labels: jax.Array,
     loss_name, loss_hparams: static; the loss and its keyword arguments as a
       tuple of pairs.
     seed_parallel: 'vmap' batches the seeds into one program (for GPUs);
-      'loop' unrolls one step per seed inside the compiled program, which
-      on XLA:CPU avoids the slow lowering of convolutions whose weights
-      carry a batch axis (`benchmarks/classify_step.py` measures both).
+      'loop' unrolls each seed's `seed_gradients` inside the compiled
+      program, which on XLA:CPU avoids the slow lowering of convolutions
+      whose weights carry a batch axis, and maps `apply_gradients` over
+      the stacked states (`benchmarks/classify_step.py` measures both).
     unroll: unroll the scan over steps. XLA:CPU runs convolutions inside a
       while loop ~20x slower (measured: 290 ms vs 15 ms per step of the
       digits CNN), so on CPU use short, unrolled chunks.
@@ -239,14 +266,22 @@ def _chunk(states, images, labels, idx, mask, class_counts, rngs,
            loss_weights=None, *, loss_name, loss_hparams, seed_parallel,
            unroll, augment=''):
   """`train_chunk`'s program."""
-  step = functools.partial(train_step, loss_fn=losses.base_loss(loss_name),
-                           loss_hparams=dict(loss_hparams), augment=augment)
+  hparams = {'loss_fn': losses.base_loss(loss_name),
+             'loss_hparams': dict(loss_hparams), 'augment': augment}
   if seed_parallel == 'vmap':
-    per_seed = jax.vmap(step, in_axes=(0, None, None, 0, 0, 0, 0, 0))
+    per_seed = jax.vmap(functools.partial(train_step, **hparams),
+                        in_axes=(0, None, None, 0, 0, 0, 0, 0))
   elif seed_parallel == 'loop':
     def per_seed(st, ims, labs, i, m, c, w, r):
-      return loops.unrolled_map(lambda a: step(a[0], ims, labs, *a[1:]),
-                                (st, i, m, c, w, r))
+      # Gradients seed by seed, then one update of the stacked states: a
+      # whole `train_step` per seed also sliced each seed's optimizer state
+      # out and stacked it back (LeNet's 5-seed CPU step took 0.95x the
+      # time without that; docs/performance.md).
+      grads, stats, metrics = loops.unrolled_map(
+          lambda a: seed_gradients(a[0], ims, labs, *a[1:], **hparams),
+          (st, i, m, c, w, r))
+      return (jax.vmap(apply_gradients)(st, grads, stats, jnp.any(m, -1)),
+              metrics)
   else:
     raise ValueError(f"seed_parallel must be 'vmap' or 'loop', got "
                      f'{seed_parallel!r}.')
