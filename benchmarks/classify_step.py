@@ -85,6 +85,8 @@ def _timer(loss, mode, num_seeds, batch, steps, unroll):
   """Returns a function that runs `steps` steps and blocks."""
   holder = {}
   holder['states'], args = _setup(num_seeds, batch, steps, unroll)
+  if mode == 'loop':  # Each seed's own state, as the runner holds them.
+    holder['states'] = classify.split_seeds(holder['states'])
   calls = steps if unroll else 1
 
   def run():

@@ -583,11 +583,13 @@ class ReproducibilityTest(absltest.TestCase):
 
 class SeedParallelTest(absltest.TestCase):
 
-  def test_loop_and_vmap_train_the_seeds_alike_and_skip_an_empty_batch(self):
+  def test_loop_split_and_vmap_train_the_seeds_alike_and_skip_empty_batches(
+      self):
     # 'loop' computes each seed's gradients in turn and updates the stacked
-    # states once; 'vmap' maps the whole step. Two steps of 3 seeds, Adam
-    # (per-seed step counts), DRW class weights; seed 1's second batch is
-    # all padding, so its state after two steps is its state after one.
+    # states once, or steps each seed's own state (`split_seeds`); 'vmap'
+    # maps the whole step. Two steps of 3 seeds, Adam (per-seed step
+    # counts), DRW class weights; seed 1's second batch is all padding, so
+    # its state after two steps is its state after one.
     model = models.get_model('digits_cnn', 4)
     rng = np.random.default_rng(0)
     images = jnp.asarray(rng.integers(0, 256, (32, 8, 8, 1), np.uint8))
@@ -608,8 +610,20 @@ class SeedParallelTest(absltest.TestCase):
           jax.tree.map(jnp.copy, states), images, labels, idx,
           jnp.asarray(mask), counts, rngs, weights, loss_name='ci',
           loss_hparams=(), seed_parallel=mode, unroll=True)
+    split, split_metrics = step_lib._chunk(
+        classify.split_seeds(jax.tree.map(jnp.copy, states)), images, labels,
+        idx, jnp.asarray(mask), counts, rngs, weights, loss_name='ci',
+        loss_hparams=(), seed_parallel='loop', unroll=True)
+    self.assertIsInstance(split, tuple)
+    out['split'] = (classify.stack_seeds(split), split_metrics)
     chex.assert_trees_all_close(out['loop'], out['vmap'], rtol=1e-5,
                                 atol=1e-6)
+    chex.assert_trees_all_close(out['loop'], out['split'], rtol=1e-5,
+                                atol=1e-6)
+    with self.assertRaisesRegex(ValueError, "need seed_parallel='loop'"):
+      step_lib._chunk(split, images, labels, idx, jnp.asarray(mask), counts,
+                      rngs, weights, loss_name='ci', loss_hparams=(),
+                      seed_parallel='vmap', unroll=True)
     np.testing.assert_array_equal(out['loop'][0].step, [2, 1, 2])
     one, _ = step_lib._chunk(
         states, images, labels, idx[:1], jnp.asarray(mask[:1]), counts,

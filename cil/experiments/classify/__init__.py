@@ -12,7 +12,8 @@ By concern:
 * `config`: `ClassifyConfig` (from a `configs/classify.py` config;
   `validate`, `resolve` against the backend policy);
 * `step`: the pure step (`train_step`, its halves `seed_gradients` and
-  `apply_gradients`, `train_chunk` over seeds and steps,
+  `apply_gradients`, `train_chunk` over seeds and steps, the seeds'
+  states stacked or split (`split_seeds`, `stack_seeds`),
   the optimizer, augmentation, deferred re-weighting, batch orders);
 * `parallel`: the seeds across devices and processes (`seed_mesh`,
   `predict_logits`);
@@ -38,6 +39,8 @@ from cil.experiments.classify.step import learning_rate
 from cil.experiments.classify.step import make_optimizer
 from cil.experiments.classify.step import model_for
 from cil.experiments.classify.step import seed_gradients
+from cil.experiments.classify.step import split_seeds
+from cil.experiments.classify.step import stack_seeds
 from cil.experiments.classify.step import train_chunk
 from cil.experiments.classify.step import train_step
 from cil.experiments.classify.step import TrainState
@@ -60,6 +63,8 @@ __all__ = [
     'run',
     'seed_gradients',
     'seed_mesh',
+    'split_seeds',
+    'stack_seeds',
     'train_and_evaluate',
     'train_chunk',
     'train_step',

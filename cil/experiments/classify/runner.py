@@ -41,6 +41,8 @@ from cil.experiments.classify.step import drw_weights
 from cil.experiments.classify.step import epoch_batches
 from cil.experiments.classify.step import make_optimizer
 from cil.experiments.classify.step import model_for
+from cil.experiments.classify.step import split_seeds
+from cil.experiments.classify.step import stack_seeds
 from cil.experiments.classify.step import step_keys
 from cil.experiments.classify.step import train_chunk
 
@@ -112,8 +114,14 @@ def train_and_evaluate(
                 distributed.put(global_steps, mesh, P()),
                 *((weights,) if drw else ()))
 
+  # On one device with 'loop', each seed's state is its own for the epoch
+  # (`train_chunk`'s per-seed form).
+  split = mesh is None and cfg.seed_parallel == 'loop'
+
   def train_epoch(states, epoch):
     """One epoch of every seed, in chunks; the guard on every chunk."""
+    if split:
+      states = split_seeds(states)
     drw = bool(cfg.drw_epoch) and epoch >= cfg.drw_epoch
     idx, mask = epoch_batches(splits, seeds, epoch, cfg.batch_size,
                               labels=train_set.labels, sampler=cfg.sampler,
@@ -143,7 +151,7 @@ def train_and_evaluate(
         progress.update(int(active.sum()))
         progress.set_postfix(cell=cell, epoch=epoch + 1, refresh=False,
                              loss=f'{np.mean(chunk_loss):.4f}')
-    return states, {
+    return stack_seeds(states) if split else states, {
         'train_loss': np.mean(np.concatenate(epoch_loss)),
         'train_accuracy': np.mean(np.concatenate(epoch_acc))}
 

@@ -224,7 +224,12 @@ def train_chunk(states: TrainState, images: jax.Array, labels: jax.Array,
   traced into the caller's program.
 
   Args:
-    states: stacked `[K]` TrainStates.
+    states: stacked `[K]` TrainStates, or (with 'loop') a tuple of the K
+      seeds' own TrainStates (`split_seeds`), updated as they are: no
+      slicing a seed's parameters and optimizer state out of the stack and
+      stacking them back each step (LeNet's 5-seed CPU step took 0.92x
+      the time; docs/performance.md). The runner splits the states for
+      an epoch when the policy's `seed_parallel` is 'loop'.
     images, labels: the whole source split.
     idx, mask: `[T, K, B]` batch indices and validity.
     class_counts: `[K, C]`.
@@ -244,7 +249,7 @@ def train_chunk(states: TrainState, images: jax.Array, labels: jax.Array,
     augment: `augment_batch`'s kind.
 
   Returns:
-    New states and `[T, K]` metrics.
+    New states (in `states`' form) and `[T, K]` metrics.
   """
   return _jitted_chunk(runtime.policy().classify_step_compiler_options)(
       states, images, labels, idx, mask, class_counts, rngs, loss_weights,
@@ -268,7 +273,19 @@ def _chunk(states, images, labels, idx, mask, class_counts, rngs,
   """`train_chunk`'s program."""
   hparams = {'loss_fn': losses.base_loss(loss_name),
              'loss_hparams': dict(loss_hparams), 'augment': augment}
-  if seed_parallel == 'vmap':
+  if isinstance(states, tuple):
+    if seed_parallel != 'loop':
+      raise ValueError("train_chunk: states as a tuple of seeds' states "
+                       "(split_seeds) need seed_parallel='loop', got "
+                       f'{seed_parallel!r}.')
+
+    def per_seed(st, ims, labs, i, m, c, w, r):
+      outs = [train_step(st[k], ims, labs, i[k], m[k], c[k],
+                         None if w is None else w[k], r[k], **hparams)
+              for k in range(len(st))]
+      return (tuple(o[0] for o in outs),
+              jax.tree.map(lambda *a: jnp.stack(a), *(o[1] for o in outs)))
+  elif seed_parallel == 'vmap':
     per_seed = jax.vmap(functools.partial(train_step, **hparams),
                         in_axes=(0, None, None, 0, 0, 0, 0, 0))
   elif seed_parallel == 'loop':
@@ -299,6 +316,18 @@ def _chunk(states, images, labels, idx, mask, class_counts, rngs,
     states, out = body(states, (idx[t], mask[t], rngs[t]))
     outs.append(out)
   return states, jax.tree.map(lambda *a: jnp.stack(a), *outs)
+
+
+def split_seeds(states: TrainState) -> tuple[TrainState, ...]:
+  """Stacked `[K]` TrainStates as a tuple of the K seeds' own states
+  (`train_chunk`'s per-seed form; `stack_seeds` undoes it)."""
+  k = jax.tree.leaves(states)[0].shape[0]
+  return tuple(jax.tree.map(lambda a, i=i: a[i], states) for i in range(k))
+
+
+def stack_seeds(states: Sequence[TrainState]) -> TrainState:
+  """The K seeds' own TrainStates stacked on a leading `[K]` axis."""
+  return jax.tree.map(lambda *a: jnp.stack(a), *states)
 
 
 @functools.partial(jax.jit, static_argnames=('apply_fn', 'seed_parallel'))
