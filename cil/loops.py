@@ -10,9 +10,12 @@ it for small axes (seeds, tasks of a meta-batch).
 
 `padded_batches(xs, batch_size)` feeds a jitted function a host array in
 batches of one shape, so that it compiles once.
+
+`stack(trees)` stacks pytrees of one structure leaf by leaf (the outputs
+of `unrolled_map`, the seeds' states and metrics of the classifier step).
 """
 
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -22,8 +25,12 @@ import numpy as np
 def unrolled_map(fn: Callable[[Any], Any], xs: Any) -> Any:
   """Applies `fn` to each slice of `xs` along axis 0; stacks the results."""
   n = jax.tree.leaves(xs)[0].shape[0]
-  outs = [fn(jax.tree.map(lambda a, i=i: a[i], xs)) for i in range(n)]
-  return jax.tree.map(lambda *a: jnp.stack(a), *outs)
+  return stack([fn(jax.tree.map(lambda a, i=i: a[i], xs)) for i in range(n)])
+
+
+def stack(trees: Sequence[Any]) -> Any:
+  """Pytrees of one structure stacked leaf by leaf on a new axis 0."""
+  return jax.tree.map(lambda *a: jnp.stack(a), *trees)
 
 
 def padded_batches(xs: np.ndarray, batch_size: int

@@ -283,8 +283,7 @@ def _chunk(states, images, labels, idx, mask, class_counts, rngs,
       outs = [train_step(st[k], ims, labs, i[k], m[k], c[k],
                          None if w is None else w[k], r[k], **hparams)
               for k in range(len(st))]
-      return (tuple(o[0] for o in outs),
-              jax.tree.map(lambda *a: jnp.stack(a), *(o[1] for o in outs)))
+      return tuple(o[0] for o in outs), loops.stack([o[1] for o in outs])
   elif seed_parallel == 'vmap':
     per_seed = jax.vmap(functools.partial(train_step, **hparams),
                         in_axes=(0, None, None, 0, 0, 0, 0, 0))
@@ -315,7 +314,7 @@ def _chunk(states, images, labels, idx, mask, class_counts, rngs,
   for t in range(idx.shape[0]):
     states, out = body(states, (idx[t], mask[t], rngs[t]))
     outs.append(out)
-  return states, jax.tree.map(lambda *a: jnp.stack(a), *outs)
+  return states, loops.stack(outs)
 
 
 def split_seeds(states: TrainState) -> tuple[TrainState, ...]:
@@ -327,7 +326,7 @@ def split_seeds(states: TrainState) -> tuple[TrainState, ...]:
 
 def stack_seeds(states: Sequence[TrainState]) -> TrainState:
   """The K seeds' own TrainStates stacked on a leading `[K]` axis."""
-  return jax.tree.map(lambda *a: jnp.stack(a), *states)
+  return loops.stack(states)
 
 
 @functools.partial(jax.jit, static_argnames=('apply_fn', 'seed_parallel'))
