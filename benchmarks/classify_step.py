@@ -15,7 +15,8 @@ r"""Speed of the jitted classification train step (LeNet on 28x28 MNIST shapes).
    as a PyTorch user does): `--rounds` rounds alternate one reference run
    (a fresh process: its warm-up, then `--steps` timed steps of all seeds)
    with `--steps` steps of our k-seed step (the backend policy's
-   `seed_parallel`), so machine noise hits both. `ratio` is our median
+   `seed_parallel`; also after `--steps` untimed ones), so machine noise
+   hits both. `ratio` is our median
    seconds per k-seed step over the reference's (target <= 0.67).
    Started with `python -m`, both sides run with glibc's huge pages (the
    reference inherits the environment; `CIL_HUGE_PAGES=0` turns both off).
@@ -149,10 +150,16 @@ def torch_seconds_per_step(seeds: int, batch: int, steps: int) -> float:
 
 def against_torch(ours, seeds: int, batch: int, steps: int,
                   rounds: int) -> dict:
-  """Interleaved rounds: one reference run, then `steps` of ours."""
+  """Interleaved rounds: one reference run, then `steps` of ours.
+
+  Both sides warm up in each round before their timed steps: the
+  reference runs all its seeds' steps untimed in its fresh process first,
+  and ours runs `steps` untimed after that process has taken the cores.
+  """
   times = {'jax': [], 'torch': []}
   for _ in range(rounds):
     times['torch'].append(torch_seconds_per_step(seeds, batch, steps))
+    ours()  # Warm-up, as the reference's.
     start = time.perf_counter()
     ours()
     times['jax'].append((time.perf_counter() - start) / steps)
