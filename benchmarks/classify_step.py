@@ -16,8 +16,8 @@ r"""Speed of the jitted classification train step (LeNet on 28x28 MNIST shapes).
    (a fresh process: its warm-up, then `--steps` timed steps of all seeds)
    with `--steps` steps of our k-seed step (the backend policy's
    `seed_parallel`; also after `--steps` untimed ones), so machine noise
-   hits both. `ratio` is our median
-   seconds per k-seed step over the reference's (target <= 0.67).
+   hits both. `ratio` is our median seconds per k-seed step over the
+   reference's (target <= 0.67).
    Started with `python -m`, both sides run with glibc's huge pages (the
    reference inherits the environment; `CIL_HUGE_PAGES=0` turns both off).
 
