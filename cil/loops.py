@@ -12,7 +12,8 @@ it for small axes (seeds, tasks of a meta-batch).
 batches of one shape, so that it compiles once.
 
 `stack(trees)` stacks pytrees of one structure leaf by leaf (the outputs
-of `unrolled_map`, the seeds' states and metrics of the classifier step).
+of `unrolled_map`, the seeds' states and metrics of the classifier step);
+`unstack(tree)` slices one apart again.
 """
 
 from typing import Any, Callable, Iterator, Sequence
@@ -24,13 +25,18 @@ import numpy as np
 
 def unrolled_map(fn: Callable[[Any], Any], xs: Any) -> Any:
   """Applies `fn` to each slice of `xs` along axis 0; stacks the results."""
-  n = jax.tree.leaves(xs)[0].shape[0]
-  return stack([fn(jax.tree.map(lambda a, i=i: a[i], xs)) for i in range(n)])
+  return stack([fn(x) for x in unstack(xs)])
 
 
 def stack(trees: Sequence[Any]) -> Any:
   """Pytrees of one structure stacked leaf by leaf on a new axis 0."""
   return jax.tree.map(lambda *a: jnp.stack(a), *trees)
+
+
+def unstack(tree: Any) -> list[Any]:
+  """`stack`'s inverse: the slices of `tree` along its leaves' axis 0."""
+  n = jax.tree.leaves(tree)[0].shape[0]
+  return [jax.tree.map(lambda a, i=i: a[i], tree) for i in range(n)]
 
 
 def padded_batches(xs: np.ndarray, batch_size: int

@@ -320,8 +320,7 @@ def _chunk(states, images, labels, idx, mask, class_counts, rngs,
 def split_seeds(states: TrainState) -> tuple[TrainState, ...]:
   """Stacked `[K]` TrainStates as a tuple of the K seeds' own states
   (`train_chunk`'s per-seed form; `stack_seeds` undoes it)."""
-  k = jax.tree.leaves(states)[0].shape[0]
-  return tuple(jax.tree.map(lambda a, i=i: a[i], states) for i in range(k))
+  return tuple(loops.unstack(states))
 
 
 def stack_seeds(states: Sequence[TrainState]) -> TrainState:
