@@ -227,9 +227,9 @@ def train_chunk(states: TrainState, images: jax.Array, labels: jax.Array,
     states: stacked `[K]` TrainStates, or (with 'loop') a tuple of the K
       seeds' own TrainStates (`split_seeds`), updated as they are: no
       slicing a seed's parameters and optimizer state out of the stack and
-      stacking them back each step (LeNet's 5-seed CPU step took 0.92x
-      the time; docs/performance.md). The runner splits the states for
-      an epoch when the policy's `seed_parallel` is 'loop'.
+      stacking them back each step (LeNet's 5-seed CPU step took
+      0.92-0.96x the time; docs/performance.md). The runner splits the
+      states for an epoch when the policy's `seed_parallel` is 'loop'.
     images, labels: the whole source split.
     idx, mask: `[T, K, B]` batch indices and validity.
     class_counts: `[K, C]`.
