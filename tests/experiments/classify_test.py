@@ -601,6 +601,7 @@ class SeedParallelTest(absltest.TestCase):
     mask = np.ones((2, 3, 8), bool)
     mask[1, 1] = False
     mask[0, 2, 5:] = False
+    mask = jnp.asarray(mask)
     counts = jnp.asarray(rng.integers(1, 20, (3, 4)), jnp.float32)
     weights = jnp.asarray(rng.uniform(0.5, 2, (3, 4)), jnp.float32)
     rngs = jax.random.split(jax.random.key(1), (2, 3))
@@ -608,11 +609,11 @@ class SeedParallelTest(absltest.TestCase):
     for mode in ('loop', 'vmap'):
       out[mode] = step_lib._chunk(
           jax.tree.map(jnp.copy, states), images, labels, idx,
-          jnp.asarray(mask), counts, rngs, weights, loss_name='ci',
+          mask, counts, rngs, weights, loss_name='ci',
           loss_hparams=(), seed_parallel=mode, unroll=True)
     split, split_metrics = step_lib._chunk(
         classify.split_seeds(jax.tree.map(jnp.copy, states)), images, labels,
-        idx, jnp.asarray(mask), counts, rngs, weights, loss_name='ci',
+        idx, mask, counts, rngs, weights, loss_name='ci',
         loss_hparams=(), seed_parallel='loop', unroll=True)
     self.assertIsInstance(split, tuple)
     out['split'] = (classify.stack_seeds(split), split_metrics)
@@ -621,12 +622,12 @@ class SeedParallelTest(absltest.TestCase):
     chex.assert_trees_all_close(out['loop'], out['split'], rtol=1e-5,
                                 atol=1e-6)
     with self.assertRaisesRegex(ValueError, "need seed_parallel='loop'"):
-      step_lib._chunk(split, images, labels, idx, jnp.asarray(mask), counts,
+      step_lib._chunk(split, images, labels, idx, mask, counts,
                       rngs, weights, loss_name='ci', loss_hparams=(),
                       seed_parallel='vmap', unroll=True)
     np.testing.assert_array_equal(out['loop'][0].step, [2, 1, 2])
     one, _ = step_lib._chunk(
-        states, images, labels, idx[:1], jnp.asarray(mask[:1]), counts,
+        states, images, labels, idx[:1], mask[:1], counts,
         rngs[:1], weights, loss_name='ci', loss_hparams=(),
         seed_parallel='loop', unroll=True)
     chex.assert_trees_all_equal(
