@@ -384,11 +384,67 @@ def conv_pool_s2d(x: jax.Array, kernel: jax.Array) -> jax.Array:
                                    (0, max(cols - w, 0)), (0, 0)))
   blocks = x.reshape(b, rows // 2, 2, cols // 2, 2, c).transpose(
       0, 1, 3, 2, 4, 5).reshape(b, rows // 2, cols // 2, 4 * c)
-  kernel2 = _s2d_kernel(kernel)
-  y = jax.lax.conv_general_dilated(
-      blocks, kernel2, (1, 1), 'VALID',
-      dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+  y = _conv_valid(blocks, _s2d_kernel(kernel))
   return _max_of_4(y.reshape(b, ph, pw, f, 4))
+
+
+def _xla_conv_valid(x: jax.Array, kernel: jax.Array) -> jax.Array:
+  return jax.lax.conv_general_dilated(
+      x, kernel, (1, 1), 'VALID', dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+
+
+@jax.custom_vjp
+def _conv_valid(x: jax.Array, kernel: jax.Array) -> jax.Array:
+  """XLA's valid stride-1 convolution (`[B, H, W, C]`, `[KH, KW, C, F]`),
+  whose input gradient is one matmul and a sum of shifted slices.
+
+  XLA computes the input gradient as a convolution of the output gradient
+  padded by K - 1 on every side: for `conv_pool_s2d`'s 3x3 kernel on
+  LeNet's 6x6 blocks that is 2.25x the useful multiplications (4x4 outputs
+  read through an 8x8 pad). Here `g @ kernel^T` gives each output
+  position's contribution to its K x K input window (`[B, OH, OW, KH, KW,
+  C]`) and the windows are summed back in place (col2im). The value and
+  the kernel gradient are XLA's.
+  """
+  return _xla_conv_valid(x, kernel)
+
+
+def _conv_valid_fwd(x, kernel):
+  # Through the rule again, for higher derivatives.
+  return _conv_valid(x, kernel), (x, kernel)
+
+
+def _conv_valid_bwd(res, g):
+  x, kernel = res
+  _, kernel_vjp = jax.vjp(lambda k: _xla_conv_valid(x, k), kernel)
+  # Both branches are the same function: the conditional only fences the
+  # col2im sum into its own buffer. Left to XLA:CPU's fusion, the nine
+  # slices are summed inside the consumer (the max-pool's backward select
+  # and the transpose before the previous layer's kernel gradient), which
+  # recomputes them per pooling-window position: LeNet's 5-seed step then
+  # took as long as with XLA's input gradient; fenced, 0.86x
+  # (docs/performance.md). Batched (vmap), the predicate makes it a select
+  # of two identical values.
+  dx = jax.lax.cond(g.reshape(-1)[0] > 0, _col2im_grad, _col2im_grad, g,
+                    kernel)
+  return dx, kernel_vjp(g)[0]
+
+
+def _col2im_grad(g: jax.Array, kernel: jax.Array) -> jax.Array:
+  """The input gradient of `_xla_conv_valid` for output gradient `g`."""
+  b, oh, ow, f = g.shape
+  kh, kw, c, _ = kernel.shape
+  cols = (g.reshape(-1, f) @ kernel.reshape(-1, f).T).reshape(
+      b, oh, ow, kh, kw, c)
+  # Input position (i, j) gathers cols[i - u, j - v, u, v] over the taps:
+  # each tap's slice padded into place (one buffer of the 9x larger cols,
+  # padded whole, was slower).
+  return sum(jnp.pad(cols[:, :, :, u, v],
+                     ((0, 0), (u, kh - 1 - u), (v, kw - 1 - v), (0, 0)))
+             for u in range(kh) for v in range(kw))
+
+
+_conv_valid.defvjp(_conv_valid_fwd, _conv_valid_bwd)
 
 
 def _s2d_kernel(kernel: jax.Array) -> jax.Array:
