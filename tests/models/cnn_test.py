@@ -271,6 +271,29 @@ class ModelsTest(parameterized.TestCase):
     np.testing.assert_array_equal(got, want)
     np.testing.assert_array_equal(got, jnp.full((3, 3, 1, 1), 4.0))
 
+  def test_s2d_conv_pool_gradients_under_vmap_equal_one_by_one(self):
+    # Seeds vmapped over their own kernels and inputs (`seed_parallel=
+    # 'vmap'`): the input gradient's two-branch cond then has a batched
+    # predicate, and must still give each seed its own gradients. Seed 1's
+    # output gradient is negative where seed 0's is positive, so the
+    # predicate differs between them.
+    with jax.enable_x64(True):
+      x = jax.random.normal(jax.random.key(6), (2, 2, 12, 12, 4),
+                            jnp.float64)
+      kernel = jax.random.normal(jax.random.key(7), (2, 5, 5, 4, 3),
+                                 jnp.float64)
+      ct = jax.random.normal(jax.random.key(8), (2, 4, 4, 3), jnp.float64)
+      ct = jnp.stack([ct, -ct])
+
+      def grads(x, kernel, ct):
+        return jax.vjp(models.conv_pool_s2d, x, kernel)[1](ct)
+
+      got = jax.vmap(grads)(x, kernel, ct)
+      for seed in range(2):
+        want = grads(x[seed], kernel[seed], ct[seed])
+        for a, b in zip(got, want):
+          np.testing.assert_allclose(a[seed], b, rtol=1e-12, atol=1e-12)
+
   def test_lenet_lowerings_share_parameters_and_outputs(self):
     # The same parameter tree and initial values (nn.Conv's names and
     # initialisers); 'xla' is what LeNet computed with nn.Conv; 's2d_train'
