@@ -275,8 +275,8 @@ class ModelsTest(parameterized.TestCase):
     # Seeds vmapped over their own kernels and inputs (`seed_parallel=
     # 'vmap'`): the input gradient's two-branch cond then has a batched
     # predicate, and must still give each seed its own gradients. Seed 1's
-    # output gradient is negative where seed 0's is positive, so the
-    # predicate differs between them.
+    # output gradient is seed 0's negated, so where the predicate reads a
+    # nonzero entry the two seeds take different branches.
     with jax.enable_x64(True):
       x = jax.random.normal(jax.random.key(6), (2, 2, 12, 12, 4),
                             jnp.float64)
