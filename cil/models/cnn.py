@@ -88,9 +88,7 @@ class _ConvPool(nn.Module):
     kernel, bias = kernel.astype(self.dtype), bias.astype(self.dtype)
     if self.impl == 's2d':
       return conv_pool_s2d(x, kernel) + bias
-    y = jax.lax.conv_general_dilated(
-        x, kernel, (1, 1), 'VALID', dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
-    return max_pool_2x2(y + bias)
+    return max_pool_2x2(_xla_conv_valid(x, kernel) + bias)
 
 
 class DigitsCNN(nn.Module):
@@ -391,6 +389,7 @@ def conv_pool_s2d(x: jax.Array, kernel: jax.Array) -> jax.Array:
 
 
 def _xla_conv_valid(x: jax.Array, kernel: jax.Array) -> jax.Array:
+  """XLA's valid stride-1 convolution, NHWC and HWIO."""
   return jax.lax.conv_general_dilated(
       x, kernel, (1, 1), 'VALID', dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
 
