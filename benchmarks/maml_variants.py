@@ -60,10 +60,10 @@ def parse_variant(text: str) -> tuple[str, str, str]:
   if len(parts) == 2:
     parts.append('float32')
   if (len(parts) != 3 or parts[0] not in maml.TASK_MAPS or
-      parts[1] not in models.cnn.CONV_IMPLS or parts[2] not in _DTYPES):
+      parts[1] not in models.CONV_IMPLS or parts[2] not in _DTYPES):
     raise app.UsageError(
         f'--variants: {text!r} is not TASK_MAP/CONV_IMPL[/DTYPE] with '
-        f'TASK_MAP in {maml.TASK_MAPS}, CONV_IMPL in {models.cnn.CONV_IMPLS}, '
+        f'TASK_MAP in {maml.TASK_MAPS}, CONV_IMPL in {models.CONV_IMPLS}, '
         f'DTYPE in {tuple(_DTYPES)}')
   return parts[0], parts[1], parts[2]
 

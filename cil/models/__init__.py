@@ -1,24 +1,31 @@
-"""Flax Linen models: LeNet, a digits CNN, A-ConvNets, MAML's Conv4, and
-the CIFAR ResNet-32."""
+"""Flax Linen models, one module per family: the paper's classifiers
+(`classifiers`: LeNet, the digits CNN, A-ConvNets), the CIFAR ResNet-32
+(`resnet`), MAML's Conv4 (`conv4`); the convolution, pooling and
+normalisation kernels under them (`_kernels`, private, apart from the
+architectures); the models by name (`registry`)."""
 
-from cil.models.cnn import AConvNet
-from cil.models.cnn import BatchStatNorm
-from cil.models.cnn import CifarResNet32
-from cil.models.cnn import Conv4
-from cil.models.cnn import conv_pool_s2d
-from cil.models.cnn import CONV_POOL_IMPLS
-from cil.models.cnn import CONV_POOL_MODELS
-from cil.models.cnn import DigitsCNN
-from cil.models.cnn import get_model
-from cil.models.cnn import LeNet
-from cil.models.cnn import MODEL_NAMES
+from cil.models._kernels import conv_pool_s2d
+from cil.models.classifiers import AConvNet
+from cil.models.classifiers import CONV_POOL_IMPLS
+from cil.models.classifiers import DigitsCNN
+from cil.models.classifiers import LeNet
+from cil.models.conv4 import BatchStatNorm
+from cil.models.conv4 import Conv3x3
+from cil.models.conv4 import Conv4
+from cil.models.conv4 import CONV_IMPLS
+from cil.models.registry import CONV_POOL_MODELS
+from cil.models.registry import get_model
+from cil.models.registry import MODEL_NAMES
+from cil.models.resnet import CifarResNet32
 
 __all__ = [
     'AConvNet',
     'BatchStatNorm',
     'CifarResNet32',
+    'Conv3x3',
     'Conv4',
     'conv_pool_s2d',
+    'CONV_IMPLS',
     'CONV_POOL_IMPLS',
     'CONV_POOL_MODELS',
     'DigitsCNN',

@@ -11,6 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from cil import models
+from cil.models import _kernels
 
 
 class ModelsTest(parameterized.TestCase):
@@ -72,7 +73,7 @@ class ModelsTest(parameterized.TestCase):
   def test_reshape_max_pool_equals_flax_valid_pool(self):
     import flax.linen as nn  # pylint: disable=g-import-not-at-top
     x = jax.random.normal(jax.random.key(2), (2, 7, 9, 3))
-    np.testing.assert_array_equal(models.cnn.max_pool_2x2(x),
+    np.testing.assert_array_equal(_kernels.max_pool_2x2(x),
                                   nn.max_pool(x, (2, 2), (2, 2)))
 
   def test_max_pool_gradients_equal_jax_max_to_second_order(self):
@@ -92,7 +93,7 @@ class ModelsTest(parameterized.TestCase):
           return jnp.sum(g * v) + jnp.sum(jnp.cos(pool(x)))
         return jax.value_and_grad(inner)(x)
 
-      pool = models.cnn.max_pool_2x2
+      pool = _kernels.max_pool_2x2
       np.testing.assert_array_equal(pool(x), jax_max(x))
       for a, b in zip(second_order(pool), second_order(jax_max)):
         np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
@@ -103,7 +104,7 @@ class ModelsTest(parameterized.TestCase):
   def test_max_pool_tie_gradient_goes_to_the_first_maximum(self):
     # PyTorch's convention (row-major in the window), not an even split.
     x = jnp.array([[0., 1., 1., 1.], [1., 1., 0., 1.]]).reshape(1, 2, 4, 1)
-    g = jax.grad(lambda y: jnp.sum(models.cnn.max_pool_2x2(y)))(x)
+    g = jax.grad(lambda y: jnp.sum(_kernels.max_pool_2x2(y)))(x)
     np.testing.assert_array_equal(
         g.reshape(2, 4), [[0., 1., 1., 0.], [0., 0., 0., 0.]])
 
@@ -127,7 +128,7 @@ class ModelsTest(parameterized.TestCase):
         return jax.grad(inner, (0, 1))(k, x)
 
       want = second_order(xla)
-      for conv in (models.cnn.conv3x3_im2col, models.cnn.conv3x3_winograd):
+      for conv in (_kernels.conv3x3_im2col, _kernels.conv3x3_winograd):
         with self.subTest(conv.__name__):
           np.testing.assert_allclose(conv(x, k), xla(x, k), rtol=1e-12,
                                      atol=1e-12)
@@ -139,8 +140,8 @@ class ModelsTest(parameterized.TestCase):
     # rounding of the transforms stays near im2col's.
     x = jax.random.normal(jax.random.key(6), (2, 7, 9, 16))
     k = jax.random.normal(jax.random.key(7), (3, 3, 16, 8)) * 0.1
-    np.testing.assert_allclose(models.cnn.conv3x3_winograd(x, k),
-                               models.cnn.conv3x3_im2col(x, k), rtol=1e-4,
+    np.testing.assert_allclose(_kernels.conv3x3_winograd(x, k),
+                               _kernels.conv3x3_im2col(x, k), rtol=1e-4,
                                atol=1e-5)
 
   def test_fused_norm_relu_pool_equals_unfused_to_second_order(self):
@@ -157,9 +158,9 @@ class ModelsTest(parameterized.TestCase):
         mean = jnp.mean(x, (0, 1, 2))
         var = jnp.mean(jnp.square(x - mean), (0, 1, 2))
         y = (x - mean) * jax.lax.rsqrt(var + 1e-5) * scale + bias
-        return models.cnn.max_pool_2x2(jax.nn.relu(y))
+        return _kernels.max_pool_2x2(jax.nn.relu(y))
 
-      fused = models.cnn.batch_norm_relu_pool
+      fused = _kernels.batch_norm_relu_pool
 
       def second_order(fn):
         def inner(scale, bias, x):
@@ -181,7 +182,7 @@ class ModelsTest(parameterized.TestCase):
     rng = np.random.default_rng(8)
     x = (rng.standard_normal((4, 6, 6, 2)) + [1e4, -3e4]).astype(np.float32)
     scale, bias = np.array([1.0, -2.0]), np.array([0.5, 0.0])
-    got = models.cnn.batch_norm_relu_pool(
+    got = _kernels.batch_norm_relu_pool(
         jnp.asarray(x), jnp.asarray(scale, jnp.float32),
         jnp.asarray(bias, jnp.float32), relu=False, pool=False)
     x64 = x.astype(np.float64)
@@ -194,13 +195,13 @@ class ModelsTest(parameterized.TestCase):
     # Winograd (block 1's 3 channels fall back to im2col).
     x = jax.random.uniform(jax.random.key(1), (4, 16, 16, 3))
     outs, trees = [], []
-    for impl in models.cnn.CONV_IMPLS:
+    for impl in models.CONV_IMPLS:
       model = models.Conv4(num_classes=5, features=16, conv_impl=impl)
       params = model.init(jax.random.key(0), x)
       trees.append(jax.tree.map(jnp.shape, params))
       outs.append(model.apply(params, x))
     # Winograd did run: its float32 rounding differs from im2col's.
-    by_impl = dict(zip(models.cnn.CONV_IMPLS, outs))
+    by_impl = dict(zip(models.CONV_IMPLS, outs))
     self.assertFalse(np.array_equal(by_impl['winograd'], by_impl['im2col']))
     for tree, out in zip(trees[1:], outs[1:]):
       self.assertEqual(tree, trees[0])
@@ -226,7 +227,7 @@ class ModelsTest(parameterized.TestCase):
                                  jnp.float64)
 
       def reference(x, kernel):
-        return models.cnn.max_pool_2x2(jax.lax.conv_general_dilated(
+        return _kernels.max_pool_2x2(jax.lax.conv_general_dilated(
             x, kernel, (1, 1), 'VALID',
             dimension_numbers=('NHWC', 'HWIO', 'NHWC')))
 
@@ -264,7 +265,7 @@ class ModelsTest(parameterized.TestCase):
     x = jnp.ones((1, 6, 6, 1))
     kernel = jnp.ones((3, 3, 1, 1))
     got = jax.grad(lambda k: jnp.sum(models.conv_pool_s2d(x, k)))(kernel)
-    want = jax.grad(lambda k: jnp.sum(models.cnn.max_pool_2x2(
+    want = jax.grad(lambda k: jnp.sum(_kernels.max_pool_2x2(
         jax.lax.conv_general_dilated(
             x, k, (1, 1), 'VALID',
             dimension_numbers=('NHWC', 'HWIO', 'NHWC')))))(kernel)

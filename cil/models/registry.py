@@ -1,0 +1,34 @@
+"""The models by name (`get_model`), for configs and launchers."""
+
+import functools
+from typing import Sequence
+
+import flax.linen as nn
+
+from cil.models.classifiers import AConvNet
+from cil.models.classifiers import DigitsCNN
+from cil.models.classifiers import LeNet
+from cil.models.conv4 import Conv4
+from cil.models.resnet import CifarResNet32
+
+
+_MODELS = {
+    'lenet': LeNet,
+    'digits_cnn': DigitsCNN,
+    'aconvnet': AConvNet,
+    'conv4': Conv4,
+    'resnet32': CifarResNet32,
+    'resnet32_normed': functools.partial(CifarResNet32, normed_head=True),
+}
+MODEL_NAMES: Sequence[str] = tuple(_MODELS)
+# The models that take `conv_pool` (`CONV_POOL_IMPLS`).
+CONV_POOL_MODELS: Sequence[str] = ('lenet',)
+
+
+def get_model(name: str, num_classes: int, **kwargs) -> nn.Module:
+  """Returns the model called `name` (lenet, digits_cnn, aconvnet, conv4,
+  resnet32, resnet32_normed)."""
+  if name not in _MODELS:
+    raise ValueError(f'Unknown model {name!r}; known: '
+                     f'{", ".join(MODEL_NAMES)}.')
+  return _MODELS[name](num_classes=num_classes, **kwargs)
