@@ -71,8 +71,10 @@ def check_manual_dir(name: str, manual_dir, required: Iterable[str],
   return manual_dir
 
 
-class _Builder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
-  """Shared set-up: array_record output, features from `_features()`."""
+class ArrayRecordBuilder(tfds.core.GeneratorBasedBuilder,
+                         skip_registration=True):
+  """The project builders' shared set-up (and your own: `cil.data.custom`):
+  array_record output, features from `_features()`."""
 
   VERSION = tfds.core.Version('1.0.0')
   RELEASE_NOTES = {'1.0.0': 'First release.'}
@@ -106,7 +108,7 @@ class _Builder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
 # ---------------------------------------------------------------------------
 
 
-class CilDigits(_Builder):
+class CilDigits(ArrayRecordBuilder):
   """scikit-learn's bundled handwritten digits (UCI optdigits test set).
 
   1,797 real 8x8 images of 10 classes, shipped inside scikit-learn, so this
@@ -173,7 +175,7 @@ def read_idx(path: str) -> np.ndarray:
   return np.frombuffer(data, np.uint8, offset=offset).reshape(shape)
 
 
-class CilMnist(_Builder):
+class CilMnist(ArrayRecordBuilder):
   """MNIST (LeCun, Cortes and Burges) from its four IDX files, TF-free."""
 
   MANUAL_DOWNLOAD_INSTRUCTIONS = (
@@ -222,7 +224,7 @@ _OMNIGLOT_ZIPS = {
 }
 
 
-class CilOmniglot(_Builder):
+class CilOmniglot(ArrayRecordBuilder):
   """Omniglot (Lake et al. 2015) from the repository's zips, TF-free.
 
   Each present zip becomes a split (train = images_background, test =
@@ -291,7 +293,7 @@ _MINI_IMAGENET_FILES = {
                                                             'test')}
 
 
-class MiniImagenet(_Builder):
+class MiniImagenet(ArrayRecordBuilder):
   """miniImageNet (Vinyals et al. 2016; Ravi & Larochelle 2017 class split).
 
   Built from the widely used cache pickles: 64 train, 16 val and 20 test
@@ -431,7 +433,7 @@ def read_cifar_pickle(path: str, label_key: str) -> tuple[np.ndarray,
   return data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1), labels
 
 
-class _Cifar(_Builder):
+class _Cifar(ArrayRecordBuilder):
   """Shared CIFAR builder: the python-version pickles, TF-free."""
 
   FOLDER = ''
@@ -533,7 +535,7 @@ def _normalise_class(name: str) -> str:
   return re.sub(r'[^0-9A-Z]', '', name.upper())
 
 
-class MstarSoc(_Builder):
+class MstarSoc(ArrayRecordBuilder):
   """MSTAR, 10-class standard operating condition (SOC), 88x88 center crops.
 
   Train: chips at 17 deg depression; test: 15 deg. Each chip is converted to

@@ -52,6 +52,7 @@ import numpy as np
 from cil import _extras
 from cil import errors
 from cil.data import builders
+from cil.data import preparation
 
 tfds = _extras.require('tensorflow_datasets', what='cil.data')
 
@@ -271,8 +272,7 @@ def _split_members(n: int, fraction: float, rng) -> np.ndarray:
   return is_test
 
 
-class _Planned(builders._Builder,  # pylint: disable=protected-access
-               skip_registration=True):
+class _Planned(builders.ArrayRecordBuilder, skip_registration=True):
   """A builder of your data: `plan` (image shape, class names, source)
   decides its features; one config per source fingerprint."""
 
@@ -448,19 +448,15 @@ def export(train, test, out: str, *, fmt: str) -> str:
 def _prepared(builder_cls, spec: str, data_dir: str, fingerprint: str,
               make_plan) -> 'tfds.core.DatasetBuilder':
   """The prepared builder of a source: read if there, else built once."""
-  # pylint: disable-next=g-import-not-at-top
-  from cil.data import datasets
   path = os.path.join(data_dir, builder_cls.name, fingerprint, '1.0.0')
   if os.path.exists(os.path.join(path, 'dataset_info.json')):
     return tfds.builder_from_directory(path)
-  # pylint: disable-next=protected-access
-  with datasets._tfds_warnings_held():
+  with preparation.tfds_warnings_held():
     builder = builder_cls(plan=make_plan(), data_dir=data_dir,
                           config=tfds.core.BuilderConfig(
                               name=fingerprint, description=spec))
-  # pylint: disable-next=protected-access
-  with datasets._removing_what_a_failed_build_left(data_dir), \
-      datasets._first_build(spec, data_dir):
+  with preparation.removing_what_a_failed_build_left(data_dir), \
+      preparation.first_build(spec, data_dir):
     builder.download_and_prepare()
   return builder
 

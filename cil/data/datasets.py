@@ -21,12 +21,8 @@ Prepared datasets live in `data_dir` (argument, else `CIL_DATA_DIR`, else
 TFDS's default `~/tensorflow_datasets`).
 """
 
-import contextlib
 import dataclasses
-import io
-import logging as std_logging
 import os
-import sys
 from typing import Optional
 
 from absl import logging
@@ -36,6 +32,7 @@ from cil import _extras
 from cil import errors
 from cil.data import builders
 from cil.data import custom
+from cil.data import preparation
 
 tfds = _extras.require('tensorflow_datasets', what='cil.data')
 
@@ -59,78 +56,6 @@ _DATASETS = {
     'cifar100': (builders.CilCifar100, 'cifar100', None, ('train', 'test')),
 }
 DATASET_NAMES = tuple(_DATASETS)
-
-
-def _directories(root: str) -> set:
-  return {dirpath for dirpath, _, _ in os.walk(root)}
-
-
-@contextlib.contextmanager
-def _removing_what_a_failed_build_left(data_dir: str):
-  """On an error, removes the empty folders the build made under `data_dir`.
-
-  A failed `download_and_prepare` leaves `downloads/extracted/` (with, for
-  builders that extract archives, empty `tmp*tfds` folders) and the empty
-  `<name>/<version>/` folders; a later build does not need them and they
-  make a failed build look half-done. Folders that existed before, and any
-  folder that is not empty, are kept.
-  """
-  data_dir = os.fspath(data_dir)
-  before = _directories(data_dir)
-  try:
-    yield
-  except BaseException:
-    for path in sorted(_directories(data_dir) - before, reverse=True):
-      with contextlib.suppress(OSError):
-        os.rmdir(path)  # Only if empty; children come first (reverse).
-    raise
-
-
-@contextlib.contextmanager
-def _tfds_warnings_held():
-  """TFDS's warnings (and absl's) held to errors, unless absl's verbosity is
-  debug (`-v 1`): a builder for a dataset not yet prepared warns that its
-  folder "has no dataset_info.json", which is how a first run starts."""
-  if logging.get_verbosity() >= logging.DEBUG:
-    yield
-    return
-  loggers = [std_logging.getLogger(n) for n in ('absl', 'tensorflow_datasets')]
-  levels = [lg.level for lg in loggers]
-  for lg in loggers:
-    lg.setLevel(std_logging.ERROR)
-  try:
-    yield
-  finally:
-    for lg, level in zip(loggers, levels):
-      lg.setLevel(level)
-
-
-@contextlib.contextmanager
-def _first_build(name: str, data_dir: str):
-  """Around a dataset's one-time preparation: one line of ours, not TFDS's.
-
-  Prints `cil: preparing NAME in DATA_DIR (first run) ...` to stderr and
-  keeps TFDS's own output (its warnings, its "Downloading and preparing
-  dataset" line, its progress bars) out of the console, unless absl's
-  verbosity is debug (`-v 1` in the launchers), which shows all of it.
-  What was held back is logged at debug level if the build fails; a
-  failure is raised as ever, and `_removing_what_a_failed_build_left`
-  cleans up.
-  """
-  if logging.get_verbosity() >= logging.DEBUG:
-    yield
-    return
-  print(f'cil: preparing {name} in {data_dir} (first run) ...',
-        file=sys.stderr, flush=True)
-  held = io.StringIO()
-  try:
-    with _tfds_warnings_held(), contextlib.redirect_stdout(held), \
-        contextlib.redirect_stderr(held):
-      yield
-  except BaseException:
-    logging.debug('Output of the failed build of %s:\n%s', name,
-                  held.getvalue())
-    raise
 
 
 @dataclasses.dataclass(frozen=True)
@@ -279,7 +204,7 @@ def load(name: str, split: str, *, data_dir: Optional[str] = None,
   manual_root = _resolve(manual_dir, MANUAL_DIR_ENV)
 
   if manual_sub is None or manual_root is not None or stock_name is None:
-    with _tfds_warnings_held():
+    with preparation.tfds_warnings_held():
       builder = builder_cls(data_dir=data_dir)
       prepared = builder.is_prepared()
     if not prepared:
@@ -291,8 +216,9 @@ def load(name: str, split: str, *, data_dir: Optional[str] = None,
             f'directory is set ({_MANUAL_DIR_SETTINGS}).\n'
             f'{builder_cls.MANUAL_DOWNLOAD_INSTRUCTIONS}')
       try:
-        with _removing_what_a_failed_build_left(builder.data_dir_root), \
-            _first_build(name, builder.data_dir_root):
+        root = builder.data_dir_root
+        with preparation.removing_what_a_failed_build_left(root), \
+            preparation.first_build(name, root):
           builder.download_and_prepare(
               download_config=tfds.download.DownloadConfig(manual_dir=manual))
       except FileNotFoundError as e:  # The builder names what is missing.

@@ -280,7 +280,7 @@ class ExportTest(_Base):
       custom.export(train, test, os.path.join(self.root, 'out'), fmt='folder')
 
 
-class TinyImages(builders._Builder,  # pylint: disable=protected-access
+class TinyImages(builders.ArrayRecordBuilder,
                  skip_registration=True):
   """Four 3x3 images under other feature names, for `tfds:` specs."""
 
