@@ -10,25 +10,25 @@ import jax.numpy as jnp
 from jax.typing import ArrayLike
 
 from cil import _validation as v
-from cil._losses._common import _check_classification_inputs
-from cil._losses._common import _check_gamma
-from cil._losses._common import _ci_modulation
-from cil._losses._common import _counts_as_float
-from cil._losses._common import _finish
-from cil._losses._common import _host_sequence_to_array
-from cil._losses._common import _neg_log
-from cil._losses._common import _one_minus_p
-from cil._losses._common import _optax_shaped
-from cil._losses._common import _prepare
-from cil._losses._common import _safe_pow
-from cil._losses._common import _take
-from cil._losses._common import _true_class_log_prob
-from cil._losses._imbalance import _ci_log_max_and_exponent
-from cil._losses._imbalance import _factor_hparams
+from cil._losses._common import check_classification_inputs
+from cil._losses._common import check_gamma
+from cil._losses._common import ci_modulation
+from cil._losses._common import counts_as_float
+from cil._losses._common import finish_loss
+from cil._losses._common import host_sequence_to_array
+from cil._losses._common import neg_log
+from cil._losses._common import one_minus_prob
+from cil._losses._common import optax_shaped
+from cil._losses._common import prepare_inputs
+from cil._losses._common import safe_pow
+from cil._losses._common import take_class
+from cil._losses._common import true_class_log_prob
+from cil._losses._imbalance import ci_log_max_and_exponent
+from cil._losses._imbalance import pack_factor_hparams
 from cil._losses._imbalance import PAPER_RULE
 
 
-@_optax_shaped()
+@optax_shaped()
 def cross_entropy(
     logits: ArrayLike,
     labels: ArrayLike,
@@ -62,7 +62,7 @@ def cross_entropy(
     >>> round(float(cross_entropy(logits, jnp.array([0]))[0]), 4)
     0.104
   """
-  _check_classification_inputs(logits, labels, where)
+  check_classification_inputs(logits, labels, where)
   v.check_log_base(log_base)
   return _cross_entropy_core(logits, labels, where, log_base)
 
@@ -70,16 +70,16 @@ def cross_entropy(
 @jax.jit
 def _cross_entropy_core(logits, labels, where, log_base):
   """`cross_entropy` past its checks, jitted."""
-  logits, labels = _prepare(logits, labels, where)
-  log_p = _true_class_log_prob(logits, labels)
-  return _finish(_neg_log(log_p, log_base), labels, where)
+  logits, labels = prepare_inputs(logits, labels, where)
+  log_p = true_class_log_prob(logits, labels)
+  return finish_loss(neg_log(log_p, log_base), labels, where)
 
 
-def _focal_from_log_p(log_p, gamma, log_base):
-  return _safe_pow(_one_minus_p(log_p), gamma) * _neg_log(log_p, log_base)
+def focal_from_log_p(log_p, gamma, log_base):
+  return safe_pow(one_minus_prob(log_p), gamma) * neg_log(log_p, log_base)
 
 
-@_optax_shaped()
+@optax_shaped()
 def focal_loss(
     logits: ArrayLike,
     labels: ArrayLike,
@@ -122,9 +122,9 @@ def focal_loss(
     Lin, Goyal, Girshick, He and Dollar, `Focal Loss for Dense Object
     Detection <https://arxiv.org/abs/1708.02002>`_, ICCV 2017.
   """
-  _, num_classes = _check_classification_inputs(logits, labels, where)
+  _, num_classes = check_classification_inputs(logits, labels, where)
   v.check_log_base(log_base)
-  _check_gamma(gamma)
+  check_gamma(gamma)
   if alpha is not None:
     v.check_rank(alpha, 1, 'alpha')
     if jnp.shape(alpha)[0] != num_classes:
@@ -138,15 +138,15 @@ def focal_loss(
 @jax.jit
 def _focal_loss_core(logits, labels, where, gamma, alpha, log_base):
   """`focal_loss` past its checks, jitted."""
-  logits, labels = _prepare(logits, labels, where)
-  log_p = _true_class_log_prob(logits, labels)
-  loss = _focal_from_log_p(log_p, gamma, log_base)
+  logits, labels = prepare_inputs(logits, labels, where)
+  log_p = true_class_log_prob(logits, labels)
+  loss = focal_from_log_p(log_p, gamma, log_base)
   if alpha is not None:
-    loss = _take(jnp.asarray(alpha, loss.dtype), labels) * loss
-  return _finish(loss, labels, where)
+    loss = take_class(jnp.asarray(alpha, loss.dtype), labels) * loss
+  return finish_loss(loss, labels, where)
 
 
-@_optax_shaped()
+@optax_shaped()
 def ci_loss(
     logits: ArrayLike,
     labels: ArrayLike,
@@ -199,11 +199,11 @@ def ci_loss(
     Zhang et al., `A Class Imbalance Loss for Imbalanced Object Recognition
     <https://doi.org/10.1109/JSTARS.2020.2995703>`_, 2020.
   """
-  class_counts = _host_sequence_to_array(class_counts)
-  _check_classification_inputs(logits, labels, where, class_counts)
+  class_counts = host_sequence_to_array(class_counts)
+  check_classification_inputs(logits, labels, where, class_counts)
   v.check_log_base(log_base)
-  factor_hparams = _factor_hparams(threshold, low_exponent, high_exponent,
-                                   transition_width)
+  factor_hparams = pack_factor_hparams(threshold, low_exponent,
+                                       high_exponent, transition_width)
   return _ci_loss_core(logits, labels, where, class_counts, log_base,
                        factor_hparams)
 
@@ -212,21 +212,21 @@ def ci_loss(
 def _ci_loss_core(logits, labels, where, class_counts, log_base,
                   factor_hparams):
   """`ci_loss` past its checks, jitted."""
-  logits, labels = _prepare(logits, labels, where)
-  factor = _ci_true_class_factor(
-      _counts_as_float(class_counts, logits.dtype), labels, factor_hparams)
-  log_p = _true_class_log_prob(logits, labels)
-  loss = (_ci_modulation(_one_minus_p(log_p)) * factor
-          * _neg_log(log_p, log_base))
-  return _finish(loss, labels, where)
+  logits, labels = prepare_inputs(logits, labels, where)
+  factor = ci_true_class_factor(
+      counts_as_float(class_counts, logits.dtype), labels, factor_hparams)
+  log_p = true_class_log_prob(logits, labels)
+  loss = (ci_modulation(one_minus_prob(log_p)) * factor
+          * neg_log(log_p, log_base))
+  return finish_loss(loss, labels, where)
 
 
-def _ci_true_class_factor(counts: jax.Array, labels: jax.Array,
-                          factor_hparams: dict) -> jax.Array:
+def ci_true_class_factor(counts: jax.Array, labels: jax.Array,
+                         factor_hparams: dict) -> jax.Array:
   """`ci_class_factors(counts)[labels]` without the `[C]` power: `[batch]`.
 
   Two reductions over the classes (max, mean log) and the rest per example,
   which XLA fuses into the loss; same values as `ci_class_factors`.
   """
-  log_max, exponent = _ci_log_max_and_exponent(counts, **factor_hparams)
-  return jnp.exp(exponent * (log_max - jnp.log(_take(counts, labels))))
+  log_max, exponent = ci_log_max_and_exponent(counts, **factor_hparams)
+  return jnp.exp(exponent * (log_max - jnp.log(take_class(counts, labels))))

@@ -13,18 +13,18 @@ import jax.numpy as jnp
 from jax.typing import ArrayLike
 
 from cil import _validation as v
-from cil._losses._common import _check_classification_inputs
-from cil._losses._common import _check_gamma
-from cil._losses._common import _ci_modulation
-from cil._losses._common import _counts_as_float
-from cil._losses._common import _HALF_PI
-from cil._losses._common import _host_sequence_to_array
-from cil._losses._common import _is_soft
-from cil._losses._common import _one_minus_p
-from cil._losses._common import _optax_shaped
-from cil._losses._common import _prepare
-from cil._losses._imbalance import _ci_log_max_and_exponent
-from cil._losses._imbalance import _factor_hparams
+from cil._losses._common import check_classification_inputs
+from cil._losses._common import check_gamma
+from cil._losses._common import ci_modulation
+from cil._losses._common import counts_as_float
+from cil._losses._common import HALF_PI
+from cil._losses._common import host_sequence_to_array
+from cil._losses._common import is_soft
+from cil._losses._common import one_minus_prob
+from cil._losses._common import optax_shaped
+from cil._losses._common import prepare_inputs
+from cil._losses._imbalance import ci_log_max_and_exponent
+from cil._losses._imbalance import pack_factor_hparams
 from cil._losses._imbalance import PAPER_RULE
 
 
@@ -75,7 +75,7 @@ def focal_grad_p(p: ArrayLike, *, gamma: float,
   Returns:
     The derivative, same shape as `p`.
   """
-  _check_gamma(gamma)
+  check_gamma(gamma)
   _check_probabilities(
       p, allow_one=not v.is_concrete(gamma) or float(gamma) >= 1)
   v.check_log_base(log_base)
@@ -111,14 +111,14 @@ def ci_grad_p(p: ArrayLike, factor: ArrayLike, *,
   _check_probabilities(p)
   v.check_log_base(log_base)
   p = jnp.asarray(p)
-  a = _HALF_PI * p
+  a = HALF_PI * p
   ln_b = jnp.log(jnp.asarray(log_base, p.dtype))
   return (-jnp.asarray(factor, p.dtype) / ln_b
           * (jnp.cos(a) * (1 - jnp.sin(a)) / p
-             - _HALF_PI * jnp.log(p) * (jnp.cos(math.pi * p) + jnp.sin(a))))
+             - HALF_PI * jnp.log(p) * (jnp.cos(math.pi * p) + jnp.sin(a))))
 
 
-@_optax_shaped(returns_classes=True)
+@optax_shaped(returns_classes=True)
 def ci_loss_grad_logits(
     logits: ArrayLike,
     labels: ArrayLike,
@@ -158,12 +158,12 @@ def ci_loss_grad_logits(
     The shape of `logits`: the gradient of `ci_loss(...)` summed over the
     batch, i.e. of each example's loss with respect to its own logits.
   """
-  class_counts = _host_sequence_to_array(class_counts)
-  _, num_classes = _check_classification_inputs(
+  class_counts = host_sequence_to_array(class_counts)
+  _, num_classes = check_classification_inputs(
       logits, labels, where, class_counts)
   v.check_log_base(log_base)
-  factor_hparams = _factor_hparams(threshold, low_exponent, high_exponent,
-                                   transition_width)
+  factor_hparams = pack_factor_hparams(threshold, low_exponent,
+                                       high_exponent, transition_width)
   return _ci_loss_grad_logits_core(logits, labels, where, class_counts,
                                    log_base, factor_hparams)
 
@@ -173,23 +173,23 @@ def _ci_loss_grad_logits_core(logits, labels, where, class_counts, log_base,
                               factor_hparams):
   """`ci_loss_grad_logits` past its checks, jitted."""
   num_classes = jnp.shape(logits)[1]
-  logits, labels = _prepare(logits, labels, where)
-  counts = _counts_as_float(class_counts, logits.dtype)
+  logits, labels = prepare_inputs(logits, labels, where)
+  counts = counts_as_float(class_counts, logits.dtype)
   log_probs = jax.nn.log_softmax(logits, axis=-1)
   probs = jnp.exp(log_probs)
   # y: the label distribution (one-hot for integer labels). With g_c the
   # (dL/dp) p of class c from eq. (15), dL/dz_k = y_k g_k - p_k sum_c y_c g_c.
-  y = (labels if _is_soft(labels)
+  y = (labels if is_soft(labels)
        else jax.nn.one_hot(labels, num_classes, dtype=logits.dtype))
-  log_max, exponent = _ci_log_max_and_exponent(counts, **factor_hparams)
+  log_max, exponent = ci_log_max_and_exponent(counts, **factor_hparams)
   factor = jnp.exp(exponent * (log_max - jnp.log(counts)))[None, :]
-  a = _HALF_PI * probs
+  a = HALF_PI * probs
   ln_b = jnp.log(jnp.asarray(log_base, logits.dtype))
   # (dL/dp) * p, eq. (15) multiplied through by p.
   dl_dp_times_p = -factor / ln_b * (
-      _ci_modulation(_one_minus_p(log_probs))
-      - _HALF_PI * probs * log_probs * (jnp.cos(math.pi * probs)
-                                        + jnp.sin(a)))
+      ci_modulation(one_minus_prob(log_probs))
+      - HALF_PI * probs * log_probs * (jnp.cos(math.pi * probs)
+                                       + jnp.sin(a)))
   weighted = y * dl_dp_times_p
   grad = weighted - probs * jnp.sum(weighted, axis=-1, keepdims=True)
   if where is not None:

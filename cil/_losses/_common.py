@@ -12,13 +12,13 @@ import jax.numpy as jnp
 
 from cil import _validation as v
 
-_HALF_PI = math.pi / 2
+HALF_PI = math.pi / 2
 
 
 # Helpers.
 
 
-def _host_sequence_to_array(x):
+def host_sequence_to_array(x):
   """Lets class counts be given as a Python list or tuple (e.g. [256, 1])."""
   if isinstance(x, (list, tuple)):
     import numpy as np  # pylint: disable=g-import-not-at-top
@@ -34,12 +34,12 @@ def _compute_dtype(x) -> jnp.dtype:
   return jnp.promote_types(dtype, jnp.float32)
 
 
-def _counts_as_float(class_counts, dtype=None) -> jax.Array:
+def counts_as_float(class_counts, dtype=None) -> jax.Array:
   counts = jnp.asarray(class_counts)
   return counts.astype(dtype or _compute_dtype(counts))
 
 
-def _check_classification_inputs(logits, labels, where, class_counts=None):
+def check_classification_inputs(logits, labels, where, class_counts=None):
   """Static checks always; value checks when concrete. Returns (B, C)."""
   v.check_logits(logits)
   batch_size, num_classes = jnp.shape(logits)
@@ -50,17 +50,17 @@ def _check_classification_inputs(logits, labels, where, class_counts=None):
   return batch_size, num_classes
 
 
-def _is_soft(labels) -> bool:
+def is_soft(labels) -> bool:
   """Soft (probability) labels are floating `[batch, C]`; hard ones integer."""
   return jnp.issubdtype(jnp.result_type(labels), jnp.floating)
 
 
-def _prepare(logits, labels, where):
+def prepare_inputs(logits, labels, where):
   """Casts logits to the compute dtype; gives masked rows a valid label."""
   logits = jnp.asarray(logits)
   logits = logits.astype(_compute_dtype(logits))
   labels = jnp.asarray(labels)
-  if _is_soft(labels):
+  if is_soft(labels):
     labels = labels.astype(logits.dtype)
     if where is not None:
       labels = jnp.where(jnp.asarray(where)[:, None], labels, 0.0)
@@ -73,46 +73,46 @@ def _prepare(logits, labels, where):
   return logits, labels
 
 
-def _true_class_log_prob(logits: jax.Array, labels: jax.Array) -> jax.Array:
+def true_class_log_prob(logits: jax.Array, labels: jax.Array) -> jax.Array:
   """log p of the true class: `[batch]`; `[batch, C]` for soft labels.
 
   Hard labels: z_t - logsumexp(z). Gathering z_t and subtracting the
   log-normaliser avoids materialising the `[batch, num_classes]`
-  log-softmax (and its backward pass): 2.5x faster than
-  `take(log_softmax(z))` at [1024, 1000] on CPU. Soft labels: every class's
-  log p (the loss is then the label-weighted sum, `_finish`).
+  log-softmax (and its backward pass), which is faster than
+  `take(log_softmax(z))` (docs/performance.md). Soft labels: every class's
+  log p (the loss is then the label-weighted sum, `finish_loss`).
   """
-  if _is_soft(labels):
+  if is_soft(labels):
     return jax.nn.log_softmax(logits, axis=-1)
   true_logit = jnp.take_along_axis(logits, labels[:, None], axis=-1)[:, 0]
   return true_logit - jax.nn.logsumexp(logits, axis=-1)
 
 
-def _take(values: jax.Array, labels: jax.Array) -> jax.Array:
+def take_class(values: jax.Array, labels: jax.Array) -> jax.Array:
   """A per-class `[C]` quantity at the true class: `[batch]` (or `[1, C]`)."""
-  if _is_soft(labels):
+  if is_soft(labels):
     return values[None, :]
   return values[labels]
 
 
-def _finish(loss: jax.Array, labels: jax.Array, where) -> jax.Array:
+def finish_loss(loss: jax.Array, labels: jax.Array, where) -> jax.Array:
   """Per-class losses `[batch, C]` -> label-weighted sum (soft); masks."""
-  if _is_soft(labels):
+  if is_soft(labels):
     loss = jnp.sum(labels * loss, axis=-1)
   return _mask(loss, where)
 
 
-def _one_minus_p(log_p: jax.Array) -> jax.Array:
+def one_minus_prob(log_p: jax.Array) -> jax.Array:
   """1 - p from log p, accurate for p near 1, never negative."""
   return jnp.maximum(-jnp.expm1(log_p), 0.0)
 
 
-def _neg_log(log_p: jax.Array, log_base) -> jax.Array:
+def neg_log(log_p: jax.Array, log_base) -> jax.Array:
   """-log_base(p) from the natural log."""
   return -log_p / jnp.log(jnp.asarray(log_base, log_p.dtype))
 
 
-def _safe_pow(x: jax.Array, exponent) -> jax.Array:
+def safe_pow(x: jax.Array, exponent) -> jax.Array:
   """x ** exponent for x >= 0 with finite gradients at x = 0 (0 ** 0 = 1)."""
   positive = x > 0
   x_safe = jnp.where(positive, x, 1.0)
@@ -120,7 +120,7 @@ def _safe_pow(x: jax.Array, exponent) -> jax.Array:
   return jnp.where(positive, jnp.exp(exponent * jnp.log(x_safe)), at_zero)
 
 
-def _ci_modulation(one_minus_p: jax.Array) -> jax.Array:
+def ci_modulation(one_minus_p: jax.Array) -> jax.Array:
   """(1 - sin(pi p / 2)) cos(pi p / 2), written in q = 1 - p.
 
   With a = pi p / 2: 1 - sin(a) = 1 - cos(pi q / 2) = 2 sin^2(pi q / 4) and
@@ -128,10 +128,10 @@ def _ci_modulation(one_minus_p: jax.Array) -> jax.Array:
   where the direct form cancels.
   """
   q = one_minus_p
-  return 2.0 * jnp.sin(q * (math.pi / 4)) ** 2 * jnp.sin(q * _HALF_PI)
+  return 2.0 * jnp.sin(q * (math.pi / 4)) ** 2 * jnp.sin(q * HALF_PI)
 
 
-def _optax_shaped(*, returns_classes: bool = False):
+def optax_shaped(*, returns_classes: bool = False):
   """Gives a `[batch, C]` loss optax's shapes: `[..., C]` with `axis`.
 
   The wrapped function takes logits with any leading axes and the class axis
@@ -147,8 +147,8 @@ def _optax_shaped(*, returns_classes: bool = False):
     @functools.wraps(fn)
     def wrapped(logits, labels, *args, axis: int = -1, where=None,
                 **kwargs):
-      logits = _host_sequence_to_array(logits)
-      labels = _host_sequence_to_array(labels)
+      logits = host_sequence_to_array(logits)
+      labels = host_sequence_to_array(labels)
       shape = tuple(jnp.shape(logits))
       ndim = len(shape)
       if ndim == 0:
@@ -159,7 +159,7 @@ def _optax_shaped(*, returns_classes: bool = False):
       axis %= ndim
       if ndim == 2 and axis == 1:
         return fn(logits, labels, *args, where=where, **kwargs)
-      soft = _is_soft(labels)
+      soft = is_soft(labels)
       expected = shape if soft else shape[:axis] + shape[axis + 1:]
       if tuple(jnp.shape(labels)) != expected:
         kind = ('soft labels need the shape of `logits`' if soft else
@@ -173,7 +173,7 @@ def _optax_shaped(*, returns_classes: bool = False):
         labels = jnp.moveaxis(labels, axis, -1)
       lead = logits.shape[:-1]
       if where is not None:
-        where = _host_sequence_to_array(where)
+        where = host_sequence_to_array(where)
         try:
           where = jnp.broadcast_to(where, lead)
         except ValueError:
@@ -199,6 +199,6 @@ def _mask(loss: jax.Array, where) -> jax.Array:
   return jnp.where(where, loss, 0.0)
 
 
-def _check_gamma(gamma) -> None:
+def check_gamma(gamma) -> None:
   if v.is_concrete(gamma) and not float(gamma) >= 0:
     raise ValueError(f'`gamma` must be >= 0, got {gamma}.')

@@ -10,24 +10,24 @@ import jax.numpy as jnp
 from jax.typing import ArrayLike
 
 from cil import _validation as v
-from cil._losses._classification import _ci_true_class_factor
-from cil._losses._common import _check_classification_inputs
-from cil._losses._common import _ci_modulation
-from cil._losses._common import _counts_as_float
-from cil._losses._common import _finish
-from cil._losses._common import _host_sequence_to_array
-from cil._losses._common import _neg_log
-from cil._losses._common import _one_minus_p
-from cil._losses._common import _optax_shaped
-from cil._losses._common import _prepare
-from cil._losses._common import _take
-from cil._losses._common import _true_class_log_prob
-from cil._losses._imbalance import _factor_hparams
+from cil._losses._classification import ci_true_class_factor
+from cil._losses._common import check_classification_inputs
+from cil._losses._common import ci_modulation
+from cil._losses._common import counts_as_float
+from cil._losses._common import finish_loss
+from cil._losses._common import host_sequence_to_array
+from cil._losses._common import neg_log
+from cil._losses._common import one_minus_prob
+from cil._losses._common import optax_shaped
+from cil._losses._common import prepare_inputs
+from cil._losses._common import take_class
+from cil._losses._common import true_class_log_prob
+from cil._losses._imbalance import pack_factor_hparams
 from cil._losses._imbalance import PAPER_RULE
-from cil._losses._peers import _class_balanced_weights
+from cil._losses._peers import class_balanced_weights
 
 
-@_optax_shaped()
+@optax_shaped()
 def ci_components_loss(
     logits: ArrayLike,
     labels: ArrayLike,
@@ -108,12 +108,12 @@ def ci_components_loss(
     ...                   losses.ci_loss(logits, labels, counts)))
     True
   """
-  class_counts = _host_sequence_to_array(class_counts)
-  _check_classification_inputs(logits, labels, where, class_counts)
+  class_counts = host_sequence_to_array(class_counts)
+  check_classification_inputs(logits, labels, where, class_counts)
   v.check_log_base(log_base)
   v.check_finite_scalar(tau, 'tau')
-  factor_hparams = _factor_hparams(threshold, low_exponent, high_exponent,
-                                   transition_width)
+  factor_hparams = pack_factor_hparams(threshold, low_exponent,
+                                       high_exponent, transition_width)
   if v.is_concrete(modulation) and not 0 <= float(modulation) <= 1:
     raise ValueError(f'`modulation` must be in [0, 1], got {modulation}.')
   if v.is_concrete(cb_beta) and not 0 <= float(cb_beta) < 1:
@@ -126,14 +126,14 @@ def ci_components_loss(
 def _ci_components_core(logits, labels, where, class_counts, modulation,
                         factor_hparams, cb_beta, tau, log_base):
   """`ci_components_loss` past its checks, jitted."""
-  logits, labels = _prepare(logits, labels, where)
-  counts = _counts_as_float(class_counts, logits.dtype)
+  logits, labels = prepare_inputs(logits, labels, where)
+  counts = counts_as_float(class_counts, logits.dtype)
   log_prior = jnp.log(counts) - jnp.log(jnp.sum(counts))
-  log_p = _true_class_log_prob(logits + tau * log_prior, labels)
+  log_p = true_class_log_prob(logits + tau * log_prior, labels)
   modulation = jnp.asarray(modulation, logits.dtype)
-  m = (modulation * _ci_modulation(_one_minus_p(log_p)) + (1 - modulation))
+  m = (modulation * ci_modulation(one_minus_prob(log_p)) + (1 - modulation))
   # The class-balanced weight where cb_beta > 0 (all 1, finite, at 0).
-  cb = _take(_class_balanced_weights(counts, cb_beta), labels)
-  ci = _ci_true_class_factor(counts, labels, factor_hparams)
+  cb = take_class(class_balanced_weights(counts, cb_beta), labels)
+  ci = ci_true_class_factor(counts, labels, factor_hparams)
   weight = jnp.where(jnp.asarray(cb_beta) > 0, cb, ci)
-  return _finish(m * weight * _neg_log(log_p, log_base), labels, where)
+  return finish_loss(m * weight * neg_log(log_p, log_base), labels, where)

@@ -12,8 +12,8 @@ import jax.numpy as jnp
 from jax.typing import ArrayLike
 
 from cil import _validation as v
-from cil._losses._common import _counts_as_float
-from cil._losses._common import _host_sequence_to_array
+from cil._losses._common import counts_as_float
+from cil._losses._common import host_sequence_to_array
 
 
 class _Rule(NamedTuple):
@@ -56,9 +56,9 @@ def imbalance_ratio(class_counts: ArrayLike) -> jax.Array:
     Zhang et al., `A Class Imbalance Loss for Imbalanced Object Recognition
     <https://doi.org/10.1109/JSTARS.2020.2995703>`_, 2020.
   """
-  class_counts = _host_sequence_to_array(class_counts)
+  class_counts = host_sequence_to_array(class_counts)
   v.check_class_counts(class_counts)
-  counts = _counts_as_float(class_counts)
+  counts = counts_as_float(class_counts)
   return jnp.max(counts) / jnp.min(counts)
 
 
@@ -87,9 +87,9 @@ def imbalance_degree(class_counts: ArrayLike) -> jax.Array:
     Zhang et al., `A Class Imbalance Loss for Imbalanced Object Recognition
     <https://doi.org/10.1109/JSTARS.2020.2995703>`_, 2020.
   """
-  class_counts = _host_sequence_to_array(class_counts)
+  class_counts = host_sequence_to_array(class_counts)
   v.check_class_counts(class_counts)
-  counts = _counts_as_float(class_counts)
+  counts = counts_as_float(class_counts)
   return -jnp.mean(jnp.log10(counts / jnp.max(counts)))
 
 
@@ -149,17 +149,17 @@ def ci_class_factors(
     Zhang et al., `A Class Imbalance Loss for Imbalanced Object Recognition
     <https://doi.org/10.1109/JSTARS.2020.2995703>`_, 2020.
   """
-  class_counts = _host_sequence_to_array(class_counts)
+  class_counts = host_sequence_to_array(class_counts)
   v.check_class_counts(class_counts)
-  factor_hparams = _factor_hparams(threshold, low_exponent, high_exponent,
-                                   transition_width)
-  counts = _counts_as_float(class_counts)
-  log_max, exponent = _ci_log_max_and_exponent(counts, **factor_hparams)
+  factor_hparams = pack_factor_hparams(threshold, low_exponent,
+                                       high_exponent, transition_width)
+  counts = counts_as_float(class_counts)
+  log_max, exponent = ci_log_max_and_exponent(counts, **factor_hparams)
   return jnp.exp(exponent * (log_max - jnp.log(counts)))
 
 
-def _factor_hparams(threshold, low_exponent, high_exponent,
-                    transition_width) -> dict:
+def pack_factor_hparams(threshold, low_exponent, high_exponent,
+                        transition_width) -> dict:
   """Eq. (5)'s hyperparameters as keyword arguments, checked."""
   hparams = dict(threshold=threshold, low_exponent=low_exponent,
                  high_exponent=high_exponent,
@@ -181,8 +181,8 @@ def _check_factor_hparams(*, threshold, low_exponent, high_exponent,
       raise ValueError(f'`{name}` must be finite and >= 0, got {value}.')
 
 
-def _ci_log_max_and_exponent(counts, *, threshold, low_exponent,
-                             high_exponent, transition_width):
+def ci_log_max_and_exponent(counts, *, threshold, low_exponent,
+                            high_exponent, transition_width):
   """ln N_max and the exponent of eq. (5), chosen by lambda with jnp.where.
 
   A positive `transition_width` w ramps the exponent linearly from

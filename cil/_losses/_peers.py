@@ -13,21 +13,21 @@ import jax.numpy as jnp
 from jax.typing import ArrayLike
 
 from cil import _validation as v
-from cil._losses._classification import _focal_from_log_p
-from cil._losses._common import _check_classification_inputs
-from cil._losses._common import _check_gamma
-from cil._losses._common import _counts_as_float
-from cil._losses._common import _finish
-from cil._losses._common import _host_sequence_to_array
-from cil._losses._common import _is_soft
-from cil._losses._common import _neg_log
-from cil._losses._common import _optax_shaped
-from cil._losses._common import _prepare
-from cil._losses._common import _take
-from cil._losses._common import _true_class_log_prob
+from cil._losses._classification import focal_from_log_p
+from cil._losses._common import check_classification_inputs
+from cil._losses._common import check_gamma
+from cil._losses._common import counts_as_float
+from cil._losses._common import finish_loss
+from cil._losses._common import host_sequence_to_array
+from cil._losses._common import is_soft
+from cil._losses._common import neg_log
+from cil._losses._common import optax_shaped
+from cil._losses._common import prepare_inputs
+from cil._losses._common import take_class
+from cil._losses._common import true_class_log_prob
 
 
-@_optax_shaped()
+@optax_shaped()
 def class_balanced_loss(
     logits: ArrayLike,
     labels: ArrayLike,
@@ -69,18 +69,18 @@ def class_balanced_loss(
     Cui, Jia, Lin, Song and Belongie, `Class-Balanced Loss Based on Effective
     Number of Samples <https://arxiv.org/abs/1901.05555>`_, CVPR 2019.
   """
-  class_counts = _host_sequence_to_array(class_counts)
-  _, num_classes = _check_classification_inputs(
+  class_counts = host_sequence_to_array(class_counts)
+  _, num_classes = check_classification_inputs(
       logits, labels, where, class_counts)
   v.check_log_base(log_base)
-  _check_gamma(gamma)
+  check_gamma(gamma)
   if v.is_concrete(beta) and not 0 <= float(beta) < 1:
     raise ValueError(f'`beta` must be in [0, 1), got {beta}.')
   return _class_balanced_loss_core(logits, labels, where, class_counts, beta,
                                    gamma, log_base)
 
 
-def _class_balanced_weights(counts: jax.Array, beta) -> jax.Array:
+def class_balanced_weights(counts: jax.Array, beta) -> jax.Array:
   """Cui et al.'s `[C]` weights (1 - beta) / (1 - beta^N_i), normalised to
   sum to C (all 1 at beta = 0)."""
   beta = jnp.asarray(beta, counts.dtype)
@@ -94,15 +94,15 @@ def _class_balanced_weights(counts: jax.Array, beta) -> jax.Array:
 def _class_balanced_loss_core(logits, labels, where, class_counts, beta, gamma,
                               log_base):
   """`class_balanced_loss` past its checks, jitted."""
-  logits, labels = _prepare(logits, labels, where)
-  weights = _class_balanced_weights(
-      _counts_as_float(class_counts, logits.dtype), beta)
-  log_p = _true_class_log_prob(logits, labels)
-  loss = _take(weights, labels) * _focal_from_log_p(log_p, gamma, log_base)
-  return _finish(loss, labels, where)
+  logits, labels = prepare_inputs(logits, labels, where)
+  weights = class_balanced_weights(
+      counts_as_float(class_counts, logits.dtype), beta)
+  log_p = true_class_log_prob(logits, labels)
+  loss = take_class(weights, labels) * focal_from_log_p(log_p, gamma, log_base)
+  return finish_loss(loss, labels, where)
 
 
-@_optax_shaped()
+@optax_shaped()
 def ldam_loss(
     logits: ArrayLike,
     labels: ArrayLike,
@@ -147,8 +147,8 @@ def ldam_loss(
     Label-Distribution-Aware Margin Loss <https://arxiv.org/abs/1906.07413>`_,
     NeurIPS 2019.
   """
-  class_counts = _host_sequence_to_array(class_counts)
-  _, num_classes = _check_classification_inputs(
+  class_counts = host_sequence_to_array(class_counts)
+  _, num_classes = check_classification_inputs(
       logits, labels, where, class_counts)
   v.check_log_base(log_base)
   v.check_positive_scalar(scale, 'scale')
@@ -163,12 +163,12 @@ def _ldam_loss_core(logits, labels, where, class_counts, max_margin, scale,
                     log_base):
   """`ldam_loss` past its checks, jitted."""
   num_classes = jnp.shape(logits)[1]
-  logits, labels = _prepare(logits, labels, where)
-  counts = _counts_as_float(class_counts, logits.dtype)
+  logits, labels = prepare_inputs(logits, labels, where)
+  counts = counts_as_float(class_counts, logits.dtype)
   margins = counts ** -0.25
   margins = margins * (max_margin / jnp.max(margins))
   if num_classes == 1:  # softmax is 1 whatever the margin: the loss is 0.
-    return _finish(jnp.zeros_like(logits[:, 0]), labels, where)
+    return finish_loss(jnp.zeros_like(logits[:, 0]), labels, where)
   # log softmax(s (z - m_t e_t))_t from the unadjusted log p_t of s z:
   #   log p'_t = log p_t - s m_t - log(1 - p_t + p_t exp(-s m_t)),
   # the last term as logaddexp(log(1 - p_t), log p_t - s m_t). No logit is
@@ -198,12 +198,12 @@ def _ldam_loss_core(logits, labels, where, class_counts, max_margin, scale,
   safe = jnp.where(is_top, math.log(0.5), log_probs)  # No log(0) below.
   log_q_all = jnp.where(is_top, log_rest_of_top,
                         jnp.log(-jnp.expm1(safe)))
-  if _is_soft(labels):
+  if is_soft(labels):
     log_p, log_q = log_probs, log_q_all
   else:
     log_p = jnp.take_along_axis(log_probs, labels[:, None], axis=-1)[:, 0]
     log_q = jnp.take_along_axis(log_q_all, labels[:, None], axis=-1)[:, 0]
-  shift = scale * _take(margins, labels)
+  shift = scale * take_class(margins, labels)
   # log(1 - p + p e^-shift) = log1p(x), x = p expm1(-shift) in (-1, 0]:
   # log1p is accurate (and exactly 0 without a margin) unless x nears -1,
   # where the logaddexp of the accurate log(1 - p) takes over.
@@ -211,11 +211,11 @@ def _ldam_loss_core(logits, labels, where, class_counts, max_margin, scale,
   log_norm = jnp.where(x > -0.5, jnp.log1p(jnp.maximum(x, -0.5)),
                        jnp.logaddexp(log_q, log_p - shift))
   log_p_margin = log_p - shift - log_norm
-  loss = jnp.maximum(_neg_log(jnp.minimum(log_p_margin, 0.0), log_base), 0.0)
-  return _finish(loss, labels, where)
+  loss = jnp.maximum(neg_log(jnp.minimum(log_p_margin, 0.0), log_base), 0.0)
+  return finish_loss(loss, labels, where)
 
 
-@_optax_shaped()
+@optax_shaped()
 def logit_adjusted_loss(
     logits: ArrayLike,
     labels: ArrayLike,
@@ -256,8 +256,8 @@ def logit_adjusted_loss(
     Ren et al., `Balanced Meta-Softmax for Long-Tailed
     Visual Recognition <https://arxiv.org/abs/2007.10740>`_, NeurIPS 2020.
   """
-  class_counts = _host_sequence_to_array(class_counts)
-  _check_classification_inputs(logits, labels, where, class_counts)
+  class_counts = host_sequence_to_array(class_counts)
+  check_classification_inputs(logits, labels, where, class_counts)
   v.check_log_base(log_base)
   v.check_finite_scalar(tau, 'tau')
   return _logit_adjusted_loss_core(logits, labels, where, class_counts, tau,
@@ -268,14 +268,14 @@ def logit_adjusted_loss(
 def _logit_adjusted_loss_core(logits, labels, where, class_counts, tau,
                               log_base):
   """`logit_adjusted_loss` past its checks, jitted."""
-  logits, labels = _prepare(logits, labels, where)
-  counts = _counts_as_float(class_counts, logits.dtype)
+  logits, labels = prepare_inputs(logits, labels, where)
+  counts = counts_as_float(class_counts, logits.dtype)
   log_prior = jnp.log(counts) - jnp.log(jnp.sum(counts))
-  log_p = _true_class_log_prob(logits + tau * log_prior, labels)
-  return _finish(_neg_log(log_p, log_base), labels, where)
+  log_p = true_class_log_prob(logits + tau * log_prior, labels)
+  return finish_loss(neg_log(log_p, log_base), labels, where)
 
 
-@_optax_shaped()
+@optax_shaped()
 def weighted_cross_entropy(
     logits: ArrayLike,
     labels: ArrayLike,
@@ -311,8 +311,8 @@ def weighted_cross_entropy(
     Analysis 9(2), 2001 (the inverse-frequency weighting scikit-learn
     adopts as `class_weight='balanced'`).
   """
-  class_counts = _host_sequence_to_array(class_counts)
-  _, num_classes = _check_classification_inputs(
+  class_counts = host_sequence_to_array(class_counts)
+  _, num_classes = check_classification_inputs(
       logits, labels, where, class_counts)
   v.check_log_base(log_base)
   return _weighted_cross_entropy_core(logits, labels, where, class_counts,
@@ -323,15 +323,15 @@ def weighted_cross_entropy(
 def _weighted_cross_entropy_core(logits, labels, where, class_counts, log_base):
   """`weighted_cross_entropy` past its checks, jitted."""
   num_classes = jnp.shape(logits)[1]
-  logits, labels = _prepare(logits, labels, where)
-  counts = _counts_as_float(class_counts, logits.dtype)
+  logits, labels = prepare_inputs(logits, labels, where)
+  counts = counts_as_float(class_counts, logits.dtype)
   weights = jnp.sum(counts) / (num_classes * counts)
-  log_p = _true_class_log_prob(logits, labels)
-  return _finish(_take(weights, labels) * _neg_log(log_p, log_base), labels,
-                 where)
+  log_p = true_class_log_prob(logits, labels)
+  return finish_loss(take_class(weights, labels) * neg_log(log_p, log_base),
+                     labels, where)
 
 
-@_optax_shaped()
+@optax_shaped()
 def vs_loss(
     logits: ArrayLike,
     labels: ArrayLike,
@@ -381,10 +381,10 @@ def vs_loss(
     Group-Sensitive Classification under Overparameterization
     <https://arxiv.org/abs/2103.01550>`_, NeurIPS 2021.
   """
-  class_counts = _host_sequence_to_array(class_counts)
-  _check_classification_inputs(logits, labels, where, class_counts)
+  class_counts = host_sequence_to_array(class_counts)
+  check_classification_inputs(logits, labels, where, class_counts)
   v.check_log_base(log_base)
-  _check_gamma(gamma)
+  check_gamma(gamma)
   v.check_finite_scalar(tau, 'tau')
   return _vs_loss_core(logits, labels, where, class_counts, gamma, tau,
                        log_base)
@@ -393,13 +393,13 @@ def vs_loss(
 @jax.jit
 def _vs_loss_core(logits, labels, where, class_counts, gamma, tau, log_base):
   """`vs_loss` past its checks, jitted."""
-  logits, labels = _prepare(logits, labels, where)
-  counts = _counts_as_float(class_counts, logits.dtype)
+  logits, labels = prepare_inputs(logits, labels, where)
+  counts = counts_as_float(class_counts, logits.dtype)
   log_counts = jnp.log(counts)
   scaling = jnp.exp(gamma * (log_counts - jnp.max(log_counts)))
   offset = tau * (log_counts - jnp.log(jnp.sum(counts)))
-  log_p = _true_class_log_prob(scaling * logits + offset, labels)
-  return _finish(_neg_log(log_p, log_base), labels, where)
+  log_p = true_class_log_prob(scaling * logits + offset, labels)
+  return finish_loss(neg_log(log_p, log_base), labels, where)
 
 
 def posthoc_adjusted_logits(
@@ -435,7 +435,7 @@ def posthoc_adjusted_logits(
     logit adjustment <https://arxiv.org/abs/2007.07314>`_, ICLR 2021
     (Section 4, eq. 9).
   """
-  class_counts = _host_sequence_to_array(class_counts)
+  class_counts = host_sequence_to_array(class_counts)
   v.check_floating(logits, 'logits')
   if jnp.ndim(logits) < 1:
     raise ValueError('logits must have a class axis ([..., num_classes]), '
@@ -450,6 +450,6 @@ def _posthoc_adjusted_logits_core(logits, class_counts, tau):
   """`posthoc_adjusted_logits` past its checks, jitted."""
   logits = jnp.asarray(logits)
   logits = logits.astype(jnp.promote_types(logits.dtype, jnp.float32))
-  counts = _counts_as_float(class_counts, logits.dtype)
+  counts = counts_as_float(class_counts, logits.dtype)
   log_prior = jnp.log(counts) - jnp.log(jnp.sum(counts))
   return logits - tau * log_prior
