@@ -26,7 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from cil.experiments import classify
-from cil.experiments.classify import step as step_lib
+from cil import losses
 from cil import runtime
 import configs
 
@@ -51,8 +51,8 @@ def _setup(name: str, seeds: int, batch: int):
   tx = classify.make_optimizer(
       classify.ClassifyConfig.from_config(configs.load('classify')))
   states = classify.create_states(
-      classify.model_for(name, 10), tx,
-      jax.vmap(jax.random.key)(jnp.arange(seeds)), images[:1])
+      classify.model_for(name, 10, runtime.policy().classify_conv_pool),
+      tx, jax.vmap(jax.random.key)(jnp.arange(seeds)), images[:1])
   idx = jnp.asarray(rng.integers(0, n, (1, seeds, batch)), jnp.int32)
   mask = jnp.ones((1, seeds, batch), bool)
   counts = jnp.tile(jnp.arange(1., 11.) * 100, (seeds, 1))
@@ -67,9 +67,11 @@ def compare(name: str, options, *, seeds: int, batch: int, rounds: int,
   for side, opts in (('policy', options), ('default', ())):
     states, args = _setup(name, seeds, batch)
     start = time.perf_counter()
-    jitted = step_lib._jitted_chunk(opts)  # pylint: disable=protected-access
+    jitted = jax.jit(classify.chunk_program,
+                     static_argnames=('loss', 'seed_parallel', 'unroll'),
+                     donate_argnums=(0,), compiler_options=dict(opts) or None)
     compiled = jitted.lower(
-        states, *args, loss_name='ci', loss_hparams=(), seed_parallel='loop',
+        states, *args, loss=losses.get_loss('ci'), seed_parallel='loop',
         unroll=True).compile()
     states, m = compiled(states, *args)
     first_loss = float(jnp.mean(m['loss']))

@@ -26,8 +26,8 @@ r"""Speed of the jitted classification train step (LeNet on 28x28 MNIST shapes).
    `eval_batch_size`, what each cell of a run does after training), the
    median of `--repeats` calls after a first one (`score_s`; target < 2 s).
 
-The model is `classify.model_for('lenet', 10)`: LeNet with the backend
-policy's lowering, as the runner builds it. Random uint8 images stand in
+The model is `classify.model_for('lenet', 10, conv_pool)`: LeNet with the
+backend policy's lowering, as the runner builds it. Random uint8 images stand in
 for MNIST (the cost does not depend on pixel values). The last line is
 JSON, `ratio` and `score_s` in it.
 """
@@ -46,6 +46,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from cil.experiments import classify
+from cil import losses
 from cil import runtime
 import configs
 
@@ -68,7 +69,8 @@ def _setup(num_seeds, batch, steps, unroll):
   n = 4096
   images = jnp.asarray(rng.integers(0, 256, (n, 28, 28, 1), np.uint8))
   labels = jnp.asarray(rng.integers(0, 10, n), jnp.int32)
-  model = classify.model_for('lenet', 10)
+  model = classify.model_for('lenet', 10,
+                             runtime.policy().classify_conv_pool)
   tx = classify.make_optimizer(
       classify.ClassifyConfig.from_config(configs.load('classify')))
   keys = jax.vmap(jax.random.key)(jnp.arange(num_seeds))
@@ -93,8 +95,9 @@ def _timer(loss, mode, num_seeds, batch, steps, unroll):
   def run():
     for _ in range(calls):
       holder['states'], m = classify.train_chunk(
-          holder['states'], *args, loss_name=loss, loss_hparams=(),
-          seed_parallel=mode, unroll=unroll)
+          holder['states'], *args, loss=losses.get_loss(loss),
+          seed_parallel=mode, unroll=unroll,
+          compiler_options=runtime.policy().classify_step_compiler_options)
     jax.block_until_ready(m)
 
   start = time.perf_counter()
@@ -108,7 +111,8 @@ def score_seconds(num_seeds: int, repeats: int) -> dict:
   test = rng.integers(0, 256, (10_000, 28, 28, 1), np.uint8)
   cfg = classify.ClassifyConfig.from_config(configs.load('classify'))
   states = classify.create_states(
-      classify.model_for('lenet', 10), classify.make_optimizer(cfg),
+      classify.model_for('lenet', 10, runtime.policy().classify_conv_pool),
+      classify.make_optimizer(cfg),
       jax.vmap(jax.random.key)(jnp.arange(num_seeds)), jnp.asarray(test[:1]))
   start = time.perf_counter()
   classify.predict_logits(states, test, cfg.eval_batch_size)

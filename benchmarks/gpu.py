@@ -114,6 +114,7 @@ def classify_section(smoke: bool, steps: int) -> list[dict]:
   # pylint: disable=g-import-not-at-top
   import configs
   from cil.experiments import classify
+  from cil import losses
   from cil import runtime
   seeds, batch, n = (2, 16, 256) if smoke else (5, 128, 8192)
   chunk = 1 if smoke else runtime.policy().classify_chunk_steps
@@ -123,8 +124,9 @@ def classify_section(smoke: bool, steps: int) -> list[dict]:
   tx = classify.make_optimizer(
       classify.ClassifyConfig.from_config(configs.load('classify')))
   keys = jax.vmap(jax.random.key)(jnp.arange(seeds))
-  holder = {'states': classify.create_states(classify.model_for('lenet', 10),
-                                             tx, keys, images[:1])}
+  lenet = classify.model_for('lenet', 10,
+                             runtime.policy().classify_conv_pool)
+  holder = {'states': classify.create_states(lenet, tx, keys, images[:1])}
   idx = jnp.asarray(rng.integers(0, n, (chunk, seeds, batch)), jnp.int32)
   mask = jnp.ones((chunk, seeds, batch), bool)
   counts = jnp.tile(jnp.geomspace(5000., 50., 10), (seeds, 1))
@@ -134,8 +136,9 @@ def classify_section(smoke: bool, steps: int) -> list[dict]:
   def run():
     holder['states'], m = classify.train_chunk(
         holder['states'], images, labels, idx, mask, counts, rngs,
-        loss_name='ci', loss_hparams=(), seed_parallel=policy.seed_parallel,
-        unroll=policy.unroll_loops)
+        loss=losses.get_loss('ci'), seed_parallel=policy.seed_parallel,
+        unroll=policy.unroll_loops,
+        compiler_options=policy.classify_step_compiler_options)
     return m
 
   r = _time(run, steps)

@@ -22,12 +22,12 @@ proportions. Tasks may also hold random over-sampling (ROS, Ochal et al.
 losses then see every class N_max times (p N_max for queries), with the
 counts of that balanced set.
 
-On XLA:CPU, loops are unrolled in Python: a `lax.scan` inner loop ran 3-4x
-slower (1.24x with im2col convolutions), `vmap` over tasks ~15x slower
-(convolutions with batched weights). And on one CPU device each task's
+On XLA:CPU, loops are unrolled in Python (a `lax.scan` inner loop and
+`vmap` over tasks were slower there), and on one CPU device each task's
 meta-gradient is its own call of one compiled program (`task_map='calls'`),
 averaged and applied in a second: a quarter of the program to compile and
-of the memory, and no slower (`per_task_calls_step`).
+of the memory, and no slower (`per_task_calls_step`). The measurements:
+docs/performance.md, "Numbers behind the code's choices".
 """
 
 import dataclasses
@@ -44,7 +44,6 @@ import optax
 from cil import distributed
 from cil import loops
 from cil import losses
-from cil import runtime
 
 __all__ = [
     'adapt_to_task',
@@ -86,7 +85,7 @@ class MamlConfig:
 
   Experiments build it from their config file (`configs/fewshot.py`'s
   `maml` section); the defaults here are only the method's own (CI loss in
-  both loops, second order, the backend's task map).
+  both loops, second order).
 
   Attributes:
     ways: classes per task.
@@ -95,16 +94,14 @@ class MamlConfig:
     adaptation_steps: inner steps in meta-training.
     test_adaptation_steps: inner steps at meta-test (paper: 10).
     first_order: FOMAML (drop second-order terms).
-    inner_loss, outer_loss: loss specs (`cil.losses.get_loss`: a registry
-      name or `name:key=value,...`).
-    loss_hparams: keyword arguments of the losses, keyed by canonical name,
-      as hashable nested tuples (`(('focal', (('gamma', 2.0),)),)`).
+    inner_loss, outer_loss: the losses (`cil.losses.LossSpec`, from
+      `cil.losses.get_loss`; a spec string such as 'ci' or
+      'ci:high_exponent=0.5' is turned into one).
     task_map: 'calls' (one device: one compiled call per task, gradients
       averaged in a second call; the CPU's choice), 'loop' (tasks unrolled
-      in one program) or 'vmap'. The default is the backend policy's
-      (`cil.runtime.policy().task_map`), read once, when the config is
-      made. Inside one program (a mapped step, meta-test adaptation)
-      'calls' unrolls as 'loop'.
+      in one program) or 'vmap' (the default). The few-shot runner sets the
+      backend's (`cil.runtime.Policy.task_map`). Inside one program (a
+      mapped step, meta-test adaptation) 'calls' unrolls as 'loop'.
   """
   ways: int
   inner_lr: float
@@ -112,16 +109,15 @@ class MamlConfig:
   adaptation_steps: int
   test_adaptation_steps: int
   first_order: bool = False
-  inner_loss: str = 'ci'
-  outer_loss: str = 'ci'
-  loss_hparams: tuple = ()
-  task_map: str = dataclasses.field(
-      default_factory=lambda: runtime.policy().task_map)
+  inner_loss: losses.LossSpec = losses.LossSpec('ci')
+  outer_loss: losses.LossSpec = losses.LossSpec('ci')
+  task_map: str = 'vmap'
 
-  def loss_fn(self, name: str) -> Callable[..., jax.Array]:
-    """The registry loss `name` with its hyperparameters bound."""
-    hparams = losses.resolve_hparams(name, self.loss_hparams)
-    return functools.partial(losses.base_loss(name), **hparams)
+  def __post_init__(self):
+    for name in ('inner_loss', 'outer_loss'):
+      value = getattr(self, name)
+      if not isinstance(value, losses.LossSpec):
+        object.__setattr__(self, name, losses.get_loss(value))
 
 
 def support_loss(params: Any, apply_fn: Callable, images: jax.Array,
@@ -224,7 +220,7 @@ def adapt_to_task(params: Any, apply_fn: Callable, task: dict, *,
   """`inner_adapt` on a task's (possibly over-sampled) support set."""
   images, labels, counts, where = oversampled(task, 'support')
   return inner_adapt(params, apply_fn, (images, labels, counts),
-                     loss=cfg.loss_fn(cfg.inner_loss), inner_lr=cfg.inner_lr,
+                     loss=cfg.inner_loss, inner_lr=cfg.inner_lr,
                      num_steps=num_steps, first_order=first_order,
                      where=where)
 
@@ -238,7 +234,7 @@ def task_loss(params: Any, apply_fn: Callable, task: dict, *,
   and the query loss see the over-sampled sets; the accuracy is always
   that of the queries as drawn.
   """
-  outer = cfg.loss_fn(cfg.outer_loss)
+  outer = cfg.outer_loss
   adapted = adapt_to_task(
       params, apply_fn, task, cfg=cfg,
       num_steps=cfg.adaptation_steps if num_steps is None else num_steps,
@@ -338,10 +334,9 @@ def per_task_calls_step(cfg: MamlConfig, *, compiler_options=None
   gradients and metrics and applies the update. Equal to the one-program
   step up to float summation order. On XLA:CPU (the policy's
   `task_map='calls'`) the program to compile and the activations held are
-  about 1/T of the T-task program's. The step is no slower (0.89-0.91x at
-  84x84x3, level within the noise at 28x28x1; docs/performance.md): under the
-  memory-optimised schedule XLA:CPU ran the T-task program's operations
-  one after another anyway.
+  about 1/T of the T-task program's. The step is no slower
+  (docs/performance.md): under the memory-optimised schedule XLA:CPU ran
+  the T-task program's operations one after another anyway.
   """
   gradients = jax.jit(functools.partial(task_gradients, cfg=cfg),
                       compiler_options=compiler_options)

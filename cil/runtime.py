@@ -1,12 +1,14 @@
 """The backend policy and the record of what a run resolved it to.
 
 XLA:CPU lowers some program shapes much more slowly than accelerators do
-(convolutions inside `while` loops ~20x, convolutions with batched weights
-~2.4x, autodiff's convolution VJPs ~12x; measured in `benchmarks/`), so a
-few implementation choices depend on the backend. They are decided here,
-once, by `policy()`; the runners record the resolved choices (with devices
-and library versions) in their workdir's config record, so a result says
-how it was computed.
+(convolutions inside `while` loops, convolutions with batched weights,
+autodiff's convolution VJPs; measured in `benchmarks/`, the numbers in
+docs/performance.md), so a few implementation choices depend on the
+backend. They are decided here, by `policy()`, read once by each runner's
+`run`, which resolves its config against it (`ClassifyConfig.resolve`,
+`FewShotConfig.resolve`): the resolved config holds every choice as a plain
+value, and is what the workdir records, so a result says how it was
+computed.
 
 Processes and devices are `cil.distributed`'s (the meta-step is mapped
 over them in `cil.maml.parallel_meta_train_step`); this module only
@@ -30,6 +32,7 @@ __all__ = [
     'code_version',
     'cpu_cores',
     'describe',
+    'option_pairs',
     'Policy',
     'policy',
     'versions',
@@ -48,35 +51,31 @@ class Policy:
       (unrolled, CPU) or 'vmap'.
     task_map: how MAML maps over the tasks of a meta-batch: 'calls' (CPU:
       one compiled call per task) or 'vmap' (`cil.maml.MamlConfig`).
-    conv_impl: `cil.models.Conv3x3` lowering: 'im2col' (CPU and GPU) or
-      'xla' (TPU, not measured). On an H200 the second-order MAML step at
-      84x84x3 (vmap over tasks) took 0.52x the time with im2col matmuls
-      that it took with XLA's convolution, first order 0.81x
-      (`benchmarks/maml_variants.py`; numbers in docs/performance.md).
+    conv_impl: `cil.models.Conv3x3` lowering: 'im2col' (CPU and GPU, where
+      MAML's step was faster with im2col matmuls than with XLA's
+      convolution) or 'xla' (TPU, not measured).
     first_order_conv_impl: the lowering for first-order MAML
       (`maml_conv_impl`): 'winograd' on the CPU, where FOMAML's meta-step
-      at 84x84x3 took 0.66x the time it took with im2col (0.85x at
-      28x28x1). Second order stays on im2col: there Winograd was level
-      (1.03x) and doubled the first call (80 against 40 s). Elsewhere
-      `conv_impl` (Winograd is not measured on GPUs). Numbers in
-      docs/performance.md.
+      was faster with it than with im2col. Second order stays on im2col:
+      there Winograd was level and doubled the first call. Elsewhere
+      `conv_impl` (Winograd is not measured on GPUs).
     meta_step_compiler_options: XLA options for compiling MAML's meta-step
       (`jax.jit(..., compiler_options=...)`), as `(name, value)` pairs. On
-      the CPU, XLA's memory-optimised scheduler: the second-order step at
-      84x84x3 ran 9 % faster with 14 % less peak memory
-      (`benchmarks/maml_step.py`; the numbers are in docs/performance.md).
+      the CPU, XLA's memory-optimised scheduler, which made the
+      second-order step faster and smaller (`benchmarks/maml_step.py`).
     classify_step_compiler_options: XLA options for compiling the
       classifier's train step (`cil.experiments.classify.train_chunk`). On
       the CPU, XLA's YNNPACK fusions for dots only: convolutions then run
-      through XLA:CPU's own kernels, which took 0.58-0.62x the time of the
-      YNNPACK ones in the A-ConvNets step, 0.88-0.95x in LeNet's and the
-      digits CNN's, level in ResNet-32's (docs/performance.md).
+      through XLA:CPU's own kernels, faster than the YNNPACK ones in the
+      A-ConvNets, LeNet and digits CNN steps, level in ResNet-32's.
     classify_conv_pool: `cil.models.LeNet.conv_pool` for the classifier
       runs: 's2d_train' on the CPU (convolution and max-pool by
-      space-to-depth in the train step, where LeNet's 5-seed step took
-      0.70x the time, and XLA's convolution for scoring, which was faster
-      forward only), 'xla' elsewhere (not measured). Numbers in
-      docs/performance.md.
+      space-to-depth in the train step, where it was faster, and XLA's
+      convolution for scoring, which was faster forward only), 'xla'
+      elsewhere (not measured).
+
+  Every choice's measurements: docs/performance.md, "Numbers behind the
+  code's choices", and the sections it points to.
   """
   backend: str
   unroll_loops: bool
@@ -137,6 +136,37 @@ def _known_options(options: tuple[tuple[str, str], ...]
   except jax.errors.JaxRuntimeError:
     return ()
   return options
+
+
+def option_pairs(options) -> Optional[tuple[tuple[str, str], ...]]:
+  """XLA compiler options as hashable `(name, value)` string pairs.
+
+  Takes a config's value (pairs, lists from a recorded `config.json`, or
+  a mapping); None stays None (the backend's choice).
+
+  Raises:
+    ValueError: an entry that is not a (name, value) pair.
+
+  Examples:
+    >>> option_pairs([['xla_cpu_scheduler_type', 'DEFAULT']])
+    (('xla_cpu_scheduler_type', 'DEFAULT'),)
+  """
+  if options is None:
+    return None
+  if isinstance(options, dict):
+    options = options.items()
+  if isinstance(options, str):
+    raise ValueError(f'compiler_options must be (name, value) pairs, e.g. '
+                     f"(('xla_cpu_scheduler_type', 'DEFAULT'),), or () for "
+                     f'none; got the string {options!r}.')
+  out = []
+  for pair in options:
+    if (not isinstance(pair, (tuple, list)) or len(pair) != 2
+        or not all(isinstance(x, str) and x for x in pair)):
+      raise ValueError(f'compiler_options must be (name, value) pairs of '
+                       f'strings; got the entry {pair!r}.')
+    out.append(tuple(pair))
+  return tuple(out)
 
 
 _PACKAGES = ('jax', 'jaxlib', 'flax', 'optax', 'chex', 'orbax-checkpoint',

@@ -162,9 +162,14 @@ def get_config(arg=None) -> ml_collections.ConfigDict:
   # Re-sampling (Kang et al. 2020; `cil.data.samplers`): 'instance' (each
   # example once per epoch), 'class_balanced', 'sqrt' or 'progressive'.
   c.sampler = 'instance'
-  # Speed: 0 / '' pick the backend's choice (`cil.runtime.policy`).
-  c.chunk_steps = 0
+  # How the compiled step runs: 0 / '' / None pick the backend's choice
+  # (`cil.runtime.Policy`); `run` resolves them once and records the values.
+  c.chunk_steps = 0  # optimizer steps per compiled call
   c.seed_parallel = ''  # 'loop' or 'vmap'
+  c.step_loop = ''  # 'unroll' (steps of a chunk in Python) or 'scan'
+  c.conv_pool = ''  # LeNet's conv + pool: 'xla', 's2d' or 's2d_train'
+  # XLA options of the train step, ((name, value), ...); () for none.
+  c.compiler_options = ml_collections.config_dict.placeholder(tuple)
   c.eval_batch_size = 1000
   # Save every this many epochs (and after the last).
   c.checkpoint_every = 5

@@ -66,7 +66,7 @@ def _model(*, image_size: int, width: int, backbone: str
       'roi_positive_fraction': 0.25, 'head_dim': 256 if width < 64 else 1024,
       # The classification loss (a `cil.losses` registry name or spec);
       # its hyperparameters are `loss_hparams` below.
-      'loss': 'ci', 'loss_hparams': (),
+      'loss': 'ci',
       'lambda_aabb': 1.0, 'lambda_inclined': 1.0,  # eq. (17)'s weights
       'test_proposals': 300, 'score_threshold': 0.05, 'test_nms': 0.3,
       'max_detections': 100})

@@ -124,6 +124,9 @@ def get_config(arg=None) -> ml_collections.ConfigDict:
   # Conv4's convolution lowering: '' (the backend's choice: Winograd for
   # first-order MAML on the CPU, else im2col), 'winograd', 'im2col', 'xla'.
   c.conv_impl = ''
+  # XLA options of the meta-step, ((name, value), ...); () for none, None
+  # for the backend's (the CPU: the memory-optimised scheduler).
+  c.compiler_options = ml_collections.config_dict.placeholder(tuple)
   # Meta-test tasks per distribution (the paper: 600).
   c.test_tasks = 100
   # 'pmap' (plain jit on one device), 'shard_map' or 'none'.

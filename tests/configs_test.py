@@ -63,8 +63,10 @@ class ConfigsTest(parameterized.TestCase):
       if variant == 'smoke':  # Its head and budgets are set smaller.
         scaled = dataclasses.replace(scaled, head_dim=64, pre_nms=200,
                                      post_nms=64)
-      self.assertEqual(dataclasses.replace(model, loss_hparams=()), scaled,
+      self.assertEqual(dataclasses.replace(model, loss='ci'), scaled,
                        variant)
+      self.assertEqual(model.loss, losses.LossSpec('ci', tuple(sorted(
+          losses.default_hparams('ci').items()))), variant)
       self.assertEqual(dict(config.cascade),
                        {k: getattr(cascade.CascadeConfig, k)
                         for k in cascade.stage_fields()})
@@ -98,9 +100,8 @@ class ConfigsTest(parameterized.TestCase):
     config.model.loss = 'fl'
     config.loss_hparams.focal.gamma = 0.5
     model = detect.TrainConfig.from_config(config).model
-    self.assertEqual(model.loss, 'focal')
-    self.assertEqual(dict(model.loss_hparams), {'gamma': 0.5,
-                                                'log_base': 10.0})
+    self.assertEqual(model.loss, losses.LossSpec(
+        'focal', (('gamma', 0.5), ('log_base', 10.0))))
 
 
 if __name__ == '__main__':

@@ -34,7 +34,8 @@ def step_problem():
   from cil import maml
   from cil import models
   cfg = maml.MamlConfig(ways=3, inner_lr=0.1, meta_lr=1e-2,
-                        adaptation_steps=1, test_adaptation_steps=1)
+                        adaptation_steps=1, test_adaptation_steps=1,
+                        task_map='calls')
   model = models.Conv4(num_classes=3, features=4, pools=2)
   rng = np.random.default_rng(0)
   labels = np.tile(np.array([0, 1, 1, 2, 2, 2]), (4, 1))

@@ -121,7 +121,8 @@ class MultiDeviceTest(absltest.TestCase):
     if jax.local_device_count() < 4:
       raise absltest.SkipTest('needs 4 (fake) devices')
     cfg = maml.MamlConfig(ways=5, inner_lr=0.1, meta_lr=1e-3,
-                          adaptation_steps=1, test_adaptation_steps=1)
+                          adaptation_steps=1, test_adaptation_steps=1,
+                          task_map='calls')
     model = models.Conv4(num_classes=5, features=4, pools=3)
     rng = np.random.default_rng(0)
     # 4 tasks, support [1, 1, 1, 1, 4] (8 images), proportional queries.

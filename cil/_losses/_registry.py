@@ -1,9 +1,11 @@
-"""The registry: one call shape for launchers and configs (`get_loss`),
-loss specs (`ci:high_exponent=0.5`) and their hyperparameter tables.
+"""The registry: one call shape for launchers and configs, loss specs
+(`ci:high_exponent=0.5`) and their hyperparameter tables, resolved once into
+one hashable value (`LossSpec`, from `get_loss`).
 
 Private: import the public names from `cil.losses`.
 """
 
+import dataclasses
 import functools
 import inspect
 from typing import Any, Callable, Protocol
@@ -16,9 +18,9 @@ from cil import _validation as v
 from cil._losses._classification import ci_loss
 from cil._losses._classification import cross_entropy
 from cil._losses._classification import focal_loss
-from cil._losses._common import _host_sequence_to_array
+from cil._losses._common import host_sequence_to_array
 from cil._losses._components import ci_components_loss
-from cil._losses._common import _is_soft
+from cil._losses._common import is_soft
 from cil._losses._peers import class_balanced_loss
 from cil._losses._peers import ldam_loss
 from cil._losses._peers import logit_adjusted_loss
@@ -43,8 +45,8 @@ def _ignoring_counts(fn: Callable[..., jax.Array]) -> LossFn:
 
   @functools.wraps(fn)
   def wrapped(logits, labels, class_counts=None, **hparams):
-    class_counts = _host_sequence_to_array(class_counts)
-    shape = jnp.shape(_host_sequence_to_array(logits))
+    class_counts = host_sequence_to_array(class_counts)
+    shape = jnp.shape(host_sequence_to_array(logits))
     axis = hparams.get('axis', -1)
     if (class_counts is not None and shape and isinstance(axis, int)
         and -len(shape) <= axis < len(shape)):
@@ -101,7 +103,7 @@ def checked(loss_fn: Callable[..., jax.Array]) -> Callable[..., tuple]:
     where = hparams.get('where')
     num_classes = jnp.shape(logits)[axis]
     labels_ = jnp.asarray(labels)
-    if _is_soft(labels_):
+    if is_soft(labels_):
       tolerance = v.soft_label_sum_tolerance(labels_.dtype)
       ok = (jnp.all((labels_ >= 0) & jnp.isfinite(labels_), axis=axis)
             & (jnp.abs(jnp.sum(labels_.astype(jnp.float32), axis=axis) - 1)
@@ -117,7 +119,7 @@ def checked(loss_fn: Callable[..., jax.Array]) -> Callable[..., tuple]:
       ok = ok | ~jnp.broadcast_to(jnp.asarray(where), ok.shape)
     checkify.check(jnp.all(ok), message)
     if class_counts is not None:
-      counts = jnp.asarray(_host_sequence_to_array(class_counts))
+      counts = jnp.asarray(host_sequence_to_array(class_counts))
       checkify.check(jnp.all(jnp.isfinite(counts) & (counts > 0)),
                      '`class_counts` must be positive and finite: every class '
                      'needs at least one example.')
@@ -126,50 +128,92 @@ def checked(loss_fn: Callable[..., jax.Array]) -> Callable[..., tuple]:
   return checkify.checkify(fn, errors=checkify.user_checks)
 
 
-def get_loss(name: str) -> LossFn:
-  """Returns the loss called `name`, with the uniform registry call shape.
+@dataclasses.dataclass(frozen=True)
+class LossSpec:
+  """A registry loss with all its hyperparameters bound: one hashable value.
 
-  Every returned function is called as
+  The one form a loss takes from a config to a jitted step: `get_loss`
+  builds it once from a spec string (`ci:high_exponent=0.5`) and a table of
+  hyperparameters; it is a static argument of the runners' jitted steps and
+  of `cil.maml.MamlConfig`, and a run records it as it is. Call it as a
+  registry loss: `spec(logits, labels, class_counts, where=...)`; keywords
+  given in the call override the bound ones.
+
+  Attributes:
+    name: the canonical registry name (`LOSS_NAMES`).
+    hparams: its keyword hyperparameters as `(name, value)` pairs sorted by
+      name: the table's and the spec's (the loss's own defaults hold for
+      the others; the runners' tables state every one).
+  """
+  name: str
+  hparams: tuple[tuple[str, Any], ...] = ()
+
+  def __post_init__(self):
+    if self.name not in _REGISTRY:
+      raise ValueError(f'LossSpec.name must be a canonical loss name, one of '
+                       f'{", ".join(LOSS_NAMES)}; got {self.name!r} (build '
+                       f'specs with cil.losses.get_loss).')
+
+  def __call__(self, logits: ArrayLike, labels: ArrayLike,
+               class_counts: ArrayLike = None, **hparams) -> jax.Array:
+    return _REGISTRY[self.name](logits, labels, class_counts,
+                                **{**dict(self.hparams), **hparams})
+
+  @property
+  def kwargs(self) -> dict:
+    """The bound hyperparameters as a dict."""
+    return dict(self.hparams)
+
+  def __str__(self) -> str:
+    """The spec string: `name:key=value,...` ('ce' with none bound)."""
+    if not self.hparams:
+      return self.name
+    return self.name + ':' + ','.join(f'{k}={v!r}' for k, v in self.hparams)
+
+
+def get_loss(spec: 'str | LossSpec', table: Any = None) -> LossSpec:
+  """The loss a spec names, with the uniform registry call shape.
+
+  The returned `LossSpec` is called as
   `fn(logits, labels, class_counts, **hparams) -> [batch]`, where `hparams`
   are the keyword arguments of the underlying loss (`where`, `log_base`,
   `gamma`, `beta`, `tau`, ...). `ce` and `focal` accept and check
   `class_counts` but do not use them.
 
   Args:
-    name: one of `LOSS_NAMES` = ce, focal, ci, cb, ldam, la, wce, vs,
-      ci_parts
-      (aliases: fl for focal, balanced_softmax for la), case-insensitive; or
-      a loss spec `name:key=value,...` (`split_spec`), whose values are bound
-      as keyword defaults (a keyword given in the call overrides them).
+    spec: one of `LOSS_NAMES` = ce, focal, ci, cb, ldam, la, wce, vs,
+      ci_parts (aliases: fl for focal, balanced_softmax for la),
+      case-insensitive; or a loss spec `name:key=value,...` (`split_spec`);
+      or a `LossSpec` (returned as it is when `table` is None), or its
+      record (`dataclasses.asdict` of one, as a run's `config.json` holds
+      it: `{'name': ..., 'hparams': [[key, value], ...]}`).
+    table: hyperparameters keyed by canonical loss name (a mapping, or the
+      tuples of `freeze_hparams`; `resolve_hparams`); the spec's own values
+      override the table's. None binds the spec's values only.
 
   Returns:
-    The loss function.
+    The `LossSpec`: name and hyperparameters bound once.
 
   Examples:
     >>> loss_fn = get_loss('ci')
     >>> loss_fn(jnp.zeros((1, 2)), jnp.array([1]), jnp.array([256, 1])).shape
     (1,)
-    >>> always_half = get_loss('ci:high_exponent=0.5')
+    >>> get_loss('CI:high_exponent=0.5')
+    LossSpec(name='ci', hparams=(('high_exponent', 0.5),))
+    >>> str(get_loss('fl', {'focal': {'gamma': 1.0}}))
+    'focal:gamma=1.0'
   """
-  base, overrides = split_spec(name)
-  fn = _REGISTRY[base]
-  if not overrides:
-    return fn
-  return functools.partial(fn, **overrides)
-
-
-def base_loss(spec: str) -> LossFn:
-  """The registry loss a spec names, without the spec's values bound.
-
-  For callers that bind `resolve_hparams(spec, table)`, which already holds
-  the spec's values, so that they are applied once (`get_loss(spec)` binds
-  them itself, for callers that pass no table).
-
-  Examples:
-    >>> base_loss('ci:high_exponent=0.5') is get_loss('ci')
-    True
-  """
-  return _REGISTRY[split_spec(spec)[0]]
+  if isinstance(spec, dict) and set(spec) == {'name', 'hparams'}:
+    name = canonical_name(spec['name'])
+    bound = resolve_hparams(name, {name: dict(spec['hparams'])})
+    spec = LossSpec(name, tuple(sorted(bound.items())))
+  if isinstance(spec, LossSpec):
+    if table is None:
+      return spec
+    spec = str(spec)
+  name, _ = split_spec(spec)
+  hparams = resolve_hparams(spec, table)
+  return LossSpec(name, tuple(sorted(hparams.items())))
 
 
 def split_spec(spec: str) -> tuple[str, dict]:

@@ -78,8 +78,9 @@ class R2CNNConfig:
     rpn_batch, rpn_positive_fraction: anchors sampled per image.
     roi_batch, roi_positive_fraction: RoIs sampled per image.
     head_dim: width of the head's two dense layers.
-    loss: classification loss name (`cil.losses.get_loss`).
-    loss_hparams: its keyword hyperparameters as sorted (name, value) pairs.
+    loss: the classification loss, hyperparameters bound
+      (`cil.losses.LossSpec`; a spec string such as 'ci' or
+      'focal:gamma=0.5' is turned into one by `cil.losses.get_loss`).
     lambda_aabb, lambda_inclined: eq. (17)'s weights.
     test_proposals, score_threshold, test_nms, max_detections: inference.
   """
@@ -97,14 +98,17 @@ class R2CNNConfig:
   roi_batch: int = 128
   roi_positive_fraction: float = 0.25
   head_dim: int = 512
-  loss: str = 'ce'
-  loss_hparams: tuple = ()
+  loss: losses_lib.LossSpec = losses_lib.LossSpec('ce')
   lambda_aabb: float = 1.0
   lambda_inclined: float = 1.0
   test_proposals: int = 300
   score_threshold: float = 0.05
   test_nms: float = 0.3
   max_detections: int = 100
+
+  def __post_init__(self):
+    if not isinstance(self.loss, losses_lib.LossSpec):
+      object.__setattr__(self, 'loss', losses_lib.get_loss(self.loss))
 
   @property
   def stride(self) -> int:
@@ -328,18 +332,13 @@ def classification_loss(cfg: R2CNNConfig, logits, classes, counts, mask):
   """`cfg.loss` over the sampled RoIs: mean over `mask` (a scalar).
 
   Args:
-    cfg: its `loss` and `loss_hparams` pick the registry loss.
+    cfg: its `loss` is the registry loss, hyperparameters bound.
     logits: `[R, K + 1]`, background first.
     classes: `[R]` int, 0 for background.
     counts: `[K + 1]` class counts (`class_counts_with_background`).
     mask: `[R]` bool, False for padding.
   """
-  # `loss_hparams` are the base loss's; a spec's own values go on top, once.
-  base, _ = losses_lib.split_spec(cfg.loss)
-  hparams = losses_lib.resolve_hparams(cfg.loss,
-                                       {base: dict(cfg.loss_hparams)})
-  per_roi = losses_lib.base_loss(cfg.loss)(logits, classes, counts,
-                                           **hparams)
+  per_roi = cfg.loss(logits, classes, counts)
   return jnp.sum(jnp.where(mask, per_roi, 0)) / jnp.maximum(jnp.sum(mask), 1)
 
 
@@ -512,7 +511,7 @@ def init_module(model: Trunk, key: jax.Array) -> Any:
   """Parameters of a detector module (its `__call__` touches them all)."""
   size = model.cfg.image_size
   images = jnp.zeros((1, size, size, 3), jnp.uint8)
-  # Jitted: run op by op, the ResNet's initialisation took ~30 s on a CPU.
+  # Jitted: run op by op, the ResNet's initialisation is slow on a CPU.
   return jax.jit(model.init)(key, images)['params']
 
 
@@ -525,8 +524,6 @@ def validate(cfg: R2CNNConfig, counts: Optional[Sequence] = None) -> None:
   if cfg.image_size % cfg.stride:
     raise ValueError(f'image_size must be a multiple of {cfg.stride}, got '
                      f'{cfg.image_size}.')
-  losses_lib.resolve_hparams(cfg.loss, {losses_lib.split_spec(
-      cfg.loss)[0]: dict(cfg.loss_hparams)})
   if counts is not None and len(counts) != cfg.num_classes:
     raise ValueError(f'{len(counts)} class counts for {cfg.num_classes} '
                      f'classes.')

@@ -7,8 +7,12 @@
   non-finite guard, checkpoint, metrics, record).
 * `report`: tables and paired statistics of their results.
 
-Each runner's `run(cfg, workdir)` decides the backend policy once
-(`cil.runtime.policy`), writes the resolved per-cell settings, the policy
-and the code's commit into the workdir's record, and passes concrete
-values down. They need the `experiments` extra.
+Each runner's `run(cfg, workdir)` reads the backend policy once
+(`cil.runtime.policy`) and resolves its config against it (`cfg.resolve`):
+every backend choice (lowerings, compiler options, seed and task mapping,
+loops, chunking) becomes a plain value of the frozen config, which is what
+the code below `run` reads, what the workdir claims (`config.json`'s
+`config`) and what a rerun compares. The policy itself, the per-cell
+settings and the code's commit go into the record's `runtime`. They need
+the `experiments` extra.
 """

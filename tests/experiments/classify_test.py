@@ -2,9 +2,7 @@
 resume, the record, CIFAR-LT, the launcher.
 """
 
-import csv
 import dataclasses
-import io
 import json
 import os
 import re
@@ -24,6 +22,7 @@ import pytest
 
 import cifar_fixture  # tests/, beside this file
 from cil import errors
+from cil import losses
 from cil import workdir as workdir_lib
 from cil.experiments import classify
 from cil.experiments.classify import step as step_lib
@@ -33,6 +32,8 @@ from cil.experiments import report
 import configs
 import testutil
 from testutil import ROOT
+
+CI = losses.get_loss('ci')
 
 
 _DATA_DIR = None
@@ -131,9 +132,23 @@ class ClassifyTest(absltest.TestCase):
     with open(os.path.join(whole_dir, 'table.md')) as f:
       self.assertIn('| ci | ', f.read())
     with open(os.path.join(whole_dir, 'config.json')) as f:
-      runtime = json.load(f)['runtime']
-    self.assertEqual(runtime['classify']['seeds'], [0, 1])
-    self.assertIn(runtime['policy']['seed_parallel'], ('loop', 'vmap'))
+      record = json.load(f)
+    self.assertEqual(record['runtime']['classify']['seeds'], [0, 1])
+    self.assertIn(record['runtime']['policy']['seed_parallel'],
+                  ('loop', 'vmap'))
+    # The claim is the resolved config: read back, it is the config that
+    # ran, with every backend choice a value; it resolves to itself under
+    # another backend's policy and gives the same compiled-step settings.
+    ran = cfg.resolve(runtime.policy())
+    back = classify.ClassifyConfig.from_config(
+        dict(record['config'], **record['runtime']['data_location']))
+    self.assertEqual(back, ran)
+    self.assertEqual(back.resolve(runtime.policy('gpu')), back)
+    self.assertEqual(classify.step_settings(back, 'ci'),
+                     classify.step_settings(ran, 'ci'))
+    self.assertNotIn('', (back.seed_parallel, back.step_loop,
+                          back.conv_pool))
+    self.assertIsNotNone(back.compiler_options)
 
     workdir = self._workdir()
     resumed = self._killed_then_resumed(cfg, workdir, epoch=2)
@@ -304,8 +319,9 @@ class ClassifyTest(absltest.TestCase):
     cfg = _config(losses=('fl',), loss_hparams={'focal': {'gamma': 0.5},
                                                 'ldam': {'scale': 10.0}})
     self.assertEqual(cfg.losses, ('focal',))
-    self.assertEqual(cfg.hparams_for('fl'), {'gamma': 0.5, 'log_base': 10.0})
-    self.assertEqual(cfg.hparams_for('ldam'),
+    self.assertEqual(cfg.loss_spec('fl'), losses.LossSpec(
+        'focal', (('gamma', 0.5), ('log_base', 10.0))))
+    self.assertEqual(cfg.loss_spec('ldam').kwargs,
                      {'log_base': 10.0, 'max_margin': 0.5, 'scale': 10.0})
 
   @pytest.mark.slow  # ~16 s on 2 cores: a sweep of several programs.
@@ -386,113 +402,11 @@ class ClassifyTest(absltest.TestCase):
              0.001], rtol=1e-5)
     self.assertEqual(classify.learning_rate(_config(), 10), 1e-3)
 
-  def test_paired_differences_and_the_compare_launcher(self):
-    def run(protocol, loss, accs, lam=0.5):
-      return {'protocol': protocol, 'loss': loss, 'per_seed': [
-          {'seed': k, 'accuracy': a, 'imbalance_degree': lam,
-           'minority_recall': None} for k, a in enumerate(accs)]}
-    runs = [run('p', 'ce', [0.90, 0.80, 0.70]),
-            run('p', 'ci', [0.92, 0.82, 0.72]),      # +2 points every seed
-            run('p', 'focal', [0.95, 0.75, 0.70])]   # +5, -5, 0
-    diffs = {d['loss']: d for d in report.paired_differences(runs, 'ce')}
-    self.assertAlmostEqual(diffs['ci']['mean'], 0.02)
-    self.assertAlmostEqual(diffs['ci']['ci95'], 0.0, places=12)
-    self.assertTrue(diffs['ci']['significant'])
-    self.assertAlmostEqual(diffs['focal']['mean'], 0.0)
-    self.assertFalse(diffs['focal']['significant'])
-    self.assertEmpty(report.paired_differences(runs, 'ce',
-                                               'minority_recall'))
-    with self.assertRaisesRegex(ValueError, "No 'la' run for protocol 'p'"):
-      report.paired_differences(runs, 'la')
-    with self.assertRaisesRegex(ValueError, 'pairing needs the same seeds'):
-      report.paired_differences(runs + [run('q', 'ci', [0.5]),
-                                        run('q', 'ce', [0.5, 0.6])], 'ce')
-
-    workdir = self._workdir()
-    workdir_lib.write_json(os.path.join(workdir, 'runs', 'p__ce.json'),
-                           runs[0])
-    workdir_lib.write_json(os.path.join(workdir, 'runs', 'p__ci.json'),
-                           runs[1])
-    out = subprocess.run(
-        [sys.executable, '-m', 'launch.compare', f'--workdir={workdir}',
-         '--baseline=CE'], cwd=ROOT, capture_output=True, text=True,
-        check=False)
-    self.assertEqual(out.returncode, 0, out.stderr)
-    self.assertIn('| ci | +2.00 ± 0.00* |', out.stdout)
-    out = subprocess.run(
-        [sys.executable, '-m', 'launch.compare', f'--workdir={workdir}',
-         '--baseline=la'], cwd=ROOT, capture_output=True, text=True,
-        check=False)
-    self.assertEqual(out.returncode, 1)
-    self.assertIn("error: No 'la' run for protocol 'p'", out.stderr)
-    # --out into folders that do not exist yet makes them.
-    table = os.path.join(workdir, 'new', 'sub', 'table.md')
-    out = testutil.launch('launch.compare', f'--workdir={workdir}',
-                          '--baseline=ce', f'--out={table}')
-    self.assertEqual(out.returncode, 0, out.stderr)
-    with open(table, encoding='utf-8') as f:
-      self.assertIn('| ci | +2.00 ± 0.00* |', f.read())
-    # Every seed's scores as CSV: the numbers behind the table.
-    rows = list(csv.DictReader(io.StringIO(report.per_seed_csv(workdir))))
-    self.assertEqual([(r['loss'], r['seed'], r['accuracy']) for r in rows],
-                     [('ce', '0', '0.9'), ('ce', '1', '0.8'),
-                      ('ce', '2', '0.7'), ('ci', '0', '0.92'),
-                      ('ci', '1', '0.82'), ('ci', '2', '0.72')])
-    self.assertEqual({(r['lambda'], r['minority_recall']) for r in rows},
-                     {('0.5000', '')})
-
-  def test_shot_groups_by_hand(self):
-    counts = [150, 100, 20, 19, 5]
-    recall = [1.0, 0.5, 0.25, 0.0, None]  # Class 4 has no test images.
-    self.assertEqual(report.shot_group_accuracy(recall, counts),
-                     {'many_shot': 1.0, 'medium_shot': 0.375,
-                      'few_shot': 0.0})
-    self.assertEqual(report.shot_group_accuracy(recall, counts, (5, 19)),
-                     {'many_shot': (1.0 + 0.5 + 0.25) / 3,
-                      'medium_shot': 0.0, 'few_shot': None})
-    for bad in ((100, 20), (20,), (0, 5), ('a', 1), (2.5, 10)):
-      with self.assertRaisesRegex(ValueError, 'shot_thresholds'):
-        report.shot_groups(counts, bad)
+  def test_bad_shot_thresholds_and_posthoc_tau_are_refused(self):
     with self.assertRaisesRegex(ValueError, 'shot_thresholds'):
       _config(shot_thresholds=(100, 20)).validate()
     with self.assertRaisesRegex(ValueError, 'posthoc_tau must be a finite'):
       _config(posthoc_tau=-1.0).validate()
-
-  def test_posthoc_and_shot_groups_in_the_paired_comparison(self):
-    def seed(k, acc, few, adjusted=None):
-      out = {'seed': k, 'accuracy': acc, 'few_shot': few,
-             'imbalance_degree': 0.5}
-      if adjusted is not None:
-        out['posthoc'] = {'tau': 1.0, 'accuracy': adjusted[0],
-                          'few_shot': adjusted[1]}
-      return out
-    runs = [{'protocol': 'p', 'loss': 'ce', 'per_seed': [
-        seed(0, 0.90, 0.40, (0.91, 0.60)), seed(1, 0.80, 0.30, (0.79, 0.40))]},
-            {'protocol': 'p', 'loss': 'ci', 'per_seed': [
-                seed(0, 0.92, 0.50), seed(1, 0.84, 0.40)]}]
-    rows = report.with_variants(runs)
-    self.assertEqual([r['loss'] for r in rows], ['ce', 'ci', 'ce+posthoc'])
-    self.assertEqual(rows[2]['per_seed'][1],
-                     {'seed': 1, 'imbalance_degree': 0.5, 'tau': 1.0,
-                      'accuracy': 0.79, 'few_shot': 0.40})
-    workdir = self._workdir()
-    for r in runs:
-      workdir_lib.write_json(
-          os.path.join(workdir, 'runs', f'p__{r["loss"]}.json'), r)
-    table = report.compare_workdir(workdir, baseline='ce', metric='few_shot')
-    self.assertIn('| ci | +10.00 ± 0.00* |', table)
-    self.assertIn('| ce+posthoc | +15.00 ± 63.53 |', table)
-    table = report.compare_workdir(workdir, baseline='CE+posthoc')
-    self.assertRegex(table, r'\| ce \| [+-]0\.00 ± 12\.71 \|')
-    out = testutil.launch('launch.compare', f'--workdir={workdir}',
-                          '--baseline=ci', '--metric=few_shot')
-    self.assertEqual(out.returncode, 0, out.stderr)
-    self.assertIn('| ce+posthoc | +5.00 ± 63.53 |', out.stdout)
-
-  def test_minority_recall(self):
-    self.assertAlmostEqual(
-        report.minority_recall([1.0, 0.5, 0.25], [10, 2, 10]), 0.5)
-    self.assertIsNone(report.minority_recall([1.0, 0.5], [4, 4]))
 
   def test_epoch_batches_cover_each_seed_once(self):
     from cil import data  # pylint: disable=g-import-not-at-top
@@ -607,14 +521,14 @@ class SeedParallelTest(absltest.TestCase):
     rngs = jax.random.split(jax.random.key(1), (2, 3))
     out = {}
     for mode in ('loop', 'vmap'):
-      out[mode] = step_lib._chunk(
+      out[mode] = step_lib.chunk_program(
           jax.tree.map(jnp.copy, states), images, labels, idx,
-          mask, counts, rngs, weights, loss_name='ci',
-          loss_hparams=(), seed_parallel=mode, unroll=True)
-    split, split_metrics = step_lib._chunk(
+          mask, counts, rngs, weights, loss=CI,
+          seed_parallel=mode, unroll=True)
+    split, split_metrics = step_lib.chunk_program(
         classify.split_seeds(jax.tree.map(jnp.copy, states)), images, labels,
-        idx, mask, counts, rngs, weights, loss_name='ci',
-        loss_hparams=(), seed_parallel='loop', unroll=True)
+        idx, mask, counts, rngs, weights, loss=CI,
+        seed_parallel='loop', unroll=True)
     self.assertIsInstance(split, tuple)
     out['split'] = (classify.stack_seeds(split), split_metrics)
     chex.assert_trees_all_close(out['loop'], out['vmap'], rtol=1e-5,
@@ -622,13 +536,13 @@ class SeedParallelTest(absltest.TestCase):
     chex.assert_trees_all_close(out['loop'], out['split'], rtol=1e-5,
                                 atol=1e-6)
     with self.assertRaisesRegex(ValueError, "need seed_parallel='loop'"):
-      step_lib._chunk(split, images, labels, idx, mask, counts,
-                      rngs, weights, loss_name='ci', loss_hparams=(),
-                      seed_parallel='vmap', unroll=True)
+      step_lib.chunk_program(split, images, labels, idx, mask, counts,
+                             rngs, weights, loss=CI, seed_parallel='vmap',
+                             unroll=True)
     np.testing.assert_array_equal(out['loop'][0].step, [2, 1, 2])
-    one, _ = step_lib._chunk(
+    one, _ = step_lib.chunk_program(
         states, images, labels, idx[:1], mask[:1], counts,
-        rngs[:1], weights, loss_name='ci', loss_hparams=(),
+        rngs[:1], weights, loss=CI,
         seed_parallel='loop', unroll=True)
     chex.assert_trees_all_equal(
         jax.tree.map(lambda a: a[1], out['loop'][0].params),
@@ -658,8 +572,7 @@ class CpuLoweringTest(absltest.TestCase):
             jnp.zeros((1, 1, 4), jnp.int32), jnp.ones((1, 1, 4), bool),
             jnp.ones((1, 10)), jax.random.split(jax.random.key(0), (1, 1)))
     text = step_lib._jitted_chunk(options).lower(
-        *args, loss_name='ci', loss_hparams=(), seed_parallel='loop',
-        unroll=True).compile().as_text()
+        *args, loss=CI, seed_parallel='loop', unroll=True).compile().as_text()
     fused = re.findall(r'ynn_fusion[\w.]* = .*?calls=%([\w.]+)', text)
     bodies = [re.search(r'%' + re.escape(name) + r' .*?\{(.*?)\n\}', text,
                         re.S).group(1) for name in fused]

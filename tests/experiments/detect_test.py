@@ -36,8 +36,9 @@ def _train_config(**overrides) -> detect.TrainConfig:
   """`configs/detect.py:smoke` with `TINY_R2CNN`'s model and `overrides`."""
   config = configs.load('detect', 'smoke')
   for k in ('image_size', 'width', 'head_dim', 'pre_nms', 'post_nms',
-            'rpn_batch', 'roi_batch', 'loss'):
+            'rpn_batch', 'roi_batch'):
     config.model[k] = getattr(TINY_R2CNN, k)
+  config.model.loss = TINY_R2CNN.loss.name
   for k, v in overrides.items():
     target = config.model if k in config.model else config
     target[k] = v
@@ -150,8 +151,10 @@ class TrainTest(absltest.TestCase):
     self.assertLen(os.listdir(os.path.join(work, 'predictions')), 2)
     with open(os.path.join(work, 'config.json')) as f:
       model = json.load(f)['config']['model']
-    self.assertEqual(dict(model['loss_hparams']),
+    self.assertEqual(model['loss']['name'], 'ci')
+    self.assertEqual(dict(model['loss']['hparams']),
                      {**losses_lib.default_hparams('ci'), 'log_base': math.e})
+    self.assertEqual(result['loss_hparams'], dict(model['loss']['hparams']))
     self.assertLen(workdir.read_metrics(
         os.path.join(work, 'metrics', 'train.jsonl')), 2)
     # A changed config in the same workdir is refused (before any

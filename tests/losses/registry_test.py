@@ -2,6 +2,8 @@
 opt-in checked mode (cil._losses._registry).
 """
 
+import functools
+
 from absl.testing import absltest
 from absl.testing import parameterized
 import jax
@@ -33,6 +35,39 @@ class LossSpecTest(parameterized.TestCase):
     table = {'ci': {'log_base': 2.0, 'high_exponent': 0.125}}
     self.assertEqual(losses.resolve_hparams(spec, table),
                      {'log_base': 2.0, 'high_exponent': 0.5})
+    # One LossSpec from spec and table: the spec's value wins, once.
+    bound = losses.get_loss(spec, table)
+    self.assertEqual(bound, losses.LossSpec(
+        'ci', (('high_exponent', 0.5), ('log_base', 2.0))))
+    self.assertEqual(str(bound), 'ci:high_exponent=0.5,log_base=2.0')
+    self.assertIs(losses.get_loss(bound), bound)
+    np.testing.assert_allclose(
+        bound(logits, labels, counts),
+        losses.ci_loss(logits, labels, counts, high_exponent=0.5,
+                       log_base=2.0))
+    # A keyword given in the call overrides the bound one.
+    np.testing.assert_allclose(
+        bound(logits, labels, counts, log_base=10.0),
+        losses.get_loss(spec)(logits, labels, counts))
+
+  def test_a_loss_spec_is_a_static_argument(self):
+    logits, labels = random_batch(3, 8, 5)
+    counts = jnp.array(HIGH_DEGREE_COUNTS)
+    traces = []
+
+    @functools.partial(jax.jit, static_argnames='loss')
+    def mean_loss(z, y, c, *, loss):
+      traces.append(loss)
+      return loss(z, y, c).mean()
+
+    for spec in ('ci', 'CI', 'ci:high_exponent=0.5'):
+      mean_loss(logits, labels, counts, loss=losses.get_loss(spec))
+    self.assertEqual([str(t) for t in traces],
+                     ['ci', 'ci:high_exponent=0.5'])
+
+  def test_loss_spec_names_a_canonical_loss(self):
+    with self.assertRaisesRegex(ValueError, "canonical loss name.*'fl'"):
+      losses.LossSpec('fl')
 
   @parameterized.parameters(
       ('ci:', 'no key=value'),
@@ -54,8 +89,10 @@ class RegistryTest(parameterized.TestCase):
     self.assertEqual(set(losses.LOSS_NAMES),
                      {'ce', 'focal', 'ci', 'cb', 'ldam', 'la', 'wce', 'vs',
                       'ci_parts'})
-    self.assertIs(losses.get_loss('CI'), losses.ci_loss)
-    self.assertIs(losses.get_loss('fl'), losses.get_loss('focal'))
+    self.assertEqual(losses.get_loss('CI'), losses.LossSpec('ci'))
+    self.assertEqual(losses.get_loss('fl'), losses.get_loss('focal'))
+    self.assertEqual(hash(losses.get_loss('fl')),
+                     hash(losses.LossSpec('focal')))
 
   def test_unknown_name_lists_choices(self):
     with self.assertRaisesRegex(ValueError, r"Unknown loss 'cie'.*ce, focal"):

@@ -10,14 +10,15 @@ confidence interval.
 By concern:
 
 * `config`: `ClassifyConfig` (from a `configs/classify.py` config;
-  `validate`, `resolve` against the backend policy);
+  `validate`, `resolve` against the backend policy once, in `run`);
 * `step`: the pure step (`train_step`, its halves `seed_gradients` and
   `apply_gradients`, `train_chunk` over seeds and steps, the seeds'
   states stacked or split (`split_seeds`, `stack_seeds`),
   the optimizer, augmentation, deferred re-weighting, batch orders);
 * `parallel`: the seeds across devices and processes (`seed_mesh`,
   `predict_logits`);
-* `runner`: `run(cfg, workdir)` and one cell's `train_and_evaluate`,
+* `runner`: `run(cfg, workdir)`, one cell's `train_and_evaluate` and
+  the compiled step's settings from a resolved config (`step_settings`),
   through `cil.experiments.loop`; tables and statistics are
   `cil.experiments.report`'s.
 """
@@ -29,9 +30,11 @@ from cil.experiments.classify.parallel import predict_logits
 from cil.experiments.classify.parallel import seed_mesh
 from cil.experiments.classify.runner import cell_name
 from cil.experiments.classify.runner import run
+from cil.experiments.classify.runner import step_settings
 from cil.experiments.classify.runner import train_and_evaluate
 from cil.experiments.classify.step import apply_gradients
 from cil.experiments.classify.step import augment_batch
+from cil.experiments.classify.step import chunk_program
 from cil.experiments.classify.step import create_states
 from cil.experiments.classify.step import drw_weights
 from cil.experiments.classify.step import epoch_batches
@@ -53,6 +56,7 @@ __all__ = [
     'apply_gradients',
     'augment_batch',
     'cell_name',
+    'chunk_program',
     'create_states',
     'drw_weights',
     'epoch_batches',
@@ -65,6 +69,7 @@ __all__ = [
     'seed_mesh',
     'split_seeds',
     'stack_seeds',
+    'step_settings',
     'train_and_evaluate',
     'train_chunk',
     'train_step',

@@ -1,6 +1,8 @@
 """The classification experiment's settings: `ClassifyConfig`, built from a
 `configs/classify.py` config, checked before any work, resolved against the
-backend policy once (`resolve`)."""
+backend policy once (`resolve`, in `run`): the resolved config holds every
+backend choice as a plain value, is what the code below `run` reads, and is
+what a run records."""
 
 import dataclasses
 import math
@@ -70,9 +72,18 @@ class ClassifyConfig:
       Kang et al. 2020): 'instance' (every example once), 'class_balanced',
       'sqrt' or 'progressive'.
     chunk_steps: steps per compiled call; 0 picks the backend's
-      (`cil.runtime.policy`).
+      (`cil.runtime.Policy.classify_chunk_steps`).
     seed_parallel: 'vmap' or 'loop' (see `train_chunk`); '' picks the
       backend's.
+    step_loop: the steps of a chunk as a Python loop ('unroll') or a
+      `lax.scan` ('scan'); '' picks the backend's (`Policy.unroll_loops`).
+    conv_pool: LeNet's convolution-and-pool lowering
+      (`cil.models.CONV_POOL_IMPLS`); '' picks the backend's
+      (`Policy.classify_conv_pool`). Models without the choice resolve to
+      'xla'.
+    compiler_options: XLA options of the train step as `(name, value)`
+      pairs, () for none; None picks the backend's
+      (`Policy.classify_step_compiler_options`).
     checkpoint_every: save the seeds' states every this many epochs (and
       after the last); a killed run loses at most that much work.
     eval_batch_size: test images per evaluation call.
@@ -116,6 +127,9 @@ class ClassifyConfig:
   sampler: str
   chunk_steps: int
   seed_parallel: str
+  step_loop: str
+  conv_pool: str
+  compiler_options: Optional[tuple[tuple[str, str], ...]]
   checkpoint_every: int
   eval_batch_size: int
   posthoc_tau: float
@@ -142,16 +156,39 @@ class ClassifyConfig:
     c['decouple'] = v.as_names('decouple', c['decouple'])
     c['shot_thresholds'] = tuple(c['shot_thresholds']) if isinstance(
         c['shot_thresholds'], (list, tuple)) else c['shot_thresholds']
+    c['compiler_options'] = runtime.option_pairs(c['compiler_options'])
     return cls(**c)
 
   def resolve(self, policy: runtime.Policy) -> 'ClassifyConfig':
-    """This config with the backend's choices made: `model`, `chunk_steps`
-    and `seed_parallel` concrete (`run` calls it once; nothing below it
-    reads the policy)."""
+    """This config with every backend choice made (`run` calls it once,
+    before anything reads them; nothing below it reads the policy):
+    `model`, `chunk_steps`, `seed_parallel`, `step_loop`, `conv_pool` and
+    `compiler_options` concrete. A resolved config resolves to itself
+    under any policy."""
+    model = self.model_name()
+    conv_pool = self.conv_pool or (policy.classify_conv_pool
+                                   if model in models.CONV_POOL_MODELS
+                                   else 'xla')
+    options = self.compiler_options
+    if options is None:
+      options = policy.classify_step_compiler_options
     return dataclasses.replace(
-        self, model=self.model_name(),
+        self, model=model,
         chunk_steps=self.chunk_steps or policy.classify_chunk_steps,
-        seed_parallel=self.seed_parallel or policy.seed_parallel)
+        seed_parallel=self.seed_parallel or policy.seed_parallel,
+        step_loop=self.step_loop or (
+            'unroll' if policy.unroll_loops else 'scan'),
+        conv_pool=conv_pool, compiler_options=options)
+
+  @property
+  def unroll(self) -> bool:
+    """Whether a chunk's steps are unrolled (`step_loop`, resolved)."""
+    return self.step_loop == 'unroll'
+
+  def loss_spec(self, loss: str) -> losses.LossSpec:
+    """The `LossSpec` of the entry `loss` of `losses`, with its
+    hyperparameters from `loss_hparams` (and the spec's own on top)."""
+    return losses.get_loss(loss, self.loss_hparams)
 
   def model_name(self) -> str:
     return self.model or DEFAULT_MODELS.get(self.dataset, 'lenet')
@@ -162,9 +199,6 @@ class ClassifyConfig:
                         test_fraction=self.test_fraction,
                         image_feature=self.image_feature,
                         label_feature=self.label_feature)
-
-  def hparams_for(self, loss: str) -> dict:
-    return losses.resolve_hparams(loss, self.loss_hparams)
 
   def validate(self) -> None:
     """Checks every field before any work (or workdir) is touched."""
@@ -186,13 +220,26 @@ class ClassifyConfig:
       if value < 0:
         raise ValueError(f'{name} must be >= 0, got {value}.')
     for name in self.losses:
-      self.hparams_for(name)
+      self.loss_spec(name)
     for spec in self.protocols:
       data.get_protocol(spec)
     models.get_model(self.model_name(), 2)
     if self.seed_parallel not in ('', 'vmap', 'loop'):
       raise ValueError(f"seed_parallel must be 'vmap' or 'loop', got "
                        f'{self.seed_parallel!r}.')
+    if self.step_loop not in ('', 'unroll', 'scan'):
+      raise ValueError(f"step_loop must be 'unroll' or 'scan' ('' for the "
+                       f"backend's), got {self.step_loop!r}.")
+    if self.conv_pool not in ('',) + models.CONV_POOL_IMPLS:
+      raise ValueError(f"conv_pool must be one of "
+                       f"{', '.join(models.CONV_POOL_IMPLS)} ('' for the "
+                       f"backend's), got {self.conv_pool!r}.")
+    if (self.conv_pool not in ('', 'xla')
+        and self.model_name() not in models.CONV_POOL_MODELS):
+      raise ValueError(f'conv_pool {self.conv_pool!r} is a lowering of '
+                       f'{", ".join(models.CONV_POOL_MODELS)} only; model '
+                       f'{self.model_name()!r} has none (set conv_pool '
+                       f"to '').")
     if self.optimizer not in ('adam', 'sgd'):
       raise ValueError(f"optimizer must be 'adam' or 'sgd', got "
                        f'{self.optimizer!r}.')

@@ -15,10 +15,9 @@ import numpy as np
 
 from cil import distributed
 from cil import loops
-from cil import runtime
+from cil.experiments.classify.step import chunk_program
 from cil.experiments.classify.step import logits_batch
 from cil.experiments.classify.step import step_keys
-from cil.experiments.classify.step import _chunk as chunk_program
 from cil.experiments.classify.step import TrainState
 
 
@@ -26,9 +25,13 @@ SEED_AXIS = 'seeds'
 
 
 @functools.lru_cache(maxsize=None)
-def sharded_chunk(mesh: jax.sharding.Mesh, weighted: bool, **static):
+def sharded_chunk(mesh: jax.sharding.Mesh, weighted: bool,
+                  compiler_options: tuple[tuple[str, str], ...] = (),
+                  **static):
   """`train_chunk`'s program under `shard_map`: `(states, images, labels,
-  idx, mask, counts, seeds, steps[, weights]) -> (states, [T, K] metrics)`."""
+  idx, mask, counts, seeds, steps[, weights]) -> (states, [T, K] metrics)`,
+  compiled with `compiler_options`; `static` are `chunk_program`'s keyword
+  arguments."""
   # pylint: disable-next=g-import-not-at-top
   from jax.sharding import PartitionSpec as P
 
@@ -42,11 +45,10 @@ def sharded_chunk(mesh: jax.sharding.Mesh, weighted: bool, **static):
   by_seed, by_step_seed = P(SEED_AXIS), P(None, SEED_AXIS)
   in_specs = (by_seed, P(), P(), by_step_seed, by_step_seed, by_seed,
               by_seed, P()) + ((by_seed,) if weighted else ())
-  options = runtime.policy().classify_step_compiler_options
   return jax.jit(jax.shard_map(body, mesh=mesh, in_specs=in_specs,
                                out_specs=(by_seed, by_step_seed),
                                check_vma=False),
-                 compiler_options=dict(options) or None)
+                 compiler_options=dict(compiler_options) or None)
 
 
 @functools.lru_cache(maxsize=None)

@@ -55,12 +55,12 @@ def cell_name(protocol: str, loss_name: str) -> str:
 def train_and_evaluate(
     cfg: ClassifyConfig, train_set: data.ArrayDataset,
     test_set: data.ArrayDataset, protocol: str, loss_name: str,
-    work: workdir_lib.Workdir, *, unroll: bool, progress: Any = None,
+    work: workdir_lib.Workdir, *, progress: Any = None,
     epoch_callback: Optional[Callable[[int], None]] = None) -> dict:
   """Trains `cfg.seeds` models for one (protocol, loss); returns metrics.
 
-  `cfg` is resolved (`ClassifyConfig.resolve`); `unroll` is the backend
-  policy's `unroll_loops`. The cell loop (`cil.experiments.loop`) resumes
+  `cfg` is resolved (`ClassifyConfig.resolve`: every backend choice is a
+  plain value in it). The cell loop (`cil.experiments.loop`) resumes
   from the cell's newest good checkpoint; each epoch appends the seeds'
   mean train loss and accuracy and its wall time to the cell's metrics log.
 
@@ -74,7 +74,7 @@ def train_and_evaluate(
                         num_classes=train_set.num_classes) for s in seeds]
   counts = jnp.asarray(np.stack([s.class_counts for s in splits]),
                        jnp.float32)
-  model = model_for(cfg.model, train_set.num_classes)
+  model = model_for(cfg.model, train_set.num_classes, cfg.conv_pool)
   steps_per_epoch = math.ceil(max(s.indices.size for s in splits)
                               / cfg.batch_size)
   tx = make_optimizer(cfg, steps_per_epoch)
@@ -85,10 +85,8 @@ def train_and_evaluate(
     states = distributed.put(states, mesh,
                              jax.sharding.PartitionSpec(SEED_AXIS))
 
-  hparams = tuple(sorted(cfg.hparams_for(loss_name).items()))
-  static = {'loss_name': loss_name, 'loss_hparams': hparams,
-            'seed_parallel': cfg.seed_parallel, 'unroll': unroll,
-            'augment': cfg.augment}
+  static = step_settings(cfg, loss_name)
+  options = static.pop('compiler_options')
   weights = drw_weights(np.asarray(counts), cfg.drw_beta).astype(np.float32)
   if mesh is None:
     images = jnp.asarray(train_set.images)
@@ -99,7 +97,8 @@ def train_and_evaluate(
       rngs = step_keys(jnp.asarray(seeds), jnp.asarray(global_steps))
       return train_chunk(states, images, labels, jnp.asarray(c_idx),
                          jnp.asarray(c_mask), counts, rngs,
-                         weights if drw else None, **static)
+                         weights if drw else None, compiler_options=options,
+                         **static)
   else:
     P = jax.sharding.PartitionSpec  # pylint: disable=invalid-name
     images, labels = distributed.put(
@@ -108,7 +107,7 @@ def train_and_evaluate(
         (np.asarray(seeds), np.asarray(counts), weights), mesh, P(SEED_AXIS))
 
     def run_chunk(states, c_idx, c_mask, global_steps, drw):
-      fn = sharded_chunk(mesh, drw, **static)
+      fn = sharded_chunk(mesh, drw, options, **static)
       by_step_seed = distributed.put((c_idx, c_mask), mesh, P(None, SEED_AXIS))
       return fn(states, images, labels, *by_step_seed, counts, seed_ids,
                 distributed.put(global_steps, mesh, P()),
@@ -198,7 +197,7 @@ def train_and_evaluate(
                           **score(np.argmax(method_logits, -1))}
     per_seed.append({'seed': seed, **splits[k].summary(), **scores})
   return {'protocol': protocol, 'loss': loss_name,
-          'loss_hparams': dict(hparams), 'model': cfg.model,
+          'loss_hparams': static['loss'].kwargs, 'model': cfg.model,
           'train_loss_per_epoch': [r['train_loss'] for r in history],
           'per_seed': per_seed}
 
@@ -210,13 +209,24 @@ def _stage_two_optimizer(name: str, lr: float):
   return optax.adam(lr) if name == 'adam' else optax.sgd(lr, momentum=0.9)
 
 
+def step_settings(cfg: ClassifyConfig, loss: str) -> dict:
+  """The static settings of one cell's compiled train step (`train_chunk`'s
+  keyword arguments), read from a resolved config alone: the loss spec,
+  `seed_parallel`, `unroll`, `augment` and `compiler_options`. A config
+  read back from a run's `config.json` gives the same."""
+  return {'loss': cfg.loss_spec(loss), 'seed_parallel': cfg.seed_parallel,
+          'unroll': cfg.unroll, 'augment': cfg.augment,
+          'compiler_options': cfg.compiler_options}
+
+
 def _cell_settings(cfg: ClassifyConfig, protocol: str, loss: str) -> dict:
   """What one cell runs with: the resolved config's fields that vary by
   cell or by backend."""
   return {'protocol': protocol, 'loss': loss, 'model': cfg.model,
-          'loss_hparams': cfg.hparams_for(loss),
+          'loss_hparams': cfg.loss_spec(loss).kwargs,
           'chunk_steps': cfg.chunk_steps,
-          'seed_parallel': cfg.seed_parallel}
+          'seed_parallel': cfg.seed_parallel, 'step_loop': cfg.step_loop,
+          'conv_pool': cfg.conv_pool}
 
 
 def _check_data(cfg: ClassifyConfig, train_set: data.ArrayDataset,
@@ -230,13 +240,13 @@ def _check_data(cfg: ClassifyConfig, train_set: data.ArrayDataset,
     raise ValueError(f'{cfg.dataset}: test labels reach '
                      f'{test_set.labels.max()} but training has '
                      f'{train_set.num_classes} classes.')
-  model = model_for(cfg.model_name(), train_set.num_classes)
+  model = model_for(cfg.model, train_set.num_classes, cfg.conv_pool)
   try:
     variables = jax.eval_shape(functools.partial(model.init, train=False),
                                jax.random.key(0), train_set.images[:1])
   except Exception as e:  # pylint: disable=broad-except
     raise ValueError(
-        f'Model {cfg.model_name()!r} cannot take {cfg.dataset} images of '
+        f'Model {cfg.model!r} cannot take {cfg.dataset} images of '
         f'shape {train_set.image_shape} ({type(e).__name__}: '
         f'{str(e).splitlines()[0][:200]}); set --config.model (e.g. '
         f'digits_cnn for small images) or --config.image_size.') from None
@@ -316,16 +326,16 @@ def run(cfg: ClassifyConfig, workdir: str, *, show_progress: bool = True,
         'options': cfg.data_options()}
   train_set = data.load(cfg.dataset, 'train', **kw)
   test_set = data.load(cfg.dataset, 'test', **kw)
-  _check_data(cfg, train_set, test_set)
   policy = runtime.policy()
-  resolved_cfg = cfg.resolve(policy)
+  cfg = cfg.resolve(policy)
+  _check_data(cfg, train_set, test_set)
   cells = [(p, n) for p in cfg.protocols for n in cfg.losses]
   record = runtime.describe(policy, classify={
       'seeds': list(range(cfg.first_seed, cfg.first_seed + cfg.seeds)),
-      'cells': {cell_name(*c): _cell_settings(resolved_cfg, *c)
-                for c in cells}})
+      'cells': {cell_name(*c): _cell_settings(cfg, *c) for c in cells}})
 
-  # Where the data lives may change between a run and its resumption.
+  # The resolved config is the claim and the record (what ran); where the
+  # data lives may change between a run and its resumption.
   config = dataclasses.asdict(cfg)
   record['data_location'] = {k: config.pop(k)
                              for k in ('data_dir', 'manual_dir')}
@@ -342,8 +352,8 @@ def run(cfg: ClassifyConfig, workdir: str, *, show_progress: bool = True,
       if epoch_callback is not None:
         callback = functools.partial(epoch_callback, protocol, loss_name)
       result = train_and_evaluate(
-          resolved_cfg, train_set, test_set, protocol, loss_name, work,
-          unroll=policy.unroll_loops, progress=bar, epoch_callback=callback)
+          cfg, train_set, test_set, protocol, loss_name, work, progress=bar,
+          epoch_callback=callback)
       result['settings'] = record['classify']['cells'][cell]
       return result
 
@@ -372,8 +382,8 @@ def run(cfg: ClassifyConfig, workdir: str, *, show_progress: bool = True,
     table = report.markdown_table(rows, cfg.protocols, names)
     results['table_markdown'] = table
     work.write_json('results.json', results)
-    work.write_text('table.md', _tables_markdown(cfg, resolved_cfg.model,
-                                                 runs, rows, names))
+    work.write_text('table.md', _tables_markdown(cfg, cfg.model, runs, rows,
+                                                 names))
     if not work.primary:
       return results
     plots.per_class_recall(rows, train_set.class_names,

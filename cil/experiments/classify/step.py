@@ -23,25 +23,23 @@ from cil import data
 from cil import loops
 from cil import losses
 from cil import models
-from cil import runtime
 from cil.data import samplers
 from cil.experiments.classify.config import ClassifyConfig
 
 
 @functools.lru_cache(maxsize=None)
-def model_for(name: str, num_classes: int) -> nn.Module:
-  """One model instance per (name, classes), shared by every cell.
+def model_for(name: str, num_classes: int, conv_pool: str = 'xla'
+              ) -> nn.Module:
+  """One model instance per (name, classes, lowering), shared by every cell.
 
   `TrainState.apply_fn` is static in the jitted train and predict programs,
   and two instances' bound `apply` methods compare unequal, so a fresh
-  instance per (protocol, loss) cell recompiled both (measured: about 10 s
-  per cell of an MNIST sweep on 2 CPU cores). A model with a choice of
-  lowering gets the backend policy's (`cil.runtime.Policy`: LeNet's
-  `conv_pool`).
+  instance per (protocol, loss) cell recompiled both. `conv_pool` is the
+  lowering of a model that has the choice (`cil.models.CONV_POOL_MODELS`:
+  LeNet; the resolved `ClassifyConfig.conv_pool`); other models ignore it.
   """
   if name in models.CONV_POOL_MODELS:
-    return models.get_model(name, num_classes,
-                            conv_pool=runtime.policy().classify_conv_pool)
+    return models.get_model(name, num_classes, conv_pool=conv_pool)
   return models.get_model(name, num_classes)
 
 
@@ -132,7 +130,7 @@ def create_states(model: nn.Module, tx: optax.GradientTransformation,
 def seed_gradients(state: TrainState, images: jax.Array, labels: jax.Array,
                    idx: jax.Array, mask: jax.Array, class_counts: jax.Array,
                    loss_weights: Optional[jax.Array], rng: jax.Array, *,
-                   loss_fn: Callable[..., jax.Array], loss_hparams: dict,
+                   loss: losses.LossSpec,
                    augment: str = '') -> tuple[Any, Any, dict]:
   """One seed's gradients on one batch: the first half of `train_step`.
 
@@ -146,8 +144,7 @@ def seed_gradients(state: TrainState, images: jax.Array, labels: jax.Array,
     loss_weights: `[C]` class weights of the batch loss (deferred
       re-weighting: a weighted mean), or None for the plain mean.
     rng: dropout (and augmentation) key for this step.
-    loss_fn: a registry loss.
-    loss_hparams: its keyword hyperparameters.
+    loss: the loss, hyperparameters bound (`cil.losses.get_loss`).
     augment: `augment_batch`'s kind ('' for none).
 
   Returns:
@@ -167,19 +164,19 @@ def seed_gradients(state: TrainState, images: jax.Array, labels: jax.Array,
                          rngs={'dropout': rng},
                          mutable=['batch_stats'] if has_stats else False)
     logits, updates = out if has_stats else (out, {})
-    per_example = loss_fn(logits, y, class_counts, where=mask, **loss_hparams)
+    per_example = loss(logits, y, class_counts, where=mask)
     if loss_weights is None:
-      loss = per_example.sum() / valid
+      mean = per_example.sum() / valid
     else:
       w = jnp.where(mask, loss_weights[y], 0.0)
-      loss = (w * per_example).sum() / jnp.maximum(w.sum(), 1e-12)
-    return loss, (logits, updates)
+      mean = (w * per_example).sum() / jnp.maximum(w.sum(), 1e-12)
+    return mean, (logits, updates)
 
-  (loss, (logits, updates)), grads = jax.value_and_grad(
+  (mean, (logits, updates)), grads = jax.value_and_grad(
       objective, has_aux=True)(state.params)
   correct = jnp.sum((jnp.argmax(logits, -1) == y) & mask)
   return (grads, updates.get('batch_stats'),
-          {'loss': loss, 'accuracy': correct / valid})
+          {'loss': mean, 'accuracy': correct / valid})
 
 
 def apply_gradients(state: TrainState, grads: Any, batch_stats: Any,
@@ -197,7 +194,7 @@ def apply_gradients(state: TrainState, grads: Any, batch_stats: Any,
 def train_step(state: TrainState, images: jax.Array, labels: jax.Array,
                idx: jax.Array, mask: jax.Array, class_counts: jax.Array,
                loss_weights: Optional[jax.Array], rng: jax.Array, *,
-               loss_fn: Callable[..., jax.Array], loss_hparams: dict,
+               loss: losses.LossSpec,
                augment: str = '') -> tuple[TrainState, dict]:
   """One SGD step of one seed (`seed_gradients`, then `apply_gradients`);
   `vmap` it for several. Arguments as `seed_gradients`'.
@@ -207,72 +204,71 @@ def train_step(state: TrainState, images: jax.Array, labels: jax.Array,
   """
   grads, batch_stats, metrics = seed_gradients(
       state, images, labels, idx, mask, class_counts, loss_weights, rng,
-      loss_fn=loss_fn, loss_hparams=loss_hparams, augment=augment)
+      loss=loss, augment=augment)
   return apply_gradients(state, grads, batch_stats, jnp.any(mask)), metrics
 
 
 def train_chunk(states: TrainState, images: jax.Array, labels: jax.Array,
                 idx: jax.Array, mask: jax.Array, class_counts: jax.Array,
                 rngs: jax.Array, loss_weights: Optional[jax.Array] = None, *,
-                loss_name: str, loss_hparams: tuple, seed_parallel: str,
-                unroll: bool, augment: str = '') -> tuple[TrainState, dict]:
+                loss: losses.LossSpec, seed_parallel: str, unroll: bool,
+                augment: str = '',
+                compiler_options: tuple[tuple[str, str], ...] = ()
+                ) -> tuple[TrainState, dict]:
   """`T` steps of `K` seeds: scan over `[T, K, B]` batches, vmap over seeds.
 
   Jit-compiled (the keyword arguments are static, `states` is donated)
-  with the backend policy's `classify_step_compiler_options`
-  (`cil.runtime.Policy`); called inside another jit or `shard_map`, it is
+  with `compiler_options` (the resolved `ClassifyConfig.compiler_options`);
+  called inside another jit or `shard_map`, use `chunk_program`, which is
   traced into the caller's program.
 
   Args:
     states: stacked `[K]` TrainStates, or (with 'loop') a tuple of the K
       seeds' own TrainStates (`split_seeds`), updated as they are: no
       slicing a seed's parameters and optimizer state out of the stack and
-      stacking them back each step (LeNet's 5-seed CPU step took
-      0.92-0.96x the time; docs/performance.md). The runner splits the
-      states for an epoch when the policy's `seed_parallel` is 'loop'.
+      stacking them back each step (docs/performance.md). The runner splits
+      the states for an epoch when `seed_parallel` is 'loop'.
     images, labels: the whole source split.
     idx, mask: `[T, K, B]` batch indices and validity.
     class_counts: `[K, C]`.
     rngs: `[T, K]` dropout keys.
     loss_weights: `[K, C]` class weights of the batch loss (deferred
       re-weighting), or None for the plain mean.
-    loss_name, loss_hparams: static; the loss and its keyword arguments as a
-      tuple of pairs.
+    loss: static; the loss with its hyperparameters (`cil.losses.LossSpec`).
     seed_parallel: 'vmap' batches the seeds into one program (for GPUs);
       'loop' unrolls each seed's `seed_gradients` inside the compiled
       program, which on XLA:CPU avoids the slow lowering of convolutions
       whose weights carry a batch axis, and maps `apply_gradients` over
       the stacked states (`benchmarks/classify_step.py` measures both).
-    unroll: unroll the scan over steps. XLA:CPU runs convolutions inside a
-      while loop ~20x slower (measured: 290 ms vs 15 ms per step of the
-      digits CNN), so on CPU use short, unrolled chunks.
+    unroll: unroll the steps in Python instead of a `lax.scan`: XLA:CPU
+      runs convolutions inside a while loop much slower
+      (docs/performance.md), so on CPU use short, unrolled chunks.
     augment: `augment_batch`'s kind.
+    compiler_options: XLA options as `(name, value)` pairs.
 
   Returns:
     New states (in `states`' form) and `[T, K]` metrics.
   """
-  return _jitted_chunk(runtime.policy().classify_step_compiler_options)(
+  return _jitted_chunk(compiler_options)(
       states, images, labels, idx, mask, class_counts, rngs, loss_weights,
-      loss_name=loss_name, loss_hparams=loss_hparams,
-      seed_parallel=seed_parallel, unroll=unroll, augment=augment)
+      loss=loss, seed_parallel=seed_parallel, unroll=unroll, augment=augment)
 
 
 @functools.cache
 def _jitted_chunk(compiler_options: tuple[tuple[str, str], ...]) -> Callable:
-  """`_chunk` compiled with `compiler_options` (one jit per set)."""
-  return jax.jit(_chunk, static_argnames=('loss_name', 'loss_hparams',
-                                          'seed_parallel', 'unroll',
-                                          'augment'),
+  """`chunk_program` compiled with `compiler_options` (one jit per set)."""
+  return jax.jit(chunk_program, static_argnames=('loss', 'seed_parallel',
+                                                 'unroll', 'augment'),
                  donate_argnums=(0,),
                  compiler_options=dict(compiler_options) or None)
 
 
-def _chunk(states, images, labels, idx, mask, class_counts, rngs,
-           loss_weights=None, *, loss_name, loss_hparams, seed_parallel,
-           unroll, augment=''):
-  """`train_chunk`'s program."""
-  hparams = {'loss_fn': losses.base_loss(loss_name),
-             'loss_hparams': dict(loss_hparams), 'augment': augment}
+def chunk_program(states, images, labels, idx, mask, class_counts, rngs,
+                  loss_weights=None, *, loss, seed_parallel, unroll,
+                  augment=''):
+  """`train_chunk`'s program, un-jitted (for a caller's jit or
+  `shard_map`); arguments as `train_chunk`'s."""
+  hparams = {'loss': loss, 'augment': augment}
   if isinstance(states, tuple):
     if seed_parallel != 'loop':
       raise ValueError("train_chunk: states as a tuple of seeds' states "
@@ -291,8 +287,7 @@ def _chunk(states, images, labels, idx, mask, class_counts, rngs,
     def per_seed(st, ims, labs, i, m, c, w, r):
       # Gradients seed by seed, then one update of the stacked states: a
       # whole `train_step` per seed also sliced each seed's optimizer state
-      # out and stacked it back (LeNet's 5-seed CPU step took 0.95x the
-      # time without that; docs/performance.md).
+      # out and stacked it back (docs/performance.md).
       grads, stats, metrics = loops.unrolled_map(
           lambda a: seed_gradients(a[0], ims, labs, *a[1:], **hparams),
           (st, i, m, c, w, r))

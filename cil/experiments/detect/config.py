@@ -94,10 +94,10 @@ class TrainConfig:
               'stage_loss_weights', 'pooled_size'):
       if k in model:
         model[k] = tuple(model[k])
-    loss = losses_lib.canonical_spec(model.get('loss', 'ce'))
-    model['loss'] = loss
-    model['loss_hparams'] = tuple(sorted(
-        losses_lib.resolve_hparams(loss, hparams).items()))
+    # The model block's loss spec (R2CNNConfig's default where it names
+    # none) with its hyperparameters from the table: one LossSpec.
+    model['loss'] = losses_lib.get_loss(
+        model.get('loss', r2cnn.R2CNNConfig.loss), hparams)
     c['model'] = DETECTORS[detector][0](**model)
     return cls(**c)
 

@@ -139,7 +139,8 @@ def run(cfg: TrainConfig, workdir: str, *, show_progress: bool = True,
     result = metrics.evaluate(dets, test['gt'], classes=classes)
     result['ap_protocols'] = metrics.evaluate_protocols(dets, test['gt'],
                                                         classes=classes)
-    result['loss'] = cfg.model.loss
+    result['loss'] = cfg.model.loss.name
+    result['loss_hparams'] = cfg.model.loss.kwargs
     result['detector'] = cfg.detector
     result['train_instances'] = dict(zip(classes, instances.tolist()))
     result['steps'] = int(state.step)

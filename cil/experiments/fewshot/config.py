@@ -1,6 +1,7 @@
 """The few-shot experiment's settings: `FewShotConfig`, built from a
 `configs/fewshot.py` config, checked before any work, resolved against the
-backend policy once (`resolve`)."""
+backend policy once (`resolve`, in `run`; the resolved config is what runs
+and what is recorded)."""
 
 import dataclasses
 import math
@@ -47,8 +48,11 @@ class FewShotConfig:
       also over-samples every support set and the meta-train queries at
       random (ROS, Ochal et al. 2023; `cil.data.random_oversample`), on the
       same tasks as the others.
+    loss_hparams: per-loss keyword arguments keyed by canonical name, as
+      hashable nested tuples (`cil.losses.freeze_hparams`).
     maml: the MAML hyperparameters (its `inner_loss`/`outer_loss` are set
-      per loss by `maml_config`; its `loss_hparams` hold every loss's).
+      per loss by `maml_config`, with their `loss_hparams`; its `task_map`
+      '' picks the backend's, `cil.runtime.Policy.task_map`).
     meta_batch: tasks per meta-step.
     meta_steps: meta-training steps.
     features: Conv4 filters.
@@ -60,6 +64,9 @@ class FewShotConfig:
       'winograd', 'im2col' or 'xla'), or '' for the backend policy's
       choice for the MAML order (`cil.runtime.Policy.maml_conv_impl`:
       Winograd for first order on the CPU, else im2col).
+    compiler_options: XLA options of the meta-step as `(name, value)`
+      pairs, () for none; None picks the backend's
+      (`cil.runtime.Policy.meta_step_compiler_options`).
     test_tasks: meta-test tasks per distribution (paper: 600).
     parallel: 'pmap' (plain jit on one device), 'shard_map' or 'none'.
     seed: sampling and initialisation seed.
@@ -75,12 +82,14 @@ class FewShotConfig:
   query_multiple: int
   test_queries: int
   losses: tuple[str, ...]
+  loss_hparams: tuple
   maml: maml_lib.MamlConfig
   meta_batch: int
   meta_steps: int
   features: int
   dtype: str
   conv_impl: str
+  compiler_options: Optional[tuple[tuple[str, str], ...]]
   test_tasks: int
   parallel: str
   seed: int
@@ -91,13 +100,13 @@ class FewShotConfig:
   @classmethod
   def from_config(cls, config: Any) -> 'FewShotConfig':
     """From a `configs/fewshot.py` config (a ConfigDict or a dict)."""
-    c = dict(config)
-    hparams = losses.freeze_hparams(c.pop('loss_hparams', {}))
-    c = v.config_fields(c, cls, 'fewshot config')
+    c = v.config_fields(config, cls, 'fewshot config')
     c['losses'] = tuple(canonical_loss(n)
                         for n in v.as_names('losses', c['losses']))
+    c['loss_hparams'] = losses.freeze_hparams(c['loss_hparams'])
+    c['compiler_options'] = runtime.option_pairs(c['compiler_options'])
     maml = v.config_fields(c['maml'], maml_lib.MamlConfig, 'maml config')
-    c['maml'] = maml_lib.MamlConfig(**maml, loss_hparams=hparams)
+    c['maml'] = maml_lib.MamlConfig(**maml)
     for key in ('support', 'train_support'):
       try:
         c[key] = tuple(tuple(int(n) for n in d) for d in c[key])
@@ -116,13 +125,18 @@ class FewShotConfig:
     return self.maml.ways
 
   def resolve(self, policy: runtime.Policy) -> 'FewShotConfig':
-    """This config with the backend's choices made (`run` calls it once;
+    """This config with every backend choice made (`run` calls it once;
     nothing below it reads the policy): `conv_impl` ('' = the policy's
-    lowering for the MAML order, `Policy.maml_conv_impl`) and
-    `maml.task_map` ('' = the policy's) concrete."""
+    lowering for the MAML order, `Policy.maml_conv_impl`), `maml.task_map`
+    ('' = the policy's) and `compiler_options` (None = the policy's)
+    concrete. A resolved config resolves to itself under any policy."""
+    options = self.compiler_options
+    if options is None:
+      options = policy.meta_step_compiler_options
     return dataclasses.replace(
         self, conv_impl=policy.maml_conv_impl(
             first_order=self.maml.first_order, requested=self.conv_impl),
+        compiler_options=options,
         maml=dataclasses.replace(
             self.maml, task_map=self.maml.task_map or policy.task_map))
 
@@ -142,14 +156,14 @@ class FewShotConfig:
     if self.dtype not in DTYPES:
       raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got "
                        f'{self.dtype!r}.')
-    if self.conv_impl not in ('',) + models.cnn.CONV_IMPLS:
+    if self.conv_impl not in ('',) + models.CONV_IMPLS:
       raise ValueError(f"conv_impl must be '' (the backend's choice) or one "
-                       f"of {', '.join(models.cnn.CONV_IMPLS)}, got "
+                       f"of {', '.join(models.CONV_IMPLS)}, got "
                        f'{self.conv_impl!r}.')
     if not self.losses:
       raise ValueError('losses must not be empty.')
     for name in self.losses:
-      self.maml.loss_fn(split_loss(name)[0])
+      self.maml_config(name)
     if not self.support:
       raise ValueError('support must hold at least one distribution.')
     for dist in self.support + self.train_support:
@@ -176,8 +190,10 @@ class FewShotConfig:
       raise ValueError(f'seed must be >= 0, got {self.seed}.')
 
   def maml_config(self, loss: str) -> maml_lib.MamlConfig:
-    base, _ = split_loss(loss)
-    return dataclasses.replace(self.maml, inner_loss=base, outer_loss=base)
+    """The MAML config of the entry `loss` of `losses`: its `LossSpec`
+    (hyperparameters from `loss_hparams`) as the inner and outer loss."""
+    spec = losses.get_loss(split_loss(loss)[0], self.loss_hparams)
+    return dataclasses.replace(self.maml, inner_loss=spec, outer_loss=spec)
 
 
 ROS = '+ros'

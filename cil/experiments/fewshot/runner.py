@@ -6,7 +6,7 @@ losses through `cil.experiments.loop`; the package docstring
 import dataclasses
 import functools
 import math
-from typing import Callable, Optional, Sequence
+from typing import Callable, Optional
 
 import jax
 import jax.numpy as jnp
@@ -136,9 +136,7 @@ def evaluate(state, cfg: FewShotConfig, sampler: data.EpisodeSampler,
 
 
 def train_and_evaluate(cfg: FewShotConfig, splits, loss: str,
-                       work: workdir_lib.Workdir, *,
-                       compiler_options: Sequence[tuple[str, str]] = (),
-                       progress=None,
+                       work: workdir_lib.Workdir, *, progress=None,
                        step_callback: Optional[Callable[[int], None]] = None
                        ) -> dict:
   """Meta-trains with `loss` (resuming if checkpointed) and meta-tests.
@@ -164,7 +162,7 @@ def train_and_evaluate(cfg: FewShotConfig, splits, loss: str,
   state = maml_lib.create_state(model, mcfg, jax.random.key(cfg.seed),
                                 first['support_images'][0])
   step_fn = maml_lib.parallel_meta_train_step(
-      mcfg, parallel=cfg.parallel, compiler_options=compiler_options)
+      mcfg, parallel=cfg.parallel, compiler_options=cfg.compiler_options)
 
   def meta_step(state, step):
     state, m = step_fn(state, train_tasks(cfg, train_sampler, step,
@@ -197,7 +195,8 @@ def _cell_settings(cfg: FewShotConfig, loss: str) -> dict:
   mcfg = cfg.maml_config(loss)
   settings = dataclasses.asdict(mcfg)
   base, oversample = split_loss(loss)
-  settings['loss_hparams'] = losses.resolve_hparams(base, mcfg.loss_hparams)
+  settings['inner_loss'] = settings['outer_loss'] = base
+  settings['loss_hparams'] = mcfg.inner_loss.kwargs
   settings['oversample'] = oversample
   settings['conv_impl'] = cfg.conv_impl
   settings['dtype'] = cfg.dtype
@@ -235,16 +234,16 @@ def run(cfg: FewShotConfig, workdir: str, *, show_progress: bool = True,
                             '(config field meta_batch)')
   several = jax.device_count() > 1
   policy = runtime.policy()
-  resolved_cfg = cfg.resolve(policy)
+  cfg = cfg.resolve(policy)
   record = runtime.describe(policy, fewshot={
-      'conv_impl': resolved_cfg.conv_impl,
+      'conv_impl': cfg.conv_impl,
       'parallel': cfg.parallel if several else 'none',
       'task_sampling': 'numpy default_rng([seed, step, 11, task]) per '
                        'meta-train task; meta-test batches '
                        'default_rng([seed, 999, distribution, batch])',
-      'cells': {loss: _cell_settings(resolved_cfg, loss)
-                for loss in cfg.losses}})
-  # Where the data lives may change between a run and its resumption.
+      'cells': {loss: _cell_settings(cfg, loss) for loss in cfg.losses}})
+  # The resolved config is the claim and the record (what ran); where the
+  # data lives may change between a run and its resumption.
   config = dataclasses.asdict(cfg)
   record['data_location'] = {k: config.pop(k)
                              for k in ('data_dir', 'manual_dir')}
@@ -257,10 +256,8 @@ def run(cfg: FewShotConfig, workdir: str, *, show_progress: bool = True,
     def train_cell(loss, bar):
       callback = (functools.partial(step_callback, loss)
                   if step_callback is not None else None)
-      result = train_and_evaluate(
-          resolved_cfg, splits, loss, work, progress=bar,
-          compiler_options=policy.meta_step_compiler_options,
-          step_callback=callback)
+      result = train_and_evaluate(cfg, splits, loss, work, progress=bar,
+                                  step_callback=callback)
       result['settings'] = record['fewshot']['cells'][loss]
       return result
 
