@@ -4,14 +4,14 @@ XLA:CPU takes each program's temporary buffers from `malloc`. glibc serves
 blocks this large (hundreds of MB in MAML's meta-step) straight from `mmap`
 and hands them back with `munmap` when the call ends, so every call touches
 fresh pages. With the kernel's 4 KiB pages, one second-order meta-step at
-84x84x3 (`benchmarks/maml_step.py`'s) took 1.8 million minor page faults
-and 6 s of system time on a 2-core CPU.
+84x84x3 (`benchmarks/maml_step.py`'s) takes millions of minor page faults
+and seconds of system time on a 2-core CPU (docs/performance.md).
 
 glibc 2.35 and later can ask the kernel to back those blocks with
 transparent huge pages (the `glibc.malloc.hugetlb=1` tunable:
-`madvise(MADV_HUGEPAGE)` on them), which takes 512 times fewer faults. On
-that CPU the same meta-step then took about 0.7x the time
-(docs/performance.md has the measurements). The tunable is read once,
+`madvise(MADV_HUGEPAGE)` on them), which takes 512 times fewer faults and
+made the same meta-step faster on that CPU (docs/performance.md has the
+measurements). The tunable is read once,
 when the process starts, so the programs (not this library) restart
 themselves with it:
 `launch/startup.py`, which `launch/__init__.py` and

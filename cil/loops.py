@@ -2,11 +2,11 @@
 
 `unrolled_map(fn, xs)` is `jax.lax.map(fn, xs)` unrolled in Python: one copy
 of `fn` per index of the leading axis, outputs stacked. `lax.map` and
-`lax.scan` lower to a while loop, and XLA:CPU runs convolutions inside a
-while loop about 20x slower (measured: 290 ms vs 15 ms per step of the
-digits CNN); `vmap` instead gives convolutions with batched weights, about
-2.4x slower than this loop. Compile time grows with the leading size, so use
-it for small axes (seeds, tasks of a meta-batch).
+`lax.scan` lower to a while loop, inside which XLA:CPU runs convolutions
+much slower; `vmap` instead gives convolutions with batched weights, also
+slower than this loop (docs/performance.md, "Numbers behind the code's
+choices"). Compile time grows with the leading size, so use it for small
+axes (seeds, tasks of a meta-batch).
 
 `padded_batches(xs, batch_size)` feeds a jitted function a host array in
 batches of one shape, so that it compiles once.
