@@ -232,7 +232,7 @@ class GuardAndFilesTest(absltest.TestCase):
     path = os.path.join(tempfile.mkdtemp(), 'runs', 'odd10__ci.json')
     wd.write_json(path, {'accuracy': 0.5})
     full = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-    with mock.patch.object(wd.os, 'fsync', side_effect=full):
+    with mock.patch.object(os, 'fsync', side_effect=full):
       with self.assertRaisesRegex(errors.WriteError,
                                   f'Could not write {path}: No space left '
                                   'on device; what it held before is '

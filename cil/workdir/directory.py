@@ -1,0 +1,187 @@
+"""The workdir itself: created, locked, claimed for one config, and the
+files of its cells (`Workdir`)."""
+
+import datetime
+import fcntl
+import json
+import os
+import socket
+import sys
+from typing import Any, Optional, Sequence
+
+
+from cil import distributed
+from cil import errors
+from cil.workdir.checkpoints import Checkpointer
+from cil.workdir.files import check_record
+from cil.workdir.files import finite_or_none
+from cil.workdir.files import read_json
+from cil.workdir.files import write_json
+from cil.workdir.files import write_text
+from cil.workdir.metrics_log import MetricsLog
+
+
+def _cell_file(cell: str) -> str:
+  """'odd10/ci' -> 'odd10__ci' (a file name for a cell)."""
+  safe = cell.replace('/', '__')
+  if not safe or safe.startswith('.') or any(c in safe for c in '\\\0'):
+    raise ValueError(f'Bad cell name {cell!r}.')
+  return safe
+
+
+class Workdir:
+  """An experiment's directory; use as a context manager.
+
+  Args:
+    path: the directory (created on open).
+    config: the run's config as a JSON-able dict (what must not change
+      between a run and its resumption).
+    runtime: resolved choices, devices, versions (`cil.runtime.describe`);
+      recorded, not compared.
+
+  In a multi-process run (`cil.distributed`) every process opens the same
+  workdir, which must be on storage they all see (a shared or network file
+  system, as Orbax's multi-host checkpoints need). Only the primary locks,
+  claims and writes files (`finish`, `write_json`, `write_text`, metrics
+  logs; runners write figures only `if work.primary`); the others read. If
+  opening fails on any process, it fails on all of them.
+  """
+
+  def __init__(self, path: str, config: dict, *,
+               runtime: Optional[dict] = None):
+    self.path = path
+    self.config = json.loads(json.dumps(finite_or_none(config)))
+    self.runtime = runtime or {}
+    self.primary = distributed.is_primary()
+    self._lock_file = None
+
+  # -- lifecycle --------------------------------------------------------
+
+  def __enter__(self) -> 'Workdir':
+    self.open()
+    return self
+
+  def __exit__(self, *exc) -> None:
+    self.close()
+
+  def open(self) -> None:
+    """Locks the workdir, then claims it for `config` (on the primary)."""
+    error = None
+    if self.primary:
+      try:
+        self._make()
+        self._lock()
+        self._claim()
+      except (errors.RunError, OSError, ValueError) as e:
+        self.close()
+        error = e
+    try:
+      distributed.agree(error)
+    except BaseException:
+      self.close()
+      raise
+
+  def close(self) -> None:
+    if self._lock_file is not None:
+      fcntl.flock(self._lock_file, fcntl.LOCK_UN)
+      self._lock_file.close()
+      self._lock_file = None
+
+  def _make(self) -> None:
+    """Creates the workdir; a path that cannot be one is a named error."""
+    if os.path.exists(self.path) and not os.path.isdir(self.path):
+      raise errors.WorkdirError(
+          f'--workdir {self.path} is an existing file, not a directory; '
+          f'choose another --workdir.')
+    try:
+      os.makedirs(self.path, exist_ok=True)
+    except OSError as e:
+      raise errors.WorkdirError(
+          f'--workdir {self.path} cannot be created ({e.strerror}); choose '
+          f'a --workdir in a directory you can write to.') from None
+
+  def _lock(self) -> None:
+    path = os.path.join(self.path, '.lock')
+    f = open(path, 'a+', encoding='utf-8')  # pylint: disable=R1732
+    try:
+      fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+      f.seek(0)
+      holder = f.read().strip() or 'unknown process'
+      f.close()
+      raise errors.WorkdirLockedError(
+          f'Workdir {self.path} is in use by another run ({holder}); wait '
+          f'for it to finish or use another --workdir.') from None
+    f.seek(0)
+    f.truncate()
+    started = datetime.datetime.now().isoformat(timespec='seconds')
+    f.write(f'pid {os.getpid()} on {socket.gethostname()}, started '
+            f'{started}: {" ".join(sys.argv)[:300]}\n')
+    f.flush()
+    self._lock_file = f
+
+  def _claim(self) -> None:
+    path = os.path.join(self.path, 'config.json')
+    if os.path.exists(path):
+      previous = read_json(path)
+      if not isinstance(previous, dict) or 'config' not in previous:
+        raise errors.CorruptFileError(
+            f'{path} is not a cil config record (no "config" key); delete '
+            f'it or use a new --workdir.')
+      if previous['config'] != self.config:
+        changed = sorted(
+            k for k in set(previous['config']) | set(self.config)
+            if previous['config'].get(k) != self.config.get(k))
+        raise errors.ConfigMismatchError(
+            f'{self.path} holds a run with a different config (fields '
+            f'{", ".join(changed)} differ); use a new --workdir or delete '
+            f'it.\nold: {previous["config"]}\nnew: {self.config}')
+    write_json(path, {'config': self.config, 'runtime': self.runtime})
+
+  # -- cells ------------------------------------------------------------
+
+  def file(self, *parts: str) -> str:
+    return os.path.join(self.path, *parts)
+
+  def finished(self, cell: str, *, keys: Sequence[str] = ()
+               ) -> Optional[dict]:
+    """The recorded result of a finished cell, or None.
+
+    A record that is not a JSON object holding `keys` raises
+    `CorruptFileError` naming its file.
+    """
+    path = self.file('runs', _cell_file(cell) + '.json')
+    if not os.path.exists(path):
+      return None
+    return check_record(read_json(path), path, keys)
+
+  def finish(self, cell: str, result: dict) -> None:
+    """Records a cell's result (atomically; on the primary)."""
+    if not self.primary:
+      return
+    write_json(self.file('runs', _cell_file(cell) + '.json'), result,
+               indent=None)
+
+  def checkpointer(self, cell: str, *, max_to_keep: int = 2) -> Checkpointer:
+    return Checkpointer(self.file('checkpoints', *cell.split('/')),
+                        max_to_keep=max_to_keep)
+
+  def metrics(self, cell: str, *, resume_step: int) -> MetricsLog:
+    if not self.primary:
+      return MetricsLog(None, resume_step=resume_step)
+    return MetricsLog(self.file('metrics', _cell_file(cell) + '.jsonl'),
+                      resume_step=resume_step,
+                      tensorboard_dir=self.file('tensorboard',
+                                                _cell_file(cell)))
+
+  def write_json(self, name: str, obj: Any) -> str:
+    path = self.file(name)
+    if self.primary:
+      write_json(path, obj)
+    return path
+
+  def write_text(self, name: str, text: str) -> str:
+    path = self.file(name)
+    if self.primary:
+      write_text(path, text)
+    return path
