@@ -84,6 +84,7 @@ import math
 
 import ml_collections
 
+from cil import metrics
 from configs import common
 
 VARIANTS = ('default', 'smoke', 'mnist_table1', 'mnist_sweep', 'components',
@@ -177,7 +178,7 @@ def get_config(arg=None) -> ml_collections.ConfigDict:
   # adjustment (Menon et al. 2021), rows '<loss>+posthoc'; shot_thresholds
   # (low, high) define few- (< low), medium- and many-shot (> high) classes.
   c.posthoc_tau = 0.0
-  c.shot_thresholds = (20, 100)
+  c.shot_thresholds = metrics.DEFAULT_SHOT_THRESHOLDS  # Liu et al.: (20, 100)
   # Decoupled classifiers (Kang et al. 2020) scored beside each trained
   # model, rows '<loss>+<method>': any of 'crt', 'tau_norm', 'lws'.
   c.decouple = ()

@@ -1,9 +1,8 @@
 """Tables and paired statistics of the runners' results.
 
-* Classification (`cil.experiments.classify`): `seed_scores` (every
-  per-seed metric, with `minority_recall` and the many/medium/few-shot
-  groups' accuracy, `shot_group_accuracy`), `summarize` (mean and 95 % CI
-  over seeds of each metric), `with_variants` (other prediction rules of
+* Classification (`cil.experiments.classify`): `summarize` (mean and 95 %
+  CI over seeds of each per-seed metric; the metrics themselves are
+  `cil.metrics.seed_scores`'), `with_variants` (other prediction rules of
   the same models as rows: post-hoc adjustment, decoupled classifiers),
   `markdown_table` (Table I's shape), `paired_differences` /
   `compare_workdir` (each loss minus a baseline, paired by seed: `python
@@ -20,7 +19,7 @@ Detection's tables are `cil.detection.metrics.table_markdown` and
 import csv
 import io
 import math
-from typing import Optional, Sequence
+from typing import Sequence
 
 import numpy as np
 
@@ -31,100 +30,6 @@ from cil import workdir as workdir_lib
 # What a finished cell's record holds (checked when it is read back).
 CLASSIFY_RECORD_KEYS = ('protocol', 'loss', 'per_seed')
 FEWSHOT_RECORD_KEYS = ('loss', 'meta_loss', 'distributions')
-
-
-def minority_recall(per_class_recall: Sequence[float],
-                    class_counts: Sequence[int]) -> Optional[float]:
-  """Mean test recall of the classes with fewer training images than the
-  largest; None when the training set is balanced."""
-  counts = np.asarray(class_counts)
-  minority = np.flatnonzero(counts < counts.max())
-  if not minority.size:
-    return None
-  return float(np.mean(np.asarray(per_class_recall, float)[minority]))
-
-
-# Liu et al. (2019)'s groups: many-shot classes have more than 100 training
-# images, few-shot fewer than 20, medium-shot the rest.
-DEFAULT_SHOT_THRESHOLDS = (20, 100)
-SHOT_GROUPS = ('many_shot', 'medium_shot', 'few_shot')
-
-
-def shot_groups(class_counts: Sequence[int],
-                thresholds: Sequence[int] = DEFAULT_SHOT_THRESHOLDS
-                ) -> dict[str, np.ndarray]:
-  """The classes of each shot group, by their training counts.
-
-  With `thresholds = (low, high)`: many-shot `N > high`, few-shot
-  `N < low`, medium-shot `low <= N <= high` (Liu et al. 2019: (20, 100)).
-
-  Returns:
-    `{'many_shot': classes, 'medium_shot': ..., 'few_shot': ...}`, each an
-    integer array of class indices (possibly empty).
-  """
-  low, high = check_shot_thresholds(thresholds)
-  counts = np.asarray(class_counts)
-  return {'many_shot': np.flatnonzero(counts > high),
-          'medium_shot': np.flatnonzero((counts >= low) & (counts <= high)),
-          'few_shot': np.flatnonzero(counts < low)}
-
-
-def check_shot_thresholds(thresholds: Sequence[int]) -> tuple[int, int]:
-  """`(low, high)` if they are two integers with 0 < low <= high."""
-  try:
-    low, high = (int(t) for t in thresholds)
-    if (low, high) != tuple(thresholds):
-      raise TypeError
-  except (TypeError, ValueError):
-    raise ValueError(f'shot_thresholds must be two integers (low, high), '
-                     f'e.g. (20, 100); got {thresholds!r}.') from None
-  if not 0 < low <= high:
-    raise ValueError(f'shot_thresholds (low, high) need 0 < low <= high; '
-                     f'got {thresholds!r}.')
-  return low, high
-
-
-def shot_group_accuracy(per_class_recall: Sequence[float],
-                        class_counts: Sequence[int],
-                        thresholds: Sequence[int] = DEFAULT_SHOT_THRESHOLDS
-                        ) -> dict[str, Optional[float]]:
-  """Many-, medium- and few-shot accuracy (Liu et al., CVPR 2019).
-
-  Each group's accuracy is the mean test recall (per-class accuracy) of its
-  classes (`shot_groups`), as Liu et al.'s `shot_acc`; classes without test
-  images are left out. A group with no classes is None.
-
-  References:
-    Liu, Miao, Zhan, Wang, Gong and Yu, `Large-Scale Long-Tailed
-    Recognition in an Open World <https://arxiv.org/abs/1904.05160>`_,
-    CVPR 2019.
-  """
-  recall = np.asarray(per_class_recall, dtype=float)  # None -> NaN.
-  out = {}
-  for group, classes in shot_groups(class_counts, thresholds).items():
-    values = recall[classes]
-    values = values[~np.isnan(values)]
-    out[group] = float(values.mean()) if values.size else None
-  return out
-
-
-def seed_scores(labels: np.ndarray, predictions: np.ndarray,
-                class_counts: Sequence[int], num_classes: int, *,
-                shot_thresholds: Sequence[int] = DEFAULT_SHOT_THRESHOLDS
-                ) -> dict:
-  """Every per-seed metric of one model's test predictions.
-
-  `cil.metrics.classification_metrics`, `minority_recall` and the shot
-  groups' accuracy (`shot_group_accuracy`), the groups defined by the
-  seed's training `class_counts`.
-  """
-  cm = metrics.confusion_matrix(labels, predictions, num_classes)
-  scores = metrics.classification_metrics(cm)
-  scores['minority_recall'] = minority_recall(scores['per_class_recall'],
-                                              class_counts)
-  scores.update(shot_group_accuracy(scores['per_class_recall'], class_counts,
-                                    shot_thresholds))
-  return scores
 
 
 # A classify run's other prediction rules for the same trained models: each
@@ -162,7 +67,7 @@ def with_variants(runs: Sequence[dict]) -> list[dict]:
 
 
 SUMMARY_METRICS = ('accuracy', 'balanced_accuracy', 'minority_recall',
-                   'macro_f1', 'g_mean') + SHOT_GROUPS + (
+                   'macro_f1', 'g_mean') + metrics.SHOT_GROUPS + (
                        'imbalance_degree', 'imbalance_ratio')
 
 

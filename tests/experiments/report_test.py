@@ -11,6 +11,7 @@ import tempfile
 
 from absl.testing import absltest
 
+from cil import metrics
 from cil import workdir as workdir_lib
 from cil.experiments import report
 import testutil
@@ -113,15 +114,15 @@ class ReportTest(absltest.TestCase):
   def test_shot_groups_by_hand(self):
     counts = [150, 100, 20, 19, 5]
     recall = [1.0, 0.5, 0.25, 0.0, None]  # Class 4 has no test images.
-    self.assertEqual(report.shot_group_accuracy(recall, counts),
+    self.assertEqual(metrics.shot_group_accuracy(recall, counts),
                      {'many_shot': 1.0, 'medium_shot': 0.375,
                       'few_shot': 0.0})
-    self.assertEqual(report.shot_group_accuracy(recall, counts, (5, 19)),
+    self.assertEqual(metrics.shot_group_accuracy(recall, counts, (5, 19)),
                      {'many_shot': (1.0 + 0.5 + 0.25) / 3,
                       'medium_shot': 0.0, 'few_shot': None})
     for bad in ((100, 20), (20,), (0, 5), ('a', 1), (2.5, 10)):
       with self.assertRaisesRegex(ValueError, 'shot_thresholds'):
-        report.shot_groups(counts, bad)
+        metrics.shot_groups(counts, bad)
 
   def test_posthoc_and_shot_groups_in_the_paired_comparison(self):
     def seed(k, acc, few, adjusted=None):
@@ -156,8 +157,8 @@ class ReportTest(absltest.TestCase):
 
   def test_minority_recall(self):
     self.assertAlmostEqual(
-        report.minority_recall([1.0, 0.5, 0.25], [10, 2, 10]), 0.5)
-    self.assertIsNone(report.minority_recall([1.0, 0.5], [4, 4]))
+        metrics.minority_recall([1.0, 0.5, 0.25], [10, 2, 10]), 0.5)
+    self.assertIsNone(metrics.minority_recall([1.0, 0.5], [4, 4]))
 
 
 if __name__ == '__main__':

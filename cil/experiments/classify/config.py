@@ -11,9 +11,9 @@ from typing import Any, Optional
 from cil import _validation as v
 from cil import data
 from cil import losses
+from cil import metrics
 from cil import models
 from cil import runtime
-from cil.experiments import report
 from cil.experiments.classify import decouple
 
 
@@ -99,7 +99,7 @@ class ClassifyConfig:
       runner has no held-out split).
     shot_thresholds: `(low, high)` training counts that split classes into
       many-shot (> high), medium-shot and few-shot (< low) groups for their
-      accuracy (Liu et al. 2019: (20, 100); `report.shot_groups`).
+      accuracy (Liu et al. 2019: (20, 100); `cil.metrics.shot_groups`).
     data_dir, manual_dir: passed to `cil.data.load` (None: environment).
   """
   dataset: str
@@ -262,7 +262,7 @@ class ClassifyConfig:
     if not math.isfinite(self.posthoc_tau) or self.posthoc_tau < 0:
       raise ValueError(f'posthoc_tau must be a finite number >= 0 (0 is '
                        f'off), got {self.posthoc_tau}.')
-    report.check_shot_thresholds(self.shot_thresholds)
+    metrics.check_shot_thresholds(self.shot_thresholds)
     decouple.check_methods(self.decouple)
     if self.decouple_epochs < 1 and set(self.decouple) - {'tau_norm'}:
       raise ValueError(f'decouple_epochs must be >= 1 for cRT and LWS, got '

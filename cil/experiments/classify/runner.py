@@ -25,6 +25,7 @@ import optax
 from cil import data
 from cil import distributed
 from cil import losses
+from cil import metrics
 from cil import plots
 from cil import runtime
 from cil import workdir as workdir_lib
@@ -170,7 +171,7 @@ def train_and_evaluate(
   per_seed = []
   for k, seed in enumerate(seeds):
     score = functools.partial(
-        report.seed_scores, test_set.labels,
+        metrics.seed_scores, test_set.labels,
         class_counts=splits[k].class_counts,
         num_classes=test_set.num_classes,
         shot_thresholds=cfg.shot_thresholds)
