@@ -33,12 +33,16 @@ sampling, loss and budget, and its stages set in the `cascade` block
 Any field can be overridden: `--config.model.loss=focal`,
 `--config.loss_hparams.focal.gamma=0.5`, `--config.steps=2500`. The model's
 proposal and sampling budgets are set per variant from the image size
-(`_model` below); override them one by one if you
-change `model.image_size`.
+(`r2cnn.scaled_config`'s rule, `_model` below); override them one by one
+if you change `model.image_size`.
 """
+
+import dataclasses
 
 import ml_collections
 
+from cil.detection import cascade
+from cil.detection import r2cnn
 from configs import common
 
 VARIANTS = ('default', 'smoke', 'hrsc', 'dota')
@@ -47,29 +51,17 @@ VARIANTS = ('default', 'smoke', 'hrsc', 'dota')
 def _model(*, image_size: int, width: int, backbone: str
            ) -> ml_collections.ConfigDict:
   """R2CNN's settings (`cil.detection.r2cnn.R2CNNConfig`, less
-  `num_classes`, which comes from the data), stated here.
-
-  The proposal and sampling budgets follow the image size: small images
-  (<= 256 px, the CPU setting) keep 600 / 128 proposals and sample 128
-  anchors and 64 RoIs, larger ones 2000 / 512, 256 and 256; narrow
-  backbones (width < 64) get a 256-wide head, others 1024
-  (`r2cnn.scaled_config` makes the same choice for library users).
-  """
-  small = image_size <= 256
-  return ml_collections.ConfigDict({
-      'backbone': backbone, 'width': width, 'image_size': image_size,
-      'anchor_sizes': (16, 32, 64, 128),
-      'anchor_ratios': (0.2, 0.5, 1.0, 2.0, 5.0),
-      'pre_nms': 600 if small else 2000, 'post_nms': 128 if small else 512,
-      'rpn_nms': 0.7, 'rpn_batch': 128 if small else 256,
-      'rpn_positive_fraction': 0.5, 'roi_batch': 64 if small else 256,
-      'roi_positive_fraction': 0.25, 'head_dim': 256 if width < 64 else 1024,
-      # The classification loss (a `cil.losses` registry name or spec);
-      # its hyperparameters are `loss_hparams` below.
-      'loss': 'ci',
-      'lambda_aabb': 1.0, 'lambda_inclined': 1.0,  # eq. (17)'s weights
-      'test_proposals': 300, 'score_threshold': 0.05, 'test_nms': 0.3,
-      'max_detections': 100})
+  `num_classes`, which comes from the data) for this image size and width,
+  as `r2cnn.scaled_config` chooses them (its rule, stated once there: small
+  images, <= 256 px, keep 600 / 128 proposals and sample 128 anchors and
+  64 RoIs, larger ones 2000 / 512, 256 and 256; narrow backbones, width <
+  64, get a 256-wide head, others 1024), with the CI loss (a `cil.losses`
+  registry name or spec; its hyperparameters are `loss_hparams`)."""
+  model = dataclasses.asdict(r2cnn.scaled_config(
+      image_size=image_size, width=width, backbone=backbone))
+  del model['num_classes']
+  model['loss'] = 'ci'
+  return ml_collections.ConfigDict(model)
 
 
 def get_config(arg=None) -> ml_collections.ConfigDict:
@@ -90,12 +82,11 @@ def get_config(arg=None) -> ml_collections.ConfigDict:
   # cascade block is what the Cascade adds (`cascade.CascadeConfig`; unused
   # by R2CNN).
   c.detector = 'r2cnn'
-  c.cascade = ml_collections.ConfigDict({
-      'stage_ious': (0.5, 0.6, 0.7),  # foreground IoU of each stage
-      'stage_loss_weights': (1.0, 0.5, 0.25),
-      'pooled_size': (7, 7),  # rotated RoIAlign bins
-      # Stage 1 matches its axis-aligned proposals by axis-aligned IoU.
-      'first_stage_aabb_match': True})
+  # Its stages at `cascade.CascadeConfig`'s defaults (stated there):
+  # stage_ious (0.5, 0.6, 0.7), stage_loss_weights (1.0, 0.5, 0.25),
+  # pooled_size (7, 7), first_stage_aabb_match True.
+  c.cascade = ml_collections.ConfigDict(
+      {k: getattr(cascade.CascadeConfig, k) for k in cascade.stage_fields()})
   c.model = _model(image_size=256, width=16, backbone='resnet18')
   c.loss_hparams = common.loss_hparams()
   # Optimisation: Adam, cosine decay with 2 % warm-up, clipping at 10.

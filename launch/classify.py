@@ -30,7 +30,7 @@ def run():
   if not distributed.is_primary():  # It wrote nothing; process 0 reports.
     return
   print(f'\nRecognition rate (%), mean ± 95 % CI over {cfg.seeds} seeds '
-        f'({cfg.dataset}, {cfg.model_name()}):\n')
+        f"({cfg.dataset}, {results['config']['model']}):\n")
   print(results['table_markdown'])
   print(f'\nWrote {_WORKDIR.value}/results.json, table.md, '
         f'per_class_recall.png')

@@ -47,8 +47,12 @@ class ReadmeTest(absltest.TestCase):
     self.assertGreaterEqual(len(commands), 2)
     self.assertIn('python -m launch.classify', commands[0])
     self.assertIn('python -m pytest', commands[1])
-    # Nothing but the title and a paragraph comes before them.
-    self.assertLess(readme.index('```bash'), 1200)
+    # They open the README: before the first, only the title, the
+    # introduction and the heading of their own section (no other section
+    # and no other code).
+    head = readme[:readme.index('```bash')]
+    self.assertLen(re.findall(r'^## ', head, flags=re.M), 1)
+    self.assertNotIn('```', head)
 
 
 if __name__ == '__main__':
