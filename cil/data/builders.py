@@ -31,6 +31,10 @@ or directly:
     builder = cil.data.builders.CilMnist(data_dir=DATA_DIR)
     builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
         manual_dir=MANUAL_DIR))
+
+One module for the builders (about 600 lines): each is a short reader of
+its dataset's own files over the shared `ArrayRecordBuilder`, and they are
+read side by side when a dataset's layout is checked against another's.
 """
 
 import contextlib

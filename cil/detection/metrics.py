@@ -27,6 +27,10 @@ Per class, over all images:
 `evaluate_protocols` reports the paper's AP beside VOC07, VOC12 and
 COCO-style mAP@[0.5:0.95] (`AP_PROTOCOLS`), in one table
 (`protocols_table_markdown`).
+
+One module (about 550 lines): matching, AP under each protocol, the
+paired bootstrap and the tables share the per-class match records, and
+each protocol is checked against the others' definitions here.
 """
 
 import dataclasses

@@ -22,6 +22,10 @@ the majority as it is in every batch.
 
 Every shape is fixed (ground truth padded with a validity mask, RoIs sampled
 to a fixed number), so a whole train step is one jitted function.
+
+One module (about 530 lines) for the detector: its config, trunk, RPN and
+head, losses and train step follow the paper's Section IV-C in order, and
+`cil.detection.cascade` reuses them by name.
 """
 
 import dataclasses
