@@ -55,6 +55,15 @@ class FewShotRunTest(absltest.TestCase):
   def test_resume_after_kill_equals_uninterrupted(self):
     whole_dir = self._workdir()
     whole = fewshot.run(self.cfg, whole_dir, show_progress=False)
+    # The claim is the resolved config (every backend choice a value): read
+    # back, it is the config that ran and resolves to itself elsewhere.
+    record = workdir_lib.read_json(os.path.join(whole_dir, 'config.json'))
+    back = fewshot.FewShotConfig.from_config(
+        dict(record['config'], **record['runtime']['data_location']))
+    self.assertEqual(back, self.cfg.resolve(runtime.policy()))
+    self.assertEqual(back.resolve(runtime.policy('gpu')), back)
+    self.assertNotIn('', (back.conv_impl, back.maml.task_map))
+    self.assertIsNotNone(back.compiler_options)
     workdir = self._workdir()
 
     def kill(loss, step):
@@ -139,7 +148,7 @@ class FewShotRunTest(absltest.TestCase):
     policy = runtime.policy()
     self.assertEqual(dataclasses.replace(cfg, conv_impl='im2col')
                      .resolve(policy).conv_impl, 'im2col')
-    self.assertEqual(cfg.resolve(policy).conv_impl, cell['conv_impl'])
+    self.assertEqual(recorded['config']['conv_impl'], cell['conv_impl'])
 
   @pytest.mark.slow  # ~40 s: two more compiles (ROS changes the shapes).
   def test_oversampling_cells_run_on_the_same_tasks(self):
