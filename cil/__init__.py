@@ -26,4 +26,4 @@ The base install covers cil.losses, cil.maml and cil.models; the rest needs
 the `experiments` extra (`pip install 'cil[all]'`).
 """
 
-__version__ = '0.2.0'
+__version__ = '0.3.0'

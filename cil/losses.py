@@ -27,10 +27,14 @@ Conventions (as optax):
 * An eager call checks its inputs and then runs one jitted program (its
   cost is a few dispatches, below optax's eager cross-entropy); inside a
   caller's `jit` that program is inlined.
-* The paper (Zhang et al. 2020) uses base-10 logarithms throughout, so
-  `log_base=10.0` is the default of every loss here. `log_base=math.e` gives
-  the natural-log scaling of optax and of the peers' original papers; the two
-  differ by the constant factor ln(10).
+* Logarithms are natural by default (`log_base=math.e`), the scale of
+  optax and of every peer loss's paper and reference code:
+  `cross_entropy(z, y)` is `optax.softmax_cross_entropy_with_integer_labels`.
+  The CI paper (Zhang et al. 2020) uses base-10 logarithms throughout; pass
+  `log_base=10.0` to reproduce it (the paper's configs in `configs/` do).
+  The two scales differ by the constant factor ln(10), in the loss and its
+  gradients. The imbalance degree lambda, eq. (2), is base-10 by its
+  definition, whatever the losses' base.
 * Everything works under `jit`, `vmap`, `grad` and `pmap`, with `class_counts`
   a traced array: the lambda branch of the CI factor is chosen with
   `jnp.where`.

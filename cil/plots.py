@@ -26,7 +26,8 @@ def _binary_logits(p: jax.Array) -> jax.Array:
   return jnp.stack([jnp.log(p), jnp.log1p(-p)], axis=-1)
 
 
-def loss_curves(p: Sequence[float], *, majority_counts=(256, 1)) -> dict:
+def loss_curves(p: Sequence[float], *, majority_counts=(256, 1),
+                log_base: float = 10.0) -> dict:
   """Fig. 2's curves: loss and dL/dp against the true-class probability p.
 
   Losses come from `cil.losses` evaluated on two-class logits whose softmax
@@ -38,6 +39,8 @@ def loss_curves(p: Sequence[float], *, majority_counts=(256, 1)) -> dict:
   Args:
     p: probabilities in (0, 1).
     majority_counts: counts of the two-class task used for the CI curves.
+    log_base: the losses' logarithm; the paper's figure uses base 10 (the
+      losses' own default is the natural log).
 
   Returns:
     A dict name -> (loss `[n]`, dL/dp `[n]`) as NumPy arrays, plus 'p'.
@@ -51,23 +54,24 @@ def loss_curves(p: Sequence[float], *, majority_counts=(256, 1)) -> dict:
     majority = int(jnp.argmax(counts))
     minority = 1 - majority
     zeros = jnp.zeros(n, jnp.int32)
+    b = log_base
     # The true class is column 0; order the counts so that column 0 is the
     # majority (resp. minority) class.
     as_majority = counts[jnp.array([majority, minority])]
     as_minority = counts[jnp.array([minority, majority])]
     curves = {
-        'CE': (losses.cross_entropy(z, zeros),
-               losses.cross_entropy_grad_p(p)),
-        'FL (gamma=0.5)': (losses.focal_loss(z, zeros, gamma=0.5),
-                           losses.focal_grad_p(p, gamma=0.5)),
-        'FL (gamma=5)': (losses.focal_loss(z, zeros, gamma=5.0),
-                         losses.focal_grad_p(p, gamma=5.0)),
+        'CE': (losses.cross_entropy(z, zeros, log_base=b),
+               losses.cross_entropy_grad_p(p, log_base=b)),
+        'FL (gamma=0.5)': (losses.focal_loss(z, zeros, gamma=0.5, log_base=b),
+                           losses.focal_grad_p(p, gamma=0.5, log_base=b)),
+        'FL (gamma=5)': (losses.focal_loss(z, zeros, gamma=5.0, log_base=b),
+                         losses.focal_grad_p(p, gamma=5.0, log_base=b)),
         f'CI majority (f={float(factors[majority]):g})': (
-            losses.ci_loss(z, zeros, as_majority),
-            losses.ci_grad_p(p, factors[majority])),
+            losses.ci_loss(z, zeros, as_majority, log_base=b),
+            losses.ci_grad_p(p, factors[majority], log_base=b)),
         f'CI minority (f={float(factors[minority]):g})': (
-            losses.ci_loss(z, zeros, as_minority),
-            losses.ci_grad_p(p, factors[minority])),
+            losses.ci_loss(z, zeros, as_minority, log_base=b),
+            losses.ci_grad_p(p, factors[minority], log_base=b)),
     }
     out = {k: (np.asarray(a), np.asarray(b)) for k, (a, b) in curves.items()}
     out['p'] = np.asarray(p)

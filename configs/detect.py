@@ -88,7 +88,8 @@ def get_config(arg=None) -> ml_collections.ConfigDict:
   c.cascade = ml_collections.ConfigDict(
       {k: getattr(cascade.CascadeConfig, k) for k in cascade.stage_fields()})
   c.model = _model(image_size=256, width=16, backbone='resnet18')
-  c.loss_hparams = common.loss_hparams()
+  # The paper's base-10 logarithms (the losses' default is natural).
+  c.loss_hparams = common.loss_hparams(log_base=common.PAPER_LOG_BASE)
   # Optimisation: Adam, cosine decay with 2 % warm-up, clipping at 10.
   c.steps = 1500
   c.batch_size = 4

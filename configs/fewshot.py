@@ -105,7 +105,8 @@ def get_config(arg=None) -> ml_collections.ConfigDict:
   # over-samples each support set (and the meta-train queries) at random,
   # Ochal et al. 2023: --config.losses="('ci', 'ce+ros', 'ci+ros')".
   c.losses = ('ce', 'ci')
-  c.loss_hparams = common.loss_hparams()
+  # The paper's base-10 logarithms (the losses' default is natural).
+  c.loss_hparams = common.loss_hparams(log_base=common.PAPER_LOG_BASE)
   # MAML (learn2learn's names; `cil.maml.MamlConfig`).
   c.maml = ml_collections.ConfigDict()
   c.maml.ways = 5

@@ -1,6 +1,7 @@
 """Tests for configs/: every variant builds a valid experiment config."""
 
 import importlib
+import math
 
 from absl.testing import absltest
 from absl.testing import parameterized
@@ -29,8 +30,10 @@ def _cases():
       yield f'{family}_{variant}', family, variant
 
 
-# Every registry loss's scalar hyperparameters at their defaults, written
-# out by hand (the config files read them from the losses' signatures).
+# Every registry loss's scalar hyperparameters in the default variants,
+# written out by hand: the losses' defaults (read from their signatures by
+# the config files) with the CI paper's base-10 logarithms, which the
+# paper's configs state (the losses' own default is the natural log).
 LOSS_DEFAULTS = {
     'ce': {'log_base': 10.0},
     'focal': {'gamma': 2.0, 'log_base': 10.0},
@@ -63,6 +66,17 @@ class ConfigsTest(parameterized.TestCase):
         self.assertEqual(dict(config.loss_hparams[name]), defaults, name)
     _BUILDERS[family].from_config(config).validate()
 
+  def test_the_paper_configs_state_base_ten_the_library_is_natural(self):
+    for name in LOSS_DEFAULTS:
+      self.assertEqual(losses.default_hparams(name)['log_base'], math.e)
+    for family in _BUILDERS:
+      self.assertEqual(
+          {h['log_base'] for h in configs.load(family).loss_hparams.values()},
+          {10.0}, family)
+    for variant in ('cifar10_lt', 'cifar100_lt'):  # Their code's: natural.
+      self.assertEqual({h['log_base'] for h in configs.load(
+          'classify', variant).loss_hparams.values()}, {math.e})
+
   def test_configs_state_what_the_library_would_choose(self):
     self.assertEqual(fewshot_configs.ALL_DISTRIBUTIONS,
                      tuple(data.partitions(15, 5)))
@@ -82,7 +96,7 @@ class ConfigsTest(parameterized.TestCase):
       self.assertEqual((model.anchor_sizes, model.anchor_ratios),
                        ((16, 32, 64, 128), (0.2, 0.5, 1.0, 2.0, 5.0)))
       self.assertEqual(model.loss, losses.LossSpec('ci', tuple(sorted(
-          losses.default_hparams('ci').items()))), variant)
+          LOSS_DEFAULTS['ci'].items()))), variant)
       self.assertEqual(dict(config.cascade), {
           'stage_ious': (0.5, 0.6, 0.7),
           'stage_loss_weights': (1.0, 0.5, 0.25),

@@ -3,6 +3,7 @@
 Private: import the public names from `cil.losses`.
 """
 
+import math
 from typing import Optional
 
 import jax
@@ -34,15 +35,16 @@ def cross_entropy(
     labels: ArrayLike,
     *,
     where: Optional[ArrayLike] = None,
-    log_base: float = 10.0,
+    log_base: float = math.e,
 ) -> jax.Array:
   r"""Softmax cross-entropy with integer labels, eq. (3).
 
   .. math::
     L_{CE} = -\log_{b} p_t, \qquad p = \mathrm{softmax}(z)
 
-  With `log_base=math.e` this equals
-  `optax.softmax_cross_entropy_with_integer_labels`.
+  With the default `log_base=math.e` this equals
+  `optax.softmax_cross_entropy_with_integer_labels`; the paper's
+  `log_base=10` is 1 / ln(10) of it.
 
   Args:
     logits: `[..., num_classes]` unnormalized scores (any leading batch
@@ -51,7 +53,8 @@ def cross_entropy(
       labels: `[..., num_classes]` probabilities (floating).
     where: optional boolean mask broadcastable to `[...]`; masked examples
       give 0.
-    log_base: base b of the logarithm (paper: 10).
+    log_base: base b of the logarithm (default e, optax's and the peers'
+      scale; the paper's is 10).
     axis: the class axis of `logits` (and of soft `labels`), as optax.
 
   Returns:
@@ -60,7 +63,7 @@ def cross_entropy(
   Examples:
     >>> logits = jnp.array([[2.0, 0.0, 0.0]])
     >>> round(float(cross_entropy(logits, jnp.array([0]))[0]), 4)
-    0.104
+    0.2395
   """
   check_classification_inputs(logits, labels, where)
   v.check_log_base(log_base)
@@ -87,7 +90,7 @@ def focal_loss(
     gamma: float = 2.0,
     alpha: Optional[ArrayLike] = None,
     where: Optional[ArrayLike] = None,
-    log_base: float = 10.0,
+    log_base: float = math.e,
 ) -> jax.Array:
   r"""Softmax focal loss, eq. (6).
 
@@ -107,7 +110,8 @@ def focal_loss(
       balancing, generalised to C classes); None means 1.
     where: optional boolean mask broadcastable to `[...]`; masked examples
       give 0.
-    log_base: base b of the logarithm (paper: 10).
+    log_base: base b of the logarithm (default e, optax's and the peers'
+      scale; the paper's is 10).
     axis: the class axis of `logits` (and of soft `labels`), as optax.
 
   Returns:
@@ -116,7 +120,7 @@ def focal_loss(
   Examples:
     >>> logits = jnp.array([[2.0, 0.0, 0.0]])
     >>> round(float(focal_loss(logits, jnp.array([0]), gamma=2.0)[0]), 5)
-    0.00472
+    0.01087
 
   References:
     Lin, Goyal, Girshick, He and Dollar, `Focal Loss for Dense Object
@@ -153,7 +157,7 @@ def ci_loss(
     class_counts: ArrayLike,
     *,
     where: Optional[ArrayLike] = None,
-    log_base: float = 10.0,
+    log_base: float = math.e,
     threshold: float = PAPER_RULE.threshold,
     low_exponent: float = PAPER_RULE.low_exponent,
     high_exponent: float = PAPER_RULE.high_exponent,
@@ -180,7 +184,8 @@ def ci_loss(
       counts, or a few-shot task's support counts (may be traced).
     where: optional boolean mask broadcastable to `[...]`; masked examples
       give 0.
-    log_base: base b of the logarithm (paper: 10).
+    log_base: base b of the logarithm (default e, optax's and the peers'
+      scale; the paper's is 10).
     threshold, low_exponent, high_exponent, transition_width: the class
       factor's rule, eq. (5) (`ci_class_factors`; the defaults are the
       paper's).
@@ -193,7 +198,7 @@ def ci_loss(
     >>> logits = jnp.array([[0.0, 0.0], [0.0, 0.0]])
     >>> loss = ci_loss(logits, jnp.array([0, 1]), jnp.array([256, 1]))
     >>> [round(x, 4) for x in loss.tolist()]
-    [0.0623, 0.1247]
+    [0.1436, 0.2871]
 
   References:
     Zhang et al., `A Class Imbalance Loss for Imbalanced Object Recognition

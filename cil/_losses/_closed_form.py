@@ -40,7 +40,8 @@ def _check_probabilities(p, name='p', allow_one=True):
           f'in [{values.min()}, {values.max()}].')
 
 
-def cross_entropy_grad_p(p: ArrayLike, *, log_base: float = 10.0) -> jax.Array:
+def cross_entropy_grad_p(p: ArrayLike, *,
+                         log_base: float = math.e) -> jax.Array:
   r"""dL_CE/dp, eq. (13), elementwise for p in (0, 1].
 
   .. math::
@@ -48,7 +49,8 @@ def cross_entropy_grad_p(p: ArrayLike, *, log_base: float = 10.0) -> jax.Array:
 
   Args:
     p: probabilities of the true class, any shape.
-    log_base: base b of the loss's logarithm (paper: 10).
+    log_base: base b of the loss's logarithm (default e; the paper's is
+      10).
 
   Returns:
     The derivative, same shape as `p`.
@@ -60,7 +62,7 @@ def cross_entropy_grad_p(p: ArrayLike, *, log_base: float = 10.0) -> jax.Array:
 
 
 def focal_grad_p(p: ArrayLike, *, gamma: float,
-                 log_base: float = 10.0) -> jax.Array:
+                 log_base: float = math.e) -> jax.Array:
   r"""dL_FL/dp, eq. (14), elementwise for p in (0, 1) (p = 1 too if gamma >= 1).
 
   .. math::
@@ -70,7 +72,8 @@ def focal_grad_p(p: ArrayLike, *, gamma: float,
   Args:
     p: probabilities of the true class, any shape.
     gamma: focusing parameter >= 0.
-    log_base: base b of the loss's logarithm (paper: 10).
+    log_base: base b of the loss's logarithm (default e; the paper's is
+      10).
 
   Returns:
     The derivative, same shape as `p`.
@@ -86,7 +89,7 @@ def focal_grad_p(p: ArrayLike, *, gamma: float,
 
 
 def ci_grad_p(p: ArrayLike, factor: ArrayLike, *,
-              log_base: float = 10.0) -> jax.Array:
+              log_base: float = math.e) -> jax.Array:
   r"""dL_CI/dp, eq. (15) as corrected in PAPER.md, elementwise for p in (0, 1].
 
   With a = pi p / 2:
@@ -103,7 +106,8 @@ def ci_grad_p(p: ArrayLike, factor: ArrayLike, *,
     p: probabilities of the true class, any shape.
     factor: f of the true class (`ci_class_factors(counts)[label]`),
       broadcastable against `p`.
-    log_base: base b of the loss's logarithm (paper: 10).
+    log_base: base b of the loss's logarithm (default e; the paper's is
+      10).
 
   Returns:
     The derivative, shape of `p` broadcast with `factor`.
@@ -125,7 +129,7 @@ def ci_loss_grad_logits(
     class_counts: ArrayLike,
     *,
     where: Optional[ArrayLike] = None,
-    log_base: float = 10.0,
+    log_base: float = math.e,
     threshold: float = PAPER_RULE.threshold,
     low_exponent: float = PAPER_RULE.low_exponent,
     high_exponent: float = PAPER_RULE.high_exponent,
@@ -149,7 +153,8 @@ def ci_loss_grad_logits(
       probabilities (soft labels).
     class_counts: `[num_classes]` positive counts.
     where: optional boolean mask broadcastable to `[...]`; masked rows are 0.
-    log_base: base b of the loss's logarithm (paper: 10).
+    log_base: base b of the loss's logarithm (default e; the paper's is
+      10).
     threshold, low_exponent, high_exponent, transition_width: eq. (5)'s
       rule, as `ci_loss`.
     axis: the class axis of `logits` (and of soft `labels`), as optax.

@@ -3,6 +3,7 @@
 Private: import the public names from `cil.losses`.
 """
 
+import math
 from typing import Optional
 
 import jax
@@ -41,7 +42,7 @@ def ci_components_loss(
     cb_beta: float = 0.0,
     tau: float = 0.0,
     where: Optional[ArrayLike] = None,
-    log_base: float = 10.0,
+    log_base: float = math.e,
 ) -> jax.Array:
   r"""The CI loss as three switchable parts: modulation, class factor, logits.
 
@@ -94,7 +95,8 @@ def ci_components_loss(
       2021); 0 for plain logits.
     where: optional boolean mask broadcastable to `[...]`; masked examples
       give 0.
-    log_base: base b of the logarithm (paper: 10).
+    log_base: base b of the logarithm (default e, optax's and the peers'
+      scale; the paper's is 10).
     axis: the class axis of `logits` (and of soft `labels`), as optax.
 
   Returns:

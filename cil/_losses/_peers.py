@@ -36,7 +36,7 @@ def class_balanced_loss(
     beta: float = 0.9999,
     gamma: float = 0.0,
     where: Optional[ArrayLike] = None,
-    log_base: float = 10.0,
+    log_base: float = math.e,
 ) -> jax.Array:
   r"""Class-balanced loss (Cui et al. 2019): re-weighting by effective numbers.
 
@@ -59,7 +59,7 @@ def class_balanced_loss(
     gamma: optional focal focusing parameter >= 0.
     where: optional boolean mask broadcastable to `[...]`; masked examples
       give 0.
-    log_base: base b of the logarithm (default 10 as the rest of `cil`).
+    log_base: base b of the logarithm (default e, the reference code's).
     axis: the class axis of `logits` (and of soft `labels`), as optax.
 
   Returns:
@@ -111,7 +111,7 @@ def ldam_loss(
     max_margin: float = 0.5,
     scale: float = 30.0,
     where: Optional[ArrayLike] = None,
-    log_base: float = 10.0,
+    log_base: float = math.e,
 ) -> jax.Array:
   r"""Label-distribution-aware margin (LDAM) loss (Cao et al. 2019).
 
@@ -136,7 +136,7 @@ def ldam_loss(
     scale: s, multiplies the margin-adjusted logits (paper: 30).
     where: optional boolean mask broadcastable to `[...]`; masked examples
       give 0.
-    log_base: base b of the logarithm (default 10 as the rest of `cil`).
+    log_base: base b of the logarithm (default e, the reference code's).
     axis: the class axis of `logits` (and of soft `labels`), as optax.
 
   Returns:
@@ -223,7 +223,7 @@ def logit_adjusted_loss(
     *,
     tau: float = 1.0,
     where: Optional[ArrayLike] = None,
-    log_base: float = 10.0,
+    log_base: float = math.e,
 ) -> jax.Array:
   r"""Logit-adjusted softmax cross-entropy (Menon et al. 2021).
 
@@ -244,7 +244,7 @@ def logit_adjusted_loss(
     tau: temperature of the adjustment (paper: 1).
     where: optional boolean mask broadcastable to `[...]`; masked examples
       give 0.
-    log_base: base b of the logarithm (default 10 as the rest of `cil`).
+    log_base: base b of the logarithm (default e, the reference code's).
     axis: the class axis of `logits` (and of soft `labels`), as optax.
 
   Returns:
@@ -282,7 +282,7 @@ def weighted_cross_entropy(
     class_counts: ArrayLike,
     *,
     where: Optional[ArrayLike] = None,
-    log_base: float = 10.0,
+    log_base: float = math.e,
 ) -> jax.Array:
   r"""Inverse-frequency weighted (cost-sensitive) cross-entropy.
 
@@ -300,7 +300,7 @@ def weighted_cross_entropy(
     class_counts: `[num_classes]` positive counts.
     where: optional boolean mask broadcastable to `[...]`; masked examples
       give 0.
-    log_base: base b of the logarithm (default 10 as the rest of `cil`).
+    log_base: base b of the logarithm (default e, the reference code's).
     axis: the class axis of `logits` (and of soft `labels`), as optax.
 
   Returns:
@@ -340,7 +340,7 @@ def vs_loss(
     gamma: float = 0.2,
     tau: float = 1.0,
     where: Optional[ArrayLike] = None,
-    log_base: float = 10.0,
+    log_base: float = math.e,
 ) -> jax.Array:
   r"""Vector-scaling (VS) loss (Kini et al. 2021).
 
@@ -370,7 +370,7 @@ def vs_loss(
     tau: temperature of the additive adjustment (finite).
     where: optional boolean mask broadcastable to `[...]`; masked examples
       give 0.
-    log_base: base b of the logarithm (default 10 as the rest of `cil`).
+    log_base: base b of the logarithm (default e, the reference code's).
     axis: the class axis of `logits` (and of soft `labels`), as optax.
 
   Returns:

@@ -292,7 +292,7 @@ def default_hparams(name: str) -> dict:
 
   Examples:
     >>> default_hparams('fl')
-    {'gamma': 2.0, 'log_base': 10.0}
+    {'gamma': 2.0, 'log_base': 2.718281828459045}
   """
   return {k: v for k, v in _keyword_defaults(name).items()
           if isinstance(v, (bool, int, float, str))}

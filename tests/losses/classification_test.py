@@ -82,23 +82,28 @@ class IdentityTest(chex.TestCase):
     self.assertTrue(bool(jnp.all(ci >= 0)))
 
   @chex.variants(with_jit=True, without_jit=True)
-  def test_natural_log_cross_entropy_matches_optax(self):
+  def test_cross_entropy_by_default_is_optax(self):
     logits, labels = random_batch(4, 32, 10)
     chex.assert_trees_all_close(
-        self.variant(lambda z, y: losses.cross_entropy(
-            z, y, log_base=math.e))(logits, labels),
+        self.variant(losses.cross_entropy)(logits, labels),
         optax.softmax_cross_entropy_with_integer_labels(logits, labels),
         rtol=1e-6)
+    chex.assert_trees_all_close(
+        jax.grad(lambda z: losses.cross_entropy(z, labels).sum())(logits),
+        jax.grad(lambda z: optax.softmax_cross_entropy_with_integer_labels(
+            z, labels).sum())(logits), rtol=1e-5, atol=1e-7)
 
-  def test_base_ten_is_natural_log_over_ln10(self):
+  def test_natural_log_by_default_and_base_ten_over_ln10(self):
     logits, labels = random_batch(5, 8, 3)
     counts = jnp.array([10.0, 2.0, 1.0])
     for name in losses.LOSS_NAMES:
       fn = losses.get_loss(name)
+      np.testing.assert_array_equal(
+          fn(logits, labels, counts),
+          fn(logits, labels, counts, log_base=math.e), err_msg=name)
       np.testing.assert_allclose(
-          fn(logits, labels, counts) * math.log(10),
-          fn(logits, labels, counts, log_base=math.e), rtol=1e-5,
-          err_msg=name)
+          fn(logits, labels, counts, log_base=10.0) * math.log(10),
+          fn(logits, labels, counts), rtol=1e-5, err_msg=name)
 
   def test_where_masks_loss_and_gradient(self):
     logits, labels = random_batch(6, 6, 4)

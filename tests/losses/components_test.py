@@ -65,21 +65,21 @@ class CiComponentsTest(parameterized.TestCase):
     # CI's factor on plain cross-entropy (no modulation).
     p = p_true(0.0)
     np.testing.assert_allclose(self._parts(modulation=0.0),
-                               -factor * np.log10(p), rtol=1e-5, atol=1e-7)
+                               -factor * np.log(p), rtol=1e-5, atol=1e-7)
     # CI on logit-adjusted logits.
     p = p_true(log_prior)
     np.testing.assert_allclose(self._parts(tau=1.0),
-                               -modulation(p) * factor * np.log10(p),
+                               -modulation(p) * factor * np.log(p),
                                rtol=1e-5, atol=1e-7)
     # The modulation alone (no factor) and with the class-balanced weight.
     p = p_true(0.0)
     cb = (1 - 0.99) / (1 - 0.99 ** counts)
     cb = (cb * 3 / cb.sum())[y]
     np.testing.assert_allclose(self._parts(**_NO_FACTOR),
-                               -modulation(p) * np.log10(p),
+                               -modulation(p) * np.log(p),
                                rtol=1e-5, atol=1e-7)
     np.testing.assert_allclose(self._parts(cb_beta=0.99),
-                               -modulation(p) * cb * np.log10(p),
+                               -modulation(p) * cb * np.log(p),
                                rtol=1e-5, atol=1e-7)
     # Half the modulation is the mean of the two.
     np.testing.assert_allclose(

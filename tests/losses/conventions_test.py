@@ -19,12 +19,12 @@ from testutil import random_batch
 
 
 def _direct_soft_ci(logits, y, counts):
-  """sum_c y_c f_c (1 - sin(pi p_c / 2)) cos(pi p_c / 2) (-log10 p_c)."""
+  """sum_c y_c f_c (1 - sin(pi p_c / 2)) cos(pi p_c / 2) (-ln p_c)."""
   p = jax.nn.softmax(logits, axis=-1)
   f = losses.ci_class_factors(counts)
   a = jnp.pi * p / 2
   return jnp.sum(y * f * (1 - jnp.sin(a)) * jnp.cos(a)
-                 * -jnp.log(p) / jnp.log(10.0), axis=-1)
+                 * -jnp.log(p), axis=-1)
 
 
 class NumericalSafetyTest(parameterized.TestCase):

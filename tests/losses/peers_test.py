@@ -48,8 +48,8 @@ class PeerLossTest(parameterized.TestCase):
     got = losses.ldam_loss(logits, jnp.array([0, 1]), jnp.array([1, 16]),
                            max_margin=0.5, scale=2.0)
     # scale * (z - margin on true class): [-1, 0] and [0, -0.5].
-    expected = [-math.log10(math.exp(-1) / (math.exp(-1) + 1)),
-                -math.log10(math.exp(-0.5) / (math.exp(-0.5) + 1))]
+    expected = [-math.log(math.exp(-1) / (math.exp(-1) + 1)),
+                -math.log(math.exp(-0.5) / (math.exp(-0.5) + 1))]
     np.testing.assert_allclose(got, expected, rtol=1e-6)
 
   def test_ldam_without_margin_is_scaled_cross_entropy(self):
@@ -59,11 +59,11 @@ class PeerLossTest(parameterized.TestCase):
     np.testing.assert_allclose(got, self.ce, rtol=1e-6, atol=2e-7)
 
   def test_logit_adjusted_by_hand(self):
-    # Zero logits, tau = 1: softmax(log prior) = prior, so loss = -log10 pi_t.
+    # Zero logits, tau = 1: softmax(log prior) = prior, so loss = -ln pi_t.
     got = losses.logit_adjusted_loss(
         jnp.zeros((2, 3)), jnp.array([0, 2]), jnp.array([1, 3, 4]))
     np.testing.assert_allclose(
-        got, [-math.log10(1 / 8), -math.log10(4 / 8)], rtol=1e-6)
+        got, [-math.log(1 / 8), -math.log(4 / 8)], rtol=1e-6)
 
   def test_logit_adjusted_reduces_to_cross_entropy(self):
     for counts, tau in (([1, 5, 9], 0.0), ([4, 4, 4], 1.0)):
@@ -80,8 +80,8 @@ class PeerLossTest(parameterized.TestCase):
                          gamma=0.5, tau=1.0)
     z = np.array([[2.0, -1.0], [0.5, 3.0]]) * [0.5, 1.0] + np.log([0.2, 0.8])
     log_p = z - np.log(np.exp(z).sum(1, keepdims=True))
-    np.testing.assert_allclose(got, -np.array([log_p[0, 0], log_p[1, 1]])
-                               / math.log(10), rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(got, -np.array([log_p[0, 0], log_p[1, 1]]),
+                               rtol=1e-6, atol=1e-7)
 
   def test_vs_limiting_cases_are_la_and_cross_entropy(self):
     counts = jnp.array([1.0, 30.0, 200.0])
@@ -100,7 +100,7 @@ class PeerLossTest(parameterized.TestCase):
                        gamma=0.7, tau=2.0), self.ce, rtol=1e-5)
 
   def test_vs_gradient_matches_its_closed_form(self):
-    # dL/dz_c = Delta_c (softmax(Delta z + iota)_c - [c = t]) / ln b.
+    # dL/dz_c = Delta_c (softmax(Delta z + iota)_c - [c = t]) (natural log).
     with jax.enable_x64(True):
       logits, labels = random_batch(3, 5, 3, jnp.float64)
       counts = np.array([2.0, 50.0, 9.0])
@@ -112,7 +112,7 @@ class PeerLossTest(parameterized.TestCase):
           counts / counts.sum())
       p = np.exp(adjusted - adjusted.max(1, keepdims=True))
       p /= p.sum(1, keepdims=True)
-      expected = delta * (p - np.eye(3)[np.asarray(labels)]) / math.log(10)
+      expected = delta * (p - np.eye(3)[np.asarray(labels)])
       np.testing.assert_allclose(grad, expected, rtol=1e-10, atol=1e-14)
 
   def test_vs_rejects_negative_gamma_and_infinite_tau(self):
@@ -197,7 +197,7 @@ class LdamNumericsTest(absltest.TestCase):
     adjusted = 30.0 * (logits - jax.nn.one_hot(labels, 5)
                        * margins[labels][:, None])
     expected = -jnp.take_along_axis(jax.nn.log_softmax(adjusted),
-                                    labels[:, None], -1)[:, 0] / jnp.log(10.0)
+                                    labels[:, None], -1)[:, 0]
     np.testing.assert_allclose(losses.ldam_loss(logits, labels, COUNTS),
                                expected, rtol=1e-5, atol=1e-5)
 
