@@ -6,7 +6,9 @@ face; the families live in the private package `cil._losses` (as optax's
 factor and its rule `PAPER_RULE`), `_classification` (CE, focal, CI),
 `_closed_form` (eq. 13-15), `_components` (CI's parts switchable, for
 ablations), `_peers` (CB, LDAM, LA, WCE, VS, and the
-post-hoc logit adjustment used at prediction time) and `_registry`
+post-hoc logit adjustment used at prediction time), `_weights` (per-class
+weights: effective number, DRW's schedule, inverse frequency, and the
+weighted mean of PyTorch's `weight=`) and `_registry`
 (`get_loss` and its `LossSpec`, loss specs, hyperparameter tables).
 
 Conventions (as optax):
@@ -92,6 +94,10 @@ from cil._losses._registry import LossFn
 from cil._losses._registry import LossSpec
 from cil._losses._registry import resolve_hparams
 from cil._losses._registry import split_spec
+from cil._losses._weights import drw_class_weights
+from cil._losses._weights import effective_number_weights
+from cil._losses._weights import inverse_frequency_weights
+from cil._losses._weights import weighted_mean
 
 __all__ = [
     'LOSS_NAMES',
@@ -110,12 +116,15 @@ __all__ = [
     'cross_entropy',
     'cross_entropy_grad_p',
     'default_hparams',
+    'drw_class_weights',
+    'effective_number_weights',
     'focal_grad_p',
     'focal_loss',
     'freeze_hparams',
     'get_loss',
     'imbalance_degree',
     'imbalance_ratio',
+    'inverse_frequency_weights',
     'ldam_loss',
     'logit_adjusted_loss',
     'posthoc_adjusted_logits',
@@ -123,4 +132,5 @@ __all__ = [
     'split_spec',
     'vs_loss',
     'weighted_cross_entropy',
+    'weighted_mean',
 ]

@@ -25,6 +25,8 @@ from cil._losses._common import optax_shaped
 from cil._losses._common import prepare_inputs
 from cil._losses._common import take_class
 from cil._losses._common import true_class_log_prob
+from cil._losses._weights import effective_number_core
+from cil._losses._weights import inverse_frequency_core
 
 
 @optax_shaped()
@@ -45,9 +47,17 @@ def class_balanced_loss(
     \tilde w_i = C \, w_i / \textstyle\sum_j w_j, \quad
     L_{CB} = -\tilde w_t (1 - p_t)^{\gamma} \log_b p_t
 
-  `gamma=0` (default) is class-balanced softmax cross-entropy; `gamma > 0`
-  class-balanced softmax focal loss. `beta=0` gives CE (all weights 1); as
-  beta -> 1 the weights approach inverse frequency.
+  `gamma=0` (default) is class-balanced softmax cross-entropy: softmax
+  cross-entropy weighted per example by `effective_number_weights`, as Cui
+  et al.'s TensorFlow code (github.com/richardaecn/class-balanced-loss)
+  trains its softmax models. `gamma > 0` is a class-balanced *softmax*
+  focal loss. It is not Cui et al.'s CB focal loss, which is a *sigmoid*
+  focal loss over one-hot labels, summed over classes and divided by the
+  number of positives (their code's and the common PyTorch port's
+  `focal_loss`, `class_balanced_loss.py`). `beta=0` gives CE (all weights
+  1); as beta -> 1 the weights approach inverse frequency. The loss is per
+  example: reduce with the mean (as their softmax code) or with
+  `weighted_mean` for PyTorch's `weight=` normalisation.
 
   Args:
     logits: `[..., num_classes]` unnormalized scores (any leading batch
@@ -82,12 +92,9 @@ def class_balanced_loss(
 
 def class_balanced_weights(counts: jax.Array, beta) -> jax.Array:
   """Cui et al.'s `[C]` weights (1 - beta) / (1 - beta^N_i), normalised to
-  sum to C (all 1 at beta = 0)."""
-  beta = jnp.asarray(beta, counts.dtype)
-  # 1 - beta^N, accurate for beta near 1 (beta = 0 gives 1).
-  effective_num = -jnp.expm1(counts * jnp.log(beta))
-  weights = (1 - beta) / effective_num
-  return weights * counts.shape[0] / jnp.sum(weights)
+  sum to C (all 1 at beta = 0): `cil.losses.effective_number_weights`."""
+  return effective_number_core(counts, jnp.log(jnp.asarray(beta,
+                                                           counts.dtype)))
 
 
 @jax.jit
@@ -122,9 +129,12 @@ def ldam_loss(
   The true-class logit is reduced by a margin that is larger for rarer
   classes. Cao et al.'s `scale` s = 30 assumes cosine-similarity logits in
   [-1, 1] (a normalised last layer); with an ordinary linear head use a scale
-  near 1. The deferred re-weighting (DRW) schedule of the paper is a training
-  schedule, not part of the loss: combine with `weighted_cross_entropy`-style
-  weights in the training loop if wanted.
+  near 1 (or `cil.models` ResNet-32's `normed_head`). The deferred
+  re-weighting (DRW) of the paper is a training schedule, not part of the
+  loss: LDAM-DRW's `cifar_train.py` weights the batch mean by
+  effective-number weights from epoch 160 on, which is
+  `weighted_mean(ldam_loss(...), labels, drw_class_weights(counts,
+  epoch=epoch, drw_epoch=160))` (not inverse-frequency weights).
 
   Args:
     logits: `[..., num_classes]` unnormalized scores (any leading batch
@@ -322,10 +332,9 @@ def weighted_cross_entropy(
 @jax.jit
 def _weighted_cross_entropy_core(logits, labels, where, class_counts, log_base):
   """`weighted_cross_entropy` past its checks, jitted."""
-  num_classes = jnp.shape(logits)[1]
   logits, labels = prepare_inputs(logits, labels, where)
-  counts = counts_as_float(class_counts, logits.dtype)
-  weights = jnp.sum(counts) / (num_classes * counts)
+  weights = inverse_frequency_core(
+      counts_as_float(class_counts, logits.dtype))
   log_p = true_class_log_prob(logits, labels)
   return finish_loss(take_class(weights, labels) * neg_log(log_p, log_base),
                      labels, where)
@@ -353,9 +362,9 @@ def vs_loss(
   which widens their margin as the logits grow; the CDT loss's form) and an
   additive one ι (the logit adjustment of Menon et al.). `gamma=0` is
   `logit_adjusted_loss` with the same `tau`; `gamma=0, tau=0` is
-  cross-entropy. Δ here is normalised so that the largest class has
-  Δ = 1; Kini et al.'s code normalises Δ to mean 1 instead, which rescales
-  every logit by one constant (equivalent to a different logit scale).
+  cross-entropy. Δ is normalised so that the largest class has Δ = 1, as
+  in Kini et al.'s code (the VS-Loss repository's `losses.py`, `VSLoss`,
+  divides the logits by `(N_max / N_i)^γ`).
   Both hyperparameters are tuned per dataset in the paper; the defaults
   here (γ = 0.2, τ = 1) are a starting point, not their tuned values.
   Predict with the unadjusted logits.

@@ -36,7 +36,6 @@ from cil.experiments.classify.step import apply_gradients
 from cil.experiments.classify.step import augment_batch
 from cil.experiments.classify.step import chunk_program
 from cil.experiments.classify.step import create_states
-from cil.experiments.classify.step import drw_weights
 from cil.experiments.classify.step import epoch_batches
 from cil.experiments.classify.step import learning_rate
 from cil.experiments.classify.step import make_optimizer
@@ -58,7 +57,6 @@ __all__ = [
     'cell_name',
     'chunk_program',
     'create_states',
-    'drw_weights',
     'epoch_batches',
     'learning_rate',
     'make_optimizer',

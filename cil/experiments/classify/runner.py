@@ -38,7 +38,6 @@ from cil.experiments.classify.parallel import SEED_AXIS
 from cil.experiments.classify.parallel import seed_mesh
 from cil.experiments.classify.parallel import sharded_chunk
 from cil.experiments.classify.step import create_states
-from cil.experiments.classify.step import drw_weights
 from cil.experiments.classify.step import epoch_batches
 from cil.experiments.classify.step import make_optimizer
 from cil.experiments.classify.step import model_for
@@ -88,7 +87,8 @@ def train_and_evaluate(
 
   static = step_settings(cfg, loss_name)
   options = static.pop('compiler_options')
-  weights = drw_weights(np.asarray(counts), cfg.drw_beta).astype(np.float32)
+  weights = np.asarray(
+      losses.effective_number_weights(counts, beta=cfg.drw_beta))
   if mesh is None:
     images = jnp.asarray(train_set.images)
     labels = jnp.asarray(train_set.labels, jnp.int32)

@@ -74,14 +74,6 @@ def augment_batch(images: jax.Array, rng: jax.Array, kind: str) -> jax.Array:
   return jax.vmap(one)(padded, offsets, flips)
 
 
-def drw_weights(class_counts: np.ndarray, beta: float) -> np.ndarray:
-  """Cao et al.'s deferred re-weighting: `[..., C]` class weights
-  (1 - beta) / (1 - beta^N_c), normalised to mean 1 over the classes."""
-  counts = np.asarray(class_counts, np.float64)
-  weights = (1 - beta) / (1 - np.power(beta, counts))
-  return weights / weights.mean(axis=-1, keepdims=True)
-
-
 def learning_rate(cfg: ClassifyConfig, steps_per_epoch: int):
   """The step -> learning rate schedule (a constant without warm-up/decay).
 
@@ -142,7 +134,8 @@ def seed_gradients(state: TrainState, images: jax.Array, labels: jax.Array,
     mask: `[B]` False on padding (the last batch of an epoch).
     class_counts: `[C]` this seed's training-set counts (for the loss).
     loss_weights: `[C]` class weights of the batch loss (deferred
-      re-weighting: a weighted mean), or None for the plain mean.
+      re-weighting: `cil.losses.weighted_mean`), or None for the plain
+      mean.
     rng: dropout (and augmentation) key for this step.
     loss: the loss, hyperparameters bound (`cil.losses.get_loss`).
     augment: `augment_batch`'s kind ('' for none).
@@ -168,8 +161,7 @@ def seed_gradients(state: TrainState, images: jax.Array, labels: jax.Array,
     if loss_weights is None:
       mean = per_example.sum() / valid
     else:
-      w = jnp.where(mask, loss_weights[y], 0.0)
-      mean = (w * per_example).sum() / jnp.maximum(w.sum(), 1e-12)
+      mean = losses.weighted_mean(per_example, y, loss_weights, where=mask)
     return mean, (logits, updates)
 
   (mean, (logits, updates)), grads = jax.value_and_grad(
