@@ -9,6 +9,7 @@ import math
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from cil import _validation as v
 
@@ -43,11 +44,73 @@ def check_classification_inputs(logits, labels, where, class_counts=None):
   """Static checks always; value checks when concrete. Returns (B, C)."""
   v.check_logits(logits)
   batch_size, num_classes = jnp.shape(logits)
+  check_argument_order(batch_size, num_classes, labels, class_counts)
   v.check_where(where, batch_size)
   v.check_labels(labels, num_classes, batch_size, where)
   if class_counts is not None:
     v.check_class_counts(class_counts, num_classes)
   return batch_size, num_classes
+
+
+_ORDER = ('The order is `loss(logits, labels, class_counts)` (PyTorch\'s '
+          'long-tail losses take the counts in their constructor instead).')
+
+
+def check_argument_order(batch_size: int, num_classes: int, labels,
+                         class_counts=None) -> None:
+  """Named errors for the common slips: class counts where the labels go,
+  labels where the counts go, logits with the class axis first.
+
+  Told apart by shapes, and by values where they are concrete (counts are
+  positive and need not be below the number of classes; labels are class
+  indices); where neither tells, nothing is raised here and the plain
+  shape errors follow.
+  """
+  if batch_size == num_classes:
+    return  # Shapes cannot tell the slips apart.
+
+  def host(x):
+    return np.asarray(jax.device_get(x)) if v.is_concrete(x) else None
+
+  def labels_like(x, bound):  # Integer class indices in [0, bound).
+    values = host(x)
+    return (values is not None and values.size > 0
+            and bool(np.all(values == np.round(values)))
+            and bool(np.all((values >= 0) & (values < bound))))
+
+  def counts_like(x):  # Positive, and not all class indices.
+    values = host(x)
+    return (values is not None and bool(np.all(values > 0))
+            and (jnp.issubdtype(values.dtype, jnp.floating)
+                 or bool(np.any(values >= batch_size))))
+
+  labels_shape = tuple(jnp.shape(labels))
+  counts_shape = (None if class_counts is None
+                  else tuple(jnp.shape(class_counts)))
+  transposed = (f'`logits` {(batch_size, num_classes)} look like '
+                f'`[num_classes, batch]`: pass `[batch, num_classes]` '
+                f'logits (or `axis=0`).')
+  if labels_shape == (num_classes,) and counts_shape == (batch_size,):
+    if (labels_like(labels, batch_size) and counts_like(class_counts)
+        and not labels_like(class_counts, num_classes)):
+      raise ValueError(f'`labels` has shape {labels_shape} and '
+                       f'`class_counts` {counts_shape}: {transposed}')
+    raise ValueError(
+        f'`labels` has shape {labels_shape} (the number of classes) and '
+        f'`class_counts` {counts_shape} (the batch size): they look '
+        f'swapped. {_ORDER} Or {transposed}')
+  if labels_shape == (num_classes,) and (
+      is_soft(labels) or counts_like(labels)):
+    raise ValueError(
+        f'`labels` has shape {labels_shape}, the number of classes, not the '
+        f'batch size {batch_size}, and holds counts, not class indices: '
+        f'class counts where the labels go? {_ORDER}')
+  if (counts_shape == (batch_size,) and labels_shape == (batch_size,)
+      and labels_like(class_counts, num_classes)):
+    raise ValueError(
+        f'`class_counts` has shape {counts_shape}, the batch size, not the '
+        f'number of classes {num_classes}, and holds class indices: labels '
+        f'where the counts go? {_ORDER}')
 
 
 def is_soft(labels) -> bool:

@@ -313,5 +313,43 @@ class TransferGuardTest(absltest.TestCase):
         jax.jit(lambda z: losses.ci_loss(z, bad, counts))(logits)
 
 
+class ArgumentOrderTest(parameterized.TestCase):
+  """The common slips are named for what they look like, not reported as
+  a shape error from deep inside (PyTorch's long-tail losses take the
+  counts first; batch 8, 3 classes here)."""
+
+  def setUp(self):
+    super().setUp()
+    self.logits = jnp.zeros((8, 3))
+    self.labels = jnp.array([0, 1, 2, 0, 1, 2, 0, 1])
+    self.counts = jnp.array([100.0, 10.0, 1.0])
+
+  @parameterized.parameters('ci', 'ldam', 'la', 'vs', 'cb', 'wce')
+  def test_counts_and_labels_swapped(self, name):
+    with self.assertRaisesRegex(ValueError, r'look swapped\. The order is '
+                                r'`loss\(logits, labels, class_counts\)`'):
+      losses.get_loss(name)(self.logits, self.counts, self.labels)
+
+  def test_counts_where_the_labels_go(self):
+    with self.assertRaisesRegex(ValueError, 'class counts where the labels '
+                                'go'):
+      losses.cross_entropy(self.logits, self.counts)
+
+  def test_labels_where_the_counts_go(self):
+    with self.assertRaisesRegex(ValueError, 'labels where the counts go'):
+      losses.ci_loss(self.logits, self.labels, self.labels)
+
+  def test_logits_with_the_class_axis_first(self):
+    with self.assertRaisesRegex(ValueError, r'^`labels` has shape \(8,\) '
+                                r'and `class_counts` \(3,\): `logits` '
+                                r'\(3, 8\) look like `\[num_classes, '
+                                r'batch\]`.*axis=0'):
+      losses.ci_loss(self.logits.T, self.labels, self.counts)
+    # What the message suggests works.
+    np.testing.assert_allclose(
+        losses.ci_loss(self.logits.T, self.labels, self.counts, axis=0),
+        losses.ci_loss(self.logits, self.labels, self.counts))
+
+
 if __name__ == '__main__':
   absltest.main()
