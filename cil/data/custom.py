@@ -30,7 +30,9 @@ Images. Grayscale sources (Pillow modes 1, L, LA, 16-bit I;16 scaled by
 1/257, and palettes of grays) give one channel and every other mode three
 (RGB; an alpha channel is dropped); 32-bit integer and float images are
 refused (their scale to 8 bits is not defined). With
-`image_size = 0` every image must have the same size. With `image_size = S`
+`image_size = 0` images of one size keep it, and images of different sizes
+get S = the median of their shorter sides (said in one line when the
+folder is prepared). With `image_size = S` (given or so chosen)
 each image whose size is not S x S is resized with Pillow's bilinear filter
 (antialiased when shrinking) so that its shorter side is S, then centre-
 cropped to S x S (a non-square image loses the middle of its longer side's
@@ -49,6 +51,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import sys
 from typing import Optional
 
 import numpy as np
@@ -72,7 +75,8 @@ class Options:
   """How a dataset spec is read (the config fields of the same names).
 
   Attributes:
-    image_size: 0 keeps the images' (common) size; S > 0 resizes and
+    image_size: 0 keeps the images' size when they share one (else their
+      median shorter side is chosen); S > 0 resizes and
       centre-crops every image to S x S (module docstring).
     test_fraction: for a `folder:` without `train/` and `test/`, the share
       of each class's images put in `test`.
@@ -209,14 +213,23 @@ def _open_image(path: str):
     raise errors.DataError(f'{path} is not a readable image ({e}).') from None
 
 
-def _image_plan(paths: list[str], image_size: int) -> tuple[int, int, int]:
-  """`(H, W, C)` of the prepared images; reads only the headers."""
+def _image_plan(paths: list[str], image_size: int, *, source: str = ''
+                ) -> tuple[tuple[int, int, int], int]:
+  """`((H, W, C), size)`: the prepared images' shape and the square size
+  every image is resized and centre-cropped to (0: kept as it is). Reads
+  only the headers.
+
+  With `image_size = 0` and images of different sizes, the size is the
+  median of their shorter sides, said in one line on stderr.
+  """
   Image = _extras.require('PIL.Image', what='folder datasets')
   sizes, gray = {}, True
+  shorter = []
   for path in paths:
     try:
       with Image.open(path) as image:
         sizes.setdefault(image.size, path)
+        shorter.append(min(image.size))
         mode = image.mode
         gray &= mode in _GRAYSCALE_MODES and not (
             mode == 'P' and _palette_has_colour(image))
@@ -229,16 +242,18 @@ def _image_plan(paths: list[str], image_size: int) -> tuple[int, int, int]:
           f'image, whose scale to 8 bits is not defined; save it as an 8- '
           f'or 16-bit image.')
   channels = 1 if gray else 3
+  if not image_size and len(sizes) > 1:
+    image_size = max(1, int(np.median(shorter)))
+    (a, _), (b, _) = list(sizes.items())[:2]
+    print(f'cil: {source or "the images"}: {len(paths)} images of '
+          f'{len(sizes)} sizes (e.g. {a[0]}x{a[1]}, {b[0]}x{b[1]}); each is '
+          f'resized and centre-cropped to {image_size}x{image_size}, the '
+          f'median shorter side (--config.image_size=S sets another).',
+          file=sys.stderr, flush=True)
   if image_size:
-    return image_size, image_size, channels
-  if len(sizes) > 1:
-    (a, pa), (b, pb) = list(sizes.items())[:2]
-    raise errors.DataError(
-        f'Images differ in size ({pa} is {a[0]}x{a[1]}, {pb} is '
-        f'{b[0]}x{b[1]}); set --config.image_size to resize and centre-crop '
-        f'them all to one square size.')
+    return (image_size, image_size, channels), image_size
   (w, h), = sizes
-  return h, w, channels
+  return (h, w, channels), 0
 
 
 def _palette_has_colour(image) -> bool:
@@ -482,9 +497,9 @@ def load_builder(spec: str, *, data_dir: Optional[str],
                       split_seed=options.split_seed)
 
     def make_plan():
+      shape, size = _image_plan(files, options.image_size, source=target)
       return {'layout': layout, 'classes': sorted(next(iter(
-          layout.values()))), 'shape': _image_plan(files, options.image_size),
-              'image_size': options.image_size, **settings}
+          layout.values()))), **settings, 'shape': shape, 'image_size': size}
     return _prepared(CilFolder, spec, data_dir,
                      _fingerprint(kind, files, settings), make_plan)
   if not os.path.isfile(target):

@@ -9,7 +9,7 @@ Named protocols (`get_protocol(name)`; parameters after a colon):
 
 | name | situation |
 |---|---|
-| `balanced` | keep everything |
+| `all` (alias `balanced`) | keep every example (the data's own imbalance) |
 | `odd10`, `odd25` | Table I: odd classes keep 10 % / 25 %, even classes all |
 | `even10`, `even25` | Table I reversed: even classes reduced |
 | `minority:k=5,n=24` | Tables II-III (MSTAR): k random classes keep n images |
@@ -172,7 +172,8 @@ def _parity(parity: int, fraction: float):
   return protocol
 
 
-def _balanced(labels, *, seed, num_classes=None, name):
+def _keep_all(labels, *, seed, num_classes=None, name):
+  """Every example: the data's own class counts."""
   labels, num_classes = _check_labels(labels, num_classes)
   return subsample(labels, seed=seed, fractions=np.ones(num_classes),
                    num_classes=num_classes, protocol=name)
@@ -244,7 +245,7 @@ def _step(labels, *, seed, num_classes=None, name, ratio=10.0, mu=0.5,
 
 
 _PROTOCOLS: dict[str, Callable[..., ImbalancedSplit]] = {
-    'balanced': _balanced,
+    'all': _keep_all,
     'odd10': _parity(1, 0.10),
     'odd25': _parity(1, 0.25),
     'even10': _parity(0, 0.10),
@@ -254,6 +255,8 @@ _PROTOCOLS: dict[str, Callable[..., ImbalancedSplit]] = {
     'step': _step,
 }
 _SHORTHANDS = {
+    # The old name of `all` (it keeps whatever imbalance the data has).
+    'balanced': 'all',
     'mstar24': 'minority:k=5,n=24',
     'mstar12': 'minority:k=5,n=12',
 }

@@ -47,6 +47,11 @@ def _config(**overrides) -> classify.ClassifyConfig:
   return classify.ClassifyConfig.from_config(config)
 
 
+def _save_png(path: str, array: np.ndarray) -> None:
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  Image.fromarray(array).save(path)
+
+
 class _Interrupted(Exception):
   """Raised by a callback to stop a run (a simulated kill)."""
 
@@ -237,6 +242,31 @@ class ClassifyTest(absltest.TestCase):
                                 r'set --config.model'):
       classify.run(dataclasses.replace(cfg, model='lenet'), workdir)
     self.assertFalse(os.path.exists(workdir))
+
+  def test_your_folder_of_mixed_sizes_trains_as_it_is_with_no_flag(self):
+    # Three classes of 24-40 pixel images: the default protocol keeps every
+    # image (the data's own counts) and the images get one size (the median
+    # shorter side), said in one line; the default model for your data.
+    rng = np.random.default_rng(0)
+    folder = self._workdir()
+    counts = {'ant': 5, 'bee': 3, 'cat': 2}
+    for split, scale in (('train', 1), ('test', 1)):
+      for c, n in counts.items():
+        os.makedirs(os.path.join(folder, split, c))
+        for i in range(n * scale):
+          h, w = rng.integers(24, 41, 2)
+          _save_png(os.path.join(folder, split, c, f'{i}.png'),
+                    rng.integers(0, 256, (h, w), np.uint8))
+    cfg = _config(dataset=f'folder:{folder}', seeds=1, epochs=1,
+                  losses=('ce',))
+    self.assertEqual((cfg.protocols, cfg.model), ((), ''))
+    results = classify.run(cfg, self._workdir(), show_progress=False)
+    run = results['runs'][0]
+    self.assertEqual(run['protocol'], 'all')
+    self.assertEqual(run['per_seed'][0]['class_counts'], [5, 3, 2])
+    self.assertEqual(results['config']['protocols'], ['all'])
+    self.assertEqual(results['config']['model'], 'lenet')
+    self.assertEqual(results['dataset']['test_class_counts'], [5, 3, 2])
 
   def test_a_resampled_run_resumes_to_the_same_result(self):
     cfg = self._cfg(sampler='progressive', epochs=2)

@@ -25,6 +25,12 @@ DEFAULT_MODELS = {'digits': 'digits_cnn', 'mnist': 'lenet',
 
 AUGMENTATIONS = ('', 'crop_flip')
 
+#: The protocols a run gets when `protocols` is empty: the built-in sets are
+#: made imbalanced as the paper's Table I (odd classes at 10 %); your own
+#: data (`folder:`, `npz:`, `tfds:`) is kept as it is.
+DEFAULT_PROTOCOLS = ('odd10',)
+OWN_DATA_PROTOCOLS = ('all',)
+
 
 @dataclasses.dataclass(frozen=True)
 class ClassifyConfig:
@@ -42,7 +48,9 @@ class ClassifyConfig:
     test_fraction: for a `folder:` without train/ and test/, each class's
       share of test images (split with seed 0, the same for every run).
     image_feature, label_feature: the features of a `tfds:` dataset.
-    protocols: imbalance protocols (`cil.data.get_protocol` specs).
+    protocols: imbalance protocols (`cil.data.get_protocol` specs); ()
+      picks the dataset's (`DEFAULT_PROTOCOLS` for a built-in set, every
+      example of your own data: `OWN_DATA_PROTOCOLS`).
     losses: loss specs (`cil.losses.split_spec`: a registry name, or
       `name:key=value,...` for a variant such as `ci:high_exponent=0.5`),
       canonical (`cil.losses.canonical_spec`).
@@ -173,7 +181,7 @@ class ClassifyConfig:
     if options is None:
       options = policy.classify_step_compiler_options
     return dataclasses.replace(
-        self, model=model,
+        self, model=model, protocols=self.protocol_specs(),
         chunk_steps=self.chunk_steps or policy.classify_chunk_steps,
         seed_parallel=self.seed_parallel or policy.seed_parallel,
         step_loop=self.step_loop or (
@@ -193,6 +201,13 @@ class ClassifyConfig:
   def model_name(self) -> str:
     return self.model or DEFAULT_MODELS.get(self.dataset, 'lenet')
 
+  def protocol_specs(self) -> tuple[str, ...]:
+    """`protocols`, or the dataset's default when it is empty."""
+    if self.protocols:
+      return self.protocols
+    own = data.custom.parse_spec(self.dataset) is not None
+    return OWN_DATA_PROTOCOLS if own else DEFAULT_PROTOCOLS
+
   def data_options(self) -> data.Options:
     """How `dataset` is read when it is a spec of your own data."""
     return data.Options(image_size=self.image_size,
@@ -211,8 +226,8 @@ class ClassifyConfig:
       raise ValueError(f'first_seed must be >= 0, got {self.first_seed}.')
     if self.chunk_steps < 0:
       raise ValueError(f'chunk_steps must be >= 0, got {self.chunk_steps}.')
-    if not self.losses or not self.protocols:
-      raise ValueError('losses and protocols must not be empty.')
+    if not self.losses:
+      raise ValueError('losses must not be empty.')
     for name, value in (('lr', self.lr), ('weight_decay', self.weight_decay)):
       if not math.isfinite(value):
         raise ValueError(f'{name} is non-finite ({value}); it must be a '
@@ -221,7 +236,7 @@ class ClassifyConfig:
         raise ValueError(f'{name} must be >= 0, got {value}.')
     for name in self.losses:
       self.loss_spec(name)
-    for spec in self.protocols:
+    for spec in self.protocol_specs():
       data.get_protocol(spec)
     models.get_model(self.model_name(), 2)
     if self.seed_parallel not in ('', 'vmap', 'loop'):
