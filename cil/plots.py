@@ -9,6 +9,7 @@ Matplotlib is imported when a figure is drawn (extra `experiments`).
 """
 
 import csv
+import math
 import os
 from typing import Sequence
 
@@ -163,8 +164,8 @@ def per_class_recall(runs: Sequence[dict], class_names: Sequence[str],
   """
   protocols = list(dict.fromkeys(r['protocol'] for r in runs))
   loss_names = list(dict.fromkeys(r['loss'] for r in runs))
-  fig = figure(figsize=(max(6, 0.7 * len(class_names) + 2),
-                        3.2 * len(protocols)), layout='tight')
+  fig = figure(figsize=(max(6, 0.7 * len(class_names) + 2) + 2.5,
+                        3.2 * len(protocols)), layout='constrained')
   axes = fig.subplots(len(protocols), 1, squeeze=False)[:, 0]
   width = 0.8 / len(loss_names)
   x = np.arange(len(class_names))
@@ -193,7 +194,10 @@ def per_class_recall(runs: Sequence[dict], class_names: Sequence[str],
     ax.set_ylabel('recall')
     ax.set_title(f'per-class recall on the balanced test set: {protocol}')
     ax.grid(axis='y', alpha=0.3)
-  axes[0].legend(ncol=len(loss_names), fontsize=8, loc='upper center')
+  handles, labels = axes[0].get_legend_handles_labels()
+  fig.legend(handles, labels, loc='outside right upper', fontsize=7,
+             ncol=max(1, math.ceil(len(labels) / 28)), title='loss',
+             title_fontsize=8)
   return save(fig, stem, ['protocol', 'loss', 'class', 'recall_mean',
                           'recall_ci95', 'seeds'], rows)
 
@@ -206,7 +210,7 @@ def accuracy_vs_lambda(runs: Sequence[dict], stem: str) -> dict:
       `imbalance_degree`, `accuracy_mean`, `accuracy_ci95`).
     stem: output path without extension.
   """
-  fig = figure(figsize=(6.5, 4), layout='tight')
+  fig = figure(figsize=(8, 4), layout='constrained')
   ax = fig.subplots()
   rows = []
   for r in runs:
@@ -221,9 +225,59 @@ def accuracy_vs_lambda(runs: Sequence[dict], stem: str) -> dict:
          ylabel='meta-test accuracy (balanced queries)',
          title='accuracy against λ (95 % CI over tasks)')
   ax.grid(alpha=0.3)
-  ax.legend()
+  handles, labels = ax.get_legend_handles_labels()
+  fig.legend(handles, labels, loc='outside right upper', fontsize=8,
+             ncol=max(1, math.ceil(len(labels) / 28)), title='loss')
   return save(fig, stem, ['loss', 'distribution', 'lambda', 'accuracy_mean',
                           'accuracy_ci95', 'tasks'], rows)
+
+
+def _base_and_rule(name: str) -> tuple[str, str]:
+  """'ce+posthoc' -> ('ce', 'posthoc'): a row name's trained loss and its
+  prediction rule ('' for the trained model's own argmax)."""
+  base, plus, rule = name.rpartition('+')
+  return (base, rule) if plus else (name, '')
+
+
+def _styles(names: Sequence[str]) -> dict:
+  """A distinct (colour, line style, marker) per name, for up to 60 names
+  (tab20's colours x 3 line styles), then repeating."""
+  module = _extras.require('matplotlib', what='cil.plots')
+  colours = module.colormaps['tab20'].colors
+  dashes = ('-', '--', ':')
+  markers = ('o', 's', '^')
+  return {n: {'color': colours[k % 20], 'ls': dashes[(k // 20) % 3],
+              'marker': markers[(k // 20) % 3]}
+          for k, n in enumerate(names)}
+
+
+_LEGEND_ROWS = 28  # Entries per legend column.
+
+
+def _legend_height(entries: int) -> float:
+  """Inches a figure needs for `_figure_legend` of this many entries."""
+  rows = math.ceil(entries / max(1, math.ceil(entries / _LEGEND_ROWS)))
+  return 0.16 * rows + 1.0
+
+
+def _figure_legend(fig, styles: dict, title: str) -> None:
+  """One legend for the whole figure, outside the axes on the right, in
+  as many columns as 28 entries each need (constrained layout makes room).
+  """
+  lines = _extras.require('matplotlib.lines', what='cil.plots')
+  handles = [lines.Line2D([], [], ms=4, **style) for style in styles.values()]
+  fig.legend(handles, list(styles), loc='outside right upper', fontsize=7,
+             ncol=max(1, math.ceil(len(styles) / _LEGEND_ROWS)), title=title,
+             title_fontsize=8)
+
+
+def _rows_by_rule(names: Sequence[str]) -> list[tuple[str, list[str]]]:
+  """`[(rule, names)]`: the trained models first, then each prediction
+  rule (post-hoc adjustment, decoupled classifiers) in a row of its own."""
+  rules = list(dict.fromkeys(_base_and_rule(n)[1] for n in names))
+  rules.sort(key=lambda r: r != '')
+  return [(rule, [n for n in names if _base_and_rule(n)[1] == rule])
+          for rule in rules]
 
 
 def metrics_vs_lambda(runs: Sequence[dict], stem: str, *,
@@ -232,11 +286,12 @@ def metrics_vs_lambda(runs: Sequence[dict], stem: str, *,
                           'minority_recall')) -> dict:
   """Classification sweep: metrics against the training set's lambda.
 
-  One panel per metric, one line per loss with its 95 % CI over seeds as a
-  band, and lambda = 1 (where eq. (5) switches exponent) marked. Losses
-  with variants (specs such as `ci:high_exponent=0.5`, see
-  `cil.losses.split_spec`) get a second row of panels: the base loss and
-  its variants, so that an ablation is not lost among the peers.
+  One column per metric, one line per loss with its 95 % CI over seeds as a
+  band, and lambda = 1 (where eq. (5) switches exponent) marked. Each
+  prediction rule gets a row of its own (the trained models' argmax, then
+  '+posthoc', '+crt', ... rows), a loss has one style in every row, and
+  one legend outside the axes names them: readable with any number of
+  losses (`differences_vs_lambda` compares many against one).
 
   Args:
     runs: `cil.experiments.classify` runs with `summary`
@@ -245,52 +300,109 @@ def metrics_vs_lambda(runs: Sequence[dict], stem: str, *,
     stem: output path without extension.
     metrics: summary keys to plot.
   """
+  fig, rows = sweep_figure(runs, metrics)
+  return save(fig, stem, ['loss', 'metric', 'protocol', 'lambda', 'mean',
+                          'ci95', 'seeds'], rows)
+
+
+def sweep_figure(runs: Sequence[dict], metrics: Sequence[str]) -> tuple:
+  """`metrics_vs_lambda`'s figure and the rows of its CSV, unsaved."""
   names = list(dict.fromkeys(r['loss'] for r in runs))
-  plain = [n for n in names if ':' not in n]
-  variants = [n for n in names if ':' in n]
-  rows_of_losses = [plain]
-  if variants:
-    bases = list(dict.fromkeys(n.split(':')[0] for n in variants))
-    rows_of_losses.append([b for b in bases if b in plain] + variants)
-  fig = figure(figsize=(4.2 * len(metrics), 3.6 * len(rows_of_losses)),
+  styles = _styles(list(dict.fromkeys(_base_and_rule(n)[0] for n in names)))
+  rows_by_rule = _rows_by_rule(names)
+  fig = figure(figsize=(3.8 * len(metrics) + 2.5,
+                        max(3.0 * len(rows_by_rule),
+                            _legend_height(len(styles)))),
                layout='constrained')
-  axes = np.atleast_2d(fig.subplots(len(rows_of_losses), len(metrics),
-                                    squeeze=False))
+  axes = fig.subplots(len(rows_by_rule), len(metrics), squeeze=False)
   by_loss = {}
   for r in runs:
     by_loss.setdefault(r['loss'], []).append(r)
   rows = []
-  for i, losses_row in enumerate(rows_of_losses):
+  for i, (rule, row_names) in enumerate(rows_by_rule):
     for j, metric in enumerate(metrics):
       ax = axes[i, j]
-      for name in losses_row:
-        pts = []
-        for r in by_loss[name]:
-          s = r['summary']
-          if s[metric]['mean'] is None:
-            continue
-          pts.append((s['imbalance_degree']['mean'], s[metric]['mean'],
-                      s[metric]['ci95'] or 0.0, r['protocol'],
-                      len(r['per_seed'])))
-        pts.sort()
+      for name in row_names:
+        pts = sorted(
+            (r['summary']['imbalance_degree']['mean'],
+             r['summary'][metric]['mean'], r['summary'][metric]['ci95'] or 0.0,
+             r['protocol'], len(r['per_seed'])) for r in by_loss[name]
+            if r['summary'][metric]['mean'] is not None)
         if not pts:
           continue
         lam, mean, ci = (np.array([p[k] for p in pts], float)
                          for k in range(3))
         ci = np.nan_to_num(ci)
-        line, = ax.plot(lam, 100 * mean, marker='o', ms=3, label=name)
+        style = styles[_base_and_rule(name)[0]]
+        ax.plot(lam, 100 * mean, ms=3, lw=1.2, **style)
         # Metrics are rates: the band is clipped to [0, 100] %.
         ax.fill_between(lam, np.clip(100 * (mean - ci), 0, 100),
                         np.clip(100 * (mean + ci), 0, 100),
-                        color=line.get_color(), alpha=0.15, lw=0)
-        if i == 0 or name not in rows_of_losses[0]:
-          rows += [[name, metric, p[3], p[0], p[1], p[2], p[4]] for p in pts]
+                        color=style['color'], alpha=0.08, lw=0)
+        rows += [[name, metric, p[3], p[0], p[1], p[2], p[4]] for p in pts]
       ax.axvline(1.0, color='k', ls=':', lw=1)
       ax.set(xlabel='imbalance degree λ of the training set',
-             ylabel=f'{metric.replace("_", " ")} (%)')
+             ylabel=f'{metric.replace("_", " ")} (%)',
+             title=f'{"trained" if not rule else "+" + rule}: '
+                   f'{metric.replace("_", " ")}')
+      ax.title.set_fontsize(9)
       ax.grid(alpha=0.3)
-      ax.legend(fontsize=7)
+  _figure_legend(fig, styles, 'loss')
   fig.suptitle('test metrics against λ (bands: 95 % CI over seeds; '
                'dotted: λ = 1)')
-  return save(fig, stem, ['loss', 'metric', 'protocol', 'lambda', 'mean',
+  return fig, rows
+
+
+def differences_vs_lambda(differences: Sequence[dict], stem: str, *,
+                          baseline: str, metric: str = 'accuracy') -> dict:
+  """Each loss minus `baseline`, paired by seed, against lambda.
+
+  The comparison many losses need: one row per prediction rule, the
+  difference in points with its paired 95 % CI as an error bar, zero
+  marked, one legend outside the axes.
+
+  Args:
+    differences: `cil.experiments.report.paired_differences` records
+      (`protocol`, `lambda`, `loss`, `seeds`, `mean`, `ci95`).
+    stem: output path without extension.
+    baseline: the loss subtracted (for the labels).
+    metric: the metric the differences are of (for the labels).
+  """
+  fig, rows = differences_figure(differences, baseline=baseline,
+                                 metric=metric)
+  return save(fig, stem, ['loss', 'protocol', 'lambda', 'difference',
                           'ci95', 'seeds'], rows)
+
+
+def differences_figure(differences: Sequence[dict], *, baseline: str,
+                       metric: str) -> tuple:
+  """`differences_vs_lambda`'s figure and the rows of its CSV, unsaved."""
+  names = list(dict.fromkeys(d['loss'] for d in differences))
+  styles = _styles(list(dict.fromkeys(_base_and_rule(n)[0] for n in names)))
+  rows_by_rule = _rows_by_rule(names)
+  fig = figure(figsize=(11, max(3.0 * len(rows_by_rule),
+                                _legend_height(len(styles)))),
+               layout='constrained')
+  axes = fig.subplots(len(rows_by_rule), 1, squeeze=False)[:, 0]
+  rows = []
+  for ax, (rule, row_names) in zip(axes, rows_by_rule):
+    for k, name in enumerate(row_names):
+      pts = sorted((d['lambda'], d['mean'], d['ci95'], d['protocol'],
+                    d['seeds']) for d in differences if d['loss'] == name)
+      lam, mean, ci = (np.array([p[i] for p in pts], float) for i in range(3))
+      # A small offset per loss keeps the error bars of one lambda apart.
+      offset = 0.006 * (k - (len(row_names) - 1) / 2)
+      style = styles[_base_and_rule(name)[0]]
+      ax.errorbar(lam + offset, 100 * mean, yerr=100 * np.nan_to_num(ci),
+                  capsize=2, ms=3, lw=1, elinewidth=0.8, **style)
+      rows += [[name, p[3], p[0], p[1], p[2], p[4]] for p in pts]
+    ax.axhline(0.0, color='k', lw=0.8)
+    ax.set(xlabel='imbalance degree λ of the training set',
+           ylabel=f'{metric.replace("_", " ")} − {baseline} (points)',
+           title=f'{"trained" if not rule else "+" + rule} minus {baseline}')
+    ax.title.set_fontsize(9)
+    ax.grid(alpha=0.3)
+  _figure_legend(fig, styles, 'loss')
+  fig.suptitle(f'{metric.replace("_", " ")} − {baseline}, paired by seed '
+               f'(95 % CI)')
+  return fig, rows

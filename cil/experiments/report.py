@@ -84,9 +84,10 @@ def summarize(run: dict) -> dict:
       continue
     mean, half = metrics.mean_confidence_interval(values)
     out[key] = {'mean': mean, 'ci95': half}
-  recalls = np.array([s['per_class_recall'] for s in run['per_seed']],
-                     dtype=float)  # None (absent class, from JSON) -> NaN.
-  out['per_class_recall_mean'] = np.nanmean(recalls, axis=0).tolist()
+  if all('per_class_recall' in s for s in run['per_seed']):
+    recalls = np.array([s['per_class_recall'] for s in run['per_seed']],
+                       dtype=float)  # None (absent class, from JSON) -> NaN.
+    out['per_class_recall_mean'] = np.nanmean(recalls, axis=0).tolist()
   return out
 
 
@@ -197,6 +198,37 @@ def compare_workdir(workdir: str, *, baseline: str,
   lines += ['', 'Protocols: ' + ', '.join(f'λ {lam:.3f} = {p}'
                                           for lam, p in protocols)]
   return '\n'.join(lines)
+
+
+def runs_from_per_seed_csv(path: str) -> list[dict]:
+  """The runs of a `per_seed_csv` file (its rows grouped by protocol and
+  loss, each seed's scores as numbers, None where empty): what the paired
+  statistics and the sweep figures need, from a committed CSV without the
+  workdir that made it."""
+  try:
+    with open(path, encoding='utf-8', newline='') as f:
+      rows = list(csv.DictReader(f))
+  except OSError as e:
+    raise ValueError(f'{path}: cannot be read ({e.strerror}).') from None
+  needed = {'protocol', 'lambda', 'loss', 'seed'}
+  if not rows or not needed <= set(rows[0]):
+    raise ValueError(f'{path} is not a per-seed CSV of launch.compare '
+                     f'(needs the columns {sorted(needed)} and a row).')
+  runs = {}
+  for line, row in enumerate(rows, start=2):
+    run = runs.setdefault((row['protocol'], row['loss']), {
+        'protocol': row['protocol'], 'loss': row['loss'], 'per_seed': []})
+    try:
+      seed = {'seed': int(row['seed']),
+              'imbalance_degree': float(row['lambda'])}
+      for key, value in row.items():
+        if key not in needed:
+          seed[key] = float(value) if value not in ('', None) else None
+    except (TypeError, ValueError):
+      raise ValueError(f'{path}, line {line}: not numbers where scores go: '
+                       f'{row}.') from None
+    run['per_seed'].append(seed)
+  return list(runs.values())
 
 
 def _difference_cell(d: dict, unit: str) -> str:

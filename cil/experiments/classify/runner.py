@@ -310,7 +310,9 @@ def run(cfg: ClassifyConfig, workdir: str, *, show_progress: bool = True,
   `cfg.posthoc_tau`, rows '<loss>+posthoc' too, whose summaries are each
   run's `summary['posthoc']`), `per_class_recall.{png,pdf,csv}`,
   with three or more distinct imbalance degrees `lambda_sweep.{png,pdf,csv}`
-  (accuracy, balanced accuracy and minority recall against lambda),
+  (accuracy, balanced accuracy and minority recall against lambda) and
+  `lambda_differences.{png,pdf,csv}` (each row minus the first loss,
+  paired by seed),
   `metrics/<cell>.jsonl` and `tensorboard/`. Finished cells are kept in
   `runs/` and not recomputed; unfinished ones resume from their last good
   checkpoint.
@@ -392,4 +394,8 @@ def run(cfg: ClassifyConfig, workdir: str, *, show_progress: bool = True,
     if len({round(r['summary']['imbalance_degree']['mean'], 6)
             for r in runs}) >= 3:
       plots.metrics_vs_lambda(rows, work.file('lambda_sweep'))
+      if len(rows) > len(cfg.protocols):  # Losses to compare with the first.
+        plots.differences_vs_lambda(
+            report.paired_differences(rows, cfg.losses[0]),
+            work.file('lambda_differences'), baseline=cfg.losses[0])
   return results
