@@ -1,6 +1,7 @@
 r"""A classification sweep's figures from its per-seed scores.
 
-    python -m launch.plot_sweep --per_seed_csv=docs/results/components_per_seed.csv \
+    python -m launch.plot_sweep \
+        --per_seed_csv=docs/results/components_per_seed.csv \
         --baseline=ce --out=docs/results/components
 
 Reads a per-seed CSV (`python -m launch.compare --per_seed_csv`, or the
