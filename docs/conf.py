@@ -18,6 +18,13 @@ ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), '..'))
 sys.path.insert(0, ROOT)  # `configs` (the how-to pages show their docstrings).
 
 import cil  # noqa: E402  pylint: disable=g-import-not-at-top
+# MathJax from a package (the docs extra's django-static-mathjax ships its
+# files; Django is not needed), copied into the site: equations render with
+# the network off. `docs/check_site.py` checks the built pages load it.
+# pylint: disable-next=g-import-not-at-top
+import mathjax as _mathjax_files  # noqa: E402
+
+MATHJAX_FILE = 'tex-mml-svg.js'  # SVG output: no web fonts to fetch.
 
 project = 'cil'
 author = 'The cil authors'
@@ -41,6 +48,9 @@ templates_path = ['_templates']
 
 html_theme = 'furo'
 html_title = f'cil {release}'
+html_static_path = [os.path.join(os.path.dirname(_mathjax_files.__file__),
+                                 'static', 'mathjax', 'es5', MATHJAX_FILE)]
+mathjax_path = MATHJAX_FILE  # Relative: the copy in _static.
 
 myst_enable_extensions = ['dollarmath', 'amsmath', 'colon_fence']
 myst_heading_anchors = 3

@@ -7,8 +7,11 @@ go undocumented.
 """
 
 import importlib
+import importlib.util
 import pathlib
 import re
+import shutil
+import tempfile
 
 from absl.testing import absltest
 from absl.testing import parameterized
@@ -65,6 +68,38 @@ class ApiPagesTest(parameterized.TestCase):
     index = (_DOCS / 'api' / 'index.md').read_text()
     for page in set(_PAGES.values()):
       self.assertIn(f'\n{page}\n', index)
+
+
+class SiteCheckTest(absltest.TestCase):
+  """docs/check_site.py (run on the built site by .ci/release-checks)
+  tells a site that reads offline from one that fetches MathJax."""
+
+  def _site(self, script: str) -> str:
+    site = tempfile.mkdtemp()
+    self.addCleanup(shutil.rmtree, site, ignore_errors=True)
+    (pathlib.Path(site) / '_static').mkdir()
+    (pathlib.Path(site) / '_static' / 'tex-mml-svg.js').write_text('//')
+    (pathlib.Path(site) / 'page.html').write_text(
+        f'<html><body><div class="math notranslate">\\[x\\]</div>'
+        f'{script}</body></html>')
+    return site
+
+  def test_local_mathjax_passes_and_a_cdn_fails(self):
+    spec = importlib.util.spec_from_file_location(
+        'check_site', _DOCS / 'check_site.py')
+    check = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(check)
+    self.assertEqual(check.problems(self._site(
+        '<script defer src="_static/tex-mml-svg.js"></script>')), [])
+    cdn = check.problems(self._site(
+        '<script src="https://cdn.jsdelivr.net/npm/mathjax@3/es5/'
+        'tex-mml-chtml.js"></script>'))
+    self.assertLen(cdn, 2)
+    self.assertIn('loads scripts from the network', cdn[0])
+    self.assertIn('holds math but loads no local MathJax', cdn[1])
+    missing = check.problems(self._site(
+        '<script src="_static/sub/tex-mml-svg.js"></script>'))
+    self.assertRegex(missing[0], 'is not in the site')
 
 
 if __name__ == '__main__':
