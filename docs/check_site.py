@@ -4,8 +4,9 @@
 
 Every page that holds math must load MathJax from the site itself (a
 relative script path to a file that exists; the build copies it from the
-docs extra's package, docs/conf.py), and no page may load a script from
-the network. Exits 1 naming each page that fails.
+docs extra's package, docs/conf.py), no page may load a script from the
+network, and array arguments read `ArrayLike`, not the union it stands for
+or Sphinx's wrapper of it. Exits 1 naming each page that fails.
 """
 
 import html.parser
@@ -40,7 +41,11 @@ def problems(site: str) -> list[str]:
       page = os.path.join(root, name)
       parser = _Scripts()
       with open(page, encoding='utf-8') as f:
-        parser.feed(f.read())
+        text = f.read()
+      parser.feed(text)
+      for expanded in ('Array | ndarray', 'TypeAliasForwardRef'):
+        if expanded in text:
+          found.append(f'{page}: shows {expanded!r} where ArrayLike goes')
       remote = [s for s in parser.sources if '://' in s or s.startswith('//')]
       if remote:
         found.append(f'{page}: loads scripts from the network: {remote}')

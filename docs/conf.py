@@ -59,6 +59,9 @@ autosummary_generate = True
 autosummary_imported_members = True
 autodoc_default_options = {'members': True, 'show-inheritance': False}
 autodoc_typehints = 'description'
+# `jax.typing.ArrayLike` shown by its name, not expanded into the union it
+# stands for (the loss modules' annotations are strings: PEP 563).
+autodoc_type_aliases = {'ArrayLike': 'ArrayLike'}
 autodoc_member_order = 'bysource'
 autodoc_inherit_docstrings = False
 napoleon_google_docstring = True
@@ -81,6 +84,8 @@ nitpick_ignore_regex = [
     ('py:.*', r'.*[\[\]\(\) ,].*'),
     ('py:class', r'cil\..*\.(Module|TrainState|ConfigDict)'),
     ('py:class', r'ArrayTree'),  # flax.training.train_state's annotation
+    # `autodoc_type_aliases`' ArrayLike, as Sphinx wraps it.
+    ('py:class', r"'ArrayLike'|TypeAliasForwardRef"),
 ]
 
 
@@ -121,6 +126,34 @@ def _drop_type_docstrings(app, what, name, obj, options, lines):
     lines.clear()
 
 
+def _alias_names(app, doctree, docname):
+  """`Optional[ArrayLike]` shows as `ArrayLike | None`: inside a union,
+  Sphinx writes an alias as the nodes `TypeAliasForwardRef`, `(`,
+  `'ArrayLike'`, `)`; they become the one name."""
+  del app, docname
+  from docutils import nodes  # pylint: disable=g-import-not-at-top
+  for text in list(doctree.findall(nodes.Text)):
+    if str(text) != 'TypeAliasForwardRef':
+      continue
+    node = text
+    while (node.parent is not None and node.parent.parent is not None
+           and node.parent.astext() == 'TypeAliasForwardRef'):
+      node = node.parent
+    parent = node.parent
+    if parent is None:
+      continue
+    i = parent.index(node)
+    parts = parent.children[i:i + 4]
+    if (len(parts) < 4 or parts[1].astext() != '('
+        or not parts[3].astext().startswith(')')):
+      continue
+    name, rest = parts[2].astext().strip("'"), parts[3].astext()[1:]
+    for part in parts:
+      parent.remove(part)
+    parent.insert(i, nodes.emphasis(text=name + rest))
+
+
 def setup(app):
+  app.connect('doctree-resolved', _alias_names)
   app.connect('include-read', _rewrite_included)
   app.connect('autodoc-process-docstring', _drop_type_docstrings)

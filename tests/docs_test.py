@@ -100,6 +100,10 @@ class SiteCheckTest(absltest.TestCase):
     missing = check.problems(self._site(
         '<script src="_static/sub/tex-mml-svg.js"></script>'))
     self.assertRegex(missing[0], 'is not in the site')
+    union = check.problems(self._site(
+        '<script src="_static/tex-mml-svg.js"></script>'
+        '<em>Array | ndarray | bool</em>'))
+    self.assertRegex(union[0], "shows 'Array | ndarray' where ArrayLike")
 
 
 if __name__ == '__main__':

@@ -5,6 +5,8 @@ the logits.
 Private: import the public names from `cil.losses`.
 """
 
+from __future__ import annotations
+
 import math
 from typing import Optional
 

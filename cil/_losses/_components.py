@@ -3,6 +3,8 @@
 Private: import the public names from `cil.losses`.
 """
 
+from __future__ import annotations
+
 import math
 from typing import Optional
 

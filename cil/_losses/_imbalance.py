@@ -4,6 +4,8 @@ imbalance degree lambda (eq. 2) and the CI class factor f (eq. 5).
 Private: import the public names from `cil.losses`.
 """
 
+from __future__ import annotations
+
 import math
 from typing import NamedTuple
 

@@ -5,6 +5,8 @@ one hashable value (`LossSpec`, from `get_loss`).
 Private: import the public names from `cil.losses`.
 """
 
+from __future__ import annotations
+
 import dataclasses
 import functools
 import inspect
