@@ -268,6 +268,17 @@ def config_fields(config, dataclass_type, what: str) -> dict:
   return c
 
 
+def check_choice(field: str, value, choices, *, empty: str = '') -> None:
+  """Raises `ValueError` naming `field` unless `value` is one of `choices`,
+  or '' when `empty` says what '' stands for (e.g. "the backend's")."""
+  if value in tuple(choices) or (empty and value == ''):
+    return
+  also = f" ('' for {empty})" if empty else ''
+  raise ValueError(f"{field} must be one of "
+                   f"{', '.join(repr(c) for c in choices)}{also}, got "
+                   f'{value!r}.')
+
+
 def check_positive_fields(obj, names, what: str = 'config') -> None:
   """Raises `ValueError` naming the first field of `names` below 1.
 

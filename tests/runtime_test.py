@@ -96,7 +96,8 @@ class ResolveTest(absltest.TestCase):
   def test_classify_config_names_a_bad_backend_choice(self):
     cfg = classify.ClassifyConfig.from_config(configs.load('classify'))
     for field, value, message in (
-        ('step_loop', 'while', "step_loop must be 'unroll' or 'scan'"),
+        ('step_loop', 'while', "step_loop must be one of 'unroll', 'scan' "
+                               r"\('' for the backend's\), got 'while'"),
         ('conv_pool', 'fft', 'conv_pool must be one of'),
         ('conv_pool', 's2d', "lowering of lenet only; model 'digits_cnn'")):
       with self.assertRaisesRegex(ValueError, message):

@@ -277,8 +277,9 @@ class FewShotRunTest(absltest.TestCase):
     with self.assertRaisesRegex(ValueError, 'maml.inner_lr is non-finite'):
       fewshot.run(dataclasses.replace(self.cfg, maml=dataclasses.replace(
           self.cfg.maml, inner_lr=float('nan'))), self._workdir())
-    with self.assertRaisesRegex(ValueError, "conv_impl must be '' .*"
-                                "winograd, im2col, xla, got 'fft'"):
+    with self.assertRaisesRegex(ValueError, "conv_impl must be one of "
+                                "'winograd', 'im2col', 'xla' \\('' for the "
+                                "backend's choice\\), got 'fft'"):
       fewshot.run(dataclasses.replace(self.cfg, conv_impl='fft'),
                   self._workdir(), show_progress=False)
     with self.assertRaisesRegex(ValueError, 'dtype must be one of float32, '

@@ -242,13 +242,10 @@ class ClassifyConfig:
     if self.seed_parallel not in ('', 'vmap', 'loop'):
       raise ValueError(f"seed_parallel must be 'vmap' or 'loop', got "
                        f'{self.seed_parallel!r}.')
-    if self.step_loop not in ('', 'unroll', 'scan'):
-      raise ValueError(f"step_loop must be 'unroll' or 'scan' ('' for the "
-                       f"backend's), got {self.step_loop!r}.")
-    if self.conv_pool not in ('',) + models.CONV_POOL_IMPLS:
-      raise ValueError(f"conv_pool must be one of "
-                       f"{', '.join(models.CONV_POOL_IMPLS)} ('' for the "
-                       f"backend's), got {self.conv_pool!r}.")
+    v.check_choice('step_loop', self.step_loop, ('unroll', 'scan'),
+                   empty="the backend's")
+    v.check_choice('conv_pool', self.conv_pool, models.CONV_POOL_IMPLS,
+                   empty="the backend's")
     if (self.conv_pool not in ('', 'xla')
         and self.model_name() not in models.CONV_POOL_MODELS):
       raise ValueError(f'conv_pool {self.conv_pool!r} is a lowering of '

@@ -156,10 +156,8 @@ class FewShotConfig:
     if self.dtype not in DTYPES:
       raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got "
                        f'{self.dtype!r}.')
-    if self.conv_impl not in ('',) + models.CONV_IMPLS:
-      raise ValueError(f"conv_impl must be '' (the backend's choice) or one "
-                       f"of {', '.join(models.CONV_IMPLS)}, got "
-                       f'{self.conv_impl!r}.')
+    v.check_choice('conv_impl', self.conv_impl, models.CONV_IMPLS,
+                   empty="the backend's choice")
     if not self.losses:
       raise ValueError('losses must not be empty.')
     for name in self.losses:
