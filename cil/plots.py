@@ -378,7 +378,10 @@ def differences_figure(differences: Sequence[dict], *, baseline: str,
                        metric: str) -> tuple:
   """`differences_vs_lambda`'s figure and the rows of its CSV, unsaved."""
   names = list(dict.fromkeys(d['loss'] for d in differences))
-  styles = _styles(list(dict.fromkeys(_base_and_rule(n)[0] for n in names)))
+  bases = list(dict.fromkeys(_base_and_rule(n)[0] for n in names))
+  if baseline in bases:  # First, as in `sweep_figure`: the same colours.
+    bases = [baseline] + [b for b in bases if b != baseline]
+  styles = _styles(bases)
   rows_by_rule = _rows_by_rule(names)
   fig = figure(figsize=(11, max(3.0 * len(rows_by_rule),
                                 _legend_height(len(styles)))),
