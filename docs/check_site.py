@@ -1,16 +1,24 @@
 """Checks a built documentation site reads offline (run by .ci/release-checks).
 
-    python docs/check_site.py docs/_build/html
+    python docs/check_site.py docs/_build/html [--browser]
 
 Every page that holds math must load MathJax from the site itself (a
 relative script path to a file that exists; the build copies it from the
 docs extra's package, docs/conf.py), no page may load a script from the
 network, and array arguments read `ArrayLike`, not the union it stands for
-or Sphinx's wrapper of it. Exits 1 naming each page that fails.
+or Sphinx's wrapper of it. With `--browser`, every page that holds math is
+also loaded in headless Chromium (`chromium --dump-dom`, no network used:
+the pages are files) and must show typeset equations (MathJax's
+`mjx-container`s) and no raw TeX (`\\[`, `\\(`, `\\frac`, `$$`) in its
+visible text. Exits 1 naming each page that fails.
 """
 
+import html
 import html.parser
 import os
+import re
+import shutil
+import subprocess
 import sys
 
 
@@ -30,9 +38,35 @@ class _Scripts(html.parser.HTMLParser):
       self.has_math = True
 
 
-def problems(site: str) -> list[str]:
+_RAW_TEX = ('\\[', '\\(', '\\frac', '$$')
+
+
+def unrendered_math(dom: str) -> list[str]:
+  """What a page's rendered DOM (after its scripts ran) shows of raw TeX,
+  or that it has no typeset equation; [] when its math is typeset."""
+  if '<mjx-container' not in dom:
+    return ['no typeset equation (MathJax did not run)']
+  visible = re.sub(r'<(script|style|mjx-assistive-mml)\b[\s\S]*?</\1>', '',
+                   dom)
+  visible = html.unescape(re.sub(r'<[^>]+>', ' ', visible))
+  return [f'raw TeX {tex!r} in its text' for tex in _RAW_TEX
+          if tex in visible]
+
+
+def rendered_dom(page: str, browser: str) -> str:
+  """The DOM of `page` after its scripts ran, from headless Chromium."""
+  out = subprocess.run(
+      [browser, '--headless', '--no-sandbox', '--disable-gpu',
+       '--virtual-time-budget=15000', '--dump-dom',
+       'file://' + os.path.abspath(page)],
+      capture_output=True, text=True, timeout=180, check=False)
+  return out.stdout
+
+
+def problems(site: str, *, browser: str = '') -> list[str]:
   """`page: what is wrong` for every page of `site` that would not read
-  offline; [] when all do."""
+  offline; [] when all do. `browser`: a Chromium to render the pages that
+  hold math in ('' skips that check)."""
   found, math_pages = [], 0
   for root, _, files in os.walk(site):
     for name in files:
@@ -58,13 +92,22 @@ def problems(site: str) -> list[str]:
           path = os.path.normpath(os.path.join(root, src.split('?')[0]))
           if not os.path.isfile(path):
             found.append(f'{page}: MathJax {src} is not in the site')
+        if browser:
+          found += [f'{page} in {browser}: {p}'
+                    for p in unrendered_math(rendered_dom(page, browser))]
   if not math_pages:
     found.append(f'{site}: no page holds math (is this a built site?)')
   return found
 
 
 if __name__ == '__main__':
-  bad = problems(sys.argv[1] if len(sys.argv) > 1 else 'docs/_build/html')
+  args = [a for a in sys.argv[1:] if a != '--browser']
+  chromium = ''
+  if '--browser' in sys.argv:
+    chromium = shutil.which('chromium') or shutil.which('chromium-browser')
+    if not chromium:
+      sys.exit('--browser: no chromium on PATH (apt-get install chromium).')
+  bad = problems(args[0] if args else 'docs/_build/html', browser=chromium)
   for line in bad:
     print(line)
   sys.exit(1 if bad else 0)

@@ -105,6 +105,21 @@ class SiteCheckTest(absltest.TestCase):
         '<em>Array | ndarray | bool</em>'))
     self.assertRegex(union[0], "shows 'Array | ndarray' where ArrayLike")
 
+  def test_rendered_math_is_typeset_and_shows_no_raw_tex(self):
+    spec = importlib.util.spec_from_file_location(
+        'check_site', _DOCS / 'check_site.py')
+    check = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(check)
+    typeset = ('<p>Loss <mjx-container class="MathJax"><svg></svg>'
+               '<mjx-assistive-mml><math>x</math></mjx-assistive-mml>'
+               '</mjx-container></p><script>var t = "\\\\[";</script>')
+    self.assertEqual(check.unrendered_math(typeset), [])
+    self.assertEqual(check.unrendered_math('<p>\\[ L = -\\log p \\]</p>'),
+                     ['no typeset equation (MathJax did not run)'])
+    self.assertEqual(
+        check.unrendered_math(typeset + '<p>and \\frac{1}{p} raw</p>'),
+        ["raw TeX '\\\\frac' in its text"])
+
 
 if __name__ == '__main__':
   absltest.main()
