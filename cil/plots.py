@@ -194,10 +194,7 @@ def per_class_recall(runs: Sequence[dict], class_names: Sequence[str],
     ax.set_ylabel('recall')
     ax.set_title(f'per-class recall on the balanced test set: {protocol}')
     ax.grid(axis='y', alpha=0.3)
-  handles, labels = axes[0].get_legend_handles_labels()
-  fig.legend(handles, labels, loc='outside right upper', fontsize=7,
-             ncol=max(1, math.ceil(len(labels) / 28)), title='loss',
-             title_fontsize=8)
+  _outside_legend(fig, *axes[0].get_legend_handles_labels(), 'loss')
   return save(fig, stem, ['protocol', 'loss', 'class', 'recall_mean',
                           'recall_ci95', 'seeds'], rows)
 
@@ -225,9 +222,7 @@ def accuracy_vs_lambda(runs: Sequence[dict], stem: str) -> dict:
          ylabel='meta-test accuracy (balanced queries)',
          title='accuracy against λ (95 % CI over tasks)')
   ax.grid(alpha=0.3)
-  handles, labels = ax.get_legend_handles_labels()
-  fig.legend(handles, labels, loc='outside right upper', fontsize=8,
-             ncol=max(1, math.ceil(len(labels) / 28)), title='loss')
+  _outside_legend(fig, *ax.get_legend_handles_labels(), 'loss')
   return save(fig, stem, ['loss', 'distribution', 'lambda', 'accuracy_mean',
                           'accuracy_ci95', 'tasks'], rows)
 
@@ -260,15 +255,20 @@ def _legend_height(entries: int) -> float:
   return 0.16 * rows + 1.0
 
 
-def _figure_legend(fig, styles: dict, title: str) -> None:
+def _outside_legend(fig, handles, labels, title: str) -> None:
   """One legend for the whole figure, outside the axes on the right, in
   as many columns as 28 entries each need (constrained layout makes room).
   """
+  fig.legend(handles, labels, loc='outside right upper', fontsize=7,
+             ncol=max(1, math.ceil(len(labels) / _LEGEND_ROWS)), title=title,
+             title_fontsize=8)
+
+
+def _figure_legend(fig, styles: dict, title: str) -> None:
+  """`_outside_legend` of one line per style (name -> line style)."""
   lines = _extras.require('matplotlib.lines', what='cil.plots')
   handles = [lines.Line2D([], [], ms=4, **style) for style in styles.values()]
-  fig.legend(handles, list(styles), loc='outside right upper', fontsize=7,
-             ncol=max(1, math.ceil(len(styles) / _LEGEND_ROWS)), title=title,
-             title_fontsize=8)
+  _outside_legend(fig, handles, list(styles), title)
 
 
 def _rows_by_rule(names: Sequence[str]) -> list[tuple[str, list[str]]]:

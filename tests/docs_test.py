@@ -70,6 +70,15 @@ class ApiPagesTest(parameterized.TestCase):
       self.assertIn(f'\n{page}\n', index)
 
 
+def _check_site():
+  """docs/check_site.py as a module (docs/ is not a package)."""
+  spec = importlib.util.spec_from_file_location(
+      'check_site', _DOCS / 'check_site.py')
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
 class SiteCheckTest(absltest.TestCase):
   """docs/check_site.py (run on the built site by .ci/release-checks)
   tells a site that reads offline from one that fetches MathJax."""
@@ -85,10 +94,7 @@ class SiteCheckTest(absltest.TestCase):
     return site
 
   def test_local_mathjax_passes_and_a_cdn_fails(self):
-    spec = importlib.util.spec_from_file_location(
-        'check_site', _DOCS / 'check_site.py')
-    check = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(check)
+    check = _check_site()
     self.assertEqual(check.problems(self._site(
         '<script defer src="_static/tex-mml-svg.js"></script>')), [])
     cdn = check.problems(self._site(
@@ -106,10 +112,7 @@ class SiteCheckTest(absltest.TestCase):
     self.assertRegex(union[0], "shows 'Array | ndarray' where ArrayLike")
 
   def test_rendered_math_is_typeset_and_shows_no_raw_tex(self):
-    spec = importlib.util.spec_from_file_location(
-        'check_site', _DOCS / 'check_site.py')
-    check = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(check)
+    check = _check_site()
     typeset = ('<p>Loss <mjx-container class="MathJax"><svg></svg>'
                '<mjx-assistive-mml><math>x</math></mjx-assistive-mml>'
                '</mjx-container></p><script>var t = "\\\\[";</script>')

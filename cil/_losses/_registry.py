@@ -257,10 +257,7 @@ def canonical_spec(spec: str) -> str:
     'focal'
   """
   base, overrides = split_spec(spec)
-  if not overrides:
-    return base
-  return base + ':' + ','.join(f'{k}={overrides[k]!r}'
-                               for k in sorted(overrides))
+  return str(LossSpec(base, tuple(sorted(overrides.items()))))
 
 
 def canonical_name(name: str) -> str:
