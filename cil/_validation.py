@@ -332,3 +332,27 @@ def spec_arguments(arg_text: str, spec: str, what: str) -> dict:
                        f'finite, got {value!r}.')
     out[key] = number
   return out
+
+
+def check_path_component(value, what: str) -> str:
+  """`value` if it can name one file or folder inside another; else a
+  `ValueError` naming `what` and the value.
+
+  A name from a dataset, a config or a file (a class, a cell, a split)
+  that becomes part of a path must stay inside its folder: no separator
+  (`/`, `\\`), not empty, `.` or `..`, no NUL, no leading `.` (hidden, so
+  skipped when the folder is read back), at most 255 bytes.
+  """
+  problem = None
+  if not isinstance(value, str) or not value:
+    problem = 'is empty' if value == '' else 'is not a string'
+  elif value in ('.', '..') or any(c in value for c in '/\\\0'):
+    problem = 'would name a path outside its folder'
+  elif value.startswith('.'):
+    problem = 'starts with "." (a hidden name, skipped when read back)'
+  elif len(value.encode('utf-8', 'surrogatepass')) > 255:
+    problem = 'is longer than 255 bytes'
+  if problem:
+    raise ValueError(f'{what} {value!r} {problem}; it names a file or folder '
+                     f'and must be one plain name (no "/", "\\", "..").')
+  return value

@@ -60,7 +60,14 @@ class Preempted(RunError):
 
 class WriteError(RunError, OSError):
   """A file of the run could not be written (a full disk, say); what was
-  there before is left as it was."""
+  there before is left as it was.
+
+  Raised as `WriteError(errno, message)`: `errno` is kept (ENOSPC, EACCES,
+  ...), and the message is what it prints, without OSError's "[Errno N]".
+  """
+
+  def __str__(self) -> str:
+    return str(self.strerror) if self.strerror else super().__str__()
 
 
 class DataNotFoundError(RunError, FileNotFoundError):

@@ -1,6 +1,7 @@
 """Tests for cil.workdir: lock, claim, atomic JSON, checkpoints, guard, logs."""
 
 import errno
+import io
 import json
 import os
 import shutil
@@ -144,6 +145,35 @@ class CheckpointerTest(absltest.TestCase):
     step, tree, skipped = self._restore()
     self.assertEqual(step, 3)
     self.assertEmpty(skipped)
+
+  def test_a_disk_that_fills_during_a_save_is_one_named_error(self):
+    # A real Orbax/TensorStore write that fails part-way (a file size limit
+    # stands in for a full disk), in a child process, to see its stderr:
+    # Orbax's writer threads used to print hundreds of lines.
+    code = (
+        'import resource, signal, numpy as np\n'
+        'from cil import errors, workdir as wd\n'
+        f'd = {self.dir!r}\n'
+        'tree = lambda v, n: {"w": np.random.default_rng(v).normal(size=(n, '
+        'n)).astype(np.float32)}\n'
+        'c = wd.Checkpointer(d); c.save(1, tree(1, 8)); c.close()\n'
+        'signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n'
+        'resource.setrlimit(resource.RLIMIT_FSIZE, (100_000, 100_000))\n'
+        'c = wd.Checkpointer(d)\n'
+        'try:\n'
+        '  c.save(2, tree(2, 400))\n'
+        'except errors.WriteError as e:\n'
+        '  print("named:", e)\n'
+        'c.close()\n'
+        'print("restored", wd.Checkpointer(d).restore(tree(0, 8))[0])\n')
+    result = testutil.run_python(code)
+    self.assertEqual(result.returncode, 0, result.stderr[-2000:])
+    self.assertIn('named: Could not write the checkpoint of step 2 under '
+                  f'{self.dir}: File too large. The previous checkpoints '
+                  'are unchanged', result.stdout)
+    self.assertIn('restored 1', result.stdout)
+    self.assertNotIn('Traceback', result.stderr)
+    self.assertNotIn('RESOURCE_EXHAUSTED', result.stderr)
 
   def test_a_truncated_step_falls_back_without_a_raw_traceback(self):
     # In a child process, to see what it prints: Orbax's I/O threads used
@@ -320,6 +350,38 @@ class WorkdirTest(absltest.TestCase):
     with self.assertRaisesRegex(errors.WorkdirError,
                                 'under-a-file/w cannot be created'):
       wd.Workdir(os.path.join(existing_file, 'under-a-file', 'w'), {}).open()
+
+  def test_disk_and_permission_faults_at_the_lock_are_named(self):
+    os.makedirs(os.path.join(self.path, 'dir-lock', '.lock'))
+    with self.assertRaisesRegex(
+        errors.WorkdirError, r'dir-lock/\.lock cannot be written \(it is a '
+        r'directory; remove it\)'):
+      wd.Workdir(os.path.join(self.path, 'dir-lock'), {}).open()
+    read_only = OSError(errno.EROFS, os.strerror(errno.EROFS))
+    with mock.patch('cil.workdir.directory.open', create=True,
+                    side_effect=read_only):
+      with self.assertRaisesRegex(
+          errors.WorkdirError, r'\.lock cannot be written \(Read-only file '
+          r'system\); choose a --workdir on a writable disk'):
+        wd.Workdir(self.path, {}).open()
+
+    class FullFile(io.StringIO):
+      def flush(self):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    with mock.patch('cil.workdir.directory.open', create=True,
+                    side_effect=lambda *a, **k: FullFile()), \
+        mock.patch('fcntl.flock'):
+      with self.assertRaisesRegex(
+          errors.WorkdirError, r'\.lock cannot be written \(No space left '
+          r'on device\); free space'):
+        wd.Workdir(self.path, {}).open()
+    with self.assertRaisesRegex(errors.WorkdirError, '--workdir is empty'):
+      wd.Workdir('', {}).open()
+    # A workdir that opens but whose config record cannot be written.
+    with mock.patch('tempfile.mkstemp', side_effect=read_only):
+      with self.assertRaisesRegex(errors.WriteError,
+                                  'Could not write .*config.json: Read-only'):
+        wd.Workdir(self.path, {}).open()
 
   def test_second_process_on_a_locked_workdir_fails_fast(self):
     code = ('import sys; from cil import errors, workdir as wd\n'

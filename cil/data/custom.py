@@ -57,6 +57,7 @@ from typing import Optional
 import numpy as np
 
 from cil import _extras
+from cil import _validation
 from cil import errors
 from cil.data import builders
 from cil.data import preparation
@@ -404,6 +405,11 @@ def read_npz(path: str) -> dict:
       raise errors.DataError(f'{path}: class_names has {len(given)} names but '
                              f'the labels reach {num_classes - 1}.')
     names = given
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+      raise errors.DataError(f'{path}: class_names {twice[:10]} name more '
+                             f'than one class; give every class its own '
+                             f'name.')
   absent = sorted(set(range(len(names))) - set(out['train'][1].tolist()))
   if absent:
     raise errors.DataError(f'{path}: classes {absent[:10]} have no training '
@@ -450,6 +456,21 @@ def export(train, test, out: str, *, fmt: str) -> str:
   if fmt != 'folder':
     raise ValueError(f"fmt must be 'folder' or 'npz', got {fmt!r}.")
   Image = _extras.require('PIL.Image', what='folder datasets')
+  names = list(train.class_names)
+  for name in names:  # Each becomes a folder: it must stay inside `out`.
+    try:
+      _validation.check_path_component(name, 'Class name')
+    except ValueError as e:
+      raise errors.DataError(f'{train.name}: {e} Rename the class (e.g. '
+                             f'class_names in the .npz) to export it as a '
+                             f'folder.') from None
+  twice = sorted({n for n in names if names.count(n) > 1})
+  if twice:
+    raise errors.DataError(f'{train.name}: class names {twice} are used by '
+                           f'more than one class; as folders they would '
+                           f'merge. Give every class its own name.')
+  if os.path.exists(out) and not os.path.isdir(out):
+    raise ValueError(f'--out {out} is an existing file; choose a new --out.')
   if os.path.exists(out) and os.listdir(out):
     raise ValueError(f'{out} exists and is not empty; choose a new --out.')
   for split, ds in (('train', train), ('test', test)):

@@ -89,13 +89,20 @@ class CellTraining:
   def __enter__(self) -> 'CellTraining':
     return self
 
-  def __exit__(self, *exc) -> None:
-    self.close()
+  def __exit__(self, exc_type, *exc) -> None:
+    try:
+      self.close()
+    except (OSError, errors.RunError):
+      if exc_type is None:
+        raise
+      # The error that stopped the run says what failed; closing after a
+      # full disk fails the same way.
 
   def close(self) -> None:
     self._checkpointer.close()
     if self._log is not None:
-      self._log.close()
+      log, self._log = self._log, None
+      log.close()
 
   def run(self, num_steps: int,
           step: Callable[[Any, int], tuple[Any, dict]], *,

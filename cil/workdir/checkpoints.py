@@ -1,8 +1,10 @@
 """Orbax checkpoints of one pytree, verified on restore (`Checkpointer`)."""
 
 import contextlib
-import gc
+import errno
+import logging as std_logging
 import os
+import re
 import sys
 from typing import Any, Optional
 
@@ -29,13 +31,16 @@ def _for_orbax(tree: Any) -> Any:
   return jax.tree.map(leaf, tree)
 
 
-@contextlib.contextmanager
-def _quiet_closed_event_loops():
-  """Drops the "Event loop is closed" errors an unreadable checkpoint
-  leaves behind in Orbax's I/O threads (printed as raw tracebacks, though
-  the step is already reported and skipped); every other unraisable
-  error still reaches the previous hook."""
+def _drop_closed_event_loop_errors() -> None:
+  """Drops the "Event loop is closed" errors that a failed read or write
+  leaves behind in Orbax's I/O threads (TensorStore callbacks that fire
+  after Orbax closed their event loop, printed as raw tracebacks, often
+  well after the step was reported); every other unraisable error still
+  reaches the hook that was there. Installed once per process, by the
+  first `Checkpointer`."""
   previous = sys.unraisablehook
+  if getattr(previous, 'cil_drops_closed_event_loops', False):
+    return
 
   def hook(unraisable):
     value = unraisable.exc_value
@@ -43,12 +48,60 @@ def _quiet_closed_event_loops():
             and str(value) == 'Event loop is closed'):
       previous(unraisable)
 
+  hook.cil_drops_closed_event_loops = True
   sys.unraisablehook = hook
+
+
+def _os_error_code(e: BaseException) -> Optional[int]:
+  """The errno of a failed write: an OSError's, or the one TensorStore
+  writes into its message (`[os_error_code='28']`); None for other
+  errors."""
+  if isinstance(e, OSError) and e.errno:
+    return e.errno
+  text = str(e)
+  found = re.search(r"os_error_code='?(\d+)", text)
+  if found:
+    return int(found.group(1))
+  for code in (errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EROFS,
+               errno.EFBIG):
+    if os.strerror(code) in text:
+      return code
+  return None
+
+
+class _HeldErrors(std_logging.Filter):
+  """Holds back the ERROR records Orbax's writer threads log (each with a
+  traceback) while a save runs; the save's own error says what failed."""
+
+  def __init__(self):
+    super().__init__()
+    self.held = []
+
+  def filter(self, record) -> bool:
+    if record.levelno >= std_logging.ERROR and 'orbax' in record.pathname:
+      self.held.append(record)
+      return False
+    return True
+
+
+@contextlib.contextmanager
+def _orbax_errors_held():
+  """Orbax's thread errors during a save: dropped if the save fails (its
+  `WriteError` is the one line), logged as usual if it succeeds."""
+  held = _HeldErrors()
+  loggers = [std_logging.getLogger(n) for n in ('absl', 'orbax')]
+  for logger in loggers:
+    logger.addFilter(held)
+  failed = True
   try:
     yield
+    failed = False
   finally:
-    gc.collect()  # Let the failed reads' leftovers go while the hook holds.
-    sys.unraisablehook = previous
+    for logger in loggers:
+      logger.removeFilter(held)
+    if not failed:
+      for record in held.held:
+        std_logging.getLogger(record.name).handle(record)
 
 
 class Checkpointer:
@@ -75,6 +128,7 @@ class Checkpointer:
       raise ValueError(f'max_to_keep must be at least 2 (a fallback), got '
                        f'{max_to_keep}.')
     self._ocp = ocp
+    _drop_closed_event_loop_errors()
     self.directory = os.path.abspath(directory)
     self._max_to_keep = max_to_keep
     self._manager = self._new_manager()
@@ -129,18 +183,19 @@ class Checkpointer:
       sums[str(step)] = checksum
       write_json(self._sums_path, sums)
     try:
-      self._manager.save(step, args=self._ocp.args.StandardSave(
-          _for_orbax(tree)), force=True)
-      self._manager.wait_until_finished()
+      with _orbax_errors_held():
+        self._manager.save(step, args=self._ocp.args.StandardSave(
+            _for_orbax(tree)), force=True)
+        self._manager.wait_until_finished()
     except Exception as e:  # pylint: disable=broad-except
-      if not isinstance(e, OSError) and 'No space left' not in str(e):
+      code = _os_error_code(e)
+      if code is None:
         raise
       raise errors.WriteError(
-          getattr(e, 'errno', None),
-          f'Could not write the checkpoint of step {step} under '
-          f'{self.directory}: {getattr(e, "strerror", None) or e}. The '
-          f'previous checkpoints are unchanged; free space and rerun the '
-          f'same command to resume from them.') from None
+          code, f'Could not write the checkpoint of step {step} under '
+          f'{self.directory}: {os.strerror(code)}. The previous checkpoints '
+          f'are unchanged; free space (or fix the permissions) and rerun '
+          f'the same command to resume from them.') from None
     if self._primary:
       kept = {str(s) for s in self._manager.all_steps()}
       write_json(self._sums_path, {k: v for k, v in self._sums().items()
@@ -160,10 +215,6 @@ class Checkpointer:
     Raises:
       errors.CheckpointError: checkpoints exist but none of them is good.
     """
-    with _quiet_closed_event_loops():
-      return self._restore(target)
-
-  def _restore(self, target: Any) -> tuple[int, Any]:
     sums = self._recorded_sums()
     problems = []
     for step in sorted(self._manager.all_steps(), reverse=True):

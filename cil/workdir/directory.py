@@ -1,7 +1,9 @@
 """The workdir itself: created, locked, claimed for one config, and the
 files of its cells (`Workdir`)."""
 
+import contextlib
 import datetime
+import errno
 import fcntl
 import json
 import os
@@ -10,6 +12,7 @@ import sys
 from typing import Any, Optional, Sequence
 
 
+from cil import _validation
 from cil import distributed
 from cil import errors
 from cil.workdir.checkpoints import Checkpointer
@@ -21,12 +24,18 @@ from cil.workdir.files import write_text
 from cil.workdir.metrics_log import MetricsLog
 
 
+def _cell_parts(cell: str) -> list[str]:
+  """'odd10/ci' -> ['odd10', 'ci']: each part one plain name (a cell's
+  checkpoints live in `checkpoints/<part>/<part>/`)."""
+  if not isinstance(cell, str):
+    raise ValueError(f'A cell name must be a string, got {cell!r}.')
+  return [_validation.check_path_component(part, f'Cell {cell!r}: part')
+          for part in cell.split('/')]
+
+
 def _cell_file(cell: str) -> str:
   """'odd10/ci' -> 'odd10__ci' (a file name for a cell)."""
-  safe = cell.replace('/', '__')
-  if not safe or safe.startswith('.') or any(c in safe for c in '\\\0'):
-    raise ValueError(f'Bad cell name {cell!r}.')
-  return safe
+  return '__'.join(_cell_parts(cell))
 
 
 class Workdir:
@@ -82,13 +91,18 @@ class Workdir:
       raise
 
   def close(self) -> None:
-    if self._lock_file is not None:
-      fcntl.flock(self._lock_file, fcntl.LOCK_UN)
-      self._lock_file.close()
-      self._lock_file = None
+    f, self._lock_file = self._lock_file, None
+    if f is not None:
+      with contextlib.suppress(OSError):  # Closing releases the lock too.
+        fcntl.flock(f, fcntl.LOCK_UN)
+      with contextlib.suppress(OSError):  # A full disk: nothing to keep.
+        f.close()
 
   def _make(self) -> None:
     """Creates the workdir; a path that cannot be one is a named error."""
+    if not self.path:
+      raise errors.WorkdirError('--workdir is empty; give the directory to '
+                                'write the run to.')
     if os.path.exists(self.path) and not os.path.isdir(self.path):
       raise errors.WorkdirError(
           f'--workdir {self.path} is an existing file, not a directory; '
@@ -102,7 +116,10 @@ class Workdir:
 
   def _lock(self) -> None:
     path = os.path.join(self.path, '.lock')
-    f = open(path, 'a+', encoding='utf-8')  # pylint: disable=R1732
+    try:
+      f = open(path, 'a+', encoding='utf-8')  # pylint: disable=R1732
+    except OSError as e:
+      raise self._unusable(path, e) from None
     try:
       fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -112,13 +129,33 @@ class Workdir:
       raise errors.WorkdirLockedError(
           f'Workdir {self.path} is in use by another run ({holder}); wait '
           f'for it to finish or use another --workdir.') from None
-    f.seek(0)
-    f.truncate()
-    started = datetime.datetime.now().isoformat(timespec='seconds')
-    f.write(f'pid {os.getpid()} on {socket.gethostname()}, started '
-            f'{started}: {" ".join(sys.argv)[:300]}\n')
-    f.flush()
+    except OSError as e:  # A file system without locks.
+      f.close()
+      raise self._unusable(path, e) from None
     self._lock_file = f
+    try:
+      f.seek(0)
+      f.truncate()
+      started = datetime.datetime.now().isoformat(timespec='seconds')
+      f.write(f'pid {os.getpid()} on {socket.gethostname()}, started '
+              f'{started}: {" ".join(sys.argv)[:300]}\n')
+      f.flush()
+    except OSError as e:
+      raise self._unusable(path, e) from None
+
+  def _unusable(self, path: str, e: OSError) -> errors.WorkdirError:
+    """The named error of a workdir whose files cannot be written."""
+    why = e.strerror or str(e)
+    if isinstance(e, IsADirectoryError):
+      why = 'it is a directory; remove it'
+    hint = {errno.ENOSPC: 'free space', errno.EDQUOT: 'free space',
+            errno.EROFS: 'choose a --workdir on a writable disk',
+            errno.EACCES: 'fix its permissions or choose another --workdir',
+            errno.EPERM: 'fix its permissions or choose another --workdir',
+            }.get(e.errno, 'fix it or choose another --workdir')
+    return errors.WorkdirError(
+        f'Workdir {self.path} cannot be used: {path} cannot be written '
+        f'({why}); {hint}.')
 
   def _claim(self) -> None:
     path = os.path.join(self.path, 'config.json')
@@ -163,7 +200,7 @@ class Workdir:
                indent=None)
 
   def checkpointer(self, cell: str, *, max_to_keep: int = 2) -> Checkpointer:
-    return Checkpointer(self.file('checkpoints', *cell.split('/')),
+    return Checkpointer(self.file('checkpoints', *_cell_parts(cell)),
                         max_to_keep=max_to_keep)
 
   def metrics(self, cell: str, *, resume_step: int) -> MetricsLog:

@@ -1,10 +1,13 @@
 """A cell's metrics history: JSON lines cut back to the restored step on
 resume, mirrored to TensorBoard when tensorboardX is installed."""
 
+import contextlib
 import json
 import os
+import threading
 from typing import Any, Optional
 
+from absl import logging
 
 from cil import errors
 from cil.workdir.files import finite_or_none
@@ -57,6 +60,7 @@ class MetricsLog:
       except ImportError:
         tensorboardX = None
       if tensorboardX is not None:
+        _tensorboard_write_errors_logged()
         self._tb = tensorboardX.SummaryWriter(
             tensorboard_dir, purge_step=resume_step + 1, flush_secs=30)
 
@@ -80,10 +84,54 @@ class MetricsLog:
     return list(self._records)
 
   def close(self) -> None:
-    if self._file is not None:
-      self._file.close()
-    if self._tb is not None:
-      self._tb.close()
+    """Closes the log; a JSON-lines file that cannot be written is a
+    `WriteError`, TensorBoard events that cannot (a mirror) a warning."""
+    file, tb, self._file, self._tb = self._file, self._tb, None, None
+    if tb is not None:
+      try:
+        tb.close()
+      except OSError as e:
+        logging.warning('The TensorBoard events of %s could not be written '
+                        '(%s); the metrics log is the record.', self.path,
+                        e.strerror or e)
+        _abandon(tb)
+    if file is not None:
+      try:
+        file.close()
+      except OSError as e:
+        raise write_error(file.name, e) from None
+
+
+def _abandon(tb) -> None:
+  """Stops a tensorboardX writer whose file cannot be written from trying
+  again (its exit handler would print the same error as a traceback)."""
+  writer = getattr(tb, 'event_writer', None)
+  with contextlib.suppress(Exception):
+    writer._closed = True  # pylint: disable=protected-access
+  with contextlib.suppress(Exception):
+    # pylint: disable-next=protected-access
+    writer._ev_writer._py_recordio_writer._writer.close()
+
+
+def _tensorboard_write_errors_logged() -> None:
+  """A tensorboardX writer thread that fails to write (a full disk) logs
+  one warning instead of printing its traceback; other threads' errors go
+  to the hook that was there. Installed once per process."""
+  previous = threading.excepthook
+  if getattr(previous, 'cil_logs_tensorboard_errors', False):
+    return
+
+  def hook(args):
+    if (isinstance(args.exc_value, OSError) and args.thread is not None
+        and type(args.thread).__module__.startswith('tensorboardX')):
+      logging.warning('TensorBoard events could not be written (%s); the '
+                      'metrics log is the record.',
+                      args.exc_value.strerror or args.exc_value)
+      return
+    previous(args)
+
+  hook.cil_logs_tensorboard_errors = True
+  threading.excepthook = hook
 
 
 def read_metrics(path: str) -> list[dict]:

@@ -298,6 +298,37 @@ class ExportTest(_Base):
         self.assertEqual(key(got), key(want), fmt)
     with self.assertRaisesRegex(ValueError, 'is not empty'):
       custom.export(train, test, os.path.join(self.root, 'out'), fmt='folder')
+    with self.assertRaisesRegex(ValueError, 'is an existing file'):
+      custom.export(train, test, os.path.join(self.root, 'out.npz'),
+                    fmt='folder')
+
+  def test_class_names_from_an_npz_cannot_write_outside_the_export(self):
+    # End to end: hostile class_names in a user's .npz, read through TFDS,
+    # exported as a folder: refused before anything is written.
+    outside = os.path.join(self.root, 'outside')
+    rng = np.random.default_rng(0)
+    path = os.path.join(self.root, 'hostile.npz')
+    for names in (['ok', '../../outside/x', 'z'], ['ok', outside, 'z'],
+                  ['ok', '..', 'z']):
+      np.savez(path, x_train=rng.integers(0, 255, (6, 4, 4), np.uint8),
+               y_train=np.arange(6) % 3,
+               x_test=rng.integers(0, 255, (3, 4, 4), np.uint8),
+               y_test=np.arange(3), class_names=np.array(names))
+      train = self._load(f'npz:{path}')
+      test = self._load(f'npz:{path}', 'test')
+      out = os.path.join(self.root, 'a', 'b', 'export')
+      bad = names[1]
+      with self.assertRaisesRegex(errors.DataError, repr(bad).replace(
+          '.', r'\.')):
+        custom.export(train, test, out, fmt='folder')
+      self.assertFalse(os.path.exists(outside), names)
+      self.assertFalse(os.path.exists(out), names)
+    np.savez(path, x_train=np.zeros((2, 4, 4), np.uint8), y_train=[0, 1],
+             x_test=np.zeros((2, 4, 4), np.uint8), y_test=[0, 1],
+             class_names=np.array(['same', 'same']))
+    with self.assertRaisesRegex(errors.DataError,
+                                r"hostile.npz: class_names \['same'\]"):
+      self._load(f'npz:{path}')
 
 
 class TinyImages(builders.ArrayRecordBuilder,
