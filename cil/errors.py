@@ -4,6 +4,7 @@ __all__ = [
     'ConfigMismatchError',
     'CorruptFileError',
     'DataError',
+    'DataMismatchError',
     'DataNotFoundError',
     'NonFiniteError',
     'Preempted',
@@ -35,6 +36,10 @@ class WorkdirLockedError(RunError):
 
 class ConfigMismatchError(RunError, ValueError):
   """The workdir holds a run of a different config."""
+
+
+class DataMismatchError(ConfigMismatchError):
+  """The workdir holds a run on other data (a resume must not mix them)."""
 
 
 class CorruptFileError(RunError):

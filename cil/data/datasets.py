@@ -22,6 +22,8 @@ TFDS's default `~/tensorflow_datasets`).
 """
 
 import dataclasses
+import hashlib
+import json
 import os
 from typing import Optional
 
@@ -96,6 +98,18 @@ class ArrayDataset:
 
   def class_counts(self) -> np.ndarray:
     return np.bincount(self.labels, minlength=self.num_classes)
+
+  def record(self) -> dict:
+    """What identifies this data: size, classes and a SHA-256 of the
+    images, labels and class names (a workdir claims it, so a resume
+    cannot train on other data; `cil.workdir.Workdir.claim_data`)."""
+    digest = hashlib.sha256()
+    digest.update(json.dumps([list(self.class_names),
+                              list(self.images.shape)]).encode())
+    digest.update(np.ascontiguousarray(self.labels, np.int64).tobytes())
+    digest.update(np.ascontiguousarray(self.images).data)
+    return {'examples': len(self), 'classes': self.num_classes,
+            'sha256': digest.hexdigest()}
 
   def take(self, indices, split: Optional[str] = None) -> 'ArrayDataset':
     """The examples at `indices` (same classes)."""

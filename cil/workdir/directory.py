@@ -175,6 +175,56 @@ class Workdir:
             f'it.\nold: {previous["config"]}\nnew: {self.config}')
     write_json(path, {'config': self.config, 'runtime': self.runtime})
 
+  def claim_data(self, data: dict) -> None:
+    """Claims the workdir for the data the run trains and tests on.
+
+    Args:
+      data: name -> a JSON-able record that identifies that data (e.g.
+        `{'train': ArrayDataset.record(), 'test': ...}`); its `sha256`
+        decides, the other fields describe.
+
+    The first call records `data.json`; later calls (a resume, or another
+    part of the same run) must give the same record for every name both
+    hold, else `DataMismatchError` names what changed: finished cells
+    trained on the recorded data, so a resume on other data would mix
+    two datasets in one comparison.
+    """
+    error = None
+    if self.primary:
+      try:
+        self._claim_data(data)
+      except (errors.RunError, OSError, ValueError) as e:
+        error = e
+    distributed.agree(error)
+
+  def _claim_data(self, data: dict) -> None:
+    path = self.file('data.json')
+    previous = read_json(path) if os.path.exists(path) else {}
+    if not isinstance(previous, dict):
+      raise errors.CorruptFileError(
+          f'{path} is not a data record (a JSON object); delete it and '
+          f'the workdir, or use a new --workdir.')
+    data = json.loads(json.dumps(finite_or_none(data)))
+    changed = []
+    for name in sorted(set(previous) & set(data)):
+      old, new = previous[name], data[name]
+      if not (isinstance(old, dict) and old.get('sha256') == new.get(
+          'sha256')):
+        described = lambda r: ', '.join(  # noqa: E731
+            f'{k} {str(v)[:12]}' for k, v in r.items()) if isinstance(
+                r, dict) else repr(r)
+        changed.append(f'{name}: was {described(old)}; now '
+                       f'{described(new)}')
+    if changed:
+      raise errors.DataMismatchError(
+          f'{self.path} holds a run on other data than this one '
+          f'({"; ".join(changed)}). Its finished cells were trained on the '
+          f'recorded data, so resuming would mix two datasets in one '
+          f'comparison: restore that data, or use a new --workdir (or '
+          f'delete this one).')
+    if set(data) - set(previous):
+      write_json(path, {**previous, **data})
+
   # -- cells ------------------------------------------------------------
 
   def file(self, *parts: str) -> str:

@@ -243,6 +243,50 @@ class ClassifyTest(absltest.TestCase):
       classify.run(dataclasses.replace(cfg, model='lenet'), workdir)
     self.assertFalse(os.path.exists(workdir))
 
+  def test_a_resume_on_edited_data_is_refused_naming_what_changed(self):
+    # End to end: CE finished and CI interrupted on a folder of images;
+    # one class's images replaced; the rerun must not train CI on the new
+    # images beside CE's result on the old ones.
+    from sklearn import datasets  # pylint: disable=g-import-not-at-top
+    digits = datasets.load_digits()
+    folder = self._workdir()
+
+    def write_class(name, digit):
+      shutil.rmtree(os.path.join(folder, name), ignore_errors=True)
+      os.makedirs(os.path.join(folder, name))
+      for i, image in enumerate(digits.images[digits.target == digit][:20]):
+        _save_png(os.path.join(folder, name, f'{i}.png'),
+                  np.uint8(image * 255 / 16))
+    for name, digit in (('zero', 0), ('one', 1), ('two', 2)):
+      write_class(name, digit)
+    cfg = self._cfg(dataset=f'folder:{folder}', model='digits_cnn',
+                    protocols=('odd25',), losses=('ce', 'ci'), seeds=1,
+                    epochs=2)
+    workdir = self._workdir()
+
+    def kill_in_ci(protocol, loss, epoch):
+      del protocol
+      if loss == 'ci' and epoch == 1:
+        raise _Interrupted()
+    with self.assertRaises(_Interrupted):
+      classify.run(cfg, workdir, show_progress=False,
+                   epoch_callback=kill_in_ci)
+    self.assertTrue(os.path.exists(os.path.join(workdir, 'runs',
+                                                'odd25__ce.json')))
+    write_class('one', 7)
+    with self.assertRaisesRegex(
+        errors.DataMismatchError, r'holds a run on other data than this one '
+        r'\(test: was examples 12, classes 3, sha256 \w{12}; now examples '
+        r'12, classes 3, sha256 \w{12}; train: was .*\)\. Its finished '
+        r'cells were trained on the recorded data'):
+      classify.run(cfg, workdir, show_progress=False)
+    write_class('one', 1)  # The same data again: the run resumes.
+    resumed = classify.run(cfg, workdir, show_progress=False)
+    self.assertEqual([r['loss'] for r in resumed['runs']], ['ce', 'ci'])
+    write_class('two', 3)  # Finished, then edited: not the old numbers.
+    with self.assertRaises(errors.DataMismatchError):
+      classify.run(cfg, workdir, show_progress=False)
+
   def test_your_folder_of_mixed_sizes_trains_as_it_is_with_no_flag(self):
     # Three classes of 24-40 pixel images: the default protocol keeps every
     # image (the data's own counts) and the images get one size (the median

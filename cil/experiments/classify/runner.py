@@ -343,6 +343,7 @@ def run(cfg: ClassifyConfig, workdir: str, *, show_progress: bool = True,
   record['data_location'] = {k: config.pop(k)
                              for k in ('data_dir', 'manual_dir')}
   with workdir_lib.Workdir(workdir, config, runtime=record) as work:
+    work.claim_data({'train': train_set.record(), 'test': test_set.record()})
     by_name = {cell_name(*c): c for c in cells}
 
     def steps_of(cell):

@@ -10,6 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from cil import _extras
+from cil import errors
 from cil.detection import io as det_io
 from cil.detection import metrics
 from cil.detection import synthetic
@@ -62,7 +63,12 @@ def load_split(directory: str, *, image_size: int, max_gt: int,
         break
     if path is None:
       raise ValueError(f'No image for labels {name!r} in {image_dir}.')
-    img = Image.open(path).convert('RGB')
+    try:
+      img = Image.open(path).convert('RGB')
+    except (OSError, Image.DecompressionBombError, SyntaxError) as e:
+      raise errors.DataError(f'{path} is not a readable image ({e}); '
+                             f'replace or remove it (and its labels).'
+                             ) from None
     scale = min(1.0, image_size / max(img.size))
     if scale < 1:
       img = img.resize((max(1, round(img.size[0] * scale)),

@@ -109,6 +109,7 @@ def run(cfg: TrainConfig, workdir: str, *, show_progress: bool = True,
     classes = class_names(data)
     train = load_split(os.path.join(data, 'train'), image_size=size,
                        max_gt=max_gt, class_names=classes)
+    work.claim_data({'train': _split_record(train)})
     model_cfg = dataclasses.replace(cfg.model, num_classes=len(classes))
     cfg = dataclasses.replace(cfg, model=model_cfg)
     detector_module(model_cfg).validate(model_cfg)
@@ -134,6 +135,7 @@ def run(cfg: TrainConfig, workdir: str, *, show_progress: bool = True,
       return None
     test = load_split(os.path.join(data, 'test'), image_size=size,
                       max_gt=max_gt, class_names=classes)
+    work.claim_data({'test': _split_record(test)})
     dets = predictions(state.params, test, model_cfg,
                        batch_size=cfg.batch_size)
     result = metrics.evaluate(dets, test['gt'], classes=classes)
@@ -154,6 +156,21 @@ def run(cfg: TrainConfig, workdir: str, *, show_progress: bool = True,
                     metrics.protocols_table_markdown(result['ap_protocols']))
     figure_detections(test, dets, work.file('detections'))
   return result
+
+
+def _split_record(split: dict) -> dict:
+  """What identifies a loaded detection split (`Workdir.claim_data`): its
+  images, boxes and classes, by checksum."""
+  arrays = {k: v for k, v in split.items()
+            if isinstance(v, np.ndarray) and v.dtype != object}
+  return {'images': len(split['names']),
+          'classes': len(split['class_names']),
+          'sha256': workdir_lib.tree_checksum(
+              {**arrays, 'names': np.asarray(split['names']),
+               'class_names': np.asarray(split['class_names']),
+               'gt': {name: (g.boxes, np.asarray(g.labels, str),
+                             g.difficult)
+                      for name, g in split['gt'].items()}})}
 
 
 def _train(cfg: TrainConfig, training: loop.CellTraining, train: dict,

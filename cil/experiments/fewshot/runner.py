@@ -252,6 +252,9 @@ def run(cfg: FewShotConfig, workdir: str, *, show_progress: bool = True,
   for key in ('inner_loss', 'outer_loss'):
     config['maml'].pop(key)
   with workdir_lib.Workdir(workdir, config, runtime=record) as work:
+    work.claim_data({name: split.record() for name, split in (
+        ('meta_train', splits.train), ('meta_val', splits.val),
+        ('meta_test', splits.test)) if split is not None})
 
     def train_cell(loss, bar):
       callback = (functools.partial(step_callback, loss)
