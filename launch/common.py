@@ -7,8 +7,9 @@
   debug), logs the devices at INFO, and turns a run error (a `ValueError`
   from validation, a `cil.errors.RunError`) into its message on stderr and
   exit status 1; with `-v 1` the traceback is printed too; a run stopped
-  by SIGTERM (`cil.errors.Preempted`: checkpointed, resumable) exits with
-  status 75;
+  by SIGTERM or SIGINT (Ctrl-C) at any moment, from JAX's start to the
+  last file (`cil.errors.Preempted`: finished work kept, resumable) prints
+  one line and exits with status 75 (`cil.experiments.loop`);
 * joins a multi-process run (`cil.distributed`) when the distributed flags
   or their environment variables say so, before JAX starts: every process
   runs the same command with its own `--process_id` (docs/multihost.md);
@@ -30,6 +31,7 @@ from absl import logging
 from cil import distributed
 from cil import errors
 from cil import workdir
+from cil.experiments import loop
 
 _COORDINATOR = flags.DEFINE_string(
     'coordinator_address', '',
@@ -122,6 +124,16 @@ def main(run: Callable[[], None]) -> Callable[[list], None]:
   """An `app.run` main that calls `run()` as described above."""
 
   def wrapped(argv):
+    # SIGTERM and SIGINT (Ctrl-C) at any moment, JAX's start included, end
+    # as pre-emption: one line, exit status 75.
+    with loop.stop_signals():
+      try:
+        _main(argv)
+      except errors.Preempted as e:  # Checkpointed, resumable.
+        print(f'stopped: {e}', file=sys.stderr)
+        sys.exit(errors.Preempted.EXIT_CODE)
+
+  def _main(argv):
     if len(argv) > 1:
       raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
     verbosity = flags.FLAGS['verbosity']
@@ -143,9 +155,8 @@ def main(run: Callable[[], None]) -> Callable[[list], None]:
                  distributed.describe())
     try:
       run()
-    except errors.Preempted as e:  # SIGTERM: checkpointed, resumable.
-      print(f'stopped: {e}', file=sys.stderr)
-      sys.exit(errors.Preempted.EXIT_CODE)
+    except errors.Preempted:
+      raise
     except (errors.RunError, ValueError) as e:
       if verbosity.present and verbosity.value >= 1:
         raise

@@ -16,18 +16,27 @@ happens around those steps is the same for all of them and lives here:
   parameters pass the guard and are checkpointed every `checkpoint_every`
   steps and at the end, and a callback (tests use it to interrupt a run)
   sees each step.
-* Pre-emption: a SIGTERM (what SLURM, Kubernetes and TPU VMs send before
-  they kill) received during `run` stops it at the next step boundary: the
-  state is checkpointed there, nothing is recorded as finished, and
-  `cil.errors.Preempted` is raised (launchers exit with its `EXIT_CODE`,
-  75). With several processes they agree on the step (one flag gathered
-  per step), so every process saves the same checkpoint. Rerunning the
-  same command resumes to the result of an uninterrupted run.
+* Pre-emption (`stops_on_signals`, around each runner's `run`): a SIGTERM
+  (what SLURM, Kubernetes and TPU VMs send before they kill) or a SIGINT
+  (Ctrl-C) at any moment of a run stops it as `cil.errors.Preempted`
+  (launchers exit with its `EXIT_CODE`, 75, and one line). During a
+  cell's steps the run stops at the next step boundary, with the state
+  checkpointed there; elsewhere (data loading, compilation, between
+  cells, evaluation) at once, since nothing there is lost that a rerun
+  does not redo. A checkpoint being saved is always finished first, a
+  second signal during a step stops at once (from the last checkpoint),
+  and signals after the first stop are ignored while the run unwinds.
+  Nothing unfinished is recorded as finished. With several processes
+  they agree on the step boundary (one flag gathered per step), so every
+  process saves the same checkpoint. Rerunning the same command resumes
+  to the result of an uninterrupted run.
 
 A runner supplies only what differs: its step function, its scalars and
 its evaluation.
 """
 
+import contextlib
+import functools
 import signal
 import threading
 import time
@@ -124,11 +133,11 @@ class CellTraining:
     Raises:
       cil.errors.NonFiniteError: a scalar or the parameters became NaN or
         infinite (the last good checkpoint stays).
-      cil.errors.Preempted: a SIGTERM arrived; the state was checkpointed
-        at the step it stopped after.
+      cil.errors.Preempted: a SIGTERM or SIGINT arrived; the state was
+        checkpointed at the step it stopped after.
     """
     self._log = self._work.metrics(self.cell, resume_step=self.start)
-    with _SigtermFlag() as stop:
+    with stop_signals() as signals, signals.at_step_boundaries() as stop:
       for i in range(self.start, num_steps):
         started = time.perf_counter()
         self.state, scalars = step(self.state, i)
@@ -137,16 +146,17 @@ class CellTraining:
                         **{seconds_key: time.perf_counter() - started})
         saved = (i + 1) % self._every == 0 or i + 1 == num_steps
         if saved:
-          self._save(i + 1)
+          with stop.critical():
+            self._save(i + 1)
         if callback is not None:
           callback(i + 1, self.state, scalars)
         if i + 1 < num_steps and stop.agreed():
           if not saved:
-            self._save(i + 1)
-          raise errors.Preempted(
-              f'{self.cell}: stopped by SIGTERM after step {i + 1} of '
-              f'{num_steps}, with a checkpoint of that step; nothing was '
-              f'recorded as finished. Rerun the same command to resume.')
+            with stop.critical():
+              self._save(i + 1)
+          stop.stop_at_boundary(
+              self.cell, f'after step {i + 1} of {num_steps}, with a '
+              f'checkpoint of that step')
     if self.start >= num_steps:  # Restored finished: nothing checked it yet.
       workdir_lib.check_finite(self._guard, num_steps,
                                params=self.state.params)
@@ -158,36 +168,130 @@ class CellTraining:
     self._checkpointer.save(step, state_tree(self.state))
 
 
-class _SigtermFlag:
-  """While active, a SIGTERM sets a flag instead of killing the process.
+class StopSignals:
+  """While active, SIGTERM and SIGINT stop the run as `errors.Preempted`.
 
-  Only the main thread can install signal handlers; elsewhere (a runner
-  called from a worker thread) SIGTERM keeps its default action. The
-  previous handler is put back on exit.
+  One per process at a time (`stops_on_signals` enters it around a run;
+  nested entries share it). Only the main thread can install signal
+  handlers; elsewhere (a runner called from a worker thread) the signals
+  keep their actions. The previous handlers are put back on exit.
+
+  States: by default a signal raises `Preempted` where the main thread
+  is; inside `at_step_boundaries()` the first one is held for the loop to
+  act on at the next boundary (a second one raises at once); inside
+  `critical()` (a checkpoint being written) every one is held. Once
+  `Preempted` was raised, later signals are ignored.
   """
 
-  def __init__(self):
-    self._raised = False
-    self._previous = None
+  SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
-  def __enter__(self) -> '_SigtermFlag':
+  def __init__(self):
+    self.received: list[str] = []
+    self._hold = 0
+    self._critical = 0
+    self._raised = False
+    self._previous = {}
+
+  def __enter__(self) -> 'StopSignals':
     if threading.current_thread() is threading.main_thread():
-      self._previous = signal.signal(signal.SIGTERM, self._handle)
+      for signum in self.SIGNALS:
+        self._previous[signum] = signal.signal(signum, self._handle)
     return self
 
   def __exit__(self, *exc) -> None:
-    if self._previous is not None:
-      signal.signal(signal.SIGTERM, self._previous)
+    for signum, handler in self._previous.items():
+      signal.signal(signum, handler)
+    self._previous = {}
+
+  @property
+  def signal_name(self) -> str:
+    return self.received[0] if self.received else 'a stop request'
 
   def _handle(self, signum, frame) -> None:
-    del signum, frame
+    del frame
+    self.received.append(signal.Signals(signum).name)
+    if self._raised or self._critical:
+      return
+    if self._hold and len(self.received) == 1:
+      return
+    self._stop(f'stopped by {self.received[-1]}'
+               + (' (a second signal, during a step: the run resumes from '
+                  'the last checkpoint)' if self._hold else ''))
+
+  def _stop(self, what: str) -> None:
     self._raised = True
+    raise errors.Preempted(
+        f'{what}; finished cells and checkpoints are kept and nothing '
+        f'unfinished was recorded as finished. Rerun the same command to '
+        f'resume.')
+
+  def _release(self) -> None:
+    """A held signal acts once nothing holds it any more."""
+    if (self.received and not self._raised and not self._hold
+        and not self._critical):
+      self._stop(f'stopped by {self.signal_name}')
+
+  @contextlib.contextmanager
+  def at_step_boundaries(self):
+    """The first signal is held: the step loop checks `agreed()` between
+    steps, saves and raises; on leaving, a held one raises."""
+    self._hold += 1
+    try:
+      yield self
+    finally:
+      self._hold -= 1
+    self._release()
+
+  @contextlib.contextmanager
+  def critical(self):
+    """Every signal is held until the block (a checkpoint save) is done."""
+    self._critical += 1
+    try:
+      yield
+    finally:
+      self._critical -= 1
+    if not self._hold:
+      self._release()
 
   def agreed(self) -> bool:
     """Whether any process was asked to stop (a collective with several)."""
     if distributed.process_count() == 1:
-      return self._raised
-    return bool(distributed.allgather(np.array(self._raised)).any())
+      return bool(self.received)
+    return bool(distributed.allgather(np.array(bool(self.received))).any())
+
+  def stop_at_boundary(self, cell: str, when: str) -> None:
+    """Raises `Preempted` for a signal held until a step boundary."""
+    self._stop(f'{cell}: stopped by {self.signal_name} {when}')
+
+
+_ACTIVE: Optional[StopSignals] = None
+
+
+@contextlib.contextmanager
+def stop_signals():
+  """The process's `StopSignals`: entered here unless one is active."""
+  global _ACTIVE
+  if _ACTIVE is not None:
+    yield _ACTIVE
+    return
+  with StopSignals() as stop:
+    _ACTIVE = stop
+    try:
+      yield stop
+    finally:
+      _ACTIVE = None
+
+
+def stops_on_signals(run: Callable[..., Any]) -> Callable[..., Any]:
+  """`run` with SIGTERM and SIGINT turned into `errors.Preempted` at any
+  moment (the module docstring): each runner's `run` is wrapped."""
+
+  @functools.wraps(run)
+  def wrapped(*args, **kwargs):
+    with stop_signals():
+      return run(*args, **kwargs)
+
+  return wrapped
 
 
 def run_cells(work: workdir_lib.Workdir, cells: Sequence[str],

@@ -297,6 +297,7 @@ def _tables_markdown(cfg: ClassifyConfig, model: str, runs: list,
   return '\n'.join(parts)
 
 
+@loop.stops_on_signals
 def run(cfg: ClassifyConfig, workdir: str, *, show_progress: bool = True,
         epoch_callback: Optional[Callable[[str, str, int], None]] = None
         ) -> dict:

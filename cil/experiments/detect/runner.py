@@ -62,6 +62,7 @@ def predictions(params, split: dict, cfg: r2cnn.R2CNNConfig, *,
   return out
 
 
+@loop.stops_on_signals
 def run(cfg: TrainConfig, workdir: str, *, show_progress: bool = True,
         step_callback: Optional[Callable[[int, Any, dict], None]] = None
         ) -> Optional[dict]:

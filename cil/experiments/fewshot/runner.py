@@ -203,6 +203,7 @@ def _cell_settings(cfg: FewShotConfig, loss: str) -> dict:
   return settings
 
 
+@loop.stops_on_signals
 def run(cfg: FewShotConfig, workdir: str, *, show_progress: bool = True,
         step_callback: Optional[Callable[[str, int], None]] = None) -> dict:
   """Runs every loss of `cfg`; writes results to `workdir`.
