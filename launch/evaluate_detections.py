@@ -1,7 +1,7 @@
 r"""Scores rotated detections the paper's way (Table VI): AP at IoU > 0.6.
 
     python -m launch.evaluate_detections --gt DIR --pred DIR [--iou 0.6] \
-        [--ap_method 11point|area] [--out DIR]
+        [--ap_method 11point|area] [--missing_as_empty] [--out DIR]
 
 --gt holds DOTA-style `<image>.txt` labels (or a DOTA root with labelTxt/,
 or HRSC2016 `<image>.xml`); --pred holds `<image>.txt` detection files with
@@ -17,8 +17,8 @@ import os
 
 from absl import flags
 
+from cil import workdir
 from cil.detection import evaluate
-from cil.detection import metrics
 from launch import common
 
 _GT = flags.DEFINE_string('gt', None, 'Ground-truth label folder.')
@@ -30,18 +30,27 @@ _AP = flags.DEFINE_enum('ap_method', '11point', ['11point', 'area'],
 _SCORE = flags.DEFINE_float('score_threshold', None,
                             'Drop detections scoring below it.')
 _OUT = flags.DEFINE_string('out', None, 'Output folder.')
+_MISSING_AS_EMPTY = flags.DEFINE_bool(
+    'missing_as_empty', False, 'Count a ground-truth image without a '
+    'prediction file as having no detections; by default a missing file '
+    'is an error.')
 flags.mark_flags_as_required(['gt', 'pred'])
 
 
 def run():
   out = _OUT.value or os.path.join(
       os.path.dirname(os.path.abspath(_PRED.value.rstrip('/'))), 'eval')
+  if os.path.exists(out) and not os.path.isdir(out):
+    raise ValueError(f'--out {out} is an existing file; choose a folder.')
   result = evaluate.evaluate_folders(
-      _GT.value, _PRED.value, out_dir=out, iou_threshold=_IOU.value,
+      _GT.value, _PRED.value, iou_threshold=_IOU.value,
       inclusive=_INCLUSIVE.value, ap_method=_AP.value,
-      score_threshold=_SCORE.value)
-  print(metrics.table_markdown(result))
-  print(metrics.protocols_table_markdown(result['ap_protocols']), end='')
+      score_threshold=_SCORE.value, missing_as_empty=_MISSING_AS_EMPTY.value)
+  table = evaluate.evaluation_markdown(result)
+  print(table, end='')
+  # Its folders are made; a path it cannot write is a named error.
+  workdir.write_text(os.path.join(out, 'table.md'), table)
+  workdir.write_json(os.path.join(out, 'results.json'), result)
   print(f'Wrote {out}/table.md and results.json')
 
 

@@ -1,6 +1,5 @@
 """Scoring a folder of detections against a folder of ground truth."""
 
-import json
 import os
 from typing import Optional, Sequence
 
@@ -11,6 +10,7 @@ __all__ = [
     'compare_folders',
     'comparison_markdown',
     'evaluate_folders',
+    'evaluation_markdown',
     'read_ground_truth',
 ]
 
@@ -34,19 +34,56 @@ def read_ground_truth(directory: str) -> dict:
   return {n[:-4]: det_io.read_hrsc(os.path.join(directory, n)) for n in xml}
 
 
-def evaluate_folders(gt_dir: str, pred_dir: str, *, out_dir: Optional[str],
+def _predictions(name: str, folder: str, gt: dict, *,
+                 missing_as_empty: bool) -> tuple[dict, list]:
+  """A run's detections on the images of `gt`, and the images it has no
+  file for (an error unless `missing_as_empty`)."""
+  if not os.path.isdir(folder):
+    where = (f'{name}={folder!r}' if name.startswith('--')
+             else f'of {name}, {folder!r},')
+    raise ValueError(f'Prediction folder {where} does not exist.')
+  found = {k: v for k, v in det_io.read_folder(
+      folder, detections=True).items() if k in gt}
+  absent = sorted(set(gt) - set(found))
+  if absent and not missing_as_empty:
+    shown = ', '.join(absent[:5]) + (', ...' if len(absent) > 5 else '')
+    raise ValueError(
+        f'{name[0].upper()}{name[1:]} ({folder}) has no prediction file for '
+        f'{len(absent)} of the {len(gt)} test images ({shown}); copy them, '
+        f'or pass --missing_as_empty to count those images as having no '
+        f'detections.')
+  return found, absent
+
+
+def _check_objects(gt: dict, gt_dir: str) -> list:
+  """The ground truth's classes; none at all is a named error."""
+  classes = sorted({str(x) for g in gt.values() for x in g.labels})
+  if not classes:
+    raise ValueError(f'The ground truth in {gt_dir!r} holds no objects '
+                     f'({len(gt)} label files, all empty): there is '
+                     f'nothing to score detections against.')
+  return classes
+
+
+def evaluate_folders(gt_dir: str, pred_dir: str, *,
                      iou_threshold: float = 0.6, inclusive: bool = False,
                      ap_method: str = '11point',
-                     score_threshold: Optional[float] = None) -> dict:
-  """Evaluates `pred_dir/<image>.txt` against `gt_dir`; writes the table.
+                     score_threshold: Optional[float] = None,
+                     missing_as_empty: bool = False) -> dict:
+  """Evaluates `pred_dir/<image>.txt` against `gt_dir`.
 
-  Images in the ground truth without a detection file have no detections.
-  Besides the chosen AP, `result['ap_protocols']` holds the paper's, VOC07,
-  VOC12 and COCO-style mAP (`metrics.evaluate_protocols`). Writes
-  `table.md` (both tables) and `results.json` to `out_dir` when given.
+  A ground-truth image without a detection file is an error (a partly
+  copied folder would read as a run that detected nothing there) unless
+  `missing_as_empty` counts it as having no detections, as
+  `compare_folders` does. Besides the chosen AP,
+  `result['ap_protocols']` holds the paper's, VOC07, VOC12 and
+  COCO-style mAP (`metrics.evaluate_protocols`);
+  `evaluation_markdown(result)` is both tables.
   """
   gt = read_ground_truth(gt_dir)
-  pred = det_io.read_folder(pred_dir, detections=True)
+  _check_objects(gt, gt_dir)
+  pred, absent = _predictions('--pred', pred_dir, gt,
+                              missing_as_empty=missing_as_empty)
   result = metrics.evaluate(pred, gt, iou_threshold=iou_threshold,
                             inclusive=inclusive, ap_method=ap_method,
                             score_threshold=score_threshold)
@@ -55,16 +92,16 @@ def evaluate_folders(gt_dir: str, pred_dir: str, *, out_dir: Optional[str],
       score_threshold=score_threshold)
   result['inputs'] = {'gt': os.path.abspath(gt_dir),
                       'pred': os.path.abspath(pred_dir),
-                      'images': len(gt), 'images_with_detections': len(pred)}
-  if out_dir:
-    os.makedirs(out_dir, exist_ok=True)
-    with open(os.path.join(out_dir, 'table.md'), 'w', encoding='utf-8') as f:
-      f.write(metrics.table_markdown(result) + '\n' +
-              metrics.protocols_table_markdown(result['ap_protocols']))
-    with open(os.path.join(out_dir, 'results.json'), 'w',
-              encoding='utf-8') as f:
-      json.dump(result, f, indent=1)
+                      'images': len(gt), 'images_with_detections': len(pred),
+                      'missing_predictions': absent}
   return result
+
+
+def evaluation_markdown(result: dict) -> str:
+  """`evaluate_folders`' two tables: per class at its IoU, and the four AP
+  protocols."""
+  return (metrics.table_markdown(result) + '\n' +
+          metrics.protocols_table_markdown(result['ap_protocols']))
 
 
 def compare_folders(gt_dir: str, preds: dict, *,
@@ -107,22 +144,11 @@ def compare_folders(gt_dir: str, preds: dict, *,
     if max_images < 1:
       raise ValueError(f'max_images must be positive, got {max_images}.')
     gt = dict(sorted(gt.items())[:max_images])
-  classes = sorted({str(x) for g in gt.values() for x in g.labels})
+  classes = _check_objects(gt, gt_dir)
   dets, missing = {}, {}
   for name, folder in preds.items():
-    if not os.path.isdir(folder):
-      raise ValueError(f'Prediction folder of run {name!r}, {folder!r}, '
-                       f'does not exist.')
-    dets[name] = {k: v for k, v in det_io.read_folder(
-        folder, detections=True).items() if k in gt}
-    absent = sorted(set(gt) - set(dets[name]))
-    if absent and not missing_as_empty:
-      shown = ', '.join(absent[:5]) + (', ...' if len(absent) > 5 else '')
-      raise ValueError(
-          f'Run {name!r} ({folder}) has no prediction file for {len(absent)} '
-          f'of the {len(gt)} test images ({shown}); copy them, or pass '
-          f'--missing_as_empty to count those images as having no '
-          f'detections.')
+    dets[name], absent = _predictions(f'run {name!r}', folder, gt,
+                                      missing_as_empty=missing_as_empty)
     if absent:
       missing[name] = absent
   runs = {name: metrics.evaluate(d, gt, classes=classes,

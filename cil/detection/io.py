@@ -109,16 +109,21 @@ def write_dota(path: str, image: ImageBoxes) -> None:
 
 def read_folder(directory: str, *, detections: bool = False,
                 suffix: str = '.txt') -> dict:
-  """All `<image id>.txt` files of a folder -> {image id: ImageBoxes}."""
+  """All `<image id>.txt` files of a folder -> {image id: ImageBoxes}.
+
+  `detections` reads detection files (with scores), else labels; the
+  errors say which ("Prediction folder", "Label folder").
+  """
+  what = 'Prediction' if detections else 'Label'
   if not os.path.isdir(directory):
-    raise ValueError(f'Label folder {directory!r} does not exist.')
+    raise ValueError(f'{what} folder {directory!r} does not exist.')
   reader = read_detections if detections else read_dota
   out = {}
   for name in sorted(os.listdir(directory)):
     if name.endswith(suffix):
       out[name[:-len(suffix)]] = reader(os.path.join(directory, name))
   if not out:
-    raise ValueError(f'No *{suffix} label files in {directory!r}.')
+    raise ValueError(f'No *{suffix} {what.lower()} files in {directory!r}.')
   return out
 
 

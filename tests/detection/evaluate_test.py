@@ -75,6 +75,31 @@ class EvaluateCliTest(absltest.TestCase):
     for name, e in result['per_class'].items():
       self.assertAlmostEqual(paper['per_class'][name], e['ap'], msg=name)
 
+    # The launcher's faults, each one named line: a prediction folder that
+    # does not exist (not a "Label folder"), prediction files missing (as
+    # compare_detections refuses them; --missing_as_empty counts them as
+    # empty), --out an existing file.
+    os.remove(os.path.join(pred_dir, sorted(gt)[0] + '.txt'))
+    for flags, message in (
+        (['--pred', os.path.join(root, 'none')], "Prediction folder "
+         "--pred='.*none' does not exist"),
+        (['--pred', pred_dir], r'--pred \(.*pred\) has no prediction file '
+         r'for 1 of the 3 test images'),
+        (['--pred', pred_dir, '--missing_as_empty',
+          '--out', os.path.join(out, 'results.json')],
+         '--out .*results.json is an existing file; choose a folder')):
+      bad = subprocess.run(
+          [sys.executable, '-m', 'launch.evaluate_detections', '--gt',
+           os.path.join(root, 'gt'), *flags], cwd=ROOT,
+          env=dict(env, CIL_HUGE_PAGES='0'), capture_output=True, text=True)
+      self.assertEqual(bad.returncode, 1, bad.stderr)
+      self.assertRegex(bad.stderr, f'^error: {message}')
+      self.assertLen(bad.stderr.strip().splitlines(), 1, bad.stderr)
+    counted = evaluate.evaluate_folders(os.path.join(root, 'gt'), pred_dir,
+                                        missing_as_empty=True)
+    self.assertEqual(counted['inputs']['missing_predictions'],
+                     [sorted(gt)[0]])
+
   def test_compare_runs_with_paired_bootstrap(self):
     root = tempfile.mkdtemp()
     self.addCleanup(shutil.rmtree, root, ignore_errors=True)
@@ -107,7 +132,7 @@ class EvaluateCliTest(absltest.TestCase):
     # The point mAP is evaluate's; missing half the ships costs AP in every
     # draw, so the paired difference's CI lies below 0.
     half = evaluate.evaluate_folders(os.path.join(root, 'gt'),
-                                     os.path.join(root, 'half'), out_dir=None)
+                                     os.path.join(root, 'half'))
     self.assertAlmostEqual(boot['mAP']['half']['value'], half['mAP'])
     self.assertLess(boot['difference']['half - perfect']['high'], 0)
     bad = subprocess.run(cmd[:-4] + ['nobody'], cwd=ROOT, env=env,
@@ -143,6 +168,14 @@ class EvaluateCliTest(absltest.TestCase):
     self.assertEqual(result['bootstrap']['mAP']['partial']['value'], 1.0)
     with self.assertRaisesRegex(ValueError, 'max_images must be positive'):
       evaluate.compare_folders(os.path.join(root, 'gt'), runs, max_images=0)
+    # Ground truth without a single object: nothing to score, named.
+    empty = os.path.join(root, 'empty_gt')
+    os.makedirs(empty)
+    for name in gt:
+      open(os.path.join(empty, name + '.txt'), 'w').close()
+    with self.assertRaisesRegex(ValueError, 'empty_gt.* holds no objects '
+                                r'\(4 label files, all empty\)'):
+      evaluate.compare_folders(empty, runs, samples=10)
     # A run folder that does not exist is named as the run's.
     with self.assertRaisesRegex(ValueError, "Prediction folder of run 'b', "
                                 "'/nonexistent/b', does not exist"):
