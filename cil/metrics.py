@@ -110,12 +110,14 @@ def format_mean_ci(values: Sequence[float], scale: float = 100.0,
 def minority_recall(per_class_recall: Sequence[float],
                     class_counts: Sequence[int]) -> Optional[float]:
   """Mean test recall of the classes with fewer training images than the
-  largest; None when the training set is balanced."""
+  largest; classes without test images are left out (as in
+  `shot_group_accuracy`); None when the training set is balanced or no
+  minority class has test images."""
   counts = np.asarray(class_counts)
   minority = np.flatnonzero(counts < counts.max())
-  if not minority.size:
-    return None
-  return float(np.mean(np.asarray(per_class_recall, float)[minority]))
+  values = np.asarray(per_class_recall, float)[minority]  # None -> NaN.
+  values = values[~np.isnan(values)]
+  return float(values.mean()) if values.size else None
 
 
 # Liu et al. (2019)'s groups: many-shot classes have more than 100 training

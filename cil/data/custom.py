@@ -10,7 +10,8 @@ A dataset spec in place of a registered name (`cil.data.load`,
   default 0) so that `round(test_fraction * n)` of its `n` images, at least
   one and at most `n - 1`, go to `test`. Class names are the folder names,
   labels their sorted order. Hidden entries (a leading `.`) are skipped;
-  any other file in a class folder must be an image.
+  every other entry of a class folder must be an image (a stray text
+  file, a sub-folder or a broken symbolic link is an error naming it).
 * `npz:/path.npz`: arrays `x_train`, `y_train`, `x_test`, `y_test` (uint8
   images `[n, H, W, C]` or `[n, H, W]`, integer labels in `[0, C)`), as
   `keras.datasets` ships them; optional `class_names` (strings). Read with
@@ -52,6 +53,7 @@ import hashlib
 import json
 import os
 import sys
+import zipfile
 from typing import Optional
 
 import numpy as np
@@ -161,8 +163,15 @@ def _class_folders(folder: str) -> dict[str, list[str]]:
   out = {}
   for name in classes:
     path = os.path.join(folder, name)
-    files = [os.path.join(path, f) for f in _visible(path)
-             if os.path.isfile(os.path.join(path, f))]
+    files = [os.path.join(path, f) for f in _visible(path)]
+    for file in files:  # One rule: every visible entry is an image.
+      if os.path.isdir(file):
+        raise errors.DataError(f'{file} is a folder inside the class folder '
+                               f'{path}, which must hold images only.')
+      if not os.path.exists(file):
+        raise errors.DataError(f'{file} is a broken or looping symbolic '
+                               f'link; a class folder must hold images '
+                               f'only.')
     if not files:
       raise errors.DataError(f'Class folder {path} holds no images.')
     out[name] = files
@@ -356,6 +365,11 @@ def read_npz(path: str) -> dict:
       differ, labels that are not integers in `[0, C)`, a class with no
       training example.
   """
+  if not zipfile.is_zipfile(path):  # np.load would try it as a pickle.
+    raise errors.DataError(
+        f'{path} is not an .npz file (a zip archive of .npy arrays, as '
+        f'np.savez writes); save x_train, y_train, x_test, y_test with '
+        f'np.savez.')
   try:
     with np.load(path, allow_pickle=False) as f:
       arrays = {k: f[k] for k in f.files}
@@ -489,15 +503,19 @@ def _prepared(builder_cls, spec: str, data_dir: str, fingerprint: str,
               make_plan) -> 'tfds.core.DatasetBuilder':
   """The prepared builder of a source: read if there, else built once."""
   path = os.path.join(data_dir, builder_cls.name, fingerprint, '1.0.0')
-  if os.path.exists(os.path.join(path, 'dataset_info.json')):
+  info = os.path.join(path, 'dataset_info.json')
+  if os.path.exists(info):
     return tfds.builder_from_directory(path)
-  with preparation.tfds_warnings_held():
-    builder = builder_cls(plan=make_plan(), data_dir=data_dir,
-                          config=tfds.core.BuilderConfig(
-                              name=fingerprint, description=spec))
-  with preparation.removing_what_a_failed_build_left(data_dir), \
-      preparation.first_build(spec, data_dir):
-    builder.download_and_prepare()
+  with preparation.one_build_at_a_time(spec, data_dir):
+    if os.path.exists(info):  # Another process prepared it meanwhile.
+      return tfds.builder_from_directory(path)
+    with preparation.tfds_warnings_held():
+      builder = builder_cls(plan=make_plan(), data_dir=data_dir,
+                            config=tfds.core.BuilderConfig(
+                                name=fingerprint, description=spec))
+    with preparation.removing_what_a_failed_build_left(data_dir), \
+        preparation.first_build(spec, data_dir):
+      builder.download_and_prepare()
   return builder
 
 

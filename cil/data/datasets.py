@@ -165,6 +165,23 @@ def _warn_if_other_source(name: str, prepared: str, manual: str) -> None:
         prepared, built_from, os.path.abspath(manual), prepared)
 
 
+def _build(builder, name: str, manual: Optional[str]) -> None:
+  """Prepares a built-in dataset (from `manual`, its manual directory)."""
+  try:
+    root = builder.data_dir_root
+    with preparation.removing_what_a_failed_build_left(root), \
+        preparation.first_build(name, root):
+      builder.download_and_prepare(
+          download_config=tfds.download.DownloadConfig(manual_dir=manual))
+  except FileNotFoundError as e:  # The builder names what is missing.
+    raise errors.DataNotFoundError(
+        f'{e} (the manual directory is {_MANUAL_DIR_SETTINGS})') from None
+  if manual:  # Remember the source, to say so if it changes later.
+    with open(os.path.join(builder.data_dir, _SOURCE_FILE), 'w',
+              encoding='utf-8') as f:
+      f.write(os.path.abspath(manual) + '\n')
+
+
 def check_name(name: str) -> None:
   """Raises ValueError unless `name` is a registered dataset or a dataset
   spec (`folder:`, `npz:`, `tfds:`; `cil.data.custom`) whose path exists."""
@@ -229,19 +246,13 @@ def load(name: str, split: str, *, data_dir: Optional[str] = None,
             f'{name} is not prepared in {builder.data_dir} and no manual '
             f'directory is set ({_MANUAL_DIR_SETTINGS}).\n'
             f'{builder_cls.MANUAL_DOWNLOAD_INSTRUCTIONS}')
-      try:
-        root = builder.data_dir_root
-        with preparation.removing_what_a_failed_build_left(root), \
-            preparation.first_build(name, root):
-          builder.download_and_prepare(
-              download_config=tfds.download.DownloadConfig(manual_dir=manual))
-      except FileNotFoundError as e:  # The builder names what is missing.
-        raise errors.DataNotFoundError(
-            f'{e} (the manual directory is {_MANUAL_DIR_SETTINGS})') from None
-      if manual:  # Remember the source, to say so if it changes later.
-        with open(os.path.join(builder.data_dir, _SOURCE_FILE), 'w',
-                  encoding='utf-8') as f:
-          f.write(os.path.abspath(manual) + '\n')
+      root = builder.data_dir_root
+      with preparation.one_build_at_a_time(name, root):
+        with preparation.tfds_warnings_held():
+          builder = builder_cls(data_dir=data_dir)  # Prepared meanwhile?
+          prepared = builder.is_prepared()
+        if not prepared:
+          _build(builder, name, manual)
     elif manual_sub and manual_root is not None:
       _warn_if_other_source(name, builder.data_dir,
                             os.path.join(manual_root, manual_sub))

@@ -4,6 +4,8 @@ line of ours instead of TFDS's output, its warnings held, and nothing
 half-built left behind by a failed build."""
 
 import contextlib
+import fcntl
+import hashlib
 import io
 import logging as std_logging
 import os
@@ -82,3 +84,42 @@ def first_build(name: str, data_dir: str):
     logging.debug('Output of the failed build of %s:\n%s', name,
                   held.getvalue())
     raise
+
+
+@contextlib.contextmanager
+def one_build_at_a_time(name: str, data_dir: str):
+  """Holds a lock on the preparation of `name` in `data_dir`.
+
+  Two processes preparing the same dataset at once (two runs started
+  together on new data) would race on TFDS's folders; the second waits
+  here (saying so) and then finds the dataset prepared, which the caller
+  checks again inside the block. The lock file is removed on release
+  (a waiter that locked the removed file tries again on a new one), so
+  the data dir is left as it was.
+  """
+  os.makedirs(data_dir, exist_ok=True)
+  key = hashlib.sha256(name.encode()).hexdigest()[:16]
+  path = os.path.join(data_dir, f'.cil-prepare-{key}.lock')
+  said = False
+  while True:
+    f = open(path, 'a+', encoding='utf-8')  # pylint: disable=R1732
+    try:
+      fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+      if not said:
+        print(f'cil: another process is preparing {name} in {data_dir}; '
+              f'waiting for it ...', file=sys.stderr, flush=True)
+        said = True
+      fcntl.flock(f, fcntl.LOCK_EX)
+    try:
+      if os.stat(path).st_ino == os.fstat(f.fileno()).st_ino:
+        break  # Still the lock file: ours.
+    except FileNotFoundError:
+      pass  # Its holder removed it: lock the next one.
+    f.close()
+  try:
+    yield
+  finally:
+    with contextlib.suppress(OSError):
+      os.unlink(path)
+    f.close()  # Releases the lock.

@@ -87,7 +87,11 @@ def summarize(run: dict) -> dict:
   if all('per_class_recall' in s for s in run['per_seed']):
     recalls = np.array([s['per_class_recall'] for s in run['per_seed']],
                        dtype=float)  # None (absent class, from JSON) -> NaN.
-    out['per_class_recall_mean'] = np.nanmean(recalls, axis=0).tolist()
+    with np.errstate(invalid='ignore'):  # A class no seed tested: NaN.
+      tested = (~np.isnan(recalls)).sum(axis=0)
+      mean = np.where(tested > 0, np.nansum(recalls, axis=0)
+                      / np.maximum(tested, 1), np.nan)
+    out['per_class_recall_mean'] = mean.tolist()
   return out
 
 

@@ -6,6 +6,8 @@ import contextlib
 import io
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
 from unittest import mock
 
@@ -18,6 +20,8 @@ from cil import data
 from cil import errors
 from cil.data import builders
 from cil.data import custom
+from cil.data import preparation
+from testutil import ROOT
 
 
 def _save(path, array, mode=None):
@@ -59,6 +63,34 @@ class FolderTest(_Base):
     for ds in (train, test):  # Each image's pixels kept its class's value.
       np.testing.assert_array_equal(ds.images[:, 0, 0, 0],
                                     np.where(ds.labels == 0, 10, 200))
+
+  def test_two_processes_preparing_one_folder_wait_for_each_other(self):
+    folder = os.path.join(self.root, 'f')
+    for c in ('ant', 'bee'):
+      for i in range(3):
+        _save(os.path.join(folder, c, f'{i}.png'), _gray(i))
+    spec = f'folder:{folder}'
+    code = ('from cil import data\n'
+            f'print(len(data.load({spec!r}, "train", '
+            f'data_dir={self.data_dir!r})))\n')
+    # This process holds the preparation (as a first run would) while a
+    # second one starts: it waits, saying so, then prepares once.
+    with preparation.one_build_at_a_time(spec, self.data_dir):
+      child = subprocess.Popen([sys.executable, '-c', code], cwd=ROOT,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True)
+      line = child.stderr.readline()
+      self.assertIn(f'another process is preparing {spec}', line)
+    out, err = child.communicate(timeout=120)
+    self.assertEqual(child.returncode, 0, err)
+    self.assertEqual(out.strip(), '4')  # 6 images, 1 per class to test.
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+      self.assertLen(self._load(spec), 4)
+    self.assertEqual(err.getvalue(), '')  # Prepared: read, not built again.
+    self.assertLen(os.listdir(os.path.join(self.data_dir, 'cil_folder')), 1)
+    self.assertEqual([n for n in os.listdir(self.data_dir)
+                      if n.endswith('.lock')], [])
 
   def test_images_of_different_sizes_get_the_median_shorter_side(self):
     folder = os.path.join(self.root, 'mixed')
@@ -172,8 +204,21 @@ class FolderTest(_Base):
         ({'a/0.png': _gray(1), 'b/0.png': _gray(1), 'b/1.png': _gray(1)},
          r'Class folder .*/a holds one image'),
         ({'readme.txt': b'x'}, r'holds no class folders'),
+        # One rule for every entry of a class folder: an image, or named.
+        ({**two, 'b/README.txt': b'notes'}, r'b/README.txt is not a '
+         r'readable image'),
+        ({**two, 'b/nested': None}, r'b/nested is a folder inside the class '
+         r'folder'),
+        ({**two, 'b/loop.png': 'loop'}, r'b/loop.png is a broken or looping '
+         r'symbolic link'),
     ]
     for k, (layout, message) in enumerate(cases):
+      for rel, array in list(layout.items()):
+        if isinstance(array, str):  # 'loop': a symbolic link to itself.
+          del layout[rel]
+          link = os.path.join(self.root, f'bad{k}', rel)
+          os.makedirs(os.path.dirname(link), exist_ok=True)
+          os.symlink(link, link)
       with self.subTest(message):
         with self.assertRaisesRegex(errors.DataError, message):
           self._load(folder(f'bad{k}', layout))
@@ -261,11 +306,17 @@ class NpzTest(_Base):
          r'no training image'),
         (dict(x_test=np.array([object()] * 3)), 'object arrays are not '
          'read'),
+        ('text', r'arrays.npz is not an .npz file \(a zip archive of .npy '
+         r'arrays'),
     ]
     for arrays, message in cases:
       with self.subTest(message):
         path = os.path.join(self.root, 'arrays.npz')
-        if 'x_test' in arrays and arrays['x_test'].dtype == object:
+        if isinstance(arrays, str):  # Text: not NumPy's advice to unpickle.
+          with open(path, 'w') as f:
+            f.write('x_train,y_train\n1,2\n')
+          spec = f'npz:{path}'
+        elif 'x_test' in arrays and arrays['x_test'].dtype == object:
           full = self._npz()[1]
           full['x_test'] = arrays['x_test']
           np.savez(path, **full)  # allow_pickle is np.savez's default.

@@ -2,7 +2,9 @@
 resume, the record, CIFAR-LT, the launcher.
 """
 
+import contextlib
 import dataclasses
+import io
 import json
 import os
 import shutil
@@ -286,6 +288,23 @@ class ClassifyTest(absltest.TestCase):
     write_class('two', 3)  # Finished, then edited: not the old numbers.
     with self.assertRaises(errors.DataMismatchError):
       classify.run(cfg, workdir, show_progress=False)
+
+  def test_classes_without_test_images_are_said_in_one_line(self):
+    # pylint: disable=g-import-not-at-top
+    from cil import data
+    from cil.experiments.classify import runner
+    images = np.zeros((6, 8, 8, 1), np.uint8)
+    train = data.ArrayDataset(images, np.arange(6) % 3, ('a', 'b', 'c'),
+                              'npz:x', 'train')
+    test = data.ArrayDataset(images[:2], np.array([0, 2]), ('a', 'b', 'c'),
+                             'npz:x', 'test')
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+      runner._check_data(self._cfg(model='digits_cnn'), train, test)
+    self.assertEqual(err.getvalue().splitlines(), [
+        'cil: digits: 1 of 3 classes have no test image (b); their recall '
+        'is undefined and the per-class means (balanced accuracy, minority '
+        'recall, shot groups) average over the others.'])
 
   def test_your_folder_of_mixed_sizes_trains_as_it_is_with_no_flag(self):
     # Three classes of 24-40 pixel images: the default protocol keeps every

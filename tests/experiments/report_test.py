@@ -3,11 +3,13 @@ and tables, on hand-made records (no training)."""
 
 import csv
 import io
+import math
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
+import warnings
 
 from absl.testing import absltest
 
@@ -40,6 +42,14 @@ class ReportTest(absltest.TestCase):
     self.assertEqual(summary['minority_recall'],
                      {'mean': None, 'ci95': None})
     self.assertEqual(summary['per_class_recall_mean'], [0.75, 0.5, 0.25])
+    # A class that no seed tested: NaN, without NumPy's RuntimeWarning.
+    untested = {**run, 'per_seed': [dict(s, per_class_recall=[1.0, None])
+                                    for s in run['per_seed']]}
+    with warnings.catch_warnings():
+      warnings.simplefilter('error')
+      mean = report.summarize(untested)['per_class_recall_mean']
+    self.assertEqual(mean[0], 1.0)
+    self.assertTrue(math.isnan(mean[1]))
     table = report.markdown_table([run], ['p', 'q'], ['ci', 'ce'])
     self.assertEqual(table.splitlines(), [
         '| loss | p | q |', '|---|---|---|',
@@ -159,6 +169,11 @@ class ReportTest(absltest.TestCase):
     self.assertAlmostEqual(
         metrics.minority_recall([1.0, 0.5, 0.25], [10, 2, 10]), 0.5)
     self.assertIsNone(metrics.minority_recall([1.0, 0.5], [4, 4]))
+    # A minority class without test images is left out, as in the shot
+    # groups (it was NaN); none left: None.
+    self.assertAlmostEqual(
+        metrics.minority_recall([1.0, 0.5, None], [10, 2, 3]), 0.5)
+    self.assertIsNone(metrics.minority_recall([1.0, None], [10, 2]))
 
 
 if __name__ == '__main__':

@@ -15,6 +15,7 @@ recording the cell.
 import dataclasses
 import functools
 import math
+import sys
 from typing import Any, Callable, Optional
 
 import jax
@@ -241,6 +242,15 @@ def _check_data(cfg: ClassifyConfig, train_set: data.ArrayDataset,
     raise ValueError(f'{cfg.dataset}: test labels reach '
                      f'{test_set.labels.max()} but training has '
                      f'{train_set.num_classes} classes.')
+  untested = np.flatnonzero(test_set.class_counts()[:train_set.num_classes]
+                            == 0)
+  if untested.size:
+    names = [train_set.class_names[c] for c in untested[:10]]
+    print(f'cil: {cfg.dataset}: {untested.size} of {train_set.num_classes} '
+          f'classes have no test image ({", ".join(names)}); their recall '
+          f'is undefined and the per-class means (balanced accuracy, '
+          f'minority recall, shot groups) average over the others.',
+          file=sys.stderr, flush=True)
   model = model_for(cfg.model, train_set.num_classes, cfg.conv_pool)
   try:
     variables = jax.eval_shape(functools.partial(model.init, train=False),
