@@ -52,6 +52,7 @@ from typing import Iterable
 import numpy as np
 
 from cil import _extras
+from cil import errors
 
 tfds = _extras.require('tensorflow_datasets', what='cil.data')
 
@@ -362,8 +363,9 @@ _PICKLE_GLOBALS = frozenset({
 })
 
 
-class UnsafePickleError(pickle.UnpicklingError):
-  """A pickle asked for something a dataset file never holds."""
+class UnsafePickleError(errors.DataError, pickle.UnpicklingError):
+  """A pickle asked for something a dataset file never holds (a
+  `DataError`: launchers report it in one line)."""
 
 
 class _DataUnpickler(pickle.Unpickler):

@@ -48,6 +48,7 @@ share the `Options`, the fingerprinted preparation and the error wording,
 and a reader compares them in one place.
 """
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -552,6 +553,33 @@ def load_builder(spec: str, *, data_dir: Optional[str],
                    make_npz_plan)
 
 
+@contextlib.contextmanager
+def _no_feature_imports(spec: str):
+  """While reading a `tfds:` dataset's metadata, a feature class that TFDS
+  has not registered is refused instead of imported: TFDS imports the
+  module a `features.json` names, which would run that module's code from
+  a file of the dataset's folder."""
+  connector = tfds.features.FeatureConnector
+  original = connector.__dict__['cls_from_name']
+
+  def cls_from_name(cls, python_class_name):
+    # pylint: disable-next=protected-access
+    if python_class_name not in cls._registered_features:
+      raise errors.DataError(
+          f'--config.dataset={spec}: its TFDS metadata (features.json) names '
+          f'the feature class {python_class_name!r}, which TFDS does not '
+          f'provide; cil reads only TFDS\'s own features and imports no '
+          f'module a dataset file names (it would run that module\'s code). '
+          f'Prepare the dataset with TFDS\'s features.')
+    return original.__func__(cls, python_class_name)
+
+  connector.cls_from_name = classmethod(cls_from_name)
+  try:
+    yield
+  finally:
+    connector.cls_from_name = original
+
+
 def tfds_source(spec: str, split: str, *, data_dir: Optional[str],
                 options: Options):
   """`(source, info, image_key, label_key)` of a prepared `tfds:` dataset.
@@ -565,8 +593,11 @@ def tfds_source(spec: str, split: str, *, data_dir: Optional[str],
   options.check()
   where = data_dir or tfds.core.constants.get_default_data_dir()
   try:
-    source = tfds.data_source(name, split=split, data_dir=data_dir,
-                              download=False)
+    with _no_feature_imports(spec):
+      source = tfds.data_source(name, split=split, data_dir=data_dir,
+                                download=False)
+  except errors.DataError:
+    raise
   except (tfds.core.registered.DatasetNotFoundError, AssertionError,
           FileNotFoundError, NotImplementedError, ValueError) as e:
     first = str(e).split('\n')[0][:300]

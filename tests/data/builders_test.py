@@ -21,6 +21,7 @@ from PIL import Image
 import tensorflow_datasets as tfds
 
 import cifar_fixture  # tests/, beside this file
+import testutil
 from cil import data
 from cil.data import builders
 from cil.data import fewshot
@@ -238,6 +239,23 @@ class BuilderTest(parameterized.TestCase):
                                 'data_batch_1 asks to load posix.system|'
                                 'data_batch_1 asks to load os.system'):
       builders.read_cifar_pickle(path, 'labels')
+    self.assertFalse(os.path.exists(marker))
+    # Through a launcher, as a user meets it: one line, no traceback, no
+    # code run.
+    manual = os.path.join(self.manual, 'launcher')
+    root, _ = cifar_fixture.write_cifar(manual, n=2)
+    with open(os.path.join(root, 'data_batch_2'), 'wb') as f:
+      pickle.dump({b'data': _WritesAFile(marker)}, f)
+    result = testutil.launch(
+        'launch.export_dataset', '--dataset=cifar10', f'--manual_dir={manual}',
+        f'--data_dir={self.data_dir}', f'--out={self.manual}/out.npz',
+        '--format=npz', env={'CIL_HUGE_PAGES': '0'})
+    self.assertEqual(result.returncode, 1, result.stderr)
+    lines = [line for line in result.stderr.splitlines()
+             if not line.startswith('cil: preparing')]
+    self.assertLen(lines, 1, result.stderr)
+    self.assertRegex(lines[0], r'^error: .*data_batch_2 asks to load '
+                     r'(posix|os)\.system')
     self.assertFalse(os.path.exists(marker))
     # What the dataset files hold loads, in every pickle protocol (2 is the
     # CIFAR archives'; it pickles bytes through _codecs.encode).

@@ -418,6 +418,33 @@ class TfdsTest(_Base):
       self._load('tfds:tiny_images', 'val', image_feature='img',
                  label_feature='target')
 
+  def test_metadata_that_names_a_module_is_refused_without_importing_it(self):
+    TinyImages(data_dir=self.data_dir).download_and_prepare()
+    info = os.path.join(self.data_dir, 'tiny_images', '1.0.0',
+                        'features.json')
+    with open(info) as f:
+      text = f.read()
+    marker = os.path.join(self.root, 'imported')
+    module = os.path.join(self.root, 'cil_hostile_feature.py')
+    with open(module, 'w') as f:  # Top-level code: would run on import.
+      f.write(f'open({marker!r}, "w").close()\n')
+    name = 'tensorflow_datasets.core.features.tensor_feature.Tensor'
+    with open(info, 'w') as f:
+      f.write(text.replace(name, 'cil_hostile_feature.Tensor', 1))
+    with mock.patch('sys.path', [self.root] + sys.path):
+      with self.assertRaisesRegex(
+          errors.DataError, r"tfds:tiny_images: its TFDS metadata "
+          r"\(features.json\) names the feature class "
+          r"'cil_hostile_feature.Tensor', which TFDS does not provide"):
+        self._load('tfds:tiny_images', image_feature='img',
+                   label_feature='target')
+    self.assertFalse(os.path.exists(marker))
+    self.assertNotIn('cil_hostile_feature', sys.modules)
+    # TFDS's own reading is as it was afterwards.
+    self.assertIs(tfds.features.FeatureConnector.cls_from_name.__func__,
+                  tfds.features.FeatureConnector.__dict__[
+                      'cls_from_name'].__func__)
+
   def test_an_unprepared_dataset_says_how_to_prepare_it(self):
     with self.assertRaisesRegex(
         errors.DataNotFoundError,

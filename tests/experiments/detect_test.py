@@ -110,6 +110,18 @@ class TrainTest(absltest.TestCase):
     np.savez(path, **{'backbone/Conv_0/kernel': np.ones((3, 3, 3, 5))})
     with self.assertRaisesRegex(ValueError, 'model expects'):
       detect.load_pretrained(params, path)
+    # A crafted file (object arrays: a pickle inside) or not an .npz at
+    # all: refused, naming the file and the flag.
+    np.savez(path, **{'backbone/Conv_0/kernel': np.array([object()])})
+    with self.assertRaisesRegex(errors.DataError, r'--config.pretrained=.*'
+                                r'w.npz is not an .npz of plain arrays \(it '
+                                r'holds object arrays'):
+      detect.load_pretrained(params, path)
+    with open(path, 'w') as f:
+      f.write('weights')
+    with self.assertRaisesRegex(errors.DataError, r'w.npz is not an .npz of '
+                                r'plain arrays \(not a zip archive'):
+      detect.load_pretrained(params, path)
 
   def test_launcher_refuses_a_bad_config_before_any_work(self):
     work = os.path.join(tempfile.mkdtemp(), 'w')

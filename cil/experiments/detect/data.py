@@ -3,6 +3,7 @@ fixed-shape arrays, generated ships, pretrained weights."""
 
 import json
 import os
+import zipfile
 from typing import Optional, Sequence
 
 import jax
@@ -132,7 +133,17 @@ def load_pretrained(params, path: str):
   """
   if not os.path.exists(path):
     raise ValueError(f'Pretrained weights file {path!r} does not exist.')
-  stored = dict(np.load(path, allow_pickle=False))
+  try:
+    if not zipfile.is_zipfile(path):  # np.load would try it as a pickle.
+      raise ValueError('not a zip archive of .npy arrays')
+    with np.load(path, allow_pickle=False) as f:
+      stored = {k: f[k] for k in f.files}
+  except Exception as e:  # pylint: disable=broad-except
+    why = ('it holds object arrays, which are not read'
+           if 'allow_pickle' in str(e) else str(e))
+    raise errors.DataError(
+        f'--config.pretrained={path} is not an .npz of plain arrays ({why}); '
+        f'save the weights with np.savez, keyed by parameter path.') from None
   loaded = []
 
   def replace(key_path, leaf):
