@@ -63,20 +63,47 @@ def launch(run: Callable[[], None]) -> None:
 
 
 def parse_flags(argv: list) -> list:
-  """absl's flag parsing, with a bad `--config.FIELD` named in one line.
+  """absl's flag parsing, with a bad flag named in one line.
 
   ml_collections raises from deep inside absl for an unknown field or a
   value of the wrong type; this prints `error: --config.seed=3: ...` with
-  the config file and the nearest known field, and exits with status 2
-  (absl's status for a usage error).
+  the config file and the nearest known field. absl's own flag errors (a
+  value it rejects, a config file or variant that fails to load) print
+  as `error: --flag=value: why`, without a traceback. Both exit with
+  status 2 (a usage error).
   """
   try:
-    return app.parse_flags_with_usage(argv)
+    argv = flags.FLAGS(argv)
+    if 'config' in flags.FLAGS:  # ml_collections defers a file's failure.
+      _ = flags.FLAGS['config'].value.items
+    return argv
+  except OSError as e:  # The config file cannot be read.
+    last = [line.strip() for line in str(e).splitlines() if line.strip()][-1]
+    spec = flags.FLAGS['config'].serialize().removeprefix('--config=')
+    print(f'error: --config={spec}: {last}', file=sys.stderr)
+    sys.exit(2)
+  except flags.Error as e:  # absl's: printed as one line, not its dump.
+    print(f'error: {flag_error(e)}\nPass --helpshort or --helpfull to see '
+          f'help on flags.', file=sys.stderr)
+    sys.exit(2)
   except (AttributeError, KeyError, TypeError, ValueError) as e:
     if 'config' not in flags.FLAGS:  # Not a config launcher: not ours.
       raise
     print(f'error: {config_flag_error(argv, e)}', file=sys.stderr)
     sys.exit(2)
+
+
+def flag_error(error: Exception) -> str:
+  """An absl flag error in one line: a config file that fails to load
+  (an unknown variant, say) gives the flag and its error's last line, not
+  ml_collections' traceback."""
+  text = str(error).strip()
+  first = text.splitlines()[0].rstrip(':') if text else repr(error)
+  if 'Traceback (most recent call last)' in text:
+    last = [line.strip() for line in text.splitlines() if line.strip()][-1]
+    flag = first.split(': Error whilst parsing', 1)[0]
+    return f'{flag.removeprefix("flag ")}: {last.split(": ", 1)[-1]}'
+  return first
 
 
 def config_flag_error(argv: list, error: BaseException) -> str:

@@ -19,6 +19,7 @@ Detection's tables are `cil.detection.metrics.table_markdown` and
 import csv
 import io
 import math
+import os
 from typing import Sequence
 
 import numpy as np
@@ -394,6 +395,28 @@ def per_task_csv(workdir: str) -> str:
 
 def is_fewshot_workdir(workdir: str) -> bool:
   """Whether a workdir's records are `launch.fewshot`'s (they hold
-  `distributions`) rather than `launch.classify`'s."""
+  `distributions`) rather than `launch.classify`'s.
+
+  Raises:
+    ValueError: it is a `launch.detect` workdir (its runs are compared
+      with `launch.compare_detections`).
+  """
+  _refuse_detection_workdir(workdir)
   runs = workdir_lib.read_runs(workdir)
   return bool(runs) and 'distributions' in runs[0]
+
+
+def _refuse_detection_workdir(workdir: str) -> None:
+  """A named error for a `launch.detect` workdir (one detector, no
+  cells): its record is not damaged, it is another runner's."""
+  path = os.path.join(workdir, 'config.json')
+  if not os.path.exists(path):
+    return
+  record = workdir_lib.read_json(path)
+  config = record.get('config') if isinstance(record, dict) else None
+  if isinstance(config, dict) and 'detector' in config:
+    raise ValueError(
+        f'{workdir} is a launch.detect workdir (one detector, no losses to '
+        f'pair); compare detection runs on one test set with python -m '
+        f'launch.compare_detections --gt {workdir}/data/test --runs '
+        f'NAME={workdir}/predictions,...')

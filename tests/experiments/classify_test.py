@@ -594,6 +594,19 @@ class LauncherTest(absltest.TestCase):
       self.assertIn(message, common.config_flag_error(
           ['prog', smoke, flag], AttributeError(flag)))
 
+  def test_a_config_file_or_variant_that_fails_is_one_line(self):
+    for config, message in (
+        ('configs/classify.py:nosuch', "error: --config=configs/classify.py:"
+         "nosuch: Unknown config variant 'nosuch'; known: default, smoke"),
+        ('configs/nofile.py', "error: --config=configs/nofile.py: [Errno 2] "
+         "No such file or directory: 'configs/nofile.py'")):
+      result = testutil.launch('launch.classify', f'--config={config}',
+                               env={'CIL_HUGE_PAGES': '0'})
+      self.assertEqual(result.returncode, 2, result.stderr)
+      self.assertStartsWith(result.stderr, message)
+      self.assertNotIn('Traceback', result.stderr)
+      self.assertLessEqual(len(result.stderr.strip().splitlines()), 2)
+
   def test_missing_manual_dir_is_named_with_its_flag(self):
     workdir = os.path.join(tempfile.mkdtemp(), 'w')
     self.addCleanup(shutil.rmtree, os.path.dirname(workdir),

@@ -165,6 +165,22 @@ class ReportTest(absltest.TestCase):
     self.assertEqual(out.returncode, 0, out.stderr)
     self.assertIn('| ce+posthoc | +5.00 ± 63.53 |', out.stdout)
 
+  def test_a_detection_workdir_is_named_not_called_damaged(self):
+    path = self._workdir()
+    workdir_lib.write_json(os.path.join(path, 'config.json'), {
+        'config': {'detector': 'r2cnn', 'steps': 4}, 'runtime': {}})
+    workdir_lib.write_json(os.path.join(path, 'results.json'),
+                           {'mAP': 0.5, 'per_class': {}})
+    result = testutil.launch('launch.compare', f'--workdir={path}',
+                             env={'CIL_HUGE_PAGES': '0'})
+    self.assertEqual(result.returncode, 1, result.stderr)
+    self.assertEqual(result.stderr.splitlines(), [
+        f'error: {path} is a launch.detect workdir (one detector, no losses '
+        f'to pair); compare detection runs on one test set with python -m '
+        f'launch.compare_detections --gt {path}/data/test --runs '
+        f'NAME={path}/predictions,...'])
+    self.assertTrue(os.path.exists(os.path.join(path, 'results.json')))
+
   def test_minority_recall(self):
     self.assertAlmostEqual(
         metrics.minority_recall([1.0, 0.5, 0.25], [10, 2, 10]), 0.5)
