@@ -85,8 +85,19 @@ def imbalanced_distribution(scheme: str, *, ways: int, min_shots: int,
   return tuple(sorted(int(c) for c in counts))
 
 
+def _whole(value, what: str) -> int:
+  """`value` as an int if it is a whole number (1.5 or 'a' is named, not
+  truncated or cast)."""
+  if isinstance(value, (bool, np.bool_)) or not isinstance(
+      value, (int, float, np.integer, np.floating)) or value != int(value):
+    raise ValueError(f'{what} must be whole numbers, got {value!r}.')
+  return int(value)
+
+
 def check_distribution(distribution: Sequence[int], ways: int) -> tuple:
-  distribution = tuple(int(n) for n in distribution)
+  """`distribution` as a tuple of ints: `ways` whole numbers >= 1."""
+  distribution = tuple(_whole(n, f'The support distribution {distribution}'
+                              f"'s entries") for n in distribution)
   if len(distribution) != ways:
     raise ValueError(f'The support distribution {distribution} has '
                      f'{len(distribution)} entries but ways = {ways}.')
@@ -256,6 +267,11 @@ class EpisodeSampler:
     if (query_per_class is None) == (query_multiple is None):
       raise ValueError('Give exactly one of query_per_class (balanced '
                        'queries) or query_multiple (proportional queries).')
+    for name, value in (('query_per_class', query_per_class),
+                        ('query_multiple', query_multiple),
+                        ('num_tasks', num_tasks)):
+      if value is not None and _whole(value, name) < 1:
+        raise ValueError(f'{name} must be at least 1, got {value}.')
     support_n = np.empty((num_tasks, self.ways), np.int64)
     classes = np.empty((num_tasks, self.ways), np.int64)
     for t in range(num_tasks):

@@ -95,6 +95,18 @@ class EpisodeTest(parameterized.TestCase):
       self.sampler.sample(rng, (1, 2, 3, 4), query_per_class=1)
     with self.assertRaisesRegex(ValueError, 'zero or negative entry'):
       self.sampler.sample(rng, (0, 2, 3, 4, 6), query_per_class=1)
+    # Counts are whole and positive: not truncated, not silently empty.
+    with self.assertRaisesRegex(ValueError, "distribution .*'s entries must "
+                                'be whole numbers, got 1.5'):
+      self.sampler.sample(rng, (1.5, 2, 3, 4, 6), query_per_class=1)
+    for name, value in (('query_per_class', 0), ('query_per_class', -2),
+                        ('num_tasks', 0)):
+      with self.assertRaisesRegex(ValueError, f'{name} must be at least 1'):
+        self.sampler.sample(rng, (1, 2, 3, 4, 6), **{
+            'query_per_class': 1, name: value})
+    with self.assertRaisesRegex(ValueError, 'query_multiple must be whole '
+                                'numbers, got 0.5'):
+      self.sampler.sample(rng, (1, 2, 3, 4, 6), query_multiple=0.5)
     with self.assertRaisesRegex(ValueError, 'has 30 images but the task asks '
                                 'for 31'):
       self.sampler.sample(rng, (1, 1, 1, 1, 11), query_per_class=20)
