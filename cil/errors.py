@@ -21,6 +21,11 @@ can turn any of them into one line on stderr and exit status 1
 import an upper one (`cil.workdir`) to raise an error.
 """
 
+import errno
+import os
+import re
+from typing import Optional
+
 
 class RunError(Exception):
   """An error that stops a run; its message says what and where."""
@@ -73,6 +78,27 @@ class WriteError(RunError, OSError):
 
   def __str__(self) -> str:
     return str(self.strerror) if self.strerror else super().__str__()
+
+
+# The errors of a write that a full or read-only disk makes.
+DISK_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS)
+
+
+def os_error_code(e: BaseException) -> Optional[int]:
+  """The errno of a failed file operation: an OSError's, or the one a
+  library wrote into its message (TensorStore's `[os_error_code='28']`,
+  array_record's "write() failed: No space left on device"); None when
+  it names none."""
+  if isinstance(e, OSError) and e.errno:
+    return e.errno
+  text = str(e)
+  found = re.search(r"os_error_code='?(\d+)", text)
+  if found:
+    return int(found.group(1))
+  for code in DISK_FULL_ERRNOS + (errno.EACCES,):
+    if os.strerror(code) in text:
+      return code
+  return None
 
 
 class DataNotFoundError(RunError, FileNotFoundError):

@@ -13,6 +13,8 @@ import sys
 
 from absl import logging
 
+from cil import errors
+
 
 def _directories(root: str) -> set:
   return {dirpath for dirpath, _, _ in os.walk(root)}
@@ -80,9 +82,15 @@ def first_build(name: str, data_dir: str):
     with tfds_warnings_held(), contextlib.redirect_stdout(held), \
         contextlib.redirect_stderr(held):
       yield
-  except BaseException:
+  except BaseException as e:
     logging.debug('Output of the failed build of %s:\n%s', name,
                   held.getvalue())
+    code = errors.os_error_code(e)
+    if code in errors.DISK_FULL_ERRNOS and not isinstance(e, errors.RunError):
+      raise errors.WriteError(
+          code, f'Could not prepare {name} in {data_dir}: '
+          f'{os.strerror(code)}. What it wrote is removed; free space (or '
+          f'set another data dir) and rerun.') from None
     raise
 
 

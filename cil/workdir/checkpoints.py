@@ -1,10 +1,8 @@
 """Orbax checkpoints of one pytree, verified on restore (`Checkpointer`)."""
 
 import contextlib
-import errno
 import logging as std_logging
 import os
-import re
 import sys
 from typing import Any, Optional
 
@@ -50,23 +48,6 @@ def _drop_closed_event_loop_errors() -> None:
 
   hook.cil_drops_closed_event_loops = True
   sys.unraisablehook = hook
-
-
-def _os_error_code(e: BaseException) -> Optional[int]:
-  """The errno of a failed write: an OSError's, or the one TensorStore
-  writes into its message (`[os_error_code='28']`); None for other
-  errors."""
-  if isinstance(e, OSError) and e.errno:
-    return e.errno
-  text = str(e)
-  found = re.search(r"os_error_code='?(\d+)", text)
-  if found:
-    return int(found.group(1))
-  for code in (errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EROFS,
-               errno.EFBIG):
-    if os.strerror(code) in text:
-      return code
-  return None
 
 
 class _HeldErrors(std_logging.Filter):
@@ -188,7 +169,7 @@ class Checkpointer:
             _for_orbax(tree)), force=True)
         self._manager.wait_until_finished()
     except Exception as e:  # pylint: disable=broad-except
-      code = _os_error_code(e)
+      code = errors.os_error_code(e)
       if code is None:
         raise
       raise errors.WriteError(

@@ -7,6 +7,7 @@ import dataclasses
 import io
 import json
 import os
+import resource
 import shutil
 import signal
 import subprocess
@@ -593,6 +594,52 @@ class LauncherTest(absltest.TestCase):
          "'loss_hparams.focal.gamma'.")):
       self.assertIn(message, common.config_flag_error(
           ['prog', smoke, flag], AttributeError(flag)))
+
+  @pytest.mark.slow  # ~40 s: two smoke runs.
+  def test_a_disk_that_fills_is_one_named_line_and_the_rerun_finishes(self):
+    # A file size limit (300 KB) stands in for a full disk: the first
+    # checkpoint cannot be written.
+    workdir = os.path.join(tempfile.mkdtemp(), 'w')
+    self.addCleanup(shutil.rmtree, os.path.dirname(workdir),
+                    ignore_errors=True)
+    env = dict(os.environ, CIL_MANUAL_DIR='',
+               CIL_HUGE_PAGES='0', JAX_COMPILATION_CACHE_DIR=os.path.join(
+                   os.path.dirname(workdir), 'cache'))
+
+    def limited():
+      signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+      resource.setrlimit(resource.RLIMIT_FSIZE, (300_000, 300_000))
+
+    def launch(data_dir):
+      result = subprocess.run(
+          [sys.executable, '-m', 'launch.classify',
+           '--config=configs/classify.py:smoke', f'--workdir={workdir}'],
+          cwd=ROOT, env=dict(env, CIL_DATA_DIR=data_dir),
+          capture_output=True, text=True, timeout=600, preexec_fn=limited,
+          check=False)
+      self.assertEqual(result.returncode, 1, result.stderr[-3000:])
+      noise = ('training steps', 'cil: preparing')
+      return [line for line in result.stderr.replace('\r', '\n').splitlines()
+              if line.strip() and not line.startswith(noise)]
+
+    # Preparing the data on a full disk ...
+    fresh = os.path.join(os.path.dirname(workdir), 'data')
+    self.assertEqual(launch(fresh), [
+        f'error: Could not prepare digits in {fresh}: File too large. What '
+        f'it wrote is removed; free space (or set another data dir) and '
+        f'rerun.'])
+    self.assertEqual(os.listdir(fresh), [])
+    # ... and writing a checkpoint (the data prepared beforehand).
+    from cil import data  # pylint: disable=g-import-not-at-top
+    data.load('digits', 'train', data_dir=_DATA_DIR)
+    self.assertEqual(launch(_DATA_DIR), [
+        f'error: Could not write the checkpoint of step 1 under {workdir}/'
+        f'checkpoints/odd10/ce: File too large. The previous checkpoints are '
+        f'unchanged; free space (or fix the permissions) and rerun the same '
+        f'command to resume from them.'])
+    self.assertFalse(os.path.exists(os.path.join(workdir, 'runs')))
+    again = self._launch(workdir)
+    self.assertEqual(again.returncode, 0, again.stderr[-3000:])
 
   def test_a_config_file_or_variant_that_fails_is_one_line(self):
     for config, message in (
