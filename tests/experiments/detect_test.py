@@ -72,6 +72,12 @@ class TrainTest(absltest.TestCase):
     small = detect.load_split(root, image_size=64, max_gt=32)  # Scaled.
     np.testing.assert_allclose(small['boxes'][0, :, :4],
                                split['boxes'][0, :, :4] / 2, rtol=1e-6)
+    with open(os.path.join(root, 'images', 'P0000.png'), 'wb') as f:
+      f.write(b'\x89PNG damaged')  # Not PIL's raw UnidentifiedImageError.
+    with self.assertRaisesRegex(errors.DataError, r'images/P0000.png is not '
+                                r'a readable image \(.*\); replace or '
+                                r'remove it'):
+      detect.load_split(root, image_size=128, max_gt=32)
     os.remove(os.path.join(root, 'images', 'P0000.png'))
     with self.assertRaisesRegex(ValueError, "No image for labels 'P0000'"):
       detect.load_split(root, image_size=128, max_gt=32)
