@@ -98,8 +98,61 @@ class ArrayRecordBuilder(tfds.core.GeneratorBasedBuilder,
         with contextlib.suppress(OSError):
           os.rmdir(path)  # Only if empty.
 
+  # TFDS's writer holds a split's examples to shuffle them and, past 1 GB,
+  # spills them to disk through TensorFlow (not a dependency). Builders of
+  # sets that can be that large stream instead (`_generate_splits`):
+  # examples go to array_record shards in generation order as they come,
+  # so memory stays flat and no TensorFlow is needed (the runners draw
+  # their own orders from seeds). The built-in small sets keep TFDS's
+  # writer, so they prepare exactly as before.
+  STREAM = False
+  SHARD_BYTES = 256 << 20  # A new shard after this many serialized bytes.
+
   def _features(self) -> dict:
     raise NotImplementedError
+
+  def _generate_splits(self, dl_manager, download_config):
+    if not self.STREAM:
+      return super()._generate_splits(dl_manager, download_config)
+    generators = self._split_generators(dl_manager)
+    return [self._stream_split(name, generator)
+            for name, generator in generators.items()]
+
+  def _stream_split(self, split: str, generator) -> 'tfds.core.SplitInfo':
+    """Writes one split's examples to array_record shards as they come."""
+    array_record = _extras.require('array_record.python.array_record_module',
+                                   what='streamed dataset preparation')
+    template = self._get_filename_template(split_name=split)
+    features = self.info.features
+    serializer = tfds.core.example_serializer.ExampleSerializer(
+        features.get_serialized_info())
+    folder = os.fspath(template.data_dir)
+    temporary, lengths, total = [], [], 0
+    writer = None
+    for _, example in generator:
+      if writer is None:
+        temporary.append(os.path.join(folder, f'.{split}-{len(temporary)}'
+                                      '.array_record'))
+        writer = array_record.ArrayRecordWriter(temporary[-1], 'group_size:1')
+        lengths.append(0)
+        shard_bytes = 0
+      data = serializer.serialize_example(features.encode_example(example))
+      writer.write(data)
+      lengths[-1] += 1
+      shard_bytes += len(data)
+      total += len(data)
+      if shard_bytes >= self.SHARD_BYTES:
+        writer.close()
+        writer = None
+    if writer is not None:
+      writer.close()
+    if not lengths:
+      raise errors.DataError(f'{self.name}: split {split!r} has no examples.')
+    for path, final in zip(temporary,
+                           template.sharded_filepaths(len(temporary))):
+      os.replace(path, os.fspath(final))
+    return tfds.core.SplitInfo(name=split, shard_lengths=lengths,
+                               num_bytes=total, filename_template=template)
 
   def _info(self) -> tfds.core.DatasetInfo:
     return tfds.core.DatasetInfo(

@@ -306,6 +306,8 @@ class _Planned(builders.ArrayRecordBuilder, skip_registration=True):
   """A builder of your data: `plan` (image shape, class names, source)
   decides its features; one config per source fingerprint."""
 
+  STREAM = True  # Your data can be any size (`ArrayRecordBuilder`).
+
   def __init__(self, *, plan: dict, **kwargs):
     self._plan = plan
     super().__init__(**kwargs)

@@ -92,6 +92,33 @@ class FolderTest(_Base):
     self.assertEqual([n for n in os.listdir(self.data_dir)
                       if n.endswith('.lock')], [])
 
+  def test_a_folder_larger_than_tfds_shuffle_buffer_prepares_without_tf(self):
+    # TFDS's shuffler spills to disk through TensorFlow past its buffer
+    # (1 GB); a 1 kB buffer stands in for a large folder. Your data is
+    # streamed to array_record shards as it is read (here 300-byte shards:
+    # several per split), so nothing spills and memory stays flat.
+    folder = os.path.join(self.root, 'f')
+    for split, n in (('train', 20), ('test', 5)):
+      for c, base in (('ant', 0), ('bee', 100)):
+        for i in range(n):
+          _save(os.path.join(folder, split, c, f'{i:02d}.png'),
+                _gray(base + i, (8, 8)))
+    with mock.patch('tensorflow_datasets.core.shuffle.MAX_MEM_BUFFER_SIZE',
+                    1000), \
+        mock.patch.object(builders.ArrayRecordBuilder, 'SHARD_BYTES', 300):
+      train = self._load(f'folder:{folder}')
+      test = self._load(f'folder:{folder}', 'test')
+    self.assertNotIn('tensorflow', sys.modules)
+    prepared = os.path.join(self.data_dir, 'cil_folder')
+    shards = [n for _, _, names in os.walk(prepared) for n in names
+              if 'train.array_record' in n]
+    self.assertGreater(len(shards), 3)
+    # In the folder's order, every image once, its label its class's.
+    np.testing.assert_array_equal(train.images[:, 0, 0, 0],
+                                  list(range(20)) + list(range(100, 120)))
+    np.testing.assert_array_equal(train.labels, [0] * 20 + [1] * 20)
+    self.assertEqual(test.class_counts().tolist(), [5, 5])
+
   def test_images_of_different_sizes_get_the_median_shorter_side(self):
     folder = os.path.join(self.root, 'mixed')
     sizes = {'ant': [(6, 6), (10, 8), (12, 9)], 'bee': [(5, 7), (8, 8)],
