@@ -34,6 +34,7 @@ from cil import _extras
 from cil import errors
 from cil.data import builders
 from cil.data import custom
+from cil.data import longtail
 from cil.data import preparation
 
 tfds = _extras.require('tensorflow_datasets', what='cil.data')
@@ -56,7 +57,16 @@ _DATASETS = {
     'mstar_soc': (builders.MstarSoc, 'mstar_soc', None, ('train', 'test')),
     'cifar10': (builders.CilCifar10, 'cifar10', None, ('train', 'test')),
     'cifar100': (builders.CilCifar100, 'cifar100', None, ('train', 'test')),
+    'imagenet_lt': (longtail.CilImagenetLt, 'imagenet_lt', None,
+                    ('train', 'val', 'test')),
+    'places_lt': (longtail.CilPlacesLt, 'places_lt', None,
+                  ('train', 'val', 'test')),
+    'inaturalist2018': (longtail.CilInaturalist2018, 'inaturalist2018', None,
+                        ('train', 'val')),
 }
+# The long-tail benchmarks: already long-tailed (a run keeps every example
+# by default), stored as encoded images of many sizes.
+LONG_TAIL_NAMES = ('imagenet_lt', 'places_lt', 'inaturalist2018')
 DATASET_NAMES = tuple(_DATASETS)
 
 
@@ -279,6 +289,13 @@ def load(name: str, split: str, *, data_dir: Optional[str] = None,
           f'{stock_name} --file_format=array_record') from None
     info = getattr(source, 'dataset_info', None)
 
+  if name in LONG_TAIL_NAMES:
+    size = (options or custom.Options()).image_size or longtail.IN_MEMORY_SIZE
+    with preparation.tfds_warnings_held():  # "OpenCV is not installed".
+      images, labels = longtail.read_resized(source, size)
+    return ArrayDataset(images=images, labels=labels,
+                        class_names=_class_names(info, {}, labels),
+                        name=name, split=split)
   arrays = _read_all(source)
   images = arrays['image']
   if images.ndim == 3:

@@ -116,8 +116,11 @@ def subsample(
     raise ValueError('Give exactly one of `fractions` or `counts`.')
   available = np.bincount(labels, minlength=num_classes)
   if np.any(available == 0):
+    empty = np.flatnonzero(available == 0).tolist()
+    more = ', ...' if len(empty) > 10 else ''
+    shown = ', '.join(map(str, empty[:10])) + more
     raise ValueError(
-        f'Classes {np.flatnonzero(available == 0).tolist()} have no examples '
+        f'{len(empty)} of {num_classes} classes ({shown}) have no examples '
         f'in the source split; every class needs at least one.')
   if fractions is not None:
     fractions = np.asarray(fractions, dtype=np.float64)

@@ -92,7 +92,8 @@ class ProtocolTest(parameterized.TestCase):
       data.subsample(self.LABELS, seed=0, fractions=[0.0] + [1.0] * 9)
     with self.assertRaisesRegex(ValueError, 'exactly one of'):
       data.subsample(self.LABELS, seed=0)
-    with self.assertRaisesRegex(ValueError, r'Classes \[3\] have no examples'):
+    with self.assertRaisesRegex(ValueError,
+                                r'1 of 5 classes \(3\) have no examples'):
       data.subsample(np.array([0, 1, 2, 4]), seed=0, fractions=[1.0] * 5)
 
 

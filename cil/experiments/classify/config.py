@@ -40,17 +40,21 @@ class ClassifyConfig:
   (`configs/classify.py` states every default, once).
 
   Attributes:
-    dataset: 'digits' (embedded), 'mnist', 'mstar_soc', 'cifar10' or
-      'cifar100'; or your own data: 'folder:/path', 'npz:/path.npz' or
-      'tfds:NAME[/CONFIG][:VERSION]' (`cil.data.custom`).
+    dataset: 'digits' (embedded), 'mnist', 'mstar_soc', 'cifar10',
+      'cifar100', the long-tail benchmarks 'imagenet_lt', 'places_lt',
+      'inaturalist2018' (`cil.data.longtail`); or your own data:
+      'folder:/path', 'npz:/path.npz' or 'tfds:NAME[/CONFIG][:VERSION]'
+      (`cil.data.custom`).
     image_size: for `folder:` data, 0 keeps the images' common size; S
-      resizes and centre-crops every image to S x S.
+      resizes and centre-crops every image to S x S; for the long-tail
+      benchmarks, the size they are held at in memory (0: 64).
     test_fraction: for a `folder:` without train/ and test/, each class's
       share of test images (split with seed 0, the same for every run).
     image_feature, label_feature: the features of a `tfds:` dataset.
     protocols: imbalance protocols (`cil.data.get_protocol` specs); ()
       picks the dataset's (`DEFAULT_PROTOCOLS` for a built-in set, every
-      example of your own data: `OWN_DATA_PROTOCOLS`).
+      example of your own data and of the long-tail benchmarks:
+      `OWN_DATA_PROTOCOLS`).
     losses: loss specs (`cil.losses.split_spec`: a registry name, or
       `name:key=value,...` for a variant such as `ci:high_exponent=0.5`),
       canonical (`cil.losses.canonical_spec`).
@@ -206,7 +210,9 @@ class ClassifyConfig:
     if self.protocols:
       return self.protocols
     own = data.custom.parse_spec(self.dataset) is not None
-    return OWN_DATA_PROTOCOLS if own else DEFAULT_PROTOCOLS
+    if own or self.dataset in data.datasets.LONG_TAIL_NAMES:
+      return OWN_DATA_PROTOCOLS  # Already imbalanced: kept as it is.
+    return DEFAULT_PROTOCOLS
 
   def data_options(self) -> data.Options:
     """How `dataset` is read when it is a spec of your own data."""
