@@ -176,6 +176,10 @@ def get_config(arg=None) -> ml_collections.ConfigDict:
   # XLA options of the train step, ((name, value), ...); () for none.
   c.compiler_options = ml_collections.config_dict.placeholder(tuple)
   c.eval_batch_size = 1000
+  # 'memory' (splits decoded in memory), 'stream' (images read by index as
+  # each chunk of steps needs them, through Grain) or '' (by the data's
+  # size: streamed past 1 GiB of decoded training images).
+  c.input_pipeline = ''
   # Save every this many epochs (and after the last).
   c.checkpoint_every = 5
   # Evaluation. posthoc_tau > 0 also scores every model with post-hoc logit

@@ -4,7 +4,10 @@ from cil.data.custom import Options
 from cil.data.datasets import ArrayDataset
 from cil.data.datasets import check_name
 from cil.data.datasets import DATASET_NAMES
+from cil.data.datasets import default_pipeline
 from cil.data.datasets import load
+from cil.data.datasets import stream
+from cil.data.streaming import StreamedSplit
 from cil.data.protocols import get_protocol
 from cil.data.protocols import ImbalancedSplit
 from cil.data.protocols import PROTOCOL_NAMES
@@ -24,6 +27,7 @@ __all__ = [
     'ArrayDataset',
     'check_name',
     'DATASET_NAMES',
+    'default_pipeline',
     'EpisodeSampler',
     'FEWSHOT_NAMES',
     'FewShotSplits',
@@ -39,5 +43,7 @@ __all__ = [
     'SAMPLERS',
     'subsample',
     'TABLE1_PROTOCOLS',
+    'stream',
+    'StreamedSplit',
     'Tasks',
 ]

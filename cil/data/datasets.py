@@ -36,6 +36,7 @@ from cil.data import builders
 from cil.data import custom
 from cil.data import longtail
 from cil.data import preparation
+from cil.data import streaming
 
 tfds = _extras.require('tensorflow_datasets', what='cil.data')
 
@@ -237,6 +238,30 @@ def load(name: str, split: str, *, data_dir: Optional[str] = None,
   if name not in _DATASETS:
     return _load_custom(name, split, _resolve(data_dir, DATA_DIR_ENV),
                         options or custom.Options())
+  source, info = _builtin_source(name, split, data_dir, manual_dir)
+  if name in LONG_TAIL_NAMES:
+    size = (options or custom.Options()).image_size or longtail.IN_MEMORY_SIZE
+    with preparation.tfds_warnings_held():  # "OpenCV is not installed".
+      images, labels = longtail.read_resized(source, size)
+    return ArrayDataset(images=images, labels=labels,
+                        class_names=_class_names(info, {}, labels),
+                        name=name, split=split)
+  arrays = _read_all(source)
+  images = arrays['image']
+  if images.ndim == 3:
+    images = images[..., None]
+  labels = arrays['label'].astype(np.int64)
+  return ArrayDataset(
+      images=np.ascontiguousarray(images.astype(np.uint8)),
+      labels=labels,
+      class_names=_class_names(info, arrays, labels),
+      name=name, split=split)
+
+
+def _builtin_source(name: str, split: str, data_dir: Optional[str],
+                    manual_dir: Optional[str]):
+  """`(source, info)` of a registered dataset's split, prepared first if
+  it is not (`load`'s Raises)."""
   builder_cls, manual_sub, stock_name, splits = _DATASETS[name]
   if split not in splits:
     raise ValueError(f'Unknown split {split!r} of {name}; known: '
@@ -289,39 +314,100 @@ def load(name: str, split: str, *, data_dir: Optional[str] = None,
           f'{stock_name} --file_format=array_record') from None
     info = getattr(source, 'dataset_info', None)
 
+  return source, info
+
+
+def _custom_source(spec: str, split: str, data_dir: Optional[str],
+                   options: custom.Options):
+  """`(source, info, image_key, label_key)` of a spec's split."""
+  kind, _ = custom.parse_spec(spec)
+  if kind == 'tfds':
+    return custom.tfds_source(spec, split, data_dir=data_dir,
+                              options=options)
+  if split not in ('train', 'test'):
+    raise ValueError(f'Unknown split {split!r} of {spec}; known: train, '
+                     f'test.')
+  builder = custom.load_builder(spec, data_dir=data_dir, options=options)
+  return builder.as_data_source(split=split), builder.info, 'image', 'label'
+
+
+def stream(name: str, split: str, *, data_dir: Optional[str] = None,
+           manual_dir: Optional[str] = None,
+           options: Optional[custom.Options] = None
+           ) -> streaming.StreamedSplit:
+  """A split to read as it is used (`cil.data.streaming`): `load`'s
+  arguments, preparation and errors, but only the labels are held in
+  memory; images are read by index through Grain."""
+  check_name(name)
+  options = options or custom.Options()
+  if name in _DATASETS:
+    source, info = _builtin_source(name, split, data_dir, manual_dir)
+    image_key, label_key = 'image', 'label'
+  else:
+    source, info, image_key, label_key = _custom_source(
+        name, split, _resolve(data_dir, DATA_DIR_ENV), options)
+  transform = None
   if name in LONG_TAIL_NAMES:
-    size = (options or custom.Options()).image_size or longtail.IN_MEMORY_SIZE
-    with preparation.tfds_warnings_held():  # "OpenCV is not installed".
-      images, labels = longtail.read_resized(source, size)
-    return ArrayDataset(images=images, labels=labels,
-                        class_names=_class_names(info, {}, labels),
-                        name=name, split=split)
-  arrays = _read_all(source)
-  images = arrays['image']
-  if images.ndim == 3:
-    images = images[..., None]
-  labels = arrays['label'].astype(np.int64)
-  return ArrayDataset(
-      images=np.ascontiguousarray(images.astype(np.uint8)),
-      labels=labels,
-      class_names=_class_names(info, arrays, labels),
-      name=name, split=split)
+    size = options.image_size or longtail.IN_MEMORY_SIZE
+    transform = lambda image: custom.to_array(  # noqa: E731
+        longtail.Image.fromarray(image), size, 3)
+  try:
+    files = [os.fspath(f) for f in info.splits[split].filepaths]
+  except (AttributeError, KeyError, TypeError):
+    files = []
+  with preparation.tfds_warnings_held():  # "OpenCV is not installed".
+    return streaming.open_split(
+        source, name=name, split=split, image_key=image_key,
+        label_key=label_key, transform=transform, files=files,
+        class_names=lambda labels, texts: _named(info, labels, texts))
+
+
+# Decoded training images above this size are streamed by default.
+STREAM_ABOVE_BYTES = 1 << 30
+
+
+def default_pipeline(name: str, split: str, *,
+                     data_dir: Optional[str] = None,
+                     manual_dir: Optional[str] = None,
+                     options: Optional[custom.Options] = None) -> str:
+  """'stream' when the split's images, decoded, exceed
+  `STREAM_ABOVE_BYTES`, else 'memory' (from the prepared dataset's
+  metadata: its example count and image shape; prepares it if needed)."""
+  check_name(name)
+  options = options or custom.Options()
+  if name in _DATASETS:
+    source, info = _builtin_source(name, split, data_dir, manual_dir)
+    image_key = 'image'
+  else:
+    source, info, image_key, _ = _custom_source(
+        name, split, _resolve(data_dir, DATA_DIR_ENV), options)
+  if name in LONG_TAIL_NAMES:
+    size = options.image_size or longtail.IN_MEMORY_SIZE
+    shape = (size, size, 3)
+  else:
+    try:
+      shape = tuple(info.features[image_key].shape)
+    except (AttributeError, KeyError, TypeError):
+      shape = np.asarray(source[0][image_key]).shape
+  if any(d is None for d in shape):
+    shape = np.asarray(source[0][image_key]).shape
+  decoded = len(source) * int(np.prod(shape))
+  return 'stream' if decoded > STREAM_ABOVE_BYTES else 'memory'
+
+
+def _named(info, labels, texts) -> tuple[str, ...]:
+  """Class names from a `class_name` text feature, by label."""
+  names = list(_class_names(info, {}, labels))
+  for label, value in texts.items():
+    names[label] = _text(value)
+  return tuple(names)
 
 
 def _load_custom(spec: str, split: str, data_dir: Optional[str],
                  options: custom.Options) -> ArrayDataset:
   """`load` of a `folder:`, `npz:` or `tfds:` spec."""
-  kind, _ = custom.parse_spec(spec)
-  if kind == 'tfds':
-    source, info, image_key, label_key = custom.tfds_source(
-        spec, split, data_dir=data_dir, options=options)
-  else:
-    if split not in ('train', 'test'):
-      raise ValueError(f'Unknown split {split!r} of {spec}; known: train, '
-                       f'test.')
-    builder = custom.load_builder(spec, data_dir=data_dir, options=options)
-    source, info = builder.as_data_source(split=split), builder.info
-    image_key, label_key = 'image', 'label'
+  source, info, image_key, label_key = _custom_source(
+      spec, split, data_dir, options)
   try:
     arrays = _read_all(source)
   except ValueError:

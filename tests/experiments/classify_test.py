@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 
 import cifar_fixture  # tests/, beside this file
+from cil import data as cil_data
 from cil import errors
 from cil import losses
 from cil import workdir as workdir_lib
@@ -331,6 +332,36 @@ class ClassifyTest(absltest.TestCase):
     self.assertEqual(results['config']['protocols'], ['all'])
     self.assertEqual(results['config']['model'], 'lenet')
     self.assertEqual(results['dataset']['test_class_counts'], [5, 3, 2])
+
+  def test_a_streamed_run_equals_the_in_memory_run_and_resumes(self):
+    # The same index plan, images read by Grain chunk by chunk instead of
+    # from resident arrays: the same result, bit for bit; killed and
+    # rerun, the same again. A class-balanced sampler repeats images.
+    cfg = self._cfg(sampler='class_balanced', epochs=2,
+                    input_pipeline='memory')
+    whole = classify.run(cfg, self._workdir(), show_progress=False)
+    streamed = dataclasses.replace(cfg, input_pipeline='stream')
+    for result in (classify.run(streamed, self._workdir(),
+                                show_progress=False),
+                   self._killed_then_resumed(streamed, self._workdir(),
+                                             epoch=1)):
+      self.assertEqual(result['config']['input_pipeline'], 'stream')
+      a, b = whole['runs'][0], result['runs'][0]
+      self.assertEqual(a['train_loss_per_epoch'], b['train_loss_per_epoch'])
+      for x, y in zip(a['per_seed'], b['per_seed']):
+        self.assertEqual(x['confusion'], y['confusion'])
+    # By default the data's size decides (digits: 1 MB, in memory).
+    auto = classify.run(dataclasses.replace(cfg, input_pipeline=''),
+                        self._workdir(), show_progress=False)
+    self.assertEqual(auto['config']['input_pipeline'], 'memory')
+    with mock.patch('cil.data.datasets.STREAM_ABOVE_BYTES', 1000):
+      self.assertEqual(cil_data.default_pipeline(
+          'digits', 'train', data_dir=_DATA_DIR), 'stream')
+    with self.assertRaisesRegex(ValueError, 'decouple=crt retrains on the '
+                                'chosen training images held in memory; it '
+                                'needs --config.input_pipeline=memory'):
+      classify.run(dataclasses.replace(streamed, decouple=('crt',)),
+                   self._workdir(), show_progress=False)
 
   def test_a_resampled_run_resumes_to_the_same_result(self):
     cfg = self._cfg(sampler='progressive', epochs=2)

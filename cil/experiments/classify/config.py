@@ -48,6 +48,12 @@ class ClassifyConfig:
     image_size: for `folder:` data, 0 keeps the images' common size; S
       resizes and centre-crops every image to S x S; for the long-tail
       benchmarks, the size they are held at in memory (0: 64).
+    input_pipeline: 'memory' (every split decoded in memory, on the
+      device), 'stream' (labels in memory, images read by index through
+      Grain as each chunk of steps needs them: `cil.data.stream`; the
+      same images in the same order, so the same result), or '' for the
+      data's size (`cil.data.default_pipeline`: streamed past 1 GiB of
+      decoded training images); resolved and recorded by `run`.
     test_fraction: for a `folder:` without train/ and test/, each class's
       share of test images (split with seed 0, the same for every run).
     image_feature, label_feature: the features of a `tfds:` dataset.
@@ -116,6 +122,7 @@ class ClassifyConfig:
   """
   dataset: str
   image_size: int
+  input_pipeline: str
   test_fraction: float
   image_feature: str
   label_feature: str
@@ -250,6 +257,8 @@ class ClassifyConfig:
                        f'{self.seed_parallel!r}.')
     v.check_choice('step_loop', self.step_loop, ('unroll', 'scan'),
                    empty="the backend's")
+    v.check_choice('input_pipeline', self.input_pipeline,
+                   ('memory', 'stream'), empty="the data's size")
     v.check_choice('conv_pool', self.conv_pool, models.CONV_POOL_IMPLS,
                    empty="the backend's")
     if (self.conv_pool not in ('', 'xla')

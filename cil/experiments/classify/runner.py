@@ -80,7 +80,7 @@ def train_and_evaluate(
                               / cfg.batch_size)
   tx = make_optimizer(cfg, steps_per_epoch)
   keys = jax.vmap(jax.random.key)(jnp.asarray(seeds))
-  states = create_states(model, tx, keys, jnp.asarray(train_set.images[:1]))
+  states = create_states(model, tx, keys, jnp.asarray(first_image(train_set)))
   mesh = seed_mesh(len(seeds))
   if mesh is not None:
     states = distributed.put(states, mesh,
@@ -90,25 +90,36 @@ def train_and_evaluate(
   options = static.pop('compiler_options')
   weights = np.asarray(
       losses.effective_number_weights(counts, beta=cfg.drw_beta))
+  # Streamed (`cil.data.StreamedSplit`): each chunk's images are read (by
+  # Grain, ahead of use) and its indices point into them; the same images
+  # in the same order as the resident arrays of the in-memory path.
+  streamed = isinstance(train_set, data.StreamedSplit)
+  resident = None if streamed else (train_set.images, train_set.labels)
   if mesh is None:
-    images = jnp.asarray(train_set.images)
-    labels = jnp.asarray(train_set.labels, jnp.int32)
+    if resident is not None:
+      resident = (jnp.asarray(resident[0]),
+                  jnp.asarray(resident[1], jnp.int32))
     weights = jnp.asarray(weights)
 
-    def run_chunk(states, c_idx, c_mask, global_steps, drw):
+    def run_chunk(states, c_idx, c_mask, global_steps, drw, read=None):
+      images, labels = read or resident
       rngs = step_keys(jnp.asarray(seeds), jnp.asarray(global_steps))
-      return train_chunk(states, images, labels, jnp.asarray(c_idx),
+      return train_chunk(states, jnp.asarray(images),
+                         jnp.asarray(labels, jnp.int32), jnp.asarray(c_idx),
                          jnp.asarray(c_mask), counts, rngs,
                          weights if drw else None, compiler_options=options,
                          **static)
   else:
     P = jax.sharding.PartitionSpec  # pylint: disable=invalid-name
-    images, labels = distributed.put(
-        (train_set.images, train_set.labels.astype(np.int32)), mesh, P())
+    if resident is not None:
+      resident = distributed.put(
+          (resident[0], resident[1].astype(np.int32)), mesh, P())
     seed_ids, counts, weights = distributed.put(
         (np.asarray(seeds), np.asarray(counts), weights), mesh, P(SEED_AXIS))
 
-    def run_chunk(states, c_idx, c_mask, global_steps, drw):
+    def run_chunk(states, c_idx, c_mask, global_steps, drw, read=None):
+      images, labels = resident if read is None else distributed.put(
+          (read[0], read[1].astype(np.int32)), mesh, P())
       fn = sharded_chunk(mesh, drw, options, **static)
       by_step_seed = distributed.put((c_idx, c_mask), mesh, P(None, SEED_AXIS))
       return fn(states, images, labels, *by_step_seed, counts, seed_ids,
@@ -129,18 +140,21 @@ def train_and_evaluate(
                               epochs=cfg.epochs)
     steps = idx.shape[0]
     chunk = min(cfg.chunk_steps, steps)
+    pad = -steps % chunk  # The last chunk is padded with inactive steps.
+    idx = np.concatenate([idx, np.zeros((pad,) + idx.shape[1:], idx.dtype)])
+    mask = np.concatenate([mask, np.zeros((pad,) + mask.shape[1:], bool)])
+    per_chunk = chunk * int(np.prod(idx.shape[1:]))
+    reads = train_set.chunks(idx.reshape(-1), per_chunk) if streamed else None
     epoch_loss, epoch_acc = [], []
     for start in range(0, steps, chunk):
       c_idx, c_mask = idx[start:start + chunk], mask[start:start + chunk]
-      if c_idx.shape[0] < chunk:  # Pad the last chunk with inactive steps.
-        pad = chunk - c_idx.shape[0]
-        c_idx = np.concatenate([c_idx, np.zeros((pad,) + c_idx.shape[1:],
-                                                c_idx.dtype)])
-        c_mask = np.concatenate([c_mask, np.zeros(
-            (pad,) + c_mask.shape[1:], bool)])
+      read = None
+      if streamed:  # This chunk's images; its indices point into them.
+        read = (next(reads), train_set.labels[c_idx.reshape(-1)])
+        c_idx = np.arange(per_chunk, dtype=c_idx.dtype).reshape(c_idx.shape)
       global_steps = epoch * steps + start + np.arange(chunk)
       states, step_metrics = run_chunk(states, c_idx, c_mask, global_steps,
-                                       drw)
+                                       drw, read)
       step_metrics = distributed.to_host(step_metrics)
       active = c_mask.any(axis=(1, 2))
       chunk_loss = np.asarray(step_metrics['loss'])[active]
@@ -165,8 +179,7 @@ def train_and_evaluate(
                            seconds_key='epoch_seconds', callback=callback)
     states = training.state
 
-  logits = predict_logits(states, test_set.images, cfg.eval_batch_size, mesh,
-                          seed_parallel=cfg.seed_parallel)
+  logits = _test_logits(states, test_set, cfg, mesh)
   if cfg.decouple:
     host_variables = distributed.to_host(states.variables())
   per_seed = []
@@ -202,6 +215,26 @@ def train_and_evaluate(
           'loss_hparams': static['loss'].kwargs, 'model': cfg.model,
           'train_loss_per_epoch': [r['train_loss'] for r in history],
           'per_seed': per_seed}
+
+
+def first_image(ds) -> np.ndarray:
+  """`[1, H, W, C]`: a split's first image, in memory or streamed."""
+  if isinstance(ds, data.StreamedSplit):
+    return ds.images([0])
+  return ds.images[:1]
+
+
+def _test_logits(states, test_set, cfg: ClassifyConfig, mesh) -> np.ndarray:
+  """`[K, n, C]` logits of the test split, read in chunks when streamed."""
+  if not isinstance(test_set, data.StreamedSplit):
+    return predict_logits(states, test_set.images, cfg.eval_batch_size,
+                          mesh, seed_parallel=cfg.seed_parallel)
+  n, chunk = len(test_set), 8 * cfg.eval_batch_size
+  order = np.arange(n + (-n % chunk)) % n  # Padded to whole chunks.
+  out = [predict_logits(states, images, cfg.eval_batch_size, mesh,
+                        seed_parallel=cfg.seed_parallel)
+         for images in test_set.chunks(order, chunk)]
+  return np.concatenate(out, axis=1)[:, :n]
 
 
 @functools.lru_cache(maxsize=None)
@@ -254,7 +287,7 @@ def _check_data(cfg: ClassifyConfig, train_set: data.ArrayDataset,
   model = model_for(cfg.model, train_set.num_classes, cfg.conv_pool)
   try:
     variables = jax.eval_shape(functools.partial(model.init, train=False),
-                               jax.random.key(0), train_set.images[:1])
+                               jax.random.key(0), first_image(train_set))
   except Exception as e:  # pylint: disable=broad-except
     raise ValueError(
         f'Model {cfg.model!r} cannot take {cfg.dataset} images of '
@@ -263,7 +296,7 @@ def _check_data(cfg: ClassifyConfig, train_set: data.ArrayDataset,
         f'digits_cnn for small images) or --config.image_size.') from None
   if cfg.decouple:
     try:
-      decouple.head_path(model, variables, train_set.images[:1])
+      decouple.head_path(model, variables, first_image(train_set))
     except ValueError as e:
       raise ValueError(f'--config.decouple={",".join(cfg.decouple)}: {e}'
                        ) from None
@@ -338,10 +371,18 @@ def run(cfg: ClassifyConfig, workdir: str, *, show_progress: bool = True,
   cfg.validate()
   kw = {'data_dir': cfg.data_dir, 'manual_dir': cfg.manual_dir,
         'options': cfg.data_options()}
-  train_set = data.load(cfg.dataset, 'train', **kw)
-  test_set = data.load(cfg.dataset, 'test', **kw)
+  pipeline = cfg.input_pipeline or data.default_pipeline(cfg.dataset,
+                                                         'train', **kw)
+  if pipeline == 'stream' and cfg.decouple:
+    raise ValueError(
+        f'--config.decouple={",".join(cfg.decouple)} retrains on the '
+        f'chosen training images held in memory; it needs '
+        f'--config.input_pipeline=memory (this run streams {cfg.dataset}).')
+  read = data.stream if pipeline == 'stream' else data.load
+  train_set = read(cfg.dataset, 'train', **kw)
+  test_set = read(cfg.dataset, 'test', **kw)
   policy = runtime.policy()
-  cfg = cfg.resolve(policy)
+  cfg = dataclasses.replace(cfg.resolve(policy), input_pipeline=pipeline)
   _check_data(cfg, train_set, test_set)
   cells = [(p, n) for p in cfg.protocols for n in cfg.losses]
   record = runtime.describe(policy, classify={
