@@ -196,23 +196,28 @@ class TwoProcessTest(absltest.TestCase):
     cfg = distributed_worker.classify_config()
     with tempfile.TemporaryDirectory() as out:
       runs = {}
-      for num in (1, 2):
-        d = os.path.join(out, str(num))
+      # Two processes, in memory and streamed (each process reads every
+      # chunk's images), against one process.
+      for num, mode in ((1, 'classify'), (2, 'classify'),
+                        (2, 'classify_stream')):
+        d = os.path.join(out, f'{num}{mode}')
         os.makedirs(d)
-        _check_ok(_run_workers('classify', d, num_processes=num),
-                  f'{num} procs')
-        runs[num] = workdir_lib.read_json(
+        _check_ok(_run_workers(mode, d, num_processes=num),
+                  f'{num} procs {mode}')
+        runs[num, mode] = workdir_lib.read_json(
             os.path.join(d, 'classify', 'results.json'))['runs'][0]
-      self.assertLen(runs[2]['per_seed'], cfg.seeds)
-      for metric in ('accuracy', 'balanced_accuracy'):
-        np.testing.assert_allclose(
-            [r[metric] for r in runs[2]['per_seed']],
-            [r[metric] for r in runs[1]['per_seed']], atol=1e-6,
-            err_msg=metric)
-      np.testing.assert_allclose(runs[2]['train_loss_per_epoch'],
-                                 runs[1]['train_loss_per_epoch'], rtol=1e-4)
-      record = workdir_lib.read_json(os.path.join(out, '2', 'classify',
-                                                  'config.json'))
+      one = runs[1, 'classify']
+      for key in ((2, 'classify'), (2, 'classify_stream')):
+        self.assertLen(runs[key]['per_seed'], cfg.seeds)
+        for metric in ('accuracy', 'balanced_accuracy'):
+          np.testing.assert_allclose(
+              [r[metric] for r in runs[key]['per_seed']],
+              [r[metric] for r in one['per_seed']], atol=1e-6,
+              err_msg=f'{key} {metric}')
+        np.testing.assert_allclose(runs[key]['train_loss_per_epoch'],
+                                   one['train_loss_per_epoch'], rtol=1e-4)
+      record = workdir_lib.read_json(os.path.join(out, '2classify',
+                                                  'classify', 'config.json'))
       self.assertEqual(record['runtime']['devices']['process_count'], 2)
 
 

@@ -8,7 +8,8 @@ collectives, two fake CPU devices per process) and does MODE:
 * `step`: one MAML meta-step of `step_problem()` on this process's share of
   the meta-batch, with `pmap` and with `shard_map`; writes the new
   parameters to `OUT/step_<parallel>_<id>.npz`.
-* `classify`: `cil.experiments.classify.run(classify_config(), OUT/classify)`.
+* `classify`: `cil.experiments.classify.run(classify_config(), OUT/classify)`;
+  `classify_stream` the same with `input_pipeline='stream'`.
 * `fewshot` / `fewshot_kill`: `cil.experiments.fewshot.run(fewshot_config(),
   OUT/work)`
   (`fewshot_kill` ends the process with `os._exit(KILLED)` right after
@@ -118,10 +119,13 @@ def main(argv):
       np.savez(os.path.join(out, f'step_{parallel}_{pid}.npz'), **flat)
     return
 
-  if mode == 'classify':
+  if mode in ('classify', 'classify_stream'):
+    import dataclasses
     from cil.experiments import classify
-    classify.run(classify_config(), os.path.join(out, 'classify'),
-                 show_progress=False)
+    cfg = classify_config()
+    if mode == 'classify_stream':  # Images read by index as chunks need them.
+      cfg = dataclasses.replace(cfg, input_pipeline='stream')
+    classify.run(cfg, os.path.join(out, 'classify'), show_progress=False)
     return
 
   from cil.experiments import fewshot
