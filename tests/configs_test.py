@@ -12,6 +12,7 @@ import sys
 from cil import data
 from cil import losses
 from cil.experiments import classify
+from cil.experiments.classify import step as classify_step
 from cil.experiments import detect
 from cil.experiments import fewshot
 import configs
@@ -76,6 +77,17 @@ class ConfigsTest(parameterized.TestCase):
     for variant in ('cifar10_lt', 'cifar100_lt'):  # Their code's: natural.
       self.assertEqual({h['log_base'] for h in configs.load(
           'classify', variant).loss_hparams.values()}, {math.e})
+
+  def test_the_cifar_lt_learning_rate_is_the_reference_s(self):
+    # kaidic/LDAM-DRW cifar_train.py, adjust_learning_rate: lr 0.1 to epoch
+    # 160, x 0.01 to 180, x 0.0001 after (epochs counted from 1 there).
+    for variant in ('cifar10_lt', 'cifar100_lt'):
+      cfg = classify.ClassifyConfig.from_config(
+          configs.load('classify', variant))
+      schedule = classify_step.learning_rate(cfg, steps_per_epoch=10)
+      for epoch, lr in ((150, 0.1), (170, 0.1 * 0.01), (190, 0.1 * 1e-4)):
+        self.assertAlmostEqual(float(schedule(epoch * 10)), lr, delta=lr
+                               * 1e-6, msg=(variant, epoch))
 
   def test_configs_state_what_the_library_would_choose(self):
     self.assertEqual(fewshot_configs.ALL_DISTRIBUTIONS,
