@@ -331,6 +331,18 @@ def _custom_source(spec: str, split: str, data_dir: Optional[str],
   return builder.as_data_source(split=split), builder.info, 'image', 'label'
 
 
+def _source(name: str, split: str, data_dir: Optional[str],
+            manual_dir: Optional[str], options: custom.Options):
+  """`(source, info, image_key, label_key)` of any dataset's split (a
+  registered one or a spec), prepared first if it is not."""
+  check_name(name)
+  if name in _DATASETS:
+    return (*_builtin_source(name, split, data_dir, manual_dir), 'image',
+            'label')
+  return _custom_source(name, split, _resolve(data_dir, DATA_DIR_ENV),
+                        options)
+
+
 def stream(name: str, split: str, *, data_dir: Optional[str] = None,
            manual_dir: Optional[str] = None,
            options: Optional[custom.Options] = None
@@ -338,14 +350,9 @@ def stream(name: str, split: str, *, data_dir: Optional[str] = None,
   """A split to read as it is used (`cil.data.streaming`): `load`'s
   arguments, preparation and errors, but only the labels are held in
   memory; images are read by index through Grain."""
-  check_name(name)
   options = options or custom.Options()
-  if name in _DATASETS:
-    source, info = _builtin_source(name, split, data_dir, manual_dir)
-    image_key, label_key = 'image', 'label'
-  else:
-    source, info, image_key, label_key = _custom_source(
-        name, split, _resolve(data_dir, DATA_DIR_ENV), options)
+  source, info, image_key, label_key = _source(name, split, data_dir,
+                                               manual_dir, options)
   transform = None
   if name in LONG_TAIL_NAMES:
     size = options.image_size or longtail.IN_MEMORY_SIZE
@@ -373,14 +380,9 @@ def default_pipeline(name: str, split: str, *,
   """'stream' when the split's images, decoded, exceed
   `STREAM_ABOVE_BYTES`, else 'memory' (from the prepared dataset's
   metadata: its example count and image shape; prepares it if needed)."""
-  check_name(name)
   options = options or custom.Options()
-  if name in _DATASETS:
-    source, info = _builtin_source(name, split, data_dir, manual_dir)
-    image_key = 'image'
-  else:
-    source, info, image_key, _ = _custom_source(
-        name, split, _resolve(data_dir, DATA_DIR_ENV), options)
+  source, info, image_key, _ = _source(name, split, data_dir, manual_dir,
+                                       options)
   if name in LONG_TAIL_NAMES:
     size = options.image_size or longtail.IN_MEMORY_SIZE
     shape = (size, size, 3)
