@@ -356,8 +356,7 @@ def stream(name: str, split: str, *, data_dir: Optional[str] = None,
   transform = None
   if name in LONG_TAIL_NAMES:
     size = options.image_size or longtail.IN_MEMORY_SIZE
-    transform = lambda image: custom.to_array(  # noqa: E731
-        longtail.Image.fromarray(image), size, 3)
+    transform = longtail.resizer(size)
   try:
     files = [os.fspath(f) for f in info.splits[split].filepaths]
   except (AttributeError, KeyError, TypeError):

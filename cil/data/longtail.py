@@ -201,9 +201,16 @@ def read_resized(source, size: int, *, chunk: int = 512
   n = len(source)
   images = np.empty((n, size, size, 3), np.uint8)
   labels = np.empty(n, np.int64)
+  resize = resizer(size)
   for start in range(0, n, chunk):
     ids = list(range(start, min(n, start + chunk)))
     for i, example in zip(ids, source.__getitems__(ids)):
-      images[i] = custom.to_array(Image.fromarray(example['image']), size, 3)
+      images[i] = resize(example['image'])
       labels[i] = example['label']
   return images, labels
+
+
+def resizer(size: int):
+  """A decoded image -> its shorter side resized to `size`, centre-cropped
+  to `[size, size, 3]` uint8 (the in-memory and the streamed path's)."""
+  return lambda image: custom.to_array(Image.fromarray(image), size, 3)
