@@ -180,8 +180,11 @@ def get_config(arg=None) -> ml_collections.ConfigDict:
   # each chunk of steps needs them, through Grain) or '' (by the data's
   # size: streamed past 1 GiB of decoded training images).
   c.input_pipeline = ''
-  # Save every this many epochs (and after the last).
+  # Save every this many epochs (and after the last), and inside an epoch
+  # every this many optimizer steps (0: epoch ends only; a SIGTERM saves at
+  # the next chunk either way).
   c.checkpoint_every = 5
+  c.checkpoint_every_steps = 0
   # Evaluation. posthoc_tau > 0 also scores every model with post-hoc logit
   # adjustment (Menon et al. 2021), rows '<loss>+posthoc'; shot_thresholds
   # (low, high) define few- (< low), medium- and many-shot (> high) classes.

@@ -8,6 +8,7 @@ from cil.data.datasets import default_pipeline
 from cil.data.datasets import load
 from cil.data.datasets import stream
 from cil.data.streaming import StreamedSplit
+from cil.data import transforms
 from cil.data.protocols import get_protocol
 from cil.data.protocols import ImbalancedSplit
 from cil.data.protocols import PROTOCOL_NAMES
@@ -46,4 +47,5 @@ __all__ = [
     'stream',
     'StreamedSplit',
     'Tasks',
+    'transforms',
 ]

@@ -77,12 +77,24 @@ class StreamedSplit:
     return {'examples': len(self), 'classes': self.num_classes,
             'sha256': digest.hexdigest(), 'read': 'streamed'}
 
-  def _dataset(self, indices: np.ndarray):
-    """`grain.MapDataset` of the images at `indices`, in that order."""
+  def _dataset(self, indices: np.ndarray, transform=None,
+               seed: Optional[int] = None):
+    """`grain.MapDataset` of the images at `indices`, in that order: the
+    split's `transform` of each, or `transform` of the stored image (with
+    `seed`, a random one: `transform(image, rng)`, each position's `rng`
+    drawn from (seed, position) by Grain)."""
     grain = _extras.require('grain', what='streamed data')
-    source, key, transform = self.source, self.image_key, self.transform
-    return grain.MapDataset.source(_Picked(source, indices)).map(
-        lambda example: transform(example[key]))
+    source, key = self.source, self.image_key
+    dataset = grain.MapDataset.source(_Picked(source, indices))
+    if transform is None:
+      own = self.transform
+      return dataset.map(lambda example: own(example[key]))
+    if seed is None:
+      return dataset.map(
+          lambda example: transform(_with_channels(example[key])))
+    return dataset.random_map(
+        lambda example, rng: transform(_with_channels(example[key]), rng),
+        seed=seed)
 
   def images(self, indices: Sequence[int]) -> np.ndarray:
     """`[len(indices), H, W, C]` uint8: the images at `indices`."""
@@ -93,17 +105,31 @@ class StreamedSplit:
       out[i] = dataset[i]
     return out
 
-  def chunks(self, indices: np.ndarray, chunk: int, *,
+  def chunks(self, indices: np.ndarray, chunk: int, *, start: int = 0,
+             transform: Optional[Callable] = None, seed: Optional[int] = None,
              threads: int = 4, prefetch: int = 2) -> Iterator[np.ndarray]:
-    """`[chunk, H, W, C]` image arrays of `indices` (flat, a multiple of
-    `chunk` long), in order, read by `threads` Grain reader threads with
-    `prefetch` chunks ahead of the one being used."""
+    """`[chunk, H, W, C]` image arrays of `indices[start:]` (flat; what
+    remains is a multiple of `chunk` long), in order, read by `threads`
+    Grain reader threads with `prefetch` chunks ahead of the one being
+    used.
+
+    Args:
+      indices: the split's examples, e.g. an epoch's index plan.
+      chunk: images per array.
+      start: the first position to read (a resumed epoch).
+      transform: instead of the split's own `transform`, a function of the
+        stored image (`cil.data.transforms`); with `seed`, a random one,
+        `transform(image, rng)`, whose generator is drawn from (seed,
+        position in `indices`): reading from `start` gives the images a
+        whole read gives there.
+      seed: see `transform`.
+    """
     grain = _extras.require('grain', what='streamed data')
     indices = np.asarray(indices, np.int64).reshape(-1)
-    if indices.size % chunk:
-      raise ValueError(f'{indices.size} indices are not a whole number of '
-                       f'chunks of {chunk}.')
-    dataset = self._dataset(indices).batch(chunk)
+    if (indices.size - start) % chunk:
+      raise ValueError(f'{indices.size - start} indices are not a whole '
+                       f'number of chunks of {chunk}.')
+    dataset = self._dataset(indices, transform, seed)[start:].batch(chunk)
     options = grain.ReadOptions(num_threads=threads,
                                 prefetch_buffer_size=prefetch * chunk)
     yield from dataset.to_iter_dataset(options)

@@ -15,7 +15,10 @@ happens around those steps is the same for all of them and lives here:
   scalars pass the non-finite guard and go to the cell's metrics log, the
   parameters pass the guard and are checkpointed every `checkpoint_every`
   steps and at the end, and a callback (tests use it to interrupt a run)
-  sees each step.
+  sees each step. A step made of parts (an epoch of compiled chunks:
+  `parts=`) is checkpointed inside, every `checkpoint_parts` parts and
+  at a stop request, with the step's partial results (`carry`); a run
+  restored there resumes inside the step, at the next part.
 * Pre-emption (`stops_on_signals`, around each runner's `run`): a SIGTERM
   (what SLURM, Kubernetes and TPU VMs send before they kill) or a SIGINT
   (Ctrl-C) at any moment of a run stops it as `cil.errors.Preempted`
@@ -26,7 +29,9 @@ happens around those steps is the same for all of them and lives here:
   does not redo. A checkpoint being saved is always finished first, a
   second signal during a step stops at once (from the last checkpoint),
   and signals after the first stop are ignored while the run unwinds.
-  Nothing unfinished is recorded as finished. With several processes
+  A step made of parts (classify's epoch of chunks) stops at the next
+  part, checkpointed inside the step. Nothing unfinished is recorded as
+  finished. With several processes
   they agree on the step boundary (one flag gathered per step), so every
   process saves the same checkpoint. Rerunning the same command resumes
   to the result of an uninterrupted run.
@@ -65,14 +70,20 @@ def state_tree(state: Any) -> dict:
 class CellTraining:
   """Restore, step, guard, log and checkpoint one cell (a context manager).
 
+  Checkpoints are numbered by parts done, `step * parts + part` (with one
+  part per step, by steps).
+
   Attributes:
     cell: the cell's name (`odd10/ci`, `ci`, `train`).
-    start: the step restored from the checkpoint (0 for a fresh cell).
+    start: the step restored from the checkpoint (0 for a fresh cell); with
+      parts, the step a checkpoint inside a step resumes.
     state: the current state (restored on entry, advanced by `run`).
   """
 
   def __init__(self, work: workdir_lib.Workdir, cell: str, state: Any, *,
-               checkpoint_every: int, guard_name: Optional[str] = None):
+               checkpoint_every: int, guard_name: Optional[str] = None,
+               parts: int = 1, checkpoint_parts: int = 0,
+               carry: Any = None, unit: str = 'step'):
     """Restores `cell`'s newest good checkpoint into `state`.
 
     Args:
@@ -81,19 +92,44 @@ class CellTraining:
       state: a freshly initialised state (the restore target).
       checkpoint_every: save every this many steps (and at the last).
       guard_name: the name the non-finite guard reports (default `cell`).
+      parts: parts of each step (>= 1).
+      checkpoint_parts: inside a step, save every this many parts as well
+        (0: only at step ends and stop requests).
+      carry: a step's partial results at its start (a pytree of fixed-shape
+        arrays, e.g. running sums), saved with every checkpoint; given,
+        `run`'s step function takes a third argument, the step's
+        `StepParts` (required with more than one part).
+      unit: what a step is called in messages ('epoch').
     """
+    if parts < 1 or checkpoint_parts < 0:
+      raise ValueError(f'parts must be >= 1 and checkpoint_parts >= 0, got '
+                       f'{parts} and {checkpoint_parts}.')
+    if parts > 1 and carry is None:
+      raise ValueError('A step of several parts needs a carry template.')
     self.cell = cell
     self._work = work
     self._every = checkpoint_every
     self._guard = guard_name or cell
+    self._parts = parts
+    self._part_every = checkpoint_parts
+    self._carry0 = carry
+    self._unit = unit
     self._checkpointer = work.checkpointer(cell)
     self._log = None
     try:
-      self.start, restored = self._checkpointer.restore(state_tree(state))
+      done, restored = self._checkpointer.restore(self._tree(state, carry))
     except BaseException:
       self._checkpointer.close()
       raise
+    self.start, self._first_part = divmod(done, parts)
+    self._carry = restored.pop('carry', carry)
     self.state = state.replace(**restored)
+
+  def _tree(self, state: Any, carry: Any) -> dict:
+    tree = state_tree(state)
+    if self._carry0 is not None:
+      tree['carry'] = carry
+    return tree
 
   def __enter__(self) -> 'CellTraining':
     return self
@@ -124,7 +160,10 @@ class CellTraining:
       num_steps: the cell's last step.
       step: `step(state, i) -> (state, scalars)` for step `i` (from 0);
         `scalars` (host numbers or arrays) are checked by the guard and
-        logged at step `i + 1` with the step's wall time.
+        logged at step `i + 1` with the step's wall time. With a carry,
+        `step(state, i, parts)`: it runs parts `parts.first ..` from
+        `parts.carry` and calls `parts.done(...)` after each
+        (`StepParts`).
       seconds_key: the name of that wall time in the log.
       callback: `callback(i + 1, state, scalars)` after each step (and its
         checkpoint, when one is due); an exception raised there stops the
@@ -140,32 +179,85 @@ class CellTraining:
     with stop_signals() as signals, signals.at_step_boundaries() as stop:
       for i in range(self.start, num_steps):
         started = time.perf_counter()
-        self.state, scalars = step(self.state, i)
+        if self._carry0 is None:
+          self.state, scalars = step(self.state, i)
+        else:
+          first, carry = self._first_part, self._carry
+          self._first_part, self._carry = 0, self._carry0
+          self.state, scalars = step(self.state, i, StepParts(
+              functools.partial(self._save, i), f'{self._unit} {i + 1} of '
+              f'{num_steps}', count=self._parts, every=self._part_every,
+              first=first, carry=carry, stop=stop, cell=self.cell))
         workdir_lib.check_finite(self._guard, i + 1, **scalars)
         self._log.write(i + 1, **scalars,
                         **{seconds_key: time.perf_counter() - started})
         saved = (i + 1) % self._every == 0 or i + 1 == num_steps
         if saved:
           with stop.critical():
-            self._save(i + 1)
+            self._save(i + 1, 0, self.state, self._carry0)
         if callback is not None:
           callback(i + 1, self.state, scalars)
         if i + 1 < num_steps and stop.agreed():
           if not saved:
             with stop.critical():
-              self._save(i + 1)
+              self._save(i + 1, 0, self.state, self._carry0)
           stop.stop_at_boundary(
-              self.cell, f'after step {i + 1} of {num_steps}, with a '
-              f'checkpoint of that step')
+              self.cell, f'after {self._unit} {i + 1} of {num_steps}, with '
+              f'a checkpoint of that {self._unit}')
     if self.start >= num_steps:  # Restored finished: nothing checked it yet.
       workdir_lib.check_finite(self._guard, num_steps,
                                params=self.state.params)
     # Otherwise the last step was checkpointed, and its parameters checked.
     return self._log.records()
 
-  def _save(self, step: int) -> None:
-    workdir_lib.check_finite(self._guard, step, params=self.state.params)
-    self._checkpointer.save(step, state_tree(self.state))
+  def _save(self, step: int, part: int, state: Any, carry: Any) -> None:
+    workdir_lib.check_finite(self._guard, step, params=state.params)
+    self._checkpointer.save(step * self._parts + part,
+                            self._tree(state, carry))
+
+
+class StepParts:
+  """One step's parts, as `CellTraining.run` hands them to a step made of
+  parts (an epoch of chunks).
+
+  Attributes:
+    first: the first part to run (0, or where a checkpoint inside this
+      step left off).
+    carry: the step's partial results before part `first`.
+    count: the step's parts.
+  """
+
+  def __init__(self, save: Callable[[int, Any, Any], None], where: str, *,
+               count: int, every: int, first: int, carry: Any,
+               stop: 'StopSignals', cell: str):
+    self._save = save
+    self._where = where
+    self._every = every
+    self._stop = stop
+    self._cell = cell
+    self.count = count
+    self.first = first
+    self.carry = carry
+
+  def done(self, part: int, state: Callable[[], Any], carry: Any) -> None:
+    """After part `part` (1-based) of the step, short of the last:
+    saves the state (`state()`, called only when a save is due) and
+    `carry` every `checkpoint_parts` parts; on a stop request, saves and
+    raises `errors.Preempted` (with several processes, agreed between
+    them)."""
+    if part >= self.count:
+      return
+    saved = bool(self._every) and part % self._every == 0
+    if saved:
+      with self._stop.critical():
+        self._save(part, state(), carry)
+    if self._stop.agreed():
+      if not saved:
+        with self._stop.critical():
+          self._save(part, state(), carry)
+      self._stop.stop_at_boundary(
+          self._cell, f'in {self._where}, after {part} of its {self.count} '
+          f'parts, with a checkpoint there')
 
 
 class StopSignals:

@@ -2,6 +2,7 @@
 prepared from fixture trees in their standard layouts (tiny JPEGs, the
 real list and JSON formats), their bad cases named, and a smoke run."""
 
+import dataclasses
 import json
 import os
 import shutil
@@ -129,6 +130,45 @@ class LongTailTest(absltest.TestCase):
     self.assertEqual(run['per_seed'][0]['class_counts'], [6, 3, 1])
     self.assertEqual(results['dataset']['test_size'], 6)
     self.assertIn('| ci |', results['table_markdown'])
+
+  def test_random_resized_crops_stream_and_resume_inside_an_epoch(self):
+    from cil.experiments import classify  # pylint: disable=g-import-not-at-top
+    import configs  # pylint: disable=g-import-not-at-top
+    write_split_lists(os.path.join(self.manual, 'imagenet_lt'), 'ImageNet_LT')
+    config = configs.load('classify', 'smoke')
+    config.update(dataset='imagenet_lt', manual_dir=self.manual,
+                  data_dir=os.path.join(self.root, 'prepared'), image_size=28,
+                  protocols=(), losses=('ce',), seeds=1, epochs=2,
+                  batch_size=4, augment='resized_crop_flip',
+                  input_pipeline='stream', checkpoint_every_steps=1)
+    cfg = classify.ClassifyConfig.from_config(config)
+
+    class Killed(Exception):
+      pass
+
+    def kill_at_4(protocol, loss, step):  # Inside epoch 2 (3 steps each).
+      del protocol, loss
+      if step == 4:
+        raise Killed()
+
+    with mock.patch.object(longtail.CilImagenetLt, 'NUM_CLASSES', 3):
+      whole = classify.run(cfg, os.path.join(self.root, 'w1'),
+                           show_progress=False)
+      workdir = os.path.join(self.root, 'w2')
+      with self.assertRaises(Killed):
+        classify.run(cfg, workdir, show_progress=False,
+                     step_callback=kill_at_4)
+      resumed = classify.run(cfg, workdir, show_progress=False)
+      with self.assertRaisesRegex(ValueError, 'augment=resized_crop_flip '
+                                  'crops the stored images as they are '
+                                  'read; it needs --config.input_pipeline'):
+        classify.run(dataclasses.replace(cfg, input_pipeline='memory'),
+                     os.path.join(self.root, 'w3'), show_progress=False)
+    a, b = whole['runs'][0], resumed['runs'][0]
+    self.assertEqual(whole['config']['augment'], 'resized_crop_flip')
+    self.assertEqual(a['train_loss_per_epoch'], b['train_loss_per_epoch'])
+    self.assertEqual(a['per_seed'][0]['confusion'],
+                     b['per_seed'][0]['confusion'])
 
   def test_bad_inputs_are_named(self):
     root = os.path.join(self.manual, 'imagenet_lt')

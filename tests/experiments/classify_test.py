@@ -98,12 +98,17 @@ class ClassifyTest(absltest.TestCase):
         os.kill(os.getpid(), signal.SIGTERM)
 
     with self.assertRaisesRegex(
-        errors.Preempted, 'odd25/ci: stopped by SIGTERM after step 1 of 3'):
+        errors.Preempted, 'odd25/ci: stopped by SIGTERM after epoch 1 of 3, '
+        'with a checkpoint of that epoch'):
       classify.run(cfg, workdir, show_progress=False,
                    epoch_callback=sigterm_in_epoch_1)
     self.assertFalse(os.path.exists(os.path.join(workdir, 'runs')))
-    self.assertTrue(os.path.isdir(
-        os.path.join(workdir, 'checkpoints', 'odd25', 'ci', '1')))
+    # One checkpoint, numbered by chunks done: one epoch's (one step each
+    # on the CPU).
+    steps = max(-(-sum(r['class_counts']) // cfg.batch_size)
+                for r in whole['runs'][0]['per_seed'])
+    self.assertEqual([d for d in os.listdir(os.path.join(
+        workdir, 'checkpoints', 'odd25', 'ci')) if d.isdigit()], [str(steps)])
     # The handler is put back: outside a run SIGTERM does what it did.
     self.assertEqual(signal.getsignal(signal.SIGTERM), handler)
     resumed = classify.run(cfg, workdir, show_progress=False)
@@ -111,6 +116,52 @@ class ClassifyTest(absltest.TestCase):
     self.assertEqual(a['train_loss_per_epoch'], b['train_loss_per_epoch'])
     for x, y in zip(a['per_seed'], b['per_seed']):
       self.assertEqual(x['confusion'], y['confusion'])
+
+  def test_a_run_stopped_inside_an_epoch_resumes_there_to_the_same_run(self):
+    # checkpoint_every_steps=3 saves after steps 3 and 6 of each epoch
+    # (chunks of one step on the CPU). Killed after step 5: the rerun
+    # resumes at step 3 of epoch 1, streamed. SIGTERM after step 4, in
+    # memory: saved there, resumed there. Both equal the whole run.
+    cfg = self._cfg(epochs=2, checkpoint_every_steps=3, checkpoint_every=2,
+                    input_pipeline='memory')
+    whole = classify.run(cfg, self._workdir(), show_progress=False)
+    self.assertEqual(whole['config']['checkpoint_every_steps'], 3)
+
+    def kill_at_5(protocol, loss, step):
+      del protocol, loss
+      if step == 5:
+        raise _Interrupted()
+
+    def sigterm_at_4(protocol, loss, step):
+      del protocol, loss
+      if step == 4:
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    streamed = dataclasses.replace(cfg, input_pipeline='stream')
+    for run_cfg, stop, expected, saved in (
+        (streamed, kill_at_5, _Interrupted, '3'),
+        (cfg, sigterm_at_4, errors.Preempted, '4')):
+      workdir = self._workdir()
+      with self.assertRaises(expected) as stopped:
+        classify.run(run_cfg, workdir, show_progress=False,
+                     step_callback=stop)
+      cell_dir = os.path.join(workdir, 'checkpoints', 'odd25', 'ci')
+      self.assertIn(saved, os.listdir(cell_dir))
+      if expected is errors.Preempted:
+        self.assertRegex(str(stopped.exception),
+                         r'odd25/ci: stopped by SIGTERM in epoch 1 of 2, '
+                         r'after 4 of its \d+ parts, with a checkpoint there')
+      seen = []
+      resumed = classify.run(run_cfg, workdir, show_progress=False,
+                             step_callback=lambda *a: seen.append(a[-1]))
+      self.assertEqual(seen[0], int(saved) + 1)  # Resumed inside epoch 1.
+      a, b = whole['runs'][0], resumed['runs'][0]
+      self.assertEqual(a['train_loss_per_epoch'], b['train_loss_per_epoch'])
+      for x, y in zip(a['per_seed'], b['per_seed']):
+        self.assertEqual(x['confusion'], y['confusion'])
+    with self.assertRaisesRegex(ValueError,
+                                'checkpoint_every_steps must be >= 0'):
+      self._cfg(checkpoint_every_steps=-1).validate()
 
   def test_resume_after_kill_equals_uninterrupted(self):
     cfg = self._cfg()
@@ -170,9 +221,14 @@ class ClassifyTest(absltest.TestCase):
       self.assertEqual(x['accuracy'], y['accuracy'])
 
     # A byte-flipped newest checkpoint: the run falls back to the previous
-    # one and says so (the cell is recomputed from epoch 2).
+    # one and says so (the cell is recomputed from epoch 2). Checkpoints
+    # are numbered by chunks done: epoch e's end is e * chunks per epoch.
     os.remove(os.path.join(workdir, 'runs', 'odd25__ci.json'))
-    ckpt = os.path.join(workdir, 'checkpoints', 'odd25', 'ci', '3')
+    cell_dir = os.path.join(workdir, 'checkpoints', 'odd25', 'ci')
+    newest, previous = sorted(
+        (int(d) for d in os.listdir(cell_dir) if d.isdigit()), reverse=True)
+    self.assertEqual(newest, 3 * (newest - previous))
+    ckpt = os.path.join(cell_dir, str(newest))
     data_files = sorted(
         (os.path.join(r, n) for r, _, ns in os.walk(ckpt) for n in ns
          if os.path.basename(r) == 'd'), key=os.path.getsize)
@@ -185,8 +241,8 @@ class ClassifyTest(absltest.TestCase):
     with self.assertLogs(level='WARNING') as logged:
       again = classify.run(cfg, workdir, show_progress=False)
     self.assertRegex('\n'.join(logged.output),
-                     r'odd25/ci/3 .*skipped and deleted, resuming from '
-                     r'step 2')
+                     rf'odd25/ci/{newest} .*skipped and deleted, resuming '
+                     rf'from step {previous}')
     self.assertEqual(again['runs'][0]['per_seed'][0]['confusion'],
                      a['per_seed'][0]['confusion'])
 

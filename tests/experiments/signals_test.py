@@ -95,15 +95,15 @@ class ClassifySignalsTest(_Moments, absltest.TestCase):
     return [
         ('data loading', 'cil.data.load', {}, 'stopped by SIGTERM;'),
         ('compilation', f'{runner}.train_chunk', {},
-         r'odd25/ce: stopped by SIGTERM after step 1 of 2, with a '
-         r'checkpoint'),
+         r'odd25/ce: stopped by SIGTERM in epoch 1 of 2, after 1 of its '
+         r'\d+ parts, with a checkpoint there'),
         ('between cells', 'cil.workdir.Workdir.finish', {'after': True},
          'stopped by SIGTERM;'),
         ('evaluation', f'{runner}.predict_logits',
          {'signals': (signal.SIGINT,)}, 'stopped by SIGINT;'),
         ('twice during a save', 'cil.workdir.Checkpointer.save',
          {'signals': (signal.SIGTERM, signal.SIGTERM)},
-         'odd25/ce: stopped by SIGTERM after step 1 of 2'),
+         'odd25/ce: stopped by SIGTERM after epoch 1 of 2'),
     ]
 
   def test_a_signal_at_any_moment_stops_and_resumes_to_the_same_run(self):

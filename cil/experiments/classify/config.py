@@ -23,7 +23,14 @@ DEFAULT_MODELS = {'digits': 'digits_cnn', 'mnist': 'lenet',
                   'cifar100': 'resnet32'}
 
 
-AUGMENTATIONS = ('', 'crop_flip')
+#: '' (none); 'crop_flip' (pad 4, random crop, flip: the CIFAR references',
+#: on the device, in the compiled step); 'resized_crop_flip' (random-resized
+#: crop + flip of the stored image, and resize + centre crop of the test
+#: images: the ImageNet-LT / iNaturalist / Places-LT references', on the
+#: host as a streamed split is read; `cil.data.transforms`).
+AUGMENTATIONS = ('', 'crop_flip', 'resized_crop_flip')
+#: The ones the compiled step applies.
+DEVICE_AUGMENTATIONS = ('crop_flip',)
 
 #: The protocols a run gets when `protocols` is empty: the built-in sets are
 #: made imbalanced as the paper's Table I (odd classes at 10 %); your own
@@ -79,8 +86,12 @@ class ClassifyConfig:
     lr_decay_epochs: epochs after which the learning rate is multiplied by
       `lr_decay_factor` (Cao et al.: (160, 180) with 0.1).
     lr_decay_factor: see `lr_decay_epochs`.
-    augment: '' (none) or 'crop_flip': random 32x32 crops of the image
-      zero-padded by 4 and random horizontal flips (the CIFAR standard).
+    augment: '' (none), 'crop_flip': random crops of the image
+      zero-padded by 4 and random horizontal flips (the CIFAR standard, on
+      the device), or 'resized_crop_flip': random-resized crops of the
+      stored image at the run's image size and flips, test images resized
+      and centre-cropped (the ImageNet-LT standard, decoded on the fly:
+      needs the streamed input pipeline); `AUGMENTATIONS`.
     drw_epoch: deferred re-weighting (Cao et al. 2019): from this epoch on
       (0-based), each example's loss is weighted by its class's inverse
       effective number (1 - beta) / (1 - beta^N_c), normalised to mean 1
@@ -104,6 +115,10 @@ class ClassifyConfig:
       (`Policy.classify_step_compiler_options`).
     checkpoint_every: save the seeds' states every this many epochs (and
       after the last); a killed run loses at most that much work.
+    checkpoint_every_steps: inside an epoch, also save every this many
+      optimizer steps (rounded up to whole chunks of `chunk_steps`); a run
+      resumes inside the epoch. 0: epoch ends only (a SIGTERM or SIGINT
+      still saves at the next chunk).
     eval_batch_size: test images per evaluation call.
     posthoc_tau: also score each model with post-hoc logit adjustment
       (Menon et al. 2021; `cil.losses.posthoc_adjusted_logits` with the
@@ -150,6 +165,7 @@ class ClassifyConfig:
   conv_pool: str
   compiler_options: Optional[tuple[tuple[str, str], ...]]
   checkpoint_every: int
+  checkpoint_every_steps: int
   eval_batch_size: int
   posthoc_tau: float
   decouple: tuple[str, ...]
@@ -237,8 +253,9 @@ class ClassifyConfig:
                             'classify config')
     if self.first_seed < 0:
       raise ValueError(f'first_seed must be >= 0, got {self.first_seed}.')
-    if self.chunk_steps < 0:
-      raise ValueError(f'chunk_steps must be >= 0, got {self.chunk_steps}.')
+    for name in ('chunk_steps', 'checkpoint_every_steps'):
+      if getattr(self, name) < 0:
+        raise ValueError(f'{name} must be >= 0, got {getattr(self, name)}.')
     if not self.losses:
       raise ValueError('losses must not be empty.')
     for name, value in (('lr', self.lr), ('weight_decay', self.weight_decay)):

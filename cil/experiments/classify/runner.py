@@ -1,15 +1,20 @@
 """The classification runner: every (protocol, loss) cell of a config,
 through the one cell loop (`cil.experiments.loop`).
 
-Fault tolerance (`cil.workdir`): after every `checkpoint_every` epochs the
-seeds' `TrainState`s are saved with Orbax under
-`workdir/checkpoints/<protocol>/<loss>/` (the last two kept, checksummed); a
-finished (protocol, loss) cell writes `workdir/runs/<protocol>__<loss>.json`.
-Rerunning with the same config skips finished cells and resumes the others
-from their newest good checkpoint; batch orders are a function of (seed,
-epoch), so the result and the metrics log equal an uninterrupted run's. A
-NaN/inf loss or parameter stops the run (`errors.NonFiniteError`) without
-recording the cell.
+Fault tolerance (`cil.workdir`): after every `checkpoint_every` epochs,
+inside an epoch every `checkpoint_every_steps` optimizer steps (rounded up
+to whole compiled chunks) and at a SIGTERM/SIGINT, the seeds' `TrainState`s
+and the epoch's partial sums are saved with Orbax under
+`workdir/checkpoints/<protocol>/<loss>/<chunks done>` (the last two kept,
+checksummed); a finished (protocol, loss) cell writes
+`workdir/runs/<protocol>__<loss>.json`. Rerunning with the same config
+skips finished cells and resumes the others from their newest good
+checkpoint, inside an epoch where it was taken there; batch orders are a
+function of (seed, epoch) and dropout keys of (seed, step), so the data
+position is (epoch, chunk) alone (a streamed split's reader restarts at
+that chunk) and the result and the metrics log equal an uninterrupted
+run's. A NaN/inf loss or parameter stops the run
+(`errors.NonFiniteError`) without recording the cell.
 """
 
 import dataclasses
@@ -34,6 +39,7 @@ from cil.experiments import loop
 from cil.experiments import report
 from cil.experiments.classify import decouple
 from cil.experiments.classify.config import ClassifyConfig
+from cil.experiments.classify.config import DEVICE_AUGMENTATIONS
 from cil.experiments.classify.parallel import predict_logits
 from cil.experiments.classify.parallel import SEED_AXIS
 from cil.experiments.classify.parallel import seed_mesh
@@ -57,13 +63,19 @@ def train_and_evaluate(
     cfg: ClassifyConfig, train_set: data.ArrayDataset,
     test_set: data.ArrayDataset, protocol: str, loss_name: str,
     work: workdir_lib.Workdir, *, progress: Any = None,
-    epoch_callback: Optional[Callable[[int], None]] = None) -> dict:
+    epoch_callback: Optional[Callable[[int], None]] = None,
+    step_callback: Optional[Callable[[int], None]] = None) -> dict:
   """Trains `cfg.seeds` models for one (protocol, loss); returns metrics.
 
   `cfg` is resolved (`ClassifyConfig.resolve`: every backend choice is a
   plain value in it). The cell loop (`cil.experiments.loop`) resumes
   from the cell's newest good checkpoint; each epoch appends the seeds'
   mean train loss and accuracy and its wall time to the cell's metrics log.
+  Checkpoints are taken every `cfg.checkpoint_every` epochs and, inside
+  an epoch, every `cfg.checkpoint_every_steps` optimizer steps (rounded
+  up to whole chunks) and at a stop request; `epoch_callback(epoch)` and
+  `step_callback(steps_done_in_cell)` see each epoch and chunk (tests
+  interrupt runs there).
 
   Raises:
     cil.errors.NonFiniteError: a seed's loss or parameters became NaN/inf.
@@ -130,8 +142,25 @@ def train_and_evaluate(
   # (`train_chunk`'s per-seed form).
   split = mesh is None and cfg.seed_parallel == 'loop'
 
-  def train_epoch(states, epoch):
-    """One epoch of every seed, in chunks; the guard on every chunk."""
+  def host_augment(epoch):
+    if cfg.augment != 'resized_crop_flip':
+      return {}
+    return {'transform': data.transforms.random_resized_crop_flip(
+                train_set.image_shape[0]),
+            'seed': int(np.random.SeedSequence(
+                [*seeds, epoch]).generate_state(1)[0])}
+
+  chunk = min(cfg.chunk_steps, steps_per_epoch)
+  num_chunks = math.ceil(steps_per_epoch / chunk)
+  # An epoch's partial results, summed in float64 chunk by chunk (also
+  # saved with a checkpoint inside the epoch).
+  carry0 = {'loss_sum': np.zeros((), np.float64),
+            'accuracy_sum': np.zeros((), np.float64),
+            'count': np.zeros((), np.int64)}
+
+  def train_epoch(states, epoch, parts):
+    """One epoch of every seed, in chunks from `parts.first`; the guard on
+    every chunk, a checkpoint or a stop between chunks (`parts.done`)."""
     if split:
       states = split_seeds(states)
     drw = bool(cfg.drw_epoch) and epoch >= cfg.drw_epoch
@@ -139,14 +168,18 @@ def train_and_evaluate(
                               labels=train_set.labels, sampler=cfg.sampler,
                               epochs=cfg.epochs)
     steps = idx.shape[0]
-    chunk = min(cfg.chunk_steps, steps)
     pad = -steps % chunk  # The last chunk is padded with inactive steps.
     idx = np.concatenate([idx, np.zeros((pad,) + idx.shape[1:], idx.dtype)])
     mask = np.concatenate([mask, np.zeros((pad,) + mask.shape[1:], bool)])
     per_chunk = chunk * int(np.prod(idx.shape[1:]))
-    reads = train_set.chunks(idx.reshape(-1), per_chunk) if streamed else None
-    epoch_loss, epoch_acc = [], []
-    for start in range(0, steps, chunk):
+    first = parts.first * chunk
+    reads = None
+    if streamed:  # Host augmentation draws from (seeds, epoch, position).
+      reads = train_set.chunks(idx.reshape(-1), per_chunk,
+                               start=parts.first * per_chunk,
+                               **host_augment(epoch))
+    carry = dict(parts.carry)
+    for c, start in enumerate(range(first, steps, chunk), parts.first + 1):
       c_idx, c_mask = idx[start:start + chunk], mask[start:start + chunk]
       read = None
       if streamed:  # This chunk's images; its indices point into them.
@@ -160,21 +193,33 @@ def train_and_evaluate(
       chunk_loss = np.asarray(step_metrics['loss'])[active]
       workdir_lib.check_finite(cell, int(global_steps[0]) + 1,
                                loss=chunk_loss)
-      epoch_loss.append(chunk_loss)
-      epoch_acc.append(np.asarray(step_metrics['accuracy'])[active])
+      carry = {'loss_sum': carry['loss_sum'] + chunk_loss.sum(
+                   dtype=np.float64),
+               'accuracy_sum': carry['accuracy_sum'] + np.asarray(
+                   step_metrics['accuracy'])[active].sum(dtype=np.float64),
+               'count': carry['count'] + chunk_loss.size}
       if progress is not None:
         progress.update(int(active.sum()))
         progress.set_postfix(cell=cell, epoch=epoch + 1, refresh=False,
                              loss=f'{np.mean(chunk_loss):.4f}')
+      if step_callback is not None:
+        step_callback(min(epoch * steps + start + chunk,
+                          (epoch + 1) * steps))
+      states_now = states
+      parts.done(c, lambda: stack_seeds(states_now) if split else states_now,
+                 carry)
     return stack_seeds(states) if split else states, {
-        'train_loss': np.mean(np.concatenate(epoch_loss)),
-        'train_accuracy': np.mean(np.concatenate(epoch_acc))}
+        'train_loss': carry['loss_sum'] / carry['count'],
+        'train_accuracy': carry['accuracy_sum'] / carry['count']}
 
   callback = None
   if epoch_callback is not None:
     callback = lambda epoch, *_: epoch_callback(epoch)  # noqa: E731
-  with loop.CellTraining(work, cell, states,
-                         checkpoint_every=cfg.checkpoint_every) as training:
+  with loop.CellTraining(
+      work, cell, states, checkpoint_every=cfg.checkpoint_every,
+      parts=num_chunks, carry=carry0, unit='epoch',
+      checkpoint_parts=math.ceil(cfg.checkpoint_every_steps / chunk)
+  ) as training:
     history = training.run(cfg.epochs, train_epoch,
                            seconds_key='epoch_seconds', callback=callback)
     states = training.state
@@ -231,9 +276,12 @@ def _test_logits(states, test_set, cfg: ClassifyConfig, mesh) -> np.ndarray:
                           mesh, seed_parallel=cfg.seed_parallel)
   n, chunk = len(test_set), 8 * cfg.eval_batch_size
   order = np.arange(n + (-n % chunk)) % n  # Padded to whole chunks.
+  transform = None
+  if cfg.augment == 'resized_crop_flip':  # The references' test transform.
+    transform = data.transforms.resize_centre_crop(test_set.image_shape[0])
   out = [predict_logits(states, images, cfg.eval_batch_size, mesh,
                         seed_parallel=cfg.seed_parallel)
-         for images in test_set.chunks(order, chunk)]
+         for images in test_set.chunks(order, chunk, transform=transform)]
   return np.concatenate(out, axis=1)[:, :n]
 
 
@@ -250,7 +298,9 @@ def step_settings(cfg: ClassifyConfig, loss: str) -> dict:
   `seed_parallel`, `unroll`, `augment` and `compiler_options`. A config
   read back from a run's `config.json` gives the same."""
   return {'loss': cfg.loss_spec(loss), 'seed_parallel': cfg.seed_parallel,
-          'unroll': cfg.unroll, 'augment': cfg.augment,
+          'unroll': cfg.unroll,
+          'augment': (cfg.augment if cfg.augment in DEVICE_AUGMENTATIONS
+                      else ''),
           'compiler_options': cfg.compiler_options}
 
 
@@ -342,7 +392,8 @@ def _tables_markdown(cfg: ClassifyConfig, model: str, runs: list,
 
 @loop.stops_on_signals
 def run(cfg: ClassifyConfig, workdir: str, *, show_progress: bool = True,
-        epoch_callback: Optional[Callable[[str, str, int], None]] = None
+        epoch_callback: Optional[Callable[[str, str, int], None]] = None,
+        step_callback: Optional[Callable[[str, str, int], None]] = None
         ) -> dict:
   """Runs every (protocol, loss) of `cfg`; writes results to `workdir`.
 
@@ -373,6 +424,11 @@ def run(cfg: ClassifyConfig, workdir: str, *, show_progress: bool = True,
         'options': cfg.data_options()}
   pipeline = cfg.input_pipeline or data.default_pipeline(cfg.dataset,
                                                          'train', **kw)
+  if pipeline != 'stream' and cfg.augment == 'resized_crop_flip':
+    raise ValueError(
+        f'--config.augment=resized_crop_flip crops the stored images as '
+        f'they are read; it needs --config.input_pipeline=stream (this run '
+        f'holds {cfg.dataset} in memory).')
   if pipeline == 'stream' and cfg.decouple:
     raise ValueError(
         f'--config.decouple={",".join(cfg.decouple)} retrains on the '
@@ -404,12 +460,13 @@ def run(cfg: ClassifyConfig, workdir: str, *, show_progress: bool = True,
 
     def train_cell(cell, bar):
       protocol, loss_name = by_name[cell]
-      callback = None
-      if epoch_callback is not None:
-        callback = functools.partial(epoch_callback, protocol, loss_name)
+      callbacks = {
+          name: functools.partial(fn, protocol, loss_name)
+          for name, fn in (('epoch_callback', epoch_callback),
+                           ('step_callback', step_callback)) if fn}
       result = train_and_evaluate(
           cfg, train_set, test_set, protocol, loss_name, work, progress=bar,
-          epoch_callback=callback)
+          **callbacks)
       result['settings'] = record['classify']['cells'][cell]
       return result
 
