@@ -196,8 +196,8 @@ class TwoProcessTest(absltest.TestCase):
     cfg = distributed_worker.classify_config()
     with tempfile.TemporaryDirectory() as out:
       runs = {}
-      # Two processes, in memory and streamed (each process reads every
-      # chunk's images), against one process.
+      # Two processes, in memory and streamed (each process reads only its
+      # seeds' images), against one process.
       for num, mode in ((1, 'classify'), (2, 'classify'),
                         (2, 'classify_stream')):
         d = os.path.join(out, f'{num}{mode}')
@@ -216,6 +216,14 @@ class TwoProcessTest(absltest.TestCase):
               err_msg=f'{key} {metric}')
         np.testing.assert_allclose(runs[key]['train_loss_per_epoch'],
                                    one['train_loss_per_epoch'], rtol=1e-4)
+      # Streamed, each process read the training images of its two seeds:
+      # half of every seed's epochs of whole batches.
+      steps = max(-(-sum(r['class_counts']) // cfg.batch_size)
+                  for r in one['per_seed'])
+      reads = [workdir_lib.read_json(os.path.join(
+          out, '2classify_stream', f'train_reads_{p}.json')) for p in (0, 1)]
+      self.assertEqual(reads, [cfg.seeds // 2 * cfg.epochs * steps
+                               * cfg.batch_size] * 2)
       record = workdir_lib.read_json(os.path.join(out, '2classify',
                                                   'classify', 'config.json'))
       self.assertEqual(record['runtime']['devices']['process_count'], 2)

@@ -123,9 +123,20 @@ def main(argv):
     import dataclasses
     from cil.experiments import classify
     cfg = classify_config()
+    read = []
     if mode == 'classify_stream':  # Images read by index as chunks need them.
       cfg = dataclasses.replace(cfg, input_pipeline='stream')
+      from cil.data import streaming
+      chunks = streaming.StreamedSplit.chunks
+
+      def counted(split, indices, *args, start=0, **kwargs):
+        if split.split == 'train':  # The training images this process read.
+          read.append(len(indices) - start)
+        return chunks(split, indices, *args, start=start, **kwargs)
+      streaming.StreamedSplit.chunks = counted
     classify.run(cfg, os.path.join(out, 'classify'), show_progress=False)
+    with open(os.path.join(out, f'train_reads_{pid}.json'), 'w') as f:
+      json.dump(sum(read), f)
     return
 
   from cil.experiments import fewshot

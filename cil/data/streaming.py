@@ -4,10 +4,14 @@
 labels and class names (one pass over the records, images not decoded
 into memory) and its TFDS array_record data source. Images are read by
 index, in the order a run's index plan (protocols, samplers, batches)
-asks for them, through Grain (`grain.MapDataset` over the data source,
-decoded and resized in Grain's reader threads and prefetched ahead of
-the step that needs them). Memory is then one chunk of steps' images,
-whatever the split's size.
+asks for them, through Grain (a `grain.MapDataset` over the plan's
+chunks: each chunk's records read in one batched read of the data
+source, decoded and transformed in Grain's reader threads, prefetched
+ahead of the step that needs them). Memory is then a few chunks of
+steps' images, whatever the split's size. Random transforms (the
+long-tail references' crops, `cil.data.transforms`) draw each image's
+generator from (seed, position in the plan), so a read resumed at a
+position gives what a whole read gives there.
 
 The index plan is the in-memory path's (`cil.data.protocols`,
 `cil.data.samplers`: functions of (seed, epoch)), so a streamed run
@@ -77,41 +81,38 @@ class StreamedSplit:
     return {'examples': len(self), 'classes': self.num_classes,
             'sha256': digest.hexdigest(), 'read': 'streamed'}
 
-  def _dataset(self, indices: np.ndarray, transform=None,
-               seed: Optional[int] = None):
-    """`grain.MapDataset` of the images at `indices`, in that order: the
-    split's `transform` of each, or `transform` of the stored image (with
-    `seed`, a random one: `transform(image, rng)`, each position's `rng`
-    drawn from (seed, position) by Grain)."""
-    grain = _extras.require('grain', what='streamed data')
-    source, key = self.source, self.image_key
-    dataset = grain.MapDataset.source(_Picked(source, indices))
+  def _read(self, indices: np.ndarray, transform=None,
+            seed: Optional[int] = None, first: int = 0) -> np.ndarray:
+    """The images at `indices`, stacked, from one batched read of their
+    records: the split's `transform` of each, or `transform` of the
+    stored image (with `seed`, a random one, `transform(image, rng)`,
+    the generator of the image at position `first + j` a Philox keyed by
+    (seed, first + j))."""
+    key = self.image_key
+    examples = self.source.__getitems__(indices.tolist())
     if transform is None:
       own = self.transform
-      return dataset.map(lambda example: own(example[key]))
+      return np.stack([own(example[key]) for example in examples])
     if seed is None:
-      return dataset.map(
-          lambda example: transform(_with_channels(example[key])))
-    return dataset.random_map(
-        lambda example, rng: transform(_with_channels(example[key]), rng),
-        seed=seed)
+      return np.stack([transform(_with_channels(example[key]))
+                       for example in examples])
+    return np.stack([
+        transform(_with_channels(example[key]), np.random.Generator(
+            np.random.Philox(key=np.array([seed, first + j], np.uint64))))
+        for j, example in enumerate(examples)])
 
   def images(self, indices: Sequence[int]) -> np.ndarray:
     """`[len(indices), H, W, C]` uint8: the images at `indices`."""
-    indices = np.asarray(indices, np.int64).reshape(-1)
-    out = np.empty((indices.size,) + self.image_shape, np.uint8)
-    dataset = self._dataset(indices)
-    for i in range(indices.size):
-      out[i] = dataset[i]
-    return out
+    return self._read(np.asarray(indices, np.int64).reshape(-1))
 
   def chunks(self, indices: np.ndarray, chunk: int, *, start: int = 0,
              transform: Optional[Callable] = None, seed: Optional[int] = None,
              threads: int = 4, prefetch: int = 2) -> Iterator[np.ndarray]:
     """`[chunk, H, W, C]` image arrays of `indices[start:]` (flat; what
-    remains is a multiple of `chunk` long), in order, read by `threads`
-    Grain reader threads with `prefetch` chunks ahead of the one being
-    used.
+    remains is a multiple of `chunk` long), in order: a `grain.MapDataset`
+    over the chunks, each read with one batched read of its records and
+    transformed, by `threads` Grain reader threads, up to
+    `max(prefetch, threads)` chunks ahead of the one being used.
 
     Args:
       indices: the split's examples, e.g. an epoch's index plan.
@@ -121,7 +122,7 @@ class StreamedSplit:
         stored image (`cil.data.transforms`); with `seed`, a random one,
         `transform(image, rng)`, whose generator is drawn from (seed,
         position in `indices`): reading from `start` gives the images a
-        whole read gives there.
+        whole read gives there, whatever the chunk size.
       seed: see `transform`.
     """
     grain = _extras.require('grain', what='streamed data')
@@ -129,24 +130,16 @@ class StreamedSplit:
     if (indices.size - start) % chunk:
       raise ValueError(f'{indices.size - start} indices are not a whole '
                        f'number of chunks of {chunk}.')
-    dataset = self._dataset(indices, transform, seed)[start:].batch(chunk)
+
+    def read(c):
+      first = start + int(c) * chunk
+      return self._read(indices[first:first + chunk], transform, seed, first)
+
+    dataset = grain.MapDataset.range((indices.size - start) // chunk).map(
+        read)
     options = grain.ReadOptions(num_threads=threads,
-                                prefetch_buffer_size=prefetch * chunk)
+                                prefetch_buffer_size=max(prefetch, threads))
     yield from dataset.to_iter_dataset(options)
-
-
-class _Picked:
-  """A data source's records at `indices` (a random-access source)."""
-
-  def __init__(self, source, indices: np.ndarray):
-    self._source = source
-    self._indices = indices
-
-  def __len__(self) -> int:
-    return int(self._indices.size)
-
-  def __getitem__(self, i):
-    return self._source[int(self._indices[i])]
 
 
 def open_split(source, *, name: str, split: str, image_key: str,

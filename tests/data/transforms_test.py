@@ -104,6 +104,9 @@ class TransformsTest(absltest.TestCase):
     tail = np.concatenate(list(split.chunks(indices, 2, start=4,
                                             transform=augment, seed=11)))
     np.testing.assert_array_equal(tail, whole[4:])
+    by_four = np.concatenate(list(split.chunks(indices, 4, transform=augment,
+                                               seed=11)))
+    np.testing.assert_array_equal(by_four, whole)  # Whatever the chunks.
     self.assertFalse(np.array_equal(whole[2], whole[3]))  # Own draws.
     other = np.concatenate(list(split.chunks(indices, 2, transform=augment,
                                              seed=12)))

@@ -26,12 +26,14 @@ SEED_AXIS = 'seeds'
 
 @functools.lru_cache(maxsize=None)
 def sharded_chunk(mesh: jax.sharding.Mesh, weighted: bool,
-                  compiler_options: tuple[tuple[str, str], ...] = (),
-                  **static):
+                  compiler_options: tuple[tuple[str, str], ...] = (), *,
+                  own_data: bool = False, **static):
   """`train_chunk`'s program under `shard_map`: `(states, images, labels,
   idx, mask, counts, seeds, steps[, weights]) -> (states, [T, K] metrics)`,
   compiled with `compiler_options`; `static` are `chunk_program`'s keyword
-  arguments."""
+  arguments. The images and labels are the whole split, on every device,
+  or with `own_data` each seed's own (`[K, N, ...]`, sharded like the
+  seeds: each process holds only its seeds' images)."""
   # pylint: disable-next=g-import-not-at-top
   from jax.sharding import PartitionSpec as P
 
@@ -43,7 +45,8 @@ def sharded_chunk(mesh: jax.sharding.Mesh, weighted: bool,
                          step_keys(seeds, steps), weights, **static)
 
   by_seed, by_step_seed = P(SEED_AXIS), P(None, SEED_AXIS)
-  in_specs = (by_seed, P(), P(), by_step_seed, by_step_seed, by_seed,
+  data = by_seed if own_data else P()
+  in_specs = (by_seed, data, data, by_step_seed, by_step_seed, by_seed,
               by_seed, P()) + ((by_seed,) if weighted else ())
   return jax.jit(jax.shard_map(body, mesh=mesh, in_specs=in_specs,
                                out_specs=(by_seed, by_step_seed),

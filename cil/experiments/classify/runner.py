@@ -102,10 +102,14 @@ def train_and_evaluate(
   options = static.pop('compiler_options')
   weights = np.asarray(
       losses.effective_number_weights(counts, beta=cfg.drw_beta))
-  # Streamed (`cil.data.StreamedSplit`): each chunk's images are read (by
-  # Grain, ahead of use) and its indices point into them; the same images
+  # Streamed (`cil.data.StreamedSplit`): each seed's images of a chunk are
+  # read for it (by Grain, ahead of use; with several processes, each reads
+  # only its own seeds') and its indices point into them: the same images
   # in the same order as the resident arrays of the in-memory path.
   streamed = isinstance(train_set, data.StreamedSplit)
+  local = range(len(seeds))  # The seeds whose images this process reads.
+  if mesh is not None:
+    local = range(*distributed.process_share(len(seeds), what='seeds'))
   resident = None if streamed else (train_set.images, train_set.labels)
   if mesh is None:
     if resident is not None:
@@ -130,9 +134,10 @@ def train_and_evaluate(
         (np.asarray(seeds), np.asarray(counts), weights), mesh, P(SEED_AXIS))
 
     def run_chunk(states, c_idx, c_mask, global_steps, drw, read=None):
-      images, labels = resident if read is None else distributed.put(
-          (read[0], read[1].astype(np.int32)), mesh, P())
-      fn = sharded_chunk(mesh, drw, options, **static)
+      images, labels = resident if read is None else distributed.global_array(
+          (read[0], read[1].astype(np.int32)), mesh, SEED_AXIS)
+      fn = sharded_chunk(mesh, drw, options, own_data=read is not None,
+                         **static)
       by_step_seed = distributed.put((c_idx, c_mask), mesh, P(None, SEED_AXIS))
       return fn(states, images, labels, *by_step_seed, counts, seed_ids,
                 distributed.put(global_steps, mesh, P()),
@@ -142,13 +147,15 @@ def train_and_evaluate(
   # (`train_chunk`'s per-seed form).
   split = mesh is None and cfg.seed_parallel == 'loop'
 
-  def host_augment(epoch):
+  def host_augment(seed, epoch):
+    """A streamed read's host augmentation: seed k's crops in an epoch are
+    drawn from (seed, epoch, position in the seed's epoch)."""
     if cfg.augment != 'resized_crop_flip':
       return {}
     return {'transform': data.transforms.random_resized_crop_flip(
                 train_set.image_shape[0]),
             'seed': int(np.random.SeedSequence(
-                [*seeds, epoch]).generate_state(1)[0])}
+                [seed, epoch]).generate_state(1)[0])}
 
   chunk = min(cfg.chunk_steps, steps_per_epoch)
   num_chunks = math.ceil(steps_per_epoch / chunk)
@@ -171,20 +178,27 @@ def train_and_evaluate(
     pad = -steps % chunk  # The last chunk is padded with inactive steps.
     idx = np.concatenate([idx, np.zeros((pad,) + idx.shape[1:], idx.dtype)])
     mask = np.concatenate([mask, np.zeros((pad,) + mask.shape[1:], bool)])
-    per_chunk = chunk * int(np.prod(idx.shape[1:]))
+    per_seed = chunk * cfg.batch_size  # One seed's images in a chunk.
     first = parts.first * chunk
-    reads = None
-    if streamed:  # Host augmentation draws from (seeds, epoch, position).
-      reads = train_set.chunks(idx.reshape(-1), per_chunk,
-                               start=parts.first * per_chunk,
-                               **host_augment(epoch))
+    reads = []
+    if streamed:  # One reader per seed of this process, from `first`.
+      threads = max(1, 4 // len(local))
+      reads = [train_set.chunks(idx[:, k].reshape(-1), per_seed,
+                                start=first * cfg.batch_size,
+                                threads=threads,
+                                **host_augment(seeds[k], epoch))
+               for k in local]
     carry = dict(parts.carry)
     for c, start in enumerate(range(first, steps, chunk), parts.first + 1):
       c_idx, c_mask = idx[start:start + chunk], mask[start:start + chunk]
       read = None
-      if streamed:  # This chunk's images; its indices point into them.
-        read = (next(reads), train_set.labels[c_idx.reshape(-1)])
-        c_idx = np.arange(per_chunk, dtype=c_idx.dtype).reshape(c_idx.shape)
+      if streamed:  # Each seed's images; its indices point into them.
+        read = (np.stack([next(r) for r in reads]),
+                train_set.labels[c_idx[:, local].transpose(1, 0, 2).reshape(
+                    len(local), per_seed)])
+        c_idx = np.broadcast_to(
+            np.arange(per_seed, dtype=c_idx.dtype).reshape(
+                chunk, 1, cfg.batch_size), c_idx.shape)
       global_steps = epoch * steps + start + np.arange(chunk)
       states, step_metrics = run_chunk(states, c_idx, c_mask, global_steps,
                                        drw, read)

@@ -220,8 +220,11 @@ def train_chunk(states: TrainState, images: jax.Array, labels: jax.Array,
       slicing a seed's parameters and optimizer state out of the stack and
       stacking them back each step (docs/performance.md). The runner splits
       the states for an epoch when `seed_parallel` is 'loop'.
-    images, labels: the whole source split.
-    idx, mask: `[T, K, B]` batch indices and validity.
+    images, labels: the whole source split (`[N, H, W, C]`, `[N]`), or
+      each seed's own images (`[K, N, H, W, C]`, `[K, N]`: a streamed
+      chunk, each seed's steps read for it).
+    idx, mask: `[T, K, B]` batch indices (into `images`, or seed k's
+      `images[k]`) and validity.
     class_counts: `[K, C]`.
     rngs: `[T, K]` dropout keys.
     loss_weights: `[K, C]` class weights of the batch loss (deferred
@@ -261,6 +264,11 @@ def chunk_program(states, images, labels, idx, mask, class_counts, rngs,
   """`train_chunk`'s program, un-jitted (for a caller's jit or
   `shard_map`); arguments as `train_chunk`'s."""
   hparams = {'loss': loss, 'augment': augment}
+  own = images.ndim == 5  # Each seed's own images.
+
+  def data_of(ims, labs, k):
+    return (ims[k], labs[k]) if own else (ims, labs)
+
   if isinstance(states, tuple):
     if seed_parallel != 'loop':
       raise ValueError("train_chunk: states as a tuple of seeds' states "
@@ -268,21 +276,27 @@ def chunk_program(states, images, labels, idx, mask, class_counts, rngs,
                        f'{seed_parallel!r}.')
 
     def per_seed(st, ims, labs, i, m, c, w, r):
-      outs = [train_step(st[k], ims, labs, i[k], m[k], c[k],
+      outs = [train_step(st[k], *data_of(ims, labs, k), i[k], m[k], c[k],
                          None if w is None else w[k], r[k], **hparams)
               for k in range(len(st))]
       return tuple(o[0] for o in outs), loops.stack([o[1] for o in outs])
   elif seed_parallel == 'vmap':
+    shared = 0 if own else None
     per_seed = jax.vmap(functools.partial(train_step, **hparams),
-                        in_axes=(0, None, None, 0, 0, 0, 0, 0))
+                        in_axes=(0, shared, shared, 0, 0, 0, 0, 0))
   elif seed_parallel == 'loop':
     def per_seed(st, ims, labs, i, m, c, w, r):
       # Gradients seed by seed, then one update of the stacked states: a
       # whole `train_step` per seed also sliced each seed's optimizer state
       # out and stacked it back (docs/performance.md).
-      grads, stats, metrics = loops.unrolled_map(
-          lambda a: seed_gradients(a[0], ims, labs, *a[1:], **hparams),
-          (st, i, m, c, w, r))
+      if own:
+        grads, stats, metrics = loops.unrolled_map(
+            lambda a: seed_gradients(*a, **hparams),
+            (st, ims, labs, i, m, c, w, r))
+      else:
+        grads, stats, metrics = loops.unrolled_map(
+            lambda a: seed_gradients(a[0], ims, labs, *a[1:], **hparams),
+            (st, i, m, c, w, r))
       return (jax.vmap(apply_gradients)(st, grads, stats, jnp.any(m, -1)),
               metrics)
   else:
