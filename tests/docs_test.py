@@ -24,6 +24,7 @@ _PAGES = {
     'cil.maml': 'maml',
     'cil.models': 'models',
     'cil.data': 'data',
+    'cil.data.transforms': 'data',
     **{f'cil.detection.{m}': 'detection' for m in (
         'anchors', 'boxes', 'cascade', 'evaluate', 'io', 'metrics', 'r2cnn',
         'roi_align', 'synthetic')},

@@ -47,5 +47,4 @@ __all__ = [
     'stream',
     'StreamedSplit',
     'Tasks',
-    'transforms',
 ]

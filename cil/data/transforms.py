@@ -27,6 +27,9 @@ from cil import _extras
 
 Image = _extras.require('PIL.Image', what='cil.data.transforms')
 
+__all__ = ['CROP_FRACTION', 'random_resized_crop_flip', 'RATIO',
+           'resize_centre_crop', 'resized_crop_box', 'SCALE']
+
 # torchvision's RandomResizedCrop defaults.
 SCALE = (0.08, 1.0)
 RATIO = (3 / 4, 4 / 3)

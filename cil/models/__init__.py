@@ -1,6 +1,7 @@
 """Flax Linen models, one module per family: the paper's classifiers
-(`classifiers`: LeNet, the digits CNN, A-ConvNets), the CIFAR ResNet-32
-(`resnet`), MAML's Conv4 (`conv4`); the convolution, pooling and
+(`classifiers`: LeNet, the digits CNN, A-ConvNets), the long-tail
+references' ResNets (`resnet`: CIFAR ResNet-32, ResNet-50, ResNeXt-50,
+LDAM's cosine head), MAML's Conv4 (`conv4`); the convolution, pooling and
 normalisation kernels under them (`_kernels`, private, apart from the
 architectures); the models by name (`registry`)."""
 
@@ -17,6 +18,8 @@ from cil.models.registry import CONV_POOL_MODELS
 from cil.models.registry import get_model
 from cil.models.registry import MODEL_NAMES
 from cil.models.resnet import CifarResNet32
+from cil.models.resnet import ImageNetResNet
+from cil.models.resnet import NormedLinear
 
 __all__ = [
     'AConvNet',
@@ -30,6 +33,8 @@ __all__ = [
     'CONV_POOL_MODELS',
     'DigitsCNN',
     'get_model',
+    'ImageNetResNet',
     'LeNet',
     'MODEL_NAMES',
+    'NormedLinear',
 ]

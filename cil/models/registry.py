@@ -10,6 +10,7 @@ from cil.models.classifiers import DigitsCNN
 from cil.models.classifiers import LeNet
 from cil.models.conv4 import Conv4
 from cil.models.resnet import CifarResNet32
+from cil.models.resnet import ImageNetResNet
 
 
 _MODELS = {
@@ -19,6 +20,13 @@ _MODELS = {
     'conv4': Conv4,
     'resnet32': CifarResNet32,
     'resnet32_normed': functools.partial(CifarResNet32, normed_head=True),
+    'resnet50': ImageNetResNet,
+    'resnet50_normed': functools.partial(ImageNetResNet, normed_head=True),
+    'resnext50': functools.partial(ImageNetResNet, groups=32,
+                                   width_per_group=4),
+    'resnext50_normed': functools.partial(ImageNetResNet, groups=32,
+                                          width_per_group=4,
+                                          normed_head=True),
 }
 MODEL_NAMES: Sequence[str] = tuple(_MODELS)
 # The models that take `conv_pool` (`CONV_POOL_IMPLS`).
@@ -27,7 +35,7 @@ CONV_POOL_MODELS: Sequence[str] = ('lenet',)
 
 def get_model(name: str, num_classes: int, **kwargs) -> nn.Module:
   """Returns the model called `name` (lenet, digits_cnn, aconvnet, conv4,
-  resnet32, resnet32_normed)."""
+  resnet32, resnet50, resnext50; `_normed`: LDAM's cosine head)."""
   if name not in _MODELS:
     raise ValueError(f'Unknown model {name!r}; known: '
                      f'{", ".join(MODEL_NAMES)}.')

@@ -1,8 +1,19 @@
-"""The CIFAR ResNet-32 (He et al. 2016) as Cao et al.'s long-tail code
-builds it, with LDAM's cosine head as an option (Flax Linen).
+"""ResNets of the long-tail references (Flax Linen), each with LDAM's
+cosine head as an option:
 
-It keeps `batch_stats` (batch norm's running averages) beside its
-parameters; `cil.experiments.classify` carries them.
+* the CIFAR ResNet-32 (He et al. 2016) as Cao et al.'s code builds it
+  (`kaidic/LDAM-DRW`, `models/resnet_cifar.py`);
+* ResNet-50 and ResNeXt-50 (32x4d) for ImageNet-LT, iNaturalist 2018 and
+  Places-LT (Kang et al. 2020, `facebookresearch/classifier-balancing`,
+  `models/ResNext.py`; Menon et al. 2021), torchvision's layout
+  (`torchvision/models/resnet.py`: the stride on the 3x3 convolution of a
+  bottleneck, projection shortcuts): 25,557,032 and 25,028,904 parameters
+  for 1,000 classes, as torchvision's (`tests/models/resnet_test.py`).
+
+They keep `batch_stats` (batch norm's running averages, momentum 0.9 in
+Flax's convention, PyTorch's 0.1) beside their parameters;
+`cil.experiments.classify` carries them. `dtype` is the computation's
+(bfloat16 for mixed precision); parameters stay float32.
 """
 
 import functools
@@ -67,8 +78,79 @@ class CifarResNet32(nn.Module):
     if not self.normed_head:
       return nn.Dense(self.num_classes, dtype=self.dtype,
                       kernel_init=nn.initializers.he_normal())(x)
+    return NormedLinear(self.num_classes, dtype=self.dtype)(x)
+
+
+class NormedLinear(nn.Module):
+  """Cao et al.'s `NormedLinear`: unit-norm features times unit-norm class
+  weights (cosines in [-1, 1]; LDAM scales them by its `s`). Weights drawn
+  uniformly from [-1, 1], as the reference's `uniform_(-1, 1)`."""
+  num_classes: int
+  dtype: jnp.dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x):
     w = self.param('kernel', nn.initializers.uniform(2.0),
                    (x.shape[-1], self.num_classes), jnp.float32) - 1.0
     x = x / jnp.maximum(jnp.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
     w = w / jnp.maximum(jnp.linalg.norm(w, axis=0, keepdims=True), 1e-12)
     return x @ w.astype(self.dtype)
+
+
+class _Bottleneck(nn.Module):
+  """torchvision's `Bottleneck`: 1x1, 3x3 (stride, `groups`), 1x1 (x4),
+  a projection shortcut (1x1 conv + BN) where the shape changes."""
+  planes: int
+  stride: int
+  groups: int
+  width: int
+  dtype: jnp.dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x, train: bool):
+    norm = functools.partial(nn.BatchNorm, use_running_average=not train,
+                             momentum=0.9, epsilon=1e-5, dtype=self.dtype)
+    conv = functools.partial(nn.Conv, use_bias=False, dtype=self.dtype,
+                             kernel_init=nn.initializers.he_normal())
+    out = 4 * self.planes
+    y = nn.relu(norm()(conv(self.width, (1, 1))(x)))
+    y = nn.relu(norm()(conv(self.width, (3, 3), strides=self.stride,
+                            padding=1, feature_group_count=self.groups)(y)))
+    y = norm()(conv(out, (1, 1))(y))
+    if self.stride != 1 or x.shape[-1] != out:
+      x = norm()(conv(out, (1, 1), strides=self.stride)(x))
+    return nn.relu(y + x)
+
+
+class ImageNetResNet(nn.Module):
+  """ResNet-50 (`groups=1, width_per_group=64`) or ResNeXt-50 32x4d
+  (`groups=32, width_per_group=4`) for 224x224 images, torchvision's
+  layout: conv 7x7/2 x64 - BN - ReLU - max-pool 3x3/2 - four stages of
+  bottlenecks (3, 4, 6, 3; 64 to 512 planes, stride 2 from the second
+  stage) - global average pool - dense (or `NormedLinear`) head."""
+  num_classes: int = 1000
+  stage_sizes: tuple[int, ...] = (3, 4, 6, 3)
+  groups: int = 1
+  width_per_group: int = 64
+  normed_head: bool = False
+  dtype: jnp.dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x, train: bool = False):
+    x = _kernels.to_float(x, self.dtype)
+    x = nn.Conv(64, (7, 7), strides=2, padding=3, use_bias=False,
+                kernel_init=nn.initializers.he_normal(), dtype=self.dtype)(x)
+    x = nn.relu(nn.BatchNorm(use_running_average=not train, momentum=0.9,
+                             epsilon=1e-5, dtype=self.dtype)(x))
+    x = nn.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
+    for stage, blocks in enumerate(self.stage_sizes):
+      planes = 64 * 2 ** stage
+      width = planes * self.width_per_group // 64 * self.groups
+      for block in range(blocks):
+        stride = 2 if stage > 0 and block == 0 else 1
+        x = _Bottleneck(planes, stride, self.groups, width,
+                        dtype=self.dtype)(x, train)
+    x = jnp.mean(x, axis=(1, 2))
+    if self.normed_head:
+      return NormedLinear(self.num_classes, dtype=self.dtype)(x)
+    return nn.Dense(self.num_classes, dtype=self.dtype)(x)

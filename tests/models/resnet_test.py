@@ -1,0 +1,68 @@
+"""Tests for cil.models.resnet's ImageNet-scale ResNets: parameter counts
+equal to the references' (torchvision's, which Kang et al.'s code follows),
+shapes at a small input, bfloat16 compute with float32 parameters."""
+
+from absl.testing import absltest
+from absl.testing import parameterized
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from cil import models
+
+# torchvision's ResNet-50 and ResNeXt-50 (32x4d) for 1,000 classes
+# (`sum(p.numel() for p in torchvision.models.resnet50().parameters())`):
+# the counts its model documentation states.
+_REFERENCE_PARAMETERS = {'resnet50': 25_557_032, 'resnext50': 25_028_904}
+
+
+def _count(tree) -> int:
+  return sum(int(np.prod(p.shape)) for p in jax.tree.leaves(tree))
+
+
+class ImageNetResNetTest(parameterized.TestCase):
+
+  @parameterized.parameters('resnet50', 'resnext50')
+  def test_parameter_counts_are_torchvisions(self, name):
+    # Shapes only (jax.eval_shape): nothing is computed.
+    for head, classes, extra in (('', 1000, 0), ('_normed', 1000, -1000),
+                                 ('', 8142, 7142 * 2049)):
+      model = models.get_model(name + head, classes)
+      variables = jax.eval_shape(model.init, jax.random.key(0),
+                                 jnp.zeros((1, 64, 64, 3), jnp.uint8))
+      self.assertEqual(_count(variables['params']),
+                       _REFERENCE_PARAMETERS[name] + extra, name + head)
+      # Batch norm's running mean and variance: two per scale.
+      self.assertEqual(_count(variables['batch_stats']) % 2, 0)
+
+  def test_torchvision_counts_where_it_is_installed(self):
+    try:
+      from torchvision import models as tvm  # pylint: disable=all
+    except ImportError:
+      self.skipTest('torchvision is not installed (the reference only).')
+    for name, reference in (('resnet50', tvm.resnet50),
+                            ('resnext50', tvm.resnext50_32x4d)):
+      self.assertEqual(sum(p.numel() for p in reference().parameters()),
+                       _REFERENCE_PARAMETERS[name])
+
+  def test_a_small_input_trains_in_bfloat16_with_float32_parameters(self):
+    model = models.ImageNetResNet(num_classes=5, stage_sizes=(1, 1),
+                                  groups=4, width_per_group=4,
+                                  dtype=jnp.bfloat16)
+    x = jnp.asarray(np.random.default_rng(0).integers(
+        0, 256, (2, 32, 32, 3)), jnp.uint8)
+    variables = model.init(jax.random.key(0), x)
+    self.assertTrue(all(p.dtype == jnp.float32
+                        for p in jax.tree.leaves(variables['params'])))
+    logits, updates = model.apply(variables, x, train=True,
+                                  mutable=['batch_stats'])
+    self.assertEqual((logits.shape, logits.dtype), ((2, 5), jnp.bfloat16))
+    self.assertTrue(bool(jnp.all(jnp.isfinite(logits))))
+    self.assertEqual(set(updates), {'batch_stats'})
+    normed = models.get_model('resnext50_normed', 3)
+    self.assertIsInstance(normed, models.ImageNetResNet)
+    self.assertTrue(normed.normed_head)
+
+
+if __name__ == '__main__':
+  absltest.main()
