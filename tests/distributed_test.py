@@ -199,7 +199,7 @@ class TwoProcessTest(absltest.TestCase):
       # Two processes, in memory and streamed (each process reads only its
       # seeds' images), against one process.
       for num, mode in ((1, 'classify'), (2, 'classify'),
-                        (2, 'classify_stream')):
+                        (2, 'classify_stream'), (2, 'classify_dp')):
         d = os.path.join(out, f'{num}{mode}')
         os.makedirs(d)
         _check_ok(_run_workers(mode, d, num_processes=num),
@@ -216,6 +216,15 @@ class TwoProcessTest(absltest.TestCase):
               err_msg=f'{key} {metric}')
         np.testing.assert_allclose(runs[key]['train_loss_per_epoch'],
                                    one['train_loss_per_epoch'], rtol=1e-4)
+      # Each seed's batches split over the 4 devices of the 2 processes
+      # (`data_parallel=-1`): the same run up to float32 sums' order.
+      dp = runs[2, 'classify_dp']
+      self.assertEqual(dp['settings']['data_parallel'], -1)
+      np.testing.assert_allclose(dp['train_loss_per_epoch'],
+                                 one['train_loss_per_epoch'], rtol=1e-4)
+      np.testing.assert_allclose([r['accuracy'] for r in dp['per_seed']],
+                                 [r['accuracy'] for r in one['per_seed']],
+                                 atol=0.01)
       # Streamed, each process read the training images of its two seeds:
       # half of every seed's epochs of whole batches.
       steps = max(-(-sum(r['class_counts']) // cfg.batch_size)

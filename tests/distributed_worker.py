@@ -119,11 +119,13 @@ def main(argv):
       np.savez(os.path.join(out, f'step_{parallel}_{pid}.npz'), **flat)
     return
 
-  if mode in ('classify', 'classify_stream'):
+  if mode in ('classify', 'classify_stream', 'classify_dp'):
     import dataclasses
     from cil.experiments import classify
     cfg = classify_config()
     read = []
+    if mode == 'classify_dp':  # Each seed's batch over all 4 devices.
+      cfg = dataclasses.replace(cfg, data_parallel=-1)
     if mode == 'classify_stream':  # Images read by index as chunks need them.
       cfg = dataclasses.replace(cfg, input_pipeline='stream')
       from cil.data import streaming

@@ -100,6 +100,11 @@ class ClassifyConfig:
     sampler: how each epoch draws the training set (`cil.data.samplers`,
       Kang et al. 2020): 'instance' (every example once), 'class_balanced',
       'sqrt' or 'progressive'.
+    data_parallel: devices each model's batch is split over (-1: all
+      of every process); the seeds go over the groups of that many devices
+      (`cil.experiments.classify.parallel.data_mesh`; gradients, loss and
+      batch norm's statistics over the whole batch). 1 (default): one
+      device per model.
     chunk_steps: steps per compiled call; 0 picks the backend's
       (`cil.runtime.Policy.classify_chunk_steps`).
     seed_parallel: 'vmap' or 'loop' (see `train_chunk`); '' picks the
@@ -159,6 +164,7 @@ class ClassifyConfig:
   drw_epoch: int
   drw_beta: float
   sampler: str
+  data_parallel: int
   chunk_steps: int
   seed_parallel: str
   step_loop: str
@@ -253,6 +259,9 @@ class ClassifyConfig:
                             'classify config')
     if self.first_seed < 0:
       raise ValueError(f'first_seed must be >= 0, got {self.first_seed}.')
+    if self.data_parallel == 0 or self.data_parallel < -1:
+      raise ValueError(f'data_parallel must be -1 (every device) or >= 1, '
+                       f'got {self.data_parallel}.')
     for name in ('chunk_steps', 'checkpoint_every_steps'):
       if getattr(self, name) < 0:
         raise ValueError(f'{name} must be >= 0, got {getattr(self, name)}.')

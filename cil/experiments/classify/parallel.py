@@ -1,10 +1,19 @@
-"""Seeds across devices and processes: the device code of the runner.
+"""Seeds and batches across devices and processes: the device code of the
+runner.
 
-With several processes the seeds' states are global arrays sharded over
-the mesh of every process's devices (`seed_mesh`); each device trains and
-scores its seeds under `shard_map` (`sharded_chunk`, `predict_logits`).
-With one process the step runs as it is and `predict_logits` scores
-locally.
+* Seeds: with several processes the seeds' states are global arrays
+  sharded over the mesh of every process's devices (`seed_mesh`); each
+  device trains and scores its seeds under `shard_map` (`sharded_chunk`,
+  `predict_logits`). With one process the step runs as it is and
+  `predict_logits` scores locally.
+* One model over many devices (`data_parallel`): a ('seeds', 'data') mesh
+  (`data_mesh`), each seed's batch split over the 'data' axis and the
+  seeds over 'seeds'; the train step is the same program, jit-compiled
+  with the inputs' shardings (`data_parallel_chunk`), so the compiler
+  partitions it and reduces the loss, the gradients and batch norm's
+  statistics over the whole batch (batch norm as PyTorch's SyncBatchNorm,
+  not per device as `nn.DataParallel`): the run equals a one-device run up
+  to the order of float32 sums (`tests/experiments/data_parallel_test.py`).
 """
 
 import functools
@@ -22,6 +31,7 @@ from cil.experiments.classify.step import TrainState
 
 
 SEED_AXIS = 'seeds'
+DATA_AXIS = 'data'
 
 
 @functools.lru_cache(maxsize=None)
@@ -51,6 +61,69 @@ def sharded_chunk(mesh: jax.sharding.Mesh, weighted: bool,
   return jax.jit(jax.shard_map(body, mesh=mesh, in_specs=in_specs,
                                out_specs=(by_seed, by_step_seed),
                                check_vma=False),
+                 compiler_options=dict(compiler_options) or None)
+
+
+def data_mesh(num_seeds: int, data_parallel: int, batch_size: int
+              ) -> Optional[jax.sharding.Mesh]:
+  """The ('seeds', 'data') mesh of a run whose batches are split over
+  `data_parallel` devices (-1: every device of every process); None for 1.
+
+  Raises:
+    ValueError: the devices, seeds or batch do not divide evenly.
+  """
+  if data_parallel == 1:
+    return None
+  devices = jax.devices()
+  split = len(devices) if data_parallel == -1 else data_parallel
+  if len(devices) % split:
+    raise ValueError(
+        f'data_parallel={data_parallel} does not divide the {len(devices)} '
+        f'devices of {distributed.process_count()} process(es).')
+  groups = len(devices) // split
+  if num_seeds % groups:
+    raise ValueError(
+        f'seeds ({num_seeds}) must divide evenly over the {groups} groups '
+        f'of {split} devices (data_parallel={data_parallel}); set '
+        f'--config.seeds to a multiple of {groups}.')
+  if batch_size % split:
+    raise ValueError(
+        f'batch_size ({batch_size}) must divide evenly over the {split} '
+        f'devices each batch is split over (data_parallel={data_parallel}).')
+  return jax.sharding.Mesh(np.array(devices).reshape(groups, split),
+                           (SEED_AXIS, DATA_AXIS))
+
+
+@functools.lru_cache(maxsize=None)
+def data_parallel_chunk(mesh: jax.sharding.Mesh, weighted: bool,
+                        own_data: bool,
+                        compiler_options: tuple[tuple[str, str], ...] = (),
+                        **static):
+  """`train_chunk`'s program over a `data_mesh`: `(states, images, labels,
+  idx, mask, counts, seeds, steps[, weights]) -> (states, [T, K]
+  metrics)`, jit-compiled with the shardings of its inputs and outputs
+  (seeds over 'seeds', each `[T, K, B]` batch's B over 'data'; the images
+  replicated, or with `own_data` each seed's own, `[K, N, ...]`) and
+  `compiler_options`; `static` are `chunk_program`'s keyword arguments.
+  The states are donated."""
+  # pylint: disable-next=g-import-not-at-top
+  from jax.sharding import NamedSharding, PartitionSpec as P
+
+  def sharding(*spec):
+    return NamedSharding(mesh, P(*spec))
+
+  def program(states, images, labels, idx, mask, counts, seeds, steps,
+              weights=None):
+    return chunk_program(states, images, labels, idx, mask, counts,
+                         step_keys(seeds, steps), weights, **static)
+
+  by_seed, batch = sharding(SEED_AXIS), sharding(None, SEED_AXIS, DATA_AXIS)
+  data = by_seed if own_data else sharding()
+  in_shardings = (by_seed, data, data, batch, batch, by_seed, by_seed,
+                  sharding()) + ((by_seed,) if weighted else ())
+  return jax.jit(program, in_shardings=in_shardings,
+                 out_shardings=(by_seed, sharding(None, SEED_AXIS)),
+                 donate_argnums=(0,),
                  compiler_options=dict(compiler_options) or None)
 
 

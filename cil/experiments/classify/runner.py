@@ -40,6 +40,9 @@ from cil.experiments import report
 from cil.experiments.classify import decouple
 from cil.experiments.classify.config import ClassifyConfig
 from cil.experiments.classify.config import DEVICE_AUGMENTATIONS
+from cil.experiments.classify.parallel import DATA_AXIS
+from cil.experiments.classify.parallel import data_mesh
+from cil.experiments.classify.parallel import data_parallel_chunk
 from cil.experiments.classify.parallel import predict_logits
 from cil.experiments.classify.parallel import SEED_AXIS
 from cil.experiments.classify.parallel import seed_mesh
@@ -93,7 +96,10 @@ def train_and_evaluate(
   tx = make_optimizer(cfg, steps_per_epoch)
   keys = jax.vmap(jax.random.key)(jnp.asarray(seeds))
   states = create_states(model, tx, keys, jnp.asarray(first_image(train_set)))
-  mesh = seed_mesh(len(seeds))
+  # One model's batch over several devices (`data_mesh`), or with several
+  # processes the seeds over their devices (`seed_mesh`), or neither.
+  split_batches = data_mesh(len(seeds), cfg.data_parallel, cfg.batch_size)
+  mesh = split_batches or seed_mesh(len(seeds))
   if mesh is not None:
     states = distributed.put(states, mesh,
                              jax.sharding.PartitionSpec(SEED_AXIS))
@@ -108,7 +114,7 @@ def train_and_evaluate(
   # in the same order as the resident arrays of the in-memory path.
   streamed = isinstance(train_set, data.StreamedSplit)
   local = range(len(seeds))  # The seeds whose images this process reads.
-  if mesh is not None:
+  if mesh is not None and split_batches is None:
     local = range(*distributed.process_share(len(seeds), what='seeds'))
   resident = None if streamed else (train_set.images, train_set.labels)
   if mesh is None:
@@ -134,11 +140,23 @@ def train_and_evaluate(
         (np.asarray(seeds), np.asarray(counts), weights), mesh, P(SEED_AXIS))
 
     def run_chunk(states, c_idx, c_mask, global_steps, drw, read=None):
-      images, labels = resident if read is None else distributed.global_array(
-          (read[0], read[1].astype(np.int32)), mesh, SEED_AXIS)
-      fn = sharded_chunk(mesh, drw, options, own_data=read is not None,
-                         **static)
-      by_step_seed = distributed.put((c_idx, c_mask), mesh, P(None, SEED_AXIS))
+      if read is None:
+        images, labels = resident
+      elif split_batches is None:  # Each process read its seeds' images.
+        images, labels = distributed.global_array(
+            (read[0], read[1].astype(np.int32)), mesh, SEED_AXIS)
+      else:  # Every seed's images, read by every process.
+        images, labels = distributed.put(
+            (read[0], read[1].astype(np.int32)), mesh, P(SEED_AXIS))
+      if split_batches is None:
+        fn = sharded_chunk(mesh, drw, options, own_data=read is not None,
+                           **static)
+        batches = P(None, SEED_AXIS)
+      else:
+        fn = data_parallel_chunk(mesh, drw, read is not None, options,
+                                 **static)
+        batches = P(None, SEED_AXIS, DATA_AXIS)
+      by_step_seed = distributed.put((c_idx, c_mask), mesh, batches)
       return fn(states, images, labels, *by_step_seed, counts, seed_ids,
                 distributed.put(global_steps, mesh, P()),
                 *((weights,) if drw else ()))
@@ -323,7 +341,7 @@ def _cell_settings(cfg: ClassifyConfig, protocol: str, loss: str) -> dict:
   cell or by backend."""
   return {'protocol': protocol, 'loss': loss, 'model': cfg.model,
           'loss_hparams': cfg.loss_spec(loss).kwargs,
-          'chunk_steps': cfg.chunk_steps,
+          'chunk_steps': cfg.chunk_steps, 'data_parallel': cfg.data_parallel,
           'seed_parallel': cfg.seed_parallel, 'step_loop': cfg.step_loop,
           'conv_pool': cfg.conv_pool}
 
