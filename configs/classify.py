@@ -167,6 +167,9 @@ def get_config(arg=None) -> ml_collections.ConfigDict:
   # Re-sampling (Kang et al. 2020; `cil.data.samplers`): 'instance' (each
   # example once per epoch), 'class_balanced', 'sqrt' or 'progressive'.
   c.sampler = 'instance'
+  # The models' computation: 'float32' or 'bfloat16' (mixed precision:
+  # float32 parameters, optimizer state and loss).
+  c.dtype = 'float32'
   # Devices each model's batch is split over (-1: all); 1: one per model.
   c.data_parallel = 1
   # How the compiled step runs: 0 / '' / None pick the backend's choice

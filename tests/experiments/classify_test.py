@@ -163,6 +163,23 @@ class ClassifyTest(absltest.TestCase):
                                 'checkpoint_every_steps must be >= 0'):
       self._cfg(checkpoint_every_steps=-1).validate()
 
+  def test_bfloat16_trains_finite_and_within_the_float32_seeds_ci(self):
+    # Mixed precision (`dtype='bfloat16'`): the models compute in bfloat16,
+    # the parameters, optimizer state, loss and logits stay float32.
+    runs = {dtype: classify.run(self._cfg(dtype=dtype, seeds=3, epochs=2),
+                                self._workdir(), show_progress=False)
+            for dtype in ('float32', 'bfloat16')}
+    low, full = runs['bfloat16']['runs'][0], runs['float32']['runs'][0]
+    self.assertEqual(low['settings']['dtype'], 'bfloat16')
+    self.assertTrue(np.all(np.isfinite(low['train_loss_per_epoch'])))
+    a, b = report.summarize(low), report.summarize(full)
+    self.assertLessEqual(abs(a['accuracy']['mean'] - b['accuracy']['mean']),
+                         b['accuracy']['ci95'])
+    self.assertGreater(a['accuracy']['mean'], 0.5)  # Chance is 0.1.
+    with self.assertRaisesRegex(ValueError, "dtype must be one of 'float32', "
+                                "'bfloat16', got 'float16'"):
+      self._cfg(dtype='float16').validate()
+
   def test_resume_after_kill_equals_uninterrupted(self):
     cfg = self._cfg()
     whole_dir = self._workdir()

@@ -74,6 +74,9 @@ class ClassifyConfig:
     loss_hparams: per-loss keyword arguments keyed by canonical name, as
       hashable nested tuples (`(('focal', (('gamma', 2.0), ...)), ...)`).
     model: a `cil.models` name; '' picks the dataset's default.
+    dtype: the models' computation, 'float32' or 'bfloat16' (mixed
+      precision, as Flax's ImageNet example: float32 parameters, optimizer
+      state and loss).
     seeds: random samplings per (protocol, loss) (paper: 20 MNIST, 100 MSTAR).
     first_seed: seeds are first_seed .. first_seed + seeds - 1.
     epochs: passes over each seed's imbalanced training set.
@@ -150,6 +153,7 @@ class ClassifyConfig:
   losses: tuple[str, ...]
   loss_hparams: tuple
   model: str
+  dtype: str
   seeds: int
   first_seed: int
   epochs: int
@@ -281,6 +285,7 @@ class ClassifyConfig:
     if self.seed_parallel not in ('', 'vmap', 'loop'):
       raise ValueError(f"seed_parallel must be 'vmap' or 'loop', got "
                        f'{self.seed_parallel!r}.')
+    v.check_choice('dtype', self.dtype, ('float32', 'bfloat16'))
     v.check_choice('step_loop', self.step_loop, ('unroll', 'scan'),
                    empty="the backend's")
     v.check_choice('input_pipeline', self.input_pipeline,

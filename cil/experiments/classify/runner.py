@@ -90,7 +90,8 @@ def train_and_evaluate(
                         num_classes=train_set.num_classes) for s in seeds]
   counts = jnp.asarray(np.stack([s.class_counts for s in splits]),
                        jnp.float32)
-  model = model_for(cfg.model, train_set.num_classes, cfg.conv_pool)
+  model = model_for(cfg.model, train_set.num_classes, cfg.conv_pool,
+                    cfg.dtype)
   steps_per_epoch = math.ceil(max(s.indices.size for s in splits)
                               / cfg.batch_size)
   tx = make_optimizer(cfg, steps_per_epoch)
@@ -342,6 +343,7 @@ def _cell_settings(cfg: ClassifyConfig, protocol: str, loss: str) -> dict:
   return {'protocol': protocol, 'loss': loss, 'model': cfg.model,
           'loss_hparams': cfg.loss_spec(loss).kwargs,
           'chunk_steps': cfg.chunk_steps, 'data_parallel': cfg.data_parallel,
+          'dtype': cfg.dtype,
           'seed_parallel': cfg.seed_parallel, 'step_loop': cfg.step_loop,
           'conv_pool': cfg.conv_pool}
 
@@ -366,7 +368,8 @@ def _check_data(cfg: ClassifyConfig, train_set: data.ArrayDataset,
           f'is undefined and the per-class means (balanced accuracy, '
           f'minority recall, shot groups) average over the others.',
           file=sys.stderr, flush=True)
-  model = model_for(cfg.model, train_set.num_classes, cfg.conv_pool)
+  model = model_for(cfg.model, train_set.num_classes, cfg.conv_pool,
+                    cfg.dtype)
   try:
     variables = jax.eval_shape(functools.partial(model.init, train=False),
                                jax.random.key(0), first_image(train_set))

@@ -28,19 +28,23 @@ from cil.experiments.classify.config import ClassifyConfig
 
 
 @functools.lru_cache(maxsize=None)
-def model_for(name: str, num_classes: int, conv_pool: str = 'xla'
-              ) -> nn.Module:
-  """One model instance per (name, classes, lowering), shared by every cell.
+def model_for(name: str, num_classes: int, conv_pool: str = 'xla',
+              dtype: str = 'float32') -> nn.Module:
+  """One model instance per (name, classes, lowering, dtype), shared by
+  every cell.
 
   `TrainState.apply_fn` is static in the jitted train and predict programs,
   and two instances' bound `apply` methods compare unequal, so a fresh
   instance per (protocol, loss) cell recompiled both. `conv_pool` is the
   lowering of a model that has the choice (`cil.models.CONV_POOL_MODELS`:
   LeNet; the resolved `ClassifyConfig.conv_pool`); other models ignore it.
+  `dtype` is the computation's ('bfloat16' for mixed precision; the
+  parameters and optimizer state stay float32).
   """
+  kwargs = {'dtype': jnp.dtype(dtype)}
   if name in models.CONV_POOL_MODELS:
-    return models.get_model(name, num_classes, conv_pool=conv_pool)
-  return models.get_model(name, num_classes)
+    kwargs['conv_pool'] = conv_pool
+  return models.get_model(name, num_classes, **kwargs)
 
 
 class TrainState(train_state.TrainState):
@@ -157,6 +161,7 @@ def seed_gradients(state: TrainState, images: jax.Array, labels: jax.Array,
                          rngs={'dropout': rng},
                          mutable=['batch_stats'] if has_stats else False)
     logits, updates = out if has_stats else (out, {})
+    logits = logits.astype(jnp.float32)  # The loss in float32 (bfloat16 runs).
     per_example = loss(logits, y, class_counts, where=mask)
     if loss_weights is None:
       mean = per_example.sum() / valid
@@ -337,10 +342,11 @@ def logits_batch(apply_fn, variables, images, seed_parallel: str = 'loop'):
   program (XLA:CPU runs convolutions with per-seed, batched weights far
   slower than K plain ones), 'vmap' maps over them.
   """
+  def logits(v):  # float32 whatever the models compute in.
+    return apply_fn(v, images, train=False).astype(jnp.float32)
   if seed_parallel == 'vmap':
-    return jax.vmap(lambda v: apply_fn(v, images, train=False))(variables)
-  return loops.unrolled_map(
-      lambda v: apply_fn(v, images, train=False), variables)
+    return jax.vmap(logits)(variables)
+  return loops.unrolled_map(logits, variables)
 
 
 def epoch_batches(splits: Sequence[data.ImbalancedSplit], seeds: Sequence[int],
