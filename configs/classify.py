@@ -138,6 +138,11 @@ def get_config(arg=None) -> ml_collections.ConfigDict:
   # paper's Table I), every example of your own data ('all').
   c.protocols = ()
   c.losses = ('ce', 'focal', 'ci')
+  # Rows with settings of their own (the references' tables): name ->
+  # {'loss': spec, field: value, ...} (`ClassifyConfig.CELL_FIELDS`), run
+  # when `losses` names them, e.g. {'ldam_drw': {'loss': 'ldam', 'model':
+  # 'resnet32_normed', 'drw_epoch': 160}}.
+  c.cells = {}
   # The paper's base-10 logarithms (as every study of RESULTS.md ran);
   # the CIFAR-LT recipes below take the losses' natural-log default, as
   # their reference code.
@@ -183,7 +188,7 @@ def get_config(arg=None) -> ml_collections.ConfigDict:
   c.eval_batch_size = 1000
   # 'memory' (splits decoded in memory), 'stream' (images read by index as
   # each chunk of steps needs them, through Grain) or '' (by the data's
-  # size: streamed past 1 GiB of decoded training images).
+  # size: streamed past 256 MiB of decoded training images).
   c.input_pipeline = ''
   # Save every this many epochs (and after the last), and inside an epoch
   # every this many optimizer steps (0: epoch ends only; a SIGTERM saves at

@@ -368,8 +368,11 @@ def stream(name: str, split: str, *, data_dir: Optional[str] = None,
         class_names=lambda labels, texts: _named(info, labels, texts))
 
 
-# Decoded training images above this size are streamed by default.
-STREAM_ABOVE_BYTES = 1 << 30
+# Decoded training images above this size are streamed by default: held in
+# memory, a split costs about five times its decoded size at its peak (the
+# arrays, their device copy, the batches; a 491 MB split peaked at 2.5 GB:
+# docs/performance.md), streamed a few chunks.
+STREAM_ABOVE_BYTES = 256 << 20
 
 
 def default_pipeline(name: str, split: str, *,

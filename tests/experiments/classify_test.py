@@ -180,6 +180,58 @@ class ClassifyTest(absltest.TestCase):
                                 "'bfloat16', got 'float16'"):
       self._cfg(dtype='float16').validate()
 
+  def test_cells_train_each_row_with_its_own_settings(self):
+    # 'ce' with the run's settings beside a cell 'ce_drw': the same loss,
+    # re-weighted from epoch 1 (the reference table's CE-DRW row) and a
+    # cell with its own model and learning rate.
+    config = configs.load('classify', 'smoke')
+    config.update(data_dir=_DATA_DIR, protocols=('odd25',), seeds=2,
+                  epochs=2, losses=('ce', 'ce_drw', 'la_small'),
+                  cells={'ce_drw': {'loss': 'ce', 'drw_epoch': 1},
+                         'la_small': {'loss': 'balanced_softmax',
+                                      'model': 'resnet32', 'lr': 3e-4,
+                                      'lr_decay_epochs': [1]}})
+    cfg = classify.ClassifyConfig.from_config(config)
+    self.assertEqual(cfg.cells[1], ('la_small', (
+        ('loss', 'la'), ('lr', 3e-4), ('lr_decay_epochs', (1,)),
+        ('model', 'resnet32'))))
+    workdir = self._workdir()
+    results = classify.run(cfg, workdir, show_progress=False)
+    runs = {r['loss']: r for r in results['runs']}
+    self.assertEqual(list(runs), ['ce', 'ce_drw', 'la_small'])
+    settings = {n: r['settings'] for n, r in runs.items()}
+    self.assertEqual((settings['ce']['drw_epoch'],
+                      settings['ce_drw']['drw_epoch']), (0, 1))
+    self.assertEqual(settings['ce_drw']['trained_loss'], 'ce')
+    self.assertEqual((settings['la_small']['model'],
+                      settings['la_small']['lr'],
+                      settings['la_small']['trained_loss']),
+                     ('resnet32', 3e-4, 'la'))
+    self.assertEqual(settings['ce']['model'], 'digits_cnn')
+    # The same first epoch; the second re-weighted.
+    ce, drw = runs['ce']['train_loss_per_epoch'], runs[
+        'ce_drw']['train_loss_per_epoch']
+    self.assertEqual(ce[0], drw[0])
+    self.assertNotEqual(ce[1], drw[1])
+    self.assertIn('| ce_drw |', results['table_markdown'])
+    with open(os.path.join(workdir, 'table.md')) as f:
+      self.assertIn('model digits_cnn (ce), digits_cnn (ce_drw), resnet32 '
+                    '(la_small)', f.read())
+    for cells, message in (
+        ({'x': {'loss': 'ce', 'epochs': 3}}, "cell 'x' sets epochs; a cell "
+         'may set loss, model'),
+        ({'x': {'model': 'resnet32'}}, "cell 'x' has no 'loss'"),
+        ({'ce': {'loss': 'ce'}}, "cell 'ce' has the name of a loss"),
+        ({'x': {'loss': 'ce', 'lr': -1.0}}, "cell 'x': lr must be >= 0"),
+        ({'x': {'loss': 'ce'}, 'y': {'loss': 'ci'}}, r'cells y are not in '
+         r'losses')):
+      with self.subTest(message):
+        bad = configs.load('classify', 'smoke')
+        bad.update(losses=('ce', 'x') if 'x' in cells else ('focal',),
+                   cells=cells)
+        with self.assertRaisesRegex(ValueError, message):
+          classify.ClassifyConfig.from_config(bad).validate()
+
   def test_resume_after_kill_equals_uninterrupted(self):
     cfg = self._cfg()
     whole_dir = self._workdir()

@@ -29,6 +29,33 @@ DEFAULT_MODELS = {'digits': 'digits_cnn', 'mnist': 'lenet',
 #: images: the ImageNet-LT / iNaturalist / Places-LT references', on the
 #: host as a streamed split is read; `cil.data.transforms`).
 AUGMENTATIONS = ('', 'crop_flip', 'resized_crop_flip')
+#: The fields a cell of `ClassifyConfig.cells` may set (besides its loss):
+#: what the references vary between the rows of one table.
+CELL_FIELDS = ('loss', 'model', 'dtype', 'lr', 'optimizer', 'weight_decay',
+               'lr_warmup_epochs', 'lr_decay_epochs', 'lr_decay_factor',
+               'augment', 'drw_epoch', 'drw_beta', 'sampler')
+
+
+def _frozen_cells(cells) -> tuple:
+  """`{name: {field: value}}` (a ConfigDict or mapping; or the frozen
+  form) as `((name, ((field, value), ...)), ...)`, lists as tuples, the
+  loss canonical."""
+  def as_dict(x) -> dict:
+    return x.to_dict() if hasattr(x, 'to_dict') else dict(x)
+
+  if not cells:
+    return ()
+  out = []
+  for name, fields in as_dict(cells).items():
+    fields = as_dict(fields)
+    if 'loss' in fields:
+      fields['loss'] = losses.canonical_spec(str(fields['loss']))
+    out.append((str(name), tuple(sorted(
+        (k, tuple(x) if isinstance(x, list) else x)
+        for k, x in fields.items()))))
+  return tuple(out)
+
+
 #: The ones the compiled step applies.
 DEVICE_AUGMENTATIONS = ('crop_flip',)
 
@@ -59,7 +86,7 @@ class ClassifyConfig:
       device), 'stream' (labels in memory, images read by index through
       Grain as each chunk of steps needs them: `cil.data.stream`; the
       same images in the same order, so the same result), or '' for the
-      data's size (`cil.data.default_pipeline`: streamed past 1 GiB of
+      data's size (`cil.data.default_pipeline`: streamed past 256 MiB of
       decoded training images); resolved and recorded by `run`.
     test_fraction: for a `folder:` without train/ and test/, each class's
       share of test images (split with seed 0, the same for every run).
@@ -68,9 +95,16 @@ class ClassifyConfig:
       picks the dataset's (`DEFAULT_PROTOCOLS` for a built-in set, every
       example of your own data and of the long-tail benchmarks:
       `OWN_DATA_PROTOCOLS`).
-    losses: loss specs (`cil.losses.split_spec`: a registry name, or
-      `name:key=value,...` for a variant such as `ci:high_exponent=0.5`),
-      canonical (`cil.losses.canonical_spec`).
+    losses: the run's rows: loss specs (`cil.losses.split_spec`: a
+      registry name, or `name:key=value,...` for a variant such as
+      `ci:high_exponent=0.5`), canonical (`cil.losses.canonical_spec`), or
+      names of `cells`.
+    cells: rows trained with settings of their own, as the references
+      train each row of their tables: name -> the row's `loss` and the
+      fields it sets (`CELL_FIELDS`), e.g. `{'ldam_drw': {'loss': 'ldam',
+      'model': 'resnet32_normed', 'drw_epoch': 160}}`; frozen as
+      `((name, ((field, value), ...)), ...)`. A `losses` entry that names
+      a cell runs it (`for_cell`); the others run with the run's settings.
     loss_hparams: per-loss keyword arguments keyed by canonical name, as
       hashable nested tuples (`(('focal', (('gamma', 2.0), ...)), ...)`).
     model: a `cil.models` name; '' picks the dataset's default.
@@ -151,6 +185,7 @@ class ClassifyConfig:
   label_feature: str
   protocols: tuple[str, ...]
   losses: tuple[str, ...]
+  cells: tuple
   loss_hparams: tuple
   model: str
   dtype: str
@@ -190,7 +225,9 @@ class ClassifyConfig:
     """From a `configs/classify.py` config (a ConfigDict or a dict)."""
     c = v.config_fields(config, cls, 'classify config')
     c['protocols'] = v.as_names('protocols', c['protocols'])
-    c['losses'] = tuple(losses.canonical_spec(n)
+    c['cells'] = _frozen_cells(c['cells'])
+    named = {name for name, _ in c['cells']}
+    c['losses'] = tuple(n if n in named else losses.canonical_spec(n)
                         for n in v.as_names('losses', c['losses']))
     c['loss_hparams'] = losses.freeze_hparams(c['loss_hparams'])
     try:
@@ -230,6 +267,15 @@ class ClassifyConfig:
     """Whether a chunk's steps are unrolled (`step_loop`, resolved)."""
     return self.step_loop == 'unroll'
 
+  def for_cell(self, entry: str) -> tuple['ClassifyConfig', str]:
+    """`(config, loss)` of the row `entry` of `losses`: a cell's settings
+    over the run's and its loss, or the run's and `entry` itself."""
+    fields = dict(dict(self.cells).get(entry, ()))
+    if not fields:
+      return self, entry
+    loss = fields.pop('loss')
+    return dataclasses.replace(self, cells=(), **fields), loss
+
   def loss_spec(self, loss: str) -> losses.LossSpec:
     """The `LossSpec` of the entry `loss` of `losses`, with its
     hyperparameters from `loss_hparams` (and the spec's own on top)."""
@@ -254,6 +300,32 @@ class ClassifyConfig:
                         image_feature=self.image_feature,
                         label_feature=self.label_feature)
 
+  def _check_cells(self) -> None:
+    """Named errors for a cell that cannot run: an unknown field, no
+    loss, a name that is a loss or not a path component, a bad value
+    (each cell's settings are checked as a config of their own)."""
+    for name, fields in self.cells:
+      v.check_path_component(name, what='cell name')
+      if name in losses.LOSS_NAMES:
+        raise ValueError(f'cell {name!r} has the name of a loss; name it '
+                         f'for its settings (e.g. {name}_drw).')
+      given = dict(fields)
+      unknown = sorted(set(given) - set(CELL_FIELDS))
+      if unknown:
+        raise ValueError(f'cell {name!r} sets {", ".join(unknown)}; a cell '
+                         f'may set {", ".join(CELL_FIELDS)}.')
+      if 'loss' not in given:
+        raise ValueError(f"cell {name!r} has no 'loss'.")
+      cell, loss = self.for_cell(name)
+      try:
+        dataclasses.replace(cell, losses=(loss,)).validate()
+      except ValueError as e:
+        raise ValueError(f'cell {name!r}: {e}') from None
+    unused = sorted({n for n, _ in self.cells} - set(self.losses))
+    if unused:
+      raise ValueError(f'cells {", ".join(unused)} are not in losses '
+                       f'{self.losses}; list them there to run them.')
+
   def validate(self) -> None:
     """Checks every field before any work (or workdir) is touched."""
     data.check_name(self.dataset)
@@ -271,6 +343,7 @@ class ClassifyConfig:
         raise ValueError(f'{name} must be >= 0, got {getattr(self, name)}.')
     if not self.losses:
       raise ValueError('losses must not be empty.')
+    self._check_cells()
     for name, value in (('lr', self.lr), ('weight_decay', self.weight_decay)):
       if not math.isfinite(value):
         raise ValueError(f'{name} is non-finite ({value}); it must be a '
@@ -278,7 +351,8 @@ class ClassifyConfig:
       if value < 0:
         raise ValueError(f'{name} must be >= 0, got {value}.')
     for name in self.losses:
-      self.loss_spec(name)
+      cell, loss = self.for_cell(name)
+      cell.loss_spec(loss)
     for spec in self.protocol_specs():
       data.get_protocol(spec)
     models.get_model(self.model_name(), 2)

@@ -38,6 +38,7 @@ from cil import workdir as workdir_lib
 from cil.experiments import loop
 from cil.experiments import report
 from cil.experiments.classify import decouple
+from cil.experiments.classify.config import CELL_FIELDS
 from cil.experiments.classify.config import ClassifyConfig
 from cil.experiments.classify.config import DEVICE_AUGMENTATIONS
 from cil.experiments.classify.parallel import DATA_AXIS
@@ -67,10 +68,13 @@ def train_and_evaluate(
     test_set: data.ArrayDataset, protocol: str, loss_name: str,
     work: workdir_lib.Workdir, *, progress: Any = None,
     epoch_callback: Optional[Callable[[int], None]] = None,
-    step_callback: Optional[Callable[[int], None]] = None) -> dict:
+    step_callback: Optional[Callable[[int], None]] = None,
+    row: Optional[str] = None) -> dict:
   """Trains `cfg.seeds` models for one (protocol, loss); returns metrics.
 
-  `cfg` is resolved (`ClassifyConfig.resolve`: every backend choice is a
+  `row` names the cell and its table row (default `loss_name`; a cell of
+  `ClassifyConfig.cells`, whose settings `cfg` is: `for_cell`). `cfg` is
+  resolved (`ClassifyConfig.resolve`: every backend choice is a
   plain value in it). The cell loop (`cil.experiments.loop`) resumes
   from the cell's newest good checkpoint; each epoch appends the seeds'
   mean train loss and accuracy and its wall time to the cell's metrics log.
@@ -83,7 +87,8 @@ def train_and_evaluate(
   Raises:
     cil.errors.NonFiniteError: a seed's loss or parameters became NaN/inf.
   """
-  cell = cell_name(protocol, loss_name)
+  row = row or loss_name
+  cell = cell_name(protocol, row)
   seeds = list(range(cfg.first_seed, cfg.first_seed + cfg.seeds))
   protocol_fn = data.get_protocol(protocol)
   splits = [protocol_fn(train_set.labels, seed=s,
@@ -289,7 +294,7 @@ def train_and_evaluate(
                              if method == 'tau_norm' else {}),
                           **score(np.argmax(method_logits, -1))}
     per_seed.append({'seed': seed, **splits[k].summary(), **scores})
-  return {'protocol': protocol, 'loss': loss_name,
+  return {'protocol': protocol, 'loss': row,
           'loss_hparams': static['loss'].kwargs, 'model': cfg.model,
           'train_loss_per_epoch': [r['train_loss'] for r in history],
           'per_seed': per_seed}
@@ -337,13 +342,14 @@ def step_settings(cfg: ClassifyConfig, loss: str) -> dict:
           'compiler_options': cfg.compiler_options}
 
 
-def _cell_settings(cfg: ClassifyConfig, protocol: str, loss: str) -> dict:
+def _cell_settings(cfg: ClassifyConfig, protocol: str, entry: str) -> dict:
   """What one cell runs with: the resolved config's fields that vary by
-  cell or by backend."""
-  return {'protocol': protocol, 'loss': loss, 'model': cfg.model,
-          'loss_hparams': cfg.loss_spec(loss).kwargs,
+  cell (`ClassifyConfig.cells`) or by backend."""
+  cell, loss = cfg.for_cell(entry)
+  return {'protocol': protocol, 'loss': entry, 'trained_loss': loss,
+          'model': cell.model, 'loss_hparams': cell.loss_spec(loss).kwargs,
+          **{f: getattr(cell, f) for f in CELL_FIELDS[2:]},
           'chunk_steps': cfg.chunk_steps, 'data_parallel': cfg.data_parallel,
-          'dtype': cfg.dtype,
           'seed_parallel': cfg.seed_parallel, 'step_loop': cfg.step_loop,
           'conv_pool': cfg.conv_pool}
 
@@ -368,23 +374,23 @@ def _check_data(cfg: ClassifyConfig, train_set: data.ArrayDataset,
           f'is undefined and the per-class means (balanced accuracy, '
           f'minority recall, shot groups) average over the others.',
           file=sys.stderr, flush=True)
-  model = model_for(cfg.model, train_set.num_classes, cfg.conv_pool,
-                    cfg.dtype)
-  try:
-    variables = jax.eval_shape(functools.partial(model.init, train=False),
-                               jax.random.key(0), first_image(train_set))
-  except Exception as e:  # pylint: disable=broad-except
-    raise ValueError(
-        f'Model {cfg.model!r} cannot take {cfg.dataset} images of '
-        f'shape {train_set.image_shape} ({type(e).__name__}: '
-        f'{str(e).splitlines()[0][:200]}); set --config.model (e.g. '
-        f'digits_cnn for small images) or --config.image_size.') from None
-  if cfg.decouple:
+  for name in sorted({cfg.for_cell(e)[0].model for e in cfg.losses}):
+    model = model_for(name, train_set.num_classes, cfg.conv_pool, cfg.dtype)
     try:
-      decouple.head_path(model, variables, first_image(train_set))
-    except ValueError as e:
-      raise ValueError(f'--config.decouple={",".join(cfg.decouple)}: {e}'
-                       ) from None
+      variables = jax.eval_shape(functools.partial(model.init, train=False),
+                                 jax.random.key(0), first_image(train_set))
+    except Exception as e:  # pylint: disable=broad-except
+      raise ValueError(
+          f'Model {name!r} cannot take {cfg.dataset} images of '
+          f'shape {train_set.image_shape} ({type(e).__name__}: '
+          f'{str(e).splitlines()[0][:200]}); set --config.model (e.g. '
+          f'digits_cnn for small images) or --config.image_size.') from None
+    if cfg.decouple:
+      try:
+        decouple.head_path(model, variables, first_image(train_set))
+      except ValueError as e:
+        raise ValueError(f'--config.decouple={",".join(cfg.decouple)}: {e}'
+                         ) from None
 
 
 def _tables_markdown(cfg: ClassifyConfig, model: str, runs: list,
@@ -499,9 +505,10 @@ def run(cfg: ClassifyConfig, workdir: str, *, show_progress: bool = True,
           name: functools.partial(fn, protocol, loss_name)
           for name, fn in (('epoch_callback', epoch_callback),
                            ('step_callback', step_callback)) if fn}
+      cell_cfg, loss = cfg.for_cell(loss_name)
       result = train_and_evaluate(
-          cfg, train_set, test_set, protocol, loss_name, work, progress=bar,
-          **callbacks)
+          cell_cfg, train_set, test_set, protocol, loss, work, progress=bar,
+          row=loss_name, **callbacks)
       result['settings'] = record['classify']['cells'][cell]
       return result
 
@@ -530,7 +537,10 @@ def run(cfg: ClassifyConfig, workdir: str, *, show_progress: bool = True,
     table = report.markdown_table(rows, cfg.protocols, names)
     results['table_markdown'] = table
     work.write_json('results.json', results)
-    work.write_text('table.md', _tables_markdown(cfg, cfg.model, runs, rows,
+    cell_models = {e: cfg.for_cell(e)[0].model for e in cfg.losses}
+    model = cfg.model if set(cell_models.values()) == {cfg.model} else (
+        ', '.join(f'{m} ({e})' for e, m in cell_models.items()))
+    work.write_text('table.md', _tables_markdown(cfg, model, runs, rows,
                                                  names))
     if not work.primary:
       return results
