@@ -321,10 +321,6 @@ class ClassifyConfig:
         dataclasses.replace(cell, losses=(loss,)).validate()
       except ValueError as e:
         raise ValueError(f'cell {name!r}: {e}') from None
-    unused = sorted({n for n, _ in self.cells} - set(self.losses))
-    if unused:
-      raise ValueError(f'cells {", ".join(unused)} are not in losses '
-                       f'{self.losses}; list them there to run them.')
 
   def validate(self) -> None:
     """Checks every field before any work (or workdir) is touched."""
