@@ -21,6 +21,11 @@ error and the others still run):
 * `detect`: R2CNN's and the rotated Cascade R-CNN's train steps with the
   CI loss at 800x800, ResNet-50 at width 64, 2 images: images per second
   (one line each).
+* `resnet50`: the ImageNet-LT recipe's train step, ResNet-50 in bfloat16
+  (float32 parameters), 224x224x3, batch 256 split over every device
+  (`--config.data_parallel=-1`: `classify.data_parallel_chunk` on a
+  `data_mesh`), SGD with momentum, CE: images per second per device and
+  in all.
 
 `--cpu_smoke` shrinks every shape so the whole script runs on the CPU in
 about a minute (its numbers mean nothing; it checks the script).
@@ -41,7 +46,8 @@ import numpy as np
 _CPU_SMOKE = flags.DEFINE_bool(
     'cpu_smoke', False, 'Tiny shapes, on the CPU: checks the script runs.')
 _STEPS = flags.DEFINE_integer('steps', 20, 'Timed steps per measurement.')
-_SECTIONS = flags.DEFINE_list('sections', ['maml', 'classify', 'detect'],
+_SECTIONS = flags.DEFINE_list('sections',
+                              ['maml', 'classify', 'detect', 'resnet50'],
                               'Which measurements to run, in order.')
 
 PAPER_META_STEPS = 60_000
@@ -174,8 +180,61 @@ def detect_section(smoke: bool, steps: int) -> list[dict]:
   return rows
 
 
+def resnet50_section(smoke: bool, steps: int) -> list[dict]:
+  """ResNet-50, bfloat16, one seed's batch over every device."""
+  # pylint: disable=g-import-not-at-top
+  import configs
+  from cil import distributed
+  from cil import losses
+  from cil import models
+  from cil.experiments import classify
+  from cil.experiments.classify import parallel
+  devices = jax.device_count()
+  size, per_device = (32, 2) if smoke else (224, 256 // devices)
+  batch = per_device * devices
+  # The smoke test's net is two one-block stages (compiles in seconds).
+  model = (models.ImageNetResNet(num_classes=10, stage_sizes=(1, 1),
+                                 dtype=jnp.bfloat16) if smoke else
+           models.get_model('resnet50', 1000, dtype=jnp.bfloat16))
+  config = configs.load('classify')
+  config.update(optimizer='sgd', lr=0.1, weight_decay=5e-4)
+  tx = classify.make_optimizer(classify.ClassifyConfig.from_config(config),
+                               100)
+  rng = np.random.default_rng(0)
+  images = rng.integers(0, 256, (batch, size, size, 3), np.uint8)
+  labels = rng.integers(0, model.num_classes, batch).astype(np.int32)
+  mesh = parallel.data_mesh(1, -1, batch)
+  P = jax.sharding.PartitionSpec  # pylint: disable=invalid-name
+  holder = {'states': distributed.put(classify.create_states(
+      model, tx, jax.vmap(jax.random.key)(jnp.arange(1)),
+      jnp.asarray(images[:1])), mesh, P('seeds'))}
+  fn = parallel.data_parallel_chunk(
+      mesh, False, False, loss=losses.get_loss('ce'), seed_parallel='vmap',
+      unroll=True, augment='')
+  args = (*distributed.put((images, labels), mesh, P()),
+          *distributed.put((np.arange(batch, dtype=np.int32).reshape(
+              1, 1, batch), np.ones((1, 1, batch), bool)), mesh,
+                           P(None, 'seeds', 'data')),
+          *distributed.put((np.full((1, model.num_classes), 10.0,
+                                    np.float32), np.arange(1)), mesh,
+                           P('seeds')),
+          distributed.put(np.arange(1), mesh, P()))
+
+  def run():
+    holder['states'], m = fn(holder['states'], *args)
+    return m
+
+  r = _time(run, steps)
+  r.update({'section': 'resnet50', 'dtype': 'bfloat16', 'image_size': size,
+            'batch': batch, 'devices': devices,
+            'images_per_s': round(batch / r['median_s'], 1),
+            'images_per_s_per_device': round(batch / r['median_s'] / devices,
+                                             1)})
+  return [r]
+
+
 SECTIONS = {'maml': maml_section, 'classify': classify_section,
-            'detect': detect_section}
+            'detect': detect_section, 'resnet50': resnet50_section}
 
 
 def main(argv):

@@ -2,7 +2,7 @@
 # The GPU benchmark in one call (see benchmarks/gpu.py): prints the device,
 # then one JSON line per measurement (MAML second/first order at 84x84x3 with
 # the projected 60,000-step time, the classify step, the R2CNN and Cascade
-# steps at 800 px).
+# steps at 800 px, the data-parallel ResNet-50 bfloat16 step at 224 px).
 #
 #   bash benchmarks/gpu.sh                 # on a machine with jax[cuda12]
 #   bash benchmarks/gpu.sh --cpu_smoke     # tiny shapes on the CPU
