@@ -207,6 +207,9 @@ def get_config(arg=None) -> ml_collections.ConfigDict:
   # adjustment (Menon et al. 2021), rows '<loss>+posthoc'; shot_thresholds
   # (low, high) define few- (< low), medium- and many-shot (> high) classes.
   c.posthoc_tau = 0.0
+  # A held-out split on which those taus (and tau-norm's) are chosen: ''
+  # (none), 'train:F' (F of each training class) or a split ('val').
+  c.validation = ''
   c.shot_thresholds = metrics.DEFAULT_SHOT_THRESHOLDS  # Liu et al.: (20, 100)
   # Decoupled classifiers (Kang et al. 2020) scored beside each trained
   # model, rows '<loss>+<method>': any of 'crt', 'tau_norm', 'lws'.

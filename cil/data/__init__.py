@@ -10,6 +10,7 @@ from cil.data.datasets import stream
 from cil.data.streaming import StreamedSplit
 from cil.data import transforms
 from cil.data.protocols import get_protocol
+from cil.data.protocols import holdout
 from cil.data.protocols import ImbalancedSplit
 from cil.data.protocols import PROTOCOL_NAMES
 from cil.data.protocols import subsample
@@ -33,6 +34,7 @@ __all__ = [
     'FEWSHOT_NAMES',
     'FewShotSplits',
     'get_protocol',
+    'holdout',
     'imbalanced_distribution',
     'ImbalancedSplit',
     'load',

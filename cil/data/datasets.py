@@ -110,6 +110,11 @@ class ArrayDataset:
   def class_counts(self) -> np.ndarray:
     return np.bincount(self.labels, minlength=self.num_classes)
 
+  def subset(self, indices: np.ndarray, split: str) -> 'ArrayDataset':
+    """The examples at `indices`, as a split named `split`."""
+    return ArrayDataset(self.images[indices], self.labels[indices],
+                        self.class_names, self.name, split)
+
   def record(self) -> dict:
     """What identifies this data: size, classes and a SHA-256 of the
     images, labels and class names (a workdir claims it, so a resume

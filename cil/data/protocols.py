@@ -293,3 +293,26 @@ def get_protocol(spec: str) -> Callable[..., ImbalancedSplit]:
     return fn(labels, seed=seed, num_classes=num_classes, name=spec, **kwargs)
 
   return protocol
+
+
+def holdout(labels: np.ndarray, fraction: float, *, seed: int = 0
+            ) -> tuple[np.ndarray, np.ndarray]:
+  """`(train, held_out)` sorted indices: `fraction` of each class's
+  examples (rounded down) held out, drawn with `seed`, never a class's
+  last example (a class of one stays in training).
+
+  Raises:
+    ValueError: `fraction` outside (0, 1).
+  """
+  if not 0 < fraction < 1:
+    raise ValueError(f'The held-out fraction must lie in (0, 1), got '
+                     f'{fraction}.')
+  rng = np.random.default_rng(seed)
+  held = []
+  for c in np.unique(labels):
+    members = np.flatnonzero(labels == c)
+    n = min(int(fraction * members.size), members.size - 1)
+    held.append(rng.permutation(members)[:n])
+  held = np.sort(np.concatenate(held)) if held else np.zeros(0, np.int64)
+  keep = np.setdiff1d(np.arange(labels.size), held)
+  return keep, held

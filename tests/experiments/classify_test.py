@@ -263,6 +263,59 @@ class ClassifyTest(absltest.TestCase):
     for row in rows:
       self.assertIn(f'| {row} |', results['table_markdown'])
 
+  def test_taus_are_chosen_on_the_held_out_split_before_the_test_split(self):
+    # validation='train:0.2': a fifth of each training class held out
+    # (seed 0); post-hoc LA's and tau-norm's tau chosen on it per seed
+    # from TAU_GRID and recorded. Every read of test images (the model's
+    # logits, tau-norm's features) comes after every choice.
+    cfg = self._cfg(epochs=1, posthoc_tau=1.0, decouple=('tau_norm',),
+                    decouple_epochs=1, validation='train:0.2')
+    events = []
+    runner = classify.runner
+    logits_of, choose, features = (runner._test_logits,
+                                   classify.decouple.choose_tau,
+                                   classify.decouple.features)
+
+    def logged_logits(states, split, *args):
+      events.append(('logits', split.split))
+      return logits_of(states, split, *args)
+
+    def logged_choice(*args):
+      events.append(('choice', None))
+      return choose(*args)
+
+    test_images = cil_data.load('digits', 'test', data_dir=_DATA_DIR).images
+
+    def logged_features(model, variables, images, *args):
+      is_test = (images.shape == test_images.shape
+                 and np.array_equal(images, test_images))
+      events.append(('features', 'test' if is_test else 'other'))
+      return features(model, variables, images, *args)
+
+    with mock.patch.object(runner, '_test_logits', logged_logits), \
+        mock.patch.object(classify.decouple, 'choose_tau', logged_choice), \
+        mock.patch.object(classify.decouple, 'features', logged_features):
+      results = classify.run(cfg, self._workdir(), show_progress=False)
+    test_reads = [i for i, (_, what) in enumerate(events) if what == 'test']
+    choices = [i for i, (kind, _) in enumerate(events) if kind == 'choice']
+    self.assertLen(choices, 2 * cfg.seeds)  # Post-hoc and tau-norm, each seed.
+    self.assertLess(max(choices), min(test_reads), events)
+    self.assertIn(('logits', 'train[held out train:0.2]'), events)
+    for seed in results['runs'][0]['per_seed']:
+      for variant in ('posthoc', 'tau_norm'):
+        self.assertIn(seed[variant]['tau'], classify.TAU_GRID)
+        self.assertEqual(seed[variant]['tau_chosen_on'], 'validation')
+    # The held-out fifth is not trained on: fewer training images.
+    whole = classify.run(dataclasses.replace(cfg, validation=''),
+                         self._workdir(), show_progress=False)
+    self.assertLess(
+        sum(results['runs'][0]['per_seed'][0]['class_counts']),
+        sum(whole['runs'][0]['per_seed'][0]['class_counts']))
+    self.assertEqual(whole['runs'][0]['per_seed'][0]['posthoc']['tau'], 1.0)
+    with self.assertRaisesRegex(ValueError, "validation must be '', "
+                                "'train:F' with F in"):
+      self._cfg(validation='train:1.5').validate()
+
   def test_resume_after_kill_equals_uninterrupted(self):
     cfg = self._cfg()
     whole_dir = self._workdir()

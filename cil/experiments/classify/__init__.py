@@ -25,7 +25,9 @@ By concern:
 
 from cil.experiments.classify.config import AUGMENTATIONS
 from cil.experiments.classify.config import ClassifyConfig
+from cil.experiments.classify.config import CELL_FIELDS
 from cil.experiments.classify.config import DEFAULT_MODELS
+from cil.experiments.classify.config import TAU_GRID
 from cil.experiments.classify.parallel import predict_logits
 from cil.experiments.classify.parallel import seed_mesh
 from cil.experiments.classify.runner import cell_name
@@ -50,6 +52,7 @@ from cil.experiments.classify.step import TrainState
 __all__ = [
     'AUGMENTATIONS',
     'ClassifyConfig',
+    'CELL_FIELDS',
     'DEFAULT_MODELS',
     'TrainState',
     'apply_gradients',
@@ -68,6 +71,7 @@ __all__ = [
     'split_seeds',
     'stack_seeds',
     'step_settings',
+    'TAU_GRID',
     'train_and_evaluate',
     'train_chunk',
     'train_step',

@@ -56,6 +56,11 @@ def _frozen_cells(cells) -> tuple:
   return tuple(out)
 
 
+#: The taus post-hoc logit adjustment and tau-normalisation choose from
+#: on a validation split (Menon et al. and Kang et al. search such grids).
+TAU_GRID = tuple(x / 4 for x in range(9))  # 0, 0.25, ..., 2
+
+
 #: The ones the compiled step applies.
 DEVICE_AUGMENTATIONS = ('crop_flip',)
 
@@ -162,6 +167,13 @@ class ClassifyConfig:
       resumes inside the epoch. 0: epoch ends only (a SIGTERM or SIGINT
       still saves at the next chunk).
     eval_batch_size: test images per evaluation call.
+    validation: a held-out split on which post-hoc logit adjustment's and
+      tau-normalisation's tau are chosen (from `TAU_GRID`, the largest
+      balanced accuracy; recorded per seed; the test split is read only
+      after): '' (none: the stated taus), 'train:F' (F of each training
+      class held out, seed 0, the same for every seed and loss, before
+      the protocols draw from the rest; in memory) or the dataset's own
+      split ('val' for ImageNet-LT, Places-LT, iNaturalist 2018).
     posthoc_tau: also score each model with post-hoc logit adjustment
       (Menon et al. 2021; `cil.losses.posthoc_adjusted_logits` with the
       seed's training counts): rows '<loss>+posthoc' beside the trained
@@ -170,8 +182,8 @@ class ClassifyConfig:
       trained model, rows '<loss>+<method>': any of 'crt', 'tau_norm',
       'lws' (`cil.experiments.classify.decouple`); () for none.
     decouple_epochs: class-balanced epochs of cRT and LWS (Kang et al.: 10).
-    decouple_tau: tau-normalisation's exponent (stated, not tuned: the
-      runner has no held-out split).
+    decouple_tau: tau-normalisation's exponent, or with `validation` the
+      one chosen there.
     shot_thresholds: `(low, high)` training counts that split classes into
       many-shot (> high), medium-shot and few-shot (< low) groups for their
       accuracy (Liu et al. 2019: (20, 100); `cil.metrics.shot_groups`).
@@ -212,6 +224,7 @@ class ClassifyConfig:
   checkpoint_every: int
   checkpoint_every_steps: int
   eval_batch_size: int
+  validation: str
   posthoc_tau: float
   decouple: tuple[str, ...]
   decouple_epochs: int
@@ -266,6 +279,19 @@ class ClassifyConfig:
   def unroll(self) -> bool:
     """Whether a chunk's steps are unrolled (`step_loop`, resolved)."""
     return self.step_loop == 'unroll'
+
+  def validation_fraction(self) -> float:
+    """F of `validation='train:F'`; 0 for none or a split of its own."""
+    if not self.validation.startswith('train:'):
+      return 0.0
+    try:
+      fraction = float(self.validation[len('train:'):])
+    except ValueError:
+      fraction = -1.0
+    if not 0 < fraction < 1:
+      raise ValueError(f"validation must be '', 'train:F' with F in (0, 1), "
+                       f"or a split of the dataset, got {self.validation!r}.")
+    return fraction
 
   def for_cell(self, entry: str) -> tuple['ClassifyConfig', str]:
     """`(config, loss)` of the row `entry` of `losses`: a cell's settings
@@ -387,6 +413,7 @@ class ClassifyConfig:
     data.samplers.check_sampler(self.sampler)
     if not 0 <= self.drw_beta < 1:
       raise ValueError(f'drw_beta must be in [0, 1), got {self.drw_beta}.')
+    self.validation_fraction()
     if not math.isfinite(self.posthoc_tau) or self.posthoc_tau < 0:
       raise ValueError(f'posthoc_tau must be a finite number >= 0 (0 is '
                        f'off), got {self.posthoc_tau}.')

@@ -191,29 +191,72 @@ def fit(method: str, head: dict, feats: np.ndarray, labels: np.ndarray, *,
   return {**frozen, **trainable}, history
 
 
-def stage_two(model: nn.Module, variables: dict, train_images: np.ndarray,
-              train_labels: np.ndarray, test_images: np.ndarray, *,
-              methods: Sequence[str], tx: Any, epochs: int, batch_size: int,
-              eval_batch_size: int, tau: float, seed: int) -> dict:
-  """Every method's `[n_test, C]` test logits for one seed's model, and
-  its stage-2 losses: `{method: (logits, losses)}`."""
+def stage_two_fit(model: nn.Module, variables: dict, train_images: np.ndarray,
+                  train_labels: np.ndarray, *, methods: Sequence[str],
+                  tx: Any, epochs: int, batch_size: int, eval_batch_size: int,
+                  tau: float, seed: int, validation: Any = None,
+                  taus: Sequence[float] = ()) -> dict:
+  """Stage 2 of one seed's model without its test split: every method's
+  trained head, its stage-2 losses and (for `tau_norm`) its tau,
+  `{method: (head, losses, tau)}`.
+
+  With `validation`, `(images, labels)` of a held-out split, tau-norm's
+  tau is the one of `taus` with the largest balanced accuracy there (the
+  first of equals); otherwise `tau`.
+  """
   path = head_path(model, variables, train_images[:1])
   head = get_head(variables['params'], path)
   train_feats, _ = features(model, variables, train_images, eval_batch_size)
+  val_feats = None
+  if validation is not None:
+    val_feats, _ = features(model, variables, validation[0],
+                            eval_batch_size)
+  out = {}
+  for method in methods:
+    trained, losses = fit(method, head, train_feats, train_labels, tx=tx,
+                          epochs=epochs, batch_size=batch_size, seed=seed)
+    chosen = tau
+    if method == 'tau_norm' and val_feats is not None:
+      chosen = choose_tau(
+          lambda t, h=trained: np.asarray(classifier_logits(
+              method, h, jnp.asarray(val_feats), tau=t)),
+          validation[1], taus)
+    out[method] = (trained, losses, chosen)
+  return out
+
+
+def stage_two_logits(model: nn.Module, variables: dict, fitted: dict,
+                     test_images: np.ndarray, *, eval_batch_size: int
+                     ) -> dict:
+  """Every fitted method's `[n_test, C]` test logits, `{method: logits}`
+  (`stage_two_fit`'s heads and taus)."""
+  path = head_path(model, variables, test_images[:1])
   test_feats, test_logits = features(model, variables, test_images,
                                      eval_batch_size)
-  plain = np.asarray(classifier_logits('plain', head, test_feats))
+  plain = np.asarray(classifier_logits(
+      'plain', get_head(variables['params'], path), test_feats))
   if not np.allclose(plain, test_logits, rtol=1e-3, atol=1e-3):
     raise ValueError(
         f'{type(model).__name__}: its last Dense layer {"/".join(path)} is '
         f'not its output layer (f W + b differs from the logits by '
         f'{np.abs(plain - test_logits).max():.3g}); decoupling needs a '
         f'model that ends in a linear classifier.')
-  out = {}
-  for method in methods:
-    trained, losses = fit(method, head, train_feats, train_labels, tx=tx,
-                          epochs=epochs, batch_size=batch_size, seed=seed)
-    logits = classifier_logits(method, trained, jnp.asarray(test_feats),
-                               tau=tau)
-    out[method] = (np.asarray(logits), losses)
-  return out
+  return {method: np.asarray(classifier_logits(
+      method, head, jnp.asarray(test_feats), tau=tau))
+          for method, (head, _, tau) in fitted.items()}
+
+
+def choose_tau(logits_of: Any, labels: np.ndarray,
+               taus: Sequence[float]) -> float:
+  """The tau of `taus` whose `logits_of(tau)` has the largest balanced
+  accuracy (mean recall over the classes present in `labels`) on
+  `labels`; the first of equals."""
+  classes = np.unique(labels)
+  best, best_tau = -1.0, None
+  for tau in taus:
+    predictions = np.argmax(logits_of(tau), -1)
+    recall = np.mean([np.mean(predictions[labels == c] == c)
+                      for c in classes])
+    if recall > best:
+      best, best_tau = recall, float(tau)
+  return best_tau

@@ -41,6 +41,7 @@ from cil.experiments.classify import decouple
 from cil.experiments.classify.config import CELL_FIELDS
 from cil.experiments.classify.config import ClassifyConfig
 from cil.experiments.classify.config import DEVICE_AUGMENTATIONS
+from cil.experiments.classify.config import TAU_GRID
 from cil.experiments.classify.parallel import DATA_AXIS
 from cil.experiments.classify.parallel import data_mesh
 from cil.experiments.classify.parallel import data_parallel_chunk
@@ -69,11 +70,14 @@ def train_and_evaluate(
     work: workdir_lib.Workdir, *, progress: Any = None,
     epoch_callback: Optional[Callable[[int], None]] = None,
     step_callback: Optional[Callable[[int], None]] = None,
-    row: Optional[str] = None) -> dict:
+    row: Optional[str] = None, val_set: Optional[data.ArrayDataset] = None
+    ) -> dict:
   """Trains `cfg.seeds` models for one (protocol, loss); returns metrics.
 
   `row` names the cell and its table row (default `loss_name`; a cell of
-  `ClassifyConfig.cells`, whose settings `cfg` is: `for_cell`). `cfg` is
+  `ClassifyConfig.cells`, whose settings `cfg` is: `for_cell`). With
+  `val_set` (`cfg.validation`), post-hoc adjustment's and tau-norm's tau
+  are chosen on it for each seed before the test split is read. `cfg` is
   resolved (`ClassifyConfig.resolve`: every backend choice is a
   plain value in it). The cell loop (`cil.experiments.loop`) resumes
   from the cell's newest good checkpoint; each epoch appends the seeds'
@@ -262,9 +266,33 @@ def train_and_evaluate(
                            seconds_key='epoch_seconds', callback=callback)
     states = training.state
 
-  logits = _test_logits(states, test_set, cfg, mesh)
+  # Every choice first, on the held-out split (`cfg.validation`) alone;
+  # the test split is read after.
+  taus = [cfg.posthoc_tau] * len(seeds)
+  val_logits = None
+  if val_set is not None and cfg.posthoc_tau:
+    val_logits = _test_logits(states, val_set, cfg, mesh)
+    taus = [decouple.choose_tau(
+        lambda t, k=k: np.asarray(losses.posthoc_adjusted_logits(
+            val_logits[k], splits[k].class_counts, tau=t)),
+        val_set.labels, TAU_GRID) for k in range(len(seeds))]
+  fitted = []
   if cfg.decouple:
     host_variables = distributed.to_host(states.variables())
+    for k, seed in enumerate(seeds):
+      chosen = splits[k].indices
+      fitted.append(decouple.stage_two_fit(
+          model, jax.tree.map(lambda x, k=k: x[k], host_variables),
+          train_set.images[chosen], train_set.labels[chosen],
+          methods=cfg.decouple,
+          tx=_stage_two_optimizer(cfg.optimizer, cfg.lr),
+          epochs=cfg.decouple_epochs, batch_size=cfg.batch_size,
+          eval_batch_size=cfg.eval_batch_size, tau=cfg.decouple_tau,
+          seed=seed, taus=TAU_GRID, validation=None if val_set is None
+          else (val_set.images, val_set.labels)))
+  chosen_on = 'validation' if val_set is not None else 'stated'
+
+  logits = _test_logits(states, test_set, cfg, mesh)
   per_seed = []
   for k, seed in enumerate(seeds):
     score = functools.partial(
@@ -275,22 +303,18 @@ def train_and_evaluate(
     scores = score(np.argmax(logits[k], -1))
     if cfg.posthoc_tau:
       adjusted = losses.posthoc_adjusted_logits(
-          logits[k], splits[k].class_counts, tau=cfg.posthoc_tau)
-      scores[report.POSTHOC] = {'tau': cfg.posthoc_tau, **score(
-          np.asarray(jnp.argmax(adjusted, -1)))}
+          logits[k], splits[k].class_counts, tau=taus[k])
+      scores[report.POSTHOC] = {'tau': taus[k], 'tau_chosen_on': chosen_on,
+                                **score(np.asarray(jnp.argmax(adjusted,
+                                                              -1)))}
     if cfg.decouple:
-      variables = jax.tree.map(lambda x, k=k: x[k], host_variables)
-      chosen = splits[k].indices
-      second = decouple.stage_two(
-          model, variables, train_set.images[chosen],
-          train_set.labels[chosen], test_set.images, methods=cfg.decouple,
-          tx=_stage_two_optimizer(cfg.optimizer, cfg.lr),
-          epochs=cfg.decouple_epochs, batch_size=cfg.batch_size,
-          eval_batch_size=cfg.eval_batch_size, tau=cfg.decouple_tau,
-          seed=seed)
-      for method, (method_logits, method_losses) in second.items():
+      second = decouple.stage_two_logits(
+          model, jax.tree.map(lambda x, k=k: x[k], host_variables),
+          fitted[k], test_set.images, eval_batch_size=cfg.eval_batch_size)
+      for method, method_logits in second.items():
+        _, method_losses, tau = fitted[k][method]
         scores[method] = {'stage2_loss_per_epoch': method_losses,
-                          **({'tau': cfg.decouple_tau}
+                          **({'tau': tau, 'tau_chosen_on': chosen_on}
                              if method == 'tau_norm' else {}),
                           **score(np.argmax(method_logits, -1))}
     per_seed.append({'seed': seed, **splits[k].summary(), **scores})
@@ -420,9 +444,12 @@ def _tables_markdown(cfg: ClassifyConfig, model: str, runs: list,
   }
   parts = []
   if cfg.posthoc_tau:
+    tau = (f'τ chosen per seed on the validation split ({cfg.validation}) '
+           f'from {", ".join(f"{t:g}" for t in TAU_GRID)}'
+           if cfg.validation else f'τ = {cfg.posthoc_tau:g}')
     parts.append(f"Rows '<loss>+posthoc': the same models predicting with "
-                 f'post-hoc logit adjustment, argmax of z - τ log π with τ = '
-                 f'{cfg.posthoc_tau:g} and π the seed\'s training class '
+                 f'post-hoc logit adjustment, argmax of z - τ log π with '
+                 f'{tau} and π the seed\'s training class '
                  f'frequencies (Menon et al. 2021).\n')
   for metric, caption in captions.items():
     parts.append(f'{caption}\n\n'
@@ -478,6 +505,18 @@ def run(cfg: ClassifyConfig, workdir: str, *, show_progress: bool = True,
   read = data.stream if pipeline == 'stream' else data.load
   train_set = read(cfg.dataset, 'train', **kw)
   test_set = read(cfg.dataset, 'test', **kw)
+  val_set = None
+  if cfg.validation_fraction():
+    if pipeline == 'stream':
+      raise ValueError(
+          f'--config.validation={cfg.validation} holds out part of the '
+          f'training images in memory; it needs '
+          f'--config.input_pipeline=memory (or a split of the dataset).')
+    keep, held = data.holdout(train_set.labels, cfg.validation_fraction())
+    val_set = train_set.subset(held, f'train[held out {cfg.validation}]')
+    train_set = train_set.subset(keep, 'train[rest]')
+  elif cfg.validation:
+    val_set = read(cfg.dataset, cfg.validation, **kw)
   policy = runtime.policy()
   cfg = dataclasses.replace(cfg.resolve(policy), input_pipeline=pipeline)
   _check_data(cfg, train_set, test_set)
@@ -492,7 +531,9 @@ def run(cfg: ClassifyConfig, workdir: str, *, show_progress: bool = True,
   record['data_location'] = {k: config.pop(k)
                              for k in ('data_dir', 'manual_dir')}
   with workdir_lib.Workdir(workdir, config, runtime=record) as work:
-    work.claim_data({'train': train_set.record(), 'test': test_set.record()})
+    work.claim_data({'train': train_set.record(), 'test': test_set.record(),
+                     **({'validation': val_set.record()}
+                        if val_set is not None else {})})
     by_name = {cell_name(*c): c for c in cells}
 
     def steps_of(cell):
@@ -508,7 +549,7 @@ def run(cfg: ClassifyConfig, workdir: str, *, show_progress: bool = True,
       cell_cfg, loss = cfg.for_cell(loss_name)
       result = train_and_evaluate(
           cell_cfg, train_set, test_set, protocol, loss, work, progress=bar,
-          row=loss_name, **callbacks)
+          row=loss_name, val_set=val_set, **callbacks)
       result['settings'] = record['classify']['cells'][cell]
       return result
 
