@@ -12,12 +12,17 @@ and then one of its examples uniformly:
   re-sampling);
 * `class_balanced` (q = 0): every class equally often;
 * `sqrt` (q = 1/2): square-root sampling (Mahajan et al. 2018);
-* `progressive`: `(1 - t/T) p^instance + (t/T) p^class_balanced` at epoch
-  t of T.
+* `progressive`: `(1 - t) p^instance + t p^class_balanced` with t = e/(E-1)
+  at 0-based epoch e of E, from instance-balanced at the first epoch to
+  class-balanced at the last (Kang et al.'s schedule).
 
 `instance` is a permutation (without replacement); the others draw with
 replacement. Every draw is a function of (seed, epoch) only, so a run
 resumed at any epoch draws what an uninterrupted one would.
+
+The decoupled classifiers' second stage draws with the reference's own
+sampler instead, `class_aware_order` (`ClassAwareSampler`): C x n_max
+draws per epoch, classes and each class's examples in random cycles.
 
 Reference: Kang, Xie, Rohrbach, Yan, Gordo, Feng and Kalantidis,
 `Decoupling Representation and Classifier for Long-Tailed Recognition
@@ -63,7 +68,7 @@ def class_probabilities(class_counts, sampler: str, *, epoch: int = 0,
     if not 0 <= epoch < epochs:
       raise ValueError(f'progressive sampling needs 0 <= epoch < epochs, '
                        f'got epoch {epoch} of {epochs}.')
-    t = epoch / epochs
+    t = epoch / (epochs - 1) if epochs > 1 else 0.0
     return (1 - t) * power(1.0) + t * power(0.0)
   return power({'instance': 1.0, 'class_balanced': 0.0, 'sqrt': 0.5}[sampler])
 
@@ -98,3 +103,41 @@ def epoch_order(indices: np.ndarray, labels: np.ndarray, sampler: str, *,
   starts = np.concatenate([[0], np.cumsum(counts)])
   within = np.floor(rng.random(indices.size) * counts[drawn]).astype(int)
   return indices[by_class[starts[drawn] + within]]
+
+
+def class_aware_order(indices: np.ndarray, labels: np.ndarray, *, seed: int,
+                      epoch: int, per_class: int = 4) -> np.ndarray:
+  """One epoch of Kang et al.'s class-aware sampler
+  (`facebookresearch/classifier-balancing`, `data/ClassAwareSampler.py`,
+  with their configs' `num_samples_cls: 4`): C x n_max draws (C classes
+  present, n_max the largest class's count); the classes are visited in a
+  random cycle, reshuffled after each pass, and each visit takes
+  `per_class` consecutive examples of its class from that class's own
+  random cycle. A function of (seed, epoch): the reference's cycles run
+  on across epochs, these start anew each epoch (so a resumed run draws
+  the same).
+
+  Args:
+    indices: the training set's example indices (into `labels`).
+    labels: `[N]` labels of the split that `indices` index.
+    seed, epoch: the draw is a function of these only.
+    per_class: consecutive draws per class visit.
+  """
+  rng = np.random.default_rng([seed, epoch, 13])
+  indices = np.asarray(indices)
+  own = np.asarray(labels)[indices]
+  members = [indices[own == c] for c in np.unique(own)]
+  total = max(m.size for m in members) * len(members)
+  cycles = [rng.permutation(m) for m in members]
+  at = [0] * len(members)
+  order, visits = [], []
+  while len(order) < total:
+    if not visits:  # A new pass over the classes.
+      visits = list(rng.permutation(len(members)))
+    c = visits.pop(0)
+    for _ in range(per_class):
+      if at[c] == cycles[c].size:
+        cycles[c], at[c] = rng.permutation(members[c]), 0
+      order.append(cycles[c][at[c]])
+      at[c] += 1
+  return np.asarray(order[:total])

@@ -16,10 +16,13 @@ class SamplersTest(absltest.TestCase):
     np.testing.assert_allclose(p('sqrt'), np.array([10, 5, 0, 2]) / 17)
     np.testing.assert_allclose(p('progressive', epoch=0, epochs=4),
                                p('instance'))
-    np.testing.assert_allclose(p('progressive', epoch=2, epochs=4),
+    # t = e / (E - 1): class-balanced at the last epoch (Kang et al.).
+    np.testing.assert_allclose(p('progressive', epoch=1, epochs=3),
                                (p('instance') + p('class_balanced')) / 2)
     np.testing.assert_allclose(p('progressive', epoch=3, epochs=4),
-                               (p('instance') + 3 * p('class_balanced')) / 4)
+                               p('class_balanced'))
+    np.testing.assert_allclose(p('progressive', epoch=0, epochs=1),
+                               p('instance'))
 
   def test_instance_is_the_permutation_the_runners_always_drew(self):
     indices = np.arange(10, 60)
@@ -52,6 +55,28 @@ class SamplersTest(absltest.TestCase):
     order = samplers.epoch_order(subset, labels, 'progressive', seed=1,
                                  epoch=3, epochs=5)
     self.assertTrue(set(order) <= set(subset))
+
+  def test_class_aware_draws_the_references_epoch(self):
+    # Kang et al.'s ClassAwareSampler: C x n_max draws; visits of 4
+    # consecutive examples of one class; every class once per pass.
+    labels = np.repeat([0, 1, 2], [50, 9, 3])
+    indices = np.arange(2, 62)  # A subset: 48, 9, 3 of the classes.
+    order = samplers.class_aware_order(indices, labels, seed=0, epoch=0)
+    self.assertEqual(order.size, 3 * 48)
+    self.assertTrue(set(order) <= set(indices))
+    visits = labels[order].reshape(-1, 4)
+    self.assertTrue(np.all(visits == visits[:, :1]))  # One class a visit.
+    for start in range(0, visits.shape[0] - 2, 3):  # Each pass: each class.
+      self.assertEqual(sorted(visits[start:start + 3, 0]), [0, 1, 2])
+    np.testing.assert_array_equal(np.bincount(labels[order]), [48] * 3)
+    # Within a class, a cycle: the 3 of class 2 each drawn before a repeat.
+    rare = order[labels[order] == 2]
+    for start in range(0, rare.size - 2, 3):
+      self.assertLen(set(rare[start:start + 3]), 3)
+    np.testing.assert_array_equal(order, samplers.class_aware_order(
+        indices, labels, seed=0, epoch=0))
+    self.assertFalse(np.array_equal(order, samplers.class_aware_order(
+        indices, labels, seed=0, epoch=1)))
 
   def test_bad_arguments_are_named(self):
     with self.assertRaisesRegex(ValueError, 'sampler must be one of'):

@@ -6,7 +6,8 @@ changes only the classifier:
 
 * `crt` (classifier re-training): W, b re-initialised (LeCun normal, zero
   bias) and trained with cross-entropy on the frozen features, each epoch
-  drawn with class-balanced sampling (`cil.data.samplers`).
+  drawn by the reference's class-aware sampler (C x n_max draws:
+  `cil.data.samplers.class_aware_order`).
 * `tau_norm` (tau-normalised classifier): no training;
   .. math:: \tilde w_j = w_j / \lVert w_j \rVert^\tau, \quad
             z_j = \tilde w_j \cdot f(x)
@@ -155,7 +156,7 @@ def fit(method: str, head: dict, feats: np.ndarray, labels: np.ndarray, *,
     feats: `[n, D]` frozen features of the seed's training set.
     labels: `[n]` their labels.
     tx: the optimizer.
-    epochs, batch_size: of class-balanced sampling.
+    epochs, batch_size: of class-aware sampling (`class_aware_order`).
     seed: the seed of the draws and of cRT's initialisation.
   """
   check_methods([method])
@@ -172,13 +173,13 @@ def fit(method: str, head: dict, feats: np.ndarray, labels: np.ndarray, *,
     trainable = {'scale': jnp.ones((num_classes,), jnp.float32)}
     frozen = head
   opt_state = tx.init(trainable)
-  n = labels.size
-  steps = -(-n // batch_size)
   history = []
-  positions = np.arange(n)
+  positions = np.arange(labels.size)
   for epoch in range(epochs):
-    order = samplers.epoch_order(positions, labels, 'class_balanced',
-                                 seed=seed, epoch=epoch)
+    order = samplers.class_aware_order(positions, labels, seed=seed,
+                                       epoch=epoch)
+    n = order.size
+    steps = -(-n // batch_size)
     idx = np.zeros(steps * batch_size, np.int32)
     idx[:n] = order
     mask = np.arange(steps * batch_size) < n
