@@ -167,7 +167,8 @@ def get_config(arg=None) -> ml_collections.ConfigDict:
   c.optimizer = 'adam'  # or 'sgd' (momentum 0.9)
   c.lr = 1e-3
   c.weight_decay = 0.0
-  # Learning-rate schedule: linear warm-up over lr_warmup_epochs, then times
+  # Learning-rate schedule: warm-up over lr_warmup_epochs (lr (e + 1) / W in
+  # epoch e, as Cao et al.'s code), then times
   # lr_decay_factor after each epoch in lr_decay_epochs.
   c.lr_warmup_epochs = 0
   c.lr_decay_epochs = ()
@@ -262,11 +263,11 @@ def get_config(arg=None) -> ml_collections.ConfigDict:
   elif variant in ('cifar10_lt', 'cifar100_lt'):
     # Cao et al. (2019), kaidic/LDAM-DRW `cifar_train.py`: ResNet-32, SGD
     # with momentum 0.9, lr 0.1, weight decay 2e-4, batch 128, 200 epochs, 5
-    # warm-up epochs, lr x 0.01 after epoch 160 and x 0.0001 after 180
-    # (`adjust_learning_rate`: each boundary multiplies by 0.01 here),
-    # crop + flip; DRW from epoch 160 for the -DRW rows, LDAM on the cosine
-    # head (`resnet32(use_norm=True)`), each a cell of its own. Still
-    # differing from it: the warm-up rises per step (theirs per epoch).
+    # warm-up epochs (lr (e + 1) / 5 in epoch e), lr x 0.01 after epoch 160
+    # and x 0.0001 after 180 (`adjust_learning_rate`: each boundary
+    # multiplies by 0.01 here), crop + flip; DRW from epoch 160 for the
+    # -DRW rows, LDAM on the cosine head (`resnet32(use_norm=True)`), each
+    # a cell of its own.
     c.dataset = variant.split('_')[0]
     c.protocols = ('longtail:ratio=100', 'longtail:ratio=10')
     c.losses = ('ce', 'focal', 'ldam_cosine', 'ce_drw', 'ldam_drw', 'la',

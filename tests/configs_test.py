@@ -85,8 +85,11 @@ class ConfigsTest(parameterized.TestCase):
       cfg = classify.ClassifyConfig.from_config(
           configs.load('classify', variant))
       schedule = classify_step.learning_rate(cfg, steps_per_epoch=10)
-      for epoch, lr in ((150, 0.1), (170, 0.1 * 0.01), (190, 0.1 * 1e-4)):
-        self.assertAlmostEqual(float(schedule(epoch * 10)), lr, delta=lr
+      # Warm-up per epoch (theirs): lr (e + 1) / 5 through epoch e < 5.
+      for epoch, lr in ((0, 0.02), (0.9, 0.02), (2, 0.06), (4.5, 0.1),
+                        (5, 0.1), (150, 0.1), (170, 0.1 * 0.01),
+                        (190, 0.1 * 1e-4)):
+        self.assertAlmostEqual(float(schedule(int(epoch * 10))), lr, delta=lr
                                * 1e-6, msg=(variant, epoch))
 
   def test_configs_state_what_the_library_would_choose(self):

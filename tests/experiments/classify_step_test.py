@@ -59,9 +59,10 @@ class StepTest(absltest.TestCase):
     schedule = classify.learning_rate(cfg, steps_per_epoch=10)
     lr = [float(schedule(step)) for step in (0, 25, 49, 50, 1599, 1600,
                                              1799, 1800, 1999)]
-    # Warm-up per step, then the reference's x 0.01 at each boundary.
+    # Warm-up per epoch (the reference's: lr (e + 1) / 5 in epoch e), then
+    # its x 0.01 at each boundary.
     np.testing.assert_allclose(
-        lr, [0.1 / 50, 0.1 * 26 / 50, 0.1, 0.1, 0.1, 1e-3, 1e-3, 1e-5,
+        lr, [0.1 / 5, 0.1 * 3 / 5, 0.1, 0.1, 0.1, 1e-3, 1e-3, 1e-5,
              1e-5], rtol=1e-5)
     self.assertEqual(classify.learning_rate(_config(), 10), 1e-3)
 

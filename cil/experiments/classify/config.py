@@ -123,8 +123,8 @@ class ClassifyConfig:
     lr: learning rate.
     optimizer: 'adam' or 'sgd' (with momentum 0.9).
     weight_decay: decoupled weight decay (AdamW / SGD + decay); 0 for none.
-    lr_warmup_epochs: linear warm-up from lr / warmup steps to lr over this
-      many epochs (Cao et al.: 5); 0 for none.
+    lr_warmup_epochs: W: epoch e < W runs at lr (e + 1) / W (Cao et al.:
+      5, their code's per-epoch steps); 0 for none.
     lr_decay_epochs: epochs after which the learning rate is multiplied by
       `lr_decay_factor` (Cao et al.: (160, 180) with 0.1).
     lr_decay_factor: see `lr_decay_epochs`.

@@ -81,22 +81,25 @@ def augment_batch(images: jax.Array, rng: jax.Array, kind: str) -> jax.Array:
 def learning_rate(cfg: ClassifyConfig, steps_per_epoch: int):
   """The step -> learning rate schedule (a constant without warm-up/decay).
 
-  Warm-up (`lr_warmup_epochs` W epochs): step k < W steps_per_epoch runs
-  at lr (k + 1) / (W steps_per_epoch); then lr times `lr_decay_factor` per
-  boundary of `lr_decay_epochs` passed (epochs counted from the start).
+  Warm-up (`lr_warmup_epochs` W epochs), as Cao et al.'s
+  `adjust_learning_rate` (`kaidic/LDAM-DRW`, `cifar_train.py`): every step
+  of 0-based epoch e < W runs at lr (e + 1) / W; then lr times
+  `lr_decay_factor` per boundary of `lr_decay_epochs` passed (epochs
+  counted from the start).
   """
   if not cfg.lr_warmup_epochs and not cfg.lr_decay_epochs:
     return cfg.lr
   boundaries = {e * steps_per_epoch: cfg.lr_decay_factor
                 for e in cfg.lr_decay_epochs}
   decay = optax.piecewise_constant_schedule(cfg.lr, boundaries)
-  warmup_steps = cfg.lr_warmup_epochs * steps_per_epoch
-  if not warmup_steps:
+  warmup = cfg.lr_warmup_epochs
+  if not warmup:
     return decay
 
-  def schedule(step):  # Step k < W of the warm-up: lr (k + 1) / W.
-    return jnp.where(step < warmup_steps,
-                     cfg.lr * (step + 1) / warmup_steps, decay(step))
+  def schedule(step):  # Epoch e < W of the warm-up: lr (e + 1) / W.
+    epoch = step // steps_per_epoch
+    return jnp.where(epoch < warmup, cfg.lr * (epoch + 1) / warmup,
+                     decay(step))
   return schedule
 
 
