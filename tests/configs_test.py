@@ -1,5 +1,6 @@
 """Tests for configs/: every variant builds a valid experiment config."""
 
+import dataclasses
 import importlib
 import math
 
@@ -91,6 +92,29 @@ class ConfigsTest(parameterized.TestCase):
                         (190, 0.1 * 1e-4)):
         self.assertAlmostEqual(float(schedule(int(epoch * 10))), lr, delta=lr
                                * 1e-6, msg=(variant, epoch))
+
+  def test_the_long_tail_recipes_are_kang_et_al_s(self):
+    # classifier-balancing's feat_uniform.yaml: lr 0.2, cosine per epoch
+    # over 90 epochs (CosineAnnealingLR, eta_min 0), batch 512.
+    for variant, model, decay, test in (
+        ('imagenet_lt', 'resnext50', 5e-4, 'test'),
+        ('inaturalist2018', 'resnet50', 1e-4, 'val')):
+      cfg = classify.ClassifyConfig.from_config(
+          configs.load('classify', variant))
+      cfg.validate()
+      self.assertEqual((cfg.model, cfg.weight_decay, cfg.test_split,
+                        cfg.batch_size, cfg.epochs, cfg.augment),
+                       (model, decay, test, 512, 90, 'resized_crop_flip'))
+      schedule = classify_step.learning_rate(cfg, steps_per_epoch=10)
+      for epoch in (0, 1, 45, 89):
+        want = 0.2 * (1 + math.cos(math.pi * epoch / 90)) / 2
+        for step in (epoch * 10, epoch * 10 + 9):  # Constant in an epoch.
+          self.assertAlmostEqual(float(schedule(step)), want, places=6)
+    with self.assertRaisesRegex(ValueError, "validation and test_split are "
+                                "both 'val'"):
+      cfg = classify.ClassifyConfig.from_config(
+          configs.load('classify', 'inaturalist2018'))
+      dataclasses.replace(cfg, validation='val').validate()
 
   def test_configs_state_what_the_library_would_choose(self):
     self.assertEqual(fewshot_configs.ALL_DISTRIBUTIONS,

@@ -131,6 +131,23 @@ class LongTailTest(absltest.TestCase):
     self.assertEqual(results['dataset']['test_size'], 6)
     self.assertIn('| ci |', results['table_markdown'])
 
+  def test_inaturalist_is_scored_on_its_val_split(self):
+    from cil.experiments import classify  # pylint: disable=g-import-not-at-top
+    import configs  # pylint: disable=g-import-not-at-top
+    write_inaturalist(os.path.join(self.manual, 'inaturalist2018'))
+    config = configs.load('classify', 'smoke')
+    config.update(dataset='inaturalist2018', manual_dir=self.manual,
+                  data_dir=os.path.join(self.root, 'prepared'), image_size=28,
+                  protocols=(), losses=('ce',), seeds=1, epochs=1,
+                  test_split='val')
+    with mock.patch.object(longtail.CilInaturalist2018, 'NUM_CLASSES', 3):
+      results = classify.run(classify.ClassifyConfig.from_config(config),
+                             os.path.join(self.root, 'w'),
+                             show_progress=False)
+    self.assertEqual(results['dataset']['test_size'], 3)  # val: 1 a class.
+    self.assertEqual(results['runs'][0]['per_seed'][0]['class_counts'],
+                     [6, 3, 1])
+
   def test_random_resized_crops_stream_and_resume_inside_an_epoch(self):
     from cil.experiments import classify  # pylint: disable=g-import-not-at-top
     import configs  # pylint: disable=g-import-not-at-top

@@ -32,7 +32,8 @@ AUGMENTATIONS = ('', 'crop_flip', 'resized_crop_flip')
 #: The fields a cell of `ClassifyConfig.cells` may set (besides its loss):
 #: what the references vary between the rows of one table.
 CELL_FIELDS = ('loss', 'model', 'dtype', 'lr', 'optimizer', 'weight_decay',
-               'lr_warmup_epochs', 'lr_decay_epochs', 'lr_decay_factor',
+               'lr_warmup_epochs', 'lr_schedule', 'lr_decay_epochs',
+               'lr_decay_factor',
                'augment', 'drw_epoch', 'drw_beta', 'sampler')
 
 
@@ -125,6 +126,9 @@ class ClassifyConfig:
     weight_decay: decoupled weight decay (AdamW / SGD + decay); 0 for none.
     lr_warmup_epochs: W: epoch e < W runs at lr (e + 1) / W (Cao et al.:
       5, their code's per-epoch steps); 0 for none.
+    lr_schedule: 'step' (`lr_decay_epochs`, `lr_decay_factor`) or 'cosine'
+      (lr (1 + cos(pi e / E)) / 2 in epoch e of E, stepped per epoch as
+      Kang et al.'s `CosineAnnealingLR`).
     lr_decay_epochs: epochs after which the learning rate is multiplied by
       `lr_decay_factor` (Cao et al.: (160, 180) with 0.1).
     lr_decay_factor: see `lr_decay_epochs`.
@@ -167,6 +171,8 @@ class ClassifyConfig:
       resumes inside the epoch. 0: epoch ends only (a SIGTERM or SIGINT
       still saves at the next chunk).
     eval_batch_size: test images per evaluation call.
+    test_split: the split the tables score ('test'; 'val' for iNaturalist
+      2018, which its papers test on).
     validation: a held-out split on which post-hoc logit adjustment's and
       tau-normalisation's tau are chosen (from `TAU_GRID`, the largest
       balanced accuracy; recorded per seed; the test split is read only
@@ -209,6 +215,7 @@ class ClassifyConfig:
   optimizer: str
   weight_decay: float
   lr_warmup_epochs: int
+  lr_schedule: str
   lr_decay_epochs: tuple[int, ...]
   lr_decay_factor: float
   augment: str
@@ -224,6 +231,7 @@ class ClassifyConfig:
   checkpoint_every: int
   checkpoint_every_steps: int
   eval_batch_size: int
+  test_split: str
   validation: str
   posthoc_tau: float
   decouple: tuple[str, ...]
@@ -382,6 +390,7 @@ class ClassifyConfig:
       raise ValueError(f"seed_parallel must be 'vmap' or 'loop', got "
                        f'{self.seed_parallel!r}.')
     v.check_choice('dtype', self.dtype, ('float32', 'bfloat16'))
+    v.check_choice('lr_schedule', self.lr_schedule, ('step', 'cosine'))
     v.check_choice('step_loop', self.step_loop, ('unroll', 'scan'),
                    empty="the backend's")
     v.check_choice('input_pipeline', self.input_pipeline,
@@ -414,6 +423,10 @@ class ClassifyConfig:
     if not 0 <= self.drw_beta < 1:
       raise ValueError(f'drw_beta must be in [0, 1), got {self.drw_beta}.')
     self.validation_fraction()
+    if self.validation and self.validation == self.test_split:
+      raise ValueError(f'validation and test_split are both '
+                       f'{self.test_split!r}: taus chosen on the test split '
+                       f'would be scored on it.')
     if not math.isfinite(self.posthoc_tau) or self.posthoc_tau < 0:
       raise ValueError(f'posthoc_tau must be a finite number >= 0 (0 is '
                        f'off), got {self.posthoc_tau}.')

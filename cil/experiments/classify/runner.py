@@ -504,7 +504,7 @@ def run(cfg: ClassifyConfig, workdir: str, *, show_progress: bool = True,
         f'--config.input_pipeline=memory (this run streams {cfg.dataset}).')
   read = data.stream if pipeline == 'stream' else data.load
   train_set = read(cfg.dataset, 'train', **kw)
-  test_set = read(cfg.dataset, 'test', **kw)
+  test_set = read(cfg.dataset, cfg.test_split, **kw)
   val_set = None
   if cfg.validation_fraction():
     if pipeline == 'stream':

@@ -81,17 +81,27 @@ def augment_batch(images: jax.Array, rng: jax.Array, kind: str) -> jax.Array:
 def learning_rate(cfg: ClassifyConfig, steps_per_epoch: int):
   """The step -> learning rate schedule (a constant without warm-up/decay).
 
-  Warm-up (`lr_warmup_epochs` W epochs), as Cao et al.'s
+  `lr_schedule='cosine'`: lr (1 + cos(pi e / E)) / 2 in epoch e of E, as
+  Kang et al.'s code; otherwise steps. Warm-up (`lr_warmup_epochs` W
+  epochs), as Cao et al.'s
   `adjust_learning_rate` (`kaidic/LDAM-DRW`, `cifar_train.py`): every step
   of 0-based epoch e < W runs at lr (e + 1) / W; then lr times
   `lr_decay_factor` per boundary of `lr_decay_epochs` passed (epochs
   counted from the start).
   """
-  if not cfg.lr_warmup_epochs and not cfg.lr_decay_epochs:
+  if cfg.lr_schedule == 'cosine':
+    # Kang et al.'s `CosineAnnealingLR(optimizer, num_epochs, eta_min=0)`,
+    # stepped once per epoch (`run_networks.py`): lr (1 + cos(pi e / E)) / 2
+    # through 0-based epoch e of E.
+    def decay(step):
+      epoch = step // steps_per_epoch
+      return cfg.lr * 0.5 * (1 + jnp.cos(jnp.pi * epoch / cfg.epochs))
+  elif not cfg.lr_warmup_epochs and not cfg.lr_decay_epochs:
     return cfg.lr
-  boundaries = {e * steps_per_epoch: cfg.lr_decay_factor
-                for e in cfg.lr_decay_epochs}
-  decay = optax.piecewise_constant_schedule(cfg.lr, boundaries)
+  else:
+    decay = optax.piecewise_constant_schedule(cfg.lr, {
+        e * steps_per_epoch: cfg.lr_decay_factor
+        for e in cfg.lr_decay_epochs})
   warmup = cfg.lr_warmup_epochs
   if not warmup:
     return decay
