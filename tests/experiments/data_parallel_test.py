@@ -8,7 +8,6 @@ import tempfile
 from unittest import mock
 
 from absl.testing import absltest
-import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -20,6 +19,7 @@ from cil.experiments import classify
 from cil.experiments.classify import parallel
 from cil.experiments.classify.step import step_keys
 import configs
+import testutil
 
 
 _OPTIMIZATIONS_OFF = None
@@ -27,7 +27,15 @@ _OPTIMIZATIONS_OFF = None
 
 def setUpModule():
   global _OPTIMIZATIONS_OFF
-  chex.set_n_cpu_devices(4)
+  try:
+    testutil.four_cpu_devices()
+  except RuntimeError:
+    # JAX started in this worker already (`tests/conftest.py` asked it for
+    # 4 CPU devices then); the tests need them.
+    pass
+  if jax.device_count() < 4:
+    raise RuntimeError(f'These tests need 4 (fake CPU) devices; JAX has '
+                       f'{jax.device_count()}.')
   # XLA's optimizations on, as in every run: with the suite's
   # `jax_disable_most_optimizations`, the (2 x 2) mesh's step with
   # crop-and-flip drifts by 0.2 % at its third step (not with them on,
