@@ -33,8 +33,9 @@ class GpuScriptTest(absltest.TestCase):
     self.assertTrue(rows[0]['cpu_smoke'])
     sections = [r['section'] for r in rows[1:]]
     self.assertEqual(sections, ['maml', 'maml', 'classify', 'detect',
-                                'detect'])
-    self.assertEqual([r['detector'] for r in rows[4:]], ['r2cnn', 'cascade'])
+                                'detect', 'resnet50'])
+    self.assertEqual([r['detector'] for r in rows[4:6]], ['r2cnn', 'cascade'])
+    self.assertEqual(rows[6]['dtype'], 'bfloat16')
     for row in rows[1:]:
       self.assertNotIn('error', row)
       self.assertGreater(row['median_s'], 0)
