@@ -24,6 +24,19 @@ import jax.numpy as jnp
 from cil.models import _kernels
 
 
+def _batch_norm(train: bool, dtype):
+  """Batch norm with PyTorch's `BatchNorm2d` defaults in Flax's terms
+  (momentum 0.9, epsilon 1e-5), as every reference ResNet here uses."""
+  return functools.partial(nn.BatchNorm, use_running_average=not train,
+                           momentum=0.9, epsilon=1e-5, dtype=dtype)
+
+
+def _conv(dtype, **kwargs):
+  """A bias-free convolution with He-normal weights (the references')."""
+  return functools.partial(nn.Conv, use_bias=False, dtype=dtype,
+                           kernel_init=nn.initializers.he_normal(), **kwargs)
+
+
 class _CifarBlock(nn.Module):
   """He et al.'s basic block with the parameter-free "option A" shortcut."""
   features: int
@@ -32,11 +45,8 @@ class _CifarBlock(nn.Module):
 
   @nn.compact
   def __call__(self, x, train: bool):
-    norm = functools.partial(nn.BatchNorm, use_running_average=not train,
-                             momentum=0.9, epsilon=1e-5, dtype=self.dtype)
-    conv = functools.partial(nn.Conv, kernel_size=(3, 3), use_bias=False,
-                             kernel_init=nn.initializers.he_normal(),
-                             dtype=self.dtype)
+    norm = _batch_norm(train, self.dtype)
+    conv = _conv(self.dtype, kernel_size=(3, 3))
     y = nn.relu(norm()(conv(self.features, strides=self.stride)(x)))
     y = norm()(conv(self.features)(y))
     if self.stride != 1 or x.shape[-1] != self.features:
@@ -66,10 +76,8 @@ class CifarResNet32(nn.Module):
   @nn.compact
   def __call__(self, x, train: bool = False):
     x = _kernels.to_float(x, self.dtype)
-    x = nn.Conv(16, (3, 3), use_bias=False,
-                kernel_init=nn.initializers.he_normal(), dtype=self.dtype)(x)
-    x = nn.relu(nn.BatchNorm(use_running_average=not train, momentum=0.9,
-                             epsilon=1e-5, dtype=self.dtype)(x))
+    x = _conv(self.dtype)(16, (3, 3))(x)
+    x = nn.relu(_batch_norm(train, self.dtype)()(x))
     for stage, features in enumerate((16, 32, 64)):
       for block in range(self.blocks_per_stage):
         stride = 2 if stage > 0 and block == 0 else 1
@@ -108,10 +116,8 @@ class _Bottleneck(nn.Module):
 
   @nn.compact
   def __call__(self, x, train: bool):
-    norm = functools.partial(nn.BatchNorm, use_running_average=not train,
-                             momentum=0.9, epsilon=1e-5, dtype=self.dtype)
-    conv = functools.partial(nn.Conv, use_bias=False, dtype=self.dtype,
-                             kernel_init=nn.initializers.he_normal())
+    norm = _batch_norm(train, self.dtype)
+    conv = _conv(self.dtype)
     out = 4 * self.planes
     y = nn.relu(norm()(conv(self.width, (1, 1))(x)))
     y = nn.relu(norm()(conv(self.width, (3, 3), strides=self.stride,
@@ -138,10 +144,8 @@ class ImageNetResNet(nn.Module):
   @nn.compact
   def __call__(self, x, train: bool = False):
     x = _kernels.to_float(x, self.dtype)
-    x = nn.Conv(64, (7, 7), strides=2, padding=3, use_bias=False,
-                kernel_init=nn.initializers.he_normal(), dtype=self.dtype)(x)
-    x = nn.relu(nn.BatchNorm(use_running_average=not train, momentum=0.9,
-                             epsilon=1e-5, dtype=self.dtype)(x))
+    x = _conv(self.dtype)(64, (7, 7), strides=2, padding=3)(x)
+    x = nn.relu(_batch_norm(train, self.dtype)()(x))
     x = nn.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
     for stage, blocks in enumerate(self.stage_sizes):
       planes = 64 * 2 ** stage
