@@ -268,7 +268,7 @@ class ClassifyTest(absltest.TestCase):
                     decouple_epochs=1, validation='train:0.2')
     events = []
     runner = classify.runner
-    logits_of, choose, features = (runner._test_logits,
+    logits_of, choose, features = (runner._split_logits,
                                    classify.decouple.choose_tau,
                                    classify.decouple.features)
 
@@ -288,7 +288,7 @@ class ClassifyTest(absltest.TestCase):
       events.append(('features', 'test' if is_test else 'other'))
       return features(model, variables, images, *args)
 
-    with mock.patch.object(runner, '_test_logits', logged_logits), \
+    with mock.patch.object(runner, '_split_logits', logged_logits), \
         mock.patch.object(classify.decouple, 'choose_tau', logged_choice), \
         mock.patch.object(classify.decouple, 'features', logged_features):
       results = classify.run(cfg, self._workdir(), show_progress=False)

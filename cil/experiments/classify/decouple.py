@@ -36,6 +36,7 @@ import numpy as np
 import optax
 
 from cil import loops
+from cil import metrics
 from cil.data import samplers
 
 METHODS = ('crt', 'tau_norm', 'lws')
@@ -250,14 +251,13 @@ def stage_two_logits(model: nn.Module, variables: dict, fitted: dict,
 def choose_tau(logits_of: Any, labels: np.ndarray,
                taus: Sequence[float]) -> float:
   """The tau of `taus` whose `logits_of(tau)` has the largest balanced
-  accuracy (mean recall over the classes present in `labels`) on
-  `labels`; the first of equals."""
-  classes = np.unique(labels)
+  accuracy (`cil.metrics`: mean recall over the classes present in
+  `labels`) on `labels`; the first of equals."""
   best, best_tau = -1.0, None
   for tau in taus:
-    predictions = np.argmax(logits_of(tau), -1)
-    recall = np.mean([np.mean(predictions[labels == c] == c)
-                      for c in classes])
+    logits = logits_of(tau)
+    recall = metrics.classification_metrics(metrics.confusion_matrix(
+        labels, np.argmax(logits, -1), logits.shape[-1]))['balanced_accuracy']
     if recall > best:
       best, best_tau = recall, float(tau)
   return best_tau

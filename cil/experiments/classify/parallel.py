@@ -34,6 +34,18 @@ SEED_AXIS = 'seeds'
 DATA_AXIS = 'data'
 
 
+def _keyed_program(**static) -> Callable:
+  """`chunk_program` taking the seeds and global steps instead of the
+  dropout keys (drawn inside: `step_keys`), un-jitted: the caller's jit
+  carries the compiler options (a nested jit may not)."""
+
+  def program(states, images, labels, idx, mask, counts, seeds, steps,
+              weights=None):
+    return chunk_program(states, images, labels, idx, mask, counts,
+                         step_keys(seeds, steps), weights, **static)
+  return program
+
+
 @functools.lru_cache(maxsize=None)
 def sharded_chunk(mesh: jax.sharding.Mesh, weighted: bool,
                   compiler_options: tuple[tuple[str, str], ...] = (), *,
@@ -46,19 +58,12 @@ def sharded_chunk(mesh: jax.sharding.Mesh, weighted: bool,
   seeds: each process holds only its seeds' images)."""
   # pylint: disable-next=g-import-not-at-top
   from jax.sharding import PartitionSpec as P
-
-  def body(states, images, labels, idx, mask, counts, seeds, steps,
-           weights=None):
-    # The un-jitted program: the compiler options go on the outer jit
-    # (a nested jit may not carry them).
-    return chunk_program(states, images, labels, idx, mask, counts,
-                         step_keys(seeds, steps), weights, **static)
-
   by_seed, by_step_seed = P(SEED_AXIS), P(None, SEED_AXIS)
   data = by_seed if own_data else P()
   in_specs = (by_seed, data, data, by_step_seed, by_step_seed, by_seed,
               by_seed, P()) + ((by_seed,) if weighted else ())
-  return jax.jit(jax.shard_map(body, mesh=mesh, in_specs=in_specs,
+  return jax.jit(jax.shard_map(_keyed_program(**static), mesh=mesh,
+                               in_specs=in_specs,
                                out_specs=(by_seed, by_step_seed),
                                check_vma=False),
                  compiler_options=dict(compiler_options) or None)
@@ -112,16 +117,11 @@ def data_parallel_chunk(mesh: jax.sharding.Mesh, weighted: bool,
   def sharding(*spec):
     return NamedSharding(mesh, P(*spec))
 
-  def program(states, images, labels, idx, mask, counts, seeds, steps,
-              weights=None):
-    return chunk_program(states, images, labels, idx, mask, counts,
-                         step_keys(seeds, steps), weights, **static)
-
   by_seed, batch = sharding(SEED_AXIS), sharding(None, SEED_AXIS, DATA_AXIS)
   data = by_seed if own_data else sharding()
   in_shardings = (by_seed, data, data, batch, batch, by_seed, by_seed,
                   sharding()) + ((by_seed,) if weighted else ())
-  return jax.jit(program, in_shardings=in_shardings,
+  return jax.jit(_keyed_program(**static), in_shardings=in_shardings,
                  out_shardings=(by_seed, sharding(None, SEED_AXIS)),
                  donate_argnums=(0,),
                  compiler_options=dict(compiler_options) or None)

@@ -271,18 +271,20 @@ def train_and_evaluate(
   taus = [cfg.posthoc_tau] * len(seeds)
   val_logits = None
   if val_set is not None and cfg.posthoc_tau:
-    val_logits = _test_logits(states, val_set, cfg, mesh)
+    val_logits = _split_logits(states, val_set, cfg, mesh)
     taus = [decouple.choose_tau(
         lambda t, k=k: np.asarray(losses.posthoc_adjusted_logits(
             val_logits[k], splits[k].class_counts, tau=t)),
         val_set.labels, TAU_GRID) for k in range(len(seeds))]
-  fitted = []
+  fitted, seed_variables = [], []
   if cfg.decouple:
     host_variables = distributed.to_host(states.variables())
+    seed_variables = [jax.tree.map(lambda x, k=k: x[k], host_variables)
+                      for k in range(len(seeds))]
     for k, seed in enumerate(seeds):
       chosen = splits[k].indices
       fitted.append(decouple.stage_two_fit(
-          model, jax.tree.map(lambda x, k=k: x[k], host_variables),
+          model, seed_variables[k],
           train_set.images[chosen], train_set.labels[chosen],
           methods=cfg.decouple,
           tx=_stage_two_optimizer(cfg.optimizer, cfg.lr),
@@ -292,7 +294,7 @@ def train_and_evaluate(
           else (val_set.images, val_set.labels)))
   chosen_on = 'validation' if val_set is not None else 'stated'
 
-  logits = _test_logits(states, test_set, cfg, mesh)
+  logits = _split_logits(states, test_set, cfg, mesh)
   per_seed = []
   for k, seed in enumerate(seeds):
     score = functools.partial(
@@ -309,8 +311,8 @@ def train_and_evaluate(
                                                               -1)))}
     if cfg.decouple:
       second = decouple.stage_two_logits(
-          model, jax.tree.map(lambda x, k=k: x[k], host_variables),
-          fitted[k], test_set.images, eval_batch_size=cfg.eval_batch_size)
+          model, seed_variables[k], fitted[k], test_set.images,
+          eval_batch_size=cfg.eval_batch_size)
       for method, method_logits in second.items():
         _, method_losses, tau = fitted[k][method]
         scores[method] = {'stage2_loss_per_epoch': method_losses,
@@ -331,19 +333,20 @@ def first_image(ds) -> np.ndarray:
   return ds.images[:1]
 
 
-def _test_logits(states, test_set, cfg: ClassifyConfig, mesh) -> np.ndarray:
-  """`[K, n, C]` logits of the test split, read in chunks when streamed."""
-  if not isinstance(test_set, data.StreamedSplit):
-    return predict_logits(states, test_set.images, cfg.eval_batch_size,
+def _split_logits(states, split, cfg: ClassifyConfig, mesh) -> np.ndarray:
+  """`[K, n, C]` logits of a split (the test or the validation split),
+  read in chunks when streamed."""
+  if not isinstance(split, data.StreamedSplit):
+    return predict_logits(states, split.images, cfg.eval_batch_size,
                           mesh, seed_parallel=cfg.seed_parallel)
-  n, chunk = len(test_set), 8 * cfg.eval_batch_size
+  n, chunk = len(split), 8 * cfg.eval_batch_size
   order = np.arange(n + (-n % chunk)) % n  # Padded to whole chunks.
   transform = None
   if cfg.augment == 'resized_crop_flip':  # The references' test transform.
-    transform = data.transforms.resize_centre_crop(test_set.image_shape[0])
+    transform = data.transforms.resize_centre_crop(split.image_shape[0])
   out = [predict_logits(states, images, cfg.eval_batch_size, mesh,
                         seed_parallel=cfg.seed_parallel)
-         for images in test_set.chunks(order, chunk, transform=transform)]
+         for images in split.chunks(order, chunk, transform=transform)]
   return np.concatenate(out, axis=1)[:, :n]
 
 
