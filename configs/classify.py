@@ -55,6 +55,26 @@ Variants (`--config=configs/classify.py:VARIANT`):
       python -m launch.classify --config=configs/classify.py:convergence \
           --config.manual_dir=/path/to/manual --workdir=results/convergence
 
+* `mnist_longtail`: the exponential long-tail profile trained until the
+  training loss levels off (`RESULTS.md`, study 13): MNIST's
+  `longtail:ratio=R,n_max=500` at R = 10, 50, 100, 200 (lambda 0.50,
+  0.86, 1.01, 1.17), LeNet, Adam 1e-3, 20 epochs, 5 seeds, the losses'
+  natural logarithms; 10 % of each MNIST training class held out before
+  the profile is drawn (`validation='train:0.1'`, about 590 images per
+  class, balanced as the test split) on which every hyperparameter is
+  chosen: a grid of four points each for focal's gamma, class-balanced
+  beta, logit adjustment's tau and VS's (gamma, tau) (`TUNING_GRIDS`; pick
+  with `launch.compare --tuned`), post-hoc adjustment's tau (`TAU_GRID`);
+  CE, CI (the paper's rule and always 1/2) and LDAM-DRW (Cao et al.'s
+  margin 0.5 and scale 30 on the cosine head, `lenet_normed`, DRW from
+  epoch 16 as their 160 of 200) untuned;
+  every model also scored with post-hoc adjustment and cRT. The second
+  architecture is `--config.model=resnet8
+  --config.cells.ldam_drw.model=resnet8_normed`:
+
+      python -m launch.classify --config=configs/classify.py:mnist_longtail \
+          --config.manual_dir=/path/to/manual --workdir=results/mnist_longtail
+
 * `cifar10_lt`, `cifar100_lt`: CIFAR-LT as Cao et al. (2019) train it
   (`kaidic/LDAM-DRW`, `cifar_train.py`, `losses.py`,
   `models/resnet_cifar.py`), for users with the data and a GPU:
@@ -122,13 +142,26 @@ from cil import metrics
 from configs import common
 
 VARIANTS = ('default', 'smoke', 'mnist_table1', 'mnist_sweep', 'components',
-            'convergence', 'mstar', 'cifar10_lt', 'cifar100_lt',
+            'convergence', 'mnist_longtail', 'mstar', 'cifar10_lt', 'cifar100_lt',
             'imagenet_lt', 'inaturalist2018')
 
 # The sweep's minority sizes: 500 // ratio = 250, 100, 50, 16, 6, 4, 2, 1.
 SWEEP_RATIOS = (2, 5, 10, 31.25, 83, 125, 250, 500)
 # The components study's: lambda = 0.5 log10(ratio) = 0.50, 0.96, 1.05, 1.35.
 COMPONENT_RATIOS = (10, 83, 125, 500)
+
+
+# `mnist_longtail`'s: R = 10, 50, 100, 200 at 500 images in the largest class.
+LONGTAIL_RATIOS = (10, 50, 100, 200)
+# The hyperparameters chosen on the validation split, four points per loss
+# (the same budget for each; `launch.compare --tuned`).
+TUNING_GRIDS = {
+    'focal': tuple(f'focal:gamma={g}' for g in (0.5, 1, 2, 3)),
+    'cb': tuple(f'cb:beta={b}' for b in (0.9, 0.99, 0.999, 0.9999)),
+    'la': tuple(f'la:tau={t}' for t in (0.5, 1, 1.5, 2)),
+    'vs': tuple(f'vs:gamma={g},tau={t}'
+                for g, t in ((0.1, 1), (0.2, 1), (0.3, 1), (0.2, 1.5))),
+}
 
 
 def component_losses() -> tuple[str, ...]:
@@ -288,6 +321,20 @@ def get_config(arg=None) -> ml_collections.ConfigDict:
     c.losses = ('ce', 'ci', 'ci:high_exponent=0.5', 'la', 'cb', 'vs')
     c.seeds = 5
     c.epochs = 15
+  elif variant == 'mnist_longtail':
+    c.dataset = 'mnist'
+    c.protocols = tuple(f'longtail:ratio={r},n_max=500'
+                        for r in LONGTAIL_RATIOS)
+    c.losses = (('ce', 'ci', 'ci:high_exponent=0.5', 'ldam_drw')
+                + sum(TUNING_GRIDS.values(), ()))
+    c.cells = {'ldam_drw': {'loss': 'ldam', 'model': 'lenet_normed',
+                            'drw_epoch': 16}}
+    c.loss_hparams = common.loss_hparams()  # Natural logs.
+    c.validation = 'train:0.1'
+    c.posthoc_tau = 1.0  # Chosen per seed on the validation split.
+    c.decouple = ('crt',)
+    c.seeds = 5
+    c.epochs = 20
   elif variant == 'mstar':
     c.dataset = 'mstar_soc'
     c.protocols = ('mstar24', 'mstar12')

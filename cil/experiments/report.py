@@ -40,6 +40,10 @@ FEWSHOT_RECORD_KEYS = ('loss', 'meta_loss', 'distributions')
 # (`--config.decouple`: cRT, tau-normalisation, LWS).
 POSTHOC = 'posthoc'
 VARIANTS = (POSTHOC, 'crt', 'tau_norm', 'lws')
+# With `--config.validation`, each seed's (and each rule's) accuracy and
+# balanced accuracy on the held-out split, under this key: what `tuned`
+# chooses by (never the test scores).
+VALIDATION = 'validation'
 
 
 def with_variants(runs: Sequence[dict]) -> list[dict]:
@@ -58,7 +62,10 @@ def with_variants(runs: Sequence[dict]) -> list[dict]:
       if not run['per_seed'] or variant not in run['per_seed'][0]:
         continue
       # The seed's split description, its scores replaced by the variant's.
-      per_seed = [{**{k: v for k, v in s.items() if k not in VARIANTS},
+      # A rule without validation scores of its own has none (not the
+      # plain model's).
+      per_seed = [{**{k: v for k, v in s.items()
+                      if k not in VARIANTS + (VALIDATION,)},
                    **s[variant]} for s in run['per_seed']]
       out.append({'protocol': run['protocol'],
                   'loss': f"{run['loss']}+{variant}",

@@ -10,6 +10,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from cil.models import _kernels
+from cil.models.resnet import NormedLinear
 
 
 class LeNet(nn.Module):
@@ -27,10 +28,13 @@ class LeNet(nn.Module):
       `train=True`, 'xla' otherwise: the CPU policy's,
       `cil.runtime.Policy.classify_conv_pool`, since on XLA:CPU the
       space-to-depth form's gradients are faster and XLA's forward pass is).
+    normed_head: LDAM's cosine classifier (`NormedLinear`) as the last
+      layer, as Cao et al. train LDAM (`lenet_normed`).
   """
   num_classes: int = 10
   dtype: jnp.dtype = jnp.float32
   conv_pool: str = 'xla'
+  normed_head: bool = False
 
   @nn.compact
   def __call__(self, x, train: bool = False):
@@ -47,6 +51,8 @@ class LeNet(nn.Module):
     x = _ConvPool(50, impl, self.dtype, name='Conv_1')(x)
     x = x.reshape(x.shape[0], -1)
     x = nn.relu(nn.Dense(500, dtype=self.dtype)(x))
+    if self.normed_head:
+      return NormedLinear(self.num_classes, dtype=self.dtype)(x)
     return nn.Dense(self.num_classes, dtype=self.dtype)(x)
 
 

@@ -15,11 +15,17 @@ from cil.models.resnet import ImageNetResNet
 
 _MODELS = {
     'lenet': LeNet,
+    'lenet_normed': functools.partial(LeNet, normed_head=True),
     'digits_cnn': DigitsCNN,
     'aconvnet': AConvNet,
     'conv4': Conv4,
     'resnet32': CifarResNet32,
     'resnet32_normed': functools.partial(CifarResNet32, normed_head=True),
+    # He et al.'s 6n + 2 family at n = 1: the small ResNet with batch norm
+    # of RESULTS.md's second-architecture studies (MNIST's 28 x 28).
+    'resnet8': functools.partial(CifarResNet32, blocks_per_stage=1),
+    'resnet8_normed': functools.partial(CifarResNet32, blocks_per_stage=1,
+                                        normed_head=True),
     'resnet50': ImageNetResNet,
     'resnet50_normed': functools.partial(ImageNetResNet, normed_head=True),
     'resnext50': functools.partial(ImageNetResNet, groups=32,
@@ -30,12 +36,12 @@ _MODELS = {
 }
 MODEL_NAMES: Sequence[str] = tuple(_MODELS)
 # The models that take `conv_pool` (`CONV_POOL_IMPLS`).
-CONV_POOL_MODELS: Sequence[str] = ('lenet',)
+CONV_POOL_MODELS: Sequence[str] = ('lenet', 'lenet_normed')
 
 
 def get_model(name: str, num_classes: int, **kwargs) -> nn.Module:
-  """Returns the model called `name` (lenet, digits_cnn, aconvnet, conv4,
-  resnet32, resnet50, resnext50; `_normed`: LDAM's cosine head)."""
+  """Returns the model called `name` (lenet, lenet_normed, digits_cnn, aconvnet, conv4,
+  resnet8, resnet32, resnet50, resnext50; `_normed`: LDAM's cosine head)."""
   if name not in _MODELS:
     raise ValueError(f'Unknown model {name!r}; known: '
                      f'{", ".join(MODEL_NAMES)}.')

@@ -98,11 +98,22 @@ class NormedLinear(nn.Module):
 
   @nn.compact
   def __call__(self, x):
-    w = self.param('kernel', nn.initializers.uniform(2.0),
-                   (x.shape[-1], self.num_classes), jnp.float32) - 1.0
-    x = x / jnp.maximum(jnp.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
-    w = w / jnp.maximum(jnp.linalg.norm(w, axis=0, keepdims=True), 1e-12)
-    return x @ w.astype(self.dtype)
+    kernel = self.param('kernel', nn.initializers.uniform(2.0),
+                        (x.shape[-1], self.num_classes), jnp.float32)
+    return self.unit_features(x) @ self.unit_weights(kernel).astype(
+        self.dtype)
+
+  @staticmethod
+  def unit_features(x):
+    """`[..., D]` inputs scaled to unit norm."""
+    return x / jnp.maximum(jnp.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
+
+  @staticmethod
+  def unit_weights(kernel):
+    """`[D, C]` class weights of the stored `kernel` (drawn in [0, 2),
+    shifted by -1), each column scaled to unit norm."""
+    w = kernel - 1.0
+    return w / jnp.maximum(jnp.linalg.norm(w, axis=0, keepdims=True), 1e-12)
 
 
 class _Bottleneck(nn.Module):

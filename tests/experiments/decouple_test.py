@@ -24,6 +24,19 @@ class DecoupleTest(absltest.TestCase):
       self.assertEqual(feats.shape[0], 5)
       np.testing.assert_allclose(feats @ head['kernel'] + head['bias'],
                                  logits, rtol=1e-5, atol=1e-5)
+    # A cosine head (LDAM's): unit-norm features times unit-norm weights.
+    for name in ('lenet_normed', 'resnet8_normed'):
+      model = models.get_model(name, 4)
+      variables = model.init(jax.random.key(1), images[:1], train=False)
+      head = decouple.get_head(variables['params'], decouple.head_path(
+          model, variables, images[:1]))
+      feats, logits = decouple.features(model, variables, images, 2)
+      self.assertIsNone(head['bias'])
+      np.testing.assert_allclose(np.linalg.norm(feats, axis=1), 1, rtol=1e-5)
+      np.testing.assert_allclose(np.linalg.norm(head['kernel'], axis=0), 1,
+                                 rtol=1e-5)
+      np.testing.assert_allclose(feats @ head['kernel'], logits, rtol=1e-5,
+                                 atol=1e-5)
     model = models.get_model('aconvnet', 4)  # All-convolutional.
     sample = np.zeros((1, 88, 88, 1), np.uint8)
     with self.assertRaisesRegex(ValueError, 'AConvNet calls no Dense layer'):

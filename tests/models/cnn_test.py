@@ -47,6 +47,23 @@ class ModelsTest(parameterized.TestCase):
           variables['params'])[0] if 'Conv' in jax.tree_util.keystr(k[0])]
       self.assertLen(convs, 31)  # 1 + 3 stages x 5 blocks x 2.
 
+  def test_resnet8_is_the_n1_member_of_the_family(self):
+    # 6n + 2 = 8 layers: 7 convolutions and the head, on MNIST's 28 x 28 x 1:
+    # 3*3*1*16 + 3*3*16*16*2 + 3*3*16*32 + 3*3*32*32 + 3*3*32*64 + 3*3*64*64
+    # convolution weights, two BN parameters per channel of each of the 7
+    # convolutions, and a 64 x 10 head with bias.
+    conv = 9 * (16 + 16 * 16 * 2 + 16 * 32 + 32 * 32 + 32 * 64 + 64 * 64)
+    batch_norm = 2 * (16 * 3 + 32 * 2 + 64 * 2)
+    model = models.get_model('resnet8', 10)
+    variables = jax.jit(functools.partial(model.init, train=False))(
+        jax.random.key(0), jnp.zeros((2, 28, 28, 1), jnp.uint8))
+    self.assertEqual(
+        sum(p.size for p in jax.tree.leaves(variables['params'])),
+        conv + batch_norm + 64 * 10 + 10)
+    self.assertEqual(model.apply(variables, jnp.zeros((3, 28, 28, 1),
+                                                      jnp.uint8)).shape,
+                     (3, 10))
+
   def test_conv4_uses_the_batch_statistics(self):
     model = models.Conv4(num_classes=5, features=8)
     x = jax.random.uniform(jax.random.key(1), (6, 28, 28, 1))

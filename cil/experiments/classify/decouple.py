@@ -1,8 +1,9 @@
 r"""Decoupled classifier learning (Kang et al., ICLR 2020): a second stage.
 
 Stage 1 is the cell's training (any loss, any sampler). Stage 2 keeps its
-representation f(x) (the input of the model's last `Dense` layer, W, b) and
-changes only the classifier:
+representation f(x) (the input of the model's last `Dense` layer, W, b; of
+a cosine head, `cil.models.NormedLinear`, the unit-norm input and the
+unit-norm class weights, no bias) and changes only the classifier:
 
 * `crt` (classifier re-training): W, b re-initialised (LeCun normal, zero
   bias) and trained with cross-entropy on the frozen features, each epoch
@@ -38,6 +39,7 @@ import optax
 from cil import loops
 from cil import metrics
 from cil.data import samplers
+from cil.models import NormedLinear
 
 METHODS = ('crt', 'tau_norm', 'lws')
 
@@ -50,14 +52,17 @@ def check_methods(methods: Sequence[str]) -> None:
 
 
 def _last_dense(model: nn.Module, variables: dict, images):
-  """`(features, logits, head_path)`: the input of the last `Dense` the
-  model calls, its output logits, and that layer's parameter path."""
+  """`(features, logits, head_path)`: the input of the last `Dense` (or
+  `NormedLinear`, its input at unit norm) the model calls, its output
+  logits, and that layer's parameter path."""
   seen = {}
 
   def interceptor(next_fun, args, kwargs, context):
-    if isinstance(context.module, nn.Dense) and (
-        context.method_name == '__call__'):
+    if context.method_name == '__call__' and isinstance(
+        context.module, (nn.Dense, NormedLinear)):
       seen['features'] = args[0]
+      if isinstance(context.module, NormedLinear):
+        seen['features'] = NormedLinear.unit_features(args[0])
       seen['path'] = context.module.scope.path
     return next_fun(*args, **kwargs)
 
@@ -99,8 +104,13 @@ def features(model: nn.Module, variables: dict, images: np.ndarray,
 
 
 def get_head(params: dict, path: Sequence[str]) -> dict:
+  """`{'kernel': [D, C], 'bias': [C] or None}` of the classifier at
+  `path` (`head_path`): a cosine head's unit-norm class weights."""
   for name in path:
     params = params[name]
+  if path and path[-1].startswith('NormedLinear'):
+    return {'kernel': NormedLinear.unit_weights(params['kernel']),
+            'bias': None}
   return {'kernel': params['kernel'], 'bias': params.get('bias')}
 
 

@@ -270,8 +270,9 @@ def train_and_evaluate(
   # the test split is read after.
   taus = [cfg.posthoc_tau] * len(seeds)
   val_logits = None
-  if val_set is not None and cfg.posthoc_tau:
+  if val_set is not None:
     val_logits = _split_logits(states, val_set, cfg, mesh)
+  if val_logits is not None and cfg.posthoc_tau:
     taus = [decouple.choose_tau(
         lambda t, k=k: np.asarray(losses.posthoc_adjusted_logits(
             val_logits[k], splits[k].class_counts, tau=t)),
@@ -303,12 +304,19 @@ def train_and_evaluate(
         num_classes=test_set.num_classes,
         shot_thresholds=cfg.shot_thresholds)
     scores = score(np.argmax(logits[k], -1))
+    if val_logits is not None:  # What a choice between rows may read.
+      scores[report.VALIDATION] = _validation_scores(
+          val_set.labels, val_logits[k])
     if cfg.posthoc_tau:
       adjusted = losses.posthoc_adjusted_logits(
           logits[k], splits[k].class_counts, tau=taus[k])
       scores[report.POSTHOC] = {'tau': taus[k], 'tau_chosen_on': chosen_on,
                                 **score(np.asarray(jnp.argmax(adjusted,
                                                               -1)))}
+      if val_logits is not None:
+        scores[report.POSTHOC][report.VALIDATION] = _validation_scores(
+            val_set.labels, np.asarray(losses.posthoc_adjusted_logits(
+                val_logits[k], splits[k].class_counts, tau=taus[k])))
     if cfg.decouple:
       second = decouple.stage_two_logits(
           model, seed_variables[k], fitted[k], test_set.images,
@@ -324,6 +332,14 @@ def train_and_evaluate(
           'loss_hparams': static['loss'].kwargs, 'model': cfg.model,
           'train_loss_per_epoch': [r['train_loss'] for r in history],
           'per_seed': per_seed}
+
+
+def _validation_scores(labels: np.ndarray, logits: np.ndarray) -> dict:
+  """Accuracy and balanced accuracy of one model on the validation
+  split: the scores `report.tuned` chooses hyperparameters by."""
+  scores = metrics.classification_metrics(metrics.confusion_matrix(
+      labels, np.argmax(logits, -1), logits.shape[-1]))
+  return {k: scores[k] for k in ('accuracy', 'balanced_accuracy')}
 
 
 def first_image(ds) -> np.ndarray:
