@@ -11,6 +11,8 @@ loss (row), the mean difference from the baseline over seeds, paired by
 seed, with its 95 % CI in percentage points; `*` marks a CI that excludes
 0 (`cil.experiments.report.paired_differences`). `--per_seed_csv` also
 writes every seed's scores (`cil.experiments.report.per_seed_csv`).
+`--tuned=focal,cb,la,vs` replaces each of those losses' grid by the row
+chosen per protocol on the validation split (`report.tuned`).
 
 On a `launch.fewshot` workdir it prints, per support distribution (row)
 and loss (column), the mean difference of meta-test accuracy from the
@@ -43,6 +45,11 @@ _OUT = flags.DEFINE_string('out', None, 'Also write the table here.')
 _PER_SEED_CSV = flags.DEFINE_string(
     'per_seed_csv', None, 'Also write every seed\'s scores here, one row '
     'per (protocol, loss, seed).')
+_TUNED = flags.DEFINE_list(
+    'tuned', [], 'Losses whose grid rows (e.g. vs:gamma=0.1,tau=1, ...) '
+    'are replaced by the row chosen per protocol on the validation split '
+    "(a run with --config.validation): rows '<loss> (tuned)', the choices "
+    'listed under the table.')
 _PER_TASK_CSV = flags.DEFINE_string(
     'per_task_csv', None, 'A launch.fewshot workdir: also write every '
     'meta-test task\'s accuracy here, one row per (distribution, loss, '
@@ -51,6 +58,11 @@ _PER_TASK_CSV = flags.DEFINE_string(
 
 def run():
   if report.is_fewshot_workdir(_WORKDIR.value):
+    if _TUNED.value:
+      raise ValueError(
+          f'--tuned={",".join(_TUNED.value)}: {_WORKDIR.value} is a '
+          'launch.fewshot workdir; choices on a validation split are made '
+          'in launch.classify workdirs (drop --tuned).')
     if _METRIC.value != 'accuracy' or _PER_SEED_CSV.value:
       raise ValueError(
           f'--metric={_METRIC.value} / --per_seed_csv: {_WORKDIR.value} is a '
@@ -72,7 +84,8 @@ def run():
     workdir.write_text(_PER_SEED_CSV.value,
                        report.per_seed_csv(_WORKDIR.value))
   table = report.compare_workdir(_WORKDIR.value, baseline=_BASELINE.value,
-                                 metric=_METRIC.value)
+                                 metric=_METRIC.value,
+                                 tuned_families=_TUNED.value)
   print(table)
   if _OUT.value:
     # Its folders are made; a path it cannot write is a named error.

@@ -44,6 +44,8 @@ VARIANTS = (POSTHOC, 'crt', 'tau_norm', 'lws')
 # balanced accuracy on the held-out split, under this key: what `tuned`
 # chooses by (never the test scores).
 VALIDATION = 'validation'
+VALIDATION_METRICS = ('accuracy', 'balanced_accuracy')
+VALIDATION_PREFIX = 'val_'  # Their columns in `per_seed_csv`.
 
 
 def with_variants(runs: Sequence[dict]) -> list[dict]:
@@ -153,43 +155,147 @@ def paired_differences(runs: Sequence[dict], baseline: str,
   return out
 
 
+TUNED_SUFFIX = ' (tuned)'
+
+
+def _family(loss: str) -> str:
+  """The registry name of a row's loss ('vs:gamma=0.1' -> 'vs'); '' for
+  a prediction rule's row ('ce+posthoc') or a cell's own name."""
+  if '+' in loss:
+    return ''
+  try:
+    return losses.split_spec(loss)[0]
+  except ValueError:
+    return ''
+
+
+def tuned(runs: Sequence[dict], families: Sequence[str], *,
+          metric: str = 'balanced_accuracy') -> tuple[list, list]:
+  """Each family's hyperparameters chosen on the validation split.
+
+  For every protocol and every loss family named (e.g. 'vs'), the rows of
+  that loss (its grid: 'vs:gamma=0.1,tau=1', 'vs:gamma=0.2,tau=1', ...)
+  compete by their seeds' mean `metric` on the held-out split (each
+  seed's `VALIDATION` scores, `--config.validation`); the test scores are
+  never read for the choice. The winner (the first of equals, in `runs`'
+  order) is added as a row '<family> (tuned)' with its seeds' scores, so
+  that paired statistics compare it with any other row of the protocol;
+  one choice per protocol (per lambda), shared by its seeds.
+
+  Args:
+    runs: a workdir's runs (`with_variants` or not).
+    families: registry names of the losses to choose for.
+    metric: 'balanced_accuracy' or 'accuracy' on the validation split.
+
+  Returns:
+    `(runs + tuned rows, choices)`: one choice per (protocol, family):
+    protocol, family, chosen (the row's loss), and candidates (each row's
+    mean validation score, in `runs`' order).
+
+  Raises:
+    ValueError: a family with no row in a protocol, or a candidate seed
+      without validation scores (a run without `--config.validation`).
+  """
+  protocols = list(dict.fromkeys(r['protocol'] for r in runs))
+  added, choices = [], []
+  for family in families:
+    family = losses.canonical_name(family)
+    for protocol in protocols:
+      candidates = [r for r in runs if r['protocol'] == protocol
+                    and _family(r['loss']) == family]
+      if not candidates:
+        raise ValueError(
+            f'--tuned={family}: no {family!r} row in protocol {protocol!r} '
+            f'(rows: {sorted({r["loss"] for r in runs})}).')
+      scores = {}
+      for run in candidates:
+        values = []
+        for seed in run['per_seed']:
+          held = seed.get(VALIDATION) or {}
+          if held.get(metric) is None:
+            raise ValueError(
+                f'{protocol}/{run["loss"]}, seed {seed["seed"]}: no '
+                f'{metric} on a validation split; a choice needs a run with '
+                f'--config.validation (train:F or a split).')
+          values.append(held[metric])
+        scores[run['loss']] = float(np.mean(values))
+      best = max(candidates, key=lambda r: scores[r['loss']])
+      choices.append({'protocol': protocol, 'family': family,
+                      'chosen': best['loss'], 'metric': metric,
+                      'candidates': scores})
+      added.append({**best, 'loss': family + TUNED_SUFFIX,
+                    'chosen': best['loss']})
+  return list(runs) + added, choices
+
+
+def choices_markdown(choices: Sequence[dict]) -> str:
+  """`tuned`'s choices as a table: protocol, loss, the chosen row, and each
+  candidate's mean validation score (%)."""
+  lines = ['Chosen on the validation split by mean '
+           f'{choices[0]["metric"] if choices else "score"} over seeds '
+           '(the test split is not read):', '',
+           '| protocol | loss | chosen | candidates (validation, %) |',
+           '|---|---|---|---|']
+  for c in choices:
+    candidates = ', '.join(f'{k} {100 * v:.2f}'
+                           for k, v in c['candidates'].items())
+    lines.append(f'| {c["protocol"]} | {c["family"]} | {c["chosen"]} | '
+                 f'{candidates} |')
+  return '\n'.join(lines)
+
+
 def per_seed_csv(workdir: str) -> str:
   """A workdir's per-seed scores as CSV text, one row per (protocol, loss,
   seed), the other prediction rules as losses '<loss>+posthoc', ...
   (`with_variants`): the numbers behind every table and paired comparison,
   for analyses of one's own. Columns: protocol, lambda, loss, seed, then
   `SUMMARY_METRICS` without the protocol's own (empty where a metric has no
-  classes)."""
+  classes), then the validation split's scores ('val_accuracy',
+  'val_balanced_accuracy'; empty without `--config.validation`)."""
   runs = with_variants(
       workdir_lib.read_runs(workdir, keys=CLASSIFY_RECORD_KEYS))
   scores = [m for m in SUMMARY_METRICS
             if m not in ('imbalance_degree', 'imbalance_ratio')]
   out = io.StringIO()
   writer = csv.writer(out, lineterminator='\n')
-  writer.writerow(['protocol', 'lambda', 'loss', 'seed'] + scores)
+  held = [VALIDATION_PREFIX + m for m in VALIDATION_METRICS]
+  writer.writerow(['protocol', 'lambda', 'loss', 'seed'] + scores + held)
   for run in runs:
     for s in run['per_seed']:
+      val = s.get(VALIDATION) or {}
       writer.writerow(
           [run['protocol'], f"{s['imbalance_degree']:.4f}", run['loss'],
            s['seed']] + ['' if s.get(m) is None else f'{s[m]:.6g}'
-                         for m in scores])
+                         for m in scores]
+          + ['' if val.get(m) is None else f'{val[m]:.6g}'
+             for m in VALIDATION_METRICS])
   return out.getvalue()
 
 
 def compare_workdir(workdir: str, *, baseline: str,
-                    metric: str = 'accuracy') -> str:
+                    metric: str = 'accuracy',
+                    tuned_families: Sequence[str] = ()) -> str:
   """`paired_differences` of a workdir's runs as a markdown table.
 
   Reads `results.json`, or the finished cells in `runs/` while a run is
   still going; other prediction rules of the same models are rows
   '<loss>+posthoc', '<loss>+crt', ... (`with_variants`). Rows: losses;
   columns: protocols in order of lambda; cells: mean difference ± 95 % CI
-  in percentage points, `*` where the CI excludes 0.
+  in percentage points, `*` where the CI excludes 0. With
+  `tuned_families`, each of those losses' grid is replaced by its row
+  chosen on the validation split ('<loss> (tuned)', `tuned`), and the
+  choices are listed under the table.
   """
   runs = with_variants(
       workdir_lib.read_runs(workdir, keys=CLASSIFY_RECORD_KEYS))
-  name, plus, suffix = baseline.partition('+')  # 'ce+posthoc'
-  baseline = losses.canonical_spec(name) + plus + suffix
+  choices = []
+  if tuned_families:
+    runs, choices = tuned(runs, tuned_families)
+    grids = {c['family'] for c in choices}
+    runs = [r for r in runs if _family(r['loss']) not in grids]
+  if not baseline.endswith(TUNED_SUFFIX):
+    name, plus, suffix = baseline.partition('+')  # 'ce+posthoc'
+    baseline = losses.canonical_spec(name) + plus + suffix
   diffs = paired_differences(runs, baseline, metric)
   if not diffs:
     raise ValueError(f'{workdir}: nothing to compare with {baseline!r} '
@@ -209,6 +315,8 @@ def compare_workdir(workdir: str, *, baseline: str,
     lines.append(f'| {name} | ' + ' | '.join(row) + ' |')
   lines += ['', 'Protocols: ' + ', '.join(f'λ {lam:.3f} = {p}'
                                           for lam, p in protocols)]
+  if choices:
+    lines += ['', choices_markdown(choices)]
   return '\n'.join(lines)
 
 
@@ -235,7 +343,12 @@ def runs_from_per_seed_csv(path: str) -> list[dict]:
               'imbalance_degree': float(row['lambda'])}
       for key, value in row.items():
         if key not in needed:
-          seed[key] = float(value) if value not in ('', None) else None
+          value = float(value) if value not in ('', None) else None
+          if key.startswith(VALIDATION_PREFIX):
+            seed.setdefault(VALIDATION, {})[
+                key[len(VALIDATION_PREFIX):]] = value
+          else:
+            seed[key] = value
     except (TypeError, ValueError):
       raise ValueError(f'{path}, line {line}: not numbers where scores go: '
                        f'{row}.') from None

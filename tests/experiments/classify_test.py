@@ -301,6 +301,13 @@ class ClassifyTest(absltest.TestCase):
       for variant in ('posthoc', 'tau_norm'):
         self.assertIn(seed[variant]['tau'], classify.TAU_GRID)
         self.assertEqual(seed[variant]['tau_chosen_on'], 'validation')
+      # What `report.tuned` chooses by: the model's own and the post-hoc
+      # rule's scores on the held-out split (tau-norm has none).
+      for scores in (seed, seed['posthoc']):
+        self.assertEqual(set(scores['validation']),
+                         {'accuracy', 'balanced_accuracy'})
+        self.assertBetween(scores['validation']['accuracy'], 0.0, 1.0)
+      self.assertNotIn('validation', seed['tau_norm'])
     # The held-out fifth is not trained on: fewer training images.
     whole = classify.run(dataclasses.replace(cfg, validation=''),
                          self._workdir(), show_progress=False)

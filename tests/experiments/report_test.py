@@ -165,6 +165,55 @@ class ReportTest(absltest.TestCase):
     self.assertEqual(out.returncode, 0, out.stderr)
     self.assertIn('| ce+posthoc | +5.00 ± 63.53 |', out.stdout)
 
+  def test_tuned_rows_are_chosen_on_validation_never_on_test(self):
+    def run(protocol, loss, test, held):
+      return {'protocol': protocol, 'loss': loss, 'per_seed': [
+          {'seed': k, 'accuracy': a, 'imbalance_degree': 0.5,
+           'validation': {'accuracy': v, 'balanced_accuracy': v}}
+          for k, (a, v) in enumerate(zip(test, held))]}
+    # In p, la:tau=2 wins on the test split and la:tau=0.5 on validation;
+    # in q the other way round: each protocol gets its own choice.
+    runs = [run('p', 'ce', [0.70, 0.60], [0.7, 0.6]),
+            run('p', 'la:tau=0.5', [0.80, 0.70], [0.90, 0.90]),
+            run('p', 'la:tau=2.0', [0.99, 0.99], [0.50, 0.60]),
+            run('q', 'ce', [0.70, 0.60], [0.7, 0.6]),
+            run('q', 'la:tau=0.5', [0.99, 0.99], [0.10, 0.20]),
+            run('q', 'la:tau=2.0', [0.75, 0.65], [0.80, 0.80])]
+    rows, choices = report.tuned(runs, ['LA'])
+    self.assertEqual([(c['protocol'], c['chosen']) for c in choices],
+                     [('p', 'la:tau=0.5'), ('q', 'la:tau=2.0')])
+    self.assertAlmostEqual(choices[0]['candidates']['la:tau=2.0'], 0.55)
+    tuned_rows = {r['protocol']: r for r in rows if r['loss'] == 'la (tuned)'}
+    self.assertEqual([s['accuracy'] for s in tuned_rows['p']['per_seed']],
+                     [0.80, 0.70])
+    self.assertEqual([s['accuracy'] for s in tuned_rows['q']['per_seed']],
+                     [0.75, 0.65])
+    # The table: the grid replaced by its tuned row, the choices under it.
+    workdir = self._workdir()
+    for k, r in enumerate(runs):
+      workdir_lib.write_json(os.path.join(workdir, 'runs', f'{k}.json'), r)
+    out = testutil.launch('launch.compare', f'--workdir={workdir}',
+                          '--baseline=ce', '--tuned=la')
+    self.assertEqual(out.returncode, 0, out.stderr)
+    self.assertIn('| la (tuned) | +10.00 ± 0.00* | +5.00 ± 0.00* |',
+                  out.stdout)
+    self.assertNotIn('\n| la:tau=2.0 |', out.stdout)  # Not a row.
+    self.assertIn('| p | la | la:tau=0.5 | la:tau=0.5 90.00, '
+                  'la:tau=2.0 55.00 |', out.stdout)
+    # The committed CSV carries the validation scores: the same choice.
+    path = os.path.join(workdir, 'per_seed.csv')
+    workdir_lib.write_text(path, report.per_seed_csv(workdir))
+    _, again = report.tuned(report.runs_from_per_seed_csv(path), ['la'])
+    self.assertEqual(again, choices)
+    # A family missing from a protocol, or a run without validation scores.
+    with self.assertRaisesRegex(ValueError, "no 'vs' row in protocol 'p'"):
+      report.tuned(runs, ['vs'])
+    del runs[1]['per_seed'][1]['validation']
+    with self.assertRaisesRegex(
+        ValueError, 'p/la:tau=0.5, seed 1: no balanced_accuracy on a '
+        'validation split; .*--config.validation'):
+      report.tuned(runs, ['la'])
+
   def test_a_detection_workdir_is_named_not_called_damaged(self):
     path = self._workdir()
     workdir_lib.write_json(os.path.join(path, 'config.json'), {
