@@ -105,18 +105,21 @@ Variants (`--config=configs/classify.py:VARIANT`):
   joint training of ResNeXt-50 (ImageNet-LT; ResNet-50 for iNaturalist),
   90 epochs, batch 512, SGD momentum 0.9, lr 0.2 with per-epoch cosine
   annealing to 0, weight decay 5e-4 (1e-4), random-resized crops + flips
-  at 224 and the test's resize + centre crop, streamed; CE and logit
+  at 224 (ImageNet-LT with `ColorJitter(0.4, 0.4, 0.4)`: their
+  `data/dataloader.py`) and the test's resize + centre crop, streamed; CE
+  and logit
   adjustment (Menon et al. 2021) rows, and post-hoc logit adjustment with
   its tau chosen on ImageNet-LT's `val` split (iNaturalist is tested on
   `val`, the long-tail papers' practice, with the stated tau); each
   model's batch over every device (`data_parallel=-1`), bfloat16. The
   cRT, tau-norm and LWS rows (`--config.decouple="('crt','tau_norm','lws')"`:
-  stage 2 with the class-aware sampler, 10 epochs; 30 for iNaturalist;
-  tau-norm's tau chosen on `val`) need the in-memory path for now
-  (`--config.input_pipeline=memory --config.augment='' --config.image_size=64`).
-  Still differing from the reference: no colour jitter (ImageNet-LT's
-  `ColorJitter(0.4, 0.4, 0.4)`), stage 2 at a constant lr (theirs
-  cosine), batch norm over the whole batch (theirs per GPU). Not run here
+  stage 2 with the class-aware sampler, SGD at lr 0.2 annealed per epoch
+  (`coslr`) with the stage-1 weight decay, 10 epochs; 30 for iNaturalist;
+  tau-norm's tau chosen on `val`). Still differing from the reference:
+  stage 2 trains on features of the test transform's images, extracted
+  once (theirs pass augmented images through the frozen network each
+  step); images are scaled to [0, 1], not normalised by the RGB mean and
+  std; batch norm over the whole batch (theirs per GPU). Not run here
   (no ImageNet or iNaturalist files, no GPU); published top-1 on
   ImageNet-LT with ResNeXt-50 (the reference's README): joint 44.4, cRT
   49.6, tau-norm 49.4, LWS 49.9:
@@ -374,7 +377,8 @@ def get_config(arg=None) -> ml_collections.ConfigDict:
     c.checkpoint_every = 10
   elif variant in ('imagenet_lt', 'inaturalist2018'):
     # classifier-balancing's feat_uniform.yaml / feat_unifrom.yaml (stage
-    # 1) and cls_crt.yaml (stage 2); see the module docstring.
+    # 1) and cls_crt.yaml (stage 2: the same lr, momentum, weight decay and
+    # per-epoch cosine); see the module docstring.
     imagenet = variant == 'imagenet_lt'
     c.dataset = variant
     c.protocols = ('all',)  # Their own long tail.
@@ -383,7 +387,8 @@ def get_config(arg=None) -> ml_collections.ConfigDict:
     c.model = 'resnext50' if imagenet else 'resnet50'
     c.image_size = 224
     c.input_pipeline = 'stream'
-    c.augment = 'resized_crop_flip'
+    c.augment = ('resized_crop_flip_jitter' if imagenet
+                 else 'resized_crop_flip')
     c.dtype = 'bfloat16'
     c.data_parallel = -1
     c.seeds = 1

@@ -156,8 +156,9 @@ class LongTailTest(absltest.TestCase):
     config.update(dataset='imagenet_lt', manual_dir=self.manual,
                   data_dir=os.path.join(self.root, 'prepared'), image_size=28,
                   protocols=(), losses=('ce',), seeds=1, epochs=2,
-                  batch_size=4, augment='resized_crop_flip',
-                  input_pipeline='stream', checkpoint_every_steps=1)
+                  batch_size=4, augment='resized_crop_flip_jitter',
+                  input_pipeline='stream', checkpoint_every_steps=1,
+                  decouple=('crt',), decouple_epochs=1)
     cfg = classify.ClassifyConfig.from_config(config)
 
     class Killed(Exception):
@@ -176,16 +177,20 @@ class LongTailTest(absltest.TestCase):
         classify.run(cfg, workdir, show_progress=False,
                      step_callback=kill_at_4)
       resumed = classify.run(cfg, workdir, show_progress=False)
-      with self.assertRaisesRegex(ValueError, 'augment=resized_crop_flip '
-                                  'crops the stored images as they are '
-                                  'read; it needs --config.input_pipeline'):
+      with self.assertRaisesRegex(ValueError, 'augment=resized_crop_flip_'
+                                  'jitter crops the stored images as they '
+                                  'are read; it needs --config.input_'
+                                  'pipeline'):
         classify.run(dataclasses.replace(cfg, input_pipeline='memory'),
                      os.path.join(self.root, 'w3'), show_progress=False)
     a, b = whole['runs'][0], resumed['runs'][0]
-    self.assertEqual(whole['config']['augment'], 'resized_crop_flip')
+    self.assertEqual(whole['config']['augment'], 'resized_crop_flip_jitter')
     self.assertEqual(a['train_loss_per_epoch'], b['train_loss_per_epoch'])
     self.assertEqual(a['per_seed'][0]['confusion'],
                      b['per_seed'][0]['confusion'])
+    # cRT on the streamed split (features read chunk by chunk).
+    self.assertEqual(a['per_seed'][0]['crt']['confusion'],
+                     b['per_seed'][0]['crt']['confusion'])
 
   def test_bad_inputs_are_named(self):
     root = os.path.join(self.manual, 'imagenet_lt')

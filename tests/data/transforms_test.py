@@ -89,6 +89,48 @@ class TransformsTest(absltest.TestCase):
                                    [24, 24])
       np.testing.assert_array_equal(ours, np.asarray(reference))
 
+  def test_colour_jitter_is_torchvisions_on_the_same_draw(self):
+    if torch is None:
+      self.skipTest('torchvision is not installed (the reference only).')
+    jitter = tvt.ColorJitter(brightness=0.4, contrast=0.4, saturation=0.4,
+                             hue=0)
+    for seed in range(8):
+      image = _image(20, 30, seed=seed)
+      torch.manual_seed(seed)
+      fn_idx, b, c, s, _ = jitter.get_params(
+          jitter.brightness, jitter.contrast, jitter.saturation, jitter.hue)
+      torch.manual_seed(seed)
+      reference = np.asarray(jitter(Image.fromarray(image)))
+      order = [int(i) for i in fn_idx if i < 3]  # Hue (3) is off.
+      ours = transforms.adjust_colour(image, order, (b, c, s))
+      np.testing.assert_array_equal(ours, reference)
+
+  def test_colour_jitter_draws_every_order_and_factors_in_range(self):
+    rng = np.random.default_rng(0)
+    draws = [transforms.colour_jitter_params(rng) for _ in range(300)]
+    self.assertLen({order for order, _ in draws}, 6)
+    factors = np.array([f for _, f in draws])
+    self.assertBetween(factors.min(), 0.6, 0.62)
+    self.assertBetween(factors.max(), 1.38, 1.4)
+    # Factors of 1 change nothing; a grey image stays grey (saturation) and
+    # brightness 0.5 halves it (Pillow truncates).
+    image = _image(6, 7)
+    np.testing.assert_array_equal(
+        transforms.adjust_colour(image, (2, 0, 1), (1.0, 1.0, 1.0)), image)
+    grey = np.repeat(image[..., :1], 3, axis=-1)
+    np.testing.assert_array_equal(
+        transforms.adjust_colour(grey, (2,), (0, 0, 1.4)), grey)
+    np.testing.assert_array_equal(
+        transforms.adjust_colour(image, (0,), (0.5, 0, 0)), image // 2)
+    # In the random transform: a function of the generator, jittered.
+    augment = transforms.random_resized_crop_flip(16, jitter=0.4)
+    plain = transforms.random_resized_crop_flip(16)
+    a, b = (augment(image, np.random.default_rng(4)) for _ in range(2))
+    np.testing.assert_array_equal(a, b)
+    self.assertFalse(np.array_equal(
+        a, plain(image, np.random.default_rng(4))))
+    self.assertEqual(augment(image[..., :1], rng).shape, (16, 16, 1))
+
   def test_a_read_from_a_position_draws_the_whole_reads_crops(self):
     images = [_image(20 + i, 30, seed=i) for i in range(6)]
     split = streaming.open_split(

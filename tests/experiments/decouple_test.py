@@ -7,7 +7,10 @@ import numpy as np
 import optax
 
 from cil import models
+from cil.experiments.classify import config as config_lib
 from cil.experiments.classify import decouple
+from cil.experiments.classify import runner
+from configs import classify as classify_configs
 
 
 class DecoupleTest(absltest.TestCase):
@@ -43,6 +46,40 @@ class DecoupleTest(absltest.TestCase):
       decouple.head_path(model, jax.eval_shape(
           lambda x: model.init(jax.random.key(0), x, train=False), sample),
                          sample)
+
+  def test_stage_two_anneals_as_kang_et_al_with_a_cosine_run(self):
+    # cls_crt.yaml: SGD (momentum 0.9) with `coslr`, CosineAnnealingLR over
+    # the stage's epochs stepped per epoch: lr (1 + cos(pi e / E)) / 2 in
+    # epoch e. With a gradient of 1 every step, momentum's trace after step
+    # t is (1 - 0.9^(t+1)) / 0.1, so each update gives back its rate.
+    cfg = config_lib.ClassifyConfig.from_config(
+        classify_configs.get_config('imagenet_lt'))
+    self.assertEqual((cfg.lr_schedule, cfg.decouple_epochs), ('cosine', 10))
+    steps = 3
+    tx = runner._stage_two_optimizer(cfg, steps)
+    self.assertIs(tx, runner._stage_two_optimizer(cfg, steps))  # Cached.
+    params = jnp.zeros(())  # Weight decay adds nothing at zero.
+    state = tx.init(params)
+    rates = []
+    for t in range(10 * steps):
+      update, state = tx.update(jnp.ones(()), state, params)
+      rates.append(-float(update) * 0.1 / (1 - 0.9 ** (t + 1)))
+    epoch = np.arange(10 * steps) // steps
+    np.testing.assert_allclose(
+        rates, cfg.lr * (1 + np.cos(np.pi * epoch / 10)) / 2, rtol=1e-5,
+        atol=1e-7)
+    # A run on the step schedule keeps stage 2 at its constant rate.
+    tx = runner._stage_two_optimizer(
+        config_lib.ClassifyConfig.from_config(
+            classify_configs.get_config('cifar10_lt')), steps)
+    state = tx.init(params)
+    for t in range(4 * steps):
+      update, state = tx.update(jnp.ones(()), state, params)
+      self.assertAlmostEqual(-float(update) * 0.1 / (1 - 0.9 ** (t + 1)),
+                             0.1, places=6)
+    # An epoch is C x n_max class-aware draws.
+    self.assertEqual(decouple.steps_per_epoch(np.array([0, 0, 0, 1, 2]), 2),
+                     5)
 
   def test_tau_normalisation_by_hand(self):
     head = {'kernel': jnp.array([[3.0, 0.0], [4.0, 1.0]]),

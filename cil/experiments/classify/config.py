@@ -27,8 +27,13 @@ DEFAULT_MODELS = {'digits': 'digits_cnn', 'mnist': 'lenet',
 #: on the device, in the compiled step); 'resized_crop_flip' (random-resized
 #: crop + flip of the stored image, and resize + centre crop of the test
 #: images: the ImageNet-LT / iNaturalist / Places-LT references', on the
-#: host as a streamed split is read; `cil.data.transforms`).
-AUGMENTATIONS = ('', 'crop_flip', 'resized_crop_flip')
+#: host as a streamed split is read; `cil.data.transforms`);
+#: 'resized_crop_flip_jitter' (the same and torchvision's
+#: `ColorJitter(0.4, 0.4, 0.4)`: ImageNet-LT's and Places-LT's).
+AUGMENTATIONS = ('', 'crop_flip', 'resized_crop_flip',
+                 'resized_crop_flip_jitter')
+#: The host augmentations (of a streamed split, as it is read).
+HOST_AUGMENTATIONS = ('resized_crop_flip', 'resized_crop_flip_jitter')
 #: The fields a cell of `ClassifyConfig.cells` may set (besides its loss):
 #: what the references vary between the rows of one table.
 CELL_FIELDS = ('loss', 'model', 'dtype', 'lr', 'optimizer', 'weight_decay',
@@ -137,7 +142,8 @@ class ClassifyConfig:
       the device), or 'resized_crop_flip': random-resized crops of the
       stored image at the run's image size and flips, test images resized
       and centre-cropped (the ImageNet-LT standard, decoded on the fly:
-      needs the streamed input pipeline); `AUGMENTATIONS`.
+      needs the streamed input pipeline), or 'resized_crop_flip_jitter'
+      (the same with ImageNet-LT's colour jitter); `AUGMENTATIONS`.
     drw_epoch: deferred re-weighting (Cao et al. 2019): from this epoch on
       (0-based), each example's loss is weighted by its class's inverse
       effective number (1 - beta) / (1 - beta^N_c), normalised to mean 1

@@ -91,15 +91,19 @@ def _features_batch(model, variables, images):
   return features.reshape(features.shape[0], -1), logits
 
 
-def features(model: nn.Module, variables: dict, images: np.ndarray,
+def features(model: nn.Module, variables: dict, images: Any,
              batch_size: int) -> tuple[np.ndarray, np.ndarray]:
   """`([n, D] features, [n, C] logits)` of one seed's model, in batches of
-  `batch_size` (the last padded to keep one compiled shape)."""
+  `batch_size` (the last padded to keep one compiled shape). `images`:
+  `[n, H, W, C]`, or an iterable of such arrays (a streamed split read
+  chunk by chunk), their rows in order."""
+  chunks = [images] if isinstance(images, np.ndarray) else images
   feats, logits = [], []
-  for batch, n in loops.padded_batches(images, batch_size):
-    f, z = _features_batch(model, variables, batch)
-    feats.append(np.asarray(f)[:n])
-    logits.append(np.asarray(z)[:n])
+  for chunk in chunks:
+    for batch, n in loops.padded_batches(chunk, batch_size):
+      f, z = _features_batch(model, variables, batch)
+      feats.append(np.asarray(f)[:n])
+      logits.append(np.asarray(z)[:n])
   return np.concatenate(feats), np.concatenate(logits)
 
 
@@ -155,8 +159,15 @@ def _train_epoch(trainable, frozen, opt_state, feats, labels, idx, mask, *,
   return trainable, opt_state, losses
 
 
+def steps_per_epoch(labels: np.ndarray, batch_size: int) -> int:
+  """Optimizer steps of one stage-2 epoch: C x n_max class-aware draws
+  (`class_aware_order`) in batches of `batch_size`."""
+  counts = np.unique(np.asarray(labels), return_counts=True)[1]
+  return -(-int(counts.max()) * counts.size // batch_size)
+
+
 def fit(method: str, head: dict, feats: np.ndarray, labels: np.ndarray, *,
-        tx: optax.GradientTransformation, epochs: int, batch_size: int,
+        tx: Any, epochs: int, batch_size: int,
         seed: int) -> tuple[dict, list]:
   """Stage 2 of one seed: the trained classifier and the epochs' mean
   losses ('tau_norm' trains nothing: `head` is returned as it is).
@@ -166,13 +177,16 @@ def fit(method: str, head: dict, feats: np.ndarray, labels: np.ndarray, *,
     head: the stage-1 classifier {'kernel', 'bias'}.
     feats: `[n, D]` frozen features of the seed's training set.
     labels: `[n]` their labels.
-    tx: the optimizer.
+    tx: the optimizer, or a function of the steps per epoch
+      (`steps_per_epoch`) that returns it (a schedule by epoch).
     epochs, batch_size: of class-aware sampling (`class_aware_order`).
     seed: the seed of the draws and of cRT's initialisation.
   """
   check_methods([method])
   if method == 'tau_norm':
     return head, []
+  if not isinstance(tx, optax.GradientTransformation):
+    tx = tx(steps_per_epoch(labels, batch_size))
   num_classes = head['kernel'].shape[1]
   if method == 'crt':
     key = jax.random.fold_in(jax.random.key(seed), 2)
@@ -203,20 +217,24 @@ def fit(method: str, head: dict, feats: np.ndarray, labels: np.ndarray, *,
   return {**frozen, **trainable}, history
 
 
-def stage_two_fit(model: nn.Module, variables: dict, train_images: np.ndarray,
+def stage_two_fit(model: nn.Module, variables: dict, train_images: Any,
                   train_labels: np.ndarray, *, methods: Sequence[str],
                   tx: Any, epochs: int, batch_size: int, eval_batch_size: int,
                   tau: float, seed: int, validation: Any = None,
-                  taus: Sequence[float] = ()) -> dict:
+                  taus: Sequence[float] = (), sample: Any = None) -> dict:
   """Stage 2 of one seed's model without its test split: every method's
   trained head, its stage-2 losses and (for `tau_norm`) its tau,
   `{method: (head, losses, tau)}`.
 
-  With `validation`, `(images, labels)` of a held-out split, tau-norm's
-  tau is the one of `taus` with the largest balanced accuracy there (the
-  first of equals); otherwise `tau`.
+  Images are arrays or iterables of arrays (`features`): the features are
+  extracted once, then only they are held. With `validation`, `(images,
+  labels)` of a held-out split, tau-norm's tau is the one of `taus` with
+  the largest balanced accuracy there (the first of equals); otherwise
+  `tau`. `sample`: one image `[1, H, W, C]` (default the first of
+  `train_images`, an array).
   """
-  path = head_path(model, variables, train_images[:1])
+  path = head_path(model, variables,
+                   train_images[:1] if sample is None else sample)
   head = get_head(variables['params'], path)
   train_feats, _ = features(model, variables, train_images, eval_batch_size)
   val_feats = None
@@ -238,11 +256,12 @@ def stage_two_fit(model: nn.Module, variables: dict, train_images: np.ndarray,
 
 
 def stage_two_logits(model: nn.Module, variables: dict, fitted: dict,
-                     test_images: np.ndarray, *, eval_batch_size: int
-                     ) -> dict:
+                     test_images: Any, *, eval_batch_size: int,
+                     sample: Any = None) -> dict:
   """Every fitted method's `[n_test, C]` test logits, `{method: logits}`
-  (`stage_two_fit`'s heads and taus)."""
-  path = head_path(model, variables, test_images[:1])
+  (`stage_two_fit`'s heads and taus; images and `sample` as there)."""
+  path = head_path(model, variables,
+                   test_images[:1] if sample is None else sample)
   test_feats, test_logits = features(model, variables, test_images,
                                      eval_batch_size)
   plain = np.asarray(classifier_logits(

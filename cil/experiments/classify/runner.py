@@ -26,7 +26,6 @@ from typing import Any, Callable, Optional
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
 from cil import data
 from cil import distributed
@@ -39,6 +38,7 @@ from cil.experiments import loop
 from cil.experiments import report
 from cil.experiments.classify import decouple
 from cil.experiments.classify.config import CELL_FIELDS
+from cil.experiments.classify.config import HOST_AUGMENTATIONS
 from cil.experiments.classify.config import ClassifyConfig
 from cil.experiments.classify.config import DEVICE_AUGMENTATIONS
 from cil.experiments.classify.config import TAU_GRID
@@ -178,10 +178,12 @@ def train_and_evaluate(
   def host_augment(seed, epoch):
     """A streamed read's host augmentation: seed k's crops in an epoch are
     drawn from (seed, epoch, position in the seed's epoch)."""
-    if cfg.augment != 'resized_crop_flip':
+    if cfg.augment not in HOST_AUGMENTATIONS:
       return {}
+    jitter = (data.transforms.JITTER
+              if cfg.augment == 'resized_crop_flip_jitter' else 0.0)
     return {'transform': data.transforms.random_resized_crop_flip(
-                train_set.image_shape[0]),
+                train_set.image_shape[0], jitter=jitter),
             'seed': int(np.random.SeedSequence(
                 [seed, epoch]).generate_state(1)[0])}
 
@@ -286,13 +288,14 @@ def train_and_evaluate(
       chosen = splits[k].indices
       fitted.append(decouple.stage_two_fit(
           model, seed_variables[k],
-          train_set.images[chosen], train_set.labels[chosen],
+          _images_of(train_set, chosen, cfg), train_set.labels[chosen],
           methods=cfg.decouple,
-          tx=_stage_two_optimizer(cfg.optimizer, cfg.lr),
+          tx=functools.partial(_stage_two_optimizer, cfg),
           epochs=cfg.decouple_epochs, batch_size=cfg.batch_size,
           eval_batch_size=cfg.eval_batch_size, tau=cfg.decouple_tau,
-          seed=seed, taus=TAU_GRID, validation=None if val_set is None
-          else (val_set.images, val_set.labels)))
+          seed=seed, taus=TAU_GRID, sample=first_image(train_set),
+          validation=None if val_set is None else (
+              _images_of(val_set, None, cfg), val_set.labels)))
   chosen_on = 'validation' if val_set is not None else 'stated'
 
   logits = _split_logits(states, test_set, cfg, mesh)
@@ -319,8 +322,9 @@ def train_and_evaluate(
                 val_logits[k], splits[k].class_counts, tau=taus[k])))
     if cfg.decouple:
       second = decouple.stage_two_logits(
-          model, seed_variables[k], fitted[k], test_set.images,
-          eval_batch_size=cfg.eval_batch_size)
+          model, seed_variables[k], fitted[k],
+          _images_of(test_set, None, cfg),
+          eval_batch_size=cfg.eval_batch_size, sample=first_image(test_set))
       for method, method_logits in second.items():
         _, method_losses, tau = fitted[k][method]
         scores[method] = {'stage2_loss_per_epoch': method_losses,
@@ -355,22 +359,44 @@ def _split_logits(states, split, cfg: ClassifyConfig, mesh) -> np.ndarray:
   if not isinstance(split, data.StreamedSplit):
     return predict_logits(states, split.images, cfg.eval_batch_size,
                           mesh, seed_parallel=cfg.seed_parallel)
-  n, chunk = len(split), 8 * cfg.eval_batch_size
-  order = np.arange(n + (-n % chunk)) % n  # Padded to whole chunks.
-  transform = None
-  if cfg.augment == 'resized_crop_flip':  # The references' test transform.
-    transform = data.transforms.resize_centre_crop(split.image_shape[0])
   out = [predict_logits(states, images, cfg.eval_batch_size, mesh,
                         seed_parallel=cfg.seed_parallel)
-         for images in split.chunks(order, chunk, transform=transform)]
-  return np.concatenate(out, axis=1)[:, :n]
+         for images in _images_of(split, None, cfg)]
+  return np.concatenate(out, axis=1)
+
+
+def _images_of(split, indices: Optional[np.ndarray], cfg: ClassifyConfig):
+  """A split's images at `indices` (None: all) as the evaluation sees
+  them: an array for a split in memory; for a streamed one, a generator
+  of arrays read chunk by chunk (the references' test transform applied
+  with a host augmentation), so no more than a chunk is held."""
+  if not isinstance(split, data.StreamedSplit):
+    return split.images if indices is None else split.images[indices]
+  indices = np.arange(len(split)) if indices is None else np.asarray(indices)
+  n, chunk = indices.size, 8 * cfg.eval_batch_size
+  order = indices[np.arange(n + (-n % chunk)) % n]  # Whole chunks.
+  transform = None
+  if cfg.augment in HOST_AUGMENTATIONS:
+    transform = data.transforms.resize_centre_crop(split.image_shape[0])
+
+  def read():
+    for c, images in enumerate(split.chunks(order, chunk,
+                                            transform=transform)):
+      yield images[:max(0, n - c * chunk)]  # The last one unpadded.
+  return read()
 
 
 @functools.lru_cache(maxsize=None)
-def _stage_two_optimizer(name: str, lr: float):
-  """The decoupled classifiers' optimizer: the run's, at a constant rate
-  (one instance per setting, so stage 2 compiles once)."""
-  return optax.adam(lr) if name == 'adam' else optax.sgd(lr, momentum=0.9)
+@functools.lru_cache(maxsize=None)
+def _stage_two_optimizer(cfg: ClassifyConfig, steps_per_epoch: int):
+  """The decoupled classifiers' optimizer: the run's, with its weight
+  decay, over `decouple_epochs` without warm-up or step decays: constant,
+  or with `lr_schedule='cosine'` annealed per epoch to 0 over them (Kang
+  et al.'s `cls_crt.yaml`: `coslr`). One instance per setting, so stage 2
+  compiles once."""
+  return make_optimizer(dataclasses.replace(
+      cfg, epochs=cfg.decouple_epochs, lr_warmup_epochs=0,
+      lr_decay_epochs=()), steps_per_epoch)
 
 
 def step_settings(cfg: ClassifyConfig, loss: str) -> dict:
@@ -511,16 +537,11 @@ def run(cfg: ClassifyConfig, workdir: str, *, show_progress: bool = True,
         'options': cfg.data_options()}
   pipeline = cfg.input_pipeline or data.default_pipeline(cfg.dataset,
                                                          'train', **kw)
-  if pipeline != 'stream' and cfg.augment == 'resized_crop_flip':
+  if pipeline != 'stream' and cfg.augment in HOST_AUGMENTATIONS:
     raise ValueError(
-        f'--config.augment=resized_crop_flip crops the stored images as '
+        f'--config.augment={cfg.augment} crops the stored images as '
         f'they are read; it needs --config.input_pipeline=stream (this run '
         f'holds {cfg.dataset} in memory).')
-  if pipeline == 'stream' and cfg.decouple:
-    raise ValueError(
-        f'--config.decouple={",".join(cfg.decouple)} retrains on the '
-        f'chosen training images held in memory; it needs '
-        f'--config.input_pipeline=memory (this run streams {cfg.dataset}).')
   read = data.stream if pipeline == 'stream' else data.load
   train_set = read(cfg.dataset, 'train', **kw)
   test_set = read(cfg.dataset, cfg.test_split, **kw)
