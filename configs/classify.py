@@ -111,7 +111,9 @@ Variants (`--config=configs/classify.py:VARIANT`):
   adjustment (Menon et al. 2021) rows, and post-hoc logit adjustment with
   its tau chosen on ImageNet-LT's `val` split (iNaturalist is tested on
   `val`, the long-tail papers' practice, with the stated tau); each
-  model's batch over every device (`data_parallel=-1`), bfloat16. The
+  model's batch over every device (`data_parallel=-1`) with batch norm's
+  statistics per device (`batch_norm_groups=0`: their `nn.DataParallel`
+  without SyncBN), bfloat16. The
   cRT, tau-norm and LWS rows (`--config.decouple="('crt','tau_norm','lws')"`:
   stage 2 with the class-aware sampler, SGD at lr 0.2 annealed per epoch
   (`coslr`) with the stage-1 weight decay, 10 epochs; 30 for iNaturalist;
@@ -119,7 +121,7 @@ Variants (`--config=configs/classify.py:VARIANT`):
   stage 2 trains on features of the test transform's images, extracted
   once (theirs pass augmented images through the frozen network each
   step); images are scaled to [0, 1], not normalised by the RGB mean and
-  std; batch norm over the whole batch (theirs per GPU). Not run here
+  std. Not run here
   (no ImageNet or iNaturalist files, no GPU); published top-1 on
   ImageNet-LT with ResNeXt-50 (the reference's README): joint 44.4, cRT
   49.6, tau-norm 49.4, LWS 49.9:
@@ -252,6 +254,10 @@ def get_config(arg=None) -> ml_collections.ConfigDict:
   c.dtype = 'float32'
   # Devices each model's batch is split over (-1: all); 1: one per model.
   c.data_parallel = 1
+  # Batch norm's statistics per this many parts of a batch (PyTorch's
+  # DataParallel / DDP without SyncBN on that many GPUs); 1: the whole
+  # batch; 0: one part per device of `data_parallel`.
+  c.batch_norm_groups = 1
   # How the compiled step runs: 0 / '' / None pick the backend's choice
   # (`cil.runtime.Policy`); `run` resolves them once and records the values.
   c.chunk_steps = 0  # optimizer steps per compiled call
@@ -391,6 +397,7 @@ def get_config(arg=None) -> ml_collections.ConfigDict:
                  else 'resized_crop_flip')
     c.dtype = 'bfloat16'
     c.data_parallel = -1
+    c.batch_norm_groups = 0  # Per device, as their nn.DataParallel.
     c.seeds = 1
     c.epochs = 90
     c.batch_size = 512

@@ -14,15 +14,19 @@ from cil.models.conv4 import BatchStatNorm
 from cil.models.conv4 import Conv3x3
 from cil.models.conv4 import Conv4
 from cil.models.conv4 import CONV_IMPLS
+from cil.models.registry import BATCH_NORM_MODELS
 from cil.models.registry import CONV_POOL_MODELS
 from cil.models.registry import get_model
 from cil.models.registry import MODEL_NAMES
+from cil.models.resnet import BatchNorm
 from cil.models.resnet import CifarResNet32
 from cil.models.resnet import ImageNetResNet
 from cil.models.resnet import NormedLinear
 
 __all__ = [
     'AConvNet',
+    'BATCH_NORM_MODELS',
+    'BatchNorm',
     'BatchStatNorm',
     'CifarResNet32',
     'Conv3x3',

@@ -35,6 +35,9 @@ _MODELS = {
                                           normed_head=True),
 }
 MODEL_NAMES: Sequence[str] = tuple(_MODELS)
+# The models that take `batch_norm_groups` (`cil.models.resnet.BatchNorm`).
+BATCH_NORM_MODELS: Sequence[str] = tuple(
+    name for name in _MODELS if name.startswith(('resnet', 'resnext')))
 # The models that take `conv_pool` (`CONV_POOL_IMPLS`).
 CONV_POOL_MODELS: Sequence[str] = ('lenet', 'lenet_normed')
 

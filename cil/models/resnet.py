@@ -19,16 +19,69 @@ Flax's convention, PyTorch's 0.1) beside their parameters;
 import functools
 
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
 
 from cil.models import _kernels
 
 
-def _batch_norm(train: bool, dtype):
+class BatchNorm(nn.BatchNorm):
+  """Flax's `BatchNorm` whose training statistics may be per group.
+
+  `groups` > 1 normalises each of that many equal, consecutive parts of
+  the batch by its own mean and variance, as PyTorch's `nn.DataParallel`
+  (or DDP without SyncBN) does on that many GPUs, each GPU's share a group;
+  the running averages follow the first group, as theirs follow device 0's
+  replica (`DataParallel` keeps only its in-place updates; DDP broadcasts
+  rank 0's buffers). `groups=1` is `nn.BatchNorm` itself (the same
+  variables, names and values): statistics over the whole batch.
+  """
+  groups: int = 1
+
+  @nn.compact
+  def __call__(self, x, use_running_average=None, *, mask=None):
+    running = nn.merge_param('use_running_average', self.use_running_average,
+                             use_running_average)
+    if self.groups == 1 or running:
+      return super().__call__(x, use_running_average, mask=mask)
+    if mask is not None or self.axis != -1:
+      raise ValueError('BatchNorm with groups > 1 takes no mask and '
+                       'normalises the last axis only.')
+    if x.shape[0] % self.groups:
+      raise ValueError(f'BatchNorm: a batch of {x.shape[0]} does not split '
+                       f'into {self.groups} equal groups.')
+    features = x.shape[-1]
+    ra_mean = self.variable('batch_stats', 'mean', nn.initializers.zeros,
+                            None, (features,), jnp.float32)
+    ra_var = self.variable('batch_stats', 'var', nn.initializers.ones,
+                           None, (features,), jnp.float32)
+    scale = self.param('scale', self.scale_init, (features,),
+                       self.param_dtype)
+    bias = self.param('bias', self.bias_init, (features,), self.param_dtype)
+    # Flax's arithmetic per group: float32 statistics, the fast variance.
+    g = x.reshape(self.groups, -1, *x.shape[1:]).astype(
+        jnp.promote_types(x.dtype, jnp.float32))
+    axes = tuple(range(1, g.ndim - 1))
+    mean = jnp.mean(g, axes, keepdims=True)
+    var = jnp.maximum(0.0, jnp.mean(jnp.square(g), axes, keepdims=True)
+                      - jnp.square(mean))
+    if not self.is_initializing():
+      first = (0,) + (0,) * len(axes)
+      ra_mean.value = (self.momentum * ra_mean.value
+                       + (1 - self.momentum) * mean[first])
+      ra_var.value = (self.momentum * ra_var.value
+                      + (1 - self.momentum) * var[first])
+    y = (g - mean) * (jax.lax.rsqrt(var + self.epsilon) * scale) + bias
+    return y.reshape(x.shape).astype(self.dtype or x.dtype)
+
+
+def _batch_norm(train: bool, dtype, groups: int = 1):
   """Batch norm with PyTorch's `BatchNorm2d` defaults in Flax's terms
-  (momentum 0.9, epsilon 1e-5), as every reference ResNet here uses."""
-  return functools.partial(nn.BatchNorm, use_running_average=not train,
-                           momentum=0.9, epsilon=1e-5, dtype=dtype)
+  (momentum 0.9, epsilon 1e-5), as every reference ResNet here uses;
+  `groups` as `BatchNorm`'s."""
+  return functools.partial(BatchNorm, use_running_average=not train,
+                           momentum=0.9, epsilon=1e-5, dtype=dtype,
+                           groups=groups)
 
 
 def _conv(dtype, **kwargs):
@@ -42,10 +95,11 @@ class _CifarBlock(nn.Module):
   features: int
   stride: int
   dtype: jnp.dtype = jnp.float32
+  batch_norm_groups: int = 1  # `BatchNorm.groups`
 
   @nn.compact
   def __call__(self, x, train: bool):
-    norm = _batch_norm(train, self.dtype)
+    norm = _batch_norm(train, self.dtype, self.batch_norm_groups)
     conv = _conv(self.dtype, kernel_size=(3, 3))
     y = nn.relu(norm()(conv(self.features, strides=self.stride)(x)))
     y = norm()(conv(self.features)(y))
@@ -72,16 +126,18 @@ class CifarResNet32(nn.Module):
   blocks_per_stage: int = 5
   normed_head: bool = False
   dtype: jnp.dtype = jnp.float32
+  batch_norm_groups: int = 1  # `BatchNorm.groups`
 
   @nn.compact
   def __call__(self, x, train: bool = False):
     x = _kernels.to_float(x, self.dtype)
     x = _conv(self.dtype)(16, (3, 3))(x)
-    x = nn.relu(_batch_norm(train, self.dtype)()(x))
+    x = nn.relu(_batch_norm(train, self.dtype, self.batch_norm_groups)()(x))
     for stage, features in enumerate((16, 32, 64)):
       for block in range(self.blocks_per_stage):
         stride = 2 if stage > 0 and block == 0 else 1
-        x = _CifarBlock(features, stride, dtype=self.dtype)(x, train)
+        x = _CifarBlock(features, stride, dtype=self.dtype,
+                        batch_norm_groups=self.batch_norm_groups)(x, train)
     x = jnp.mean(x, axis=(1, 2))
     if not self.normed_head:
       return nn.Dense(self.num_classes, dtype=self.dtype,
@@ -124,10 +180,11 @@ class _Bottleneck(nn.Module):
   groups: int
   width: int
   dtype: jnp.dtype = jnp.float32
+  batch_norm_groups: int = 1  # `BatchNorm.groups`
 
   @nn.compact
   def __call__(self, x, train: bool):
-    norm = _batch_norm(train, self.dtype)
+    norm = _batch_norm(train, self.dtype, self.batch_norm_groups)
     conv = _conv(self.dtype)
     out = 4 * self.planes
     y = nn.relu(norm()(conv(self.width, (1, 1))(x)))
@@ -151,12 +208,13 @@ class ImageNetResNet(nn.Module):
   width_per_group: int = 64
   normed_head: bool = False
   dtype: jnp.dtype = jnp.float32
+  batch_norm_groups: int = 1  # `BatchNorm.groups`
 
   @nn.compact
   def __call__(self, x, train: bool = False):
     x = _kernels.to_float(x, self.dtype)
     x = _conv(self.dtype)(64, (7, 7), strides=2, padding=3)(x)
-    x = nn.relu(_batch_norm(train, self.dtype)()(x))
+    x = nn.relu(_batch_norm(train, self.dtype, self.batch_norm_groups)()(x))
     x = nn.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
     for stage, blocks in enumerate(self.stage_sizes):
       planes = 64 * 2 ** stage
@@ -164,7 +222,8 @@ class ImageNetResNet(nn.Module):
       for block in range(blocks):
         stride = 2 if stage > 0 and block == 0 else 1
         x = _Bottleneck(planes, stride, self.groups, width,
-                        dtype=self.dtype)(x, train)
+                        dtype=self.dtype,
+                        batch_norm_groups=self.batch_norm_groups)(x, train)
     x = jnp.mean(x, axis=(1, 2))
     if self.normed_head:
       return NormedLinear(self.num_classes, dtype=self.dtype)(x)

@@ -1,6 +1,7 @@
 """One model's batch over 4 (fake CPU) devices equals one device: the
 step (ResNet-32 with batch norm: per-step losses, final parameters and
-batch statistics) and the runner (`--config.data_parallel`)."""
+batch statistics; per-device batch norm as four groups on one device) and
+the runner (`--config.data_parallel`)."""
 
 import os
 import shutil
@@ -103,6 +104,57 @@ class DataParallelStepTest(absltest.TestCase):
           (split.params, split.batch_stats))), jax.tree.leaves(
               (one.params, one.batch_stats))):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+
+  def test_per_device_batch_norm_over_four_devices_equals_four_groups(self):
+    # batch_norm_groups=4 (PyTorch's DataParallel on 4 GPUs): each device's
+    # quarter of the batch normalised by its own statistics; on one device,
+    # the same four groups. Different from the whole batch's statistics.
+    config = configs.load('classify', 'smoke')
+    config.update(optimizer='sgd', lr=0.01)
+    tx = classify.make_optimizer(classify.ClassifyConfig.from_config(config),
+                                 10)
+    # Groups of 4 images of 16 x 16 (groups of a few 2 x 2 maps are so
+    # ill-conditioned that float32 sums in another order show).
+    rng = np.random.default_rng(1)
+    images = rng.integers(0, 256, (40, 16, 16, 3)).astype(np.uint8)
+    labels = rng.integers(0, 3, 40).astype(np.int32)
+    idx = rng.integers(0, 40, (2, 1, 16)).astype(np.int32)
+    mask = np.ones((2, 1, 16), bool)
+    counts = np.array([[20, 12, 8]], np.float32)
+    seeds, steps = np.array([0]), np.arange(2)
+    static = {'loss': losses.get_loss('ce'), 'seed_parallel': 'vmap',
+              'unroll': True, 'augment': ''}
+    P = jax.sharding.PartitionSpec  # pylint: disable=invalid-name
+    mesh = parallel.data_mesh(1, 4, 16)
+    out = {}
+    for groups in (1, 4):
+      model = classify.model_for('resnet8', 3, batch_norm_groups=groups)
+      fresh = lambda m=model: classify.create_states(  # noqa: E731
+          m, tx, jax.vmap(jax.random.key)(jnp.asarray(seeds)),
+          jnp.asarray(images[:1]))  # (train_chunk donates its states.)
+      out[groups, 'one'] = classify.train_chunk(
+          fresh(), jnp.asarray(images), jnp.asarray(labels), jnp.asarray(idx),
+          jnp.asarray(mask), jnp.asarray(counts),
+          step_keys(jnp.asarray(seeds), jnp.asarray(steps)), **static)
+      fn = parallel.data_parallel_chunk(mesh, False, False, **static)
+      out[groups, 'mesh'] = fn(
+          distributed.put(fresh(), mesh, P('seeds')),
+          *distributed.put((images, labels), mesh, P()),
+          *distributed.put((idx, mask), mesh, P(None, 'seeds', 'data')),
+          *distributed.put((counts, seeds), mesh, P('seeds')),
+          distributed.put(steps, mesh, P()))
+    for groups in (1, 4):
+      (one, one_m), (split, split_m) = out[groups, 'one'], out[groups, 'mesh']
+      np.testing.assert_allclose(split_m['loss'], one_m['loss'], rtol=2e-5)
+      for (path, a), b in zip(jax.tree_util.tree_flatten_with_path(
+          distributed.to_host((split.params, split.batch_stats)))[0],
+                              jax.tree.leaves((one.params, one.batch_stats))):
+        np.testing.assert_allclose(
+            a, b, rtol=1e-5, atol=1e-5,
+            err_msg=f'groups {groups}: {jax.tree_util.keystr(path)}')
+    self.assertGreater(
+        np.abs(np.asarray(out[1, 'one'][1]['loss'][1])
+               - np.asarray(one_m['loss'][1])).max(), 1e-4)
 
   def test_uneven_splits_are_named(self):
     with self.assertRaisesRegex(ValueError, r'data_parallel=3 does not '

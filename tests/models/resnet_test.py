@@ -4,6 +4,7 @@ shapes at a small input, bfloat16 compute with float32 parameters."""
 
 from absl.testing import absltest
 from absl.testing import parameterized
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -63,6 +64,57 @@ class ImageNetResNetTest(parameterized.TestCase):
     self.assertIsInstance(normed, models.ImageNetResNet)
     self.assertTrue(normed.normed_head)
 
+
+
+class GroupedBatchNormTest(absltest.TestCase):
+
+  def test_groups_are_flax_batch_norm_per_part_and_follow_the_first(self):
+    # groups=2: each half normalised as nn.BatchNorm would normalise it
+    # alone; the running averages are the first half's update (PyTorch's
+    # DataParallel keeps device 0's); groups=1 is nn.BatchNorm itself.
+    x = jax.random.normal(jax.random.key(0), (8, 3, 3, 4)) * 3 + 1
+    kwargs = {'use_running_average': False, 'momentum': 0.9,
+              'epsilon': 1e-5}
+    flax_bn = nn.BatchNorm(**kwargs)
+    variables = flax_bn.init(jax.random.key(1), x)
+    variables = {'params': {'scale': jnp.arange(1.0, 5.0),
+                            'bias': jnp.arange(4.0) / 10},
+                 'batch_stats': {'mean': jnp.full(4, 0.5),
+                                 'var': jnp.full(4, 2.0)}}
+    halves = [flax_bn.apply(variables, h, mutable=['batch_stats'])
+              for h in (x[:4], x[4:])]
+    grouped = models.BatchNorm(groups=2, **kwargs)
+    y, stats = grouped.apply(variables, x, mutable=['batch_stats'])
+    np.testing.assert_allclose(
+        y, jnp.concatenate([halves[0][0], halves[1][0]]), rtol=1e-5,
+        atol=1e-6)
+    for k in ('mean', 'var'):
+      np.testing.assert_allclose(stats['batch_stats'][k],
+                                 halves[0][1]['batch_stats'][k], rtol=1e-6)
+    one = models.BatchNorm(groups=1, **kwargs).apply(
+        variables, x, mutable=['batch_stats'])
+    whole = flax_bn.apply(variables, x, mutable=['batch_stats'])
+    for a, b in zip(jax.tree.leaves(one), jax.tree.leaves(whole)):
+      np.testing.assert_array_equal(a, b)
+    # At test time both use the running averages alone.
+    np.testing.assert_array_equal(
+        models.BatchNorm(groups=2, use_running_average=True).apply(
+            variables, x),
+        nn.BatchNorm(use_running_average=True).apply(variables, x))
+    with self.assertRaisesRegex(ValueError, 'a batch of 8 does not split '
+                                'into 3 equal groups'):
+      models.BatchNorm(groups=3, **kwargs).apply(variables, x,
+                                                 mutable=['batch_stats'])
+    # The ResNets pass it to each of their batch norms; the parameters
+    # are the same either way.
+    for groups in (1, 2):
+      model = models.get_model('resnet8', 3, batch_norm_groups=groups)
+      shapes = jax.eval_shape(model.init, jax.random.key(0),
+                              jnp.zeros((4, 8, 8, 3), jnp.uint8))
+      conv = 9 * (3 * 16 + 16 * 16 * 2 + 16 * 32 + 32 * 32 + 32 * 64
+                  + 64 * 64)
+      batch_norm = 2 * 2 * (16 * 3 + 32 * 2 + 64 * 2)  # + running stats.
+      self.assertEqual(_count(shapes), conv + batch_norm + 64 * 3 + 3)
 
 if __name__ == '__main__':
   absltest.main()

@@ -155,8 +155,14 @@ class ClassifyConfig:
     data_parallel: devices each model's batch is split over (-1: all
       of every process); the seeds go over the groups of that many devices
       (`cil.experiments.classify.parallel.data_mesh`; gradients, loss and
-      batch norm's statistics over the whole batch). 1 (default): one
-      device per model.
+      batch norm's statistics over the whole batch, unless
+      `batch_norm_groups`). 1 (default): one device per model.
+    batch_norm_groups: batch norm's training statistics per this many
+      equal parts of each batch (`cil.models.resnet.BatchNorm`: PyTorch's
+      `DataParallel` / DDP without SyncBN on that many GPUs, the running
+      averages from the first part); 1: over the whole batch (one GPU, or
+      SyncBN); 0: one part per device the batch is split over
+      (`data_parallel`), resolved when the run starts.
     chunk_steps: steps per compiled call; 0 picks the backend's
       (`cil.runtime.Policy.classify_chunk_steps`).
     seed_parallel: 'vmap' or 'loop' (see `train_chunk`); '' picks the
@@ -229,6 +235,7 @@ class ClassifyConfig:
   drw_beta: float
   sampler: str
   data_parallel: int
+  batch_norm_groups: int
   chunk_steps: int
   seed_parallel: str
   step_loop: str
@@ -374,6 +381,17 @@ class ClassifyConfig:
     if self.data_parallel == 0 or self.data_parallel < -1:
       raise ValueError(f'data_parallel must be -1 (every device) or >= 1, '
                        f'got {self.data_parallel}.')
+    if self.batch_norm_groups < 0 or (
+        self.batch_norm_groups and self.batch_size % self.batch_norm_groups):
+      raise ValueError(f'batch_norm_groups must be 0 (one per device) or '
+                       f'divide batch_size ({self.batch_size}), got '
+                       f'{self.batch_norm_groups}.')
+    if (self.batch_norm_groups != 1
+        and self.model_name() not in models.BATCH_NORM_MODELS):
+      raise ValueError(f'batch_norm_groups={self.batch_norm_groups}: model '
+                       f'{self.model_name()!r} has no batch norm to group '
+                       f'(models with it: '
+                       f'{", ".join(models.BATCH_NORM_MODELS)}).')
     for name in ('chunk_steps', 'checkpoint_every_steps'):
       if getattr(self, name) < 0:
         raise ValueError(f'{name} must be >= 0, got {getattr(self, name)}.')

@@ -99,17 +99,19 @@ def train_and_evaluate(
                         num_classes=train_set.num_classes) for s in seeds]
   counts = jnp.asarray(np.stack([s.class_counts for s in splits]),
                        jnp.float32)
+  # One model's batch over several devices (`data_mesh`), or with several
+  # processes the seeds over their devices (`seed_mesh`), or neither.
+  split_batches = data_mesh(len(seeds), cfg.data_parallel, cfg.batch_size)
+  mesh = split_batches or seed_mesh(len(seeds))
+  batch_norm_groups = cfg.batch_norm_groups or (
+      1 if split_batches is None else split_batches.shape[DATA_AXIS])
   model = model_for(cfg.model, train_set.num_classes, cfg.conv_pool,
-                    cfg.dtype)
+                    cfg.dtype, batch_norm_groups)
   steps_per_epoch = math.ceil(max(s.indices.size for s in splits)
                               / cfg.batch_size)
   tx = make_optimizer(cfg, steps_per_epoch)
   keys = jax.vmap(jax.random.key)(jnp.asarray(seeds))
   states = create_states(model, tx, keys, jnp.asarray(first_image(train_set)))
-  # One model's batch over several devices (`data_mesh`), or with several
-  # processes the seeds over their devices (`seed_mesh`), or neither.
-  split_batches = data_mesh(len(seeds), cfg.data_parallel, cfg.batch_size)
-  mesh = split_batches or seed_mesh(len(seeds))
   if mesh is not None:
     states = distributed.put(states, mesh,
                              jax.sharding.PartitionSpec(SEED_AXIS))
@@ -334,6 +336,7 @@ def train_and_evaluate(
     per_seed.append({'seed': seed, **splits[k].summary(), **scores})
   return {'protocol': protocol, 'loss': row,
           'loss_hparams': static['loss'].kwargs, 'model': cfg.model,
+          'batch_norm_groups': batch_norm_groups,
           'train_loss_per_epoch': [r['train_loss'] for r in history],
           'per_seed': per_seed}
 

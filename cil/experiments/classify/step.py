@@ -29,7 +29,8 @@ from cil.experiments.classify.config import ClassifyConfig
 
 @functools.lru_cache(maxsize=None)
 def model_for(name: str, num_classes: int, conv_pool: str = 'xla',
-              dtype: str = 'float32') -> nn.Module:
+              dtype: str = 'float32', batch_norm_groups: int = 1
+              ) -> nn.Module:
   """One model instance per (name, classes, lowering, dtype), shared by
   every cell.
 
@@ -39,11 +40,14 @@ def model_for(name: str, num_classes: int, conv_pool: str = 'xla',
   lowering of a model that has the choice (`cil.models.CONV_POOL_MODELS`:
   LeNet; the resolved `ClassifyConfig.conv_pool`); other models ignore it.
   `dtype` is the computation's ('bfloat16' for mixed precision; the
-  parameters and optimizer state stay float32).
+  parameters and optimizer state stay float32). `batch_norm_groups`: the
+  models with batch norm's (`cil.models.BATCH_NORM_MODELS`).
   """
   kwargs = {'dtype': jnp.dtype(dtype)}
   if name in models.CONV_POOL_MODELS:
     kwargs['conv_pool'] = conv_pool
+  if name in models.BATCH_NORM_MODELS:
+    kwargs['batch_norm_groups'] = batch_norm_groups
   return models.get_model(name, num_classes, **kwargs)
 
 
