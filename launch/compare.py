@@ -29,7 +29,9 @@ from cil.experiments import report
 from launch import common
 
 _WORKDIR = flags.DEFINE_string(
-    'workdir', None, 'A launch.classify or launch.fewshot workdir.',
+    'workdir', None, 'A launch.classify or launch.fewshot workdir; or '
+    'several launch.classify workdirs, comma-separated, read as one (their '
+    'seeds pair: the same data, validation split and protocols).',
     required=True)
 _BASELINE = flags.DEFINE_string(
     'baseline', 'ce', "The loss to subtract (a loss spec, or '<loss>+posthoc' "
@@ -57,7 +59,12 @@ _PER_TASK_CSV = flags.DEFINE_string(
 
 
 def run():
-  if report.is_fewshot_workdir(_WORKDIR.value):
+  workdirs = _WORKDIR.value.split(',')
+  if len(workdirs) > 1 and any(report.is_fewshot_workdir(w)
+                               for w in workdirs):
+    raise ValueError(f'--workdir={_WORKDIR.value}: several workdirs are '
+                     'read as one for launch.classify workdirs only.')
+  if len(workdirs) == 1 and report.is_fewshot_workdir(workdirs[0]):
     if _TUNED.value:
       raise ValueError(
           f'--tuned={",".join(_TUNED.value)}: {_WORKDIR.value} is a '
@@ -82,8 +89,8 @@ def run():
                      'workdir, whose scores are per seed (--per_seed_csv).')
   if _PER_SEED_CSV.value:  # First: a workdir of one loss has no table.
     workdir.write_text(_PER_SEED_CSV.value,
-                       report.per_seed_csv(_WORKDIR.value))
-  table = report.compare_workdir(_WORKDIR.value, baseline=_BASELINE.value,
+                       report.per_seed_csv(workdirs))
+  table = report.compare_workdir(workdirs, baseline=_BASELINE.value,
                                  metric=_METRIC.value,
                                  tuned_families=_TUNED.value)
   print(table)

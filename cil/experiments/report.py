@@ -20,7 +20,7 @@ import csv
 import io
 import math
 import os
-from typing import Sequence
+from typing import Sequence, Union
 
 import numpy as np
 
@@ -244,16 +244,59 @@ def choices_markdown(choices: Sequence[dict]) -> str:
   return '\n'.join(lines)
 
 
-def per_seed_csv(workdir: str) -> str:
+# What must agree for seeds of two classify workdirs to be paired: the same
+# (protocol, seed) then draws the same training subsample.
+_PAIRING_FIELDS = ('dataset', 'validation', 'image_size', 'test_split')
+
+
+def classify_runs(workdirs: Union[str, Sequence[str]]) -> list[dict]:
+  """The finished runs of one or more `launch.classify` workdirs, the
+  other prediction rules as rows (`with_variants`).
+
+  Several workdirs (e.g. a second run that adds losses) are read as one:
+  the same (protocol, seed) gives the same subsample in each, so their
+  seeds pair.
+
+  Raises:
+    ValueError: two workdirs hold the same (protocol, loss), or differ in
+      what decides the subsample (dataset, validation split, image size,
+      test split).
+  """
+  if isinstance(workdirs, str):
+    workdirs = [workdirs]
+  runs, owner, settings = [], {}, {}
+  for workdir in workdirs:
+    config_path = os.path.join(workdir, 'config.json')
+    if os.path.exists(config_path):
+      config = workdir_lib.read_json(config_path).get('config', {})
+      mine = {k: config.get(k) for k in _PAIRING_FIELDS}
+      if settings and mine != settings[1]:
+        raise ValueError(
+            f'{workdir} and {settings[0]} cannot be paired by seed: they '
+            f'differ in {sorted(k for k in mine if mine[k] != settings[1][k])} '
+            f'({mine} vs {settings[1]}).')
+      settings = settings or (workdir, mine)
+    for run in with_variants(
+        workdir_lib.read_runs(workdir, keys=CLASSIFY_RECORD_KEYS)):
+      key = (run['protocol'], run['loss'])
+      if key in owner:
+        raise ValueError(f'{key[0]}/{key[1]} is in both {owner[key]} and '
+                         f'{workdir}; compare them separately.')
+      owner[key] = workdir
+      runs.append(run)
+  return runs
+
+
+def per_seed_csv(workdir: Union[str, Sequence[str]]) -> str:
   """A workdir's per-seed scores as CSV text, one row per (protocol, loss,
   seed), the other prediction rules as losses '<loss>+posthoc', ...
   (`with_variants`): the numbers behind every table and paired comparison,
   for analyses of one's own. Columns: protocol, lambda, loss, seed, then
   `SUMMARY_METRICS` without the protocol's own (empty where a metric has no
   classes), then the validation split's scores ('val_accuracy',
-  'val_balanced_accuracy'; empty without `--config.validation`)."""
-  runs = with_variants(
-      workdir_lib.read_runs(workdir, keys=CLASSIFY_RECORD_KEYS))
+  'val_balanced_accuracy'; empty without `--config.validation`). Several
+  workdirs are read as one (`classify_runs`)."""
+  runs = classify_runs(workdir)
   scores = [m for m in SUMMARY_METRICS
             if m not in ('imbalance_degree', 'imbalance_ratio')]
   out = io.StringIO()
@@ -272,7 +315,7 @@ def per_seed_csv(workdir: str) -> str:
   return out.getvalue()
 
 
-def compare_workdir(workdir: str, *, baseline: str,
+def compare_workdir(workdir: Union[str, Sequence[str]], *, baseline: str,
                     metric: str = 'accuracy',
                     tuned_families: Sequence[str] = ()) -> str:
   """`paired_differences` of a workdir's runs as a markdown table.
@@ -284,10 +327,10 @@ def compare_workdir(workdir: str, *, baseline: str,
   in percentage points, `*` where the CI excludes 0. With
   `tuned_families`, each of those losses' grid is replaced by its row
   chosen on the validation split ('<loss> (tuned)', `tuned`), and the
-  choices are listed under the table.
+  choices are listed under the table. Several workdirs are read as one
+  (`classify_runs`).
   """
-  runs = with_variants(
-      workdir_lib.read_runs(workdir, keys=CLASSIFY_RECORD_KEYS))
+  runs = classify_runs(workdir)
   choices = []
   if tuned_families:
     runs, choices = tuned(runs, tuned_families)

@@ -205,6 +205,27 @@ class ReportTest(absltest.TestCase):
     workdir_lib.write_text(path, report.per_seed_csv(workdir))
     _, again = report.tuned(report.runs_from_per_seed_csv(path), ['la'])
     self.assertEqual(again, choices)
+    # Two workdirs read as one (a second run adding losses): the same
+    # table; the same row in both, or different data, is named.
+    second = self._workdir()
+    os.rename(os.path.join(workdir, 'runs', '2.json'),
+              os.path.join(second, 'runs.json'))
+    os.makedirs(os.path.join(second, 'runs'))
+    os.rename(os.path.join(second, 'runs.json'),
+              os.path.join(second, 'runs', '2.json'))
+    both = testutil.launch('launch.compare', f'--workdir={workdir},{second}',
+                           '--baseline=ce', '--tuned=la')
+    self.assertEqual(both.returncode, 0, both.stderr)
+    self.assertEqual(both.stdout, out.stdout)
+    with self.assertRaisesRegex(ValueError, r'p/ce is in both .* compare '
+                                'them separately'):
+      report.classify_runs([workdir, workdir])
+    for path, validation in ((workdir, 'train:0.1'), (second, '')):
+      workdir_lib.write_json(os.path.join(path, 'config.json'), {
+          'config': {'dataset': 'mnist', 'validation': validation}})
+    with self.assertRaisesRegex(ValueError, r'cannot be paired by seed: they '
+                                r"differ in \['validation'\]"):
+      report.classify_runs([workdir, second])
     # A family missing from a protocol, or a run without validation scores.
     with self.assertRaisesRegex(ValueError, "no 'vs' row in protocol 'p'"):
       report.tuned(runs, ['vs'])
