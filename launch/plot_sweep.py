@@ -11,6 +11,9 @@ per prediction rule: `cil.plots.metrics_vs_lambda`) and
 `<out>_lambda_differences.{png,pdf,csv}` (each loss minus `--baseline`,
 paired by seed, with its 95 % CI: `cil.plots.differences_vs_lambda`), the
 figures a run with three or more imbalance degrees writes itself.
+`--tuned=focal,cb,la,vs` puts each grid's row chosen on the validation
+split in its place (`report.with_tuned`); `--rows` keeps only the rows
+named.
 """
 
 from absl import flags
@@ -27,10 +30,26 @@ _METRIC = flags.DEFINE_string('metric', 'accuracy', 'The metric of the '
 _OUT = flags.DEFINE_string('out', None, 'Output stem (the figures append '
                            '_lambda_sweep and _lambda_differences).',
                            required=True)
+_TUNED = flags.DEFINE_list(
+    'tuned', [], 'Losses whose grid is replaced by the row chosen per '
+    "protocol on the validation split ('<loss> (tuned)', as launch.compare "
+    '--tuned).')
+_ROWS = flags.DEFINE_list(
+    'rows', [], 'Only these rows (losses, tuned rows, <loss>+posthoc, ...); '
+    'all when empty.')
 
 
 def run():
-  runs = report.runs_from_per_seed_csv(_CSV.value)
+  runs, choices = report.with_tuned(
+      report.runs_from_per_seed_csv(_CSV.value), _TUNED.value)
+  if choices:
+    print(report.choices_markdown(choices))
+  if _ROWS.value:
+    missing = sorted(set(_ROWS.value) - {r['loss'] for r in runs})
+    if missing:
+      raise ValueError(f'--rows: {missing} not in {_CSV.value} (rows: '
+                       f'{sorted({r["loss"] for r in runs})}).')
+    runs = [r for r in runs if r['loss'] in _ROWS.value]
   for r in runs:
     r['summary'] = report.summarize(r)
   sweep = plots.metrics_vs_lambda(runs, f'{_OUT.value}_lambda_sweep')

@@ -228,6 +228,18 @@ def tuned(runs: Sequence[dict], families: Sequence[str], *,
   return list(runs) + added, choices
 
 
+def with_tuned(runs: Sequence[dict], families: Sequence[str]
+               ) -> tuple[list, list]:
+  """`tuned`'s rows in place of the grids they were chosen from (the
+  grids' other prediction rules, '<spec>+posthoc', ..., stay); `(runs,
+  choices)`, `runs` as given when `families` is empty."""
+  if not families:
+    return list(runs), []
+  runs, choices = tuned(runs, families)
+  grids = {c['family'] for c in choices}
+  return [r for r in runs if _family(r['loss']) not in grids], choices
+
+
 def choices_markdown(choices: Sequence[dict]) -> str:
   """`tuned`'s choices as a table: protocol, loss, the chosen row, and each
   candidate's mean validation score (%)."""
@@ -331,11 +343,7 @@ def compare_workdir(workdir: Union[str, Sequence[str]], *, baseline: str,
   (`classify_runs`).
   """
   runs = classify_runs(workdir)
-  choices = []
-  if tuned_families:
-    runs, choices = tuned(runs, tuned_families)
-    grids = {c['family'] for c in choices}
-    runs = [r for r in runs if _family(r['loss']) not in grids]
+  runs, choices = with_tuned(runs, tuned_families)
   if not baseline.endswith(TUNED_SUFFIX):
     name, plus, suffix = baseline.partition('+')  # 'ce+posthoc'
     baseline = losses.canonical_spec(name) + plus + suffix

@@ -205,6 +205,18 @@ class ReportTest(absltest.TestCase):
     workdir_lib.write_text(path, report.per_seed_csv(workdir))
     _, again = report.tuned(report.runs_from_per_seed_csv(path), ['la'])
     self.assertEqual(again, choices)
+    # And the figures from it: the tuned row against CE, the rows named.
+    stem = os.path.join(workdir, 'fig')
+    plotted = testutil.launch('launch.plot_sweep', f'--per_seed_csv={path}',
+                              '--tuned=la', '--rows=ce,la (tuned)',
+                              f'--out={stem}')
+    self.assertEqual(plotted.returncode, 0, plotted.stderr)
+    self.assertIn('| q | la | la:tau=2.0 |', plotted.stdout)
+    with open(stem + '_lambda_differences.csv', encoding='utf-8') as f:
+      rows = list(csv.DictReader(f))
+    self.assertEqual({(r['loss'], r['protocol'], r['difference'])
+                      for r in rows},
+                     {('la (tuned)', 'p', '0.1'), ('la (tuned)', 'q', '0.05')})
     # Two workdirs read as one (a second run adding losses): the same
     # table; the same row in both, or different data, is named.
     second = self._workdir()
