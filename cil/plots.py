@@ -409,3 +409,42 @@ def differences_figure(differences: Sequence[dict], *, baseline: str,
   fig.suptitle(f'{metric.replace("_", " ")} − {baseline}, paired by seed '
                f'(95 % CI)')
   return fig, rows
+
+
+def training_curves(runs: Sequence[dict], stem: str) -> dict:
+  """Each run's mean training loss per epoch (`train_loss_per_epoch`),
+  one panel per protocol (in order of lambda), log scale: whether a
+  training has levelled off. Writes `stem.{png,pdf,csv}` (protocol,
+  lambda, loss, epoch, train_loss).
+  """
+  lam_of = {r['protocol']: float(np.mean([s['imbalance_degree']
+                                          for s in r['per_seed']]))
+            for r in runs}
+  protocols = sorted(lam_of, key=lam_of.get)
+  names = list(dict.fromkeys(r['loss'] for r in runs))
+  styles = _styles(names)
+  columns = min(2, len(protocols))
+  panel_rows = math.ceil(len(protocols) / columns)
+  fig = figure(figsize=(11, max(3.2 * panel_rows, _legend_height(len(names)))),
+               layout='constrained')
+  axes = fig.subplots(panel_rows, columns, squeeze=False).ravel()
+  rows = []
+  for ax, protocol in zip(axes, protocols):
+    for run in runs:
+      if run['protocol'] != protocol:
+        continue
+      losses = np.asarray(run['train_loss_per_epoch'], float)
+      epochs = np.arange(1, losses.size + 1)
+      ax.plot(epochs, losses, ms=3, lw=1, **styles[run['loss']])
+      rows += [[protocol, lam_of[protocol], run['loss'], int(e), float(v)]
+               for e, v in zip(epochs, losses)]
+    ax.set(yscale='log', xlabel='epoch', ylabel='mean training loss',
+           title=f'λ {lam_of[protocol]:.2f}: {protocol}')
+    ax.title.set_fontsize(9)
+    ax.grid(alpha=0.3)
+  for ax in axes[len(protocols):]:
+    ax.set_visible(False)
+  _figure_legend(fig, styles, 'loss')
+  fig.suptitle('training loss per epoch (mean over seeds)')
+  return save(fig, stem, ['protocol', 'lambda', 'loss', 'epoch',
+                          'train_loss'], rows)

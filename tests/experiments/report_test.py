@@ -247,6 +247,26 @@ class ReportTest(absltest.TestCase):
         'validation split; .*--config.validation'):
       report.tuned(runs, ['la'])
 
+  def test_training_curves_say_which_rows_levelled_off(self):
+    workdir = self._workdir()
+    for loss, curve in (('ce', [1.0, 0.5, 0.2, 0.1, 0.099, 0.0985]),
+                        ('ci', [1.0, 0.8, 0.6, 0.4, 0.2, 0.1])):
+      workdir_lib.write_json(os.path.join(workdir, 'runs', f'{loss}.json'), {
+          'protocol': 'p', 'loss': loss, 'train_loss_per_epoch': curve,
+          'per_seed': [{'seed': 0, 'imbalance_degree': 0.5}]})
+    stem = os.path.join(workdir, 'curves')
+    out = testutil.launch('launch.plot_training', f'--workdir={workdir}',
+                          f'--out={stem}')
+    self.assertEqual(out.returncode, 0, out.stderr)
+    # ce: |0.0985 - 0.2| / 1.0 over the last 3 epochs = 0.1015 > 0.01.
+    self.assertIn('| p | ce | 1 | 0.0985 | 1.02e-01 | no |', out.stdout)
+    out = testutil.launch('launch.plot_training', f'--workdir={workdir}',
+                          f'--out={stem}', '--last=2', '--rows=ce')
+    self.assertIn('| p | ce | 1 | 0.0985 | 1.50e-03 | yes |', out.stdout)
+    self.assertNotIn('| p | ci |', out.stdout)
+    with open(stem + '.csv', encoding='utf-8') as f:
+      self.assertLen(list(csv.DictReader(f)), 6)  # ce's six epochs.
+
   def test_a_detection_workdir_is_named_not_called_damaged(self):
     path = self._workdir()
     workdir_lib.write_json(os.path.join(path, 'config.json'), {
