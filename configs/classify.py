@@ -58,7 +58,8 @@ Variants (`--config=configs/classify.py:VARIANT`):
 * `mnist_longtail`: the exponential long-tail profile trained until the
   training loss levels off (`RESULTS.md`, study 13): MNIST's
   `longtail:ratio=R,n_max=500` at R = 10, 50, 100, 200 (lambda 0.50,
-  0.86, 1.01, 1.17), LeNet, Adam 1e-3, 20 epochs, 5 seeds, the losses'
+  0.86, 1.01, 1.17; the study adds R = 5, lambda 0.35, as a second run),
+  LeNet, Adam 1e-3, 20 epochs, 5 seeds, the losses'
   natural logarithms; 10 % of each MNIST training class held out before
   the profile is drawn (`validation='train:0.1'`, about 590 images per
   class, balanced as the test split) on which every hyperparameter is
