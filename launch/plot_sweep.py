@@ -44,12 +44,7 @@ def run():
       report.runs_from_per_seed_csv(_CSV.value), _TUNED.value)
   if choices:
     print(report.choices_markdown(choices))
-  if _ROWS.value:
-    missing = sorted(set(_ROWS.value) - {r['loss'] for r in runs})
-    if missing:
-      raise ValueError(f'--rows: {missing} not in {_CSV.value} (rows: '
-                       f'{sorted({r["loss"] for r in runs})}).')
-    runs = [r for r in runs if r['loss'] in _ROWS.value]
+  runs = report.select_rows(runs, _ROWS.value)
   for r in runs:
     r['summary'] = report.summarize(r)
   sweep = plots.metrics_vs_lambda(runs, f'{_OUT.value}_lambda_sweep')

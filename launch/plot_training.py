@@ -51,12 +51,7 @@ def run():
   runs, choices = report.with_tuned(runs, _TUNED.value)
   if choices:
     print(report.choices_markdown(choices) + '\n')
-  if _ROWS.value:
-    missing = sorted(set(_ROWS.value) - {r['loss'] for r in runs})
-    if missing:
-      raise ValueError(f'--rows: {missing} not among the rows '
-                       f'{sorted({r["loss"] for r in runs})}.')
-    runs = [r for r in runs if r['loss'] in _ROWS.value]
+  runs = report.select_rows(runs, _ROWS.value)
   print(f'| protocol | row | first epoch | last epoch | change over the '
         f'last {_LAST.value} (share of the first) | levelled off '
         f'(<= {_TOLERANCE.value:g}) |\n|---|---|---|---|---|---|')

@@ -99,7 +99,8 @@ class ResolveTest(absltest.TestCase):
         ('step_loop', 'while', "step_loop must be one of 'unroll', 'scan' "
                                r"\('' for the backend's\), got 'while'"),
         ('conv_pool', 'fft', 'conv_pool must be one of'),
-        ('conv_pool', 's2d', "lowering of lenet only; model 'digits_cnn'")):
+        ('conv_pool', 's2d', "lowering of lenet, lenet_normed only; model "
+         "'digits_cnn'")):
       with self.assertRaisesRegex(ValueError, message):
         dataclasses.replace(cfg, **{field: value}).validate()
 

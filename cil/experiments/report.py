@@ -240,6 +240,23 @@ def with_tuned(runs: Sequence[dict], families: Sequence[str]
   return [r for r in runs if _family(r['loss']) not in grids], choices
 
 
+def select_rows(runs: Sequence[dict], rows: Sequence[str]) -> list[dict]:
+  """The runs whose row (loss) is in `rows`; all of them when `rows` is
+  empty.
+
+  Raises:
+    ValueError: a row named is not among the runs'.
+  """
+  if not rows:
+    return list(runs)
+  present = {r['loss'] for r in runs}
+  missing = sorted(set(rows) - present)
+  if missing:
+    raise ValueError(f'--rows: {missing} not among the rows '
+                     f'{sorted(present)}.')
+  return [r for r in runs if r['loss'] in rows]
+
+
 def choices_markdown(choices: Sequence[dict]) -> str:
   """`tuned`'s choices as a table: protocol, loss, the chosen row, and each
   candidate's mean validation score (%)."""
