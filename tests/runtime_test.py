@@ -25,7 +25,8 @@ class PolicyTest(absltest.TestCase):
         {'backend': 'gpu', 'unroll_loops': False, 'classify_chunk_steps': 25,
          'seed_parallel': 'vmap', 'task_map': 'vmap', 'conv_impl': 'im2col',
          'first_order_conv_impl': 'im2col', 'meta_step_compiler_options': (),
-         'classify_step_compiler_options': (), 'classify_conv_pool': 'xla'})
+         'classify_step_compiler_options': (),
+         'batch_norm_step_compiler_options': (), 'classify_conv_pool': 'xla'})
     self.assertEqual(runtime.policy('tpu').conv_impl, 'xla')
     cpu = runtime.policy('cpu')
     self.assertEqual(
@@ -36,6 +37,10 @@ class PolicyTest(absltest.TestCase):
         ('xla_cpu_scheduler_type', 'CPU_SCHEDULER_TYPE_MEMORY_OPTIMIZED'),))
     # This jaxlib's XLA knows the option (else the policy leaves it out).
     self.assertEqual(cpu.classify_step_compiler_options, _YNN_DOTS)
+    self.assertEqual(cpu.batch_norm_step_compiler_options, (
+        ('xla_cpu_experimental_ynn_fusion_type',
+         'LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT,LIBRARY_FUSION_TYPE_ELTWISE,'
+         'LIBRARY_FUSION_TYPE_REDUCE'),))
     self.assertEqual(runtime.policy().backend, jax.default_backend())
 
   def test_maml_lowering_follows_the_order_unless_one_is_requested(self):

@@ -2,6 +2,7 @@
 augmentation, deferred re-weighting and the schedule, batch orders, the
 seeds' mappings and the CPU lowering (no runner, no workdir)."""
 
+import functools
 import re
 
 from absl.testing import absltest
@@ -133,7 +134,33 @@ class SeedParallelTest(absltest.TestCase):
                                  one.params['Dense_0']['kernel'][0]))
 
 
+def _ynn_fused(model_name: str, image_shape, compiler_options, op: str):
+  """How many of the YNNPACK fusions in the compiled one-seed train step of
+  `model_name` contain `op` (e.g. 'convolution(', 'reduce(')."""
+  model = models.get_model(model_name, 10)
+  images = jnp.zeros((8,) + image_shape, jnp.uint8)
+  tx = classify.make_optimizer(_config())
+  states = classify.create_states(model, tx, jax.vmap(jax.random.key)(
+      jnp.arange(1)), images[:1])
+  args = (states, images, jnp.zeros(8, jnp.int32),
+          jnp.zeros((1, 1, 4), jnp.int32), jnp.ones((1, 1, 4), bool),
+          jnp.ones((1, 10)), jax.random.split(jax.random.key(0), (1, 1)))
+  text = step_lib._jitted_chunk(compiler_options).lower(
+      *args, loss=CI, seed_parallel='loop', unroll=True).compile().as_text()
+  assert text.count('convolution(') > 0, 'no convolution in the program'
+  fused = re.findall(r'ynn_fusion[\w.]* = .*?calls=%([\w.]+)', text)
+  bodies = [re.search(r'%' + re.escape(name) + r' .*?\{(.*?)\n\}',
+                      text, re.S).group(1) for name in fused]
+  return len([b for b in bodies if op in b])
+
+
 class CpuLoweringTest(absltest.TestCase):
+
+  def setUp(self):
+    super().setUp()
+    self.policy = runtime.policy()
+    if self.policy.backend != 'cpu':
+      self.skipTest('CPU policy')
 
   def test_cpu_step_keeps_convolutions_out_of_ynnpack_fusions(self):
     # The CPU policy compiles the train step with XLA's YNNPACK fusions for
@@ -141,32 +168,31 @@ class CpuLoweringTest(absltest.TestCase):
     # Checked in LeNet's compiled step, against the positive control: the
     # default lowering of the same program, which puts convolutions into
     # YNNPACK fusions (else this check could not fail).
-    policy = runtime.policy()
-    if policy.backend != 'cpu':
-      self.skipTest('CPU policy')
-    options = policy.classify_step_compiler_options
+    options = self.policy.classify_step_compiler_options
     self.assertNotEmpty(options)  # This jaxlib knows the option.
-    model = models.get_model('lenet', 10)
-    images = jnp.zeros((8, 28, 28, 1), jnp.uint8)
-    tx = classify.make_optimizer(_config())
-    states = classify.create_states(model, tx, jax.vmap(jax.random.key)(
-        jnp.arange(1)), images[:1])
-    args = (states, images, jnp.zeros(8, jnp.int32),
-            jnp.zeros((1, 1, 4), jnp.int32), jnp.ones((1, 1, 4), bool),
-            jnp.ones((1, 10)), jax.random.split(jax.random.key(0), (1, 1)))
+    self.assertEqual(classify.ClassifyConfig.from_config(
+        configs.load('classify', 'smoke')).resolve(
+            self.policy).compiler_options, options)
+    conv = functools.partial(_ynn_fused, 'lenet', (28, 28, 1),
+                             op='convolution(')
+    self.assertGreater(conv(()), 0)  # The positive control.
+    self.assertEqual(conv(options), 0)
 
-    def fused_convolutions(compiler_options):
-      text = step_lib._jitted_chunk(compiler_options).lower(
-          *args, loss=CI, seed_parallel='loop',
-          unroll=True).compile().as_text()
-      self.assertGreater(text.count('convolution('), 0)
-      fused = re.findall(r'ynn_fusion[\w.]* = .*?calls=%([\w.]+)', text)
-      bodies = [re.search(r'%' + re.escape(name) + r' .*?\{(.*?)\n\}',
-                          text, re.S).group(1) for name in fused]
-      return len([b for b in bodies if 'convolution(' in b])
-
-    self.assertGreater(fused_convolutions(()), 0)  # The positive control.
-    self.assertEqual(fused_convolutions(options), 0)
+  def test_batch_norm_models_also_fuse_reductions_into_ynnpack(self):
+    # A model with batch norm resolves to the batch-norm options: its
+    # moments (reductions) go to YNNPACK, its convolutions still do not;
+    # the dots-only options are the positive control (no reduction fused).
+    options = self.policy.batch_norm_step_compiler_options
+    self.assertNotEmpty(options)
+    config = configs.load('classify', 'smoke')
+    config.model = 'resnet8'
+    self.assertEqual(classify.ClassifyConfig.from_config(config).resolve(
+        self.policy).compiler_options, options)
+    fused = functools.partial(_ynn_fused, 'resnet8', (8, 8, 1))
+    self.assertEqual(
+        fused(self.policy.classify_step_compiler_options, op='reduce('), 0)
+    self.assertGreater(fused(options, op='reduce('), 0)
+    self.assertEqual(fused(options, op='convolution('), 0)
 
 
 if __name__ == '__main__':

@@ -175,7 +175,8 @@ class ClassifyConfig:
       'xla'.
     compiler_options: XLA options of the train step as `(name, value)`
       pairs, () for none; None picks the backend's
-      (`Policy.classify_step_compiler_options`).
+      (`Policy.batch_norm_step_compiler_options` for models with batch
+      norm, else `Policy.classify_step_compiler_options`).
     checkpoint_every: save the seeds' states every this many epochs (and
       after the last); a killed run loses at most that much work.
     checkpoint_every_steps: inside an epoch, also save every this many
@@ -287,7 +288,9 @@ class ClassifyConfig:
                                    else 'xla')
     options = self.compiler_options
     if options is None:
-      options = policy.classify_step_compiler_options
+      options = (policy.batch_norm_step_compiler_options
+                 if model in models.BATCH_NORM_MODELS
+                 else policy.classify_step_compiler_options)
     return dataclasses.replace(
         self, model=model, protocols=self.protocol_specs(),
         chunk_steps=self.chunk_steps or policy.classify_chunk_steps,
