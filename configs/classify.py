@@ -81,7 +81,8 @@ Variants (`--config=configs/classify.py:VARIANT`):
   `models/resnet_cifar.py`), for users with the data and a GPU:
   `longtail` at ratios 100 and 10, ResNet-32, SGD 200 epochs with warm-up
   and the reference's step decay (x 0.01 after epoch 160, x 0.0001 after
-  180), crop + flip, natural logarithms (the reference code's; every other
+  180), crop + flip, inputs normalised by the reference's CIFAR mean and
+  std (`input_norm`), natural logarithms (the reference code's; every other
   variant uses the CI paper's base 10). One table with the reference's
   rows, each trained as its paper does (`cells`): ERM (`ce`), focal
   (gamma 1), LDAM with the cosine head (`ldam_cosine`), CE-DRW and
@@ -107,7 +108,9 @@ Variants (`--config=configs/classify.py:VARIANT`):
   90 epochs, batch 512, SGD momentum 0.9, lr 0.2 with per-epoch cosine
   annealing to 0, weight decay 5e-4 (1e-4), random-resized crops + flips
   at 224 (ImageNet-LT with `ColorJitter(0.4, 0.4, 0.4)`: their
-  `data/dataloader.py`) and the test's resize + centre crop, streamed; CE
+  `data/dataloader.py`) and the test's resize + centre crop, inputs
+  normalised by that file's `RGB_statistics` (ImageNet's; iNaturalist18's
+  own), streamed; CE
   and logit
   adjustment (Menon et al. 2021) rows, and post-hoc logit adjustment with
   its tau chosen on ImageNet-LT's `val` split (iNaturalist is tested on
@@ -259,6 +262,9 @@ def get_config(arg=None) -> ml_collections.ConfigDict:
   # DataParallel / DDP without SyncBN on that many GPUs); 1: the whole
   # batch; 0: one part per device of `data_parallel`.
   c.batch_norm_groups = 1
+  # Per-channel (mean, std) of the [0, 1]-scaled inputs that the ResNets
+  # subtract and divide by (torchvision's Normalize); (): [0, 1] only.
+  c.input_norm = ()
   # How the compiled step runs: 0 / '' / None pick the backend's choice
   # (`cil.runtime.Policy`); `run` resolves them once and records the values.
   c.chunk_steps = 0  # optimizer steps per compiled call
@@ -380,6 +386,8 @@ def get_config(arg=None) -> ml_collections.ConfigDict:
     c.lr_decay_epochs = (160, 180)
     c.lr_decay_factor = 0.01
     c.augment = 'crop_flip'
+    # cifar_train.py's transforms.Normalize (after the crop and flip).
+    c.input_norm = ((0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010))
     c.drw_epoch = 0  # The -DRW cells set their own.
     c.checkpoint_every = 10
   elif variant in ('imagenet_lt', 'inaturalist2018'):
@@ -396,6 +404,11 @@ def get_config(arg=None) -> ml_collections.ConfigDict:
     c.input_pipeline = 'stream'
     c.augment = ('resized_crop_flip_jitter' if imagenet
                  else 'resized_crop_flip')
+    # data/dataloader.py's RGB_statistics: ImageNet's ('default') and
+    # iNaturalist18's own mean and std.
+    c.input_norm = (((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+                    if imagenet else
+                    ((0.466, 0.471, 0.380), (0.195, 0.194, 0.192)))
     c.dtype = 'bfloat16'
     c.data_parallel = -1
     c.batch_norm_groups = 0  # Per device, as their nn.DataParallel.

@@ -93,6 +93,34 @@ class ConfigsTest(parameterized.TestCase):
         self.assertAlmostEqual(float(schedule(int(epoch * 10))), lr, delta=lr
                                * 1e-6, msg=(variant, epoch))
 
+  def test_the_recipes_normalise_inputs_by_the_references_statistics(self):
+    # LDAM-DRW cifar_train.py: Normalize((0.4914, 0.4822, 0.4465),
+    # (0.2023, 0.1994, 0.2010)); classifier-balancing data/dataloader.py's
+    # RGB_statistics: 'default' (ImageNet's) and 'iNaturalist18'.
+    cifar = ((0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010))
+    for variant, want in (
+        ('cifar10_lt', cifar), ('cifar100_lt', cifar),
+        ('imagenet_lt', ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))),
+        ('inaturalist2018', ((0.466, 0.471, 0.380), (0.195, 0.194, 0.192))),
+        ('default', ())):
+      cfg = classify.ClassifyConfig.from_config(
+          configs.load('classify', variant))
+      cfg.validate()
+      self.assertEqual(cfg.input_norm, want, variant)
+    cfg = classify.ClassifyConfig.from_config(
+        configs.load('classify', 'cifar10_lt'))
+    for bad, message in (
+        (((0.5, 0.5), (0.2,)), '2 means and 1 stds'),
+        (((0.5,), (0.0,)), 'stds finite and > 0'),
+        ((0.5, 0.2), r'must be \(mean per channel, std per channel\)')):
+      config = configs.load('classify', 'cifar10_lt')
+      config.input_norm = bad
+      with self.assertRaisesRegex(ValueError, message):
+        classify.ClassifyConfig.from_config(config)
+    with self.assertRaisesRegex(ValueError, "model 'digits_cnn' does not "
+                                'take it'):
+      dataclasses.replace(cfg, model='digits_cnn').validate()
+
   def test_the_long_tail_recipes_are_kang_et_al_s(self):
     # classifier-balancing's feat_uniform.yaml: lr 0.2, cosine per epoch
     # over 90 epochs (CosineAnnealingLR, eta_min 0), batch 512.

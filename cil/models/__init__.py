@@ -15,6 +15,7 @@ from cil.models.conv4 import Conv3x3
 from cil.models.conv4 import Conv4
 from cil.models.conv4 import CONV_IMPLS
 from cil.models.registry import BATCH_NORM_MODELS
+from cil.models.registry import INPUT_NORM_MODELS
 from cil.models.registry import CONV_POOL_MODELS
 from cil.models.registry import get_model
 from cil.models.registry import MODEL_NAMES
@@ -26,6 +27,7 @@ from cil.models.resnet import NormedLinear
 __all__ = [
     'AConvNet',
     'BATCH_NORM_MODELS',
+    'INPUT_NORM_MODELS',
     'BatchNorm',
     'BatchStatNorm',
     'CifarResNet32',

@@ -18,10 +18,18 @@ import jax
 import jax.numpy as jnp
 
 
-def to_float(x: jax.Array, dtype) -> jax.Array:
+def to_float(x: jax.Array, dtype, input_norm=()) -> jax.Array:
+  """`x` as `dtype`, integer pixels scaled to [0, 1]; with `input_norm`
+  `((mean_c, ...), (std_c, ...))` then `(x - mean) / std` per channel (the
+  last axis), as torchvision's `ToTensor` + `Normalize`."""
   if jnp.issubdtype(x.dtype, jnp.integer):
-    return x.astype(dtype) / 255.0
-  return x.astype(dtype)
+    x = x.astype(dtype) / 255.0
+  else:
+    x = x.astype(dtype)
+  if input_norm:
+    mean, std = (jnp.asarray(v, jnp.float32) for v in input_norm)
+    x = ((x - mean) / std).astype(dtype)
+  return x
 
 
 def batch_norm_relu_pool(x: jax.Array, scale: jax.Array, bias: jax.Array, *,

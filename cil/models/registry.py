@@ -38,6 +38,10 @@ MODEL_NAMES: Sequence[str] = tuple(_MODELS)
 # The models that take `batch_norm_groups` (`cil.models.resnet.BatchNorm`).
 BATCH_NORM_MODELS: Sequence[str] = tuple(
     name for name in _MODELS if name.startswith(('resnet', 'resnext')))
+# The models that take `input_norm` (per-channel mean and std of the
+# [0, 1]-scaled inputs, `cil.models._kernels.to_float`): the ResNets, as
+# the long-tail references normalise their inputs.
+INPUT_NORM_MODELS: Sequence[str] = BATCH_NORM_MODELS
 # The models that take `conv_pool` (`CONV_POOL_IMPLS`).
 CONV_POOL_MODELS: Sequence[str] = ('lenet', 'lenet_normed')
 

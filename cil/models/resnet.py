@@ -127,10 +127,11 @@ class CifarResNet32(nn.Module):
   normed_head: bool = False
   dtype: jnp.dtype = jnp.float32
   batch_norm_groups: int = 1  # `BatchNorm.groups`
+  input_norm: tuple = ()  # `_kernels.to_float`'s: per-channel mean, std
 
   @nn.compact
   def __call__(self, x, train: bool = False):
-    x = _kernels.to_float(x, self.dtype)
+    x = _kernels.to_float(x, self.dtype, self.input_norm)
     x = _conv(self.dtype)(16, (3, 3))(x)
     x = nn.relu(_batch_norm(train, self.dtype, self.batch_norm_groups)()(x))
     for stage, features in enumerate((16, 32, 64)):
@@ -209,10 +210,11 @@ class ImageNetResNet(nn.Module):
   normed_head: bool = False
   dtype: jnp.dtype = jnp.float32
   batch_norm_groups: int = 1  # `BatchNorm.groups`
+  input_norm: tuple = ()  # `_kernels.to_float`'s: per-channel mean, std
 
   @nn.compact
   def __call__(self, x, train: bool = False):
-    x = _kernels.to_float(x, self.dtype)
+    x = _kernels.to_float(x, self.dtype, self.input_norm)
     x = _conv(self.dtype)(64, (7, 7), strides=2, padding=3)(x)
     x = nn.relu(_batch_norm(train, self.dtype, self.batch_norm_groups)()(x))
     x = nn.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))

@@ -459,6 +459,13 @@ class ClassifyTest(absltest.TestCase):
                                 r'folder:.* images of shape \(8, 8, 1\).*'
                                 r'set --config.model'):
       classify.run(dataclasses.replace(cfg, model='lenet'), workdir)
+    # So is input normalisation for another number of channels.
+    with self.assertRaisesRegex(ValueError, r'--config.input_norm has 3 '
+                                r'means and stds but folder:.* images have '
+                                r'1 channel'):
+      classify.run(dataclasses.replace(
+          cfg, model='resnet8', input_norm=((.5, .5, .5), (.2, .2, .2))),
+                   workdir)
     self.assertFalse(os.path.exists(workdir))
 
   def test_a_resume_on_edited_data_is_refused_naming_what_changed(self):

@@ -116,5 +116,23 @@ class GroupedBatchNormTest(absltest.TestCase):
       batch_norm = 2 * 2 * (16 * 3 + 32 * 2 + 64 * 2)  # + running stats.
       self.assertEqual(_count(shapes), conv + batch_norm + 64 * 3 + 3)
 
+  def test_input_norm_is_torchvision_s_normalize_of_the_scaled_image(self):
+    # ToTensor then Normalize(mean, std): the model with input_norm on
+    # uint8 pixels equals the model without it on (x / 255 - mean) / std.
+    mean, std = (0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010)
+    x = jax.random.randint(jax.random.key(1), (2, 8, 8, 3), 0, 256,
+                           jnp.int32).astype(jnp.uint8)
+    normed = models.get_model('resnet8', 3, input_norm=(mean, std))
+    plain = models.get_model('resnet8', 3)
+    variables = plain.init(jax.random.key(0), x)
+    by_hand = (np.asarray(x, np.float32) / 255 - np.float32(mean)
+               ) / np.float32(std)
+    np.testing.assert_allclose(normed.apply(variables, x),
+                               plain.apply(variables, by_hand),
+                               rtol=1e-5, atol=1e-5)
+    self.assertFalse(np.allclose(normed.apply(variables, x),
+                                 plain.apply(variables, x), atol=1e-3))
+
+
 if __name__ == '__main__':
   absltest.main()

@@ -42,6 +42,26 @@ CELL_FIELDS = ('loss', 'model', 'dtype', 'lr', 'optimizer', 'weight_decay',
                'augment', 'drw_epoch', 'drw_beta', 'sampler')
 
 
+def _input_norm(value) -> tuple[tuple[float, ...], ...]:
+  """`input_norm` as `((mean_c, ...), (std_c, ...))` of floats, or ()."""
+  if value is None or (isinstance(value, (list, tuple)) and not value):
+    return ()
+  try:
+    mean, std = (tuple(float(x) for x in part) for part in value)
+  except (TypeError, ValueError):
+    raise ValueError(
+        f'input_norm must be (mean per channel, std per channel), e.g. '
+        f'((0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010)); got '
+        f'{value!r}.') from None
+  if not mean or len(mean) != len(std):
+    raise ValueError(f'input_norm: {len(mean)} means and {len(std)} stds; '
+                     f'give one of each per image channel.')
+  if not all(math.isfinite(x) for x in mean + std) or min(std) <= 0:
+    raise ValueError(f'input_norm: the means must be finite and the stds '
+                     f'finite and > 0, got {value!r}.')
+  return (mean, std)
+
+
 def _frozen_cells(cells) -> tuple:
   """`{name: {field: value}}` (a ConfigDict or mapping; or the frozen
   form) as `((name, ((field, value), ...)), ...)`, lists as tuples, the
@@ -144,6 +164,11 @@ class ClassifyConfig:
       and centre-cropped (the ImageNet-LT standard, decoded on the fly:
       needs the streamed input pipeline), or 'resized_crop_flip_jitter'
       (the same with ImageNet-LT's colour jitter); `AUGMENTATIONS`.
+    input_norm: `((mean_c, ...), (std_c, ...))`, one value per image
+      channel: the model sees `(x - mean) / std` of the [0, 1]-scaled
+      image (torchvision's `Normalize`, after any augmentation, as the
+      references apply it; `cil.models.INPUT_NORM_MODELS`); () for [0, 1]
+      only.
     drw_epoch: deferred re-weighting (Cao et al. 2019): from this epoch on
       (0-based), each example's loss is weighted by its class's inverse
       effective number (1 - beta) / (1 - beta^N_c), normalised to mean 1
@@ -232,6 +257,7 @@ class ClassifyConfig:
   lr_decay_epochs: tuple[int, ...]
   lr_decay_factor: float
   augment: str
+  input_norm: tuple[tuple[float, ...], ...]
   drw_epoch: int
   drw_beta: float
   sampler: str
@@ -274,6 +300,7 @@ class ClassifyConfig:
     c['shot_thresholds'] = tuple(c['shot_thresholds']) if isinstance(
         c['shot_thresholds'], (list, tuple)) else c['shot_thresholds']
     c['compiler_options'] = runtime.option_pairs(c['compiler_options'])
+    c['input_norm'] = _input_norm(c['input_norm'])
     return cls(**c)
 
   def resolve(self, policy: runtime.Policy) -> 'ClassifyConfig':
@@ -395,6 +422,12 @@ class ClassifyConfig:
                        f'{self.model_name()!r} has no batch norm to group '
                        f'(models with it: '
                        f'{", ".join(models.BATCH_NORM_MODELS)}).')
+    for name in sorted({self.model_name()} | {
+        self.for_cell(e)[0].model_name() for e in self.losses}):
+      if self.input_norm and name not in models.INPUT_NORM_MODELS:
+        raise ValueError(
+            f'input_norm is set but model {name!r} does not take it '
+            f'(models that do: {", ".join(models.INPUT_NORM_MODELS)}).')
     for name in ('chunk_steps', 'checkpoint_every_steps'):
       if getattr(self, name) < 0:
         raise ValueError(f'{name} must be >= 0, got {getattr(self, name)}.')

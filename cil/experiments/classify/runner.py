@@ -106,7 +106,7 @@ def train_and_evaluate(
   batch_norm_groups = cfg.batch_norm_groups or (
       1 if split_batches is None else split_batches.shape[DATA_AXIS])
   model = model_for(cfg.model, train_set.num_classes, cfg.conv_pool,
-                    cfg.dtype, batch_norm_groups)
+                    cfg.dtype, batch_norm_groups, cfg.input_norm)
   steps_per_epoch = math.ceil(max(s.indices.size for s in splits)
                               / cfg.batch_size)
   tx = make_optimizer(cfg, steps_per_epoch)
@@ -446,8 +446,15 @@ def _check_data(cfg: ClassifyConfig, train_set: data.ArrayDataset,
           f'is undefined and the per-class means (balanced accuracy, '
           f'minority recall, shot groups) average over the others.',
           file=sys.stderr, flush=True)
+  channels = train_set.image_shape[-1]
+  if cfg.input_norm and len(cfg.input_norm[0]) != channels:
+    raise ValueError(
+        f'--config.input_norm has {len(cfg.input_norm[0])} means and stds '
+        f'but {cfg.dataset} images have {channels} channel(s) (shape '
+        f'{train_set.image_shape}).')
   for name in sorted({cfg.for_cell(e)[0].model for e in cfg.losses}):
-    model = model_for(name, train_set.num_classes, cfg.conv_pool, cfg.dtype)
+    model = model_for(name, train_set.num_classes, cfg.conv_pool, cfg.dtype,
+                      input_norm=cfg.input_norm)
     try:
       variables = jax.eval_shape(functools.partial(model.init, train=False),
                                  jax.random.key(0), first_image(train_set))

@@ -29,8 +29,8 @@ from cil.experiments.classify.config import ClassifyConfig
 
 @functools.lru_cache(maxsize=None)
 def model_for(name: str, num_classes: int, conv_pool: str = 'xla',
-              dtype: str = 'float32', batch_norm_groups: int = 1
-              ) -> nn.Module:
+              dtype: str = 'float32', batch_norm_groups: int = 1,
+              input_norm: tuple = ()) -> nn.Module:
   """One model instance per (name, classes, lowering, dtype), shared by
   every cell.
 
@@ -41,13 +41,17 @@ def model_for(name: str, num_classes: int, conv_pool: str = 'xla',
   LeNet; the resolved `ClassifyConfig.conv_pool`); other models ignore it.
   `dtype` is the computation's ('bfloat16' for mixed precision; the
   parameters and optimizer state stay float32). `batch_norm_groups`: the
-  models with batch norm's (`cil.models.BATCH_NORM_MODELS`).
+  models with batch norm's (`cil.models.BATCH_NORM_MODELS`). `input_norm`:
+  the per-channel mean and std of the [0, 1]-scaled inputs
+  (`cil.models.INPUT_NORM_MODELS`; `ClassifyConfig.input_norm`).
   """
   kwargs = {'dtype': jnp.dtype(dtype)}
   if name in models.CONV_POOL_MODELS:
     kwargs['conv_pool'] = conv_pool
   if name in models.BATCH_NORM_MODELS:
     kwargs['batch_norm_groups'] = batch_norm_groups
+  if input_norm:
+    kwargs['input_norm'] = input_norm
   return models.get_model(name, num_classes, **kwargs)
 
 
