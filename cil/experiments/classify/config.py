@@ -422,18 +422,18 @@ class ClassifyConfig:
                        f'{self.model_name()!r} has no batch norm to group '
                        f'(models with it: '
                        f'{", ".join(models.BATCH_NORM_MODELS)}).')
-    for name in sorted({self.model_name()} | {
-        self.for_cell(e)[0].model_name() for e in self.losses}):
-      if self.input_norm and name not in models.INPUT_NORM_MODELS:
-        raise ValueError(
-            f'input_norm is set but model {name!r} does not take it '
-            f'(models that do: {", ".join(models.INPUT_NORM_MODELS)}).')
     for name in ('chunk_steps', 'checkpoint_every_steps'):
       if getattr(self, name) < 0:
         raise ValueError(f'{name} must be >= 0, got {getattr(self, name)}.')
     if not self.losses:
       raise ValueError('losses must not be empty.')
     self._check_cells()
+    for name in sorted({self.model_name()} | {
+        self.for_cell(e)[0].model_name() for e in self.losses}):
+      if self.input_norm and name not in models.INPUT_NORM_MODELS:
+        raise ValueError(
+            f'input_norm is set but model {name!r} does not take it '
+            f'(models that do: {", ".join(models.INPUT_NORM_MODELS)}).')
     for name, value in (('lr', self.lr), ('weight_decay', self.weight_decay)):
       if not math.isfinite(value):
         raise ValueError(f'{name} is non-finite ({value}); it must be a '
