@@ -361,6 +361,11 @@ class ClassifyConfig:
   def model_name(self) -> str:
     return self.model or DEFAULT_MODELS.get(self.dataset, 'lenet')
 
+  def models_used(self) -> list[str]:
+    """The models the rows of `losses` train (the run's, or a cell's own),
+    sorted."""
+    return sorted({self.for_cell(e)[0].model_name() for e in self.losses})
+
   def protocol_specs(self) -> tuple[str, ...]:
     """`protocols`, or the dataset's default when it is empty."""
     if self.protocols:
@@ -428,8 +433,7 @@ class ClassifyConfig:
     if not self.losses:
       raise ValueError('losses must not be empty.')
     self._check_cells()
-    for name in sorted({self.model_name()} | {
-        self.for_cell(e)[0].model_name() for e in self.losses}):
+    for name in self.models_used():
       if self.input_norm and name not in models.INPUT_NORM_MODELS:
         raise ValueError(
             f'input_norm is set but model {name!r} does not take it '

@@ -452,7 +452,7 @@ def _check_data(cfg: ClassifyConfig, train_set: data.ArrayDataset,
         f'--config.input_norm has {len(cfg.input_norm[0])} means and stds '
         f'but {cfg.dataset} images have {channels} channel(s) (shape '
         f'{train_set.image_shape}).')
-  for name in sorted({cfg.for_cell(e)[0].model for e in cfg.losses}):
+  for name in cfg.models_used():
     model = model_for(name, train_set.num_classes, cfg.conv_pool, cfg.dtype,
                       input_norm=cfg.input_norm)
     try:
