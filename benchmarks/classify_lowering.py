@@ -5,12 +5,12 @@ r"""The classifier step's CPU compiler options against XLA's default lowering.
 
 For each model, `cil.experiments.classify.train_chunk`'s program (CI loss,
 Adam, batch 64 per seed, the seeds unrolled as the CPU policy runs them) is
-compiled twice: with the backend policy's options for it
-(`cil.runtime.Policy.classify_step_compiler_options`, or
-`batch_norm_step_compiler_options` for the ResNets; on the CPU, YNNPACK
+compiled twice: with the options a run of that model resolves to
+(`ClassifyConfig.resolve`: the policy's `classify_step_compiler_options`,
+or `batch_norm_step_compiler_options` for the ResNets; on the CPU, YNNPACK
 fusions for dots only, so convolutions run through XLA:CPU's own kernels,
-and for the ResNets also for elementwise ops and reductions) and with none. `--rounds`
-rounds alternate `--steps` steps of each; `ratio` is the median seconds
+and for the ResNets also for elementwise ops and reductions) and with
+none. `--rounds` rounds alternate `--steps` steps of each; `ratio` is the median seconds
 per step with the policy's options over the median without (below 1: the
 options are faster). Both start from the same initialisation and batches,
 and their first-step losses are printed (they differ only in rounding).
@@ -21,6 +21,7 @@ the other side with that `xla_cpu_experimental_ynn_fusion_type` instead of
 none (an A/B of two option sets; `default_s` is then that side's time).
 """
 
+import dataclasses
 import json
 import statistics
 import time
@@ -33,7 +34,6 @@ import numpy as np
 
 from cil.experiments import classify
 from cil import losses
-from cil import models
 from cil import runtime
 import configs
 
@@ -125,9 +125,11 @@ def main(argv):
     if name not in INPUT_SHAPES:
       raise SystemExit(f'--models: {name!r} is not one of '
                        f'{", ".join(INPUT_SHAPES)}.')
-    r = compare(name, (policy.batch_norm_step_compiler_options
-                       if name in models.BATCH_NORM_MODELS else options),
-                seeds=_SEEDS.value, batch=_BATCH.value,
+    # The options a run of this model resolves to (the runner's rule).
+    resolved = dataclasses.replace(
+        classify.ClassifyConfig.from_config(configs.load('classify')),
+        model=name).resolve(policy).compiler_options
+    r = compare(name, resolved, seeds=_SEEDS.value, batch=_BATCH.value,
                 rounds=_ROUNDS.value, steps=_STEPS.value, baseline=baseline)
     print(f"{name}: {1000 * r['policy_s']:.1f} ms per {_SEEDS.value}-seed "
           f"step with the policy's options, {1000 * r['default_s']:.1f} ms "
