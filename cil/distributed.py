@@ -20,7 +20,10 @@ roles and moves data between host and global arrays.
   meta-batch) that this process holds.
 * `global_array(local, mesh, axis)`: process-local shares -> one global
   array sharded over `axis` (`jax.make_array_from_process_local_data`);
-  `put(tree, mesh, spec)`: a value every process holds -> global arrays.
+  `put(tree, mesh, spec)`: a value every process holds -> global arrays;
+  `local_parts(shape, mesh, spec)` / `from_parts(...)`: the parts of an
+  array this process's devices hold, and the global array built from
+  them alone (each process reads only its part of every batch).
 * `to_host(tree)`: the full value of every leaf on every process (a
   replicated leaf is read locally; a sharded one is gathered).
 * `allgather(x)`, `agree(error)`, `barrier(name)`: small cross-process
@@ -32,7 +35,7 @@ them unconditionally.
 
 import dataclasses
 import os
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import jax
 import numpy as np
@@ -230,6 +233,36 @@ def put(tree: Any, mesh: jax.sharding.Mesh,
     x = np.asarray(x)
     return jax.make_array_from_callback(x.shape, sharding, lambda i: x[i])
   return jax.tree.map(leaf, tree)
+
+
+def local_parts(shape: tuple[int, ...], mesh: jax.sharding.Mesh,
+                spec: jax.sharding.PartitionSpec) -> list[tuple[slice, ...]]:
+  """The distinct parts of a `shape` array laid out on `mesh` by `spec`
+  that this process's devices hold, each as one `slice(start, stop)` per
+  axis, in device order: what this process reads for `from_parts`."""
+  sharding = jax.sharding.NamedSharding(mesh, spec)
+  parts = []
+  for index in sharding.addressable_devices_indices_map(shape).values():
+    part = _normalised(index, shape)
+    if part not in parts:
+      parts.append(part)
+  return parts
+
+
+def from_parts(shape: tuple[int, ...], mesh: jax.sharding.Mesh,
+               spec: jax.sharding.PartitionSpec,
+               part: Callable[[tuple[slice, ...]], np.ndarray]) -> jax.Array:
+  """A global `shape` array laid out on `mesh` by `spec`, built from this
+  process's parts alone: `part(index)` gives the host values of one of
+  `local_parts`' indices (a process never holds, or reads, the rest)."""
+  sharding = jax.sharding.NamedSharding(mesh, spec)
+  return jax.make_array_from_callback(
+      shape, sharding, lambda index: part(_normalised(index, shape)))
+
+
+def _normalised(index: tuple, shape: tuple[int, ...]) -> tuple[slice, ...]:
+  index = tuple(index) + (slice(None),) * (len(shape) - len(index))
+  return tuple(slice(*s.indices(n)[:2]) for s, n in zip(index, shape))
 
 
 def _leaf_to_host(x: Any) -> Any:

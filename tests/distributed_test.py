@@ -10,7 +10,9 @@ two fake CPU devices each, a free port) and checks what they wrote:
   meets the same tasks as a one-process (two-device) run;
 * only the primary process wrote files in the workdir;
 * classification seeds spread over two processes give the per-seed results
-  of one process.
+  of one process; a streamed run whose batches are split over the devices
+  of two processes equals one process's, each process reading only its
+  half of every batch.
 
 `SettingsTest` (default suite) checks how the settings are read and
 refused.
@@ -236,6 +238,31 @@ class TwoProcessTest(absltest.TestCase):
       record = workdir_lib.read_json(os.path.join(out, '2classify',
                                                   'classify', 'config.json'))
       self.assertEqual(record['runtime']['devices']['process_count'], 2)
+
+  def test_batches_split_over_processes_read_only_their_part(self):
+    with tempfile.TemporaryDirectory() as out:
+      distributed_worker.prepare_longtail(os.path.join(out, 'data'))
+      runs, reads = {}, {}
+      # One process (its 2 devices) and two (4 devices): each seed's batch
+      # of 4 split over every device, crops drawn per image.
+      for num in (1, 2):
+        d = os.path.join(out, str(num))
+        os.makedirs(d)
+        _check_ok(_run_workers('classify_dp_stream', d, num_processes=num),
+                  f'{num} procs classify_dp_stream')
+        runs[num] = workdir_lib.read_json(
+            os.path.join(d, 'classify', 'results.json'))['runs'][0]
+        reads[num] = [workdir_lib.read_json(os.path.join(
+            d, f'train_reads_{p}.json')) for p in range(num)]
+      self.assertEqual(runs[2]['settings']['data_parallel'], -1)
+      # The same crops of the same images (an image cropped with another
+      # position's generator moves the loss far more than float32 sums).
+      np.testing.assert_allclose(runs[2]['train_loss_per_epoch'],
+                                 runs[1]['train_loss_per_epoch'], rtol=1e-5)
+      # Each process read its half of every batch: 2 seeds x 2 epochs x 3
+      # steps x 4 images in one process, half of that in each of two.
+      self.assertEqual(reads[1], [2 * 2 * 3 * 4])
+      self.assertEqual(reads[2], [2 * 2 * 3 * 2] * 2)
 
 
 class SettingsTest(absltest.TestCase):

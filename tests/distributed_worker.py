@@ -9,7 +9,11 @@ collectives, two fake CPU devices per process) and does MODE:
   the meta-batch, with `pmap` and with `shard_map`; writes the new
   parameters to `OUT/step_<parallel>_<id>.npz`.
 * `classify`: `cil.experiments.classify.run(classify_config(), OUT/classify)`;
-  `classify_stream` the same with `input_pipeline='stream'`.
+  `classify_stream` the same with `input_pipeline='stream'`;
+  `classify_dp_stream` runs `longtail_config(OUT/../data)` (each batch
+  over every device, streamed, with the references' random crops). The
+  stream modes write the training images this process read to
+  `OUT/train_reads_<id>.json`.
 * `fewshot` / `fewshot_kill`: `cil.experiments.fewshot.run(fewshot_config(),
   OUT/work)`
   (`fewshot_kill` ends the process with `os._exit(KILLED)` right after
@@ -74,6 +78,51 @@ def classify_config():
   return classify.ClassifyConfig.from_config(c)
 
 
+def longtail_config(root: str):
+  """A streamed run on the ImageNet-LT fixture under `root`
+  (`prepare_longtail`): two seeds, batches of 4 split over every device,
+  random resized crops with colour jitter (drawn from each image's
+  position in its seed's epoch), two epochs of 3 steps."""
+  # pylint: disable=g-import-not-at-top
+  from cil.experiments import classify
+  import configs
+  c = configs.load('classify', 'smoke')
+  c.update(dataset='imagenet_lt', manual_dir=os.path.join(root, 'manual'),
+           data_dir=os.path.join(root, 'prepared'), image_size=28,
+           protocols=(), losses=('ce',), seeds=2, epochs=2, batch_size=4,
+           augment='resized_crop_flip_jitter', input_pipeline='stream',
+           data_parallel=-1, decouple=())
+  return classify.ClassifyConfig.from_config(c)
+
+
+def three_classes():
+  """The fixture's ImageNet-LT has 3 classes (a patch of the builder)."""
+  # pylint: disable=g-import-not-at-top
+  from unittest import mock
+  from cil.data import longtail
+  return mock.patch.object(longtail.CilImagenetLt, 'NUM_CLASSES', 3)
+
+
+def prepare_longtail(root: str) -> None:
+  """Writes the ImageNet-LT fixture of `tests/data/longtail_test.py`
+  under `root` and prepares it (before the processes start)."""
+  # pylint: disable=g-import-not-at-top
+  import importlib.util
+  from cil import data
+  spec = importlib.util.spec_from_file_location(
+      'longtail_test', os.path.join(os.path.dirname(__file__), 'data',
+                                    'longtail_test.py'))
+  fixture = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(fixture)
+  fixture.write_split_lists(os.path.join(root, 'manual', 'imagenet_lt'),
+                            'ImageNet_LT')
+  cfg = longtail_config(root)
+  with three_classes():
+    for split in ('train', cfg.test_split):
+      data.stream(cfg.dataset, split, manual_dir=cfg.manual_dir,
+                  data_dir=cfg.data_dir, options=cfg.data_options())
+
+
 def _audit_writes(root: str, log: list) -> None:
   root = os.path.abspath(root)
 
@@ -119,15 +168,22 @@ def main(argv):
       np.savez(os.path.join(out, f'step_{parallel}_{pid}.npz'), **flat)
     return
 
-  if mode in ('classify', 'classify_stream', 'classify_dp'):
+  if mode in ('classify', 'classify_stream', 'classify_dp',
+              'classify_dp_stream'):
+    import contextlib
     import dataclasses
     from cil.experiments import classify
     cfg = classify_config()
     read = []
+    patch = contextlib.nullcontext()
     if mode == 'classify_dp':  # Each seed's batch over all 4 devices.
       cfg = dataclasses.replace(cfg, data_parallel=-1)
     if mode == 'classify_stream':  # Images read by index as chunks need them.
       cfg = dataclasses.replace(cfg, input_pipeline='stream')
+    if mode == 'classify_dp_stream':
+      cfg = longtail_config(os.path.join(os.path.dirname(out), 'data'))
+      patch = three_classes()
+    if cfg.input_pipeline == 'stream':
       from cil.data import streaming
       chunks = streaming.StreamedSplit.chunks
 
@@ -136,7 +192,8 @@ def main(argv):
           read.append(len(indices) - start)
         return chunks(split, indices, *args, start=start, **kwargs)
       streaming.StreamedSplit.chunks = counted
-    classify.run(cfg, os.path.join(out, 'classify'), show_progress=False)
+    with patch:
+      classify.run(cfg, os.path.join(out, 'classify'), show_progress=False)
     with open(os.path.join(out, f'train_reads_{pid}.json'), 'w') as f:
       json.dump(sum(read), f)
     return

@@ -82,12 +82,12 @@ class StreamedSplit:
             'sha256': digest.hexdigest(), 'read': 'streamed'}
 
   def _read(self, indices: np.ndarray, transform=None,
-            seed: Optional[int] = None, first: int = 0) -> np.ndarray:
+            seed: Optional[int] = None,
+            positions: Optional[np.ndarray] = None) -> np.ndarray:
     """The images at `indices`, stacked, from one batched read of their
     records: the split's `transform` of each, or `transform` of the
     stored image (with `seed`, a random one, `transform(image, rng)`,
-    the generator of the image at position `first + j` a Philox keyed by
-    (seed, first + j))."""
+    the generator of image j a Philox keyed by (seed, positions[j]))."""
     key = self.image_key
     examples = self.source.__getitems__(indices.tolist())
     if transform is None:
@@ -98,8 +98,8 @@ class StreamedSplit:
                        for example in examples])
     return np.stack([
         transform(_with_channels(example[key]), np.random.Generator(
-            np.random.Philox(key=np.array([seed, first + j], np.uint64))))
-        for j, example in enumerate(examples)])
+            np.random.Philox(key=np.array([seed, position], np.uint64))))
+        for position, example in zip(positions.tolist(), examples)])
 
   def images(self, indices: Sequence[int]) -> np.ndarray:
     """`[len(indices), H, W, C]` uint8: the images at `indices`."""
@@ -107,7 +107,8 @@ class StreamedSplit:
 
   def chunks(self, indices: np.ndarray, chunk: int, *, start: int = 0,
              transform: Optional[Callable] = None, seed: Optional[int] = None,
-             threads: int = 4, prefetch: int = 2) -> Iterator[np.ndarray]:
+             positions: Optional[np.ndarray] = None, threads: int = 4,
+             prefetch: int = 2) -> Iterator[np.ndarray]:
     """`[chunk, H, W, C]` image arrays of `indices[start:]` (flat; what
     remains is a multiple of `chunk` long), in order: a `grain.MapDataset`
     over the chunks, each read with one batched read of its records and
@@ -124,16 +125,28 @@ class StreamedSplit:
         position in `indices`): reading from `start` gives the images a
         whole read gives there, whatever the chunk size.
       seed: see `transform`.
+      positions: each index's position in the plan it is part of, from
+        which its random transform's generator is drawn (default: its
+        position in `indices`); the same length as `indices`, `start`
+        counting in both. A part of a plan (one device's share of every
+        batch) read with its positions gives the images a read of the
+        whole plan gives there.
     """
     grain = _extras.require('grain', what='streamed data')
     indices = np.asarray(indices, np.int64).reshape(-1)
+    positions = (np.arange(indices.size) if positions is None
+                 else np.asarray(positions, np.int64).reshape(-1))
+    if positions.size != indices.size:
+      raise ValueError(f'{positions.size} positions for {indices.size} '
+                       f'indices.')
     if (indices.size - start) % chunk:
       raise ValueError(f'{indices.size - start} indices are not a whole '
                        f'number of chunks of {chunk}.')
 
     def read(c):
       first = start + int(c) * chunk
-      return self._read(indices[first:first + chunk], transform, seed, first)
+      return self._read(indices[first:first + chunk], transform, seed,
+                        positions[first:first + chunk])
 
     dataset = grain.MapDataset.range((indices.size - start) // chunk).map(
         read)

@@ -153,6 +153,17 @@ class TransformsTest(absltest.TestCase):
     other = np.concatenate(list(split.chunks(indices, 2, transform=augment,
                                              seed=12)))
     self.assertFalse(np.array_equal(other, whole))
+    # One device's share of each batch (columns 1 and 3 of batches of 4),
+    # read with its positions in the plan: the whole read's images there.
+    share = (np.arange(2)[:, None] * 4 + np.array([1, 3])).reshape(-1)
+    part = np.concatenate(list(split.chunks(
+        indices[share], 2, transform=augment, seed=11, positions=share)))
+    np.testing.assert_array_equal(part, whole[share])
+    unplaced = np.concatenate(list(split.chunks(
+        indices[share], 2, transform=augment, seed=11)))
+    self.assertFalse(np.array_equal(unplaced, whole[share]))
+    with self.assertRaisesRegex(ValueError, '3 positions for 8 indices'):
+      next(split.chunks(indices, 2, positions=share[:3]))
     # Without a transform, the split's own: the centre crop.
     np.testing.assert_array_equal(
         next(split.chunks(indices, 8)),

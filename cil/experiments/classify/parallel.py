@@ -14,6 +14,9 @@ runner.
   statistics over the whole batch (batch norm as PyTorch's SyncBatchNorm,
   not per device as `nn.DataParallel`): the run equals a one-device run up
   to the order of float32 sums (`tests/experiments/data_parallel_test.py`).
+  Streamed, each process reads only its devices' part of every batch
+  (`local_columns`) and the chunk's batches are built from the parts
+  (`batches_from_parts`).
 """
 
 import functools
@@ -101,14 +104,16 @@ def data_mesh(num_seeds: int, data_parallel: int, batch_size: int
 
 @functools.lru_cache(maxsize=None)
 def data_parallel_chunk(mesh: jax.sharding.Mesh, weighted: bool,
-                        own_data: bool,
+                        batched: bool,
                         compiler_options: tuple[tuple[str, str], ...] = (),
                         **static):
   """`train_chunk`'s program over a `data_mesh`: `(states, images, labels,
   idx, mask, counts, seeds, steps[, weights]) -> (states, [T, K]
   metrics)`, jit-compiled with the shardings of its inputs and outputs
   (seeds over 'seeds', each `[T, K, B]` batch's B over 'data'; the images
-  replicated, or with `own_data` each seed's own, `[K, N, ...]`) and
+  replicated, or with `batched` every step's batches, `[T, K, B, ...]`,
+  laid out as the indices, which are then None: each device holds, and
+  each process reads, only its part of each batch) and
   `compiler_options`; `static` are `chunk_program`'s keyword arguments.
   The states are donated."""
   # pylint: disable-next=g-import-not-at-top
@@ -118,13 +123,60 @@ def data_parallel_chunk(mesh: jax.sharding.Mesh, weighted: bool,
     return NamedSharding(mesh, P(*spec))
 
   by_seed, batch = sharding(SEED_AXIS), sharding(None, SEED_AXIS, DATA_AXIS)
-  data = by_seed if own_data else sharding()
+  data = batch if batched else sharding()
   in_shardings = (by_seed, data, data, batch, batch, by_seed, by_seed,
                   sharding()) + ((by_seed,) if weighted else ())
   return jax.jit(_keyed_program(**static), in_shardings=in_shardings,
                  out_shardings=(by_seed, sharding(None, SEED_AXIS)),
                  donate_argnums=(0,),
                  compiler_options=dict(compiler_options) or None)
+
+
+def local_columns(mesh: jax.sharding.Mesh, num_seeds: int, batch_size: int
+                  ) -> dict[int, np.ndarray]:
+  """Seed -> the positions in each of its batches that this process's
+  devices hold on a `data_mesh` (what this process reads)."""
+  # pylint: disable-next=g-import-not-at-top
+  from jax.sharding import PartitionSpec as P
+  columns = {}
+  for _, ks, bs in distributed.local_parts(
+      (1, num_seeds, batch_size), mesh, P(None, SEED_AXIS, DATA_AXIS)):
+    for k in range(ks.start, ks.stop):
+      columns.setdefault(k, set()).update(range(bs.start, bs.stop))
+  return {k: np.array(sorted(c)) for k, c in sorted(columns.items())}
+
+
+def batches_from_parts(mesh: jax.sharding.Mesh, columns: dict, reads: list,
+                       c_idx: np.ndarray, labels: np.ndarray,
+                       image_shape: tuple[int, ...]
+                       ) -> tuple[jax.Array, jax.Array]:
+  """A chunk's `[T, K, B, H, W, C]` images and `[T, K, B]` labels as
+  global arrays on a `data_mesh`, from this process's reads of its
+  `columns` (`local_columns`) alone: `reads` one iterator per seed of
+  `columns` giving its `[T x columns, H, W, C]` images, `c_idx` the
+  chunk's `[T, K, B]` indices into the split whose `labels` are given."""
+  images = {k: next(r).reshape((c_idx.shape[0], cols.size) + image_shape)
+            for (k, cols), r in zip(columns.items(), reads)}
+  by_seed = {k: labels[c_idx[:, k][:, cols]].astype(np.int32)
+             for k, cols in columns.items()}
+
+  def part(of):
+    def build(index):
+      _, ks, bs = index[:3]
+      out = []
+      for k in range(ks.start, ks.stop):
+        j = int(np.searchsorted(columns[k], bs.start))
+        out.append(of[k][:, j:j + bs.stop - bs.start])
+      return np.stack(out, axis=1)
+    return build
+
+  # pylint: disable-next=g-import-not-at-top
+  from jax.sharding import PartitionSpec as P
+  spec = P(None, SEED_AXIS, DATA_AXIS)
+  shape = c_idx.shape
+  return (distributed.from_parts(shape + image_shape, mesh, spec,
+                                 part(images)),
+          distributed.from_parts(shape, mesh, spec, part(by_seed)))
 
 
 @functools.lru_cache(maxsize=None)

@@ -42,9 +42,11 @@ from cil.experiments.classify.config import HOST_AUGMENTATIONS
 from cil.experiments.classify.config import ClassifyConfig
 from cil.experiments.classify.config import DEVICE_AUGMENTATIONS
 from cil.experiments.classify.config import TAU_GRID
+from cil.experiments.classify.parallel import batches_from_parts
 from cil.experiments.classify.parallel import DATA_AXIS
 from cil.experiments.classify.parallel import data_mesh
 from cil.experiments.classify.parallel import data_parallel_chunk
+from cil.experiments.classify.parallel import local_columns
 from cil.experiments.classify.parallel import predict_logits
 from cil.experiments.classify.parallel import SEED_AXIS
 from cil.experiments.classify.parallel import seed_mesh
@@ -123,11 +125,16 @@ def train_and_evaluate(
   # Streamed (`cil.data.StreamedSplit`): each seed's images of a chunk are
   # read for it (by Grain, ahead of use; with several processes, each reads
   # only its own seeds') and its indices point into them: the same images
-  # in the same order as the resident arrays of the in-memory path.
+  # in the same order as the resident arrays of the in-memory path. With
+  # batches split over devices, each process reads only its devices' part
+  # of every seed's batches (`columns`), as `[T, K, B, ...]` batches.
   streamed = isinstance(train_set, data.StreamedSplit)
   local = range(len(seeds))  # The seeds whose images this process reads.
   if mesh is not None and split_batches is None:
     local = range(*distributed.process_share(len(seeds), what='seeds'))
+  columns = {}  # Seed -> the batch positions this process reads.
+  if streamed and split_batches is not None:
+    columns = local_columns(split_batches, len(seeds), cfg.batch_size)
   resident = None if streamed else (train_set.images, train_set.labels)
   if mesh is None:
     if resident is not None:
@@ -157,9 +164,9 @@ def train_and_evaluate(
       elif split_batches is None:  # Each process read its seeds' images.
         images, labels = distributed.global_array(
             (read[0], read[1].astype(np.int32)), mesh, SEED_AXIS)
-      else:  # Every seed's images, read by every process.
-        images, labels = distributed.put(
-            (read[0], read[1].astype(np.int32)), mesh, P(SEED_AXIS))
+      else:  # The batches, each process's part read by it.
+        images, labels = read
+        c_idx = None
       if split_batches is None:
         fn = sharded_chunk(mesh, drw, options, own_data=read is not None,
                            **static)
@@ -213,7 +220,16 @@ def train_and_evaluate(
     per_seed = chunk * cfg.batch_size  # One seed's images in a chunk.
     first = parts.first * chunk
     reads = []
-    if streamed:  # One reader per seed of this process, from `first`.
+    if columns:  # One reader per seed of this process's part of batches.
+      # Each image's augmentation drawn from its position in the seed's
+      # epoch (step x batch + column), as a read of the whole epoch.
+      reads = [train_set.chunks(
+          idx[:, k][:, cols].reshape(-1), chunk * cols.size,
+          start=first * cols.size, threads=max(1, 4 // len(columns)),
+          positions=(np.arange(idx.shape[0])[:, None] * cfg.batch_size
+                     + cols).reshape(-1),
+          **host_augment(seeds[k], epoch)) for k, cols in columns.items()]
+    elif streamed:  # One reader per seed of this process, from `first`.
       threads = max(1, 4 // len(local))
       reads = [train_set.chunks(idx[:, k].reshape(-1), per_seed,
                                 start=first * cfg.batch_size,
@@ -224,7 +240,10 @@ def train_and_evaluate(
     for c, start in enumerate(range(first, steps, chunk), parts.first + 1):
       c_idx, c_mask = idx[start:start + chunk], mask[start:start + chunk]
       read = None
-      if streamed:  # Each seed's images; its indices point into them.
+      if columns:
+        read = batches_from_parts(split_batches, columns, reads, c_idx,
+                                  train_set.labels, train_set.image_shape)
+      elif streamed:  # Each seed's images; its indices point into them.
         read = (np.stack([next(r) for r in reads]),
                 train_set.labels[c_idx[:, local].transpose(1, 0, 2).reshape(
                     len(local), per_seed)])

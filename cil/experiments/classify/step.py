@@ -153,9 +153,10 @@ def seed_gradients(state: TrainState, images: jax.Array, labels: jax.Array,
 
   Args:
     state: this seed's TrainState.
-    images: `[N, H, W, C]` the whole source split (device resident).
-    labels: `[N]` its labels.
-    idx: `[B]` indices of this batch into `images`.
+    images: `[N, H, W, C]` the whole source split (device resident), or
+      with `idx` None this batch's `[B, H, W, C]` images.
+    labels: `[N]` its labels (`[B]` with `idx` None).
+    idx: `[B]` indices of this batch into `images`, or None.
     mask: `[B]` False on padding (the last batch of an epoch).
     class_counts: `[C]` this seed's training-set counts (for the loss).
     loss_weights: `[C]` class weights of the batch loss (deferred
@@ -170,7 +171,7 @@ def seed_gradients(state: TrainState, images: jax.Array, labels: jax.Array,
     respect to `state.params`, the new batch-norm statistics (None for a
     model without them) and `{'loss', 'accuracy'}`.
   """
-  x, y = images[idx], labels[idx]
+  x, y = (images, labels) if idx is None else (images[idx], labels[idx])
   if augment:
     rng, aug_rng = jax.random.split(rng)
     x = augment_batch(x, aug_rng, augment)
@@ -248,9 +249,11 @@ def train_chunk(states: TrainState, images: jax.Array, labels: jax.Array,
       the states for an epoch when `seed_parallel` is 'loop'.
     images, labels: the whole source split (`[N, H, W, C]`, `[N]`), or
       each seed's own images (`[K, N, H, W, C]`, `[K, N]`: a streamed
-      chunk, each seed's steps read for it).
+      chunk, each seed's steps read for it), or every step's batches
+      (`[T, K, B, H, W, C]`, `[T, K, B]`: a streamed chunk whose batches
+      are split over devices, each part read where it is used).
     idx, mask: `[T, K, B]` batch indices (into `images`, or seed k's
-      `images[k]`) and validity.
+      `images[k]`; None for batches) and validity.
     class_counts: `[K, C]`.
     rngs: `[T, K]` dropout keys.
     loss_weights: `[K, C]` class weights of the batch loss (deferred
@@ -290,7 +293,8 @@ def chunk_program(states, images, labels, idx, mask, class_counts, rngs,
   """`train_chunk`'s program, un-jitted (for a caller's jit or
   `shard_map`); arguments as `train_chunk`'s."""
   hparams = {'loss': loss, 'augment': augment}
-  own = images.ndim == 5  # Each seed's own images.
+  batched = images.ndim == 6  # Every step's batches: no gather by index.
+  own = images.ndim == 5 or batched  # Each seed's own images (in a step).
 
   def data_of(ims, labs, k):
     return (ims[k], labs[k]) if own else (ims, labs)
@@ -302,7 +306,8 @@ def chunk_program(states, images, labels, idx, mask, class_counts, rngs,
                        f'{seed_parallel!r}.')
 
     def per_seed(st, ims, labs, i, m, c, w, r):
-      outs = [train_step(st[k], *data_of(ims, labs, k), i[k], m[k], c[k],
+      outs = [train_step(st[k], *data_of(ims, labs, k),
+                         None if i is None else i[k], m[k], c[k],
                          None if w is None else w[k], r[k], **hparams)
               for k in range(len(st))]
       return tuple(o[0] for o in outs), loops.stack([o[1] for o in outs])
@@ -330,16 +335,20 @@ def chunk_program(states, images, labels, idx, mask, class_counts, rngs,
                      f'{seed_parallel!r}.')
 
   def body(carry, xs):
-    return per_seed(carry, images, labels, *xs[:2], class_counts,
-                    loss_weights, xs[2])
+    if batched:
+      ims, labs, i, m, r = xs
+    else:
+      (i, m, r), ims, labs = xs, images, labels
+    return per_seed(carry, ims, labs, i, m, class_counts, loss_weights, r)
 
+  xs = (images, labels, None, mask, rngs) if batched else (idx, mask, rngs)
   if not unroll:
-    return jax.lax.scan(body, states, (idx, mask, rngs))
+    return jax.lax.scan(body, states, xs)
   # A Python loop, not `scan(unroll=True)`: a length-1 scan stays a while
   # loop, with the CPU slowdown above.
   outs = []
-  for t in range(idx.shape[0]):
-    states, out = body(states, (idx[t], mask[t], rngs[t]))
+  for t in range(mask.shape[0]):
+    states, out = body(states, jax.tree.map(lambda x, t=t: x[t], xs))
     outs.append(out)
   return states, loops.stack(outs)
 
