@@ -2,6 +2,7 @@
 prepared from fixture trees in their standard layouts (tiny JPEGs, the
 real list and JSON formats), their bad cases named, and a smoke run."""
 
+import collections
 import dataclasses
 import json
 import os
@@ -17,6 +18,7 @@ from cil import data
 from cil import errors
 from cil.data import custom
 from cil.data import longtail
+from cil.data import streaming
 
 
 def _jpeg(path: str, value: int, size=(10, 14)) -> None:
@@ -169,9 +171,17 @@ class LongTailTest(absltest.TestCase):
       if step == 4:
         raise Killed()
 
+    reads = collections.Counter()  # Images read per split in `whole`.
+    chunks = streaming.StreamedSplit.chunks
+
+    def counted(split, indices, *args, start=0, **kwargs):
+      reads[split.split] += len(indices) - start
+      return chunks(split, indices, *args, start=start, **kwargs)
+
     with mock.patch.object(longtail.CilImagenetLt, 'NUM_CLASSES', 3):
-      whole = classify.run(cfg, os.path.join(self.root, 'w1'),
-                           show_progress=False)
+      with mock.patch.object(streaming.StreamedSplit, 'chunks', counted):
+        whole = classify.run(cfg, os.path.join(self.root, 'w1'),
+                             show_progress=False)
       workdir = os.path.join(self.root, 'w2')
       with self.assertRaises(Killed):
         classify.run(cfg, workdir, show_progress=False,
@@ -202,6 +212,9 @@ class LongTailTest(absltest.TestCase):
     self.assertEqual(c['settings']['data_parallel'], -1)
     np.testing.assert_allclose(c['train_loss_per_epoch'],
                                a['train_loss_per_epoch'], rtol=1e-5)
+    # The test split read once: the model's logits and cRT's features
+    # from the same images.
+    self.assertEqual(reads['test'], 6)
     # cRT on the streamed split (features read chunk by chunk).
     self.assertEqual(a['per_seed'][0]['crt']['confusion'],
                      b['per_seed'][0]['crt']['confusion'])

@@ -268,13 +268,13 @@ class ClassifyTest(absltest.TestCase):
                     decouple_epochs=1, validation='train:0.2')
     events = []
     runner = classify.runner
-    logits_of, choose, features = (runner._split_logits,
-                                   classify.decouple.choose_tau,
-                                   classify.decouple.features)
+    outputs_of, choose, features = (runner._split_outputs,
+                                    classify.decouple.choose_tau,
+                                    classify.decouple.features)
 
-    def logged_logits(states, split, *args):
+    def logged_outputs(states, split, *args):
       events.append(('logits', split.split))
-      return logits_of(states, split, *args)
+      return outputs_of(states, split, *args)
 
     def logged_choice(*args):
       events.append(('choice', None))
@@ -288,7 +288,7 @@ class ClassifyTest(absltest.TestCase):
       events.append(('features', 'test' if is_test else 'other'))
       return features(model, variables, images, *args)
 
-    with mock.patch.object(runner, '_split_logits', logged_logits), \
+    with mock.patch.object(runner, '_split_outputs', logged_outputs), \
         mock.patch.object(classify.decouple, 'choose_tau', logged_choice), \
         mock.patch.object(classify.decouple, 'features', logged_features):
       results = classify.run(cfg, self._workdir(), show_progress=False)

@@ -227,20 +227,18 @@ def stage_two_fit(model: nn.Module, variables: dict, train_images: Any,
   `{method: (head, losses, tau)}`.
 
   Images are arrays or iterables of arrays (`features`): the features are
-  extracted once, then only they are held. With `validation`, `(images,
-  labels)` of a held-out split, tau-norm's tau is the one of `taus` with
-  the largest balanced accuracy there (the first of equals); otherwise
-  `tau`. `sample`: one image `[1, H, W, C]` (default the first of
-  `train_images`, an array).
+  extracted once, then only they are held. With `validation`, `(features,
+  labels)` of a held-out split (`features`' first output, so a streamed
+  split read once serves every seed), tau-norm's tau is the one of `taus`
+  with the largest balanced accuracy there (the first of equals);
+  otherwise `tau`. `sample`: one image `[1, H, W, C]` (default the first
+  of `train_images`, an array).
   """
   path = head_path(model, variables,
                    train_images[:1] if sample is None else sample)
   head = get_head(variables['params'], path)
   train_feats, _ = features(model, variables, train_images, eval_batch_size)
-  val_feats = None
-  if validation is not None:
-    val_feats, _ = features(model, variables, validation[0],
-                            eval_batch_size)
+  val_feats = None if validation is None else validation[0]
   out = {}
   for method in methods:
     trained, losses = fit(method, head, train_feats, train_labels, tx=tx,
@@ -256,14 +254,13 @@ def stage_two_fit(model: nn.Module, variables: dict, train_images: Any,
 
 
 def stage_two_logits(model: nn.Module, variables: dict, fitted: dict,
-                     test_images: Any, *, eval_batch_size: int,
-                     sample: Any = None) -> dict:
+                     test_feats: np.ndarray, test_logits: np.ndarray, *,
+                     sample: Any) -> dict:
   """Every fitted method's `[n_test, C]` test logits, `{method: logits}`
-  (`stage_two_fit`'s heads and taus; images and `sample` as there)."""
-  path = head_path(model, variables,
-                   test_images[:1] if sample is None else sample)
-  test_feats, test_logits = features(model, variables, test_images,
-                                     eval_batch_size)
+  (`stage_two_fit`'s heads and taus), from the test split's `features`
+  (`[n, D]` features and the model's `[n, C]` logits, which the plain
+  classifier must give back). `sample`: one image `[1, H, W, C]`."""
+  path = head_path(model, variables, sample)
   plain = np.asarray(classifier_logits(
       'plain', get_head(variables['params'], path), test_feats))
   if not np.allclose(plain, test_logits, rtol=1e-3, atol=1e-3):

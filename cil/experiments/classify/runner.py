@@ -290,21 +290,25 @@ def train_and_evaluate(
     states = training.state
 
   # Every choice first, on the held-out split (`cfg.validation`) alone;
-  # the test split is read after.
+  # the test split is read after. Each split is read once: every seed's
+  # logits and, for decoupling, its features from the same images.
+  seed_variables = []
+  if cfg.decouple:
+    host_variables = distributed.to_host(states.variables())
+    seed_variables = [jax.tree.map(lambda x, k=k: x[k], host_variables)
+                      for k in range(len(seeds))]
   taus = [cfg.posthoc_tau] * len(seeds)
-  val_logits = None
+  val_logits = val_features = None
   if val_set is not None:
-    val_logits = _split_logits(states, val_set, cfg, mesh)
+    val_logits, val_features = _split_outputs(states, val_set, cfg, mesh,
+                                              model, seed_variables)
   if val_logits is not None and cfg.posthoc_tau:
     taus = [decouple.choose_tau(
         lambda t, k=k: np.asarray(losses.posthoc_adjusted_logits(
             val_logits[k], splits[k].class_counts, tau=t)),
         val_set.labels, TAU_GRID) for k in range(len(seeds))]
-  fitted, seed_variables = [], []
+  fitted = []
   if cfg.decouple:
-    host_variables = distributed.to_host(states.variables())
-    seed_variables = [jax.tree.map(lambda x, k=k: x[k], host_variables)
-                      for k in range(len(seeds))]
     for k, seed in enumerate(seeds):
       chosen = splits[k].indices
       fitted.append(decouple.stage_two_fit(
@@ -316,10 +320,11 @@ def train_and_evaluate(
           eval_batch_size=cfg.eval_batch_size, tau=cfg.decouple_tau,
           seed=seed, taus=TAU_GRID, sample=first_image(train_set),
           validation=None if val_set is None else (
-              _images_of(val_set, None, cfg), val_set.labels)))
+              val_features[k][0], val_set.labels)))
   chosen_on = 'validation' if val_set is not None else 'stated'
 
-  logits = _split_logits(states, test_set, cfg, mesh)
+  logits, test_features = _split_outputs(states, test_set, cfg, mesh, model,
+                                         seed_variables)
   per_seed = []
   for k, seed in enumerate(seeds):
     score = functools.partial(
@@ -343,9 +348,8 @@ def train_and_evaluate(
                 val_logits[k], splits[k].class_counts, tau=taus[k])))
     if cfg.decouple:
       second = decouple.stage_two_logits(
-          model, seed_variables[k], fitted[k],
-          _images_of(test_set, None, cfg),
-          eval_batch_size=cfg.eval_batch_size, sample=first_image(test_set))
+          model, seed_variables[k], fitted[k], *test_features[k],
+          sample=first_image(test_set))
       for method, method_logits in second.items():
         _, method_losses, tau = fitted[k][method]
         scores[method] = {'stage2_loss_per_epoch': method_losses,
@@ -375,36 +379,52 @@ def first_image(ds) -> np.ndarray:
   return ds.images[:1]
 
 
-def _split_logits(states, split, cfg: ClassifyConfig, mesh) -> np.ndarray:
-  """`[K, n, C]` logits of a split (the test or the validation split),
-  read in chunks when streamed."""
-  if not isinstance(split, data.StreamedSplit):
-    return predict_logits(states, split.images, cfg.eval_batch_size,
-                          mesh, seed_parallel=cfg.seed_parallel)
-  out = [predict_logits(states, images, cfg.eval_batch_size, mesh,
-                        seed_parallel=cfg.seed_parallel)
-         for images in _images_of(split, None, cfg)]
-  return np.concatenate(out, axis=1)
+def _split_outputs(states, split, cfg: ClassifyConfig, mesh, model=None,
+                   seed_variables=()) -> tuple[np.ndarray, list]:
+  """`[K, n, C]` logits of a split (the test or the validation split)
+  and, for each of `seed_variables` (one seed's), its `([n, D] features,
+  [n, C] logits)` (`decouple.features`), from one read of the split
+  (chunk by chunk when streamed)."""
+  logits, features = [], [[] for _ in seed_variables]
+  for images in _images_of(split, None, cfg, whole=True):
+    logits.append(predict_logits(states, images, cfg.eval_batch_size, mesh,
+                                 seed_parallel=cfg.seed_parallel))
+    for k, variables in enumerate(seed_variables):
+      features[k].append(decouple.features(model, variables, images,
+                                           cfg.eval_batch_size))
+  return np.concatenate(logits, axis=1), [
+      tuple(np.concatenate(parts) for parts in zip(*f)) for f in features]
 
 
-def _images_of(split, indices: Optional[np.ndarray], cfg: ClassifyConfig):
+def _images_of(split, indices: Optional[np.ndarray], cfg: ClassifyConfig,
+               whole: bool = False):
   """A split's images at `indices` (None: all) as the evaluation sees
-  them: an array for a split in memory; for a streamed one, a generator
-  of arrays read chunk by chunk (the references' test transform applied
-  with a host augmentation), so no more than a chunk is held."""
+  them: an array for a split in memory (with `whole`, in a list: one
+  chunk); for a streamed one, a generator of arrays read chunk by chunk
+  (the references' test transform applied with a host augmentation), so
+  no more than a chunk is held. Chunks of 8 evaluation batches, the last
+  read to a whole batch (or as it is when shorter than one: the shapes an
+  in-memory split's batches have), so each image is read once or, in the
+  last batch's padding, twice."""
   if not isinstance(split, data.StreamedSplit):
-    return split.images if indices is None else split.images[indices]
+    images = split.images if indices is None else split.images[indices]
+    return [images] if whole else images
   indices = np.arange(len(split)) if indices is None else np.asarray(indices)
-  n, chunk = indices.size, 8 * cfg.eval_batch_size
-  order = indices[np.arange(n + (-n % chunk)) % n]  # Whole chunks.
+  n, batch = indices.size, cfg.eval_batch_size
+  chunk = 8 * batch
+  body, tail = n - n % chunk, n % chunk
+  padded = tail if tail <= batch else -(-tail // batch) * batch
+  order = indices[np.arange(body + padded) % n]
   transform = None
   if cfg.augment in HOST_AUGMENTATIONS:
     transform = data.transforms.resize_centre_crop(split.image_shape[0])
 
   def read():
-    for c, images in enumerate(split.chunks(order, chunk,
-                                            transform=transform)):
-      yield images[:max(0, n - c * chunk)]  # The last one unpadded.
+    if body:
+      yield from split.chunks(order[:body], chunk, transform=transform)
+    if tail:
+      yield next(split.chunks(order[body:], padded,
+                              transform=transform))[:tail]
   return read()
 
 
