@@ -10,10 +10,11 @@ compiled twice: with the options a run of that model resolves to
 or `batch_norm_step_compiler_options` for the ResNets; on the CPU, YNNPACK
 fusions for dots only, so convolutions run through XLA:CPU's own kernels,
 and for the ResNets also for elementwise ops and reductions) and with
-none. `--rounds` rounds alternate `--steps` steps of each; `ratio` is the median seconds
-per step with the policy's options over the median without (below 1: the
-options are faster). Both start from the same initialisation and batches,
-and their first-step losses are printed (they differ only in rounding).
+none. `--rounds` rounds alternate `--steps` steps of each; `ratio` is the
+median seconds per step with the policy's options over the median without
+(below 1: the options are faster). Both start from the same
+initialisation and batches, and their first-step losses are printed (they
+differ only in rounding).
 Random uint8 images stand in for the data. The last line is JSON.
 
 `--baseline_ynn_fusion_type=LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT` compiles

@@ -151,8 +151,8 @@ from cil import metrics
 from configs import common
 
 VARIANTS = ('default', 'smoke', 'mnist_table1', 'mnist_sweep', 'components',
-            'convergence', 'mnist_longtail', 'mstar', 'cifar10_lt', 'cifar100_lt',
-            'imagenet_lt', 'inaturalist2018')
+            'convergence', 'mnist_longtail', 'mstar', 'cifar10_lt',
+            'cifar100_lt', 'imagenet_lt', 'inaturalist2018')
 
 # The sweep's minority sizes: 500 // ratio = 250, 100, 50, 16, 6, 4, 2, 1.
 SWEEP_RATIOS = (2, 5, 10, 31.25, 83, 125, 250, 500)

@@ -47,8 +47,9 @@ CONV_POOL_MODELS: Sequence[str] = ('lenet', 'lenet_normed')
 
 
 def get_model(name: str, num_classes: int, **kwargs) -> nn.Module:
-  """Returns the model called `name` (lenet, lenet_normed, digits_cnn, aconvnet, conv4,
-  resnet8, resnet32, resnet50, resnext50; `_normed`: LDAM's cosine head)."""
+  """Returns the model called `name` (lenet, lenet_normed, digits_cnn,
+  aconvnet, conv4, resnet8, resnet32, resnet50, resnext50; `_normed`:
+  LDAM's cosine head)."""
   if name not in _MODELS:
     raise ValueError(f'Unknown model {name!r}; known: '
                      f'{", ".join(MODEL_NAMES)}.')

@@ -65,7 +65,6 @@ class ImageNetResNetTest(parameterized.TestCase):
     self.assertTrue(normed.normed_head)
 
 
-
 class GroupedBatchNormTest(absltest.TestCase):
 
   def test_groups_are_flax_batch_norm_per_part_and_follow_the_first(self):
