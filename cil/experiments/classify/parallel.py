@@ -20,7 +20,7 @@ runner.
 """
 
 import functools
-from typing import Callable, Optional
+from typing import Any, Callable, Optional
 
 import jax
 import numpy as np
@@ -52,17 +52,18 @@ def _keyed_program(**static) -> Callable:
 @functools.lru_cache(maxsize=None)
 def sharded_chunk(mesh: jax.sharding.Mesh, weighted: bool,
                   compiler_options: tuple[tuple[str, str], ...] = (), *,
-                  own_data: bool = False, **static):
+                  batched: bool = False, **static):
   """`train_chunk`'s program under `shard_map`: `(states, images, labels,
   idx, mask, counts, seeds, steps[, weights]) -> (states, [T, K] metrics)`,
   compiled with `compiler_options`; `static` are `chunk_program`'s keyword
   arguments. The images and labels are the whole split, on every device,
-  or with `own_data` each seed's own (`[K, N, ...]`, sharded like the
-  seeds: each process holds only its seeds' images)."""
+  or with `batched` every step's batches (`[T, K, B, ...]`, sharded like
+  the seeds, the indices None: each process holds only its seeds'
+  images)."""
   # pylint: disable-next=g-import-not-at-top
   from jax.sharding import PartitionSpec as P
   by_seed, by_step_seed = P(SEED_AXIS), P(None, SEED_AXIS)
-  data = by_seed if own_data else P()
+  data = by_step_seed if batched else P()
   in_specs = (by_seed, data, data, by_step_seed, by_step_seed, by_seed,
               by_seed, P()) + ((by_seed,) if weighted else ())
   return jax.jit(jax.shard_map(_keyed_program(**static), mesh=mesh,
@@ -132,33 +133,45 @@ def data_parallel_chunk(mesh: jax.sharding.Mesh, weighted: bool,
                  compiler_options=dict(compiler_options) or None)
 
 
-def local_columns(mesh: jax.sharding.Mesh, num_seeds: int, batch_size: int
-                  ) -> dict[int, np.ndarray]:
+def _batch_spec(mesh: jax.sharding.Mesh) -> jax.sharding.PartitionSpec:
+  """How `[T, K, B, ...]` batches lie on a `data_mesh` or `seed_mesh`."""
+  if DATA_AXIS in mesh.axis_names:
+    return jax.sharding.PartitionSpec(None, SEED_AXIS, DATA_AXIS)
+  return jax.sharding.PartitionSpec(None, SEED_AXIS)
+
+
+def local_columns(mesh: Optional[jax.sharding.Mesh], num_seeds: int,
+                  batch_size: int) -> dict[int, np.ndarray]:
   """Seed -> the positions in each of its batches that this process's
-  devices hold on a `data_mesh` (what this process reads)."""
-  # pylint: disable-next=g-import-not-at-top
-  from jax.sharding import PartitionSpec as P
+  devices hold (what this process reads): on a `data_mesh` its share of
+  each batch, on a `seed_mesh` its seeds' whole batches, without a mesh
+  every seed's."""
+  if mesh is None:
+    return {k: np.arange(batch_size) for k in range(num_seeds)}
   columns = {}
   for _, ks, bs in distributed.local_parts(
-      (1, num_seeds, batch_size), mesh, P(None, SEED_AXIS, DATA_AXIS)):
+      (1, num_seeds, batch_size), mesh, _batch_spec(mesh)):
     for k in range(ks.start, ks.stop):
       columns.setdefault(k, set()).update(range(bs.start, bs.stop))
   return {k: np.array(sorted(c)) for k, c in sorted(columns.items())}
 
 
-def batches_from_parts(mesh: jax.sharding.Mesh, columns: dict, reads: list,
-                       c_idx: np.ndarray, labels: np.ndarray,
-                       image_shape: tuple[int, ...]
-                       ) -> tuple[jax.Array, jax.Array]:
-  """A chunk's `[T, K, B, H, W, C]` images and `[T, K, B]` labels as
-  global arrays on a `data_mesh`, from this process's reads of its
-  `columns` (`local_columns`) alone: `reads` one iterator per seed of
-  `columns` giving its `[T x columns, H, W, C]` images, `c_idx` the
-  chunk's `[T, K, B]` indices into the split whose `labels` are given."""
+def batches_from_parts(mesh: Optional[jax.sharding.Mesh], columns: dict,
+                       reads: list, c_idx: np.ndarray, labels: np.ndarray,
+                       image_shape: tuple[int, ...]) -> tuple[Any, Any]:
+  """A chunk's `[T, K, B, H, W, C]` images and `[T, K, B]` labels, from
+  this process's reads of its `columns` (`local_columns`) alone: global
+  arrays laid out on `mesh`, or without one host arrays. `reads`: one
+  iterator per seed of `columns` giving its `[T x columns, H, W, C]`
+  images; `c_idx`: the chunk's `[T, K, B]` indices into the split whose
+  `labels` are given."""
   images = {k: next(r).reshape((c_idx.shape[0], cols.size) + image_shape)
             for (k, cols), r in zip(columns.items(), reads)}
   by_seed = {k: labels[c_idx[:, k][:, cols]].astype(np.int32)
              for k, cols in columns.items()}
+  if mesh is None:  # Every seed's whole batches.
+    return (np.stack([images[k] for k in sorted(images)], axis=1),
+            np.stack([by_seed[k] for k in sorted(by_seed)], axis=1))
 
   def part(of):
     def build(index):
@@ -170,10 +183,7 @@ def batches_from_parts(mesh: jax.sharding.Mesh, columns: dict, reads: list,
       return np.stack(out, axis=1)
     return build
 
-  # pylint: disable-next=g-import-not-at-top
-  from jax.sharding import PartitionSpec as P
-  spec = P(None, SEED_AXIS, DATA_AXIS)
-  shape = c_idx.shape
+  spec, shape = _batch_spec(mesh), c_idx.shape
   return (distributed.from_parts(shape + image_shape, mesh, spec,
                                  part(images)),
           distributed.from_parts(shape, mesh, spec, part(by_seed)))

@@ -122,19 +122,16 @@ def train_and_evaluate(
   options = static.pop('compiler_options')
   weights = np.asarray(
       losses.effective_number_weights(counts, beta=cfg.drw_beta))
-  # Streamed (`cil.data.StreamedSplit`): each seed's images of a chunk are
-  # read for it (by Grain, ahead of use; with several processes, each reads
-  # only its own seeds') and its indices point into them: the same images
-  # in the same order as the resident arrays of the in-memory path. With
-  # batches split over devices, each process reads only its devices' part
-  # of every seed's batches (`columns`), as `[T, K, B, ...]` batches.
+  # Streamed (`cil.data.StreamedSplit`): each chunk's batches are read for
+  # it (by Grain, ahead of use), each process reading only the part of
+  # every seed's batches its devices hold (`columns`: with several
+  # processes, its own seeds, or its share of each batch), and passed as
+  # `[T, K, B, ...]` batches: the same images in the same order as the
+  # resident arrays of the in-memory path.
   streamed = isinstance(train_set, data.StreamedSplit)
-  local = range(len(seeds))  # The seeds whose images this process reads.
-  if mesh is not None and split_batches is None:
-    local = range(*distributed.process_share(len(seeds), what='seeds'))
   columns = {}  # Seed -> the batch positions this process reads.
-  if streamed and split_batches is not None:
-    columns = local_columns(split_batches, len(seeds), cfg.batch_size)
+  if streamed:
+    columns = local_columns(mesh, len(seeds), cfg.batch_size)
   resident = None if streamed else (train_set.images, train_set.labels)
   if mesh is None:
     if resident is not None:
@@ -146,7 +143,8 @@ def train_and_evaluate(
       images, labels = read or resident
       rngs = step_keys(jnp.asarray(seeds), jnp.asarray(global_steps))
       return train_chunk(states, jnp.asarray(images),
-                         jnp.asarray(labels, jnp.int32), jnp.asarray(c_idx),
+                         jnp.asarray(labels, jnp.int32),
+                         None if read else jnp.asarray(c_idx),
                          jnp.asarray(c_mask), counts, rngs,
                          weights if drw else None, compiler_options=options,
                          **static)
@@ -159,16 +157,11 @@ def train_and_evaluate(
         (np.asarray(seeds), np.asarray(counts), weights), mesh, P(SEED_AXIS))
 
     def run_chunk(states, c_idx, c_mask, global_steps, drw, read=None):
-      if read is None:
-        images, labels = resident
-      elif split_batches is None:  # Each process read its seeds' images.
-        images, labels = distributed.global_array(
-            (read[0], read[1].astype(np.int32)), mesh, SEED_AXIS)
-      else:  # The batches, each process's part read by it.
-        images, labels = read
+      images, labels = read or resident
+      if read is not None:  # The batches, each process's part read by it.
         c_idx = None
       if split_batches is None:
-        fn = sharded_chunk(mesh, drw, options, own_data=read is not None,
+        fn = sharded_chunk(mesh, drw, options, batched=read is not None,
                            **static)
         batches = P(None, SEED_AXIS)
       else:
@@ -217,39 +210,23 @@ def train_and_evaluate(
     pad = -steps % chunk  # The last chunk is padded with inactive steps.
     idx = np.concatenate([idx, np.zeros((pad,) + idx.shape[1:], idx.dtype)])
     mask = np.concatenate([mask, np.zeros((pad,) + mask.shape[1:], bool)])
-    per_seed = chunk * cfg.batch_size  # One seed's images in a chunk.
     first = parts.first * chunk
-    reads = []
-    if columns:  # One reader per seed of this process's part of batches.
-      # Each image's augmentation drawn from its position in the seed's
-      # epoch (step x batch + column), as a read of the whole epoch.
-      reads = [train_set.chunks(
-          idx[:, k][:, cols].reshape(-1), chunk * cols.size,
-          start=first * cols.size, threads=max(1, 4 // len(columns)),
-          positions=(np.arange(idx.shape[0])[:, None] * cfg.batch_size
-                     + cols).reshape(-1),
-          **host_augment(seeds[k], epoch)) for k, cols in columns.items()]
-    elif streamed:  # One reader per seed of this process, from `first`.
-      threads = max(1, 4 // len(local))
-      reads = [train_set.chunks(idx[:, k].reshape(-1), per_seed,
-                                start=first * cfg.batch_size,
-                                threads=threads,
-                                **host_augment(seeds[k], epoch))
-               for k in local]
+    # One reader per seed of this process's part of the batches, from
+    # `first`; each image's augmentation drawn from its position in the
+    # seed's epoch (step x batch + column), as a read of the whole epoch.
+    reads = [train_set.chunks(
+        idx[:, k][:, cols].reshape(-1), chunk * cols.size,
+        start=first * cols.size, threads=max(1, 4 // len(columns)),
+        positions=(np.arange(idx.shape[0])[:, None] * cfg.batch_size
+                   + cols).reshape(-1),
+        **host_augment(seeds[k], epoch)) for k, cols in columns.items()]
     carry = dict(parts.carry)
     for c, start in enumerate(range(first, steps, chunk), parts.first + 1):
       c_idx, c_mask = idx[start:start + chunk], mask[start:start + chunk]
       read = None
-      if columns:
-        read = batches_from_parts(split_batches, columns, reads, c_idx,
+      if streamed:
+        read = batches_from_parts(mesh, columns, reads, c_idx,
                                   train_set.labels, train_set.image_shape)
-      elif streamed:  # Each seed's images; its indices point into them.
-        read = (np.stack([next(r) for r in reads]),
-                train_set.labels[c_idx[:, local].transpose(1, 0, 2).reshape(
-                    len(local), per_seed)])
-        c_idx = np.broadcast_to(
-            np.arange(per_seed, dtype=c_idx.dtype).reshape(
-                chunk, 1, cfg.batch_size), c_idx.shape)
       global_steps = epoch * steps + start + np.arange(chunk)
       states, step_metrics = run_chunk(states, c_idx, c_mask, global_steps,
                                        drw, read)

@@ -248,12 +248,10 @@ def train_chunk(states: TrainState, images: jax.Array, labels: jax.Array,
       stacking them back each step (docs/performance.md). The runner splits
       the states for an epoch when `seed_parallel` is 'loop'.
     images, labels: the whole source split (`[N, H, W, C]`, `[N]`), or
-      each seed's own images (`[K, N, H, W, C]`, `[K, N]`: a streamed
-      chunk, each seed's steps read for it), or every step's batches
-      (`[T, K, B, H, W, C]`, `[T, K, B]`: a streamed chunk whose batches
-      are split over devices, each part read where it is used).
-    idx, mask: `[T, K, B]` batch indices (into `images`, or seed k's
-      `images[k]`; None for batches) and validity.
+      every step's batches (`[T, K, B, H, W, C]`, `[T, K, B]`: a streamed
+      chunk, each batch, or each device's part of it, read for it).
+    idx, mask: `[T, K, B]` batch indices into `images` (None for
+      batches) and validity.
     class_counts: `[K, C]`.
     rngs: `[T, K]` dropout keys.
     loss_weights: `[K, C]` class weights of the batch loss (deferred
@@ -293,11 +291,10 @@ def chunk_program(states, images, labels, idx, mask, class_counts, rngs,
   """`train_chunk`'s program, un-jitted (for a caller's jit or
   `shard_map`); arguments as `train_chunk`'s."""
   hparams = {'loss': loss, 'augment': augment}
-  batched = images.ndim == 6  # Every step's batches: no gather by index.
-  own = images.ndim == 5 or batched  # Each seed's own images (in a step).
+  batched = idx is None  # Every step's batches: no gather by index.
 
   def data_of(ims, labs, k):
-    return (ims[k], labs[k]) if own else (ims, labs)
+    return (ims[k], labs[k]) if batched else (ims, labs)
 
   if isinstance(states, tuple):
     if seed_parallel != 'loop':
@@ -312,7 +309,7 @@ def chunk_program(states, images, labels, idx, mask, class_counts, rngs,
               for k in range(len(st))]
       return tuple(o[0] for o in outs), loops.stack([o[1] for o in outs])
   elif seed_parallel == 'vmap':
-    shared = 0 if own else None
+    shared = 0 if batched else None
     per_seed = jax.vmap(functools.partial(train_step, **hparams),
                         in_axes=(0, shared, shared, 0, 0, 0, 0, 0))
   elif seed_parallel == 'loop':
@@ -320,7 +317,7 @@ def chunk_program(states, images, labels, idx, mask, class_counts, rngs,
       # Gradients seed by seed, then one update of the stacked states: a
       # whole `train_step` per seed also sliced each seed's optimizer state
       # out and stacked it back (docs/performance.md).
-      if own:
+      if batched:
         grads, stats, metrics = loops.unrolled_map(
             lambda a: seed_gradients(*a, **hparams),
             (st, ims, labs, i, m, c, w, r))
