@@ -90,6 +90,11 @@ def get_config(arg=None) -> ml_collections.ConfigDict:
   c.model = _model(image_size=256, width=16, backbone='resnet18')
   # The paper's base-10 logarithms (the losses' default is natural).
   c.loss_hparams = common.loss_hparams(log_base=common.PAPER_LOG_BASE)
+  # How the loss counts background (r2cnn.class_counts_with_background):
+  # 'sampled', its expected share of the sampled RoIs (the majority class,
+  # balanced away by LA, VS and cb); 'foreground_mean', the mean ship
+  # count (left out of their balancing).
+  c.background_count = 'sampled'
   # Optimisation: Adam, cosine decay with 2 % warm-up, clipping at 10.
   c.steps = 1500
   c.batch_size = 4

@@ -44,6 +44,7 @@ from cil.detection import boxes as boxes_lib
 from cil.detection import roi_align
 
 __all__ = [
+    'BACKGROUND_COUNTS',
     'Backbone',
     'batch_loss',
     'class_counts_with_background',
@@ -274,16 +275,38 @@ def smooth_l1(x: jax.Array, beta: float) -> jax.Array:
   return jnp.where(ax < beta, 0.5 * ax * ax / beta, ax - 0.5 * beta)
 
 
+#: How `class_counts_with_background` counts background.
+BACKGROUND_COUNTS = ('sampled', 'foreground_mean')
+
+
 def class_counts_with_background(instance_counts: Sequence[float],
-                                 positive_fraction: float) -> np.ndarray:
+                                 positive_fraction: float, *,
+                                 background: str = 'sampled') -> np.ndarray:
   """`[K + 1]` counts for the classification loss, background first.
 
   Classes absent from the training set count as 1 (CI loss needs positive
-  counts); background counts (1 - f) / f times the foreground total.
+  counts). Background counts as `background` says:
+
+  * 'sampled': (1 - f) / f times the foreground total, its expected share
+    of the sampled RoIs (f the foreground fraction): background is the
+    majority class, as in the batches the loss sees, and a count-aware
+    loss balances it away like any majority class.
+  * 'foreground_mean': the mean foreground count: background is left out
+    of the balancing. A loss that depends on the counts only through
+    their ratios (logit adjustment, VS, class-balanced weights) then
+    balances the object classes against each other, and with equal object
+    counts equals cross-entropy.
   """
   counts = np.maximum(np.asarray(instance_counts, np.float64), 1.0)
-  background = counts.sum() * (1 - positive_fraction) / positive_fraction
-  return np.concatenate([[background], counts]).astype(np.float32)
+  if background == 'sampled':
+    bg = counts.sum() * (1 - positive_fraction) / positive_fraction
+  elif background == 'foreground_mean':
+    bg = counts.mean()
+  else:
+    raise ValueError(f'background must be one of '
+                     f'{", ".join(map(repr, BACKGROUND_COUNTS))}, got '
+                     f'{background!r}.')
+  return np.concatenate([[bg], counts]).astype(np.float32)
 
 
 def _nms_aabb(boxes, scores, *, iou_threshold, max_output, valid):

@@ -66,6 +66,34 @@ class R2CNNTest(absltest.TestCase):
     counts = r2cnn.class_counts_with_background([10, 0, 30], 0.25)
     # Absent classes count 1; background is 3x the foreground total.
     np.testing.assert_allclose(counts, [123, 10, 1, 30])
+    counts = r2cnn.class_counts_with_background(
+        [10, 0, 30], 0.25, background='foreground_mean')
+    np.testing.assert_allclose(counts, [41 / 3, 10, 1, 30], rtol=1e-6)
+    with self.assertRaisesRegex(ValueError, "background must be one of.*"
+                                "'sampled'.*got 'ships'"):
+      r2cnn.class_counts_with_background([10], 0.25, background='ships')
+
+  def test_background_left_out_of_balancing_gives_ce_on_equal_ships(self):
+    # Equal ship counts: with background at the ships' mean every class
+    # counts the same, so LA, VS and class-balanced CE are CE; counted as
+    # its share of the sampled RoIs (3x the ships), background is balanced
+    # away and each differs from CE.
+    logits = jax.random.normal(jax.random.key(0), (12, 4))
+    classes = jnp.arange(12) % 4
+    mask = jnp.arange(12) < 10
+    term = {}
+    for background in r2cnn.BACKGROUND_COUNTS:
+      counts = jnp.asarray(r2cnn.class_counts_with_background(
+          [20, 20, 20], 0.25, background=background))
+      for loss in ('ce', 'la', 'vs', 'cb'):
+        cfg = dataclasses.replace(TINY_R2CNN, loss=loss)
+        term[background, loss] = float(r2cnn.classification_loss(
+            cfg, logits, classes, counts, mask))
+    for loss in ('la', 'vs', 'cb'):
+      self.assertAlmostEqual(term['foreground_mean', loss],
+                             term['foreground_mean', 'ce'], places=5)
+      self.assertGreater(abs(term['sampled', loss] - term['sampled', 'ce']),
+                         1e-2)
 
 
 class DetectorStepTest(absltest.TestCase):

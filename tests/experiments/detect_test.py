@@ -324,6 +324,12 @@ class CascadeConfigTest(absltest.TestCase):
       with self.assertRaisesRegex(ValueError, f'cascade.{field} .*'
                                   f'{message}'):
         detect.TrainConfig.from_config(config).validate()
+    config = configs.load('detect')
+    config.background_count = 'ships'
+    with self.assertRaisesRegex(ValueError, r'background_count '
+                                r"\(--config.background_count\) must be one "
+                                r"of 'sampled', 'foreground_mean'"):
+      detect.TrainConfig.from_config(config).validate()
 
 
 if __name__ == '__main__':

@@ -55,6 +55,10 @@ class TrainConfig:
       `ship_scale`); 1.0 keeps the 512-pixel sizes at any image size, so
       small images are like crops of a 512-pixel harbour.
     pretrained: optional .npz of parameters keyed by path (`load_pretrained`).
+    background_count: how the classification loss counts background
+      (`r2cnn.class_counts_with_background`: 'sampled', its share of the
+      sampled RoIs, the majority class; 'foreground_mean', left out of a
+      count-aware loss's balancing).
   """
   detector: str
   model: r2cnn.R2CNNConfig
@@ -70,6 +74,7 @@ class TrainConfig:
   synthetic_test: int
   synthetic_ship_scale: float
   pretrained: Optional[str]
+  background_count: str
 
   @classmethod
   def from_config(cls, config: Any) -> 'TrainConfig':
@@ -118,6 +123,8 @@ class TrainConfig:
     if not self.synthetic_ship_scale > 0:
       raise ValueError(f'synthetic_ship_scale must be positive, got '
                        f'{self.synthetic_ship_scale}.')
+    v.check_choice('background_count (--config.background_count)',
+                   self.background_count, r2cnn.BACKGROUND_COUNTS)
     if self.seed < 0:
       raise ValueError(f'seed must be >= 0, got {self.seed}.')
     if self.pretrained and not os.path.exists(self.pretrained):

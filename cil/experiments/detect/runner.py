@@ -117,7 +117,8 @@ def run(cfg: TrainConfig, workdir: str, *, show_progress: bool = True,
     instances = np.bincount(train['labels'][train['valid']],
                             minlength=len(classes))
     counts = jnp.asarray(r2cnn.class_counts_with_background(
-        instances, model_cfg.roi_positive_fraction))
+        instances, model_cfg.roi_positive_fraction,
+        background=cfg.background_count))
     state = create_state(cfg)
     if cfg.pretrained:
       params, _ = load_pretrained(state.params, cfg.pretrained)
