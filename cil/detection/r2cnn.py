@@ -38,6 +38,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from cil import _validation as v
 from cil import losses as losses_lib
 from cil.detection import anchors as anchors_lib
 from cil.detection import boxes as boxes_lib
@@ -297,15 +298,12 @@ def class_counts_with_background(instance_counts: Sequence[float],
     balances the object classes against each other, and with equal object
     counts equals cross-entropy.
   """
+  v.check_choice('background', background, BACKGROUND_COUNTS)
   counts = np.maximum(np.asarray(instance_counts, np.float64), 1.0)
   if background == 'sampled':
     bg = counts.sum() * (1 - positive_fraction) / positive_fraction
-  elif background == 'foreground_mean':
-    bg = counts.mean()
   else:
-    raise ValueError(f'background must be one of '
-                     f'{", ".join(map(repr, BACKGROUND_COUNTS))}, got '
-                     f'{background!r}.')
+    bg = counts.mean()
   return np.concatenate([[bg], counts]).astype(np.float32)
 
 
