@@ -25,7 +25,7 @@ error and the others still run):
   (float32 parameters), 224x224x3, batch 256 split over every device
   (`--config.data_parallel=-1`: `classify.data_parallel_chunk` on a
   `data_mesh`), SGD with momentum, CE: images per second per device and
-  in all.
+  in all. Its PyTorch peer is `benchmarks/torch_resnet50_ref.py`.
 
 `--cpu_smoke` shrinks every shape so the whole script runs on the CPU in
 about a minute (its numbers mean nothing; it checks the script).
