@@ -21,8 +21,9 @@ error and the others still run):
 * `detect`: R2CNN's and the rotated Cascade R-CNN's train steps with the
   CI loss at 800x800, ResNet-50 at width 64, 2 images: images per second
   (one line each).
-* `resnet50`: the ImageNet-LT recipe's train step, ResNet-50 in bfloat16
-  (float32 parameters), 224x224x3, batch 256 split over every device
+* `resnet50`: the iNaturalist 2018 recipe's train step (ImageNet-LT's
+  trains ResNeXt-50), ResNet-50 in bfloat16 (float32 parameters),
+  224x224x3, batch 256 split over every device
   (`--config.data_parallel=-1`: `classify.data_parallel_chunk` on a
   `data_mesh`), SGD with momentum, CE: images per second per device and
   in all. Its PyTorch peer is `benchmarks/torch_resnet50_ref.py`.
